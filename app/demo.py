@@ -1,0 +1,63 @@
+"""`eterna demo`: a scripted scene in La Biblioteca Eterna, each reply shown with its route and sources."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from app.config import EternaConfig
+from retrieval.errors import CorpusError, EternaError
+from retrieval.fileio import read_jsonl
+
+
+def load_scene(path: Path) -> list[dict]:
+    lines = []
+    for n, obj in read_jsonl(path, ("npc", "text")):
+        unknown = set(obj) - {"npc", "text", "chapter", "session", "note"}
+        if unknown:
+            raise CorpusError(f"{path}:{n}: unknown field {sorted(unknown)[0]!r}")
+        lines.append(obj)
+    if not lines:
+        raise CorpusError(f"{path}: empty scene")
+    return lines
+
+
+def run_demo(config: EternaConfig, scene: Path, as_json: bool = False) -> int:
+    from rich.console import Console
+    from rich.panel import Panel
+
+    from app.dialogue import DialogueEngine
+
+    console = Console(highlight=False)
+    lines = load_scene(scene)
+    t0 = time.perf_counter()
+    engine = DialogueEngine.from_settings(config)
+    if not as_json:
+        console.print(f"[dim]engine ready in {time.perf_counter() - t0:.1f} s; index {engine.index.path.name}[/dim]")
+    errors = 0
+    for line in lines:
+        try:
+            reply = engine.say(line["npc"], line["text"], session=line.get("session", "demo"),
+                               chapter=line.get("chapter", 1))
+        except EternaError as e:
+            errors += 1
+            if as_json:
+                print(json.dumps({"error": str(e), "line": line}, ensure_ascii=False), flush=True)
+            else:
+                console.print(f"[red]error:[/red] {e}")
+            continue
+        if as_json:
+            print(json.dumps({**reply.to_json(), "note": line.get("note")}, ensure_ascii=False), flush=True)
+            continue
+        name = engine.cast.get(reply.npc).name
+        if line.get("note"):
+            console.print(f"\n[bold yellow]# {line['note']}[/bold yellow]")
+        console.print(f"[bold cyan]Player[/bold cyan] (chapter {reply.chapter}) to {name}: {line['text']}")
+        srcs = ", ".join(f"{s['chunk']} ({s['score']:.2f})" for s in reply.sources) or "none"
+        body = (f"{reply.text}\n\n[dim]route: {reply.route} — {reply.reason}\nsources: {srcs}\n"
+                f"{reply.tokens.get('reply')} tokens in {reply.timings['generate_ms'] / 1000:.1f} s[/dim]")
+        console.print(Panel(body, title=f"{name} [{reply.route}]", title_align="left"))
+    if not as_json:
+        console.print(f"[dim]scene done in {time.perf_counter() - t0:.1f} s[/dim]")
+    return 0 if errors == 0 else 3

@@ -1,0 +1,95 @@
+"""Loading lore: markdown files with YAML front matter (title, kind, npc_scope, chapter), strictly validated."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from retrieval.errors import CorpusError
+from retrieval.types import LORE_KINDS, Document
+
+FRONT_KEYS = ("title", "kind", "npc_scope", "chapter")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def parse_document(path: Path, text: str | None = None) -> Document:
+    path = Path(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise CorpusError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "---":
+        raise CorpusError(f"{path}:1: missing front matter; start the file with a '---' line, "
+                          f"then {', '.join(FRONT_KEYS)}, then '---'")
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
+    except StopIteration:
+        raise CorpusError(f"{path}:1: front matter is not closed; add a '---' line after the keys") from None
+    try:
+        meta = yaml.safe_load("\n".join(lines[1:end])) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = (mark.line + 2) if mark is not None else 1
+        raise CorpusError(f"{path}:{line}: invalid YAML in front matter ({getattr(e, 'problem', e)})") from None
+    if not isinstance(meta, dict):
+        raise CorpusError(f"{path}:2: front matter must be a mapping of {', '.join(FRONT_KEYS)}")
+
+    def where(key: str) -> str:
+        for i in range(1, end):
+            if lines[i].lstrip().startswith(f"{key}:"):
+                return f"{path}:{i + 1}"
+        return f"{path}:1"
+
+    unknown = sorted(set(meta) - set(FRONT_KEYS))
+    if unknown:
+        raise CorpusError(f"{where(unknown[0])}: unknown front-matter key {unknown[0]!r}; "
+                          f"allowed keys are {', '.join(FRONT_KEYS)}")
+    missing = [k for k in FRONT_KEYS if k not in meta]
+    if missing:
+        raise CorpusError(f"{path}:1: front matter lacks {', '.join(missing)}")
+    title = meta["title"]
+    if not isinstance(title, str) or not title.strip():
+        raise CorpusError(f"{where('title')}: title must be a non-empty string")
+    kind = meta["kind"]
+    if kind not in LORE_KINDS:
+        raise CorpusError(f"{where('kind')}: kind {kind!r} is not one of {', '.join(LORE_KINDS)}")
+    scope = meta["npc_scope"]
+    if scope == "all":
+        npc_scope = None
+    elif isinstance(scope, list) and scope and all(isinstance(s, str) and _ID_RE.match(s) for s in scope):
+        npc_scope = tuple(scope)
+    else:
+        raise CorpusError(f"{where('npc_scope')}: npc_scope must be 'all' or a non-empty list of NPC ids, "
+                          f"got {scope!r}")
+    chapter = meta["chapter"]
+    if isinstance(chapter, bool) or not isinstance(chapter, int) or chapter < 1:
+        raise CorpusError(f"{where('chapter')}: chapter must be a positive integer, got {chapter!r}")
+    body = "\n".join(lines[end + 1:]).strip()
+    if not body:
+        raise CorpusError(f"{path}:{end + 2}: document has no text after the front matter")
+    return Document(id=path.stem, title=title.strip(), kind=kind, npc_scope=npc_scope, chapter=chapter,
+                    body=body, path=str(path))
+
+
+def load_corpus(root: Path) -> list[Document]:
+    """All `*.md` files under root (recursively), sorted by path; ids must be unique."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CorpusError(f"{root}: corpus directory not found; pass --corpus DIR with your lore files")
+    docs: list[Document] = []
+    seen: dict[str, str] = {}
+    for path in sorted(root.rglob("*.md")):
+        if path.name.lower() == "readme.md":
+            continue
+        doc = parse_document(path)
+        if doc.id in seen:
+            raise CorpusError(f"{path}: document id {doc.id!r} also used by {seen[doc.id]}; rename one file")
+        seen[doc.id] = str(path)
+        docs.append(doc)
+    if not docs:
+        raise CorpusError(f"{root}: no .md lore documents found")
+    return docs

@@ -1,0 +1,37 @@
+"""Typed errors shared by every Eterna package. Each message names the file, line or field, and the fix."""
+
+
+class EternaError(Exception):
+    """Base class: anything the user can fix (bad input, bad config, missing artifact)."""
+
+
+class ConfigError(EternaError):
+    """A config file or value is invalid."""
+
+
+class CorpusError(EternaError):
+    """A lore document, JSONL line or data file is malformed."""
+
+
+class IndexMissingError(EternaError):
+    """No index at the given path."""
+
+
+class IndexMismatchError(EternaError):
+    """The index was built with another embedder or format than the one asked for."""
+
+
+class ModelNotFoundError(EternaError):
+    """A model id or path cannot be resolved offline."""
+
+
+class InputError(EternaError):
+    """Player input that cannot be served (empty, too long, unknown NPC)."""
+
+
+class UnknownNpcError(InputError):
+    """The NPC id is not in the cast."""
+
+
+class AdapterError(EternaError):
+    """An adapter is missing, malformed, or was trained on another base model."""

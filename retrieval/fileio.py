@@ -1,0 +1,135 @@
+"""Durable file helpers shared by all packages: atomic writes, JSONL with line-numbered errors, fingerprints.
+
+Bad input never loses data: every artifact is written to a temporary sibling, fsynced, then renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from retrieval.errors import CorpusError
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file and directory under root (before it is renamed into place)."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))
+
+
+def replace_dir(staged: Path, final: Path) -> None:
+    """Move a fully written directory into place; an existing one is swapped out, then removed."""
+    fsync_tree(staged)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    os.replace(staged, final)
+    fsync_dir(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> Iterator[tuple[int, dict]]:
+    """Yield (line_number, object) for each non-blank line; malformed lines raise CorpusError with file:line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{path}: file not found")
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CorpusError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno}); "
+                                  "each line must be one JSON object") from None
+            if not isinstance(obj, dict):
+                raise CorpusError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            missing = [k for k in required if k not in obj]
+            if missing:
+                raise CorpusError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+            yield lineno, obj
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint_dir(root: Path) -> str:
+    """A cheap, stable fingerprint of a model folder: small files in full, big files by size + head + tail.
+
+    Good enough to tell two checkpoints apart (a different training run changes the head bytes) without
+    reading hundreds of megabytes on every start.
+    """
+    root = Path(root)
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.name.startswith(".") or "eterna" in p.name:
+            continue
+        rel = p.relative_to(root).as_posix()
+        size = p.stat().st_size
+        h.update(f"{rel}\0{size}\0".encode())
+        with p.open("rb") as f:
+            if size <= 4 << 20:
+                h.update(f.read())
+            else:
+                h.update(f.read(1 << 20))
+                f.seek(size - (1 << 20))
+                h.update(f.read())
+    return h.hexdigest()[:16]

@@ -1,0 +1,129 @@
+"""The on-disk FAISS index: immutable generations, an atomic CURRENT pointer, and a manifest per generation.
+
+Layout of an index directory:
+
+    index/
+      CURRENT                    name of the live generation (replaced atomically)
+      generations/<name>/
+        manifest.json            format, embedder id/dim/fingerprint, corpus hashes, chunking config, counts
+        index.faiss              exact inner-product index over L2-normalised vectors (cosine)
+        vectors.npy              (N, dim) float32 - kept for incremental rebuilds
+        chunks.jsonl             chunk records in FAISS id order
+
+Readers open CURRENT once, so a rebuild running next to a live game never exposes a half-written index.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from retrieval.embeddings import Embedder
+from retrieval.errors import IndexMismatchError, IndexMissingError
+from retrieval.types import Chunk, Hit, Scope
+
+FORMAT = "eterna-index/1"
+
+
+def _chunk_from_json(obj: dict) -> Chunk:
+    scope = obj["npc_scope"]
+    return Chunk(**{**obj, "npc_scope": tuple(scope) if scope is not None else None})
+
+
+def read_current(root: Path) -> Path:
+    root = Path(root)
+    current = root / "CURRENT"
+    if not current.is_file():
+        raise IndexMissingError(f"no index at {root} (missing {current.name}); build one with "
+                                f"`eterna index rebuild --index {root}`")
+    gen = root / "generations" / current.read_text(encoding="utf-8").strip()
+    if not (gen / "manifest.json").is_file():
+        raise IndexMissingError(f"{current} points to {gen.name}, which is missing or incomplete; "
+                                f"rebuild with `eterna index rebuild --index {root}`")
+    return gen
+
+
+class LoreIndex:
+    """A loaded generation: FAISS index + chunk records + manifest. Search is exact and filterable."""
+
+    def __init__(self, path: Path, manifest: dict, chunks: list[Chunk], index: faiss.Index):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.chunks = chunks
+        self.index = index
+        self._chapter = np.array([c.chapter for c in chunks], dtype=np.int64)
+
+    @classmethod
+    def open(cls, root: Path, embedder: Embedder | None = None) -> LoreIndex:
+        """Open the live generation; with an embedder, refuse one built by another model."""
+        gen = read_current(root)
+        manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+        if manifest.get("format") != FORMAT:
+            raise IndexMismatchError(f"{gen}/manifest.json: format {manifest.get('format')!r}, expected "
+                                     f"{FORMAT!r}; rebuild with `eterna index rebuild --index {root}`")
+        if embedder is not None:
+            check_embedder(manifest, embedder, root)
+        chunks = [_chunk_from_json(json.loads(line)) for line in
+                  (gen / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+        index = faiss.read_index(str(gen / "index.faiss"))
+        if index.ntotal != len(chunks):
+            raise IndexMismatchError(f"{gen}: {index.ntotal} vectors but {len(chunks)} chunks; rebuild the index")
+        return cls(gen, manifest, chunks, index)
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    def search_vector(self, query: np.ndarray, k: int, scope: Scope | None = None) -> list[Hit]:
+        """query: (dim,) float32 normalised. Filters by NPC scope and chapter inside FAISS (IDSelector)."""
+        if k <= 0 or not self.chunks:
+            return []
+        params = None
+        if scope is not None and (scope.npc is not None or scope.chapter is not None):
+            allowed = np.array([i for i, c in enumerate(self.chunks) if scope.allows(c)], dtype=np.int64)
+            if allowed.size == 0:
+                return []
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+            k = min(k, int(allowed.size))
+        k = min(k, len(self.chunks))
+        q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)  # (1, dim)
+        scores, ids = self.index.search(q, k, params=params)  # (1, k), (1, k)
+        return [Hit(self.chunks[int(i)], float(s), rank) for rank, (s, i) in
+                enumerate(zip(scores[0], ids[0])) if i >= 0]
+
+    def search(self, text: str, embedder: Embedder, k: int = 4, scope: Scope | None = None) -> list[Hit]:
+        return self.search_vector(embedder.encode([text])[0], k, scope)
+
+    def documents(self) -> dict[str, Chunk]:
+        return {c.doc: c for c in self.chunks}
+
+
+def check_embedder(manifest: dict, embedder: Embedder, root: Path) -> None:
+    built = manifest["embedder"]
+    if built["id"] != embedder.id or built["dim"] != embedder.dim or built["fingerprint"] != embedder.fingerprint:
+        raise IndexMismatchError(
+            f"index at {root} was built with embedder {built['id']!r} (dim {built['dim']}, fingerprint "
+            f"{built['fingerprint']}) but the config uses {embedder.id!r} (dim {embedder.dim}, fingerprint "
+            f"{embedder.fingerprint}); rebuild with `eterna index rebuild --index {root}`")
+
+
+def write_generation(path: Path, chunks: list[Chunk], vectors: np.ndarray, manifest: dict) -> None:
+    """Write one generation's files into `path` (a staging directory the caller renames into place)."""
+    path.mkdir(parents=True)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    if len(chunks):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    faiss.write_index(index, str(path / "index.faiss"))
+    np.save(path / "vectors.npy", vectors)
+    with (path / "chunks.jsonl").open("w", encoding="utf-8") as f:
+        for c in chunks:
+            f.write(json.dumps(asdict(c), ensure_ascii=False) + "\n")
+    manifest = {**manifest, "format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "faiss": {"type": "IndexFlatIP", "version": faiss.__version__, "ntotal": index.ntotal}}
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True) + "\n",
+                                        encoding="utf-8")

@@ -1,0 +1,87 @@
+"""Index rebuilds: load -> chunk -> embed (reusing unchanged chunks' vectors) -> new generation -> swap CURRENT.
+
+Cheap by design: a changed lore file re-embeds only its own changed chunks. Old generations are kept (the
+newest `keep` of them) so a bad rebuild can be rolled back by editing CURRENT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.chunking import chunk_document
+from retrieval.corpus import load_corpus
+from retrieval.embeddings import Embedder
+from retrieval.fileio import atomic_write_text, fsync_tree, sha256_file
+from retrieval.index import FORMAT, read_current, write_generation
+from retrieval.types import RebuildStats
+
+
+def _previous_vectors(root: Path, embedder: Embedder) -> dict[str, np.ndarray]:
+    """chunk hash -> vector from the live generation, if it was built by the same embedder."""
+    try:
+        gen = read_current(root)
+        manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+        if manifest.get("format") != FORMAT or manifest["embedder"] != {
+                "id": embedder.id, "dim": embedder.dim, "fingerprint": embedder.fingerprint}:
+            return {}
+        vectors = np.load(gen / "vectors.npy")
+        hashes = [json.loads(line)["hash"] for line in
+                  (gen / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    except Exception:  # any unreadable previous generation just means a full re-embed
+        return {}
+    return dict(zip(hashes, vectors))
+
+
+def rebuild_index(corpus: Path, root: Path, embedder: Embedder, *, chunk_words: int = 120,
+                  overlap_words: int = 25, keep: int = 3) -> RebuildStats:
+    t0 = time.perf_counter()
+    corpus, root = Path(corpus), Path(root)
+    docs = load_corpus(corpus)  # validates every file before anything is written
+    chunks = [c for d in docs for c in chunk_document(d, chunk_words, overlap_words)]
+    previous = _previous_vectors(root, embedder)
+    todo = [i for i, c in enumerate(chunks) if c.hash not in previous]
+    vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)  # (N, dim)
+    for i, c in enumerate(chunks):
+        if c.hash in previous:
+            vectors[i] = previous[c.hash]
+    if todo:
+        vectors[todo] = embedder.encode([chunks[i].embed_text() for i in todo])
+
+    doc_hashes = {d.id: sha256_file(Path(d.path))[:16] for d in docs}
+    corpus_hash = hashlib.sha256(json.dumps(doc_hashes, sort_keys=True).encode()).hexdigest()[:16]
+    name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{corpus_hash[:8]}-{uuid.uuid4().hex[:4]}"
+    gens = root / "generations"
+    staging = gens / f".staging-{name}"
+    manifest = {
+        "built_by": "eterna index rebuild",
+        "embedder": {"id": embedder.id, "dim": embedder.dim, "fingerprint": embedder.fingerprint},
+        "corpus": {"path": str(corpus.resolve()), "hash": corpus_hash, "documents": doc_hashes},
+        "chunking": {"chunk_words": chunk_words, "overlap_words": overlap_words},
+        "counts": {"documents": len(docs), "chunks": len(chunks)},
+    }
+    try:
+        write_generation(staging, chunks, vectors, manifest)
+        fsync_tree(staging)
+        staging.rename(gens / name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    atomic_write_text(root / "CURRENT", name + "\n")
+    _prune(gens, keep, live=name)
+    return RebuildStats(generation=name, documents=len(docs), chunks=len(chunks), embedded=len(todo),
+                        reused=len(chunks) - len(todo), seconds=round(time.perf_counter() - t0, 3),
+                        path=str(gens / name))
+
+
+def _prune(gens: Path, keep: int, live: str) -> None:
+    olds = sorted((p for p in gens.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != live),
+                  key=lambda p: p.name)
+    for p in olds[: max(0, len(olds) - (keep - 1))]:
+        shutil.rmtree(p, ignore_errors=True)

@@ -1,0 +1,114 @@
+"""The CLI contract: commands, --json output, batch mode, one-line errors and exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from app.cli import main
+from tests.conftest import REPO, write_project
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture
+def cfg(tmp_path, tiny_llm_dir):
+    return str(write_project(tmp_path / "proj", str(tiny_llm_dir)))
+
+
+def test_rebuild_search_say(capsys, cfg, tmp_path):
+    rc, out, _ = run(capsys, "--config", cfg, "index", "rebuild", "--json")
+    stats = json.loads(out)
+    assert rc == 0 and stats["documents"] == 6 and stats["embedded"] == stats["chunks"]
+
+    rc, out, _ = run(capsys, "--config", cfg, "index", "search", "thirteen hours clock", "--k", "2", "--json")
+    hits = json.loads(out)["hits"]
+    assert rc == 0 and len(hits) == 2 and hits[0]["doc"] == "clock-room"
+
+    rc, out, _ = run(capsys, "--config", cfg, "index", "search", "Who set the fire?", "--chapter", "1", "--json")
+    assert all(h["chapter"] <= 1 for h in json.loads(out)["hits"])
+    rc, out, _ = run(capsys, "--config", cfg, "index", "search", "iron keys", "--npc", "archivist", "--json")
+    assert "wardens-keys" not in {h["doc"] for h in json.loads(out)["hits"]}
+
+    rc, out, _ = run(capsys, "--config", cfg, "say", "When was the Library founded?", "--npc", "archivist",
+                     "--chapter", "1", "--session", "t", "--json")
+    reply = json.loads(out)
+    assert rc == 0 and {"text", "route", "npc", "sources", "timings"} <= set(reply)
+    assert reply["route"] == "fact" and reply["sources"][0]["doc"] == "founding"
+
+    # a custom corpus and index from the command line
+    other = tmp_path / "other-index"
+    rc, out, _ = run(capsys, "--config", cfg, "index", "rebuild", "--corpus", str(tmp_path / "proj" / "lore"),
+                     "--index", str(other), "--json")
+    assert rc == 0 and (other / "CURRENT").is_file()
+
+
+def test_batch_mode_keeps_going_past_bad_lines(capsys, cfg, tmp_path):
+    run(capsys, "--config", cfg, "index", "rebuild")
+    lines = tmp_path / "scene.jsonl"
+    lines.write_text("\n".join([
+        json.dumps({"npc": "warden", "text": "Halt? Who, me?", "chapter": 1, "session": "b"}),
+        "{broken",
+        json.dumps({"npc": "nobody", "text": "hello"}),
+        json.dumps({"npc": "warden", "text": ""}),
+        json.dumps({"npc": "archivist", "text": "How many books can I borrow?", "chapter": 1, "session": "b"}),
+    ]) + "\n")
+    rc, out, err = run(capsys, "--config", cfg, "say", "--file", str(lines), "--json")
+    rows = [json.loads(x) for x in out.splitlines()]
+    assert len(rows) == 5 and rc == 3 and "3 line(s)" in err
+    assert "text" in rows[0] and "text" in rows[4]
+    assert "scene.jsonl:2: invalid JSON" in rows[1]["error"]
+    assert "unknown NPC 'nobody'" in rows[2]["error"]
+    assert "empty" in rows[3]["error"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["say", "hello", "--npc", "ghost"], "unknown NPC 'ghost'"),
+    (["say", "   ", "--npc", "warden"], "player text is empty"),
+    (["say", "x" * 2500, "--npc", "warden"], "limit is 2000"),
+    (["index", "search", "clock", "--k", "0"], "--k must be at least 1"),
+])
+def test_bad_input_is_one_line_error_exit_2(capsys, cfg, argv, message):
+    run(capsys, "--config", cfg, "index", "rebuild")
+    rc, out, err = run(capsys, "--config", cfg, *argv)
+    assert rc == 2 and message in err and err.count("\n") == 1 and err.startswith("error: ")
+
+
+def test_missing_index_and_bad_config(capsys, cfg, tmp_path):
+    rc, out, err = run(capsys, "--config", cfg, "say", "hello", "--npc", "warden", "--json")
+    assert rc == 2 and "no index at" in err and json.loads(out)["type"] == "IndexMissingError"
+    rc, _, err = run(capsys, "--config", str(tmp_path / "none.yaml"), "validate")
+    assert rc == 2 and "not found" in err
+
+
+def test_malformed_front_matter_is_reported_by_rebuild(capsys, cfg, tmp_path):
+    bad = tmp_path / "proj" / "lore" / "bad.md"
+    bad.write_text("---\ntitle: Bad\nkind: room\nnpc_scope: all\nchapter: -1\n---\nBody.\n")
+    rc, _, err = run(capsys, "--config", cfg, "index", "rebuild")
+    assert rc == 2 and f"{bad}:5: chapter must be a positive integer" in err
+    assert not (tmp_path / "proj" / "index" / "CURRENT").exists()
+
+
+def test_train_sft_cli(capsys, cfg, tmp_path, style_file):
+    out_dir = tmp_path / "adapter"
+    rc, out, _ = run(capsys, "--config", cfg, "train", "sft", "--npc", "warden", "--data", str(style_file),
+                     "--out", str(out_dir), "--max-steps", "1", "--json")
+    manifest = json.loads(out)
+    assert rc == 0 and manifest["npc"] == "warden" and (out_dir / "adapter_config.json").is_file()
+    rc, _, err = run(capsys, "--config", cfg, "train", "sft", "--npc", "warden", "--data", str(style_file),
+                     "--rank", "0")
+    assert rc == 2 and "--r" in err
+
+
+def test_console_script_and_validate_on_the_shipped_project():
+    exe = REPO / ".venv" / "bin" / "eterna"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "app"]
+    proc = subprocess.run([*cmd, "validate", "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["lore_documents"] >= 40

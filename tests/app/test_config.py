@@ -1,0 +1,42 @@
+import pytest
+
+from app.config import Cast, EternaConfig
+from retrieval.errors import ConfigError
+
+
+def test_unknown_key_is_an_error_naming_file_and_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("retrieval:\n  kk: 3\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: retrieval.kk: unknown key"):
+        EternaConfig.load(path)
+
+
+def test_relative_paths_resolve_against_the_file(tmp_path):
+    path = tmp_path / "sub" / "c.yaml"
+    path.parent.mkdir()
+    path.write_text("paths:\n  index: ../idx\n")
+    assert EternaConfig.load(path).paths.index == (tmp_path / "idx").resolve()
+
+
+@pytest.mark.parametrize("body, message", [
+    ("npcs: []", "npcs: List should have at least 1 item"),
+    ("npcs:\n  - {id: a, name: A, role: npc, persona: p, style: s, knows: [kitchen]}", "unknown lore kind 'kitchen'"),
+    ("npcs:\n  - {id: a, name: A, role: npc, persona: p, style: s, knows: all}\n"
+     "  - {id: a, name: B, role: npc, persona: p, style: s, knows: all}", "duplicate NPC id 'a'"),
+    ("npcs:\n  - {id: A-1, name: A, role: npc, persona: p, style: s, knows: all}", "npcs.0.id"),
+    ("npcs: [", "invalid YAML"),
+])
+def test_bad_cast_files(tmp_path, body, message):
+    path = tmp_path / "npcs.yaml"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match=message):
+        Cast.load(path)
+
+
+def test_shipped_configs_load():
+    from tests.conftest import REPO
+
+    cfg = EternaConfig.load(REPO / "configs" / "eterna.yaml")
+    cast = Cast.load(cfg.paths.npcs)
+    roles = [n.role for n in cast.npcs]
+    assert roles.count("director") == 1 and roles.count("npc") >= 3 and roles.count("book") >= 1

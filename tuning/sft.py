@@ -1,0 +1,131 @@
+"""Supervised fine-tuning of one character's voice with TRL's SFTTrainer and a PEFT method.
+
+    recipe = SFTRecipe(max_steps=60)
+    manifest = train_sft(base_dir, "corpora/style/warden.jsonl", "adapters/warden", recipe, system=persona)
+
+The adapter is a standard PEFT folder plus `eterna_adapter.json`: the base model's fingerprint, the data hash,
+the resolved recipe, the loss curve. It is trained in a staging folder and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from retrieval.errors import EternaError
+from retrieval.fileio import atomic_write_json, replace_dir
+from tuning.adapters import ADAPTER_MANIFEST
+from tuning.base import load_base, model_fingerprint
+from tuning.data import data_fingerprint, load_chat_examples, to_prompt_completion
+from tuning.methods import get_method
+
+
+class SFTRecipe(BaseModel):
+    """Hyper-parameters of the SFT recipe; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = Field("lora", description="PEFT method name from tuning.methods (lora, dora)")
+    r: int = Field(8, ge=1, description="adapter rank")
+    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="layers to adapt")
+    epochs: float = Field(2.0, gt=0)
+    max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
+    learning_rate: float = Field(2e-4, gt=0)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(384, ge=32, description="tokens per example; longer ones are truncated")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="fraction of steps spent warming up")
+    seed: int = 0
+    logging_steps: int = Field(5, ge=1)
+
+
+def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, system: str | None = None,
+              npc: str | None = None, base_spec: str | None = None, log: bool = False) -> dict:
+    """Train an adapter and write it atomically to out_dir. Returns the manifest written with it."""
+    import torch
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import SFTConfig, SFTTrainer
+
+    t0 = time.perf_counter()
+    data, out_dir = Path(data), Path(out_dir)
+    examples = load_chat_examples(data)  # validate before loading any model
+    method = get_method(recipe.method)
+    dataset = Dataset.from_list(to_prompt_completion(examples, system))
+    model, tok = load_base(base_dir, "float32")
+    torch.manual_seed(recipe.seed)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.train-", dir=out_dir.parent))
+    try:
+        args = SFTConfig(
+            output_dir=str(work / "trainer"), use_cpu=True, bf16=False, fp16=False,
+            gradient_checkpointing=False,  # CPU + small model: recomputation costs more than it saves
+            per_device_train_batch_size=recipe.batch_size, gradient_accumulation_steps=recipe.grad_accum,
+            num_train_epochs=recipe.epochs, max_steps=recipe.max_steps, learning_rate=recipe.learning_rate,
+            lr_scheduler_type="cosine", warmup_steps=recipe.warmup_ratio, logging_steps=recipe.logging_steps,
+            save_strategy="no", report_to="none", seed=recipe.seed, max_length=recipe.max_length,
+            dataloader_num_workers=0, disable_tqdm=True)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
+                             peft_config=method.build(recipe))
+        # stdout belongs to the caller (the CLI prints JSON there): progress goes to stderr instead
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+        if log:
+            trainer.add_callback(_stderr_log_callback())
+        result = trainer.train()
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        if not math.isfinite(result.training_loss):
+            raise EternaError(f"training diverged (loss {result.training_loss}); lower learning_rate")
+        staged = work / "adapter"
+        trainer.model.save_pretrained(staged)
+        manifest = {
+            "built_by": "eterna train sft",
+            "npc": npc,
+            "method": recipe.method,
+            "base": {"spec": base_spec or str(base_dir), "path": str(Path(base_dir).resolve()),
+                     "fingerprint": model_fingerprint(base_dir)},
+            "data": {"path": str(data.resolve()), "sha256": data_fingerprint(data), "examples": len(examples)},
+            "recipe": recipe.model_dump(),
+            "system": system,
+            "metrics": {"train_loss": result.training_loss, "first_loss": losses[0] if losses else None,
+                        "last_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
+                        "seconds": round(time.perf_counter() - t0, 1)},
+            "versions": _versions(),
+        }
+        atomic_write_json(staged / ADAPTER_MANIFEST, manifest)
+        replace_dir(staged, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+def _stderr_log_callback():
+    from transformers import TrainerCallback
+
+    class StderrLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                print(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}", file=sys.stderr,
+                      flush=True)
+    return StderrLog()
+
+
+def _versions() -> dict:
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "trl": trl.__version__}
