@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-steps", type=int)
     sp.add_argument("--epochs", type=float)
     sp.add_argument("--rank", type=int)
-    sp.add_argument("--method", help="PEFT method: lora, dora")
+    sp.add_argument("--method", help="PEFT method: lora, dora, qlora")
     sp.add_argument("--lr", type=float)
     common(sp, npcs=True)
     sp.set_defaults(fn=cmd_train_sft)

@@ -99,8 +99,11 @@ def model_fingerprint(path: Path) -> str:
     return fingerprint_dir(path)
 
 
-def load_base(path: Path, dtype: str = "float32"):
-    """(model, tokenizer) from a prepared checkpoint; model in eval mode on the CPU."""
+def load_base(path: Path, dtype: str = "float32", quantization: str | None = None):
+    """(model, tokenizer) from a prepared checkpoint; model in eval mode on the CPU.
+
+    quantization="nf4" loads the linear layers 4-bit with bitsandbytes (for QLoRA training).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -108,6 +111,14 @@ def load_base(path: Path, dtype: str = "float32"):
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    kwargs = {}
+    if quantization == "nf4":
+        from transformers import BitsAndBytesConfig
+
+        kwargs = {"device_map": "cpu", "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype)}
+    elif quantization is not None:
+        raise ValueError(f"unknown quantization {quantization!r}")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs)
     model.eval()
     return model, tok

@@ -16,16 +16,17 @@ class Method:
     name: str
     help: str
     build: Callable  # (recipe) -> peft.PeftConfig
+    quantization: str | None = None  # "nf4": the frozen base is loaded 4-bit (bitsandbytes) while training
 
 
 _REGISTRY: dict[str, Method] = {}
 
 
-def register(name: str, help: str):
+def register(name: str, help: str, quantization: str | None = None):
     def deco(fn: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"PEFT method {name!r} registered twice")
-        _REGISTRY[name] = Method(name, help, fn)
+        _REGISTRY[name] = Method(name, help, fn, quantization)
         return fn
     return deco
 
@@ -58,3 +59,11 @@ def _dora(recipe):
     from peft import LoraConfig
 
     return LoraConfig(**_lora_kwargs(recipe), use_dora=True)
+
+
+@register("qlora", "LoRA over a 4-bit NF4 base (Dettmers et al., 2023): ~3x less base memory; the adapter it "
+                   "saves loads onto the unquantised base like any LoRA.", quantization="nf4")
+def _qlora(recipe):
+    from peft import LoraConfig
+
+    return LoraConfig(**_lora_kwargs(recipe))

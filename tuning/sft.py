@@ -33,7 +33,7 @@ class SFTRecipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: str = Field("lora", description="PEFT method name from tuning.methods (lora, dora)")
+    method: str = Field("lora", description="PEFT method name from tuning.methods (lora, dora, qlora)")
     r: int = Field(8, ge=1, description="adapter rank")
     alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
@@ -62,7 +62,11 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
     examples = load_chat_examples(data)  # validate before loading any model
     method = get_method(recipe.method)
     dataset = Dataset.from_list(to_prompt_completion(examples, system))
-    model, tok = load_base(base_dir, "float32")
+    model, tok = load_base(base_dir, "float32", quantization=method.quantization)
+    if method.quantization:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     torch.manual_seed(recipe.seed)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -86,3 +86,15 @@ def test_unknown_method_fails_before_loading(tiny_llm_dir, style_file, tmp_path)
     with pytest.raises(ConfigError, match="unknown PEFT method 'lorax'; available: dora, lora"):
         train_sft(tiny_llm_dir, style_file, tmp_path / "a", SFTRecipe(method="lorax"))
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("method", ["dora", "qlora"])
+def test_other_methods_train_and_serve(method, tiny_llm_dir, style_file, tmp_path):
+    out = tmp_path / method
+    manifest = train_sft(tiny_llm_dir, style_file, out, SFTRecipe(method=method, max_steps=2, batch_size=4))
+    assert manifest["method"] == method and math.isfinite(manifest["metrics"]["train_loss"])
+    weights = load_file(str(out / "adapter_model.safetensors"))
+    assert any(t.abs().sum() > 0 for n, t in weights.items() if "lora_B" in n)
+    gen = Generator(tiny_llm_dir, "float32")  # a QLoRA adapter serves on the unquantised base
+    gen.add_adapter("x", out)
+    assert gen.generate([{"role": "user", "content": "hi"}], GenerationConfig(max_new_tokens=3), "x").new_tokens

@@ -1,0 +1,61 @@
+"""Quality gates on the shipped world: sizes the foundation promises, and style sets that teach form, not facts."""
+
+import re
+from collections import Counter
+
+import pytest
+
+from app.config import Cast, EternaConfig
+from app.validate import validate_project
+from retrieval.corpus import load_corpus
+from retrieval.fileio import read_jsonl
+from tests.conftest import REPO
+from tuning.data import load_chat_examples, load_preferences
+
+CORPORA = REPO / "corpora"
+CAST = Cast.load(REPO / "configs" / "npcs.yaml")
+
+
+def test_validate_passes_on_the_shipped_project():
+    report = validate_project(EternaConfig.load(REPO / "configs" / "eterna.yaml"))
+    assert report["eval_facts"] >= 120
+
+
+def test_lore_size_kinds_and_chapters():
+    docs = load_corpus(CORPORA / "lore")
+    assert len(docs) >= 40
+    assert set(Counter(d.kind for d in docs)) == {"room", "book", "character", "history", "rule", "item"}
+    late = sum(d.chapter >= 2 for d in docs)
+    assert 0.2 <= late / len(docs) <= 0.4
+    assert any(d.chapter == 3 for d in docs)
+    assert all(200 <= len(d.body.split()) <= 700 for d in docs), [d.id for d in docs if len(d.body.split()) < 200]
+
+
+@pytest.mark.parametrize("npc", [n.id for n in CAST.npcs])
+def test_style_set_teaches_voice_without_world_facts(npc):
+    examples = load_chat_examples(CORPORA / "style" / f"{npc}.jsonl")
+    assert len(examples) >= 100
+    users = [m["content"] for ex in examples for m in ex if m["role"] == "user"]
+    assert len(set(users)) == len(users), "repeated player lines"
+    openings = Counter(" ".join(u.lower().split()[:2]) for u in users)
+    assert openings.most_common(1)[0][1] <= len(users) * 0.1, openings.most_common(3)  # not one template
+    replies = [m["content"] for ex in examples for m in ex if m["role"] == "assistant"]
+    titles = {d.title.lower() for d in load_corpus(CORPORA / "lore")}
+    leaks = [r for r in replies if re.search(r"\b1[0-9]{3}\b", r) or any(t in r.lower() for t in titles)]
+    assert not leaks, leaks[:3]
+
+
+@pytest.mark.parametrize("npc", [n.id for n in CAST.npcs])
+def test_preference_pairs(npc):
+    assert len(load_preferences(CORPORA / "preferences" / f"{npc}.jsonl")) >= 60
+
+
+def test_eval_sets():
+    labels = Counter(obj["label"] for _, obj in read_jsonl(CORPORA / "eval" / "router.jsonl", ("text", "label")))
+    assert sum(labels.values()) >= 120 and min(labels[k] for k in ("fact", "style", "both", "offworld")) >= 25
+    seeds = {obj["text"].lower() for _, obj in read_jsonl(CORPORA / "router" / "seeds.jsonl")}
+    held_out = {obj["text"].lower() for _, obj in read_jsonl(CORPORA / "eval" / "router.jsonl")}
+    assert not seeds & held_out
+    assert len(list(read_jsonl(CORPORA / "eval" / "adversarial.jsonl", ("npc", "text", "attack")))) >= 40
+    prompts = [obj for _, obj in read_jsonl(CORPORA / "eval" / "style_prompts.jsonl", ("npc", "text"))]
+    assert {p["npc"] for p in prompts} == {n.id for n in CAST.npcs}
