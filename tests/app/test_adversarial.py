@@ -1,0 +1,43 @@
+"""Every adversarial case in corpora/eval/adversarial.jsonl, through the real engine (tiny model, shipped world):
+each ends in a Reply or a typed EternaError, never a crash, and chapter filters hold under spoiler fishing."""
+
+import pytest
+
+from app.config import EternaConfig
+from app.dialogue import DialogueEngine
+from retrieval.errors import EternaError, InputError
+from retrieval.fileio import read_jsonl
+from retrieval.rebuild import rebuild_index
+from tests.conftest import REPO
+
+CASES = [obj for _, obj in read_jsonl(REPO / "corpora" / "eval" / "adversarial.jsonl", ("id", "npc", "text"))]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory, tiny_llm_dir, embedder):
+    root = tmp_path_factory.mktemp("adv")
+    shipped = EternaConfig.load(REPO / "configs" / "eterna.yaml")
+    cfg = shipped.model_copy(update={
+        "paths": shipped.paths.model_copy(update={"index": root / "index", "sessions": None}),
+        "models": shipped.models.model_copy(update={"llm": str(tiny_llm_dir), "dtype": "float32"}),
+        "generation": shipped.generation.model_copy(update={"max_new_tokens": 4})})
+    rebuild_index(cfg.paths.corpus, cfg.paths.index, embedder)
+    return DialogueEngine.from_settings(cfg)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_adversarial_case(engine, case):
+    text = case["text"] * case.get("repeat", 1)
+    chapter = case.get("chapter", 1)
+    try:
+        reply = engine.say(case["npc"], text, session="adv", chapter=chapter)
+    except EternaError as e:
+        assert case["attack"] in ("unknown_npc", "empty_or_whitespace", "very_long", "control_characters"), e
+        if case["attack"] in ("empty_or_whitespace", "very_long"):
+            assert isinstance(e, InputError)
+        return
+    assert case["attack"] not in ("unknown_npc", "empty_or_whitespace")
+    chapters = {d.doc: d.chapter for d in engine.index.chunks}
+    assert all(chapters[s["doc"]] <= chapter for s in reply.sources)
+    if case["attack"] == "offworld":
+        assert reply.route == "offworld"
