@@ -32,6 +32,8 @@ def run_demo(config: EternaConfig, scene: Path, as_json: bool = False) -> int:
     console = Console(highlight=False)
     lines = load_scene(scene)
     t0 = time.perf_counter()
+    # a scripted scene starts from a clean slate: its memory stays in the process, never in paths.sessions
+    config = config.model_copy(update={"paths": config.paths.model_copy(update={"sessions": None})})
     engine = DialogueEngine.from_settings(config)
     if not as_json:
         console.print(f"[dim]engine ready in {time.perf_counter() - t0:.1f} s; index {engine.index.path.name}[/dim]")

@@ -30,7 +30,10 @@ _OFFWORLD = re.compile(
     r"amazon|spotify|uber|email|e-mail|computer|laptop|video ?games?|marvel|star wars|pok[eé]mon|minecraft|"
     r"fortnite|harry potter|hogwarts|homework|stock market|stocks|nba|nfl|premier league|world cup|"
     r"climate change|nasa|ukraine|taylor swift|elon musk|2024|2025|2026|recipe for|lasagna|pizza delivery|"
-    r"sql|api|linux|windows 1\d|excel|spreadsheet|tesla|airplane|television|tv show)\b", re.I)
+    r"sql|api|linux|windows 1\d|excel|spreadsheet|tesla|airplane|television|tv show|weather|forecast|news|"
+    r"essay|school|university exam|translate|translation|solve|equation|math|calculus|in real life|real world|"
+    r"elden ring|boss fight|context window|tokens?|dataset|store my (data|conversations)|time zone|"
+    r"what time is it|wikipedia)\b|\b\d+\s*[a-z]\s*[-+*/=]\s*\d+", re.I)
 _SELF = re.compile(r"\b(are you (an? )?(ai|bot|robot|real|human|language model|chatbot)|who (made|trained|created) "
                    r"you|your (system )?prompt|what model are you)\b", re.I)
 _FORM = re.compile(
@@ -39,7 +42,10 @@ _FORM = re.compile(
     r"ten|\d+) words?|one word|one sentence|a sentence|briefly|short version|sum (it |this |that )?up|summari[sz]e|"
     r"grump\w*|angr\w*|dramatic\w*|whisper\w*|shout\w*|sarcastic\w*|spooky|scary|funny|jok\w*|cheerful\w*|"
     r"solemn\w*|tell it|say it|in your (own )?(words|voice|style)|as a story|like a story|bedtime|gossip|"
-    r"list|bullet|numbered|step by step|in spanish|en español|pretend)\b", re.I)
+    r"list|bullet|numbered|step by step|in spanish|en español|pretend|like a|like an|like it'?s|in the style of|"
+    r"as a (tweet|poem|song|story|letter|poster|headline|riddle|list|rap)|\w+ speak|speak like|\w+ words? max|max(imum)? \w+ words|"
+    r"poster|headline|nickname|commentator|fairy ?tale|en (una|dos|tres) (frase|palabras?)|en verso|"
+    r"dramatically|mysteriously|in character)\b", re.I)
 _FACT = re.compile(
     r"(\b(who|what|when|where|which|whose|why|how (many|much|old|long|far|tall|deep|high|big|do|does|did|is|are|"
     r"was|were|can)|what year|in what|name of|tell me about|explain|describe|is there|are there|do you know|"
@@ -97,16 +103,17 @@ class Router:
                    "form_cue": form_cue.group(0) if form_cue else None, "fact_cue": bool(fact_cue),
                    "social_cue": bool(social_cue)}
 
-        offworld = p[3] + (0.5 if off_cue else 0.0) - 0.3 * max(lore_term, 0.0)
-        needs_fact = p[0] + p[2] + 0.25 * lore_term + (0.15 if fact_cue else -0.1) - (0.2 if social_cue else 0.0)
-        wants_form = p[2] + (0.5 if form_cue else 0.0) - p[0]
+        offworld = p[3] + (0.6 if off_cue else 0.0) - 0.3 * max(lore_term, 0.0)
+        needs_fact = p[0] + p[2] + 0.4 * lore_term + (0.15 if fact_cue else -0.1) - (0.2 if social_cue else 0.0)
+        # a form is wanted when the player says so; the seeds alone decide only when they clearly say `both`
+        wants_form = bool(form_cue) or p[2] >= 0.6
 
         if offworld > 0.55 and offworld > needs_fact:
             why = "out-of-world wording" if off_cue else f"nearest seeds are offworld ({knn['offworld']:.2f})"
             return Route("offworld", f"{why}; lore match only {lore_score:.2f}", signals)
         if needs_fact > 0.5:
             basis = f"asks about the world (lore match {lore_score:.2f}, seeds fact+both {p[0] + p[2]:.2f})"
-            if wants_form > 0.15:
+            if wants_form:
                 cue = f"asks for a form ('{form_cue.group(0)}')" if form_cue else "seeds say both"
                 return Route("both", f"{basis} and {cue}", signals)
             return Route("fact", basis, signals)
