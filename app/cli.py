@@ -82,10 +82,14 @@ def cmd_index_rebuild(args) -> None:
     load_corpus(cfg.paths.corpus)  # fail on bad lore before loading the embedder
     emb = SentenceTransformerEmbedder(cfg.models.embedder)
     stats = rebuild_index(cfg.paths.corpus, cfg.paths.index, emb, chunk_words=cfg.retrieval.chunk_words,
-                          overlap_words=cfg.retrieval.overlap_words)
-    out = {k: v for k, v in stats.__dict__.items() if k != "extra"}
-    _emit(args, out, f"index generation {stats.generation}: {stats.documents} documents, {stats.chunks} chunks "
-                     f"({stats.embedded} embedded, {stats.reused} reused) in {stats.seconds} s -> {stats.path}")
+                          overlap_words=cfg.retrieval.overlap_words, force=args.force)
+    out = {**{k: v for k, v in stats.__dict__.items() if k != "extra"}, **stats.extra}
+    if stats.extra.get("unchanged"):
+        text = f"index unchanged: generation {stats.generation} is current ({stats.chunks} chunks); --force rebuilds"
+    else:
+        text = (f"index generation {stats.generation}: {stats.documents} documents, {stats.chunks} chunks "
+                f"({stats.embedded} embedded, {stats.reused} reused) in {stats.seconds} s -> {stats.path}")
+    _emit(args, out, text)
 
 
 def cmd_index_search(args) -> None:
@@ -129,6 +133,14 @@ def cmd_say(args) -> int:
         raise EternaError("say needs TEXT and --npc ID, or --file LINES.jsonl")
     if args.file is not None:
         return _say_batch(args)
+    from app.config import Cast
+    from app.guard import check_chapter, check_session, clean_player_text
+
+    cfg = _config(args)  # fail fast on bad input, before any model is loaded
+    Cast.load(cfg.paths.npcs).get(args.npc)
+    clean_player_text(args.text, cfg.guard.max_input_chars)
+    check_chapter(args.chapter)
+    check_session(args.session)
     engine = _engine(args)
     reply = engine.say(args.npc, args.text, session=args.session, chapter=args.chapter)
     out = reply.to_json()
@@ -264,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     index = sub.add_parser("index", help="build and query the lore index").add_subparsers(dest="sub", required=True)
     sp = index.add_parser("rebuild", help="(re)build the index from the lore corpus (incremental, atomic)")
+    sp.add_argument("--force", action="store_true", help="write a new generation even if nothing changed")
     common(sp, corpus=True, index=True)
     sp.set_defaults(fn=cmd_index_rebuild)
     sp = index.add_parser("search", help="search the index")

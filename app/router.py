@@ -3,8 +3,8 @@
 RAG for facts, fine-tuning for form. The decision combines three explainable signals:
   1. the nearest labelled seed utterances (cosine kNN over `corpora/router/seeds.jsonl`, same embedder as the index);
   2. how close the utterance is to any lore chunk (top cosine of an unfiltered search);
-  3. surface cues: question words, explicit form requests ("in rhyme", "in three words"), greetings, and
-     out-of-world vocabulary (phones, code, elections...).
+  3. surface cues: question words, explicit form requests ("in rhyme", "in three words"), greetings and
+     role-played actions ("I open the door"), and out-of-world vocabulary (phones, code, homework...).
 Then: offworld if the out-of-world evidence wins; otherwise, if the utterance needs facts it is `both` when it
 also asks for a form, else `fact`; everything else is `style` (voice only, no retrieval).
 """
@@ -54,6 +54,11 @@ _SOCIAL = re.compile(
     r"^\s*(hi|hello|hey|hiya|howdy|greetings|good (morning|evening|night|day)|hola|buen[oa]s|thanks|thank you|"
     r"thx|gracias|bye|goodbye|farewell|adi[oó]s|see you|sorry|ugh|lol|haha|wow|ok|okay|yes|no|nice)\b", re.I)
 
+_ACTION = re.compile(
+    r"^\s*\*?\s*I\s+(walk|push|pull|open|close|look|step|sit|stand|take|pick|put|run|turn|knock|wait|enter|leave|"
+    r"climb|follow|read|light|blow|bow|nod|smile|sigh|shrug|wave|kneel|listen|sneak|hide|lean|touch|drop|hand|"
+    r"give|raise|lower|head|go|move|cross)\w*\b", re.I)
+
 
 @dataclass(frozen=True)
 class Route:
@@ -97,7 +102,7 @@ class Router:
         off_cue = _OFFWORLD.search(text) or _SELF.search(text)
         form_cue = _FORM.search(text)
         fact_cue = _FACT.search(text)
-        social_cue = _SOCIAL.search(text)
+        social_cue = _SOCIAL.search(text) or _ACTION.search(text)  # greetings, thanks, role-played actions
         lore_term = float(np.clip((lore_score - self.lore_threshold) / 0.15, -1.0, 1.0))
         signals = {"knn": knn, "lore_score": round(lore_score, 3), "off_cue": bool(off_cue),
                    "form_cue": form_cue.group(0) if form_cue else None, "fact_cue": bool(fact_cue),

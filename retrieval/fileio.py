@@ -120,7 +120,7 @@ def fingerprint_dir(root: Path) -> str:
     root = Path(root)
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.name.startswith(".") or "eterna" in p.name:
+        if not p.is_file() or p.name.startswith(".") or p.name.startswith("eterna_"):  # our own manifests
             continue
         rel = p.relative_to(root).as_posix()
         size = p.stat().st_size

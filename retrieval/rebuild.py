@@ -23,6 +23,13 @@ from retrieval.index import FORMAT, read_current, write_generation
 from retrieval.types import RebuildStats
 
 
+def _live_manifest(root: Path) -> dict | None:
+    try:
+        return json.loads((read_current(root) / "manifest.json").read_text(encoding="utf-8"))
+    except Exception:  # no index yet, or an unreadable one: a rebuild replaces it
+        return None
+
+
 def _previous_vectors(root: Path, embedder: Embedder) -> dict[str, np.ndarray]:
     """chunk hash -> vector from the live generation, if it was built by the same embedder."""
     try:
@@ -40,10 +47,23 @@ def _previous_vectors(root: Path, embedder: Embedder) -> dict[str, np.ndarray]:
 
 
 def rebuild_index(corpus: Path, root: Path, embedder: Embedder, *, chunk_words: int = 120,
-                  overlap_words: int = 25, keep: int = 3) -> RebuildStats:
+                  overlap_words: int = 25, keep: int = 3, force: bool = False) -> RebuildStats:
+    """Build a new generation and make it live; with nothing changed (same files, embedder and chunking) the live
+    generation is kept and reported as `unchanged`, unless force=True."""
     t0 = time.perf_counter()
     corpus, root = Path(corpus), Path(root)
     docs = load_corpus(corpus)  # validates every file before anything is written
+    doc_hashes = {d.id: sha256_file(Path(d.path))[:16] for d in docs}
+    corpus_hash = hashlib.sha256(json.dumps(doc_hashes, sort_keys=True).encode()).hexdigest()[:16]
+    embedder_info = {"id": embedder.id, "dim": embedder.dim, "fingerprint": embedder.fingerprint}
+    chunking = {"chunk_words": chunk_words, "overlap_words": overlap_words}
+    live = _live_manifest(root)
+    if not force and live is not None and live.get("format") == FORMAT and live["corpus"]["hash"] == corpus_hash \
+            and live["embedder"] == embedder_info and live["chunking"] == chunking:
+        gen = read_current(root)
+        return RebuildStats(generation=gen.name, documents=len(docs), chunks=live["counts"]["chunks"], embedded=0,
+                            reused=live["counts"]["chunks"], seconds=round(time.perf_counter() - t0, 3),
+                            path=str(gen), extra={"unchanged": True})
     chunks = [c for d in docs for c in chunk_document(d, chunk_words, overlap_words)]
     previous = _previous_vectors(root, embedder)
     todo = [i for i, c in enumerate(chunks) if c.hash not in previous]
@@ -54,16 +74,14 @@ def rebuild_index(corpus: Path, root: Path, embedder: Embedder, *, chunk_words: 
     if todo:
         vectors[todo] = embedder.encode([chunks[i].embed_text() for i in todo])
 
-    doc_hashes = {d.id: sha256_file(Path(d.path))[:16] for d in docs}
-    corpus_hash = hashlib.sha256(json.dumps(doc_hashes, sort_keys=True).encode()).hexdigest()[:16]
     name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{corpus_hash[:8]}-{uuid.uuid4().hex[:4]}"
     gens = root / "generations"
     staging = gens / f".staging-{name}"
     manifest = {
         "built_by": "eterna index rebuild",
-        "embedder": {"id": embedder.id, "dim": embedder.dim, "fingerprint": embedder.fingerprint},
+        "embedder": embedder_info,
         "corpus": {"path": str(corpus.resolve()), "hash": corpus_hash, "documents": doc_hashes},
-        "chunking": {"chunk_words": chunk_words, "overlap_words": overlap_words},
+        "chunking": chunking,
         "counts": {"documents": len(docs), "chunks": len(chunks)},
     }
     try:
@@ -77,7 +95,7 @@ def rebuild_index(corpus: Path, root: Path, embedder: Embedder, *, chunk_words: 
     _prune(gens, keep, live=name)
     return RebuildStats(generation=name, documents=len(docs), chunks=len(chunks), embedded=len(todo),
                         reused=len(chunks) - len(todo), seconds=round(time.perf_counter() - t0, 3),
-                        path=str(gens / name))
+                        path=str(gens / name), extra={"unchanged": False})
 
 
 def _prune(gens: Path, keep: int, live: str) -> None:

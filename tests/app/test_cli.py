@@ -112,3 +112,13 @@ def test_console_script_and_validate_on_the_shipped_project():
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["lore_documents"] >= 40
+
+
+def test_chat_is_interactive_over_stdin(cfg):
+    assert main(["--config", cfg, "index", "rebuild"]) == 0
+    exe = REPO / ".venv" / "bin" / "eterna"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "app"]
+    proc = subprocess.run([*cmd, "--config", cfg, "chat", "--npc", "warden"], input="Hello there!\n\n",
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Talking to Capitán Rodrigo Ferrán" in proc.stdout and "[style]>" in proc.stdout

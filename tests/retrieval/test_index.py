@@ -68,10 +68,14 @@ def test_incremental_rebuild_reuses_vectors(built, tiny_corpus, embedder):
     assert second.embedded == 1 and second.reused == first.chunks - 1
     index = LoreIndex.open(root, embedder)
     assert "November" in index.search("When are the oak galls picked?", embedder, k=1)[0].chunk.text
-    third = rebuild_index(tiny_corpus, root, embedder)
-    assert third.embedded == 0
+    third = rebuild_index(tiny_corpus, root, embedder)  # nothing changed: the live generation stays
+    assert third.extra["unchanged"] and third.generation == second.generation
+    fourth = rebuild_index(tiny_corpus, root, embedder, force=True)
+    assert fourth.embedded == 0 and fourth.generation != second.generation
+    for _ in range(2):
+        rebuild_index(tiny_corpus, root, embedder, force=True)
     gens = [p for p in (root / "generations").iterdir() if not p.name.startswith(".")]
-    assert len(gens) == 3
+    assert len(gens) == 3  # the newest three are kept for rollback
 
 
 def test_bad_lore_leaves_live_index_untouched(built, tiny_corpus, embedder):
