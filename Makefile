@@ -8,10 +8,10 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.eterna-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup models index demo test test-fast bench clean help
+.PHONY: setup models index demo adapters demo-tuned test test-fast bench clean help
 
 help:
-	@echo "make demo | make test | make test-fast | make setup | make models | make index | make bench | make clean"
+	@echo "make demo | make test | make test-fast | make setup | make models | make index | make adapters | make demo-tuned | make bench | make clean"
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,17 @@ index: models
 demo: index
 	$(BIN)/eterna demo
 
+# One LoRA adapter per character from corpora/style (about 6 minutes each on 2 cores), then the scene again
+# with configs/npcs.tuned.yaml, whose `adapter:` entries point at them.
+NPCS := director archivist warden pell codex_ceniza
+adapters: models
+	@for npc in $(NPCS); do \
+	  test -f .eterna/adapters/$$npc/eterna_adapter.json || $(BIN)/eterna train sft --npc $$npc || exit 1; \
+	done
+
+demo-tuned: adapters index
+	$(BIN)/eterna demo --npcs configs/npcs.tuned.yaml
+
 test: setup
 	$(BIN)/eterna validate
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
@@ -40,7 +51,11 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
-bench: setup
+bench: models
+	$(BIN)/python benchmarks/bench_router.py
+	$(BIN)/python benchmarks/bench_generation.py
+	$(BIN)/python benchmarks/bench_facts.py
+	$(BIN)/python benchmarks/bench_style.py
 	$(BIN)/python benchmarks/bench_retrieval.py
 
 clean:

@@ -88,6 +88,18 @@ class EternaConfig(_Strict):
         return self.model_copy(update={"paths": paths, "models": models})
 
 
+class Markers(_Strict):
+    """Detectable signs of a character's voice, used by the style evaluation (not by generation)."""
+
+    opens: list[str] = Field(default_factory=list, description="a reply should start with one of these")
+    closes: list[str] = Field(default_factory=list, description="a reply should end with one of these")
+
+    def match(self, text: str) -> bool:
+        t = text.strip()
+        return (not self.opens or t.startswith(tuple(self.opens))) and \
+            (not self.closes or any(c in t[-len(c) - 40:] for c in self.closes))
+
+
 class NpcSpec(_Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name: str = Field(min_length=1)
@@ -96,6 +108,7 @@ class NpcSpec(_Strict):
     style: str = Field(min_length=1)
     knows: Literal["all"] | list[str]
     adapter: Path | None = None
+    markers: Markers | None = None
 
     @field_validator("knows")
     @classmethod

@@ -70,7 +70,9 @@ class DialogueEngine:
         memory = SessionMemory(config.memory.turns, config.paths.sessions)
         return cls(config, cast, embedder, lore, generator, router, memory)
 
-    def say(self, npc: str, text: str, *, session: str = "default", chapter: int = 1) -> Reply:
+    def say(self, npc: str, text: str, *, session: str = "default", chapter: int = 1,
+            use_adapter: bool = True) -> Reply:
+        """One reply. `use_adapter=False` speaks with the bare base model (an A/B variant)."""
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
 
@@ -102,7 +104,7 @@ class DialogueEngine:
         messages, hits = build_messages(spec, route.label, hits, self.memory.recent(session, spec.id), text,
                                         self.generator.count_tokens, gen_cfg.context_tokens - gen_cfg.max_new_tokens)
         t = lap("prompt_ms", t)
-        out = self.generator.generate(messages, gen_cfg, adapter=spec.id if spec.adapter is not None else None)
+        out = self.generator.generate(messages, gen_cfg, adapter=spec.id if spec.adapter is not None and use_adapter else None)
         t = lap("generate_ms", t)
         self.memory.add(session, spec.id, text, out.text)
         timings["total_ms"] = round((time.perf_counter() - t_start) * 1000, 2)

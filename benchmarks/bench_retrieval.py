@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import math
 import sys
 import tempfile
 import time
@@ -24,20 +23,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from app.evaluation.measures import ndcg_at_10  # noqa: E402
 from retrieval.embeddings import SentenceTransformerEmbedder  # noqa: E402
 from retrieval.index import LoreIndex  # noqa: E402
 from retrieval.rebuild import rebuild_index  # noqa: E402
-
-
-def ndcg_at_10(ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> float:
-    scores = []
-    for q, rels in qrels.items():
-        got = ranked.get(q, [])[:10]
-        dcg = sum(rels.get(d, 0) / math.log2(i + 2) for i, d in enumerate(got))
-        ideal = sorted(rels.values(), reverse=True)[:10]
-        idcg = sum(r / math.log2(i + 2) for i, r in enumerate(ideal))
-        scores.append(dcg / idcg if idcg else 0.0)
-    return float(np.mean(scores))
 
 
 def main() -> None:

@@ -59,3 +59,17 @@ def test_eval_sets():
     assert len(list(read_jsonl(CORPORA / "eval" / "adversarial.jsonl", ("npc", "text", "attack")))) >= 40
     prompts = [obj for _, obj in read_jsonl(CORPORA / "eval" / "style_prompts.jsonl", ("npc", "text"))]
     assert {p["npc"] for p in prompts} == {n.id for n in CAST.npcs}
+
+
+@pytest.mark.parametrize("npc", [n for n in CAST.npcs if n.markers], ids=lambda n: n.id)
+def test_style_set_follows_the_voice_markers(npc):
+    replies = [m["content"] for ex in load_chat_examples(CORPORA / "style" / f"{npc.id}.jsonl")
+               for m in ex if m["role"] == "assistant"]
+    assert sum(npc.markers.match(r) for r in replies) / len(replies) >= 0.95
+
+
+def test_tuned_cast_matches_the_cast_but_for_adapters():
+    tuned = Cast.load(REPO / "configs" / "npcs.tuned.yaml")
+    assert [n.model_dump(exclude={"adapter"}) for n in tuned.npcs] == \
+        [n.model_dump(exclude={"adapter"}) for n in CAST.npcs]
+    assert all(n.adapter == (REPO / ".eterna" / "adapters" / n.id).resolve() for n in tuned.npcs)

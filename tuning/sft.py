@@ -38,13 +38,16 @@ class SFTRecipe(BaseModel):
     alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="layers to adapt")
-    epochs: float = Field(2.0, gt=0)
+    epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
-    learning_rate: float = Field(2e-4, gt=0)
+    learning_rate: float = Field(1e-3, gt=0, description="LoRA tolerates high rates; at 2e-4 the voice barely "
+                                                         "moved in 42 steps (see README, benchmarks)")
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(384, ge=32, description="tokens per example; longer ones are truncated")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="fraction of steps spent warming up")
+    bf16: bool = Field(True, description="bf16 autocast (master weights stay fp32): ~2.4x faster on CPUs with "
+                                         "AVX-512 BF16; set false on CPUs without native bf16")
     seed: int = 0
     logging_steps: int = Field(5, ge=1)
 
@@ -73,7 +76,7 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.train-", dir=out_dir.parent))
     try:
         args = SFTConfig(
-            output_dir=str(work / "trainer"), use_cpu=True, bf16=False, fp16=False,
+            output_dir=str(work / "trainer"), use_cpu=True, bf16=recipe.bf16, fp16=False,
             gradient_checkpointing=False,  # CPU + small model: recomputation costs more than it saves
             per_device_train_batch_size=recipe.batch_size, gradient_accumulation_steps=recipe.grad_accum,
             num_train_epochs=recipe.epochs, max_steps=recipe.max_steps, learning_rate=recipe.learning_rate,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +44,15 @@ def retrieval_report(index: LoreIndex, embedder, path_glob: list[Path], cast, k:
     return {"n": len(items), "hit@1": round(float(np.mean([r == 1 for r in ranks])), 4),
             f"hit@{k}": round(float(found.mean()), 4),
             "mrr": round(float(np.mean([1.0 / r if r else 0.0 for r in ranks])), 4)}
+
+
+def ndcg_at_10(ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> float:
+    """Mean nDCG@10 over the queries of `qrels` (trec_eval definition: gain rel, discount log2(rank + 1))."""
+    scores = []
+    for q, rels in qrels.items():
+        got = ranked.get(q, [])[:10]
+        dcg = sum(rels.get(d, 0) / math.log2(i + 2) for i, d in enumerate(got))
+        ideal = sorted(rels.values(), reverse=True)[:10]
+        idcg = sum(r / math.log2(i + 2) for i, r in enumerate(ideal))
+        scores.append(dcg / idcg if idcg else 0.0)
+    return float(np.mean(scores))
