@@ -104,7 +104,8 @@ class DialogueEngine:
         messages, hits = build_messages(spec, route.label, hits, self.memory.recent(session, spec.id), text,
                                         self.generator.count_tokens, gen_cfg.context_tokens - gen_cfg.max_new_tokens)
         t = lap("prompt_ms", t)
-        out = self.generator.generate(messages, gen_cfg, adapter=spec.id if spec.adapter is not None and use_adapter else None)
+        adapter = spec.id if spec.adapter is not None and use_adapter else None
+        out = self.generator.generate(messages, gen_cfg, adapter=adapter)
         t = lap("generate_ms", t)
         self.memory.add(session, spec.id, text, out.text)
         timings["total_ms"] = round((time.perf_counter() - t_start) * 1000, 2)

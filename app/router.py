@@ -43,7 +43,8 @@ _FORM = re.compile(
     r"grump\w*|angr\w*|dramatic\w*|whisper\w*|shout\w*|sarcastic\w*|spooky|scary|funny|jok\w*|cheerful\w*|"
     r"solemn\w*|tell it|say it|in your (own )?(words|voice|style)|as a story|like a story|bedtime|gossip|"
     r"list|bullet|numbered|step by step|in spanish|en español|pretend|like a|like an|like it'?s|in the style of|"
-    r"as a (tweet|poem|song|story|letter|poster|headline|riddle|list|rap)|\w+ speak|speak like|\w+ words? max|max(imum)? \w+ words|"
+    r"as a (tweet|poem|song|story|letter|poster|headline|riddle|list|rap)|\w+ speak|speak like|"
+    r"\w+ words? max|max(imum)? \w+ words|"
     r"poster|headline|nickname|commentator|fairy ?tale|en (una|dos|tres) (frase|palabras?)|en verso|"
     r"dramatically|mysteriously|in character)\b", re.I)
 _FACT = re.compile(

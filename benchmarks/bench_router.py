@@ -16,8 +16,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.evaluation.measures import retrieval_report, router_report  # noqa: E402
 from app.config import Cast  # noqa: E402
+from app.evaluation.measures import retrieval_report, router_report  # noqa: E402
 from app.router import LABELS, Router, load_seeds  # noqa: E402
 from retrieval.embeddings import SentenceTransformerEmbedder  # noqa: E402
 from retrieval.fileio import read_jsonl  # noqa: E402
