@@ -103,14 +103,16 @@ class Router:
         off_cue = _OFFWORLD.search(text) or _SELF.search(text)
         form_cue = _FORM.search(text)
         fact_cue = _FACT.search(text)
-        social_cue = _SOCIAL.search(text) or _ACTION.search(text)  # greetings, thanks, role-played actions
+        social_cue = _SOCIAL.search(text)
+        action_cue = _ACTION.search(text)  # "I open the door": role-play the scene, no facts asked
         lore_term = float(np.clip((lore_score - self.lore_threshold) / 0.15, -1.0, 1.0))
         signals = {"knn": knn, "lore_score": round(lore_score, 3), "off_cue": bool(off_cue),
                    "form_cue": form_cue.group(0) if form_cue else None, "fact_cue": bool(fact_cue),
-                   "social_cue": bool(social_cue)}
+                   "social_cue": bool(social_cue), "action_cue": bool(action_cue)}
 
         offworld = p[3] + (0.6 if off_cue else 0.0) - 0.3 * max(lore_term, 0.0)
-        needs_fact = p[0] + p[2] + 0.4 * lore_term + (0.15 if fact_cue else -0.1) - (0.2 if social_cue else 0.0)
+        needs_fact = p[0] + p[2] + 0.4 * lore_term + (0.15 if fact_cue else -0.1) - (0.2 if social_cue else 0.0) \
+            - (0.5 if action_cue and not fact_cue else 0.0)
         # a form is wanted when the player says so; the seeds alone decide only when they clearly say `both`
         wants_form = bool(form_cue) or p[2] >= 0.6
 
@@ -123,5 +125,6 @@ class Router:
                 cue = f"asks for a form ('{form_cue.group(0)}')" if form_cue else "seeds say both"
                 return Route("both", f"{basis} and {cue}", signals)
             return Route("fact", basis, signals)
-        why = "social/voice request" if social_cue or form_cue else f"no facts needed (seeds style {p[1]:.2f})"
+        why = ("role-played action" if action_cue else "social/voice request" if social_cue or form_cue
+               else f"no facts needed (seeds style {p[1]:.2f})")
         return Route("style", f"{why}; lore match {lore_score:.2f}", signals)

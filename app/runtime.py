@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -10,6 +11,17 @@ from pathlib import Path
 from app.config import GenerationConfig
 from tuning.adapters import attach_adapter
 from tuning.base import load_base, model_fingerprint
+
+
+_SENTENCE_END = re.compile(r"[.!?…](?:[\"'»)\]]*)(?=\s|$)")
+
+
+def trim_to_sentence(text: str, min_keep: float = 0.4) -> str:
+    """Cut a reply that ran out of tokens back to its last complete sentence, if that keeps most of it."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    if ends and ends[-1] >= min_keep * len(text):
+        return text[: ends[-1]].rstrip()
+    return text
 
 
 @dataclass(frozen=True)
@@ -74,4 +86,6 @@ class Generator:
             seconds = time.perf_counter() - t0
         new = out[0, n_prompt:]
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        if int(new.shape[0]) >= cfg.max_new_tokens:  # cut off mid-thought: end on a whole sentence
+            text = trim_to_sentence(text)
         return Generation(text=text, prompt_tokens=n_prompt, new_tokens=int(new.shape[0]), seconds=seconds)

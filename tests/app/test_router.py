@@ -21,6 +21,7 @@ def tiny_router(embedder):
     ("Tell me in a rhyme when the Library was founded.", "both"),
     ("What's the best smartphone to buy?", "offworld"),
     ("Write me some JavaScript please", "offworld"),
+    ("I close the book and look around the clock room.", "style"),
 ])
 def test_routes_with_reasons(tiny_router, tiny_corpus, embedder, tmp_path, text, label):
     rebuild_index(tiny_corpus, tmp_path / "index", embedder)
