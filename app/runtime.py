@@ -12,7 +12,6 @@ from app.config import GenerationConfig
 from tuning.adapters import attach_adapter
 from tuning.base import load_base, model_fingerprint
 
-
 _SENTENCE_END = re.compile(r"[.!?…](?:[\"'»)\]]*)(?=\s|$)")
 
 
