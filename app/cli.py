@@ -92,6 +92,22 @@ def cmd_index_rebuild(args) -> None:
     _emit(args, out, text)
 
 
+def cmd_index_list(args) -> None:
+    from retrieval.rebuild import list_generations
+
+    gens = list_generations(_config(args).paths.index)
+    lines = [f"{'*' if g['live'] else ' '} {g['generation']}  {g['documents']} docs  {g['chunks']} chunks  "
+             f"{g['embedder']}" for g in gens] or ["no generations"]
+    _emit(args, {"generations": gens}, "\n".join(lines))
+
+
+def cmd_index_rollback(args) -> None:
+    from retrieval.rebuild import use_generation
+
+    name = use_generation(_config(args).paths.index, args.generation)
+    _emit(args, {"live": name}, f"generation {name} is live")
+
+
 def cmd_index_search(args) -> None:
     from app.config import Cast
     from retrieval.embeddings import SentenceTransformerEmbedder
@@ -279,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="write a new generation even if nothing changed")
     common(sp, corpus=True, index=True)
     sp.set_defaults(fn=cmd_index_rebuild)
+    sp = index.add_parser("list", help="list the kept generations (* = live)")
+    common(sp, index=True)
+    sp.set_defaults(fn=cmd_index_list)
+    sp = index.add_parser("rollback", help="make an older generation live (default: the previous one)")
+    sp.add_argument("generation", nargs="?")
+    common(sp, index=True)
+    sp.set_defaults(fn=cmd_index_rollback)
     sp = index.add_parser("search", help="search the index")
     sp.add_argument("query")
     sp.add_argument("--k", type=int, default=5)

@@ -103,3 +103,37 @@ def _prune(gens: Path, keep: int, live: str) -> None:
                   key=lambda p: p.name)
     for p in olds[: max(0, len(olds) - (keep - 1))]:
         shutil.rmtree(p, ignore_errors=True)
+
+
+def list_generations(root: Path) -> list[dict]:
+    """Complete generations, oldest first, each with its manifest summary and whether it is live."""
+    root = Path(root)
+    gens = root / "generations"
+    live = (root / "CURRENT").read_text(encoding="utf-8").strip() if (root / "CURRENT").is_file() else None
+    out = []
+    for p in sorted(gens.iterdir()) if gens.is_dir() else []:
+        if p.name.startswith(".") or not (p / "manifest.json").is_file():
+            continue
+        m = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
+        out.append({"generation": p.name, "live": p.name == live, "created": m.get("created"),
+                    "documents": m["counts"]["documents"], "chunks": m["counts"]["chunks"],
+                    "corpus_hash": m["corpus"]["hash"], "embedder": m["embedder"]["id"]})
+    return out
+
+
+def use_generation(root: Path, name: str | None = None) -> str:
+    """Make `name` live (default: the generation before the live one). Returns the name made live."""
+    from retrieval.errors import IndexMissingError
+
+    gens = list_generations(root)
+    if not gens:
+        raise IndexMissingError(f"no index generations at {root}; build one with `eterna index rebuild`")
+    if name is None:
+        live = [i for i, g in enumerate(gens) if g["live"]]
+        if not live or live[0] == 0:
+            raise IndexMissingError(f"{root}: no earlier generation to roll back to")
+        name = gens[live[0] - 1]["generation"]
+    if name not in {g["generation"] for g in gens}:
+        raise IndexMissingError(f"{root}: no generation {name!r}; `eterna index list` shows the kept ones")
+    atomic_write_text(Path(root) / "CURRENT", name + "\n")
+    return name

@@ -122,3 +122,21 @@ def test_chat_is_interactive_over_stdin(cfg):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "Talking to Capitán Rodrigo Ferrán" in proc.stdout and "[style]>" in proc.stdout
+
+
+def test_index_list_and_rollback(capsys, cfg, tmp_path):
+    run(capsys, "--config", cfg, "index", "rebuild")
+    doc = tmp_path / "proj" / "lore" / "garden-of-ink.md"
+    doc.write_text(doc.read_text().replace("October", "November"))
+    run(capsys, "--config", cfg, "index", "rebuild")
+    rc, out, _ = run(capsys, "--config", cfg, "index", "list", "--json")
+    gens = json.loads(out)["generations"]
+    assert rc == 0 and [g["live"] for g in gens] == [False, True]
+    rc, out, _ = run(capsys, "--config", cfg, "index", "rollback", "--json")
+    assert rc == 0 and json.loads(out)["live"] == gens[0]["generation"]
+    rc, out, _ = run(capsys, "--config", cfg, "index", "search", "oak galls", "--k", "1", "--json")
+    assert "October" in json.loads(out)["hits"][0]["text"]
+    rc, _, err = run(capsys, "--config", cfg, "index", "rollback")
+    assert rc == 2 and "no earlier generation" in err
+    rc, _, err = run(capsys, "--config", cfg, "index", "rollback", "nope")
+    assert rc == 2 and "no generation 'nope'" in err
