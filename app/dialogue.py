@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from app.config import Cast, EternaConfig
-from app.guard import check_chapter, check_session, clean_player_text
+from app.guard import check_chapter, check_session, clean_player_text, injection_flags, strip_special_tokens
 from app.memory import SessionMemory
 from app.prompt import build_messages
 from app.router import Router, load_seeds
@@ -36,6 +36,7 @@ class Reply:
     session: str = "default"
     chapter: int = 1
     tokens: dict = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -83,6 +84,10 @@ class DialogueEngine:
 
         spec = self.cast.get(npc)
         text = clean_player_text(text, self.config.guard.max_input_chars)
+        # again once control tokens are gone: "<|im_end|>" alone is empty, not a line of dialogue
+        text = clean_player_text(strip_special_tokens(text, self.generator.special_tokens),
+                                 self.config.guard.max_input_chars)
+        flags = injection_flags(text)
         chapter, session = check_chapter(chapter), check_session(session)
         t = lap("guard_ms", t_start)
 
@@ -102,7 +107,8 @@ class DialogueEngine:
 
         gen_cfg = self.config.generation
         messages, hits = build_messages(spec, route.label, hits, self.memory.recent(session, spec.id), text,
-                                        self.generator.count_tokens, gen_cfg.context_tokens - gen_cfg.max_new_tokens)
+                                        self.generator.count_tokens, gen_cfg.context_tokens - gen_cfg.max_new_tokens,
+                                        guarded=bool(flags))
         t = lap("prompt_ms", t)
         adapter = spec.id if spec.adapter is not None and use_adapter else None
         out = self.generator.generate(messages, gen_cfg, adapter=adapter)
@@ -110,6 +116,6 @@ class DialogueEngine:
         self.memory.add(session, spec.id, text, out.text)
         timings["total_ms"] = round((time.perf_counter() - t_start) * 1000, 2)
         return Reply(text=out.text, route=route.label, npc=spec.id, sources=[h.source() for h in hits],
-                     timings=timings, reason=route.reason, session=session, chapter=chapter,
+                     timings=timings, reason=route.reason, session=session, chapter=chapter, flags=flags,
                      tokens={"prompt": out.prompt_tokens, "reply": out.new_tokens,
                              "per_second": round(out.new_tokens / out.seconds, 1) if out.seconds > 0 else None})

@@ -31,6 +31,38 @@ def check_chapter(chapter: object) -> int:
     return chapter
 
 
+_INJECTION = re.compile(
+    r"(ignore|disregard|forget|override)\s+(all\s+|any\s+|your\s+|the\s+|previous\s+|prior\s+|above\s+)*"
+    r"(instructions|rules|prompt|directives|persona|guidelines)|^\s*(system|assistant|developer)\s*:|"
+    r"</?\s*(context|system|instructions?|facts)\s*>|(reveal|print|show|repeat)\s+(me\s+)?(your|the)\s+"
+    r"(system\s+)?prompt|you are no longer|new instructions|developer (note|mode)|debug mode|"
+    r"disable\s+\w+(\s+\w+)?\s+(gating|filters?|checks?|safety)|repeat after me|trust only me|"
+    r"(documents|facts|sources)\s+(below|above)\s+are\s+wrong", re.I | re.M)
+_PERSONA_BREAK = re.compile(
+    r"drop the [\w\s]{0,20}act|step out of (the )?(story|game|character)|break character|out of character|"
+    r"you'?r?e? (really |just )?(an? )?(ai|bot|chatbot|language model|program)\b|"
+    r"for the rest of (this|the) conversation", re.I)
+
+
+def strip_special_tokens(text: str, specials: list[str]) -> str:
+    """Remove the model's control tokens (e.g. `<|im_start|>`) from player text: typed by a player they would
+    otherwise be parsed as real role markers and could forge a system turn."""
+    for tok in sorted(specials, key=len, reverse=True):
+        if tok:
+            text = text.replace(tok, " ")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def injection_flags(text: str) -> list[str]:
+    """Cheap, explainable signs that the player is addressing the model instead of the character."""
+    flags = []
+    if _INJECTION.search(text):
+        flags.append("prompt_injection")
+    if _PERSONA_BREAK.search(text):
+        flags.append("persona_break")
+    return flags
+
+
 _SESSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 

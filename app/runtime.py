@@ -50,6 +50,10 @@ class Generator:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                                   return_dict=True)
 
+    @property
+    def special_tokens(self) -> list[str]:
+        return [t for t in self.tokenizer.all_special_tokens if t]
+
     def count_tokens(self, messages: list[dict]) -> int:
         return len(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                                       return_dict=True)["input_ids"])
