@@ -40,7 +40,7 @@ _INJECTION = re.compile(
     r"(documents|facts|sources)\s+(below|above)\s+are\s+wrong", re.I | re.M)
 _PERSONA_BREAK = re.compile(
     r"drop the [\w\s]{0,20}act|step out of (the )?(story|game|character)|break character|out of character|"
-    r"you'?r?e? (really |just )?(an? )?(ai|bot|chatbot|language model|program)\b|"
+    r"(you'?re|you are|are you) (really |just )?(an? )?(ai|bot|chatbot|language model|program)\b|"
     r"for the rest of (this|the) conversation", re.I)
 
 
