@@ -137,11 +137,10 @@ def cmd_index_search(args) -> None:
     _emit(args, out, "\n".join(lines))
 
 
-def _engine(args):
+def _engine(args, cfg=None):
     from app.dialogue import DialogueEngine
 
-    cfg = _config(args)
-    return DialogueEngine.from_settings(cfg)
+    return DialogueEngine.from_settings(cfg or _config(args))
 
 
 def cmd_say(args) -> int:
@@ -150,14 +149,11 @@ def cmd_say(args) -> int:
     if args.file is not None:
         return _say_batch(args)
     from app.config import Cast
-    from app.guard import check_chapter, check_session, clean_player_text
+    from app.dialogue import check_turn
 
     cfg = _config(args)  # fail fast on bad input, before any model is loaded
-    Cast.load(cfg.paths.npcs).get(args.npc)
-    clean_player_text(args.text, cfg.guard.max_input_chars)
-    check_chapter(args.chapter)
-    check_session(args.session)
-    engine = _engine(args)
+    check_turn(Cast.load(cfg.paths.npcs), cfg.guard.max_input_chars, args.npc, args.text, args.chapter, args.session)
+    engine = _engine(args, cfg)
     reply = engine.say(args.npc, args.text, session=args.session, chapter=args.chapter)
     out = reply.to_json()
     srcs = ", ".join(s["chunk"] for s in reply.sources) or "none"

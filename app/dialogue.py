@@ -13,8 +13,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from app.config import Cast, EternaConfig
-from app.guard import check_chapter, check_session, clean_player_text, injection_flags, strip_special_tokens
+from app.config import Cast, EternaConfig, NpcSpec
+from app.guard import check_chapter, check_session, clean_player_text, injection_flags
 from app.memory import SessionMemory
 from app.prompt import build_messages
 from app.router import Router, load_seeds
@@ -23,6 +23,13 @@ from retrieval.embeddings import SentenceTransformerEmbedder
 from retrieval.index import LoreIndex
 from retrieval.types import Scope
 from tuning.base import prepare_model
+
+
+def check_turn(cast: Cast, max_chars: int, npc: str, text: object, chapter: object, session: object,
+               specials: tuple[str, ...] = ()) -> tuple[NpcSpec, str, int, str]:
+    """Validate one turn before any work is done: (NPC spec, cleaned text, chapter, session) or a typed error."""
+    return (cast.get(npc), clean_player_text(text, max_chars, specials), check_chapter(chapter),
+            check_session(session))
 
 
 @dataclass
@@ -82,13 +89,9 @@ class DialogueEngine:
             timings[name] = round((now - t0) * 1000, 2)
             return now
 
-        spec = self.cast.get(npc)
-        text = clean_player_text(text, self.config.guard.max_input_chars)
-        # again once control tokens are gone: "<|im_end|>" alone is empty, not a line of dialogue
-        text = clean_player_text(strip_special_tokens(text, self.generator.special_tokens),
-                                 self.config.guard.max_input_chars)
+        spec, text, chapter, session = check_turn(self.cast, self.config.guard.max_input_chars, npc, text, chapter,
+                                                  session, self.generator.special_tokens)
         flags = injection_flags(text)
-        chapter, session = check_chapter(chapter), check_session(session)
         t = lap("guard_ms", t_start)
 
         qvec = self.embedder.encode([text])[0]  # (dim,)

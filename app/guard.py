@@ -10,18 +10,26 @@ from retrieval.errors import InputError
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029\ufeff]")
 
 
-def clean_player_text(text: object, max_chars: int) -> str:
-    """NFC-normalise, drop control and zero-width characters, collapse whitespace; then check length."""
+def clean_player_text(text: object, max_chars: int, specials: tuple[str, ...] = ()) -> str:
+    """NFC-normalise, drop control and zero-width characters and the model's `specials` (control tokens such as
+    `<|im_start|>`: typed by a player they would be parsed as real role markers and could forge a system turn),
+    collapse whitespace; then check that something is left and that it is not too long."""
     if not isinstance(text, str):
         raise InputError(f"player text must be a string, got {type(text).__name__}")
+    empty = InputError("player text is empty (after removing whitespace and control characters); say something")
     text = unicodedata.normalize("NFC", text)
-    text = _CONTROL.sub("", text)
-    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"\s+", " ", _CONTROL.sub("", text)).strip()
     if not text:
-        raise InputError("player text is empty (after removing whitespace and control characters); say something")
+        raise empty
     if len(text) > max_chars:
         raise InputError(f"player text is {len(text)} characters; the limit is {max_chars} "
                          "(guard.max_input_chars in the config)")
+    if specials:
+        for tok in specials:  # longest first, so no token is cut through by a shorter one
+            text = text.replace(tok, " ")
+        text = re.sub(r"\s+", " ", text).strip()
+        if not text:  # "<|im_end|>" alone is not a line of dialogue
+            raise empty
     return text
 
 
@@ -42,15 +50,6 @@ _PERSONA_BREAK = re.compile(
     r"drop the [\w\s]{0,20}act|step out of (the )?(story|game|character)|break character|out of character|"
     r"(you'?re|you are|are you) (really |just )?(an? )?(ai|bot|chatbot|language model|program)\b|"
     r"for the rest of (this|the) conversation", re.I)
-
-
-def strip_special_tokens(text: str, specials: list[str]) -> str:
-    """Remove the model's control tokens (e.g. `<|im_start|>`) from player text: typed by a player they would
-    otherwise be parsed as real role markers and could forge a system turn."""
-    for tok in sorted(specials, key=len, reverse=True):
-        if tok:
-            text = text.replace(tok, " ")
-    return re.sub(r"\s+", " ", text).strip()
 
 
 def injection_flags(text: str) -> list[str]:

@@ -38,6 +38,8 @@ class Generator:
         self.model_dir = Path(model_dir)
         self.fingerprint = model_fingerprint(self.model_dir)
         self.model, self.tokenizer = load_base(self.model_dir, dtype)
+        # control tokens the guard removes from player text, longest first
+        self.special_tokens = tuple(sorted((t for t in self.tokenizer.all_special_tokens if t), key=len, reverse=True))
         self.adapters: dict[str, Path] = {}
         self._lock = threading.Lock()  # one generation at a time per model (adapter switching is global state)
 
@@ -49,10 +51,6 @@ class Generator:
     def _encode(self, messages: list[dict]):
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                                   return_dict=True)
-
-    @property
-    def special_tokens(self) -> list[str]:
-        return [t for t in self.tokenizer.all_special_tokens if t]
 
     def count_tokens(self, messages: list[dict]) -> int:
         return len(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
