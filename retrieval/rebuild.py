@@ -18,26 +18,25 @@ import numpy as np
 from retrieval.chunking import chunk_document
 from retrieval.corpus import load_corpus
 from retrieval.embeddings import Embedder
+from retrieval.errors import IndexMissingError
 from retrieval.fileio import atomic_write_text, fsync_tree, sha256_file
 from retrieval.index import FORMAT, read_current, write_generation
 from retrieval.types import RebuildStats
 
 
-def _live_manifest(root: Path) -> dict | None:
-    try:
-        return json.loads((read_current(root) / "manifest.json").read_text(encoding="utf-8"))
-    except Exception:  # no index yet, or an unreadable one: a rebuild replaces it
-        return None
-
-
-def _previous_vectors(root: Path, embedder: Embedder) -> dict[str, np.ndarray]:
-    """chunk hash -> vector from the live generation, if it was built by the same embedder."""
+def _live(root: Path) -> tuple[Path, dict] | None:
+    """(folder, manifest) of the live generation, if there is a readable one in this format."""
     try:
         gen = read_current(root)
         manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
-        if manifest.get("format") != FORMAT or manifest["embedder"] != {
-                "id": embedder.id, "dim": embedder.dim, "fingerprint": embedder.fingerprint}:
-            return {}
+    except Exception:  # no index yet, or an unreadable one: a rebuild replaces it
+        return None
+    return (gen, manifest) if manifest.get("format") == FORMAT else None
+
+
+def _previous_vectors(gen: Path) -> dict[str, np.ndarray]:
+    """chunk hash -> vector from a generation (the caller checked it was built by the same embedder)."""
+    try:
         vectors = np.load(gen / "vectors.npy")
         hashes = [json.loads(line)["hash"] for line in
                   (gen / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -57,15 +56,14 @@ def rebuild_index(corpus: Path, root: Path, embedder: Embedder, *, chunk_words: 
     corpus_hash = hashlib.sha256(json.dumps(doc_hashes, sort_keys=True).encode()).hexdigest()[:16]
     embedder_info = {"id": embedder.id, "dim": embedder.dim, "fingerprint": embedder.fingerprint}
     chunking = {"chunk_words": chunk_words, "overlap_words": overlap_words}
-    live = _live_manifest(root)
-    if not force and live is not None and live.get("format") == FORMAT and live["corpus"]["hash"] == corpus_hash \
-            and live["embedder"] == embedder_info and live["chunking"] == chunking:
-        gen = read_current(root)
-        return RebuildStats(generation=gen.name, documents=len(docs), chunks=live["counts"]["chunks"], embedded=0,
-                            reused=live["counts"]["chunks"], seconds=round(time.perf_counter() - t0, 3),
-                            path=str(gen), extra={"unchanged": True})
+    live = _live(root)
+    same_embedder = live is not None and live[1]["embedder"] == embedder_info
+    if not force and same_embedder and live[1]["corpus"]["hash"] == corpus_hash and live[1]["chunking"] == chunking:
+        gen, n = live[0], live[1]["counts"]["chunks"]
+        return RebuildStats(generation=gen.name, documents=len(docs), chunks=n, embedded=0, reused=n,
+                            seconds=round(time.perf_counter() - t0, 3), path=str(gen), extra={"unchanged": True})
     chunks = [c for d in docs for c in chunk_document(d, chunk_words, overlap_words)]
-    previous = _previous_vectors(root, embedder)
+    previous = _previous_vectors(live[0]) if same_embedder else {}
     todo = [i for i, c in enumerate(chunks) if c.hash not in previous]
     vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)  # (N, dim)
     for i, c in enumerate(chunks):
@@ -123,8 +121,6 @@ def list_generations(root: Path) -> list[dict]:
 
 def use_generation(root: Path, name: str | None = None) -> str:
     """Make `name` live (default: the generation before the live one). Returns the name made live."""
-    from retrieval.errors import IndexMissingError
-
     gens = list_generations(root)
     if not gens:
         raise IndexMissingError(f"no index generations at {root}; build one with `eterna index rebuild`")
