@@ -47,6 +47,8 @@ def _lora_kwargs(recipe) -> dict:
                 target_modules=recipe.target_modules, bias="none", task_type="CAUSAL_LM")
 
 
+@register("qlora", "LoRA over a 4-bit NF4 base (Dettmers et al., 2023): ~3x less base memory; the adapter it "
+                   "saves loads onto the unquantised base like any LoRA.", quantization="nf4")
 @register("lora", "Low-rank adapters on the chosen linear layers (Hu et al., 2021).")
 def _lora(recipe):
     from peft import LoraConfig
@@ -59,11 +61,3 @@ def _dora(recipe):
     from peft import LoraConfig
 
     return LoraConfig(**_lora_kwargs(recipe), use_dora=True)
-
-
-@register("qlora", "LoRA over a 4-bit NF4 base (Dettmers et al., 2023): ~3x less base memory; the adapter it "
-                   "saves loads onto the unquantised base like any LoRA.", quantization="nf4")
-def _qlora(recipe):
-    from peft import LoraConfig
-
-    return LoraConfig(**_lora_kwargs(recipe))
