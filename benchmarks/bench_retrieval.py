@@ -11,7 +11,6 @@ Rebuild cost: a full rebuild vs an incremental one after editing 1% of the docum
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 import tempfile
@@ -23,7 +22,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.evaluation.measures import ndcg_at_10  # noqa: E402
+from app.evaluation.beir import load_beir, write_as_lore  # noqa: E402
+from app.evaluation.measures import ndcg_at_10, rank_documents  # noqa: E402
 from retrieval.embeddings import SentenceTransformerEmbedder  # noqa: E402
 from retrieval.index import LoreIndex  # noqa: E402
 from retrieval.rebuild import rebuild_index  # noqa: E402
@@ -32,17 +32,9 @@ from retrieval.rebuild import rebuild_index  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "scifact"))
-    ap.add_argument("--limit", type=int, default=0, help="use only the first N test queries (and their corpus)")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N test queries (the corpus stays whole)")
     args = ap.parse_args()
-    data = Path(args.data)
-    corpus = [json.loads(x) for x in gzip.open(data / "corpus.jsonl.gz", "rt", encoding="utf-8")]
-    queries = {q["_id"]: q["text"] for q in map(json.loads, (data / "queries.jsonl").read_text().splitlines())}
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (data / "qrels" / "test.tsv").read_text().splitlines()[1:]:
-        q, d, s = line.split("\t")
-        qrels.setdefault(q, {})[d] = int(s)
-    if args.limit:
-        qrels = dict(list(qrels.items())[: args.limit])
+    corpus, queries, qrels = load_beir(Path(args.data), "test", args.limit)
     qids = list(qrels)
     emb = SentenceTransformerEmbedder("builtin:all-minilm-l6-v2")
     qv = emb.encode([queries[q] for q in qids])  # (Q, dim)
@@ -55,22 +47,10 @@ def main() -> None:
     base_ranked = {q: [corpus[i]["_id"] for i in row] for q, row in zip(qids, top)}
 
     with tempfile.TemporaryDirectory() as tmp:
-        lore = Path(tmp) / "lore"
-        lore.mkdir()
-        for d in corpus:
-            body = d["text"] or d["title"]
-            (lore / f"{d['_id']}.md").write_text(
-                f"---\ntitle: {json.dumps(d['title'] or d['_id'])}\nkind: book\nnpc_scope: all\nchapter: 1\n---\n"
-                f"{body}\n", encoding="utf-8")
+        lore = write_as_lore(corpus, Path(tmp) / "lore")
         full = rebuild_index(lore, Path(tmp) / "index", emb)
         index = LoreIndex.open(Path(tmp) / "index", emb)
-        ranked = {}
-        for q, v in zip(qids, qv):
-            docs: list[str] = []
-            for h in index.search_vector(v, 300):
-                if h.chunk.doc not in docs:
-                    docs.append(h.chunk.doc)
-            ranked[q] = docs[:100]
+        ranked = {q: rank_documents(index.search_vector(v, 300), 100) for q, v in zip(qids, qv)}
         step = max(1, len(corpus) // 100)
         for d in corpus[::step]:  # edit 1% of the documents
             p = lore / f"{d['_id']}.md"

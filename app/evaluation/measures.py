@@ -10,7 +10,12 @@ import numpy as np
 from app.router import LABELS, Router
 from retrieval.fileio import read_jsonl
 from retrieval.index import LoreIndex
-from retrieval.types import Scope
+from retrieval.types import Hit, Scope
+
+
+def rank_documents(hits: list[Hit], n: int) -> list[str]:
+    """Documents in the order of their best chunk, at most n."""
+    return list(dict.fromkeys(h.chunk.doc for h in hits))[:n]
 
 
 def router_report(router: Router, index: LoreIndex, path: Path) -> dict:
@@ -30,15 +35,15 @@ def router_report(router: Router, index: LoreIndex, path: Path) -> dict:
             "confusion": confusion, "errors": errors}
 
 
-def retrieval_report(index: LoreIndex, embedder, path_glob: list[Path], cast, k: int = 4) -> dict:
+def retrieval_report(index: LoreIndex, embedder, paths: list[Path], cast, k: int = 4) -> dict:
     """Hit@1 / hit@k / MRR of the gold document for each fact question, in the asking NPC's scope."""
-    items = [obj for p in path_glob for _, obj in read_jsonl(p, ("question", "doc", "npc", "chapter"))]
+    items = [obj for p in paths for _, obj in read_jsonl(p, ("question", "doc", "npc", "chapter"))]
     vecs = embedder.encode([it["question"] for it in items])
     ranks = []
     for it, v in zip(items, vecs):
         npc = cast.get(it["npc"])
         hits = index.search_vector(v, 20, Scope(npc=npc.id, kinds=npc.kinds(), chapter=it["chapter"]))
-        docs = list(dict.fromkeys(h.chunk.doc for h in hits))
+        docs = rank_documents(hits, len(hits))
         ranks.append(docs.index(it["doc"]) + 1 if it["doc"] in docs else None)
     found = np.array([r is not None and r <= k for r in ranks])
     return {"n": len(items), "hit@1": round(float(np.mean([r == 1 for r in ranks])), 4),
