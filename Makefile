@@ -33,7 +33,7 @@ index: models
 demo: index
 	$(BIN)/eterna demo
 
-# One LoRA adapter per character from corpora/style (about 6 minutes each on 2 cores), then the scene again
+# One LoRA adapter per character from corpora/library/style (about 6 minutes each on 2 cores), then the scene again
 # with configs/npcs.tuned.yaml, whose `adapter:` entries point at them.
 NPCS := director archivist warden pell codex_ceniza
 adapters: models
@@ -44,17 +44,18 @@ adapters: models
 demo-tuned: adapters index
 	$(BIN)/eterna demo --npcs configs/npcs.tuned.yaml
 
+WORLDS := eterna kestrel sealed
 test: setup
-	$(BIN)/eterna validate
+	@for w in $(WORLDS); do $(BIN)/eterna --config configs/$$w.yaml validate > /dev/null || exit 1; echo "validate $$w: ok"; done
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
 bench: models
-	$(BIN)/python benchmarks/bench_router.py
 	$(BIN)/python benchmarks/bench_generation.py
-	$(BIN)/python benchmarks/bench_facts.py
+	$(BIN)/python benchmarks/bench_router.py --config configs/eterna.yaml configs/kestrel.yaml configs/sealed.yaml
+	$(BIN)/python benchmarks/bench_grounding.py --config configs/sealed.yaml
 	$(BIN)/python benchmarks/bench_style.py
 	$(BIN)/python benchmarks/bench_retrieval.py
 

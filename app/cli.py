@@ -1,4 +1,4 @@
-"""The `eterna` command line. Thin: parse flags, build typed configs, call the library, print text or JSON.
+"""The `eterna` command line. Thin: parse flags, build typed configs, call the framework, print text or JSON.
 
 Exit codes: 0 success, 2 bad input or config (a one-line `error: ...` on stderr), 3 a batch ran but some lines
 failed (each has its own error object), 1 unexpected failure.
@@ -19,7 +19,7 @@ DEFAULT_CONFIG = Path("configs/eterna.yaml")
 
 
 def _quiet_libraries() -> None:
-    """Library chatter (progress bars, optional-kernel notices) would pollute --json stdout."""
+    """Third-party chatter (progress bars, optional-kernel notices) would pollute --json stdout."""
     import logging
     import warnings
 
@@ -73,16 +73,18 @@ def cmd_models_prepare(args) -> None:
 
 
 def cmd_index_rebuild(args) -> None:
+    from app.config import Cast
+    from retrieval.corpus import load_corpus
     from retrieval.embeddings import SentenceTransformerEmbedder
     from retrieval.rebuild import rebuild_index
 
     cfg = _config(args)
-    from retrieval.corpus import load_corpus
-
-    load_corpus(cfg.paths.corpus)  # fail on bad lore before loading the embedder
+    npc_ids = {n.id for n in Cast.load(cfg.paths.npcs, cfg.world).npcs}
+    load_corpus(cfg.paths.corpus, cfg.world.kinds, npc_ids)  # fail on bad lore before loading the embedder
     emb = SentenceTransformerEmbedder(cfg.models.embedder)
     stats = rebuild_index(cfg.paths.corpus, cfg.paths.index, emb, chunk_words=cfg.retrieval.chunk_words,
-                          overlap_words=cfg.retrieval.overlap_words, force=args.force)
+                          overlap_words=cfg.retrieval.overlap_words, force=args.force, kinds=cfg.world.kinds,
+                          npc_ids=npc_ids)
     out = {**{k: v for k, v in stats.__dict__.items() if k != "extra"}, **stats.extra}
     if stats.extra.get("unchanged"):
         text = f"index unchanged: generation {stats.generation} is current ({stats.chunks} chunks); --force rebuilds"
@@ -124,7 +126,7 @@ def cmd_index_search(args) -> None:
         raise EternaError("the query is empty")
     scope = Scope(chapter=args.chapter)
     if args.npc:
-        npc = Cast.load(cfg.paths.npcs).get(args.npc)
+        npc = Cast.load(cfg.paths.npcs, cfg.world).get(args.npc)
         scope = Scope(npc=npc.id, kinds=npc.kinds(), chapter=args.chapter)
     emb = SentenceTransformerEmbedder(cfg.models.embedder)
     index = LoreIndex.open(cfg.paths.index, emb)
@@ -152,7 +154,8 @@ def cmd_say(args) -> int:
     from app.dialogue import check_turn
 
     cfg = _config(args)  # fail fast on bad input, before any model is loaded
-    check_turn(Cast.load(cfg.paths.npcs), cfg.guard.max_input_chars, args.npc, args.text, args.chapter, args.session)
+    check_turn(Cast.load(cfg.paths.npcs, cfg.world), cfg.guard.max_input_chars, args.npc, args.text, args.chapter,
+               args.session)
     engine = _engine(args, cfg)
     reply = engine.say(args.npc, args.text, session=args.session, chapter=args.chapter)
     out = reply.to_json()
@@ -190,6 +193,11 @@ def _say_batch(args) -> int:
                 failures += 1
                 out = {"line": lineno, "error": f"{path}:{lineno}: {e}"}
                 text = f"error: {path}:{lineno}: {e}"
+            except Exception as e:  # a bug must not cost the rest of the batch its replies; report it per line
+                failures += 1
+                out = {"line": lineno, "error": f"{path}:{lineno}: internal error {type(e).__name__}: {e}",
+                       "type": type(e).__name__}
+                text = f"error: {out['error']}"
             _emit(args, out, text)
     if failures:
         print(f"{failures} line(s) of {path} failed; see their error objects", file=sys.stderr)
@@ -222,7 +230,7 @@ def cmd_demo(args) -> int:
     from app.demo import run_demo
 
     cfg = _config(args)
-    scene = Path(args.scene) if args.scene else cfg.paths.corpus.parent / "scenes" / "demo.jsonl"
+    scene = Path(args.scene) if args.scene else cfg.data_path("scenes") / "demo.jsonl"
     return run_demo(cfg, scene, as_json=args.json)
 
 
@@ -233,8 +241,8 @@ def cmd_train_sft(args) -> None:
     from tuning.sft import SFTRecipe, train_sft
 
     cfg = _config(args)
-    npc = Cast.load(cfg.paths.npcs).get(args.npc)
-    data = Path(args.data) if args.data else cfg.paths.corpus.parent / "style" / f"{npc.id}.jsonl"
+    npc = Cast.load(cfg.paths.npcs, cfg.world).get(args.npc)
+    data = Path(args.data) if args.data else cfg.data_path("style") / f"{npc.id}.jsonl"
     out = Path(args.out) if args.out else cfg.paths.adapters / npc.id
     overrides = {k: v for k, v in (("max_steps", args.max_steps), ("epochs", args.epochs), ("r", args.rank),
                                    ("method", args.method), ("learning_rate", args.lr)) if v is not None}
@@ -246,12 +254,62 @@ def cmd_train_sft(args) -> None:
         first = e.errors()[0]
         raise EternaError(f"--{first['loc'][0]}: {first['msg']}") from None
     base = prepare_model(cfg.models.llm, cfg.models.cache_dir)
-    manifest = train_sft(base, data, out, recipe, system=system_prompt(npc), npc=npc.id, base_spec=cfg.models.llm,
+    manifest = train_sft(base, data, out, recipe, system=system_prompt(npc, cfg.world, cfg.prompts), npc=npc.id,
+                         base_spec=cfg.models.llm,
                          log=True)
     m = manifest["metrics"]
     _emit(args, {"adapter": str(out), **manifest},
           f"adapter for {npc.id} -> {out}: {m['steps']} steps, loss {m['first_loss']} -> {m['last_loss']}, "
           f"{m['seconds']} s. Set `adapter: {out}` for {npc.id} in your npcs file to use it.")
+
+
+def _eval_config(args):
+    """Evaluation never writes player sessions: memory stays in the process."""
+    cfg = _config(args)
+    return cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"sessions": None})})
+
+
+def _progress(label: str):
+    def show(i: int, n: int) -> None:
+        if sys.stderr.isatty() or i == n or i % 10 == 0:
+            print(f"\r{label}: {i}/{n}", end="\n" if i == n else "", file=sys.stderr, flush=True)
+    return show
+
+
+def cmd_eval_facts(args) -> None:
+    from app.evaluation.facts import facts_report, load_fact_items
+
+    items = load_fact_items(Path(args.file))  # fail on a bad file before loading models
+    if args.limit:
+        items = items[: args.limit]
+    engine = _engine(args, _eval_config(args))
+    report = facts_report(engine, items, keep_items=args.items, progress=_progress("facts"))
+    text = (f"contains gold {report['contains_gold']} ({report['n_in_scope']} in scope), gold in sources "
+            f"{report['gold_in_sources']}, spoiler leaks {report['spoiler_leaks']}, idk correct "
+            f"{report['idk_correct']} ({report['n_out_of_scope']} out of scope), p50 {report['p50_ms']} ms")
+    _emit(args, report, text)
+
+
+def cmd_eval_router(args) -> None:
+    from app.config import Cast
+    from app.cues import Cues
+    from app.dialogue import build_router
+    from app.evaluation.facts import router_report
+    from app.router import load_router_items
+    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.index import LoreIndex
+
+    cfg = _config(args)
+    items = load_router_items(Path(args.file))
+    cast = Cast.load(cfg.paths.npcs, cfg.world)
+    emb = SentenceTransformerEmbedder(cfg.models.embedder)
+    index = LoreIndex.open(cfg.paths.index, emb)
+    router = build_router(cfg, cast, emb, index, Cues.load(cfg.world.cues))
+    report = router_report(router, index, items, keep_errors=args.errors)
+    lines = [f"accuracy {report['accuracy']} on {report['n']}"] + [
+        f"  {g:8s} recall {v['recall']} precision {v['precision']} (n={v['n']})"
+        for g, v in report["per_label"].items()]
+    _emit(args, report, "\n".join(lines))
 
 
 def cmd_validate(args) -> None:
@@ -323,14 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_chat)
 
     sp = sub.add_parser("demo", help="run the scripted multi-NPC scene")
-    sp.add_argument("--scene", help="scene JSONL (default: corpora/scenes/demo.jsonl)")
+    sp.add_argument("--scene", help="scene JSONL (default: paths.scenes/demo.jsonl)")
     common(sp, npcs=True, index=True)
     sp.set_defaults(fn=cmd_demo)
 
     train = sub.add_parser("train", help="fine-tune adapters").add_subparsers(dest="sub", required=True)
     sp = train.add_parser("sft", help="LoRA SFT of one NPC's style set")
     sp.add_argument("--npc", required=True)
-    sp.add_argument("--data", help="chat JSONL (default: corpora/style/<npc>.jsonl)")
+    sp.add_argument("--data", help="chat JSONL (default: paths.style/<npc>.jsonl)")
     sp.add_argument("--out", help="adapter folder (default: paths.adapters/<npc>)")
     sp.add_argument("--max-steps", type=int)
     sp.add_argument("--epochs", type=float)
@@ -339,6 +397,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lr", type=float)
     common(sp, npcs=True)
     sp.set_defaults(fn=cmd_train_sft)
+
+    ev = sub.add_parser("eval", help="measure a world's figures").add_subparsers(dest="sub", required=True)
+    sp = ev.add_parser("facts", help="fact questions: gold answer in the reply, spoilers, 'I do not know'")
+    sp.add_argument("--file", required=True, help='JSONL {"npc", "question", "answers", "chapter", "doc"}')
+    sp.add_argument("--limit", type=int, default=0, help="first N items only")
+    sp.add_argument("--items", action="store_true", help="include every item's reply in the JSON report")
+    common(sp, npcs=True, index=True)
+    sp.set_defaults(fn=cmd_eval_facts)
+    sp = ev.add_parser("router", help="router accuracy, per-label recall and precision, confusion")
+    sp.add_argument("--file", required=True, help='JSONL {"text", "label"}')
+    sp.add_argument("--errors", action="store_true", help="include the misrouted lines in the JSON report")
+    common(sp, npcs=True, index=True)
+    sp.set_defaults(fn=cmd_eval_router)
 
     sp = sub.add_parser("validate", help="check configs and every corpus file against the code")
     common(sp)

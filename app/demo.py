@@ -1,4 +1,4 @@
-"""`eterna demo`: a scripted scene in La Biblioteca Eterna, each reply shown with its route and sources."""
+"""`eterna demo`: a scripted scene of the configured world, each reply shown with its route and sources."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The public Python API.
 
     engine = DialogueEngine.from_config("configs/eterna.yaml")
-    reply = engine.say("archivist", "Who founded the Library?", session="p1", chapter=1)
+    reply = engine.say("keeper", "Who founded this place?", session="p1", chapter=1)
     reply.text, reply.route, reply.sources, reply.timings
 
 One engine holds one base model, the cast's adapters, the embedder, the live index generation and the memory.
@@ -10,15 +10,18 @@ One engine holds one base model, the cast's adapters, the embedder, the live ind
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from app.config import Cast, EternaConfig, NpcSpec
+from app.cues import Cues
+from app.grounding import Evidence, EvidenceSelector, wrap_in_voice
 from app.guard import check_chapter, check_session, clean_player_text, injection_flags
 from app.memory import SessionMemory
 from app.prompt import build_messages
 from app.router import Router, load_seeds
-from app.runtime import Generator
+from app.router_data import synthesise
+from app.runtime import Decoding, Generator
 from retrieval.embeddings import SentenceTransformerEmbedder
 from retrieval.index import LoreIndex
 from retrieval.types import Scope
@@ -44,16 +47,31 @@ class Reply:
     chapter: int = 1
     tokens: dict = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    grounding: dict = field(default_factory=dict)  # fact/both turns: evidence used, how the answer was made
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
+def build_router(config: EternaConfig, cast: Cast, embedder, lore: LoreIndex, cues: Cues) -> Router:
+    """The world's router: synthesised utterances from the index's lore and the cast, plus any seeds."""
+    docs: dict[str, tuple[str, list[str]]] = {}
+    for c in lore.chunks:
+        docs.setdefault(c.doc, (c.title, []))[1].append(c.text)
+    examples = synthesise([(t, " ".join(x)) for t, x in docs.values()], [n.name for n in cast.npcs], cues)
+    if config.paths.router_seeds is not None:
+        examples += load_seeds(config.paths.router_seeds)
+    return Router(embedder, cues, examples, lore, lore_threshold=config.router.lore_threshold,
+                  cache_dir=config.models.cache_dir / "router")
+
+
 class DialogueEngine:
     def __init__(self, config: EternaConfig, cast: Cast, embedder, index: LoreIndex, generator: Generator,
-                 router: Router, memory: SessionMemory):
+                 router: Router, memory: SessionMemory, cues: Cues | None = None):
         self.config, self.cast, self.embedder, self.index = config, cast, embedder, index
         self.generator, self.router, self.memory = generator, router, memory
+        self.cues = cues or router.cues
+        self.selector = EvidenceSelector(embedder, self.cues, texts=[c.text for c in index.chunks])
         for npc in cast.npcs:
             if npc.adapter is not None:
                 generator.add_adapter(npc.id, npc.adapter)
@@ -68,15 +86,19 @@ class DialogueEngine:
     @classmethod
     def from_settings(cls, config: EternaConfig, *, npcs: Path | None = None, index: Path | None = None,
                       llm: str | None = None) -> DialogueEngine:
-        cast = Cast.load(npcs or config.paths.npcs)
+        cast = Cast.load(npcs or config.paths.npcs, config.world)
+        cues = Cues.load(config.world.cues)
         embedder = SentenceTransformerEmbedder(config.models.embedder)
         lore = LoreIndex.open(index or config.paths.index, embedder)
         model_dir = prepare_model(llm or config.models.llm, config.models.cache_dir)
         generator = Generator(model_dir, config.models.dtype)
-        router = Router(embedder, load_seeds(config.paths.router_seeds), neighbours=config.router.neighbours,
-                        lore_threshold=config.router.lore_threshold)
+        router = build_router(config, cast, embedder, lore, cues)
         memory = SessionMemory(config.memory.turns, config.paths.sessions)
-        return cls(config, cast, embedder, lore, generator, router, memory)
+        return cls(config, cast, embedder, lore, generator, router, memory, cues)
+
+    def idk_line(self, spec: NpcSpec) -> str:
+        m = spec.markers
+        return wrap_in_voice(spec.idk or self.config.world.idk, m.opens if m else None, m.closes if m else None)
 
     def say(self, npc: str, text: str, *, session: str = "default", chapter: int = 1,
             use_adapter: bool = True) -> Reply:
@@ -101,24 +123,101 @@ class DialogueEngine:
         route = self.router.route(text, qvec, lore_score)
         t = lap("route_ms", t)
 
-        hits = []
-        if route.label in ("fact", "both"):
+        evidence: list[Evidence] = []
+        grounded = route.label in ("fact", "both")
+        g = self.config.grounding
+        if grounded:
             scope = Scope(npc=spec.id, kinds=spec.kinds(), chapter=chapter)
             hits = [h for h in self.index.search_vector(qvec, self.config.retrieval.k, scope)
                     if h.score >= self.config.retrieval.min_score]
+            evidence = self.selector.select(text, qvec, hits, g.evidence_sentences, whole_chunks=g.whole_chunks)
+            if evidence and not g.whole_chunks and (evidence[0].score < g.min_evidence
+                                                    or self._hidden_answers_better(text, qvec, evidence[0])):
+                evidence = []  # nothing this character may know answers the question: it does not know
         t = lap("retrieve_ms", t)
 
         gen_cfg = self.config.generation
-        messages, hits = build_messages(spec, route.label, hits, self.memory.recent(session, spec.id), text,
-                                        self.generator.count_tokens, gen_cfg.context_tokens - gen_cfg.max_new_tokens,
-                                        guarded=bool(flags))
-        t = lap("prompt_ms", t)
         adapter = spec.id if spec.adapter is not None and use_adapter else None
-        out = self.generator.generate(messages, gen_cfg, adapter=adapter)
-        t = lap("generate_ms", t)
-        self.memory.add(session, spec.id, text, out.text)
+        grounding: dict = {}
+        tokens: dict = {}
+        if grounded and not evidence:
+            out_text, grounding = self.idk_line(spec), {"answer": "idk", "evidence": []}
+            lap("prompt_ms", t)
+            t = lap("generate_ms", time.perf_counter())
+        elif grounded and self._mode(route.label) == "extract":
+            m = spec.markers
+            evidence = evidence[: g.extract_sentences]
+            out_text = wrap_in_voice(" ".join(e.text for e in evidence), m.opens if m else None,
+                                     m.closes if m else None)
+            grounding = {"answer": "extracted", "evidence": [e.source() for e in evidence]}
+            lap("prompt_ms", t)
+            t = lap("generate_ms", time.perf_counter())
+        else:
+            messages, evidence = build_messages(
+                spec, route.label, evidence, self.memory.recent(session, spec.id), text, self.generator.count_tokens,
+                gen_cfg.context_tokens - gen_cfg.max_new_tokens, world=self.config.world,
+                prompts=self.config.prompts, guarded=bool(flags))
+            t = lap("prompt_ms", t)
+            decoding = Decoding.from_config(gen_cfg)
+            if grounded:
+                decoding = Decoding.from_config(gen_cfg, penalty_scope=g.penalty_over, copy_bias=g.copy_bias,
+                                                copy_text=" ".join(e.text for e in evidence))
+                decoding = replace(decoding, repetition_penalty=g.repetition_penalty)
+            out = self.generator.generate(messages, decoding, adapter=adapter)
+            t = lap("generate_ms", t)
+            out_text = out.text
+            tokens = {"prompt": out.prompt_tokens, "reply": out.new_tokens,
+                      "per_second": round(out.new_tokens / out.seconds, 1) if out.seconds > 0 else None}
+            if grounded:
+                out_text, grounding = self._check(spec, text, out_text, evidence, self._mode(route.label))
+            t = lap("check_ms", t)
+        self.memory.add(session, spec.id, text, out_text)
         timings["total_ms"] = round((time.perf_counter() - t_start) * 1000, 2)
-        return Reply(text=out.text, route=route.label, npc=spec.id, sources=[h.source() for h in hits],
-                     timings=timings, reason=route.reason, session=session, chapter=chapter, flags=flags,
-                     tokens={"prompt": out.prompt_tokens, "reply": out.new_tokens,
-                             "per_second": round(out.new_tokens / out.seconds, 1) if out.seconds > 0 else None})
+        sources = list({e.chunk: {"doc": e.doc, "chunk": e.chunk, "score": round(e.score, 4)}
+                        for e in evidence}.values())
+        return Reply(text=out_text, route=route.label, npc=spec.id, sources=sources, timings=timings,
+                     reason=route.reason, session=session, chapter=chapter, flags=flags, tokens=tokens,
+                     grounding=grounding)
+
+    def _mode(self, route: str) -> str:
+        g = self.config.grounding
+        return g.answer_both if route == "both" else g.answer
+
+    def _hidden_answers_better(self, text: str, qvec, best: Evidence) -> bool:
+        """Would evidence outside this character's scope or chapter answer clearly better? Then the answer is hidden
+        from it (a spoiler, or another character's knowledge) and it must not improvise one from lesser facts.
+        Only the decision to say "I do not know" uses the hidden text; none of it reaches the prompt."""
+        g = self.config.grounding
+        if g.hidden_margin is None:
+            return False
+        hits = [h for h in self.index.search_vector(qvec, self.config.retrieval.k)
+                if h.score >= self.config.retrieval.min_score]
+        top = self.selector.select(text, qvec, hits, 1)
+        return bool(top) and top[0].chunk != best.chunk and top[0].score - best.score >= g.hidden_margin
+
+    def _check(self, spec: NpcSpec, question: str, reply: str, evidence: list[Evidence],
+               mode: str) -> tuple[str, dict]:
+        """The support check: a generated fact reply keeps only names and numbers its evidence holds; in `hybrid`
+        mode it must also carry what the best evidence adds to the question. Otherwise the policy applies."""
+        g = self.config.grounding
+        used = [e.source() for e in evidence]
+        info: dict = {"answer": "generated", "evidence": used, "supported": True}
+        if not g.support_check and mode != "hybrid":
+            return reply, info
+        allowed = f"{question} {spec.name} {spec.persona} {spec.style} {self.config.world.name}"
+        bad = self.selector.unsupported(reply, evidence, allowed) if g.support_check else []
+        says_idk = bool(self.cues.find("idk", reply))
+        carries = True
+        if mode == "hybrid":
+            top = evidence[: g.extract_sentences]
+            need = set().union(*(self.selector.answer_tokens(question, e) for e in top))
+            carries = not need or any(w in reply.lower() for w in need)
+        info.update(supported=not bad, unsupported=bad, carries_answer=carries)
+        if (not bad and carries and not says_idk) or g.on_unsupported == "keep":
+            return reply, info
+        if g.on_unsupported == "idk":
+            return self.idk_line(spec), {**info, "answer": "idk"}
+        m = spec.markers
+        top = evidence[: g.extract_sentences]
+        text = wrap_in_voice(" ".join(e.text for e in top), m.opens if m else None, m.closes if m else None)
+        return text, {**info, "answer": "extracted", "evidence": used[: len(top)], "generated": reply}

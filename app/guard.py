@@ -7,7 +7,10 @@ import unicodedata
 
 from retrieval.errors import InputError
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029\ufeff]")
+# control and zero-width characters, lone surrogates (invalid Unicode: JSON's "\\ud800" decodes to one, and
+# tokenizers raise on it) and the two noncharacters
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u2060-\u2064\ufeff"
+                      "\ud800-\udfff\ufffe\uffff]")
 
 
 def clean_player_text(text: object, max_chars: int, specials: tuple[str, ...] = ()) -> str:
@@ -17,7 +20,7 @@ def clean_player_text(text: object, max_chars: int, specials: tuple[str, ...] = 
     if not isinstance(text, str):
         raise InputError(f"player text must be a string, got {type(text).__name__}")
     empty = InputError("player text is empty (after removing whitespace and control characters); say something")
-    text = unicodedata.normalize("NFC", text)
+    text = unicodedata.normalize("NFC", _CONTROL.sub("", text))
     text = re.sub(r"\s+", " ", _CONTROL.sub("", text)).strip()
     if not text:
         raise empty

@@ -24,6 +24,58 @@ def trim_to_sentence(text: str, min_keep: float = 0.4) -> str:
 
 
 @dataclass(frozen=True)
+class Decoding:
+    """Backend-neutral decoding settings for one reply.
+
+    `penalty_scope="generated"` applies the repetition penalty to the reply's own tokens only (a penalty over the
+    prompt punishes copying the evidence); `copy_text` + `copy_bias` add a logit bonus to every token of that text
+    (grounded decoding: prefer the evidence's own words, names and numbers)."""
+
+    max_new_tokens: int = 96
+    temperature: float = 0.0
+    top_p: float = 0.9
+    repetition_penalty: float = 1.0
+    penalty_scope: str = "all"  # all | generated
+    copy_text: str = ""
+    copy_bias: float = 0.0
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: GenerationConfig, **overrides) -> Decoding:
+        return cls(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                   repetition_penalty=cfg.repetition_penalty, seed=cfg.seed, **overrides)
+
+
+class GeneratedRepetitionPenalty:
+    """transformers logits processor: CTRL-style repetition penalty over the tokens generated after the prompt."""
+
+    def __init__(self, penalty: float, prompt_len: int):
+        self.penalty, self.prompt_len = penalty, prompt_len
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        gen = input_ids[:, self.prompt_len:]  # (B, t)
+        if gen.shape[1] == 0:
+            return scores
+        picked = torch.gather(scores, 1, gen)
+        picked = torch.where(picked < 0, picked * self.penalty, picked / self.penalty)
+        return scores.scatter(1, gen, picked)
+
+
+class CopyBias:
+    """transformers logits processor: + bias on the logits of a fixed set of token ids (the evidence's tokens)."""
+
+    def __init__(self, token_ids: list[int], bias: float):
+        self.ids, self.bias = sorted(set(token_ids)), bias
+
+    def __call__(self, input_ids, scores):
+        if self.ids:
+            scores[:, self.ids] += self.bias
+        return scores
+
+
+@dataclass(frozen=True)
 class Generation:
     text: str
     prompt_tokens: int
@@ -56,14 +108,33 @@ class Generator:
         return len(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                                       return_dict=True)["input_ids"])
 
-    def generate(self, messages: list[dict], cfg: GenerationConfig, adapter: str | None = None) -> Generation:
+    def copy_token_ids(self, text: str) -> list[int]:
+        """Token ids of `text` as it appears mid-sentence and word by word, without control tokens."""
+        special = set(self.tokenizer.all_special_ids)
+        ids = set(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        for word in set(text.split()):
+            ids.update(self.tokenizer(" " + word, add_special_tokens=False)["input_ids"])
+        return sorted(ids - special)
+
+    def generate(self, messages: list[dict], cfg: GenerationConfig | Decoding,
+                 adapter: str | None = None) -> Generation:
         import contextlib
 
         import torch
+        from transformers import LogitsProcessorList
 
+        if isinstance(cfg, GenerationConfig):
+            cfg = Decoding.from_config(cfg)
         enc = self._encode(messages)
         n_prompt = int(enc["input_ids"].shape[1])
-        kwargs = dict(max_new_tokens=cfg.max_new_tokens, repetition_penalty=cfg.repetition_penalty,
+        processors = LogitsProcessorList()
+        penalty = cfg.repetition_penalty
+        if penalty != 1.0 and cfg.penalty_scope == "generated":
+            processors.append(GeneratedRepetitionPenalty(penalty, n_prompt))
+            penalty = 1.0
+        if cfg.copy_bias and cfg.copy_text:
+            processors.append(CopyBias(self.copy_token_ids(cfg.copy_text), cfg.copy_bias))
+        kwargs = dict(max_new_tokens=cfg.max_new_tokens, repetition_penalty=penalty, logits_processor=processors,
                       pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
         if cfg.temperature > 0:
             kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p)

@@ -8,8 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.config import Cast, EternaConfig
+from app.cues import Cues
 from app.demo import load_scene
-from app.router import LABELS, load_seeds
+from app.evaluation.facts import load_fact_items
+from app.router import LABELS, load_router_items, load_seeds
 from retrieval.corpus import load_corpus
 from retrieval.errors import CorpusError
 from retrieval.fileio import read_jsonl
@@ -17,45 +19,67 @@ from retrieval.types import Scope
 from tuning.data import load_chat_examples, load_preferences
 
 
-def validate_facts(path: Path, docs: dict, cast: Cast) -> int:
-    n = 0
-    for lineno, q in read_jsonl(path, ("id", "question", "answer", "doc", "chapter", "npc")):
-        where = f"{path}:{lineno}"
-        doc = docs.get(q["doc"])
+def validate_facts(path: Path, docs: dict, cast: Cast) -> dict:
+    """Each item's doc exists, its answers occur in the doc, its npc exists. Counts in-scope and other items."""
+    counts = {"in_scope": 0, "spoiler": 0, "out_of_scope": 0}
+    for it in load_fact_items(path):
+        where = f"{path}:{it['line']}"
+        doc = docs.get(it["doc"])
         if doc is None:
-            raise CorpusError(f"{where}: doc {q['doc']!r} is not in the lore corpus")
-        if q["chapter"] != doc.chapter:
-            raise CorpusError(f"{where}: chapter {q['chapter']} but {q['doc']} is chapter {doc.chapter}")
-        if str(q["answer"]).lower() not in doc.body.lower():
-            raise CorpusError(f"{where}: answer {q['answer']!r} does not occur in {doc.path}")
-        npc = cast.get(q["npc"])
-        if not Scope(npc=npc.id, kinds=npc.kinds()).allows(doc):  # a Document has a chunk's visibility fields
-            raise CorpusError(f"{where}: npc {npc.id!r} cannot see {q['doc']} (npc_scope/knows)")
-        n += 1
-    return n
+            raise CorpusError(f"{where}: doc {it['doc']!r} is not in the lore corpus")
+        for a in it["answers"]:
+            if a.lower() not in doc.body.lower():
+                raise CorpusError(f"{where}: answer {a!r} does not occur in {doc.path}")
+        npc = cast.get(it["npc"])
+        if doc.chapter > it["chapter"]:
+            counts["spoiler"] += 1
+        elif not Scope(npc=npc.id, kinds=npc.kinds()).allows(doc):  # a Document has a chunk's visibility fields
+            counts["out_of_scope"] += 1
+        else:
+            counts["in_scope"] += 1
+    return counts
 
 
 def validate_project(cfg: EternaConfig) -> dict:
-    corpora = cfg.paths.corpus.parent
-    cast = Cast.load(cfg.paths.npcs)
-    report: dict[str, object] = {"npcs": len(cast.npcs)}
-    docs = {d.id: d for d in load_corpus(cfg.paths.corpus)}
+    """Every file the config names: cast against the world, lore against kinds and cast, cues, data sets."""
+    cast = Cast.load(cfg.paths.npcs, cfg.world)
+    Cues.load(cfg.world.cues)
+    report: dict[str, object] = {"world": cfg.world.name, "npcs": len(cast.npcs)}
+    docs = {d.id: d for d in load_corpus(cfg.paths.corpus, cfg.world.kinds, {n.id for n in cast.npcs})}
     report["lore_documents"] = len(docs)
     report["lore_chapters"] = {c: sum(d.chapter == c for d in docs.values()) for c in sorted(
         {d.chapter for d in docs.values()})}
+    used = {d.kind for d in docs.values()}
+    for i, n in enumerate(cast.npcs):
+        if isinstance(n.knows, list) and not set(n.knows) & used:
+            raise CorpusError(f"{cfg.paths.npcs}: npcs.{i}.knows: no lore document has any of the kinds "
+                              f"{', '.join(n.knows)}; {n.id} would know nothing")
     for kind, loader in (("style", load_chat_examples), ("preferences", load_preferences)):
-        for path in sorted((corpora / kind).glob("*.jsonl")):
+        folder = getattr(cfg.paths, kind)
+        for path in sorted(folder.glob("*.jsonl")) if folder is not None and folder.is_dir() else []:
             cast.get(path.stem)  # a file per known NPC
             report[f"{kind}/{path.stem}"] = len(loader(path))
-    facts = sorted((corpora / "eval").glob("facts*.jsonl"))
-    report["eval_facts"] = sum(validate_facts(p, docs, cast) for p in facts)
-    router_eval = corpora / "eval" / "router.jsonl"
-    if router_eval.is_file():
-        labels = [lbl for _, lbl in load_seeds(router_eval)]
-        report["eval_router"] = {lbl: labels.count(lbl) for lbl in LABELS}
-    report["router_seeds"] = len(load_seeds(cfg.paths.router_seeds))
-    scenes = corpora / "scenes"
-    for path in sorted(scenes.glob("*.jsonl")) if scenes.is_dir() else []:
+    ev = cfg.paths.eval
+    if ev is not None and ev.is_dir():
+        totals = {"in_scope": 0, "spoiler": 0, "out_of_scope": 0}
+        for p in sorted(ev.glob("facts*.jsonl")):
+            for k, v in validate_facts(p, docs, cast).items():
+                totals[k] += v
+        report["eval_facts"] = totals
+        if (ev / "router.jsonl").is_file():
+            labels = [it["label"] for it in load_router_items(ev / "router.jsonl")]
+            report["eval_router"] = {lbl: labels.count(lbl) for lbl in LABELS}
+        for name in ("adversarial", "style_prompts"):
+            if (ev / f"{name}.jsonl").is_file():
+                rows = list(read_jsonl(ev / f"{name}.jsonl", ("npc", "text")))  # adversarial may name no one
+                for n, row in rows:
+                    if name == "style_prompts" and row["npc"] not in {c.id for c in cast.npcs}:
+                        raise CorpusError(f"{ev / f'{name}.jsonl'}:{n}: unknown npc {row['npc']!r}")
+                report[f"eval_{name}"] = len(rows)
+    if cfg.paths.router_seeds is not None:
+        report["router_seeds"] = len(load_seeds(cfg.paths.router_seeds))
+    scenes = cfg.paths.scenes
+    for path in sorted(scenes.glob("*.jsonl")) if scenes is not None and scenes.is_dir() else []:
         lines = load_scene(path)
         for line in lines:
             cast.get(line["npc"])

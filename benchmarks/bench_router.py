@@ -1,13 +1,15 @@
-"""Router accuracy on the held-out set `corpora/eval/router.jsonl`, printed as one JSON line.
+"""Router accuracy on a world's labelled utterances (`paths.eval/router.jsonl`), one JSON line per world.
 
-Baselines measured in the same run: the majority class, and kNN over the seeds alone (no lore signal, no cues),
-so the figure says what the lore match and the cues add.
+The router is trained without that file: on utterances synthesised from the world's lore and cast, plus the world's
+seeds if it ships any. Baseline in the same run: the majority class. Also reports gold-document retrieval in the
+asking NPC's scope for the world's in-scope fact questions.
 
-    .venv/bin/python benchmarks/bench_router.py
+    .venv/bin/python benchmarks/bench_router.py [--config configs/kestrel.yaml ...]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -16,34 +18,44 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.config import Cast  # noqa: E402
-from app.evaluation.measures import retrieval_report, router_report  # noqa: E402
-from app.router import LABELS, Router, load_seeds  # noqa: E402
+from app.config import Cast, EternaConfig  # noqa: E402
+from app.cues import Cues  # noqa: E402
+from app.dialogue import build_router  # noqa: E402
+from app.evaluation.facts import load_fact_items, router_report  # noqa: E402
+from app.evaluation.measures import retrieval_report  # noqa: E402
+from app.router import LABELS, load_router_items  # noqa: E402
 from retrieval.embeddings import SentenceTransformerEmbedder  # noqa: E402
-from retrieval.fileio import read_jsonl  # noqa: E402
 from retrieval.index import LoreIndex  # noqa: E402
 from retrieval.rebuild import rebuild_index  # noqa: E402
+from retrieval.types import Scope  # noqa: E402
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", nargs="+", default=[str(REPO / "configs" / "eterna.yaml")])
+    args = ap.parse_args()
     emb = SentenceTransformerEmbedder("builtin:all-minilm-l6-v2")
-    test = REPO / "corpora" / "eval" / "router.jsonl"
-    items = [obj for _, obj in read_jsonl(test)]
-    with tempfile.TemporaryDirectory() as tmp:
-        rebuild_index(REPO / "corpora" / "lore", Path(tmp) / "index", emb)
-        index = LoreIndex.open(Path(tmp) / "index", emb)
-        router = Router(emb, load_seeds(REPO / "corpora" / "router" / "seeds.jsonl"))
-        report = router_report(router, index, test)
-        vecs = emb.encode([it["text"] for it in items])
-        knn_only = sum(LABELS[int(router._knn(v).argmax())] == it["label"] for it, v in zip(items, vecs)) / len(items)
-        retrieval = retrieval_report(index, emb, [REPO / "corpora" / "eval" / "facts.jsonl"],
-                                     Cast.load(REPO / "configs" / "npcs.yaml"))
-    labels = [it["label"] for it in items]
-    majority = max(labels.count(lbl) for lbl in LABELS) / len(labels)
-    print(json.dumps({"benchmark": "router_heldout", "n": report["n"], "accuracy": report["accuracy"],
-                      "baseline_majority": round(majority, 4), "baseline_seed_knn_only": round(knn_only, 4),
-                      "recall": report["recall"],
-                      "fact_retrieval_in_npc_scope": retrieval}))
+    for path in args.config:
+        cfg = EternaConfig.load(Path(path))
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = cfg.model_copy(update={"models": cfg.models.model_copy(update={"cache_dir": Path(tmp)})})
+            rebuild_index(cfg.paths.corpus, Path(tmp) / "index", emb)
+            index = LoreIndex.open(Path(tmp) / "index", emb)
+            cast = Cast.load(cfg.paths.npcs, cfg.world)
+            router = build_router(cfg, cast, emb, index, Cues.load(cfg.world.cues))
+            items = load_router_items(cfg.paths.eval / "router.jsonl")
+            report = router_report(router, index, items, keep_errors=False)
+            docs = {c.doc: c for c in index.chunks}
+            facts = [it for it in load_fact_items(cfg.paths.eval / "facts.jsonl")
+                     if Scope(npc=it["npc"], kinds=cast.get(it["npc"]).kinds(), chapter=it["chapter"]).allows(
+                         docs[it["doc"]])]
+            retrieval = retrieval_report(index, emb, facts, cast)
+        labels = [it["label"] for it in items]
+        print(json.dumps({"benchmark": "router", "world": cfg.world.name, "n": report["n"],
+                          "accuracy": report["accuracy"],
+                          "baseline_majority": round(max(labels.count(lbl) for lbl in LABELS) / len(labels), 4),
+                          "trained_on": router.n_examples, "per_label": report["per_label"],
+                          "fact_retrieval_in_npc_scope": retrieval}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Does the adapter carry the voice? Voice-marker adherence with and without a character's LoRA, one JSON line.
 
 Trains the character's adapter with the default recipe (or takes --adapter), then answers held-out prompts
-(`corpora/eval/style_prompts.jsonl`: the character's own and the other characters') through
+(`corpora/library/eval/style_prompts.jsonl`: the character's own and the other characters') through
 `DialogueEngine.say` twice: with the adapter, and with the same engine's base model and persona prompt (the
 baseline, same run). A reply adheres when it opens and closes with the character's markers (configs/npcs.yaml).
 
@@ -35,20 +35,21 @@ def main() -> None:
     cfg = EternaConfig.load(REPO / "configs" / "eterna.yaml")
     cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"sessions": None}),
                                  "memory": cfg.memory.model_copy(update={"turns": 0})})
-    cast = Cast.load(cfg.paths.npcs)
+    cast = Cast.load(cfg.paths.npcs, cfg.world)
     npc = cast.get(args.npc)
     with tempfile.TemporaryDirectory() as tmp:
         adapter, manifest = Path(args.adapter) if args.adapter else Path(tmp) / "adapter", None
         if not args.adapter:
             base = prepare_model(cfg.models.llm, cfg.models.cache_dir)
-            manifest = train_sft(base, REPO / "corpora" / "style" / f"{npc.id}.jsonl", adapter, SFTRecipe(),
-                                 system=system_prompt(npc), npc=npc.id, base_spec=cfg.models.llm)
+            manifest = train_sft(base, cfg.paths.style / f"{npc.id}.jsonl", adapter, SFTRecipe(),
+                                 system=system_prompt(npc, cfg.world, cfg.prompts), npc=npc.id,
+                                 base_spec=cfg.models.llm)
         npcs = Path(tmp) / "npcs.yaml"
         tuned = cast.model_copy(update={"npcs": [n.model_copy(update={"adapter": adapter}) if n.id == npc.id else n
                                                  for n in cast.npcs]})
         npcs.write_text(json.dumps(tuned.model_dump(mode="json")), encoding="utf-8")  # JSON is YAML
         engine = DialogueEngine.from_settings(cfg, npcs=npcs)
-        prompts = [p for _, p in read_jsonl(REPO / "corpora" / "eval" / "style_prompts.jsonl")]
+        prompts = [p for _, p in read_jsonl(cfg.paths.eval / "style_prompts.jsonl")]
         own = [p["text"] for p in prompts if p["npc"] == npc.id]
         other = [p["text"] for p in prompts if p["npc"] != npc.id][::2]
         result = {"benchmark": "voice_adherence", "npc": npc.id, "prompts": len(own) + len(other)}

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import yaml
 
 from retrieval.errors import CorpusError
-from retrieval.types import LORE_KINDS, Document
+from retrieval.types import Document
 
 FRONT_KEYS = ("title", "kind", "npc_scope", "chapter")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def parse_document(path: Path, text: str | None = None) -> Document:
+def parse_document(path: Path, text: str | None = None, kinds: Sequence[str] | None = None) -> Document:
+    """One lore file. `kinds`: the lore kinds the world declares (None accepts any non-empty kind)."""
     path = Path(path)
     if text is None:
         try:
@@ -55,8 +57,11 @@ def parse_document(path: Path, text: str | None = None) -> Document:
     if not isinstance(title, str) or not title.strip():
         raise CorpusError(f"{where('title')}: title must be a non-empty string")
     kind = meta["kind"]
-    if kind not in LORE_KINDS:
-        raise CorpusError(f"{where('kind')}: kind {kind!r} is not one of {', '.join(LORE_KINDS)}")
+    if not isinstance(kind, str) or not _ID_RE.match(kind):
+        raise CorpusError(f"{where('kind')}: kind must be a word such as 'location', got {kind!r}")
+    if kinds is not None and kind not in kinds:
+        raise CorpusError(f"{where('kind')}: kind {kind!r} is not declared by this world ({', '.join(kinds)}); "
+                          "fix the file or add the kind to world.kinds in the config")
     scope = meta["npc_scope"]
     if scope == "all":
         npc_scope = None
@@ -75,8 +80,10 @@ def parse_document(path: Path, text: str | None = None) -> Document:
                     body=body, path=str(path))
 
 
-def load_corpus(root: Path) -> list[Document]:
-    """All `*.md` files under root (recursively), sorted by path; ids must be unique."""
+def load_corpus(root: Path, kinds: Sequence[str] | None = None,
+                npc_ids: Collection[str] | None = None) -> list[Document]:
+    """All `*.md` files under root (recursively), sorted by path; ids must be unique. With `kinds`, a document's kind
+    must be declared; with `npc_ids` (the cast), every id in an `npc_scope` must name a character."""
     root = Path(root)
     if not root.is_dir():
         raise CorpusError(f"{root}: corpus directory not found; pass --corpus DIR with your lore files")
@@ -85,7 +92,14 @@ def load_corpus(root: Path) -> list[Document]:
     for path in sorted(root.rglob("*.md")):
         if path.name.lower() == "readme.md":
             continue
-        doc = parse_document(path)
+        doc = parse_document(path, kinds=kinds)
+        if npc_ids is not None and doc.npc_scope is not None:
+            bad = [n for n in doc.npc_scope if n not in npc_ids]
+            if bad:
+                lines = Path(path).read_text(encoding="utf-8").splitlines()
+                line = next((i + 1 for i, t in enumerate(lines) if t.lstrip().startswith("npc_scope:")), 1)
+                raise CorpusError(f"{path}:{line}: npc_scope names {bad[0]!r}, who is not in the cast "
+                                  f"({', '.join(sorted(npc_ids))}); a typo here hides the document from everyone")
         if doc.id in seen:
             raise CorpusError(f"{path}: document id {doc.id!r} also used by {seen[doc.id]}; rename one file")
         seen[doc.id] = str(path)

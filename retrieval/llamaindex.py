@@ -1,7 +1,7 @@
 """LlamaIndex integration: Eterna's scoped, chapter-aware lore index as a LlamaIndex retriever.
 
     from retrieval.llamaindex import EternaRetriever
-    retriever = EternaRetriever(index, embedder, k=4, scope=Scope(npc="warden", kinds=..., chapter=1))
+    retriever = EternaRetriever(index, embedder, k=4, scope=Scope(npc="guard", kinds=..., chapter=1))
     nodes = retriever.retrieve("Where is the crypt gate?")   # list[NodeWithScore], metadata carries doc/chunk
 
 so a team already on LlamaIndex (query engines, response synthesisers, agents) keeps its pipeline and gets the

@@ -46,12 +46,14 @@ def _previous_vectors(gen: Path) -> dict[str, np.ndarray]:
 
 
 def rebuild_index(corpus: Path, root: Path, embedder: Embedder, *, chunk_words: int = 120,
-                  overlap_words: int = 25, keep: int = 3, force: bool = False) -> RebuildStats:
+                  overlap_words: int = 25, keep: int = 3, force: bool = False, kinds: list[str] | None = None,
+                  npc_ids: set[str] | None = None) -> RebuildStats:
     """Build a new generation and make it live; with nothing changed (same files, embedder and chunking) the live
-    generation is kept and reported as `unchanged`, unless force=True."""
+    generation is kept and reported as `unchanged`, unless force=True. `kinds` and `npc_ids` check the lore against
+    the world's declared kinds and its cast (see `load_corpus`)."""
     t0 = time.perf_counter()
     corpus, root = Path(corpus), Path(root)
-    docs = load_corpus(corpus)  # validates every file before anything is written
+    docs = load_corpus(corpus, kinds, npc_ids)  # validates every file before anything is written
     doc_hashes = {d.id: sha256_file(Path(d.path))[:16] for d in docs}
     corpus_hash = hashlib.sha256(json.dumps(doc_hashes, sort_keys=True).encode()).hexdigest()[:16]
     embedder_info = {"id": embedder.id, "dim": embedder.dim, "fingerprint": embedder.fingerprint}

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-LORE_KINDS = ("room", "book", "character", "history", "rule", "item")
-
 
 @dataclass(frozen=True)
 class Document:

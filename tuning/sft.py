@@ -1,7 +1,7 @@
 """Supervised fine-tuning of one character's voice with TRL's SFTTrainer and a PEFT method.
 
     recipe = SFTRecipe(max_steps=60)
-    manifest = train_sft(base_dir, "corpora/style/warden.jsonl", "adapters/warden", recipe, system=persona)
+    manifest = train_sft(base_dir, "style/guard.jsonl", "adapters/guard", recipe, system=persona)
 
 The adapter is a standard PEFT folder plus `eterna_adapter.json`: the base model's fingerprint, the data hash,
 the resolved recipe, the loss curve. It is trained in a staging folder and renamed into place when complete.

@@ -1,14 +1,11 @@
-"""Measurements over the labelled eval sets: router accuracy/confusion and retrieval hit rate by fact question."""
+"""Retrieval measurements: hit rate of the gold document by fact question, and nDCG@10 (trec_eval)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
-from app.router import LABELS, Router
-from retrieval.fileio import read_jsonl
 from retrieval.index import LoreIndex
 from retrieval.types import Hit, Scope
 
@@ -18,26 +15,9 @@ def rank_documents(hits: list[Hit], n: int) -> list[str]:
     return list(dict.fromkeys(h.chunk.doc for h in hits))[:n]
 
 
-def router_report(router: Router, index: LoreIndex, path: Path) -> dict:
-    items = [obj for _, obj in read_jsonl(path, ("text", "label"))]
-    vecs = router.embedder.encode([it["text"] for it in items])  # (N, dim)
-    confusion = {gold: dict.fromkeys(LABELS, 0) for gold in LABELS}
-    errors = []
-    for it, v in zip(items, vecs):
-        top = index.search_vector(v, 1)
-        route = router.route(it["text"], v, top[0].score if top else 0.0)
-        confusion[it["label"]][route.label] += 1
-        if route.label != it["label"]:
-            errors.append({"text": it["text"], "gold": it["label"], "got": route.label, "why": route.reason})
-    correct = sum(confusion[g][g] for g in LABELS)
-    recall = {g: round(confusion[g][g] / max(1, sum(confusion[g].values())), 3) for g in LABELS}
-    return {"n": len(items), "accuracy": round(correct / max(1, len(items)), 4), "recall": recall,
-            "confusion": confusion, "errors": errors}
-
-
-def retrieval_report(index: LoreIndex, embedder, paths: list[Path], cast, k: int = 4) -> dict:
-    """Hit@1 / hit@k / MRR of the gold document for each fact question, in the asking NPC's scope."""
-    items = [obj for p in paths for _, obj in read_jsonl(p, ("question", "doc", "npc", "chapter"))]
+def retrieval_report(index: LoreIndex, embedder, items: list[dict], cast, k: int = 4) -> dict:
+    """Hit@1 / hit@k / MRR of the gold document for each fact item ({question, doc, npc, chapter}), in the asking
+    NPC's scope."""
     vecs = embedder.encode([it["question"] for it in items])
     ranks = []
     for it, v in zip(items, vecs):

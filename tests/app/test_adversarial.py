@@ -1,5 +1,5 @@
-"""Every adversarial case in corpora/eval/adversarial.jsonl, through the real engine (tiny model, shipped world):
-each ends in a Reply or a typed EternaError, never a crash, and chapter filters hold under spoiler fishing."""
+"""Every adversarial case in corpora/library/eval/adversarial.jsonl, through the real engine (tiny model, shipped
+world): each ends in a Reply or a typed EternaError, never a crash, and chapter filters hold under spoiler fishing."""
 
 import pytest
 
@@ -10,7 +10,8 @@ from retrieval.fileio import read_jsonl
 from retrieval.rebuild import rebuild_index
 from tests.conftest import REPO
 
-CASES = [obj for _, obj in read_jsonl(REPO / "corpora" / "eval" / "adversarial.jsonl", ("id", "npc", "text"))]
+CASES = [obj for _, obj in read_jsonl(REPO / "corpora" / "library" / "eval" / "adversarial.jsonl",
+                                      ("id", "npc", "text"))]
 
 
 @pytest.fixture(scope="module")

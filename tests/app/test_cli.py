@@ -140,3 +140,74 @@ def test_index_list_and_rollback(capsys, cfg, tmp_path):
     assert rc == 2 and "no earlier generation" in err
     rc, _, err = run(capsys, "--config", cfg, "index", "rollback", "nope")
     assert rc == 2 and "no generation 'nope'" in err
+
+
+def test_batch_line_with_lone_surrogates_is_answered_not_fatal(capsys, cfg, tmp_path):
+    run(capsys, "--config", cfg, "index", "rebuild")
+    lines = tmp_path / "bad.jsonl"
+    lines.write_text('{"npc": "warden", "text": "hello \\ud800 there"}\n{"npc": "warden", "text": "\\udfff"}\n'
+                     '{"npc": "warden", "text": "good evening"}\n')
+    rc, out, err = run(capsys, "--config", cfg, "say", "--file", str(lines), "--json")
+    rows = [json.loads(x) for x in out.splitlines()]
+    assert len(rows) == 3 and rc == 3
+    assert "text" in rows[0] and "text" in rows[2]
+    assert "bad.jsonl:2:" in rows[1]["error"] and "empty" in rows[1]["error"]
+
+
+def test_eval_facts_and_router(capsys, cfg, tmp_path):
+    run(capsys, "--config", cfg, "index", "rebuild")
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text("\n".join(json.dumps(x) for x in [
+        {"npc": "director", "question": "Who built the great clock?", "answers": ["Oriol Santpere"], "chapter": 1,
+         "doc": "clock-room"},
+        {"npc": "archivist", "question": "How many books may a reader borrow at once?", "answer": "3", "chapter": 1,
+         "doc": "lending-rules"},
+        {"npc": "director", "question": "Who set the Fire of 1731?", "answers": ["Brother Anselmo"], "chapter": 1,
+         "doc": "the-fire-truth"},
+        {"npc": "archivist", "question": "How many iron keys does the Warden carry?", "answers": ["9"], "chapter": 1,
+         "doc": "wardens-keys"},
+    ]) + "\n")
+    rc, out, _ = run(capsys, "--config", cfg, "eval", "facts", "--file", str(facts), "--json", "--items")
+    rep = json.loads(out)
+    assert rc == 0 and rep["n"] == 4 and rep["n_in_scope"] == 2 and rep["n_out_of_scope"] == 2
+    assert set(rep) >= {"contains_gold", "gold_in_sources", "spoiler_leaks", "idk_correct", "n"}
+    assert rep["spoiler_leaks"] == sum(r["spoiler"] and r["contains_gold"] for r in rep["items"])
+    assert [r["in_scope"] for r in rep["items"]] == [True, True, False, False]
+    assert rep["gold_in_sources"] == 1.0
+
+    router = tmp_path / "router.jsonl"
+    router.write_text("\n".join(json.dumps({"text": t, "label": lbl}) for t, lbl in [
+        ("Who built the clock?", "fact"), ("hello there!", "style"), ("are you a chatbot?", "offworld"),
+        ("tell me about the founding in a rhyme", "both")]) + "\n")
+    rc, out, _ = run(capsys, "--config", cfg, "eval", "router", "--file", str(router), "--json")
+    rep = json.loads(out)
+    assert rc == 0 and rep["n"] == 4 and set(rep) >= {"accuracy", "per_label", "confusion"}
+    assert sum(sum(row.values()) for row in rep["confusion"].values()) == 4
+    assert rep["accuracy"] == sum(rep["confusion"][g][g] for g in rep["confusion"]) / 4
+
+    router.write_text('{"text": "hi", "label": "smalltalk"}\n')
+    rc, _, err = run(capsys, "--config", cfg, "eval", "router", "--file", str(router))
+    assert rc == 2 and "router.jsonl:1: label 'smalltalk'" in err
+    facts.write_text('{"npc": "director", "question": "q", "answers": [], "chapter": 1, "doc": "x"}\n')
+    rc, _, err = run(capsys, "--config", cfg, "eval", "facts", "--file", str(facts))
+    assert rc == 2 and "facts.jsonl:1: 'answers' must be a non-empty list" in err
+
+
+def test_rebuild_checks_lore_against_the_world_and_cast(capsys, cfg, tmp_path):
+    from pathlib import Path
+
+    root = Path(cfg).parent
+    (root / "eterna.yaml").write_text((root / "eterna.yaml").read_text() + "world:\n  kinds: [room, rule]\n")
+    rc, _, err = run(capsys, "--config", cfg, "index", "rebuild")
+    assert rc == 2 and "npcs.yaml: npcs.1.knows: lore kind 'book' is not declared in world.kinds" in err
+    (root / "eterna.yaml").write_text((root / "eterna.yaml").read_text().replace(
+        "kinds: [room, rule]", "kinds: [room, rule, history, character, item, book]"))
+    doc = root / "lore" / "clock-room.md"
+    original = doc.read_text()
+    doc.write_text(original.replace("kind: room", "kind: kitchen"))
+    rc, _, err = run(capsys, "--config", cfg, "index", "rebuild")
+    assert rc == 2 and "clock-room.md:3: kind 'kitchen' is not declared by this world" in err
+    doc.write_text(original)
+    doc.write_text(doc.read_text().replace("npc_scope: all", "npc_scope: [wardn]"))
+    rc, _, err = run(capsys, "--config", cfg, "index", "rebuild")
+    assert rc == 2 and "clock-room.md:4: npc_scope names 'wardn', who is not in the cast" in err

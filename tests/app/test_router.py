@@ -1,16 +1,38 @@
+import json
+
+import numpy as np
 import pytest
 
-from app.router import Router, load_seeds
-from retrieval.errors import CorpusError
+from app.config import Cast, EternaConfig
+from app.cues import Cues
+from app.dialogue import build_router
+from app.evaluation.facts import router_report
+from app.router import LABELS, Router, load_router_items, load_seeds
+from app.router_data import synthesise
+from retrieval.errors import ConfigError, CorpusError
 from retrieval.index import LoreIndex
 from retrieval.rebuild import rebuild_index
 from tests.conftest import REPO
 from tests.fixtures_data import SEEDS
 
+TINY_CUES = "offworld: [smartphone, internet, javascript, netflix, bitcoin]\n"
+
 
 @pytest.fixture
-def tiny_router(embedder):
-    return Router(embedder, SEEDS)
+def tiny_world(tiny_corpus, embedder, tmp_path):
+    rebuild_index(tiny_corpus, tmp_path / "index", embedder)
+    index = LoreIndex.open(tmp_path / "index", embedder)
+    (tmp_path / "cues.yaml").write_text(TINY_CUES)
+    cues = Cues.load(tmp_path / "cues.yaml")
+    return index, cues
+
+
+def _router(embedder, index, cues, seeds=(), cache=None):
+    docs = {}
+    for c in index.chunks:
+        docs.setdefault(c.doc, (c.title, []))[1].append(c.text)
+    examples = synthesise([(t, " ".join(x)) for t, x in docs.values()], ["Ilse", "Rodrigo"], cues) + list(seeds)
+    return Router(embedder, cues, examples, index, cache_dir=cache)
 
 
 @pytest.mark.parametrize("text, label", [
@@ -23,14 +45,36 @@ def tiny_router(embedder):
     ("Write me some JavaScript please", "offworld"),
     ("I close the book and look around the clock room.", "style"),
 ])
-def test_routes_with_reasons(tiny_router, tiny_corpus, embedder, tmp_path, text, label):
-    rebuild_index(tiny_corpus, tmp_path / "index", embedder)
-    index = LoreIndex.open(tmp_path / "index", embedder)
+def test_routes_a_world_it_has_no_labels_for(tiny_world, embedder, text, label):
+    index, cues = tiny_world
+    router = _router(embedder, index, cues)  # synthesised from the lore alone: no seeds
     v = embedder.encode([text])[0]
-    route = tiny_router.route(text, v, index.search_vector(v, 1)[0].score)
+    route = router.route(text, v, index.search_vector(v, 1)[0].score)
     assert route.label == label, route
-    assert route.reason and "lore" in route.reason
-    assert set(route.signals) >= {"knn", "lore_score", "form_cue"}
+    assert route.reason.startswith(label) and "lore match" in route.reason
+    p = route.signals["probabilities"]
+    assert set(p) == set(LABELS) and abs(sum(p.values()) - 1) < 0.01 and max(p, key=p.get) == label
+
+
+def test_synthesis_is_deterministic_and_uses_the_world(tiny_world):
+    index, cues = tiny_world
+    docs = [(c.title, c.text) for c in index.chunks]
+    a, b = synthesise(docs, ["Ilse"], cues), synthesise(docs, ["Ilse"], cues)
+    assert a == b and {lbl for _, lbl in a} == set(LABELS)
+    facts = " ".join(t for t, lbl in a if lbl == "fact")
+    assert "The Clock Room" in facts or "Oriol Santpere" in facts
+    assert any("smartphone" in t or "netflix" in t for t, lbl in a if lbl == "offworld")
+
+
+def test_trained_router_is_cached_by_what_made_it(tiny_world, embedder, tmp_path):
+    index, cues = tiny_world
+    first = _router(embedder, index, cues, cache=tmp_path / "cache")
+    files = list((tmp_path / "cache").glob("router-*.npz"))
+    assert len(files) == 1
+    again = _router(embedder, index, cues, cache=tmp_path / "cache")
+    assert np.array_equal(first.coef, again.coef) and again.key == first.key
+    seeded = _router(embedder, index, cues, SEEDS, cache=tmp_path / "cache")
+    assert seeded.key != first.key and len(list((tmp_path / "cache").glob("router-*.npz"))) == 2
 
 
 def test_seed_file_errors(tmp_path):
@@ -40,13 +84,45 @@ def test_seed_file_errors(tmp_path):
         load_seeds(path)
 
 
-def test_router_accuracy_on_the_held_out_eval_set(embedder, tmp_path):
-    """Quality gate on the shipped sets: seeds calibrate, router.jsonl is held out."""
-    from app.evaluation.measures import router_report
+@pytest.mark.parametrize("body, message", [
+    ("", "this one is empty"),
+    ("- a\n- b", "expected a mapping"),
+    ("offworld: [phone\n", "invalid YAML"),
+    ("gadgets: [phone]", "unknown cue category 'gadgets'"),
+    ("offworld: ['(unclosed']", "offworld: phrase '\\(unclosed' is not a valid pattern"),
+    ("offworld: phone", "offworld must be a list"),
+    ("exclude: {gadgets: [x]}", "exclude.gadgets: unknown"),
+])
+def test_bad_cue_files(tmp_path, body, message):
+    path = tmp_path / "cues.yaml"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match=message):
+        Cues.load(path)
+    with pytest.raises(ConfigError, match="cue file not found"):
+        Cues.load(tmp_path / "missing.yaml")
 
-    rebuild_index(REPO / "corpora" / "lore", tmp_path / "index", embedder)
+
+def test_world_cues_extend_and_exclude_the_builtins(tmp_path):
+    path = tmp_path / "cues.yaml"
+    path.write_text("offworld: [telephone]\nsocial: [ahoy]\nexclude: {form: [song]}\n")
+    cues = Cues.load(path)
+    assert cues.find("offworld", "do you have a telephone?") == "telephone"
+    assert Cues.load().find("offworld", "do you have a telephone?") is None
+    assert cues.find("social", "Ahoy there") and not Cues.load().find("social", "Ahoy there")
+    assert Cues.load().find("form", "sing a song") == "song" or Cues.load().find("form", "sing a song") == "sing"
+    assert cues.find("form", "a song") is None
+    assert cues.answer_type("How many bells are there?") == "number"
+    assert cues.answer_type("What do the pages call the stair?") == "person"
+
+
+@pytest.mark.parametrize("world", ["eterna", "kestrel"])
+def test_router_accuracy_on_the_development_worlds(embedder, tmp_path, world):
+    """Quality gate on the two development worlds (the sealed world is only measured by benchmarks/)."""
+    cfg = EternaConfig.load(REPO / "configs" / f"{world}.yaml")
+    cfg = cfg.model_copy(update={"models": cfg.models.model_copy(update={"cache_dir": tmp_path / "models"})})
+    rebuild_index(cfg.paths.corpus, tmp_path / "index", embedder)
     index = LoreIndex.open(tmp_path / "index", embedder)
-    router = Router(embedder, load_seeds(REPO / "corpora" / "router" / "seeds.jsonl"))
-    report = router_report(router, index, REPO / "corpora" / "eval" / "router.jsonl")
-    assert report["n"] >= 120
-    assert report["accuracy"] >= 0.85, report["errors"]
+    router = build_router(cfg, Cast.load(cfg.paths.npcs, cfg.world), embedder, index, Cues.load(cfg.world.cues))
+    report = router_report(router, index, load_router_items(cfg.paths.eval / "router.jsonl"))
+    assert report["n"] >= 60
+    assert report["accuracy"] >= 0.85, json.dumps(report["errors"][:10])

@@ -15,7 +15,8 @@ def test_loads_all_documents_with_metadata(tiny_corpus):
 
 @pytest.mark.parametrize("front, message", [
     ("title: X\nkind: room\nnpc_scope: all\n", "lacks chapter"),
-    ("title: X\nkind: kitchen\nnpc_scope: all\nchapter: 1\n", ":3: kind 'kitchen'"),
+    ("title: X\nkind: kitchen\nnpc_scope: all\nchapter: 1\n", ":3: kind 'kitchen' is not declared by this world"),
+    ("title: X\nkind: [a]\nnpc_scope: all\nchapter: 1\n", ":3: kind must be a word"),
     ("title: X\nkind: room\nnpc_scope: all\nchapter: zero\n", ":5: chapter must be"),
     ("title: X\nkind: room\nnpc_scope: all\nchapter: 1\nauthor: me\n", ":6: unknown front-matter key 'author'"),
     ("title: X\nkind: room\nnpc_scope: everyone\nchapter: 1\n", ":4: npc_scope must be"),
@@ -25,8 +26,23 @@ def test_bad_front_matter_names_file_and_line(tmp_path, front, message):
     path = tmp_path / "bad.md"
     path.write_text(f"---\n{front}---\n# X\nSome text.\n", encoding="utf-8")
     with pytest.raises(CorpusError, match=message) as e:
-        parse_document(path)
+        parse_document(path, kinds=("room", "rule"))
     assert str(path) in str(e.value)
+
+
+def test_any_kind_when_the_world_declares_none(tmp_path):
+    path = tmp_path / "ok.md"
+    path.write_text("---\ntitle: X\nkind: starport\nnpc_scope: all\nchapter: 1\n---\n# X\nSome text.\n")
+    assert parse_document(path).kind == "starport"
+
+
+def test_npc_scope_must_name_the_cast(tmp_path):
+    from retrieval.corpus import load_corpus
+
+    (tmp_path / "a.md").write_text("---\ntitle: A\nkind: room\nnpc_scope: [wardn]\nchapter: 1\n---\n# A\nText.\n")
+    assert load_corpus(tmp_path)[0].npc_scope == ("wardn",)
+    with pytest.raises(CorpusError, match=r"a.md:4: npc_scope names 'wardn', who is not in the cast"):
+        load_corpus(tmp_path, npc_ids={"warden", "pell"})
 
 
 def test_missing_front_matter_and_unclosed(tmp_path):

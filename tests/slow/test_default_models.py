@@ -35,7 +35,7 @@ def engine(config):
 
 
 def _facts():
-    return [q for p in sorted((REPO / "corpora" / "eval").glob("facts*.jsonl")) for _, q in read_jsonl(p)]
+    return [q for p in sorted((REPO / "corpora" / "library" / "eval").glob("facts*.jsonl")) for _, q in read_jsonl(p)]
 
 
 def test_default_model_is_the_converted_smollm2(engine):
@@ -44,14 +44,19 @@ def test_default_model_is_the_converted_smollm2(engine):
     assert manifest["spec"] == "builtin:smollm2-135m-instruct"
 
 
-def test_fact_questions_are_answered_from_the_right_document(engine):
-    facts = [q for q in _facts() if q["chapter"] == 1][:6]
-    assert facts
+def test_fact_questions_are_answered_from_their_sources(engine):
+    from app.evaluation.facts import contains_answer
+
+    facts = [q for q in _facts() if q["chapter"] == 1][:12]
+    said = 0
     for q in facts:
         reply = engine.say(q["npc"], q["question"], session="slow", chapter=1)
         assert reply.route in ("fact", "both"), (q, reply.reason)
-        assert q["doc"] in {s["doc"] for s in reply.sources}, (q, reply.sources)
-        assert reply.text.strip()
+        assert reply.grounding["answer"] in ("extracted", "generated", "idk")
+        if reply.grounding["answer"] != "idk":
+            assert reply.sources and all(e["text"] for e in reply.grounding["evidence"])
+        said += contains_answer(reply.text, [q["answer"]])
+    assert said >= 6, said  # the foundation's free generation said about a third of them
 
 
 def test_chapter_three_fact_is_hidden_from_a_chapter_one_player(engine):
@@ -78,8 +83,9 @@ def test_lora_sft_on_the_real_base_then_serve_it(config, tmp_path):
     warden = cast.get("warden")
     base = prepare_model(config.models.llm, config.models.cache_dir)
     out = tmp_path / "warden"
-    manifest = train_sft(base, REPO / "corpora" / "style" / "warden.jsonl", out,
-                         SFTRecipe(max_steps=3, batch_size=4, logging_steps=1), system=system_prompt(warden),
+    manifest = train_sft(base, REPO / "corpora" / "library" / "style" / "warden.jsonl", out,
+                         SFTRecipe(max_steps=3, batch_size=4, logging_steps=1),
+                         system=system_prompt(warden, config.world, config.prompts),
                          npc="warden", base_spec=config.models.llm)
     assert manifest["metrics"]["steps"] == 3 and manifest["base"]["fingerprint"]
     npcs = tmp_path / "npcs.yaml"

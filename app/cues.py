@@ -1,0 +1,124 @@
+"""Surface cues as data: the built-in English cue file (app/data/cues.yaml) extended by a world's own file.
+
+A cue file maps a category (fact, form, social, action, self, offworld, idk, answer_types, number_words) to phrases
+matched case-insensitively on word boundaries; a world's file adds phrases and may `exclude:` built-in ones (a
+phone is no anachronism in a modern city). The router, evidence selection and `eterna eval facts` read them here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from retrieval.errors import ConfigError
+
+BUILTIN = Path(__file__).with_name("data") / "cues.yaml"
+LISTS = ("fact", "form", "social", "action", "self", "offworld", "idk", "number_words")
+ANSWER_TYPES = ("number", "time", "person", "place")
+KEYS = (*LISTS, "answer_types", "exclude", "language")
+
+
+def _read(path: Path) -> dict:
+    from app.config import _read_yaml
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: cue file not found; fix world.cues in the config or remove it to use the "
+                          "built-in English cues")
+    data = _read_yaml(path)
+    if not data:
+        raise ConfigError(f"{path}: a cue file is a mapping of categories ({', '.join(LISTS)}) to lists of "
+                          "phrases; this one is empty")
+    for key, value in data.items():
+        if key not in KEYS:
+            raise ConfigError(f"{path}: unknown cue category {key!r}; use {', '.join(KEYS)}")
+        if key == "language":
+            continue
+        if key in ("answer_types", "exclude"):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: {key} must map a category to a list of phrases")
+            for sub, phrases in value.items():
+                allowed = ANSWER_TYPES if key == "answer_types" else LISTS
+                if sub not in allowed:
+                    raise ConfigError(f"{path}: {key}.{sub}: unknown; use {', '.join(allowed)}")
+                _check_list(path, f"{key}.{sub}", phrases)
+        else:
+            _check_list(path, key, value)
+    return data
+
+
+def _check_list(path: Path, key: str, value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{path}: {key} must be a list of non-empty phrases")
+    for v in value:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ConfigError(f"{path}: {key}: phrase {v!r} is not a valid pattern ({e})") from None
+
+
+def _union(phrases: list[str]) -> str:
+    # longest first, so "how many" wins over "how"
+    return "|".join(sorted(set(phrases), key=len, reverse=True))
+
+
+def _words(phrases: list[str]) -> re.Pattern | None:
+    return re.compile(rf"(?<!\w)(?:{_union(phrases)})(?!\w)", re.I) if phrases else None
+
+
+@dataclass(frozen=True)
+class Cues:
+    phrases: dict[str, tuple[str, ...]]
+    answer_types: dict[str, tuple[str, ...]]
+    sources: tuple[str, ...]
+
+    @classmethod
+    def load(cls, world_file: Path | None = None) -> Cues:
+        base = _read(BUILTIN)
+        lists = {k: list(base.get(k) or []) for k in LISTS}
+        types = {k: list((base.get("answer_types") or {}).get(k) or []) for k in ANSWER_TYPES}
+        sources = [str(BUILTIN)]
+        if world_file is not None:
+            extra = _read(Path(world_file))
+            for k in LISTS:
+                lists[k] += list(extra.get(k) or [])
+            for k, v in (extra.get("answer_types") or {}).items():
+                types[k] += list(v or [])
+            for k, v in (extra.get("exclude") or {}).items():
+                drop = {p.lower() for p in v or []}
+                lists[k] = [p for p in lists[k] if p.lower() not in drop]
+            sources.append(str(world_file))
+        return cls({k: tuple(v) for k, v in lists.items()}, {k: tuple(v) for k, v in types.items()}, tuple(sources))
+
+    def __post_init__(self):
+        p = self.phrases
+        object.__setattr__(self, "_re", {
+            "fact": re.compile(rf"(?<!\w)(?:{_union(p['fact'])})(?!\w)|\?", re.I) if p["fact"] else re.compile(r"\?"),
+            "form": _words(p["form"]),
+            "social": re.compile(rf"^\W*(?:{_union(p['social'])})(?!\w)", re.I) if p["social"] else None,
+            "action": re.compile(rf"^\s*\*?\s*(?:I\s+(?:{_union(p['action'])})\w*\b|\*[^*]+\*\s*$)", re.I)
+            if p["action"] else re.compile(r"^\s*\*[^*]+\*\s*$"),
+            "self": _words(p["self"]),
+            "offworld": _words(p["offworld"]),
+            "idk": _words(p["idk"]),
+            "number": re.compile(rf"\d|(?<!\w)(?:{_union(p['number_words'])})(?!\w)", re.I) if p["number_words"]
+            else re.compile(r"\d"),
+        })
+        object.__setattr__(self, "_types", {k: _words(list(v)) for k, v in self.answer_types.items() if v})
+
+    def find(self, category: str, text: str) -> str | None:
+        """The first matching phrase of a category in `text`, or None."""
+        rx = self._re[category]
+        m = rx.search(text) if rx is not None else None
+        return m.group(0) if m else None
+
+    def answer_type(self, question: str) -> str | None:
+        """number | time | person | place, from the question's wording; None when it does not say."""
+        best = None
+        for kind, rx in self._types.items():
+            m = rx.search(question)
+            if m and (best is None or m.start() < best[1] or (m.start() == best[1] and len(m.group(0)) > best[2])):
+                best = (kind, m.start(), len(m.group(0)))
+        return best[0] if best else None

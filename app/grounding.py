@@ -1,0 +1,154 @@
+"""Grounding: replies that say what their sources say.
+
+Owns the three steps between retrieval and a `fact`/`both` reply:
+  1. evidence selection: the sentences of the retrieved chunks that answer the question, ranked (embedding cosine,
+     word overlap with the question, the answer type the question asks for, the chunk's own score);
+  2. the support check: the names and numbers of a reply must occur in its evidence (or the question);
+  3. the extractive answer: the best evidence sentence itself, wrapped in the character's voice markers.
+Grounded decoding (repetition penalty over generated tokens only, copy bias toward evidence tokens) is described
+by `app.runtime.Decoding` and applied by the generation backend.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from app.cues import Cues
+from retrieval.types import Hit
+
+_SENT = re.compile(r"(?<=[.!?…])[\"'»”)\]]*\s+(?=[\"'«“(¿¡]?[A-ZÁÉÍÓÚÑ0-9])")
+_TOKEN = re.compile(r"\w+(?:[-'’]\w+)*")
+_CAP = re.compile(r"^[A-ZÁÉÍÓÚÑÄÖÜ]")
+_STOP = frozenset(ENGLISH_STOP_WORDS)
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENT.split(text) if len(s.split()) >= 3]
+
+
+def _stem(word: str) -> str:
+    return word.lower()[:5]
+
+
+def content_words(text: str) -> set[str]:
+    return {_stem(w) for w in _TOKEN.findall(text) if w.lower() not in _STOP and len(w) > 1}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One evidence sentence (or a whole chunk) with where it came from and how well it answers."""
+
+    text: str
+    chunk: str
+    doc: str
+    title: str
+    score: float
+
+    def source(self) -> dict:
+        return {"chunk": self.chunk, "doc": self.doc, "text": self.text, "score": round(float(self.score), 4)}
+
+
+@dataclass(frozen=True)
+class SelectionWeights:
+    cosine: float = 1.0
+    overlap: float = 0.5
+    answer_type: float = 0.15
+    chunk: float = 0.3
+
+
+class EvidenceSelector:
+    """Ranks the sentences of retrieved chunks for a question. Sentence vectors are cached by text."""
+
+    def __init__(self, embedder, cues: Cues, weights: SelectionWeights = SelectionWeights(), cache: int = 50_000,
+                 texts: list[str] = ()):
+        """`texts`: the lore (chunk texts) from which word rarity (IDF) is learnt for the overlap score."""
+        self.embedder, self.cues, self.w = embedder, cues, weights
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache
+        df: dict[str, int] = {}
+        for t in texts:
+            for word in content_words(t):
+                df[word] = df.get(word, 0) + 1
+        n = max(len(texts), 1)
+        self._idf = {w: float(np.log(1 + n / c)) for w, c in df.items()}
+        self._idf_unknown = float(np.log(1 + n))
+
+    def _weight(self, words: set[str]) -> float:
+        return sum(self._idf.get(w, self._idf_unknown) for w in words)
+
+    def _vectors(self, texts: list[str]) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if todo:
+            for t, v in zip(todo, self.embedder.encode(todo)):
+                self._cache[t] = v
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 1), np.float32)  # (S, dim)
+
+    def entities(self, text: str, kind: str | None) -> set[str]:
+        """Lower-cased tokens of `text` that could answer a question of answer type `kind`."""
+        words = _TOKEN.findall(text)
+        out = set()
+        for i, w in enumerate(words):
+            is_num = bool(self.cues.find("number", w))
+            is_name = bool(_CAP.match(w)) and i > 0 and w.lower() not in _STOP
+            if kind in ("number", "time"):
+                ok = is_num
+            elif kind in ("person", "place"):
+                ok = is_name
+            else:
+                ok = is_num or is_name
+            if ok:
+                out.add(w.lower())
+        return out
+
+    def select(self, question: str, qvec: np.ndarray, hits: list[Hit], n: int,
+               whole_chunks: bool = False) -> list[Evidence]:
+        if whole_chunks:
+            return [Evidence(h.chunk.text, h.chunk.id, h.chunk.doc, h.chunk.title, float(h.score)) for h in hits[:n]]
+        cands = [(h, s) for h in hits for s in split_sentences(h.chunk.text)]
+        cands = list({s: (h, s) for h, s in reversed(cands)}.values())[::-1]  # overlap repeats sentences
+        if not cands:
+            return []
+        vecs = self._vectors([f"{h.chunk.title}: {s}" for h, s in cands])  # (S, dim)
+        cos = vecs @ qvec  # (S,)
+        qwords = content_words(question)
+        kind = self.cues.answer_type(question)
+        qents = {w.lower() for w in _TOKEN.findall(question)}
+        scored = []
+        for (h, s), c in zip(cands, cos):
+            words = content_words(s) | content_words(h.chunk.title)
+            overlap = self._weight(qwords & words) / self._weight(qwords) if qwords else 0.0
+            has_answer = bool(self.entities(s, kind) - qents)
+            score = (self.w.cosine * float(c) + self.w.overlap * overlap + self.w.chunk * float(h.score)
+                     + self.w.answer_type * (1.0 if has_answer else -1.0 if kind else 0.0))
+            scored.append(Evidence(s, h.chunk.id, h.chunk.doc, h.chunk.title, score))
+        scored.sort(key=lambda e: -e.score)
+        return scored[:n]
+
+    def answer_tokens(self, question: str, evidence: Evidence) -> set[str]:
+        """What the best evidence adds to the question: its names/numbers of the asked type not in the question."""
+        qents = {w.lower() for w in _TOKEN.findall(question)}
+        return self.entities(evidence.text, self.cues.answer_type(question)) - qents
+
+    def unsupported(self, reply: str, evidence: list[Evidence], allowed: str = "") -> list[str]:
+        """Names and numbers of the reply that occur neither in the evidence nor in `allowed` (question, persona)."""
+        known = {w.lower() for e in evidence for w in _TOKEN.findall(f"{e.title} {e.text}")}
+        known |= {w.lower() for w in _TOKEN.findall(allowed)}
+        return sorted({w for w in self.entities(reply, None) if w not in known})
+
+
+def wrap_in_voice(text: str, opens: list[str] | None, closes: list[str] | None) -> str:
+    """The character's signature opener and closer around an extracted answer (when it has them and the text
+    does not already carry them)."""
+    text = text.strip()
+    if opens and not text.startswith(tuple(opens)):
+        text = f"{opens[0]} {text}"
+    if closes and not text.endswith(tuple(closes)):
+        text = f"{text} {closes[0]}"
+    return text
