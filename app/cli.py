@@ -263,6 +263,59 @@ def cmd_train_sft(args) -> None:
           f"{m['seconds']} s. Set `adapter: {out}` for {npc.id} in your npcs file to use it.")
 
 
+def cmd_train_raft(args) -> None:
+    """RAFT: grounded-answer examples from the world's own index, rendered with the engine's own fact prompt,
+    then the SFT recipe trains an adapter on them."""
+    from app.config import Cast
+    from app.grounding import Evidence, wrap_in_voice
+    from app.prompt import build_messages
+    from retrieval.fileio import atomic_write_text
+    from retrieval.index import LoreIndex
+    from retrieval.types import Scope
+    from tuning.base import prepare_model
+    from tuning.raft import build_raft_items
+    from tuning.sft import SFTRecipe, train_sft
+
+    if bool(args.npc) == bool(args.all):
+        raise EternaError("train raft needs --npc ID or --all")
+    cfg = _config(args)
+    cast = Cast.load(cfg.paths.npcs, cfg.world)
+    npcs = [cast.get(args.npc)] if args.npc else cast.npcs
+    index = LoreIndex.open(cfg.paths.index)
+    chunks = [c for c in index.chunks if any(Scope(npc=n.id, kinds=n.kinds(), chapter=args.chapter).allows(c)
+                                             for n in npcs)]
+    items = build_raft_items(chunks, n=args.examples, seed=args.seed)
+    rows = []
+    for i, it in enumerate(items):
+        npc = npcs[i % len(npcs)]
+        evidence = [Evidence(s, c.id, c.doc, c.title, 1.0) for c, s in it.evidence]
+        messages, _ = build_messages(npc, "fact", evidence, [], it.question, lambda m: 0, 1,
+                                     world=cfg.world, prompts=cfg.prompts)
+        m = npc.markers
+        answer = it.answer if it.answer is not None else (npc.idk or cfg.world.idk)
+        answer = wrap_in_voice(answer, m.opens if m else None, m.closes if m else None)
+        rows.append(json.dumps({"messages": messages + [{"role": "assistant", "content": answer}]},
+                               ensure_ascii=False))
+    out = Path(args.out) if args.out else cfg.paths.adapters / f"raft-{args.npc or 'all'}"
+    overrides = {k: v for k, v in (("max_steps", args.max_steps), ("epochs", args.epochs)) if v is not None}
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "raft.jsonl"
+        atomic_write_text(data, "\n".join(rows) + "\n")
+        recipe = SFTRecipe(**{"epochs": 1.0, "max_length": 512, **overrides})
+        base = prepare_model(cfg.models.llm, cfg.models.cache_dir)
+        manifest = train_sft(base, data, out, recipe, base_spec=cfg.models.llm, npc=args.npc or "all", log=True,
+                             built_by="eterna train raft",
+                             extra={"raft": {"items": len(items), "idk": sum(it.answer is None for it in items),
+                                             "chapter": args.chapter, "index": index.path.name,
+                                             "npcs": [n.id for n in npcs]}})
+    m = manifest["metrics"]
+    _emit(args, {"adapter": str(out), **manifest},
+          f"grounding adapter -> {out}: {len(items)} examples, {m['steps']} steps, loss {m['first_loss']} -> "
+          f"{m['last_loss']}, {m['seconds']} s. Set `grounding.adapter: {out}` in the config to use it.")
+
+
 def _eval_config(args):
     """Evaluation never writes player sessions: memory stays in the process."""
     cfg = _config(args)
@@ -410,6 +463,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--errors", action="store_true", help="include the misrouted lines in the JSON report")
     common(sp, npcs=True, index=True)
     sp.set_defaults(fn=cmd_eval_router)
+
+    sp = train.add_parser("raft", help="grounded-answer adapter from the world's own index (RAFT)")
+    sp.add_argument("--npc", help="one character's scope and voice")
+    sp.add_argument("--all", action="store_true", help="the whole cast: one shared grounding adapter")
+    sp.add_argument("--chapter", type=int, default=1, help="lore up to this chapter only (default 1: no spoilers)")
+    sp.add_argument("--examples", type=int, default=300)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", help="adapter folder (default: paths.adapters/raft-<npc|all>)")
+    sp.add_argument("--max-steps", type=int)
+    sp.add_argument("--epochs", type=float)
+    common(sp, npcs=True, index=True)
+    sp.set_defaults(fn=cmd_train_raft)
 
     sp = sub.add_parser("validate", help="check configs and every corpus file against the code")
     common(sp)

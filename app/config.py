@@ -116,6 +116,8 @@ class GroundingConfig(_Strict):
         "hybrid", description="`both` turns (a form was asked for), same choices")
     support_check: bool = Field(True, description="names and numbers of a reply must occur in its evidence")
     on_unsupported: Literal["extract", "idk", "keep"] = Field("extract", description="policy when the check fails")
+    adapter: Path | None = Field(None, description="a grounding adapter (`eterna train raft`) that speaks on "
+                                 "generated fact/both turns instead of the character's voice adapter")
 
 
 class RetrievalConfig(_Strict):
@@ -143,7 +145,6 @@ class MemoryConfig(_Strict):
 
 
 class RouterConfig(_Strict):
-    neighbours: int = Field(7, ge=1)
     lore_threshold: float = Field(0.45, description="top lore cosine above which a question is about the world")
 
 
@@ -172,7 +173,8 @@ class EternaConfig(_Strict):
         paths = self.paths.model_copy(update={k: fix(getattr(self.paths, k)) for k in PathsConfig.model_fields})
         models = self.models.model_copy(update={"cache_dir": fix(self.models.cache_dir)})
         world = self.world.model_copy(update={"cues": fix(self.world.cues)})
-        return self.model_copy(update={"paths": paths, "models": models, "world": world})
+        grounding = self.grounding.model_copy(update={"adapter": fix(self.grounding.adapter)})
+        return self.model_copy(update={"paths": paths, "models": models, "world": world, "grounding": grounding})
 
     def data_path(self, key: str) -> Path:
         """A world data folder (style, preferences, eval, scenes) that must be configured for the caller."""

@@ -35,6 +35,9 @@ def check_turn(cast: Cast, max_chars: int, npc: str, text: object, chapter: obje
             check_session(session))
 
 
+GROUNDING_ADAPTER = "grounding"  # adapter name of `grounding.adapter`; cast ids cannot clash (no such id allowed)
+
+
 @dataclass
 class Reply:
     text: str
@@ -75,6 +78,8 @@ class DialogueEngine:
         for npc in cast.npcs:
             if npc.adapter is not None:
                 generator.add_adapter(npc.id, npc.adapter)
+        if config.grounding.adapter is not None:
+            generator.add_adapter(GROUNDING_ADAPTER, config.grounding.adapter)
 
     @classmethod
     def from_config(cls, path: str | Path, *, npcs: Path | None = None, index: Path | None = None,
@@ -163,6 +168,8 @@ class DialogueEngine:
                 decoding = Decoding.from_config(gen_cfg, penalty_scope=g.penalty_over, copy_bias=g.copy_bias,
                                                 copy_text=" ".join(e.text for e in evidence))
                 decoding = replace(decoding, repetition_penalty=g.repetition_penalty)
+            if grounded and g.adapter is not None and use_adapter:
+                adapter = GROUNDING_ADAPTER
             out = self.generator.generate(messages, decoding, adapter=adapter)
             t = lap("generate_ms", t)
             out_text = out.text

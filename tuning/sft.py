@@ -53,7 +53,8 @@ class SFTRecipe(BaseModel):
 
 
 def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, system: str | None = None,
-              npc: str | None = None, base_spec: str | None = None, log: bool = False) -> dict:
+              npc: str | None = None, base_spec: str | None = None, log: bool = False,
+              built_by: str = "eterna train sft", extra: dict | None = None) -> dict:
     """Train an adapter and write it atomically to out_dir. Returns the manifest written with it."""
     import torch
     from datasets import Dataset
@@ -97,7 +98,8 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
         staged = work / "adapter"
         trainer.model.save_pretrained(staged)
         manifest = {
-            "built_by": "eterna train sft",
+            "built_by": built_by,
+            **(extra or {}),
             "npc": npc,
             "method": recipe.method,
             "base": {"spec": base_spec or str(base_dir), "path": str(Path(base_dir).resolve()),
