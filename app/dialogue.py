@@ -128,35 +128,23 @@ class DialogueEngine:
         route = self.router.route(text, qvec, lore_score)
         t = lap("route_ms", t)
 
-        evidence: list[Evidence] = []
         grounded = route.label in ("fact", "both")
         g = self.config.grounding
-        if grounded:
-            scope = Scope(npc=spec.id, kinds=spec.kinds(), chapter=chapter)
-            hits = [h for h in self.index.search_vector(qvec, self.config.retrieval.k, scope)
-                    if h.score >= self.config.retrieval.min_score]
-            evidence = self.selector.select(text, qvec, hits, g.evidence_sentences, whole_chunks=g.whole_chunks)
-            if evidence and not g.whole_chunks and (evidence[0].score < g.min_evidence
-                                                    or self._hidden_answers_better(text, qvec, evidence[0])):
-                evidence = []  # nothing this character may know answers the question: it does not know
+        evidence = self._evidence(spec, text, qvec, chapter) if grounded else []
         t = lap("retrieve_ms", t)
 
         gen_cfg = self.config.generation
         adapter = spec.id if spec.adapter is not None and use_adapter else None
         grounding: dict = {}
         tokens: dict = {}
-        if grounded and not evidence:
-            out_text, grounding = self.idk_line(spec), {"answer": "idk", "evidence": []}
-            lap("prompt_ms", t)
-            t = lap("generate_ms", time.perf_counter())
-        elif grounded and self._mode(route.label) == "extract":
-            m = spec.markers
-            evidence = evidence[: g.extract_sentences]
-            out_text = wrap_in_voice(" ".join(e.text for e in evidence), m.opens if m else None,
-                                     m.closes if m else None)
-            grounding = {"answer": "extracted", "evidence": [e.source() for e in evidence]}
-            lap("prompt_ms", t)
-            t = lap("generate_ms", time.perf_counter())
+        if grounded and (not evidence or self._mode(route.label) == "extract"):
+            if evidence:  # the best evidence sentences, in the character's voice markers: no generation
+                evidence = evidence[: g.extract_sentences]
+                out_text = self._extract(spec, evidence)
+                grounding = {"answer": "extracted", "evidence": [e.source() for e in evidence]}
+            else:  # nothing this character may know answers the question
+                out_text, grounding = self.idk_line(spec), {"answer": "idk", "evidence": []}
+            timings.update(prompt_ms=0.0, generate_ms=0.0)
         else:
             messages, evidence = build_messages(
                 spec, route.label, evidence, self.memory.recent(session, spec.id), text, self.generator.count_tokens,
@@ -164,12 +152,11 @@ class DialogueEngine:
                 prompts=self.config.prompts, guarded=bool(flags))
             t = lap("prompt_ms", t)
             decoding = Decoding.from_config(gen_cfg)
-            if grounded:
-                decoding = Decoding.from_config(gen_cfg, penalty_scope=g.penalty_over, copy_bias=g.copy_bias,
-                                                copy_text=" ".join(e.text for e in evidence))
-                decoding = replace(decoding, repetition_penalty=g.repetition_penalty)
-            if grounded and g.adapter is not None and use_adapter:
-                adapter = GROUNDING_ADAPTER
+            if grounded:  # grounded decoding: copy the evidence's words, do not punish repeating them
+                decoding = replace(decoding, repetition_penalty=g.repetition_penalty, penalty_scope=g.penalty_over,
+                                   copy_bias=g.copy_bias, copy_text=" ".join(e.text for e in evidence))
+                if g.adapter is not None and use_adapter:
+                    adapter = GROUNDING_ADAPTER
             out = self.generator.generate(messages, decoding, adapter=adapter)
             t = lap("generate_ms", t)
             out_text = out.text
@@ -177,7 +164,7 @@ class DialogueEngine:
                       "per_second": round(out.new_tokens / out.seconds, 1) if out.seconds > 0 else None}
             if grounded:
                 out_text, grounding = self._check(spec, text, out_text, evidence, self._mode(route.label))
-            t = lap("check_ms", t)
+                lap("check_ms", t)
         self.memory.add(session, spec.id, text, out_text)
         timings["total_ms"] = round((time.perf_counter() - t_start) * 1000, 2)
         sources = list({e.chunk: {"doc": e.doc, "chunk": e.chunk, "score": round(e.score, 4)}
@@ -185,6 +172,22 @@ class DialogueEngine:
         return Reply(text=out_text, route=route.label, npc=spec.id, sources=sources, timings=timings,
                      reason=route.reason, session=session, chapter=chapter, flags=flags, tokens=tokens,
                      grounding=grounding)
+
+    def _evidence(self, spec: NpcSpec, text: str, qvec, chapter: int) -> list[Evidence]:
+        """Scoped retrieval, then evidence selection; empty when the character must say it does not know."""
+        g = self.config.grounding
+        scope = Scope(npc=spec.id, kinds=spec.kinds(), chapter=chapter)
+        hits = [h for h in self.index.search_vector(qvec, self.config.retrieval.k, scope)
+                if h.score >= self.config.retrieval.min_score]
+        evidence = self.selector.select(text, qvec, hits, g.evidence_sentences, whole_chunks=g.whole_chunks)
+        if evidence and not g.whole_chunks and (evidence[0].score < g.min_evidence
+                                                or self._hidden_answers_better(text, qvec, evidence[0])):
+            return []
+        return evidence
+
+    def _extract(self, spec: NpcSpec, evidence: list[Evidence]) -> str:
+        m = spec.markers
+        return wrap_in_voice(" ".join(e.text for e in evidence), m.opens if m else None, m.closes if m else None)
 
     def _mode(self, route: str) -> str:
         g = self.config.grounding
@@ -224,7 +227,6 @@ class DialogueEngine:
             return reply, info
         if g.on_unsupported == "idk":
             return self.idk_line(spec), {**info, "answer": "idk"}
-        m = spec.markers
         top = evidence[: g.extract_sentences]
-        text = wrap_in_voice(" ".join(e.text for e in top), m.opens if m else None, m.closes if m else None)
-        return text, {**info, "answer": "extracted", "evidence": used[: len(top)], "generated": reply}
+        return self._extract(spec, top), {**info, "answer": "extracted", "evidence": used[: len(top)],
+                                          "generated": reply}

@@ -11,6 +11,7 @@ Variants, each adding one step to the previous:
   +decoding         repetition penalty 1.0 over generated tokens only, +2 copy bias on evidence tokens
   +support_check    hybrid: a reply whose names/numbers are unsupported, or that misses the evidence's answer,
                     is replaced by the extracted evidence
+  +raft             (with --raft-adapter) +support_check, generating with a RAFT grounding adapter
   +extract          the shipped default: the best 2 evidence sentences in the character's voice markers
 """
 
@@ -37,6 +38,7 @@ VARIANTS = [
     ("+idk_gate", dict(min_evidence=0.6, hidden_margin=0.05)),
     ("+decoding", dict(repetition_penalty=1.0, penalty_over="generated", copy_bias=2.0)),
     ("+support_check", dict(answer="hybrid", answer_both="hybrid", support_check=True, on_unsupported="extract")),
+    ("+raft", dict()),  # only with --raft-adapter; the adapter is set below
     ("+extract", dict(answer="extract")),
 ]
 
@@ -47,9 +49,12 @@ def main() -> None:
     ap.add_argument("--file", help="fact items (default: paths.eval/facts.jsonl)")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--only", help="comma-separated variant names to run (the others are skipped)")
+    ap.add_argument("--raft-adapter", help="a grounding adapter from `eterna train raft` (adds the +raft variant)")
     args = ap.parse_args()
     cfg = EternaConfig.load(Path(args.config))
-    cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"sessions": None})})
+    raft = Path(args.raft_adapter).resolve() if args.raft_adapter else None
+    cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"sessions": None}),
+                                 "grounding": cfg.grounding.model_copy(update={"adapter": raft})})
     items = load_fact_items(Path(args.file) if args.file else cfg.paths.eval / "facts.jsonl")
     if args.limit:
         items = items[: args.limit]
@@ -57,7 +62,9 @@ def main() -> None:
     grounding, generation = cfg.grounding, cfg.generation
     summary = {}
     for name, change in VARIANTS:
-        grounding = grounding.model_copy(update=change)
+        if name == "+raft" and raft is None:
+            continue
+        grounding = grounding.model_copy(update={**change, "adapter": raft if name == "+raft" else None})
         if args.only and name not in args.only.split(","):
             continue
         # the foundation penalised repetition over the whole prompt; later variants use grounding's own penalty
