@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import uuid
 from pathlib import Path
 
 from app.router import LABELS
@@ -46,7 +47,9 @@ def load_fact_items(path: Path) -> list[dict]:
 
 
 def facts_report(engine, items: list[dict], *, keep_items: bool = False, progress=None) -> dict:
-    """Ask every item through `engine.say` (a fresh session each) and score the replies."""
+    """Ask every item through `engine.say` (a fresh session each, never seen before by this engine, so no earlier
+    run's replies reach the prompt) and score the replies."""
+    run = uuid.uuid4().hex[:8]
     docs = {c.doc: c for c in engine.index.chunks}
     rows = []
     for i, it in enumerate(items):
@@ -55,7 +58,7 @@ def facts_report(engine, items: list[dict], *, keep_items: bool = False, progres
         npc = engine.cast.get(it["npc"])
         doc = docs[it["doc"]]
         in_scope = Scope(npc=npc.id, kinds=npc.kinds(), chapter=it["chapter"]).allows(doc)
-        reply = engine.say(npc.id, it["question"], session=f"eval-facts-{i}", chapter=it["chapter"])
+        reply = engine.say(npc.id, it["question"], session=f"eval-{run}-{i}", chapter=it["chapter"])
         said = contains_answer(reply.text, it["answers"])
         idk = bool(engine.cues.find("idk", reply.text)) or (npc.idk or engine.config.world.idk) in reply.text
         rows.append({"line": it["line"], "npc": npc.id, "question": it["question"], "answers": it["answers"],

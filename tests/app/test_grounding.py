@@ -151,3 +151,13 @@ def test_framework_code_holds_no_world():
                 text = path.read_text(encoding="utf-8").lower()
                 found = [w for w in words if w in text]
                 assert not found, f"{path.relative_to(REPO)} mentions {found}"
+
+
+def test_facts_report_runs_on_one_engine_do_not_share_memory(engine):
+    from app.evaluation.facts import facts_report
+
+    items = [{"npc": "director", "question": "Who built the great clock?", "answers": ["Oriol Santpere"],
+              "chapter": 1, "doc": "clock-room", "line": 1}]
+    first, second = facts_report(engine, items), facts_report(engine, items)
+    assert first["contains_gold"] == second["contains_gold"] == 1.0
+    assert len({session for session, _ in engine.memory._mem}) == 2  # each run asked in sessions of its own
