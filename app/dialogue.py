@@ -123,14 +123,15 @@ class DialogueEngine:
 
         qvec = self.embedder.encode([text])[0]  # (dim,)
         t = lap("embed_ms", t)
-        top = self.index.search_vector(qvec, 1)  # unfiltered: is this about the world at all?
-        lore_score = top[0].score if top else 0.0
+        # unfiltered: is this about the world at all? (and, on fact turns, does hidden lore answer it better?)
+        unfiltered = self.index.search_vector(qvec, self.config.retrieval.k)
+        lore_score = unfiltered[0].score if unfiltered else 0.0
         route = self.router.route(text, qvec, lore_score)
         t = lap("route_ms", t)
 
         grounded = route.label in ("fact", "both")
         g = self.config.grounding
-        evidence = self._evidence(spec, text, qvec, chapter) if grounded else []
+        evidence = self._evidence(spec, text, qvec, chapter, unfiltered) if grounded else []
         t = lap("retrieve_ms", t)
 
         gen_cfg = self.config.generation
@@ -173,7 +174,7 @@ class DialogueEngine:
                      reason=route.reason, session=session, chapter=chapter, flags=flags, tokens=tokens,
                      grounding=grounding)
 
-    def _evidence(self, spec: NpcSpec, text: str, qvec, chapter: int) -> list[Evidence]:
+    def _evidence(self, spec: NpcSpec, text: str, qvec, chapter: int, unfiltered: list) -> list[Evidence]:
         """Scoped retrieval, then evidence selection; empty when the character must say it does not know."""
         g = self.config.grounding
         scope = Scope(npc=spec.id, kinds=spec.kinds(), chapter=chapter)
@@ -181,7 +182,7 @@ class DialogueEngine:
                 if h.score >= self.config.retrieval.min_score]
         evidence = self.selector.select(text, qvec, hits, g.evidence_sentences, whole_chunks=g.whole_chunks)
         if evidence and not g.whole_chunks and (evidence[0].score < g.min_evidence
-                                                or self._hidden_answers_better(text, qvec, evidence[0])):
+                                                or self._hidden_answers_better(text, qvec, evidence[0], unfiltered)):
             return []
         return evidence
 
@@ -193,15 +194,14 @@ class DialogueEngine:
         g = self.config.grounding
         return g.answer_both if route == "both" else g.answer
 
-    def _hidden_answers_better(self, text: str, qvec, best: Evidence) -> bool:
+    def _hidden_answers_better(self, text: str, qvec, best: Evidence, unfiltered: list) -> bool:
         """Would evidence outside this character's scope or chapter answer clearly better? Then the answer is hidden
         from it (a spoiler, or another character's knowledge) and it must not improvise one from lesser facts.
         Only the decision to say "I do not know" uses the hidden text; none of it reaches the prompt."""
         g = self.config.grounding
         if g.hidden_margin is None:
             return False
-        hits = [h for h in self.index.search_vector(qvec, self.config.retrieval.k)
-                if h.score >= self.config.retrieval.min_score]
+        hits = [h for h in unfiltered if h.score >= self.config.retrieval.min_score]
         top = self.selector.select(text, qvec, hits, 1)
         return bool(top) and top[0].chunk != best.chunk and top[0].score - best.score >= g.hidden_margin
 

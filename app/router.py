@@ -87,8 +87,9 @@ class Router:
     def _cue_hits(self, text: str) -> dict[str, str | None]:
         return {c: self.cues.find(c, text) for c in CUES}
 
-    def features(self, text: str, qvec: np.ndarray, lore_score: float) -> np.ndarray:
-        cues = self._cue_hits(text)
+    def features(self, text: str, qvec: np.ndarray, lore_score: float,
+                 cues: dict[str, str | None] | None = None) -> np.ndarray:
+        cues = self._cue_hits(text) if cues is None else cues
         lore = float(np.clip((lore_score - self.lore_threshold) / 0.15, -1.0, 1.0))
         extra = [lore, lore_score] + [1.0 if cues[c] else 0.0 for c in CUES]
         return np.concatenate([qvec.astype(np.float64), np.array(extra)])  # (dim + 2 + len(CUES),)
@@ -108,14 +109,15 @@ class Router:
         intercept[clf.classes_] = clf.intercept_
         return coef, intercept
 
-    def probabilities(self, text: str, qvec: np.ndarray, lore_score: float) -> np.ndarray:
-        z = self.coef @ self.features(text, qvec, lore_score) + self.intercept  # (4,)
+    def probabilities(self, text: str, qvec: np.ndarray, lore_score: float,
+                      cues: dict[str, str | None] | None = None) -> np.ndarray:
+        z = self.coef @ self.features(text, qvec, lore_score, cues) + self.intercept  # (4,)
         z = np.exp(z - z.max())
         return z / z.sum()
 
     def route(self, text: str, qvec: np.ndarray, lore_score: float) -> Route:
-        p = self.probabilities(text, qvec, lore_score)
         cues = self._cue_hits(text)
+        p = self.probabilities(text, qvec, lore_score, cues)
         best = int(np.argmax(p))
         label = LABELS[best]
         probs = dict(zip(LABELS, p.round(3).tolist()))
