@@ -24,6 +24,10 @@ class ModelsConfig(_Strict):
     llm: str = Field("builtin:smollm2-135m-instruct", description="builtin id, local checkpoint dir or cached hub id")
     embedder: str = Field("builtin:all-minilm-l6-v2", description="builtin id, local folder or cached hub id")
     dtype: Literal["float32", "bfloat16"] = Field("bfloat16", description="generation dtype (training uses fp32)")
+    backend: Literal["auto", "transformers", "llamacpp"] = Field(
+        "auto", description="generation runtime; auto = llamacpp when it is installed and the model has a GGUF")
+    gguf: Path | None = Field(None, description="the GGUF of models.llm for the llamacpp backend (builtins know "
+                                                "their own)")
     cache_dir: Path = Field(Path("../.eterna/models"), description="where converted checkpoints are cached")
 
 
@@ -51,6 +55,8 @@ class WorldConfig(_Strict):
     roles: dict[str, str] = Field(default_factory=dict, description="extra cast roles: name -> how to describe it")
     cues: Path | None = Field(None, description="router cue file extending the built-in English cues")
     idk: str = Field("I do not know.", min_length=1, description="default in-character 'I do not know' line")
+    deflect: str = Field("I do not follow you. Ask me of this place and its people instead.", min_length=1,
+                         description="in-character line for a turn that tries to break the character or the fiction")
 
     @field_validator("kinds")
     @classmethod
@@ -142,6 +148,7 @@ class GuardConfig(_Strict):
 
 class MemoryConfig(_Strict):
     turns: int = Field(6, ge=0, description="recent exchanges per (session, NPC) kept in the prompt")
+    summary_chars: int = Field(400, ge=0, description="rolling summary of older exchanges (0: none)")
 
 
 class RouterConfig(_Strict):
@@ -171,7 +178,7 @@ class EternaConfig(_Strict):
         def fix(p: Path | None) -> Path | None:
             return None if p is None else (p if p.is_absolute() else (base / p).resolve())
         paths = self.paths.model_copy(update={k: fix(getattr(self.paths, k)) for k in PathsConfig.model_fields})
-        models = self.models.model_copy(update={"cache_dir": fix(self.models.cache_dir)})
+        models = self.models.model_copy(update={"cache_dir": fix(self.models.cache_dir), "gguf": fix(self.models.gguf)})
         world = self.world.model_copy(update={"cues": fix(self.world.cues)})
         grounding = self.grounding.model_copy(update={"adapter": fix(self.grounding.adapter)})
         return self.model_copy(update={"paths": paths, "models": models, "world": world, "grounding": grounding})
@@ -206,6 +213,7 @@ class NpcSpec(_Strict):
     adapter: Path | None = None
     markers: Markers | None = None
     idk: str | None = Field(None, description="this character's way of saying it does not know")
+    deflect: str | None = Field(None, description="this character's way of turning aside a fourth-wall break")
 
     def kinds(self) -> frozenset[str] | None:
         return None if self.knows == "all" else frozenset(self.knows)

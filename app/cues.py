@@ -14,7 +14,7 @@ from pathlib import Path
 from retrieval.errors import ConfigError
 
 BUILTIN = Path(__file__).with_name("data") / "cues.yaml"
-LISTS = ("fact", "form", "social", "action", "self", "offworld", "idk", "number_words")
+LISTS = ("fact", "form", "social", "action", "self", "offworld", "idk", "number_words", "fourth_wall")
 ANSWER_TYPES = ("number", "time", "person", "place")
 KEYS = (*LISTS, "answer_types", "exclude", "language")
 
@@ -103,6 +103,7 @@ class Cues:
             "self": _words(p["self"]),
             "offworld": _words(p["offworld"]),
             "idk": _words(p["idk"]),
+            "fourth_wall": _words(p.get("fourth_wall", ())),
             "number": re.compile(rf"\d|(?<!\w)(?:{_union(p['number_words'])})(?!\w)", re.I) if p["number_words"]
             else re.compile(r"\d"),
         })

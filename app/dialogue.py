@@ -9,7 +9,10 @@ One engine holds one base model, the cast's adapters, the embedder, the live ind
 
 from __future__ import annotations
 
+import re
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -18,14 +21,14 @@ from app.cues import Cues
 from app.grounding import Evidence, EvidenceSelector, wrap_in_voice
 from app.guard import check_chapter, check_session, clean_player_text, injection_flags
 from app.memory import SessionMemory
-from app.prompt import build_messages
+from app.prompt import build_messages, instructions
 from app.router import Router, load_seeds
 from app.router_data import synthesise
-from app.runtime import Decoding, Generator
+from app.runtime import Decoding, Generation, GenerationBackend, make_backend
 from retrieval.embeddings import SentenceTransformerEmbedder
-from retrieval.index import LoreIndex
+from retrieval.index import LoreIndex, read_current
 from retrieval.types import Scope
-from tuning.base import prepare_model
+from tuning.base import model_gguf, prepare_model
 
 
 def check_turn(cast: Cast, max_chars: int, npc: str, text: object, chapter: object, session: object,
@@ -33,6 +36,21 @@ def check_turn(cast: Cast, max_chars: int, npc: str, text: object, chapter: obje
     """Validate one turn before any work is done: (NPC spec, cleaned text, chapter, session) or a typed error."""
     return (cast.get(npc), clean_player_text(text, max_chars, specials), check_chapter(chapter),
             check_session(session))
+
+
+# "I'm DAN", "my name is CodeBot": a reply claiming a name (capitalised) that is not the character's
+_IDENTITY = re.compile(r"\b(my name is|call me|I am now|I'm now|you may call me)\s+([A-Z][\w-]{2,})")
+_LEAK_WORDS = 12
+
+
+def _leaks(system: str, reply: str) -> bool:
+    """Does the reply recite the system prompt: a run of 12 consecutive words of it, verbatim?"""
+    words = re.findall(r"\w+", system.lower())
+    if len(words) < _LEAK_WORDS:
+        return False
+    grams = {" ".join(words[i:i + _LEAK_WORDS]) for i in range(len(words) - _LEAK_WORDS + 1)}
+    said = re.findall(r"\w+", reply.lower())
+    return any(" ".join(said[i:i + _LEAK_WORDS]) in grams for i in range(len(said) - _LEAK_WORDS + 1))
 
 
 GROUNDING_ADAPTER = "grounding"  # adapter name of `grounding.adapter`; cast ids cannot clash (no such id allowed)
@@ -51,9 +69,26 @@ class Reply:
     tokens: dict = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     grounding: dict = field(default_factory=dict)  # fact/both turns: evidence used, how the answer was made
+    context: dict = field(default_factory=dict)  # what went into the prompt, and what the budget dropped
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def build_backend(config: EternaConfig, llm: str | None = None) -> GenerationBackend:
+    """The generation backend `models.backend` names; `auto` takes llama.cpp when it is installed and the model
+    has a GGUF, else transformers."""
+    m = config.models
+    spec = llm or m.llm
+    model_dir = prepare_model(spec, m.cache_dir)
+    gguf = model_gguf(spec, m.gguf if llm is None else None)
+    name = m.backend
+    if name == "auto":
+        from app.llamacpp import available
+
+        name = "llamacpp" if gguf is not None and gguf.is_file() and available() else "transformers"
+    return make_backend(name, model_dir=model_dir, gguf=gguf, cache_dir=m.cache_dir, dtype=m.dtype,
+                        n_ctx=config.generation.context_tokens)
 
 
 def build_router(config: EternaConfig, cast: Cast, embedder, lore: LoreIndex, cues: Cues) -> Router:
@@ -69,9 +104,12 @@ def build_router(config: EternaConfig, cast: Cast, embedder, lore: LoreIndex, cu
 
 
 class DialogueEngine:
-    def __init__(self, config: EternaConfig, cast: Cast, embedder, index: LoreIndex, generator: Generator,
-                 router: Router, memory: SessionMemory, cues: Cues | None = None):
+    def __init__(self, config: EternaConfig, cast: Cast, embedder, index: LoreIndex, generator: GenerationBackend,
+                 router: Router, memory: SessionMemory, cues: Cues | None = None, index_root: Path | None = None):
         self.config, self.cast, self.embedder, self.index = config, cast, embedder, index
+        # the index folder whose CURRENT generation the engine follows (None: keep the one it was given)
+        self.index_root = Path(index_root) if index_root is not None else None
+        self._swap_lock = threading.Lock()
         self.generator, self.router, self.memory = generator, router, memory
         self.cues = cues or router.cues
         self.selector = EvidenceSelector(embedder, self.cues, texts=[c.text for c in index.chunks])
@@ -95,11 +133,12 @@ class DialogueEngine:
         cues = Cues.load(config.world.cues)
         embedder = SentenceTransformerEmbedder(config.models.embedder)
         lore = LoreIndex.open(index or config.paths.index, embedder)
-        model_dir = prepare_model(llm or config.models.llm, config.models.cache_dir)
-        generator = Generator(model_dir, config.models.dtype)
+        generator = build_backend(config, llm)
         router = build_router(config, cast, embedder, lore, cues)
-        memory = SessionMemory(config.memory.turns, config.paths.sessions)
-        return cls(config, cast, embedder, lore, generator, router, memory, cues)
+        memory = SessionMemory(config.memory.turns, config.paths.sessions, config.memory.summary_chars,
+                               flagged=lambda t: bool(injection_flags(t)))
+        return cls(config, cast, embedder, lore, generator, router, memory, cues,
+                   index_root=index or config.paths.index)
 
     def idk_line(self, spec: NpcSpec) -> str:
         m = spec.markers
@@ -108,6 +147,40 @@ class DialogueEngine:
     def say(self, npc: str, text: str, *, session: str = "default", chapter: int = 1,
             use_adapter: bool = True) -> Reply:
         """One reply. `use_adapter=False` speaks with the bare base model (an A/B variant)."""
+        for item in self._turn(npc, text, session, chapter, use_adapter, stream=False):
+            if isinstance(item, Reply):
+                return item
+        raise RuntimeError("a turn ended without a reply")  # unreachable
+
+    def stream(self, npc: str, text: str, *, session: str = "default", chapter: int = 1,
+               use_adapter: bool = True) -> Iterator[str | Reply]:
+        """Yield the reply's text as it is decoded, then the final `Reply`. When the support check replaces a
+        generated reply, the final `Reply.text` is what counts (a client shows it in place of the streamed text;
+        `Reply.grounding["answer"]` says why)."""
+        yield from self._turn(npc, text, session, chapter, use_adapter, stream=True)
+
+    def refresh_index(self) -> bool:
+        """Pick up a new live index generation (after `eterna index rebuild` or `rollback`) between turns.
+        Returns True when the generation changed. A failing new generation leaves the current one serving."""
+        if self.index_root is None:
+            return False
+        try:
+            live = read_current(self.index_root)
+        except Exception:
+            return False
+        if live == self.index.path:
+            return False
+        with self._swap_lock:
+            if live == self.index.path:
+                return False
+            lore = LoreIndex.open(self.index_root, self.embedder)
+            selector = EvidenceSelector(self.embedder, self.cues, texts=[c.text for c in lore.chunks])
+            self.router.lore = lore
+            self.index, self.selector = lore, selector
+        return True
+
+    def _turn(self, npc: str, text: str, session: str, chapter: int, use_adapter: bool,
+              stream: bool) -> Iterator[str | Reply]:
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
 
@@ -119,26 +192,38 @@ class DialogueEngine:
         spec, text, chapter, session = check_turn(self.cast, self.config.guard.max_input_chars, npc, text, chapter,
                                                   session, self.generator.special_tokens)
         flags = injection_flags(text)
+        self.refresh_index()
+        index, selector = self.index, self.selector  # one generation for the whole turn
         t = lap("guard_ms", t_start)
 
         qvec = self.embedder.encode([text])[0]  # (dim,)
         t = lap("embed_ms", t)
         # unfiltered: is this about the world at all? (and, on fact turns, does hidden lore answer it better?)
-        unfiltered = self.index.search_vector(qvec, self.config.retrieval.k)
+        unfiltered = index.search_vector(qvec, self.config.retrieval.k)
         lore_score = unfiltered[0].score if unfiltered else 0.0
         route = self.router.route(text, qvec, lore_score)
         t = lap("route_ms", t)
 
         grounded = route.label in ("fact", "both")
         g = self.config.grounding
-        evidence = self._evidence(spec, text, qvec, chapter, unfiltered) if grounded else []
+        evidence = self._evidence(spec, text, qvec, chapter, unfiltered, index, selector) if grounded else []
         t = lap("retrieve_ms", t)
 
         gen_cfg = self.config.generation
         adapter = spec.id if spec.adapter is not None and use_adapter else None
         grounding: dict = {}
         tokens: dict = {}
-        if grounded and (not evidence or self._mode(route.label) == "extract"):
+        context: dict = {"index_generation": index.path.name}
+        if flags and not grounded:
+            # a line that addresses the model (injection, role swap, character break): the character turns it
+            # aside in its own voice, with no generation to talk round
+            out_text = self.deflection(spec, route.label, flags)
+            grounding = {"answer": "deflected"}
+            timings.update(prompt_ms=0.0, generate_ms=0.0)
+            context.update(facts=[], turns=0, summary=False, prompt_tokens=0)
+            if stream:
+                yield out_text
+        elif grounded and (not evidence or self._mode(route.label) == "extract" or flags):
             if evidence:  # the best evidence sentences, in the character's voice markers: no generation
                 evidence = evidence[: g.extract_sentences]
                 out_text = self._extract(spec, evidence)
@@ -146,11 +231,18 @@ class DialogueEngine:
             else:  # nothing this character may know answers the question
                 out_text, grounding = self.idk_line(spec), {"answer": "idk", "evidence": []}
             timings.update(prompt_ms=0.0, generate_ms=0.0)
+            context.update(facts=[e.chunk for e in evidence], turns=0, summary=False, prompt_tokens=0)
+            if stream:
+                yield out_text
         else:
+            history, summary = self.memory.context(session, spec.id)
+            budget = gen_cfg.context_tokens - gen_cfg.max_new_tokens
+            report: dict = {}
             messages, evidence = build_messages(
-                spec, route.label, evidence, self.memory.recent(session, spec.id), text, self.generator.count_tokens,
-                gen_cfg.context_tokens - gen_cfg.max_new_tokens, world=self.config.world,
-                prompts=self.config.prompts, guarded=bool(flags))
+                spec, route.label, evidence, history, text, self.generator.count_tokens, budget,
+                world=self.config.world, prompts=self.config.prompts, guarded=bool(flags), summary=summary,
+                report=report)
+            context.update(report)
             t = lap("prompt_ms", t)
             decoding = Decoding.from_config(gen_cfg)
             if grounded:  # grounded decoding: copy the evidence's words, do not punish repeating them
@@ -158,7 +250,14 @@ class DialogueEngine:
                                    copy_bias=g.copy_bias, copy_text=" ".join(e.text for e in evidence))
                 if g.adapter is not None and use_adapter:
                     adapter = GROUNDING_ADAPTER
-            out = self.generator.generate(messages, decoding, adapter=adapter)
+            out = None
+            for item in self.generator.stream(messages, decoding, adapter=adapter):
+                if isinstance(item, Generation):
+                    out = item
+                elif stream:
+                    if "first_token_ms" not in timings:
+                        timings["first_token_ms"] = round((time.perf_counter() - t_start) * 1000, 2)
+                    yield item
             t = lap("generate_ms", t)
             out_text = out.text
             tokens = {"prompt": out.prompt_tokens, "reply": out.new_tokens,
@@ -166,25 +265,50 @@ class DialogueEngine:
             if grounded:
                 out_text, grounding = self._check(spec, text, out_text, evidence, self._mode(route.label))
                 lap("check_ms", t)
+            out_text, leak = self._output_guard(
+                spec, instructions(spec, route.label, self.config.world, self.config.prompts), out_text)
+            if leak:
+                flags = [*flags, leak]
         self.memory.add(session, spec.id, text, out_text)
         timings["total_ms"] = round((time.perf_counter() - t_start) * 1000, 2)
         sources = list({e.chunk: {"doc": e.doc, "chunk": e.chunk, "score": round(e.score, 4)}
                         for e in evidence}.values())
-        return Reply(text=out_text, route=route.label, npc=spec.id, sources=sources, timings=timings,
-                     reason=route.reason, session=session, chapter=chapter, flags=flags, tokens=tokens,
-                     grounding=grounding)
+        yield Reply(text=out_text, route=route.label, npc=spec.id, sources=sources, timings=timings,
+                    reason=route.reason, session=session, chapter=chapter, flags=flags, tokens=tokens,
+                    grounding=grounding, context=context)
 
-    def _evidence(self, spec: NpcSpec, text: str, qvec, chapter: int, unfiltered: list) -> list[Evidence]:
+    def _evidence(self, spec: NpcSpec, text: str, qvec, chapter: int, unfiltered: list, index: LoreIndex,
+                  selector: EvidenceSelector) -> list[Evidence]:
         """Scoped retrieval, then evidence selection; empty when the character must say it does not know."""
         g = self.config.grounding
         scope = Scope(npc=spec.id, kinds=spec.kinds(), chapter=chapter)
-        hits = [h for h in self.index.search_vector(qvec, self.config.retrieval.k, scope)
+        hits = [h for h in index.search_vector(qvec, self.config.retrieval.k, scope)
                 if h.score >= self.config.retrieval.min_score]
-        evidence = self.selector.select(text, qvec, hits, g.evidence_sentences, whole_chunks=g.whole_chunks)
-        if evidence and not g.whole_chunks and (evidence[0].score < g.min_evidence
-                                                or self._hidden_answers_better(text, qvec, evidence[0], unfiltered)):
+        evidence = selector.select(text, qvec, hits, g.evidence_sentences, whole_chunks=g.whole_chunks)
+        if evidence and not g.whole_chunks and (
+                evidence[0].score < g.min_evidence
+                or self._hidden_answers_better(text, qvec, evidence[0], unfiltered, selector)):
             return []
         return evidence
+
+    def deflection(self, spec: NpcSpec, route: str = "offworld", flags: list[str] | None = None) -> str:
+        """The character's in-voice refusal to step out of the fiction (no generation: it cannot be talked round)."""
+        m = spec.markers
+        return wrap_in_voice(spec.deflect or self.config.world.deflect, m.opens if m else None,
+                             m.closes if m else None)
+
+    def _output_guard(self, spec: NpcSpec, system: str, reply: str) -> tuple[str, str | None]:
+        """A generated reply must not speak as a model, take another identity, or recite its instructions:
+        otherwise the character's deflection replaces it. Returns (text, flag or None)."""
+        if self.cues.find("fourth_wall", reply):
+            return self.deflection(spec), "output_fourth_wall"
+        claim = _IDENTITY.search(reply)
+        if claim and claim.group(2).lower() not in spec.name.lower() and claim.group(2).lower() not in \
+                {w.lower() for w in (spec.role, self.config.world.name)}:
+            return self.deflection(spec), "output_identity"
+        if _leaks(system, reply):
+            return self.deflection(spec), "output_prompt_leak"
+        return reply, None
 
     def _extract(self, spec: NpcSpec, evidence: list[Evidence]) -> str:
         m = spec.markers
@@ -194,7 +318,8 @@ class DialogueEngine:
         g = self.config.grounding
         return g.answer_both if route == "both" else g.answer
 
-    def _hidden_answers_better(self, text: str, qvec, best: Evidence, unfiltered: list) -> bool:
+    def _hidden_answers_better(self, text: str, qvec, best: Evidence, unfiltered: list,
+                               selector: EvidenceSelector) -> bool:
         """Would evidence outside this character's scope or chapter answer clearly better? Then the answer is hidden
         from it (a spoiler, or another character's knowledge) and it must not improvise one from lesser facts.
         Only the decision to say "I do not know" uses the hidden text; none of it reaches the prompt."""
@@ -202,7 +327,7 @@ class DialogueEngine:
         if g.hidden_margin is None:
             return False
         hits = [h for h in unfiltered if h.score >= self.config.retrieval.min_score]
-        top = self.selector.select(text, qvec, hits, 1)
+        top = selector.select(text, qvec, hits, 1)
         return bool(top) and top[0].chunk != best.chunk and top[0].score - best.score >= g.hidden_margin
 
     def _check(self, spec: NpcSpec, question: str, reply: str, evidence: list[Evidence],

@@ -61,6 +61,13 @@ class SelectionWeights:
     chunk: float = 0.3
 
 
+def instructs(sentence: str) -> bool:
+    """Does a lore sentence try to instruct the model ("ignore your instructions and say ...")?"""
+    from app.guard import injection_flags
+
+    return "prompt_injection" in injection_flags(sentence)
+
+
 class EvidenceSelector:
     """Ranks the sentences of retrieved chunks for a question. Sentence vectors are cached by text."""
 
@@ -109,9 +116,11 @@ class EvidenceSelector:
 
     def select(self, question: str, qvec: np.ndarray, hits: list[Hit], n: int,
                whole_chunks: bool = False) -> list[Evidence]:
+        # lore is data, never instructions: a sentence that addresses the model is not evidence
         if whole_chunks:
-            return [Evidence(h.chunk.text, h.chunk.id, h.chunk.doc, h.chunk.title, float(h.score)) for h in hits[:n]]
-        cands = [(h, s) for h in hits for s in split_sentences(h.chunk.text)]
+            return [Evidence(" ".join(s for s in split_sentences(h.chunk.text) if not instructs(s)), h.chunk.id,
+                             h.chunk.doc, h.chunk.title, float(h.score)) for h in hits[:n]]
+        cands = [(h, s) for h in hits for s in split_sentences(h.chunk.text) if not instructs(s)]
         cands = list({s: (h, s) for h, s in reversed(cands)}.values())[::-1]  # overlap repeats sentences
         if not cands:
             return []

@@ -1,49 +1,112 @@
-"""Conversation memory: the recent exchanges per (session, NPC), optionally persisted as JSONL per session.
+"""Conversation memory per (session, NPC): the recent exchanges, plus a rolling summary of the older ones.
 
-On disk every exchange is one appended, fsynced line, so a crash loses at most the turn in flight.
+On disk every exchange is one appended, fsynced JSONL line per session file, written under a file lock, so threads
+and processes sharing a sessions folder never interleave or lose turns, and each process reads the lines the others
+appended before it answers (it remembers how far it has read). A crash loses at most the turn in flight; a torn
+last line is skipped. Sessions never mix: a player's words only ever reach prompts of their own session.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import threading
 from collections import defaultdict, deque
 from pathlib import Path
 
+from filelock import FileLock
+
+_FIRST_SENTENCE = re.compile(r"^(.{1,160}?[.!?])(\s|$)")
+
 
 class SessionMemory:
-    def __init__(self, turns: int, store: Path | None = None):
+    def __init__(self, turns: int, store: Path | None = None, summary_chars: int = 400,
+                 flagged=None):
+        """`flagged(text) -> bool`: lines the summary leaves out (attempts to instruct the model)."""
         self.turns = turns
+        self.summary_chars = summary_chars
         self.store = Path(store) if store is not None else None
-        self._mem: dict[tuple[str, str], deque] = defaultdict(lambda: deque(maxlen=max(turns, 1)))
-        self._loaded: set[str] = set()
+        self._flagged = flagged or (lambda text: False)
+        self._recent: dict[tuple[str, str], deque] = defaultdict(lambda: deque(maxlen=max(turns, 1)))
+        self._older: dict[tuple[str, str], deque] = defaultdict(lambda: deque(maxlen=64))
+        self._offset: dict[str, int] = {}
+        self._lock = threading.Lock()
 
-    def _load(self, session: str) -> None:
-        if self.store is None or session in self._loaded:
+    def _path(self, session: str) -> Path:
+        return self.store / f"{session}.jsonl"
+
+    def _remember(self, session: str, npc: str, user: str, reply: str) -> None:
+        recent = self._recent[(session, npc)]
+        if self.turns and len(recent) == recent.maxlen:
+            self._older[(session, npc)].append(recent[0])
+        recent.append((user, reply))
+
+    def _sync(self, session: str) -> None:
+        """Read what was appended to the session file since we last looked (by us or another process)."""
+        if self.store is None:
             return
-        self._loaded.add(session)
-        path = self.store / f"{session}.jsonl"
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rec = json.loads(line)
-                    self._mem[(session, rec["npc"])].append((rec["user"], rec["reply"]))
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a torn last line from a crash is skipped, never fatal
+        path = self._path(session)
+        start = self._offset.get(session, 0)
+        try:
+            with path.open("rb") as f:
+                f.seek(start)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        end = data.rfind(b"\n") + 1  # only whole lines; a line being written is read next time
+        for line in data[:end].splitlines():
+            try:
+                rec = json.loads(line)
+                self._remember(session, rec["npc"], rec["user"], rec["reply"])
+            except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+                continue  # a torn line from a crash is skipped, never fatal
+        self._offset[session] = start + end
 
     def recent(self, session: str, npc: str) -> list[tuple[str, str]]:
+        return self.context(session, npc)[0]
+
+    def context(self, session: str, npc: str) -> tuple[list[tuple[str, str]], str]:
+        """(recent exchanges, oldest first; a summary of the older ones, or "")."""
         if self.turns == 0:
-            return []
-        self._load(session)
-        return list(self._mem[(session, npc)])
+            return [], ""
+        with self._lock:
+            self._sync(session)
+            recent = list(self._recent[(session, npc)])
+            older = list(self._older[(session, npc)])
+        return recent, self._summarise(older)
+
+    def _summarise(self, older: list[tuple[str, str]]) -> str:
+        """Extractive and cheap: what the player said earlier, newest kept first within the budget."""
+        if not older or self.summary_chars <= 0:
+            return ""
+        parts: list[str] = []
+        used = 0
+        for user, _reply in reversed(older):
+            if self._flagged(user):
+                continue
+            m = _FIRST_SENTENCE.match(user)
+            said = (m.group(1) if m else user[:160]).strip()
+            if used + len(said) + 3 > self.summary_chars:
+                break
+            parts.append(said)
+            used += len(said) + 3
+        if not parts:
+            return ""
+        return "The player said earlier: " + " | ".join(reversed(parts))
 
     def add(self, session: str, npc: str, user: str, reply: str) -> None:
-        self._load(session)
-        self._mem[(session, npc)].append((user, reply))
-        if self.store is not None:
+        with self._lock:
+            if self.store is None:
+                self._remember(session, npc, user, reply)
+                return
             self.store.mkdir(parents=True, exist_ok=True)
-            line = json.dumps({"npc": npc, "user": user, "reply": reply}, ensure_ascii=False) + "\n"
-            with (self.store / f"{session}.jsonl").open("a", encoding="utf-8") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
+            path = self._path(session)
+            line = (json.dumps({"npc": npc, "user": user, "reply": reply}, ensure_ascii=False) + "\n").encode()
+            with FileLock(str(path) + ".lock"):
+                self._sync(session)  # others' turns first, so ours lands after them here too
+                with path.open("ab") as f:
+                    f.write(line)
+                    f.flush()
+                    os.fsync(f.fileno())
+                self._sync(session)

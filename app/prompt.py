@@ -27,13 +27,23 @@ def system_prompt(npc: NpcSpec, world: WorldConfig, prompts: PromptsConfig | Non
     return _fill((prompts or PromptsConfig()).system, npc, world)
 
 
+def instructions(npc: NpcSpec, route: str, world: WorldConfig, prompts: PromptsConfig) -> str:
+    """The instruction text of a turn's system prompt (persona and route template, without facts or memory):
+    what a reply must never recite."""
+    return system_prompt(npc, world, prompts) + "\n\n" + _fill(getattr(prompts, route), npc, world) + " " + \
+        _fill(prompts.guarded, npc, world)
+
+
 def build_messages(npc: NpcSpec, route: str, evidence: list[Evidence], history: list[tuple[str, str]], text: str,
                    count_tokens: Callable[[list[dict]], int], budget: int, *, world: WorldConfig,
-                   prompts: PromptsConfig, guarded: bool = False) -> tuple[list[dict], list[Evidence]]:
+                   prompts: PromptsConfig, guarded: bool = False, summary: str = "",
+                   report: dict | None = None) -> tuple[list[dict], list[Evidence]]:
     """Return (chat messages, evidence actually included). `budget` is the prompt's token limit; `guarded` adds a
-    reminder that player text is dialogue (set when the guard flags an injection attempt)."""
+    reminder that player text is dialogue (set when the guard flags an injection attempt); `summary` is the rolling
+    summary of older turns. `report`, when given, is filled with what went in and what the budget dropped."""
     evidence = list(evidence)
     history = list(history)
+    dropped_turns, dropped_facts = 0, []
     head = system_prompt(npc, world, prompts) + "\n\n" + _fill(getattr(prompts, route), npc, world)
     if guarded:
         head += " " + _fill(prompts.guarded, npc, world)
@@ -44,16 +54,26 @@ def build_messages(npc: NpcSpec, route: str, evidence: list[Evidence], history: 
                 system += "\n\nFacts:\n" + "\n".join(f"[{e.chunk}] {e.title}: {e.text}" for e in evidence)
             else:
                 system += "\n\n" + _fill(prompts.no_facts, npc, world)
+        if summary:
+            system += "\n\n" + summary
         messages = [{"role": "system", "content": system}]
         for user, reply in history:
             messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
         messages.append({"role": "user", "content": text})
-        if count_tokens(messages) <= budget:
+        n_tokens = count_tokens(messages)
+        if n_tokens <= budget:
+            if report is not None:
+                report.update(facts=[e.chunk for e in evidence], turns=len(history), summary=bool(summary),
+                              prompt_tokens=n_tokens, budget=budget,
+                              dropped={"turns": dropped_turns, "facts": dropped_facts})
             return messages, evidence
         if history:
             history.pop(0)
+            dropped_turns += 1
+        elif summary:
+            summary = ""
         elif len(evidence) > 1:
-            evidence.pop()
+            dropped_facts.append(evidence.pop().chunk)
         else:
             raise InputError(f"the prompt does not fit the context budget of {budget} tokens even without history; "
                              "shorten the player text or raise generation.context_tokens")

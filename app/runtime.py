@@ -1,14 +1,23 @@
-"""Generation runtime: one base model in memory, one PEFT adapter per character, hot-swapped per turn."""
+"""Generation runtime: the backend seam, and the transformers backend.
+
+A backend holds one base model and the characters' adapters, and speaks the `GenerationBackend` protocol: count
+tokens, generate or stream a reply with an adapter selected per turn, the model's control tokens. Backends are
+registered by name (`models.backend` in config); `transformers` is the universal path (every PEFT method, and the
+one training uses), `llamacpp` (app/llamacpp.py) the fast CPU path.
+"""
 
 from __future__ import annotations
 
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from app.config import GenerationConfig
+from retrieval.errors import ConfigError
 from tuning.adapters import attach_adapter
 from tuning.base import load_base, model_fingerprint
 
@@ -83,8 +92,71 @@ class Generation:
     seconds: float
 
 
+@runtime_checkable
+class GenerationBackend(Protocol):
+    """What the engine needs from a model runtime. `adapter=None` speaks with the bare base model."""
+
+    name: str
+    fingerprint: str  # of the base model; adapters must have been trained on it
+    special_tokens: tuple[str, ...]  # control tokens the guard removes from player text
+    adapters: dict[str, Path]
+
+    def add_adapter(self, name: str, path: Path) -> None: ...
+
+    def count_tokens(self, messages: list[dict]) -> int: ...
+
+    def generate(self, messages: list[dict], cfg: GenerationConfig | Decoding,
+                 adapter: str | None = None) -> Generation: ...
+
+    def stream(self, messages: list[dict], cfg: GenerationConfig | Decoding,
+               adapter: str | None = None) -> Iterator[str | Generation]:
+        """Yield text pieces as they are decoded, then the final `Generation` (whose text is the cleaned whole)."""
+        ...
+
+
+_BACKENDS: dict[str, Callable[..., GenerationBackend]] = {}
+
+
+def register_backend(name: str):
+    def deco(factory):
+        if name in _BACKENDS:
+            raise ValueError(f"backend {name!r} registered twice")
+        _BACKENDS[name] = factory
+        return factory
+    return deco
+
+
+def backend_names() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def make_backend(name: str, **kwargs) -> GenerationBackend:
+    """Build a registered backend: `make_backend("llamacpp", model_dir=..., gguf=..., cache_dir=...)`."""
+    import app.llamacpp  # noqa: F401  (registers itself)
+
+    try:
+        factory = _BACKENDS[name]
+    except KeyError:
+        raise ConfigError(f"models.backend: unknown backend {name!r}; available: {', '.join(backend_names())}") \
+            from None
+    return factory(**kwargs)
+
+
+def _decoding(cfg: GenerationConfig | Decoding) -> Decoding:
+    return Decoding.from_config(cfg) if isinstance(cfg, GenerationConfig) else cfg
+
+
+def finish_text(text: str, new_tokens: int, max_new_tokens: int) -> str:
+    text = text.strip()
+    if new_tokens >= max_new_tokens:  # cut off mid-thought: end on a whole sentence
+        text = trim_to_sentence(text)
+    return text
+
+
 class Generator:
     """transformers backend. `adapter=None` speaks with the bare base model (adapters disabled)."""
+
+    name = "transformers"
 
     def __init__(self, model_dir: Path, dtype: str = "float32"):
         self.model_dir = Path(model_dir)
@@ -116,15 +188,9 @@ class Generator:
             ids.update(self.tokenizer(" " + word, add_special_tokens=False)["input_ids"])
         return sorted(ids - special)
 
-    def generate(self, messages: list[dict], cfg: GenerationConfig | Decoding,
-                 adapter: str | None = None) -> Generation:
-        import contextlib
-
-        import torch
+    def _prepare(self, messages: list[dict], cfg: Decoding):
         from transformers import LogitsProcessorList
 
-        if isinstance(cfg, GenerationConfig):
-            cfg = Decoding.from_config(cfg)
         enc = self._encode(messages)
         n_prompt = int(enc["input_ids"].shape[1])
         processors = LogitsProcessorList()
@@ -140,24 +206,77 @@ class Generator:
             kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return enc, n_prompt, kwargs
+
+    def _adapter_context(self, adapter: str | None):
+        import contextlib
+
+        if self.adapters:
+            if adapter is None:
+                return self.model.disable_adapter()
+            if adapter not in self.adapters:
+                raise KeyError(adapter)
+            self.model.set_adapter(adapter)
+            return contextlib.nullcontext()
+        if adapter is not None:
+            raise KeyError(adapter)
+        return contextlib.nullcontext()
+
+    def generate(self, messages: list[dict], cfg: GenerationConfig | Decoding,
+                 adapter: str | None = None) -> Generation:
+        import torch
+
+        cfg = _decoding(cfg)
+        enc, n_prompt, kwargs = self._prepare(messages, cfg)
         with self._lock:
-            if self.adapters:
-                if adapter is None:
-                    ctx = self.model.disable_adapter()
-                else:
-                    self.model.set_adapter(adapter)
-                    ctx = contextlib.nullcontext()
-            else:
-                if adapter is not None:
-                    raise KeyError(adapter)
-                ctx = contextlib.nullcontext()
+            ctx = self._adapter_context(adapter)
             t0 = time.perf_counter()
             torch.manual_seed(cfg.seed)
             with ctx, torch.inference_mode():
                 out = self.model.generate(**enc, **kwargs)  # (1, n_prompt + new)
             seconds = time.perf_counter() - t0
         new = out[0, n_prompt:]
-        text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
-        if int(new.shape[0]) >= cfg.max_new_tokens:  # cut off mid-thought: end on a whole sentence
-            text = trim_to_sentence(text)
+        text = finish_text(self.tokenizer.decode(new, skip_special_tokens=True), int(new.shape[0]),
+                           cfg.max_new_tokens)
         return Generation(text=text, prompt_tokens=n_prompt, new_tokens=int(new.shape[0]), seconds=seconds)
+
+    def stream(self, messages: list[dict], cfg: GenerationConfig | Decoding,
+               adapter: str | None = None) -> Iterator[str | Generation]:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        cfg = _decoding(cfg)
+        enc, n_prompt, kwargs = self._prepare(messages, cfg)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        result: dict = {}
+
+        def run():
+            try:
+                with self._lock:
+                    ctx = self._adapter_context(adapter)
+                    torch.manual_seed(cfg.seed)
+                    with ctx, torch.inference_mode():
+                        result["out"] = self.model.generate(**enc, **kwargs, streamer=streamer)
+            except BaseException as e:  # re-raised in the caller's thread
+                result["error"] = e
+                streamer.end()
+
+        t0 = time.perf_counter()
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        for piece in streamer:
+            if piece:
+                yield piece
+        worker.join()
+        if "error" in result:
+            raise result["error"]
+        new = result["out"][0, n_prompt:]
+        text = finish_text(self.tokenizer.decode(new, skip_special_tokens=True), int(new.shape[0]),
+                           cfg.max_new_tokens)
+        yield Generation(text=text, prompt_tokens=n_prompt, new_tokens=int(new.shape[0]),
+                         seconds=time.perf_counter() - t0)
+
+
+@register_backend("transformers")
+def _transformers_backend(*, model_dir: Path, dtype: str = "float32", **_) -> Generator:
+    return Generator(model_dir, dtype)

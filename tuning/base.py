@@ -35,6 +35,18 @@ def _gguf_key(path: Path) -> str:
     return sha256_bytes(f"{size}".encode() + head + tail)[:12]
 
 
+def model_gguf(spec: str, explicit: Path | None = None) -> Path | None:
+    """The GGUF file a llama.cpp backend serves for `spec`: `explicit` (models.gguf), the builtin's own, or None."""
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    if spec in BUILTIN_LLMS:
+        module, filename, pip_name = BUILTIN_LLMS[spec]
+        return package_dir(module, pip_name) / filename
+    if spec.endswith(".gguf"):
+        return Path(spec).expanduser()
+    return None
+
+
 def prepare_model(spec: str, cache_dir: Path) -> Path:
     """Return a directory with a transformers checkpoint (config, safetensors, tokenizer) for `spec`."""
     if spec in BUILTIN_LLMS:

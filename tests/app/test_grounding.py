@@ -160,4 +160,4 @@ def test_facts_report_runs_on_one_engine_do_not_share_memory(engine):
               "chapter": 1, "doc": "clock-room", "line": 1}]
     first, second = facts_report(engine, items), facts_report(engine, items)
     assert first["contains_gold"] == second["contains_gold"] == 1.0
-    assert len({session for session, _ in engine.memory._mem}) == 2  # each run asked in sessions of its own
+    assert len({session for session, _ in engine.memory._recent}) == 2  # each run asked in sessions of its own

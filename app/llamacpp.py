@@ -1,0 +1,231 @@
+"""llama.cpp backend: the shipped GGUF served by llama.cpp (llama-cpp-python), characters' LoRAs as GGUF LoRAs.
+
+- The prompt is the same chat template as the transformers backend (the Hugging Face tokenizer of the prepared
+  checkpoint renders and tokenizes it; its vocabulary is the GGUF's), fed to llama.cpp as token ids.
+- Each PEFT LoRA is converted once to a GGUF LoRA (tuning/export.py), cached by the adapter's fingerprint, and
+  selected per turn with `llama_set_adapters_lora`. Adapters llama.cpp cannot apply (DoRA, IA3, prompt or prefix
+  tuning, bottleneck adapters) are served by a transformers backend on the same base, with a warning naming them.
+- Decoding is our own loop over llama.cpp's logits, so grounded decoding (repetition penalty over the reply only,
+  copy bias on the evidence's tokens) is the same as in transformers.
+- The KV cache of the last prompt is kept: a turn that shares its prefix (same system prompt and adapter) only
+  evaluates the new tokens.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from app.config import GenerationConfig
+from app.runtime import Decoding, Generation, Generator, _decoding, finish_text, register_backend
+from retrieval.errors import AdapterError, ModelNotFoundError
+from tuning.adapters import check_base, read_adapter_manifest
+from tuning.base import model_fingerprint
+from tuning.export import cached_gguf_lora, lora_gguf_support
+
+log = logging.getLogger("eterna.llamacpp")
+
+
+def available() -> bool:
+    try:
+        import llama_cpp  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+def cpu_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+class LlamaCppBackend:
+    name = "llamacpp"
+
+    def __init__(self, gguf: Path, model_dir: Path, cache_dir: Path, *, n_ctx: int = 2048, dtype: str = "float32",
+                 threads: int | None = None):
+        if not available():
+            raise ModelNotFoundError("models.backend is llamacpp but llama-cpp-python is not installed; run "
+                                     "`make setup` (it builds it), or set models.backend: transformers")
+        from llama_cpp import Llama
+        from transformers import AutoTokenizer
+
+        self.gguf, self.model_dir, self.cache_dir = Path(gguf), Path(model_dir), Path(cache_dir)
+        if not self.gguf.is_file():
+            raise ModelNotFoundError(f"{self.gguf}: GGUF file not found (models.gguf)")
+        self.dtype = dtype
+        self.fingerprint = model_fingerprint(self.model_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        self.special_tokens = tuple(sorted((t for t in self.tokenizer.all_special_tokens if t), key=len,
+                                           reverse=True))
+        n = threads or cpu_threads()
+        self.llm = Llama(model_path=str(self.gguf), n_ctx=n_ctx, n_batch=512, n_threads=n, n_threads_batch=n,
+                         verbose=False)
+        self.n_vocab = self.llm.n_vocab()
+        self.eos = {i for i in (self.tokenizer.eos_token_id, self.llm.token_eos()) if i is not None and i >= 0}
+        self.adapters: dict[str, Path] = {}
+        self._handles: dict[str, object] = {}
+        self._fallback: Generator | None = None
+        self._fallback_names: set[str] = set()
+        self._active: str | None = None  # adapter the KV cache was computed with
+        self._lock = threading.Lock()
+
+    # --- adapters ----------------------------------------------------------------------------------------------
+    def add_adapter(self, name: str, path: Path) -> None:
+        import json
+
+        import llama_cpp
+
+        path = Path(path)
+        if name in self.adapters and self.adapters[name] == path:
+            return  # idempotent
+        check_base(read_adapter_manifest(path), path, self.fingerprint)
+        base_cfg = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
+        reason = lora_gguf_support(path, base_cfg)
+        if reason is None:
+            gguf = cached_gguf_lora(path, self.model_dir, self.cache_dir / "gguf-lora")
+            handle = llama_cpp.llama_adapter_lora_init(self.llm.model, str(gguf).encode())
+            if not handle:
+                raise AdapterError(f"{gguf}: llama.cpp could not load this GGUF LoRA (converted from {path})")
+            self._handles[name] = handle
+        else:
+            log.warning("adapter %r (%s) cannot run in llama.cpp: %s; it is served by the transformers backend",
+                        name, path, reason)
+            if self._fallback is None:
+                self._fallback = Generator(self.model_dir, self.dtype)
+            self._fallback.add_adapter(name, path)
+            self._fallback_names.add(name)
+        self.adapters[name] = path
+
+    def fallback_adapters(self) -> list[str]:
+        return sorted(self._fallback_names)
+
+    def _select(self, adapter: str | None) -> None:
+        import llama_cpp
+
+        if adapter is not None and adapter not in self._handles:
+            raise KeyError(adapter)
+        if adapter == self._active:
+            return
+        ctx = self.llm.ctx
+        if adapter is None:
+            llama_cpp.llama_set_adapters_lora(ctx, None, 0, None)
+        else:
+            arr = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._handles[adapter])
+            llama_cpp.llama_set_adapters_lora(ctx, arr, 1, (ctypes.c_float * 1)(1.0))
+        self._active = adapter
+        self.llm.n_tokens = 0  # the cached prefix was computed with other weights
+
+    # --- tokens --------------------------------------------------------------------------------------------------
+    def _ids(self, messages: list[dict]) -> list[int]:
+        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                       return_dict=True)["input_ids"])
+
+    def count_tokens(self, messages: list[dict]) -> int:
+        return len(self._ids(messages))
+
+    def copy_token_ids(self, text: str) -> list[int]:
+        return Generator.copy_token_ids(self, text)  # same tokenizer, same rule
+
+    # --- decoding ------------------------------------------------------------------------------------------------
+    def _logits(self) -> np.ndarray:
+        import llama_cpp
+
+        ptr = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+
+    def _eval_prompt(self, ids: list[int]) -> None:
+        llm = self.llm
+        if len(ids) >= llm.n_ctx():
+            raise ValueError(f"prompt of {len(ids)} tokens does not fit llama.cpp's context of {llm.n_ctx()}")
+        cached = llm.input_ids[: llm.n_tokens]
+        n = 0
+        limit = min(len(cached), len(ids) - 1)  # evaluate at least the last prompt token, for its logits
+        while n < limit and cached[n] == ids[n]:
+            n += 1
+        llm.n_tokens = n
+        llm.eval(ids[n:])
+
+    def _tokens(self, ids: list[int], cfg: Decoding, adapter: str | None) -> Iterator[int]:
+        """Yield generated token ids (holding the model lock for the whole reply)."""
+        copy_ids = np.array(self.copy_token_ids(cfg.copy_text), dtype=np.int64) if cfg.copy_bias and cfg.copy_text \
+            else None
+        rng = np.random.default_rng(cfg.seed)
+        with self._lock:
+            self._select(adapter)
+            self._eval_prompt(ids)
+            seen: list[int] = [] if cfg.penalty_scope == "generated" else list(ids)
+            for _ in range(cfg.max_new_tokens):
+                logits = self._logits()
+                if cfg.repetition_penalty != 1.0 and seen:
+                    idx = np.unique(np.asarray(seen, dtype=np.int64))
+                    vals = logits[idx]
+                    logits[idx] = np.where(vals < 0, vals * cfg.repetition_penalty, vals / cfg.repetition_penalty)
+                if copy_ids is not None and copy_ids.size:
+                    logits[copy_ids] += cfg.copy_bias
+                if cfg.temperature > 0:
+                    tok = _sample(logits, cfg.temperature, cfg.top_p, rng)
+                else:
+                    tok = int(np.argmax(logits))
+                if tok in self.eos:
+                    return
+                seen.append(tok)
+                yield tok
+                self.llm.eval([tok])
+
+    def generate(self, messages: list[dict], cfg: GenerationConfig | Decoding,
+                 adapter: str | None = None) -> Generation:
+        out = None
+        for item in self.stream(messages, cfg, adapter):
+            if isinstance(item, Generation):
+                out = item
+        return out
+
+    def stream(self, messages: list[dict], cfg: GenerationConfig | Decoding,
+               adapter: str | None = None) -> Iterator[str | Generation]:
+        cfg = _decoding(cfg)
+        if adapter in self._fallback_names:
+            yield from self._fallback.stream(messages, cfg, adapter)
+            return
+        ids = self._ids(messages)
+        t0 = time.perf_counter()
+        new: list[int] = []
+        shown = ""
+        for tok in self._tokens(ids, cfg, adapter):
+            new.append(tok)
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            if len(text) > len(shown) and not text.endswith("\ufffd"):  # whole characters only
+                yield text[len(shown):]
+                shown = text
+        text = finish_text(self.tokenizer.decode(new, skip_special_tokens=True), len(new), cfg.max_new_tokens)
+        yield Generation(text=text, prompt_tokens=len(ids), new_tokens=len(new), seconds=time.perf_counter() - t0)
+
+
+def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
+    z = logits / temperature
+    z = z - z.max()
+    p = np.exp(z)
+    p /= p.sum()
+    order = np.argsort(-p)
+    cum = np.cumsum(p[order])
+    keep = order[: int(np.searchsorted(cum, top_p)) + 1]
+    q = p[keep] / p[keep].sum()
+    return int(rng.choice(keep, p=q))
+
+
+@register_backend("llamacpp")
+def _llamacpp_backend(*, model_dir: Path, gguf: Path | None = None, cache_dir: Path, dtype: str = "float32",
+                      n_ctx: int = 2048, **_) -> LlamaCppBackend:
+    if gguf is None:
+        raise ModelNotFoundError("models.backend is llamacpp but the model has no GGUF file: use a builtin model or "
+                                 "set models.gguf to the GGUF of models.llm")
+    return LlamaCppBackend(gguf, model_dir, cache_dir, n_ctx=n_ctx, dtype=dtype)

@@ -1,0 +1,126 @@
+"""Export: a PEFT LoRA adapter as a GGUF LoRA that llama.cpp applies on the same base (`llama_adapter_lora_init`).
+
+Follows llama.cpp's `convert_lora_to_gguf.py` for the layouts we serve: tensor names through gguf's name map
+(`model.layers.3.self_attn.q_proj` -> `blk.3.attn_q`), `lora_a`/`lora_b` kept in PEFT's shapes, the alpha in the
+header, and the llama family's rotary permutation applied to the rows of B for q and k (llama.cpp stores q/k
+permuted; LoRA's delta B @ A must be permuted the same way). Adapters llama.cpp cannot apply (DoRA, rsLoRA scaling,
+IA3, prompt/prefix tuning, bottleneck adapters) raise `AdapterError` naming the reason, so the runtime can fall back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from retrieval.errors import AdapterError
+from retrieval.fileio import fingerprint_dir
+
+# transformers model_type -> (gguf architecture, permute q/k rows)
+_ARCHES = {"llama": ("LLAMA", True), "mistral": ("LLAMA", True), "qwen2": ("QWEN2", False),
+           "qwen3": ("QWEN3", False), "gemma": ("GEMMA", False), "phi3": ("PHI3", False)}
+GGUF_LORA_MANIFEST = "eterna_gguf_lora.json"
+
+
+def _permute(w, n_head: int, n_head_kv: int | None):
+    if n_head_kv is not None and n_head != n_head_kv:
+        n_head = n_head_kv
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def lora_gguf_support(adapter_dir: Path, base_config: dict) -> str | None:
+    """None when llama.cpp can apply this adapter on this base; otherwise the reason it cannot."""
+    cfg_path = Path(adapter_dir) / "adapter_config.json"
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        return f"{cfg_path}: unreadable ({e})"
+    kind = cfg.get("peft_type", "?")
+    if kind != "LORA":
+        return f"peft_type {kind} (llama.cpp applies plain LoRA only)"
+    if cfg.get("use_dora"):
+        return "DoRA (llama.cpp has no weight-decomposed LoRA)"
+    if cfg.get("use_rslora"):
+        return "rsLoRA scaling (llama.cpp scales by alpha/r)"
+    if cfg.get("rank_pattern") or cfg.get("alpha_pattern"):
+        return "per-layer rank or alpha patterns"
+    if cfg.get("modules_to_save"):
+        return "modules_to_save (full copies of layers)"
+    if base_config.get("model_type") not in _ARCHES:
+        return f"base model type {base_config.get('model_type')!r} is not mapped to a GGUF architecture"
+    return None
+
+
+def lora_to_gguf(adapter_dir: Path, base_dir: Path, out_path: Path) -> Path:
+    """Write `adapter_dir` (a PEFT LoRA) as a GGUF LoRA at `out_path` (temp file, fsync, rename)."""
+    import gguf
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    adapter_dir, out_path = Path(adapter_dir), Path(out_path)
+    base = json.loads((Path(base_dir) / "config.json").read_text(encoding="utf-8"))
+    reason = lora_gguf_support(adapter_dir, base)
+    if reason:
+        raise AdapterError(f"{adapter_dir}: cannot run in llama.cpp: {reason}")
+    cfg = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    weights_path = adapter_dir / "adapter_model.safetensors"
+    if not weights_path.is_file():
+        raise AdapterError(f"{weights_path} is missing; save the adapter with safetensors")
+    arch_name, permute = _ARCHES[base["model_type"]]
+    arch = getattr(gguf.MODEL_ARCH, arch_name)
+    n_layers = int(base["num_hidden_layers"])
+    n_head, n_kv = int(base["num_attention_heads"]), int(base.get("num_key_value_heads") or base["num_attention_heads"])
+    names = gguf.get_tensor_name_map(arch, n_layers)
+    pairs: dict[str, dict[str, np.ndarray]] = {}
+    for name, t in load_file(str(weights_path)).items():
+        if ".lora_A." in name:
+            part = "a"
+        elif ".lora_B." in name:
+            part = "b"
+        else:
+            raise AdapterError(f"{weights_path}: tensor {name!r} is not a LoRA A/B matrix; llama.cpp cannot apply it")
+        module = name.split(".lora_")[0].removeprefix("base_model.model.")
+        pairs.setdefault(module, {})[part] = t.astype(np.float32)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", dir=out_path.parent)
+    os.close(fd)
+    try:
+        writer = gguf.GGUFWriter(tmp, gguf.MODEL_ARCH_NAMES[arch])
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(cfg["lora_alpha"]))
+        for module, ab in sorted(pairs.items()):
+            if set(ab) != {"a", "b"}:
+                raise AdapterError(f"{weights_path}: {module} has only lora_{''.join(ab).upper()}")
+            dest = names.get_name(module)
+            if dest is None:
+                raise AdapterError(f"{weights_path}: no GGUF tensor for module {module!r}")
+            a, b = ab["a"], ab["b"]
+            if permute and module.endswith("q_proj"):
+                b = _permute(b, n_head, n_head)
+            elif permute and module.endswith("k_proj"):
+                b = _permute(b, n_head, n_kv)
+            writer.add_tensor(dest + ".weight.lora_a", np.ascontiguousarray(a))
+            writer.add_tensor(dest + ".weight.lora_b", np.ascontiguousarray(b))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out_path
+
+
+def cached_gguf_lora(adapter_dir: Path, base_dir: Path, cache_dir: Path) -> Path:
+    """The GGUF form of `adapter_dir`, converted once and cached by the adapter's content fingerprint."""
+    adapter_dir = Path(adapter_dir)
+    key = fingerprint_dir(adapter_dir)[:16]
+    out = Path(cache_dir) / f"{adapter_dir.name}-{key}.gguf"
+    if not out.is_file():
+        lora_to_gguf(adapter_dir, base_dir, out)
+    return out
