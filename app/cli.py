@@ -49,7 +49,10 @@ def _config(args):
     paths = cfg.paths.model_copy(update={k: Path(v).resolve() for k, v in (
         ("corpus", getattr(args, "corpus", None)), ("index", getattr(args, "index", None)),
         ("npcs", getattr(args, "npcs", None))) if v is not None})
-    return cfg.model_copy(update={"paths": paths})
+    models = cfg.models
+    if getattr(args, "backend", None):
+        models = models.model_copy(update={"backend": args.backend})
+    return cfg.model_copy(update={"paths": paths, "models": models})
 
 
 def _emit(args, obj: dict, text: str) -> None:
@@ -216,13 +219,49 @@ def cmd_chat(args) -> int:
             break
         if not line.strip():
             break
+        from app.dialogue import Reply
+
+        print(f"{npc.name}> ", end="", flush=True)
+        shown = ""
         try:
-            reply = engine.say(npc.id, line, session=args.session, chapter=args.chapter)
+            for item in engine.stream(npc.id, line, session=args.session, chapter=args.chapter):
+                if isinstance(item, Reply):
+                    reply = item
+                else:
+                    shown += item
+                    print(item, end="", flush=True)
         except EternaError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"\nerror: {e}", file=sys.stderr)
             continue
+        if reply.text.strip() != shown.strip():  # the final text is authoritative
+            print(f"\r{npc.name}> {reply.text}", end="")
         srcs = ", ".join(s["chunk"] for s in reply.sources)
-        print(f"{npc.name} [{reply.route}{': ' + srcs if srcs else ''}]> {reply.text}", flush=True)
+        print(f"\n  [{reply.route}{': ' + srcs if srcs else ''}]", flush=True)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from app.server import create_app
+
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
+        print(f"warning: serving on {args.host} without --api-key: anyone who reaches this port can talk to "
+              "your characters", file=sys.stderr)
+    if args.workers > 1:
+        # each worker process loads its own engine; session memory is shared safely through the sessions folder
+        import os
+
+        os.environ["ETERNA_SERVE"] = json.dumps({"config": str(Path(args.config).resolve()), "api_key": args.api_key,
+                                                 "queue": args.queue, "backend": args.backend})
+        uvicorn.run("app.server:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
+                    log_level="warning")
+        return 0
+    engine = _engine(args)
+    print(f"eterna serve: {len(engine.cast.npcs)} NPCs, backend {engine.generator.name}, "
+          f"http://{args.host}:{args.port}/docs", file=sys.stderr, flush=True)
+    uvicorn.run(create_app(engine, api_key=args.api_key, queue=args.queue), host=args.host, port=args.port,
+                log_level="warning")
     return 0
 
 
@@ -418,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_index_search)
 
     sp = sub.add_parser("say", help="one NPC reply (or a batch with --file)")
+    sp.add_argument("--backend", choices=["auto", "transformers", "llamacpp"], help="override models.backend")
     sp.add_argument("text", nargs="?")
     sp.add_argument("--npc")
     sp.add_argument("--file", help="JSONL lines {npc, text, chapter, session}; one reply per line")
@@ -427,11 +467,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_say)
 
     sp = sub.add_parser("chat", help="talk to one NPC interactively")
+    sp.add_argument("--backend", choices=["auto", "transformers", "llamacpp"], help="override models.backend")
     sp.add_argument("--npc", required=True)
     sp.add_argument("--chapter", type=int, default=1)
     sp.add_argument("--session", default="chat")
     common(sp, json_flag=False, npcs=True, index=True)
     sp.set_defaults(fn=cmd_chat)
+
+    sp = sub.add_parser("serve", help="HTTP server: Eterna's routes and an OpenAI-compatible chat API")
+    sp.add_argument("--host", default="127.0.0.1", help="default: loopback only")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--workers", type=int, default=1, help="processes, each with its own engine")
+    sp.add_argument("--api-key", default=os.environ.get("ETERNA_API_KEY"),
+                    help="require `Authorization: Bearer KEY` (default: $ETERNA_API_KEY, else none)")
+    sp.add_argument("--queue", type=int, default=16, help="requests in progress at most; more get 429 at once")
+    sp.add_argument("--backend", choices=["auto", "transformers", "llamacpp"], help="override models.backend")
+    common(sp, json_flag=False, npcs=True, index=True)
+    sp.set_defaults(fn=cmd_serve)
 
     sp = sub.add_parser("demo", help="run the scripted multi-NPC scene")
     sp.add_argument("--scene", help="scene JSONL (default: paths.scenes/demo.jsonl)")

@@ -144,6 +144,9 @@ class GenerationConfig(_Strict):
 
 class GuardConfig(_Strict):
     max_input_chars: int = Field(2000, ge=1)
+    offworld: Literal["deflect", "generate"] = Field(
+        "deflect", description="offworld lines: the character's deflection (never breaks the fiction), or a "
+                               "generated reply under the offworld prompt and the output guard")
 
 
 class MemoryConfig(_Strict):

@@ -53,6 +53,54 @@ def _leaks(system: str, reply: str) -> bool:
     return any(" ".join(said[i:i + _LEAK_WORDS]) in grams for i in range(len(said) - _LEAK_WORDS + 1))
 
 
+class _SentenceGate:
+    """Streams a generated reply sentence by sentence, each checked (with what came before) by `check`, which
+    returns a flag when the text so far must not be said. The first failing sentence ends the reply there; a reply
+    failing at its first sentence becomes the deflection. The text streamed always equals the final text."""
+
+    _END = re.compile(r"[.!?…][\"'»”)\]]*\s")
+
+    def __init__(self, check):
+        self.check, self.said, self.buffer, self.failed, self.flag = check, "", "", False, None
+
+    def feed(self, piece: str) -> list[str]:
+        if self.failed:
+            return []
+        self.buffer += piece
+        ends = list(self._END.finditer(self.buffer))
+        if not ends:
+            return []
+        cut = ends[-1].end()
+        chunk, self.buffer = self.buffer[:cut], self.buffer[cut:]
+        if not self.said:
+            chunk = chunk.lstrip()
+        flag = self.check(self.said + chunk)
+        if flag:
+            self.failed, self.flag = True, flag
+            return []
+        self.said += chunk
+        return [chunk]
+
+    def finish(self, final: str | None, deflection: str) -> tuple[str, str | None, str]:
+        """(final text, flag, the last piece to stream). `final` is the backend's cleaned whole reply, or None
+        when generation was stopped."""
+        said = self.said.strip()
+        if not self.failed and final is not None:
+            if final.startswith(said):
+                rest = final[len(said):]
+                flag = self.check(final) if rest.strip() else None
+                if not flag:
+                    if final.startswith(self.said):
+                        return final, None, final[len(self.said):]
+                    return final, None, final[len(said):].lstrip()
+                self.flag = flag
+            elif not self.check(final):
+                return final, None, ""
+        if said:
+            return said, self.flag, ""
+        return deflection, self.flag, deflection
+
+
 GROUNDING_ADAPTER = "grounding"  # adapter name of `grounding.adapter`; cast ids cannot clash (no such id allowed)
 
 
@@ -145,19 +193,20 @@ class DialogueEngine:
         return wrap_in_voice(spec.idk or self.config.world.idk, m.opens if m else None, m.closes if m else None)
 
     def say(self, npc: str, text: str, *, session: str = "default", chapter: int = 1,
-            use_adapter: bool = True) -> Reply:
-        """One reply. `use_adapter=False` speaks with the bare base model (an A/B variant)."""
-        for item in self._turn(npc, text, session, chapter, use_adapter, stream=False):
+            use_adapter: bool = True, remember: bool = True) -> Reply:
+        """One reply. `use_adapter=False` speaks with the bare base model (an A/B variant); `remember=False` leaves
+        the session's memory as it was."""
+        for item in self._turn(npc, text, session, chapter, use_adapter, stream=False, remember=remember):
             if isinstance(item, Reply):
                 return item
         raise RuntimeError("a turn ended without a reply")  # unreachable
 
     def stream(self, npc: str, text: str, *, session: str = "default", chapter: int = 1,
-               use_adapter: bool = True) -> Iterator[str | Reply]:
+               use_adapter: bool = True, remember: bool = True) -> Iterator[str | Reply]:
         """Yield the reply's text as it is decoded, then the final `Reply`. When the support check replaces a
         generated reply, the final `Reply.text` is what counts (a client shows it in place of the streamed text;
         `Reply.grounding["answer"]` says why)."""
-        yield from self._turn(npc, text, session, chapter, use_adapter, stream=True)
+        yield from self._turn(npc, text, session, chapter, use_adapter, stream=True, remember=remember)
 
     def refresh_index(self) -> bool:
         """Pick up a new live index generation (after `eterna index rebuild` or `rollback`) between turns.
@@ -180,7 +229,7 @@ class DialogueEngine:
         return True
 
     def _turn(self, npc: str, text: str, session: str, chapter: int, use_adapter: bool,
-              stream: bool) -> Iterator[str | Reply]:
+              stream: bool, remember: bool = True) -> Iterator[str | Reply]:
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
 
@@ -214,7 +263,7 @@ class DialogueEngine:
         grounding: dict = {}
         tokens: dict = {}
         context: dict = {"index_generation": index.path.name}
-        if flags and not grounded:
+        if (flags and not grounded) or (route.label == "offworld" and self.config.guard.offworld == "deflect"):
             # a line that addresses the model (injection, role swap, character break): the character turns it
             # aside in its own voice, with no generation to talk round
             out_text = self.deflection(spec, route.label, flags)
@@ -250,26 +299,48 @@ class DialogueEngine:
                                    copy_bias=g.copy_bias, copy_text=" ".join(e.text for e in evidence))
                 if g.adapter is not None and use_adapter:
                     adapter = GROUNDING_ADAPTER
-            out = None
-            for item in self.generator.stream(messages, decoding, adapter=adapter):
-                if isinstance(item, Generation):
-                    out = item
-                elif stream:
-                    if "first_token_ms" not in timings:
-                        timings["first_token_ms"] = round((time.perf_counter() - t_start) * 1000, 2)
-                    yield item
+            instr = instructions(spec, route.label, self.config.world, self.config.prompts)
+            # free replies pass the output guard sentence by sentence as they stream; a grounded reply waits for
+            # the support check, which needs all of it
+            gate = None if grounded else _SentenceGate(lambda said: self._output_guard(spec, instr, said)[1])
+            out, n_pieces = None, 0
+            pieces = self.generator.stream(messages, decoding, adapter=adapter)
+            try:
+                for item in pieces:
+                    if isinstance(item, Generation):
+                        out = item
+                        continue
+                    n_pieces += 1
+                    for ok in gate.feed(item) if gate else ():
+                        timings.setdefault("first_token_ms", round((time.perf_counter() - t_start) * 1000, 2))
+                        if stream:
+                            yield ok
+                    if gate and gate.failed:
+                        break  # stop generating: the rest would be thrown away
+            finally:
+                pieces.close()
             t = lap("generate_ms", t)
-            out_text = out.text
-            tokens = {"prompt": out.prompt_tokens, "reply": out.new_tokens,
-                      "per_second": round(out.new_tokens / out.seconds, 1) if out.seconds > 0 else None}
+            if out is not None:
+                tokens = {"prompt": out.prompt_tokens, "reply": out.new_tokens,
+                          "per_second": round(out.new_tokens / out.seconds, 1) if out.seconds > 0 else None}
+            else:
+                tokens = {"reply": n_pieces, "stopped": "output_guard"}
             if grounded:
-                out_text, grounding = self._check(spec, text, out_text, evidence, self._mode(route.label))
+                out_text, grounding = self._check(spec, text, out.text, evidence, self._mode(route.label))
                 lap("check_ms", t)
-            out_text, leak = self._output_guard(
-                spec, instructions(spec, route.label, self.config.world, self.config.prompts), out_text)
-            if leak:
-                flags = [*flags, leak]
-        self.memory.add(session, spec.id, text, out_text)
+                out_text, leak = self._output_guard(spec, instr, out_text)
+                if leak:
+                    flags = [*flags, leak]
+                if stream:
+                    yield out_text
+            else:
+                out_text, leak, rest = gate.finish(out.text if out is not None else None, self.deflection(spec))
+                if leak:
+                    flags = [*flags, leak]
+                if stream and rest:
+                    yield rest
+        if remember:
+            self.memory.add(session, spec.id, text, out_text)
         timings["total_ms"] = round((time.perf_counter() - t_start) * 1000, 2)
         sources = list({e.chunk: {"doc": e.doc, "chunk": e.chunk, "score": round(e.score, 4)}
                         for e in evidence}.values())

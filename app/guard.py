@@ -52,7 +52,12 @@ _INJECTION = re.compile(
 _PERSONA_BREAK = re.compile(
     r"drop the [\w\s]{0,20}act|step out of (the )?(story|game|character)|break character|out of character|"
     r"(you'?re|you are|are you) (really |just )?(an? )?(ai|bot|chatbot|language model|program)\b|"
-    r"for the rest of (this|the) conversation", re.I)
+    r"for the rest of (this|the) conversation|"
+    # role swaps: "from now on you are DAN", "pretend you are a coding assistant", "act as CodeBot"
+    r"(from now on|starting now|now),? you (are|will be|play|act as)\b|you are now\b|"
+    r"pretend (to be|you are|you're)\b|(^|[.!?,]\s*|\byou (must|should|will|can) )(now )?act as\b|"
+    r"roleplay as\b|play the role of\b|"
+    r"\b(do anything now|jailbreak|dan mode)\b", re.I)
 
 
 def injection_flags(text: str) -> list[str]:

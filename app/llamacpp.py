@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import logging
 import os
@@ -78,6 +79,13 @@ class LlamaCppBackend:
         self._fallback_names: set[str] = set()
         self._active: str | None = None  # adapter the KV cache was computed with
         self._lock = threading.Lock()
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Free llama.cpp's model and context now (at interpreter exit its own finaliser runs too late)."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            llm.close()
 
     # --- adapters ----------------------------------------------------------------------------------------------
     def add_adapter(self, name: str, path: Path) -> None:

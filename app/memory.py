@@ -95,6 +95,21 @@ class SessionMemory:
             return ""
         return "The player said earlier: " + " | ".join(reversed(parts))
 
+    def seed(self, session: str, npc: str, history: list[tuple[str, str]]) -> None:
+        """In-process only: give a stateless session (an OpenAI-style request) the history it brought along."""
+        with self._lock:
+            for user, reply in history:
+                self._remember(session, npc, user, reply)
+            self._offset.setdefault(session, 1 << 62)  # never read a file for it
+
+    def forget(self, session: str) -> None:
+        """Drop a session from this process's memory (its file, if any, is left alone)."""
+        with self._lock:
+            for key in [k for k in self._recent if k[0] == session]:
+                self._recent.pop(key, None)
+                self._older.pop(key, None)
+            self._offset.pop(session, None)
+
     def add(self, session: str, npc: str, user: str, reply: str) -> None:
         with self._lock:
             if self.store is None:

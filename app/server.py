@@ -1,0 +1,274 @@
+"""The game-facing HTTP server (FastAPI): Eterna's own routes and an OpenAI-compatible chat API.
+
+    eterna serve [--host 127.0.0.1] [--port 8000] [--workers N] [--api-key KEY] [--queue N]
+
+- `POST /v1/npcs/{id}/say` -> a `Reply`; `POST /v1/npcs/{id}/say/stream` -> server-sent events: `token` events,
+  then one `reply` event with the whole `Reply` (its text is authoritative).
+- `GET /v1/npcs`, `GET /healthz`, `GET /openapi.json`.
+- `POST /v1/chat/completions` with `model` = NPC id, streaming included: existing OpenAI clients work unchanged.
+  `user` names the player's session (its memory persists); without it the request is stateless and the history
+  is the request's own `messages`. `chapter` may be sent as an extra body field.
+
+A bounded queue: at most `queue` requests wait or run; past that the server answers 429 at once, never hangs.
+Typed errors map to 4xx with the CLI's messages. Loopback by default; an optional bearer API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.dialogue import DialogueEngine, Reply
+from retrieval.errors import EternaError, InputError
+
+
+class SayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(description="the player's line")
+    session: str = Field("default", description="the player's session id (memory is per session and NPC)")
+    chapter: int = Field(1, ge=1)
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list | None = None
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # OpenAI clients send many optional fields; unknown ones are ignored
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    user: str | None = None
+    chapter: int = Field(1, ge=1)
+
+
+class _Queue:
+    """Admission control: at most `capacity` requests in the server at once; the rest get 429 immediately."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.inside, self._lock = capacity, 0, threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            if self.inside >= self.capacity:
+                raise HTTPException(429, f"server busy: {self.inside} requests in progress (queue capacity "
+                                         f"{self.capacity}); retry shortly", headers={"Retry-After": "1"})
+            self.inside += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.inside -= 1
+
+
+def _text(content: str | list | None) -> str:
+    if isinstance(content, list):  # OpenAI content parts
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content or ""
+
+
+def _error(e: Exception) -> HTTPException:
+    if isinstance(e, KeyError):  # an unknown NPC id
+        return HTTPException(404, str(e.args[0]) if e.args else "unknown NPC")
+    if isinstance(e, InputError):
+        return HTTPException(422, str(e))
+    return HTTPException(400, str(e))
+
+
+def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int = 16) -> FastAPI:
+    app = FastAPI(title="Eterna", version="0.1.0",
+                  description="NPC dialogue: RAG for facts, fine-tuned adapters for form.")
+    q = _Queue(queue)
+    app.state.engine, app.state.queue = engine, q
+
+    def auth(request: Request) -> None:
+        if api_key is None:
+            return
+        got = request.headers.get("authorization", "")
+        if not secrets.compare_digest(got.encode(), f"Bearer {api_key}".encode()):
+            raise HTTPException(401, "missing or wrong API key: send `Authorization: Bearer KEY`")
+
+    def check_npc(npc: str) -> None:
+        try:
+            engine.cast.get(npc)
+        except (KeyError, EternaError) as e:
+            raise HTTPException(404, f"unknown NPC {npc!r}; GET /v1/npcs lists them") from e
+
+    async def run(fn, *args, **kwargs):
+        q.enter()
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except (EternaError, KeyError) as e:
+            raise _error(e) from None
+        finally:
+            q.leave()
+
+    async def stream_items(make: callable) -> AsyncIterator:
+        """Run a blocking generator in a worker thread; yield its items here. Admission was checked by the caller."""
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue = asyncio.Queue()
+        done = object()
+
+        def worker():
+            try:
+                for it in make():
+                    loop.call_soon_threadsafe(items.put_nowait, it)
+            except Exception as e:  # reported to the client as an error event
+                loop.call_soon_threadsafe(items.put_nowait, e)
+            finally:
+                loop.call_soon_threadsafe(items.put_nowait, done)
+                q.leave()
+
+        threading.Thread(target=worker, daemon=True).start()
+        while (it := await items.get()) is not done:
+            yield it
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "backend": getattr(engine.generator, "name", "?"), "npcs": len(engine.cast.npcs),
+                "index_generation": engine.index.path.name, "queue": {"inside": q.inside, "capacity": q.capacity}}
+
+    @app.get("/v1/npcs", dependencies=[Depends(auth)])
+    def npcs() -> dict:
+        return {"npcs": [{"id": n.id, "name": n.name, "role": n.role, "adapter": n.adapter is not None}
+                         for n in engine.cast.npcs]}
+
+    @app.post("/v1/npcs/{npc}/say", dependencies=[Depends(auth)])
+    async def say(npc: str, body: SayRequest) -> dict:
+        check_npc(npc)
+        reply = await run(engine.say, npc, body.text, session=body.session, chapter=body.chapter)
+        return reply.to_json()
+
+    @app.post("/v1/npcs/{npc}/say/stream", dependencies=[Depends(auth)],
+              responses={200: {"content": {"text/event-stream": {}},
+                               "description": "`token` events ({text}), then one `reply` event (the Reply)"}})
+    async def say_stream(npc: str, body: SayRequest) -> StreamingResponse:
+        check_npc(npc)
+        q.enter()  # before the response starts: a full queue is a 429, not a broken stream
+
+        async def events() -> AsyncIterator[str]:
+            async for it in stream_items(lambda: engine.stream(npc, body.text, session=body.session,
+                                                               chapter=body.chapter)):
+                if isinstance(it, Reply):
+                    yield _sse("reply", it.to_json())
+                elif isinstance(it, Exception):
+                    yield _sse("error", {"detail": str(it), "status": _error(it).status_code})
+                else:
+                    yield _sse("token", {"text": it})
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    def chat_turn(body: ChatRequest) -> tuple[str, str, bool]:
+        """(player text, session, remember): the last user message; a stateless request gets its own session,
+        seeded with the request's earlier exchanges."""
+        check_npc(body.model)
+        users = [m for m in body.messages if m.role == "user"]
+        if not users:
+            raise HTTPException(422, "messages has no user message; the last user message is the player's line")
+        text = _text(users[-1].content)
+        if body.user:
+            return text, body.user, True
+        session = f"oa-{uuid.uuid4().hex[:16]}"
+        history, pending = [], None
+        for m in body.messages[: body.messages.index(users[-1])]:
+            if m.role == "user":
+                pending = _text(m.content)
+            elif m.role == "assistant" and pending is not None:
+                history.append((pending, _text(m.content)))
+                pending = None
+        engine.memory.seed(session, body.model, history)
+        return text, session, False
+
+    def completion(body: ChatRequest, reply: Reply) -> dict:
+        return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+                "model": body.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": reply.tokens.get("prompt", 0),
+                          "completion_tokens": reply.tokens.get("reply", 0),
+                          "total_tokens": reply.tokens.get("prompt", 0) + reply.tokens.get("reply", 0)},
+                "eterna": reply.to_json()}
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
+    async def chat(body: ChatRequest):
+        text, session, remember = chat_turn(body)
+        if not body.stream:
+            try:
+                reply = await run(engine.say, body.model, text, session=session, chapter=body.chapter,
+                                  remember=remember)
+            finally:
+                if not remember:
+                    engine.memory.forget(session)
+            return completion(body, reply)
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+
+        def chunk(delta: dict, finish: str | None = None) -> str:
+            return json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
+                               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+        q.enter()
+
+        async def events() -> AsyncIterator[str]:
+            yield "data: " + chunk({"role": "assistant", "content": ""}) + "\n\n"
+            try:
+                async for it in stream_items(lambda: engine.stream(body.model, text, session=session,
+                                                                   chapter=body.chapter, remember=remember)):
+                    if isinstance(it, Reply):
+                        yield "data: " + chunk({}, "stop") + "\n\n"
+                    elif isinstance(it, Exception):
+                        yield "data: " + json.dumps({"error": {"message": str(it), "type": "eterna_error"}}) + "\n\n"
+                    else:
+                        yield "data: " + chunk({"content": it}) + "\n\n"
+            finally:
+                if not remember:
+                    engine.memory.forget(session)
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @app.exception_handler(EternaError)
+    async def eterna_error(_request: Request, e: EternaError):
+        return JSONResponse({"detail": str(e)}, status_code=_error(e).status_code)
+
+    return app
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def iter_sse(lines: Iterator[str]) -> Iterator[tuple[str, dict]]:
+    """Parse a server-sent event stream (for clients and tests): (event, data) pairs."""
+    event, data = "message", []
+    for line in lines:
+        if line == "":
+            if data:
+                yield event, json.loads("\n".join(data))
+            event, data = "message", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for `eterna serve --workers N`: each worker process builds its own engine."""
+    import os
+
+    from app.config import EternaConfig
+
+    opts = json.loads(os.environ["ETERNA_SERVE"])
+    cfg = EternaConfig.load(opts["config"])
+    if opts.get("backend"):
+        cfg = cfg.model_copy(update={"models": cfg.models.model_copy(update={"backend": opts["backend"]})})
+    return create_app(DialogueEngine.from_settings(cfg), api_key=opts.get("api_key"), queue=opts["queue"])

@@ -1,0 +1,156 @@
+"""The HTTP server on a running uvicorn (loopback, a free port), driven by httpx and the official `openai` client."""
+
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from app.dialogue import DialogueEngine
+from app.server import create_app, iter_sse
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, app):
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started:
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory, tiny_llm_dir, embedder):
+    from app.config import EternaConfig
+    from retrieval.rebuild import rebuild_index
+    from tests.conftest import write_project
+
+    path = write_project(tmp_path_factory.mktemp("srv"), str(tiny_llm_dir), sessions=True)
+    cfg = EternaConfig.load(path)
+    rebuild_index(cfg.paths.corpus, cfg.paths.index, embedder)
+    return DialogueEngine.from_config(path)
+
+
+@pytest.fixture(scope="module")
+def base_url(engine):
+    with Server(create_app(engine, api_key="sekret", queue=4)) as url:
+        yield url
+
+
+H = {"Authorization": "Bearer sekret"}
+
+
+def test_health_npcs_schema_and_auth(base_url):
+    assert httpx.get(f"{base_url}/healthz").json()["status"] == "ok"
+    assert httpx.get(f"{base_url}/v1/npcs").status_code == 401  # the key is required
+    ids = {n["id"] for n in httpx.get(f"{base_url}/v1/npcs", headers=H).json()["npcs"]}
+    assert {"archivist", "warden"} <= ids
+    paths = httpx.get(f"{base_url}/openapi.json").json()["paths"]
+    assert {"/v1/npcs/{npc}/say", "/v1/npcs/{npc}/say/stream", "/v1/chat/completions"} <= set(paths)
+
+
+def test_say_and_typed_errors(base_url):
+    r = httpx.post(f"{base_url}/v1/npcs/archivist/say", headers=H, timeout=60,
+                   json={"text": "How many books can a reader borrow at once?", "session": "p1"})
+    assert r.status_code == 200 and "3 books" in r.json()["text"] and r.json()["route"] == "fact"
+    assert httpx.post(f"{base_url}/v1/npcs/nobody/say", headers=H, json={"text": "hi"}).status_code == 404
+    # a lone surrogate, as JSON can carry it ("\\ud800"): a clear 422, never a crash
+    bad = httpx.post(f"{base_url}/v1/npcs/archivist/say", headers={**H, "content-type": "application/json"},
+                     content=b'{"text": "\\ud800\\u200b  "}')
+    assert bad.status_code == 422 and "empty" in bad.json()["detail"]  # the CLI's message
+    assert httpx.post(f"{base_url}/v1/npcs/archivist/say", headers=H, json={"text": "hi", "chapter": 0}) \
+        .status_code == 422
+
+
+def test_say_stream_sends_tokens_then_the_reply(base_url):
+    with httpx.stream("POST", f"{base_url}/v1/npcs/warden/say/stream", headers=H, timeout=60,
+                      json={"text": "Good evening, warden, how are you?", "session": "p2"}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = list(iter_sse(r.iter_lines()))
+    kinds = [e for e, _ in events]
+    assert kinds[-1] == "reply" and set(kinds[:-1]) <= {"token"}
+    reply = events[-1][1]
+    streamed = "".join(d["text"] for e, d in events if e == "token")
+    assert streamed.strip() == reply["text"].strip()
+
+
+def test_openai_client_works_unchanged(base_url):
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="sekret", timeout=60)
+    out = client.chat.completions.create(
+        model="archivist", messages=[{"role": "user", "content": "How many books can a reader borrow at once?"}])
+    assert "3 books" in out.choices[0].message.content and out.choices[0].finish_reason == "stop"
+    stream = client.chat.completions.create(
+        model="archivist", stream=True, user="player-7",
+        messages=[{"role": "user", "content": "How many books can a reader borrow at once?"}])
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert "3 books" in text
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nobody", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{base_url}/v1", api_key="wrong").chat.completions.create(
+            model="archivist", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_stateless_openai_requests_leave_no_memory_behind(base_url, engine):
+    before = set(engine.memory._recent)
+    httpx.post(f"{base_url}/v1/chat/completions", headers=H, timeout=60, json={
+        "model": "warden", "messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "Hm."},
+                                        {"role": "user", "content": "How are you today?"}]})
+    assert set(engine.memory._recent) == before
+
+
+def test_full_queue_answers_429_at_once(engine):
+    app = create_app(engine, queue=1)
+    app.state.queue.enter()  # one request already inside
+    with Server(app) as url:
+        t0 = time.perf_counter()
+        r = httpx.post(f"{url}/v1/npcs/warden/say", json={"text": "hello"}, timeout=10)
+        assert r.status_code == 429 and time.perf_counter() - t0 < 2 and r.headers["retry-after"] == "1"
+        s = httpx.post(f"{url}/v1/npcs/warden/say/stream", json={"text": "hello"}, timeout=10)
+        assert s.status_code == 429
+    app.state.queue.leave()
+
+
+def test_concurrent_players_keep_their_own_sessions(base_url, engine):
+    """8 players at once: every request answered, and each session holds exactly its own turns."""
+    def player(i):
+        for j in range(2):
+            r = httpx.post(f"{base_url}/v1/npcs/warden/say", headers=H, timeout=120,
+                           json={"text": f"My name is Player{i} and this is line {j}.", "session": f"c{i}"})
+            assert r.status_code in (200, 429)
+            if r.status_code == 429:
+                time.sleep(0.5)
+                r = httpx.post(f"{base_url}/v1/npcs/warden/say", headers=H, timeout=120,
+                               json={"text": f"My name is Player{i} and this is line {j}.", "session": f"c{i}"})
+            assert r.status_code in (200, 429)
+
+    threads = [threading.Thread(target=player, args=(i,)) for i in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    store = engine.memory.store
+    for i in range(8):
+        path = store / f"c{i}.jsonl"
+        if not path.exists():
+            continue
+        lines = [json.loads(x) for x in path.read_text().splitlines()]
+        assert all(f"Player{i} " in rec["user"] for rec in lines)  # nobody else's words

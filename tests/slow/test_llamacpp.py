@@ -1,0 +1,118 @@
+"""The llama.cpp backend on the shipped Q4_1 GGUF: PEFT LoRA -> GGUF LoRA conversion, per-turn adapter switching,
+the transformers fallback for adapters llama.cpp cannot run, and the engine's default backend."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+pytest.importorskip("llama_cpp")
+pytestmark = pytest.mark.slow
+
+SPEC = "builtin:smollm2-135m-instruct"
+MSGS = [{"role": "system", "content": "You are Brom, the gruff smith of Ashford."},
+        {"role": "user", "content": "Who made the great bell?"}]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from tuning.base import prepare_model
+
+    return prepare_model(SPEC, tmp_path_factory.mktemp("models"))
+
+
+def _random_adapter(model_dir, out, *, dora=False, modules=("q_proj", "k_proj", "v_proj", "o_proj", "up_proj")):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tuning.base import load_base, model_fingerprint
+
+    model, _ = load_base(model_dir, "float32")
+    peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=list(modules), use_dora=dora,
+                                            task_type="CAUSAL_LM"))
+    g = torch.Generator().manual_seed(0)
+    for name, p in peft.named_parameters():
+        if "lora_B" in name:
+            p.data = torch.randn(p.shape, generator=g) * 0.3
+    peft.save_pretrained(out)
+    (out / "eterna_adapter.json").write_text(json.dumps({"base": {"fingerprint": model_fingerprint(model_dir)}}))
+    return peft
+
+
+def _hf_logits(peft, tok, adapter: bool):
+    import torch
+
+    enc = tok.apply_chat_template(MSGS, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        if adapter:
+            return peft(**enc).logits[0, -1].numpy()
+        with peft.disable_adapter():
+            return peft(**enc).logits[0, -1].numpy()
+
+
+def _lc_logits(backend, adapter):
+    ids = backend._ids(MSGS)
+    with backend._lock:
+        backend._select(adapter)
+        backend._eval_prompt(ids)
+        return backend._logits()
+
+
+def test_gguf_lora_matches_peft(model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from app.llamacpp import LlamaCppBackend
+    from tuning.base import model_gguf
+
+    peft = _random_adapter(model_dir, tmp_path / "brom")
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    hf_base, hf_lora = _hf_logits(peft, tok, False), _hf_logits(peft, tok, True)
+    backend = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "cache")
+    backend.add_adapter("brom", tmp_path / "brom")
+    backend.add_adapter("brom", tmp_path / "brom")  # idempotent
+    assert len(list((tmp_path / "cache" / "gguf-lora").glob("*.gguf"))) == 1  # converted once, cached
+    lc_base, lc_lora, lc_base2 = _lc_logits(backend, None), _lc_logits(backend, "brom"), _lc_logits(backend, None)
+    # the same model: Q4_1 in llama.cpp vs its de-quantised weights in transformers
+    assert np.corrcoef(hf_base, lc_base)[0, 1] > 0.99
+    # the adapter's effect on the logits is the same in both runtimes (a wrong q/k permutation gives ~0.5)
+    assert np.corrcoef(hf_lora - hf_base, lc_lora - lc_base)[0, 1] > 0.95
+    np.testing.assert_allclose(lc_base2, lc_base, atol=1e-3)  # switching back restores the base exactly
+    g = backend.generate(MSGS, __import__("app.runtime").runtime.Decoding(max_new_tokens=12), adapter="brom")
+    assert g.new_tokens >= 1 and g.text
+
+
+def test_adapters_llamacpp_cannot_run_fall_back_to_transformers(model_dir, tmp_path, caplog):
+    from app.llamacpp import LlamaCppBackend
+    from app.runtime import Decoding
+    from tuning.base import model_gguf
+
+    _random_adapter(model_dir, tmp_path / "dora_npc", dora=True, modules=("q_proj", "v_proj"))
+    backend = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "cache")
+    with caplog.at_level(logging.WARNING, logger="eterna.llamacpp"):
+        backend.add_adapter("dora_npc", tmp_path / "dora_npc")
+    assert "dora_npc" in caplog.text and "DoRA" in caplog.text
+    assert backend.fallback_adapters() == ["dora_npc"]
+    out = backend.generate(MSGS, Decoding(max_new_tokens=8), adapter="dora_npc")
+    assert out.new_tokens >= 1
+
+
+def test_engine_uses_llamacpp_by_default_and_grounded_decoding_runs(model_dir, tmp_path, embedder):
+    from app.config import EternaConfig
+    from app.dialogue import DialogueEngine
+    from retrieval.rebuild import rebuild_index
+    from tests.conftest import REPO
+
+    shipped = EternaConfig.load(REPO / "configs" / "kestrel.yaml")
+    cfg = shipped.model_copy(update={
+        "paths": shipped.paths.model_copy(update={"index": tmp_path / "index", "sessions": None}),
+        "models": shipped.models.model_copy(update={"cache_dir": model_dir.parent}),
+        "grounding": shipped.grounding.model_copy(update={"answer": "generate"})})
+    rebuild_index(cfg.paths.corpus, cfg.paths.index, embedder)
+    engine = DialogueEngine.from_settings(cfg)
+    assert engine.generator.name == "llamacpp"
+    npc = engine.cast.npcs[0].id
+    reply = engine.say(npc, "Good morning! How are you today?", session="a")
+    assert reply.tokens["reply"] >= 1 and reply.context["prompt_tokens"] > 0
+    items = list(engine.stream(npc, "Good morning! How are you today?", session="b"))
+    assert items[-1].text == reply.text and "".join(items[:-1]).strip() == reply.text.strip()
