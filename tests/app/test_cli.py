@@ -121,7 +121,8 @@ def test_chat_is_interactive_over_stdin(cfg):
     proc = subprocess.run([*cmd, "--config", cfg, "chat", "--npc", "warden"], input="Hello there!\n\n",
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "Talking to Capitán Rodrigo Ferrán" in proc.stdout and "[style]>" in proc.stdout
+    assert "Talking to Capitán Rodrigo Ferrán" in proc.stdout and "Capitán Rodrigo Ferrán> " in proc.stdout
+    assert "  [style]" in proc.stdout  # the route after the streamed reply
 
 
 def test_index_list_and_rollback(capsys, cfg, tmp_path):

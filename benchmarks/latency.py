@@ -1,0 +1,219 @@
+"""Serving latency and throughput, measured side by side in one run. One JSON object per figure on stdout.
+
+    .venv/bin/python benchmarks/latency.py [--quick] [--config configs/kestrel.yaml]
+
+- `ratio_vs_llamacpp`: Eterna's default serving path (its backend's generate: chat template, our decoding loop)
+  vs raw llama-cpp-python (`Llama.create_completion`) on the same GGUF, prompts, greedy, 64 tokens.
+- `turn_latency`: full turns (guard, route, retrieve, generate a reply of up to 64 tokens) on the world's
+  non-fact router lines, for the default backend and for transformers (bf16) as the baseline: p50, p95.
+- `ttft`: time to the first streamed text of those turns (the output guard streams whole sentences).
+- `adapters_concurrency`: 8 sessions on 8 different LoRA adapters in 8 threads vs one session alone, and vs the
+  same load with no adapters.
+- `soak`: `eterna serve`'s app on loopback, N clients for a bounded time: status codes, lost turns, RSS growth.
+
+Writes only under a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from app.config import EternaConfig  # noqa: E402
+from app.runtime import Decoding  # noqa: E402
+
+PROMPTS = ["Describe the docks at the change of shift.", "Who are you, and what is your work here?",
+           "Tell me a short story about a lost cargo pod.", "What should a newcomer never do on the station?",
+           "Greet a new arrival.", "What do you do when the lights fail?", "Tell me about your day.",
+           "What is the best food aboard?"]
+
+
+def emit(obj: dict) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def ratio_vs_llamacpp(backend, n: int) -> None:
+    from llama_cpp import Llama
+
+    raw = Llama(model_path=str(backend.gguf), n_ctx=2048, n_threads=os.cpu_count(), n_threads_batch=os.cpu_count(),
+                verbose=False)
+    dec = Decoding(max_new_tokens=64)
+    ours, theirs = [], []
+    for i, p in enumerate(PROMPTS[:n]):
+        msgs = [{"role": "system", "content": f"You are a station hand (#{i})."}, {"role": "user", "content": p}]
+        prompt = backend.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        t0 = time.perf_counter()
+        out = raw.create_completion(prompt, max_tokens=64, temperature=0.0, repeat_penalty=1.0)
+        dt = time.perf_counter() - t0
+        theirs.append((out["usage"]["prompt_tokens"] + out["usage"]["completion_tokens"]) / dt)
+        t0 = time.perf_counter()
+        g = backend.generate(msgs, dec)
+        dt = time.perf_counter() - t0
+        ours.append((g.prompt_tokens + g.new_tokens) / dt)
+    raw.close()
+    emit({"figure": "ratio_vs_llamacpp", "eterna_tok_s_p50": round(statistics.median(ours), 1),
+          "llamacpp_tok_s_p50": round(statistics.median(theirs), 1),
+          "ratio_vs_llamacpp": round(statistics.median(ours) / statistics.median(theirs), 3),
+          "note": "tokens/s counting prompt and reply, greedy, 64 new tokens, same GGUF, one at a time", "n": n})
+
+
+def turns(engine, lines: list[dict], label: str) -> None:
+    from app.dialogue import Reply
+
+    engine.say(lines[0]["npc"], "warm up", session="warm")
+    total, ttft, per_s, routes = [], [], [], {}
+    for i, it in enumerate(lines):
+        t0 = time.perf_counter()
+        first = None
+        for item in engine.stream(it["npc"], it["text"], session=f"lat-{label}-{i}"):
+            if first is None:
+                first = time.perf_counter() - t0
+            if isinstance(item, Reply):
+                reply = item
+        total.append(time.perf_counter() - t0)
+        routes[reply.route] = routes.get(reply.route, 0) + 1
+        if reply.tokens.get("reply") and reply.route not in ("fact", "both"):
+            ttft.append(first)  # free replies stream sentence by sentence; grounded ones wait for their check
+        if reply.tokens.get("per_second"):
+            per_s.append(reply.tokens["per_second"])
+    emit({"figure": "turn_latency", "backend": label, "p50_turn_s": round(pct(total, 0.5), 3),
+          "p95_turn_s": round(pct(total, 0.95), 3), "ttft_ms_p50": round(1000 * pct(ttft, 0.5), 1) if ttft else None,
+          "ttft_ms_p95": round(1000 * pct(ttft, 0.95), 1) if ttft else None, "ttft_turns": len(ttft),
+          "routes": routes,
+          "reply_tok_s_p50": round(statistics.median(per_s), 1) if per_s else None, "turns": len(lines),
+          "note": "non-fact lines of the world's router set, fresh sessions, max 64 new tokens"})
+
+
+def concurrency(backend, tmp: Path, n_adapters: int) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tuning.base import load_base, model_fingerprint
+
+    model, _ = load_base(backend.model_dir, "float32")
+    peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                            task_type="CAUSAL_LM"))
+    for k in range(n_adapters):
+        g = torch.Generator().manual_seed(k)
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.data = torch.randn(p.shape, generator=g) * 0.01
+        out = tmp / f"npc{k}"
+        peft.save_pretrained(out)
+        (out / "eterna_adapter.json").write_text(json.dumps({"base": {"fingerprint":
+                                                                      model_fingerprint(backend.model_dir)}}))
+        backend.add_adapter(f"npc{k}", out)
+    dec = Decoding(max_new_tokens=32)
+
+    def run(adapters: list[str | None]) -> float:
+        done = []
+
+        def one(k, a):
+            g = backend.generate([{"role": "user", "content": PROMPTS[k % len(PROMPTS)]}], dec, adapter=a)
+            done.append(g.new_tokens)
+        threads = [threading.Thread(target=one, args=(k, a)) for k, a in enumerate(adapters)]
+        t0 = time.perf_counter()
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        return sum(done) / (time.perf_counter() - t0)
+
+    single = run(["npc0"])
+    mixed = run([f"npc{k}" for k in range(n_adapters)])
+    plain = run([None] * n_adapters)
+    emit({"figure": "adapters_concurrency", "sessions": n_adapters, "single_tok_s": round(single, 1),
+          "mixed_adapters_tok_s": round(mixed, 1), "no_adapters_tok_s": round(plain, 1),
+          "aggregate_vs_single": round(mixed / single, 2), "mixed_vs_no_adapters": round(mixed / plain, 2),
+          "note": "llama.cpp serves one sequence at a time per model (the adapter is context state): no batching"})
+
+
+def soak(engine, seconds: float, clients: int) -> None:
+    import httpx
+
+    from tests.app.test_server import Server  # the same loopback harness the tests use
+
+    from app.server import create_app
+
+    statuses: dict[int, int] = {}
+    ok_turns: dict[str, int] = {}
+    lock = threading.Lock()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with Server(create_app(engine, queue=max(2, clients // 2))) as url:
+        stop = time.time() + seconds
+
+        def client(c):
+            with httpx.Client(timeout=60) as h:
+                i = 0
+                while time.time() < stop:
+                    r = h.post(f"{url}/v1/npcs/{engine.cast.npcs[c % len(engine.cast.npcs)].id}/say",
+                               json={"text": f"{PROMPTS[i % len(PROMPTS)]} ({c}/{i})", "session": f"soak{c}"})
+                    with lock:
+                        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                        if r.status_code == 200:
+                            ok_turns[f"soak{c}"] = ok_turns.get(f"soak{c}", 0) + 1
+                    if r.status_code == 429:
+                        time.sleep(0.2)
+                    i += 1
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    lost = 0
+    for s, n in ok_turns.items():
+        recent, _ = engine.memory.context(s, engine.cast.npcs[int(s[4:]) % len(engine.cast.npcs)].id)
+        stored = engine.memory.store
+        if stored is not None and (stored / f"{s}.jsonl").is_file():
+            lost += n - len((stored / f"{s}.jsonl").read_text().splitlines())
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    emit({"figure": "soak", "clients": clients, "seconds": seconds, "statuses": statuses,
+          "errors_5xx": sum(n for c, n in statuses.items() if c >= 500), "lost_turns": lost,
+          "max_rss_mb_before": round(rss0 / 1024), "max_rss_mb_after": round(rss1 / 1024)})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer prompts and a shorter soak (a smoke run)")
+    ap.add_argument("--config", default=str(REPO / "configs" / "kestrel.yaml"))
+    args = ap.parse_args()
+    from app.dialogue import DialogueEngine
+    from retrieval.fileio import read_jsonl
+
+    n = 3 if args.quick else 8
+    shipped = EternaConfig.load(Path(args.config))
+    lines = [it for _, it in read_jsonl(shipped.data_path("eval") / "router.jsonl") if it["label"] != "fact"]
+    lines = lines[: (6 if args.quick else 30)]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        gen = shipped.generation.model_copy(update={"max_new_tokens": 64})
+        cfg = shipped.model_copy(update={"generation": gen, "paths": shipped.paths.model_copy(
+            update={"sessions": tmp / "sessions"})})
+        engine = DialogueEngine.from_settings(cfg)
+        if engine.generator.name == "llamacpp":
+            ratio_vs_llamacpp(engine.generator, n)
+        turns(engine, lines, engine.generator.name)
+        soak(engine, 5 if args.quick else 30, 4 if args.quick else 8)
+        base = DialogueEngine.from_settings(cfg.model_copy(update={"models": cfg.models.model_copy(
+            update={"backend": "transformers"})}))
+        turns(base, lines, "transformers")
+        del base
+        if engine.generator.name == "llamacpp":
+            concurrency(engine.generator, tmp, 4 if args.quick else 8)
+
+
+if __name__ == "__main__":
+    main()
