@@ -146,9 +146,8 @@ def concurrency(backend, tmp: Path, n_adapters: int) -> None:
 def soak(engine, seconds: float, clients: int) -> None:
     import httpx
 
-    from tests.app.test_server import Server  # the same loopback harness the tests use
-
     from app.server import create_app
+    from tests.app.test_server import Server  # the same loopback harness the tests use
 
     statuses: dict[int, int] = {}
     ok_turns: dict[str, int] = {}
