@@ -7,8 +7,9 @@
   tuning, bottleneck adapters) are served by a transformers backend on the same base, with a warning naming them.
 - Decoding is our own loop over llama.cpp's logits, so grounded decoding (repetition penalty over the reply only,
   copy bias on the evidence's tokens) is the same as in transformers.
-- The KV cache of the last prompt is kept: a turn that shares its prefix (same system prompt and adapter) only
-  evaluates the new tokens.
+- Prompt caching: the context keeps the KV cache of the last prompt, and the KV state of each recent system prompt
+  (per adapter: a character's persona and route instructions) is saved, so a turn of any recently seen character
+  evaluates only what follows its system prompt (LRU of `prefix_cache` states, about 7 MB per 300 tokens here).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,7 +55,7 @@ class LlamaCppBackend:
     name = "llamacpp"
 
     def __init__(self, gguf: Path, model_dir: Path, cache_dir: Path, *, n_ctx: int = 2048, dtype: str = "float32",
-                 threads: int | None = None):
+                 threads: int | None = None, prefix_cache: int = 16):
         if not available():
             raise ModelNotFoundError("models.backend is llamacpp but llama-cpp-python is not installed; run "
                                      "`make setup` (it builds it), or set models.backend: transformers")
@@ -78,6 +80,9 @@ class LlamaCppBackend:
         self._fallback: Generator | None = None
         self._fallback_names: set[str] = set()
         self._active: str | None = None  # adapter the KV cache was computed with
+        self._prefixes: OrderedDict[tuple, tuple] = OrderedDict()  # (adapter, system ids) -> (state buffer, size)
+        self.prefix_cache = prefix_cache
+        self.cache_stats = {"prefix_hits": 0, "prefix_saves": 0}
         self._lock = threading.Lock()
         atexit.register(self.close)
 
@@ -138,6 +143,13 @@ class LlamaCppBackend:
         return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                                        return_dict=True)["input_ids"])
 
+    def _system_len(self, messages: list[dict], ids: list[int]) -> int:
+        """How many leading tokens of `ids` are the system turn (0 when there is none or it does not align)."""
+        if not messages or messages[0].get("role") != "system" or len(messages) < 2:
+            return 0
+        sys_ids = list(self.tokenizer.apply_chat_template(messages[:1], tokenize=True, return_dict=True)["input_ids"])
+        return len(sys_ids) if ids[: len(sys_ids)] == sys_ids and len(sys_ids) < len(ids) else 0
+
     def count_tokens(self, messages: list[dict]) -> int:
         return len(self._ids(messages))
 
@@ -151,26 +163,54 @@ class LlamaCppBackend:
         ptr = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
 
-    def _eval_prompt(self, ids: list[int]) -> None:
+    def _common(self, ids: list[int]) -> int:
+        cached = self.llm.input_ids[: self.llm.n_tokens]
+        n, limit = 0, min(len(cached), len(ids) - 1)  # evaluate at least the last prompt token, for its logits
+        while n < limit and cached[n] == ids[n]:
+            n += 1
+        return n
+
+    def _eval_prompt(self, ids: list[int], n_system: int = 0) -> None:
+        import llama_cpp
+
         llm = self.llm
         if len(ids) >= llm.n_ctx():
             raise ValueError(f"prompt of {len(ids)} tokens does not fit llama.cpp's context of {llm.n_ctx()}")
-        cached = llm.input_ids[: llm.n_tokens]
-        n = 0
-        limit = min(len(cached), len(ids) - 1)  # evaluate at least the last prompt token, for its logits
-        while n < limit and cached[n] == ids[n]:
-            n += 1
-        llm.n_tokens = n
+        n = self._common(ids)
+        key = (self._active, tuple(ids[:n_system])) if n_system and self.prefix_cache else None
+        if key is not None and n < n_system and key in self._prefixes:  # restore this system turn's KV state
+            buf, size = self._prefixes[key]
+            self._prefixes.move_to_end(key)
+            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm.ctx), 0, -1, -1)
+            if llama_cpp.llama_state_seq_set_data(llm.ctx, buf, size, 0):
+                llm.input_ids[:n_system] = ids[:n_system]
+                llm.n_tokens = n = n_system
+                self.cache_stats["prefix_hits"] += 1
+            else:
+                llm.n_tokens = n = 0
+        else:
+            llm.n_tokens = n
+        if key is not None and n < n_system and key not in self._prefixes:  # evaluate it once, then keep it
+            llm.eval(ids[n:n_system])
+            size = llama_cpp.llama_state_seq_get_size(llm.ctx, 0)
+            buf = (ctypes.c_uint8 * size)()
+            got = llama_cpp.llama_state_seq_get_data(llm.ctx, buf, size, 0)
+            if got:
+                self._prefixes[key] = (buf, got)
+                self.cache_stats["prefix_saves"] += 1
+                while len(self._prefixes) > self.prefix_cache:
+                    self._prefixes.popitem(last=False)
+            n = n_system
         llm.eval(ids[n:])
 
-    def _tokens(self, ids: list[int], cfg: Decoding, adapter: str | None) -> Iterator[int]:
+    def _tokens(self, ids: list[int], cfg: Decoding, adapter: str | None, n_system: int = 0) -> Iterator[int]:
         """Yield generated token ids (holding the model lock for the whole reply)."""
         copy_ids = np.array(self.copy_token_ids(cfg.copy_text), dtype=np.int64) if cfg.copy_bias and cfg.copy_text \
             else None
         rng = np.random.default_rng(cfg.seed)
         with self._lock:
             self._select(adapter)
-            self._eval_prompt(ids)
+            self._eval_prompt(ids, n_system)
             seen: list[int] = [] if cfg.penalty_scope == "generated" else list(ids)
             for _ in range(cfg.max_new_tokens):
                 logits = self._logits()
@@ -205,10 +245,11 @@ class LlamaCppBackend:
             yield from self._fallback.stream(messages, cfg, adapter)
             return
         ids = self._ids(messages)
+        n_system = self._system_len(messages, ids)
         t0 = time.perf_counter()
         new: list[int] = []
         shown = ""
-        for tok in self._tokens(ids, cfg, adapter):
+        for tok in self._tokens(ids, cfg, adapter, n_system):
             new.append(tok)
             text = self.tokenizer.decode(new, skip_special_tokens=True)
             if len(text) > len(shown) and not text.endswith("\ufffd"):  # whole characters only

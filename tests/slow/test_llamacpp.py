@@ -116,3 +116,21 @@ def test_engine_uses_llamacpp_by_default_and_grounded_decoding_runs(model_dir, t
     assert reply.tokens["reply"] >= 1 and reply.context["prompt_tokens"] > 0
     items = list(engine.stream(npc, "Good morning! How are you today?", session="b"))
     assert items[-1].text == reply.text and "".join(items[:-1]).strip() == reply.text.strip()
+
+
+def test_saved_system_prompt_state_gives_the_same_reply(model_dir, tmp_path):
+    from app.llamacpp import LlamaCppBackend
+    from app.runtime import Decoding
+    from tuning.base import model_gguf
+
+    a = [{"role": "system", "content": "You are Brom, the gruff smith of Ashford."},
+         {"role": "user", "content": "What do you sell?"}]
+    b = [{"role": "system", "content": "You are Mira, the cheerful baker of Ashford."},
+         {"role": "user", "content": "What do you sell?"}]
+    a2 = [a[0], {"role": "user", "content": "Tell me about your day."}]
+    d = Decoding(max_new_tokens=16)
+    cached = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c")
+    first = [cached.generate(m, d).text for m in (a, b, a2)]  # a2 restores Brom's saved system turn
+    assert cached.cache_stats == {"prefix_hits": 1, "prefix_saves": 2}
+    cold = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c", prefix_cache=0)
+    assert [cold.generate(m, d).text for m in (a2, b, a)] == [first[2], first[1], first[0]]
