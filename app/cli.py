@@ -404,6 +404,38 @@ def cmd_eval_router(args) -> None:
     _emit(args, report, "\n".join(lines))
 
 
+def cmd_eval_ab(args) -> None:
+    from app.evaluation.ab import run_ab
+
+    summary = run_ab(Path(args.eval_config), Path(args.out), limit=args.limit, resume=args.resume,
+                     progress=not args.json)
+    ref = summary["reference"]
+    lines = [f"report: {Path(args.out) / 'report.md'} (and report.html, summary.json, answers.jsonl)"]
+    for m, row in summary["table"].items():
+        lines.append(f"  {m:16s} " + "  ".join(f"{v}={c['mean']:.3f}" for v, c in row.items()))
+    lines.append(f"  differences are against `{ref}`; see the report for intervals and tests")
+    _emit(args, {k: summary[k] for k in ("reference", "table", "comparisons", "run")}, "\n".join(lines))
+
+
+def cmd_eval_mc(args) -> None:
+    from app.evaluation.mc import load_mc, score_mc
+    from tuning.base import load_base, prepare_model
+
+    cfg = _config(args)
+    items = load_mc(Path(args.file), args.format, args.limit)
+    model_dir = prepare_model(cfg.models.llm, cfg.models.cache_dir)
+    model, tok = load_base(model_dir, args.dtype)
+    if args.adapter:
+        from tuning.adapters import attach_adapter
+        from tuning.base import model_fingerprint
+
+        model = attach_adapter(model, "eval", Path(args.adapter), model_fingerprint(model_dir))
+    result = score_mc(model, tok, items)
+    out = {k: result[k] for k in ("accuracy", "acc_norm", "n")}
+    out.update(format=args.format, file=str(args.file), adapter=args.adapter, dtype=args.dtype)
+    _emit(args, out, f"accuracy {out['accuracy']}  acc_norm {out['acc_norm']}  (n={out['n']})")
+
+
 def cmd_validate(args) -> None:
     from app.validate import validate_project
 
@@ -515,6 +547,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--errors", action="store_true", help="include the misrouted lines in the JSON report")
     common(sp, npcs=True, index=True)
     sp.set_defaults(fn=cmd_eval_router)
+
+    sp = ev.add_parser("ab", help="A/B harness: the same items through every variant; report with intervals")
+    sp.add_argument("--config", dest="eval_config", required=True, help="eval config, e.g. configs/eval/library.yaml")
+    sp.add_argument("--out", required=True, help="output folder (answers.jsonl, summary.json, report.md/html)")
+    sp.add_argument("--limit", type=int, help="items per set at most")
+    sp.add_argument("--resume", action="store_true", help="finish a run in --out, asking only what is missing")
+    common(sp)
+    sp.set_defaults(fn=cmd_eval_ab)
+
+    sp = ev.add_parser("mc", help="multiple-choice accuracy by log-likelihood (lm-eval protocol)")
+    sp.add_argument("--file", required=True)
+    sp.add_argument("--format", required=True, choices=["arc", "mmlu", "hellaswag"])
+    sp.add_argument("--adapter", help="a PEFT adapter to score with (the forgetting check)")
+    sp.add_argument("--limit", type=int)
+    sp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    common(sp)
+    sp.set_defaults(fn=cmd_eval_mc)
 
     sp = train.add_parser("raft", help="grounded-answer adapter from the world's own index (RAFT)")
     sp.add_argument("--npc", help="one character's scope and voice")

@@ -57,8 +57,11 @@ def run_demo(config: EternaConfig, scene: Path, as_json: bool = False) -> int:
             console.print(f"\n[bold yellow]# {line['note']}[/bold yellow]")
         console.print(f"[bold cyan]Player[/bold cyan] (chapter {reply.chapter}) to {name}: {line['text']}")
         srcs = ", ".join(f"{s['chunk']} ({s['score']:.2f})" for s in reply.sources) or "none"
+        made = (f"{reply.tokens['reply']} tokens in {reply.timings['generate_ms'] / 1000:.1f} s "
+                f"({engine.generator.name})" if reply.tokens.get("reply")
+                else f"{reply.grounding.get('answer', 'answered')}, no generation")
         body = (f"{reply.text}\n\n[dim]route: {reply.route} — {reply.reason}\nsources: {srcs}\n"
-                f"{reply.tokens.get('reply')} tokens in {reply.timings['generate_ms'] / 1000:.1f} s[/dim]")
+                f"{made}; turn {reply.timings['total_ms'] / 1000:.2f} s[/dim]")
         console.print(Panel(body, title=f"{name} [{reply.route}]", title_align="left"))
     if not as_json:
         console.print(f"[dim]scene done in {time.perf_counter() - t0:.1f} s[/dim]")

@@ -22,10 +22,12 @@ from app.grounding import Evidence, EvidenceSelector, wrap_in_voice
 from app.guard import check_chapter, check_session, clean_player_text, injection_flags
 from app.memory import SessionMemory
 from app.prompt import build_messages, instructions
-from app.router import Router, load_seeds
+from app.router import LABELS as ROUTES
+from app.router import Route, Router, load_seeds
 from app.router_data import synthesise
 from app.runtime import Decoding, Generation, GenerationBackend, make_backend
 from retrieval.embeddings import SentenceTransformerEmbedder
+from retrieval.errors import InputError
 from retrieval.index import LoreIndex, read_current
 from retrieval.types import Scope
 from tuning.base import model_gguf, prepare_model
@@ -161,11 +163,37 @@ class DialogueEngine:
         self.generator, self.router, self.memory = generator, router, memory
         self.cues = cues or router.cues
         self.selector = EvidenceSelector(embedder, self.cues, texts=[c.text for c in index.chunks])
+        # adapter names on the shared model: the NPC id, or id#hash when another engine on the same model (an A/B
+        # variant with another cast) already attached a different adapter under that id
+        self.adapter_names: dict[str, str] = {}
         for npc in cast.npcs:
             if npc.adapter is not None:
-                generator.add_adapter(npc.id, npc.adapter)
-        if config.grounding.adapter is not None:
-            generator.add_adapter(GROUNDING_ADAPTER, config.grounding.adapter)
+                self.adapter_names[npc.id] = self._attach(npc.id, npc.adapter)
+        self.grounding_adapter = self._attach(GROUNDING_ADAPTER, config.grounding.adapter) \
+            if config.grounding.adapter is not None else None
+
+    def _attach(self, name: str, path: Path) -> str:
+        import hashlib
+
+        have = self.generator.adapters.get(name)
+        if have is not None and Path(have) != Path(path):
+            name = f"{name}#{hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:8]}"
+        self.generator.add_adapter(name, path)
+        return name
+
+    def variant(self, *, config: EternaConfig | None = None, cast: Cast | None = None,
+                index_root: Path | None = None) -> DialogueEngine:
+        """Another engine on this one's loaded models (base model, embedder): a different config (decoding,
+        grounding, retrieval), cast (other adapters) or index. Costs no model load; adapters attach once."""
+        config = config or self.config
+        cast = cast or self.cast
+        if index_root is not None:
+            index = LoreIndex.open(index_root, self.embedder)
+        else:
+            index, index_root = self.index, self.index_root
+        router = self.router if index is self.index else build_router(config, cast, self.embedder, index, self.cues)
+        return DialogueEngine(config, cast, self.embedder, index, self.generator, router, self.memory, self.cues,
+                              index_root=index_root)
 
     @classmethod
     def from_config(cls, path: str | Path, *, npcs: Path | None = None, index: Path | None = None,
@@ -193,20 +221,23 @@ class DialogueEngine:
         return wrap_in_voice(spec.idk or self.config.world.idk, m.opens if m else None, m.closes if m else None)
 
     def say(self, npc: str, text: str, *, session: str = "default", chapter: int = 1,
-            use_adapter: bool = True, remember: bool = True) -> Reply:
+            use_adapter: bool = True, remember: bool = True, route: str | None = None) -> Reply:
         """One reply. `use_adapter=False` speaks with the bare base model (an A/B variant); `remember=False` leaves
-        the session's memory as it was."""
-        for item in self._turn(npc, text, session, chapter, use_adapter, stream=False, remember=remember):
+        the session's memory as it was; `route` forces a route instead of asking the router (fact: always
+        retrieve; style: never)."""
+        for item in self._turn(npc, text, session, chapter, use_adapter, stream=False, remember=remember,
+                               force_route=route):
             if isinstance(item, Reply):
                 return item
         raise RuntimeError("a turn ended without a reply")  # unreachable
 
     def stream(self, npc: str, text: str, *, session: str = "default", chapter: int = 1,
-               use_adapter: bool = True, remember: bool = True) -> Iterator[str | Reply]:
+               use_adapter: bool = True, remember: bool = True, route: str | None = None) -> Iterator[str | Reply]:
         """Yield the reply's text as it is decoded, then the final `Reply`. When the support check replaces a
         generated reply, the final `Reply.text` is what counts (a client shows it in place of the streamed text;
         `Reply.grounding["answer"]` says why)."""
-        yield from self._turn(npc, text, session, chapter, use_adapter, stream=True, remember=remember)
+        yield from self._turn(npc, text, session, chapter, use_adapter, stream=True, remember=remember,
+                              force_route=route)
 
     def refresh_index(self) -> bool:
         """Pick up a new live index generation (after `eterna index rebuild` or `rollback`) between turns.
@@ -229,7 +260,9 @@ class DialogueEngine:
         return True
 
     def _turn(self, npc: str, text: str, session: str, chapter: int, use_adapter: bool,
-              stream: bool, remember: bool = True) -> Iterator[str | Reply]:
+              stream: bool, remember: bool = True, force_route: str | None = None) -> Iterator[str | Reply]:
+        if force_route is not None and force_route not in ROUTES:
+            raise InputError(f"route {force_route!r} is not one of {', '.join(ROUTES)}")
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
 
@@ -250,7 +283,8 @@ class DialogueEngine:
         # unfiltered: is this about the world at all? (and, on fact turns, does hidden lore answer it better?)
         unfiltered = index.search_vector(qvec, self.config.retrieval.k)
         lore_score = unfiltered[0].score if unfiltered else 0.0
-        route = self.router.route(text, qvec, lore_score)
+        route = self.router.route(text, qvec, lore_score) if force_route is None else \
+            Route(force_route, f"forced {force_route} (variant)")
         t = lap("route_ms", t)
 
         grounded = route.label in ("fact", "both")
@@ -259,7 +293,7 @@ class DialogueEngine:
         t = lap("retrieve_ms", t)
 
         gen_cfg = self.config.generation
-        adapter = spec.id if spec.adapter is not None and use_adapter else None
+        adapter = self.adapter_names.get(spec.id) if use_adapter else None
         grounding: dict = {}
         tokens: dict = {}
         context: dict = {"index_generation": index.path.name}
@@ -297,8 +331,8 @@ class DialogueEngine:
             if grounded:  # grounded decoding: copy the evidence's words, do not punish repeating them
                 decoding = replace(decoding, repetition_penalty=g.repetition_penalty, penalty_scope=g.penalty_over,
                                    copy_bias=g.copy_bias, copy_text=" ".join(e.text for e in evidence))
-                if g.adapter is not None and use_adapter:
-                    adapter = GROUNDING_ADAPTER
+                if self.grounding_adapter is not None and use_adapter:
+                    adapter = self.grounding_adapter
             instr = instructions(spec, route.label, self.config.world, self.config.prompts)
             # free replies pass the output guard sentence by sentence as they stream; a grounded reply waits for
             # the support check, which needs all of it

@@ -99,8 +99,10 @@ class LlamaCppBackend:
         import llama_cpp
 
         path = Path(path)
-        if name in self.adapters and self.adapters[name] == path:
-            return  # idempotent
+        if name in self.adapters:
+            if self.adapters[name] == path:
+                return  # idempotent
+            raise ValueError(f"adapter name {name!r} is taken by {self.adapters[name]}")
         check_base(read_adapter_manifest(path), path, self.fingerprint)
         base_cfg = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
         reason = lora_gguf_support(path, base_cfg)

@@ -168,6 +168,12 @@ class Generator:
         self._lock = threading.Lock()  # one generation at a time per model (adapter switching is global state)
 
     def add_adapter(self, name: str, path: Path) -> None:
+        """Attach `path` as `name`; attaching the same adapter again is a no-op, another under a taken name an
+        error (variants sharing one model name their adapters apart: see DialogueEngine)."""
+        if name in self.adapters:
+            if self.adapters[name] == Path(path):
+                return
+            raise ValueError(f"adapter name {name!r} is taken by {self.adapters[name]}")
         self.model = attach_adapter(self.model, name, path, self.fingerprint)
         self.model.eval()
         self.adapters[name] = Path(path)
