@@ -9,10 +9,10 @@ STAMP  := $(VENV)/.eterna-installed
 PYTEST_ARGS ?=
 LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=ON
 
-.PHONY: setup models index demo adapters demo-tuned test test-fast bench clean help
+.PHONY: setup models index demo adapters demo-tuned test test-fast bench eval browser clean help
 
 help:
-	@echo "make demo | make test | make test-fast | make setup | make models | make index | make adapters | make demo-tuned | make bench | make clean"
+	@echo "make demo | make test | make test-fast | make setup | make models | make index | make adapters | make demo-tuned | make eval | make bench | make clean"
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,8 +49,22 @@ adapters: models
 demo-tuned: adapters index
 	$(BIN)/eterna demo --npcs configs/npcs.tuned.yaml
 
+# Debian's chromium and chromium-driver, for the browser tests of the A/B report and the review page (as root;
+# otherwise those tests are skipped and say why).
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	      chromium-driver >/dev/null && echo "installed chromium and chromium-driver"; \
+	  else echo "chromium not installed (needs root and apt): the browser tests will be skipped"; fi; }
+
+# The default world's A/B report (base, base+RAG, adapter, adapter+RAG, routed) into .eterna/eval/library;
+# trains the voice adapters first if they are missing. --resume: a second run only finishes what is missing.
+eval: adapters index
+	$(BIN)/eterna eval ab --config configs/eval/library.yaml --out .eterna/eval/library --resume
+
 WORLDS := eterna kestrel sealed
-test: setup
+test: setup browser
 	@for w in $(WORLDS); do $(BIN)/eterna --config configs/$$w.yaml validate > /dev/null || exit 1; echo "validate $$w: ok"; done
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 

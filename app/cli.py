@@ -436,6 +436,19 @@ def cmd_eval_mc(args) -> None:
     _emit(args, out, f"accuracy {out['accuracy']}  acc_norm {out['acc_norm']}  (n={out['n']})")
 
 
+def cmd_eval_review(args) -> None:
+    from app.evaluation.review import import_choices, write_review_page
+
+    if args.import_file:
+        report = import_choices(Path(args.import_file), Path(args.pairs_out) if args.pairs_out else None)
+        _emit(args, report, json.dumps(report, indent=1))
+        return
+    if not args.run or not args.out:
+        raise EternaError("eval review needs --run DIR --out PAGE.html, or --import CHOICES.json")
+    info = write_review_page(Path(args.run), Path(args.out), args.a, args.b, args.limit)
+    _emit(args, info, f"{info['pairs']} pairs: open {info['page']}; the key is in {info['key']}")
+
+
 def cmd_validate(args) -> None:
     from app.validate import validate_project
 
@@ -555,6 +568,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--resume", action="store_true", help="finish a run in --out, asking only what is missing")
     common(sp)
     sp.set_defaults(fn=cmd_eval_ab)
+
+    sp = ev.add_parser("review", help="blind side-by-side review page of an A/B run, and importing its choices")
+    sp.add_argument("--run", help="an `eval ab` output folder")
+    sp.add_argument("--out", help="the page to write")
+    sp.add_argument("--a", help="first variant (default: the first that is not the reference)")
+    sp.add_argument("--b", help="second variant (default: the run's reference)")
+    sp.add_argument("--limit", type=int, help="pairs at most")
+    sp.add_argument("--import", dest="import_file", help="a choices.json downloaded from the page")
+    sp.add_argument("--pairs-out", help="with --import: write the preferences as DPO pairs here, <npc>.jsonl")
+    common(sp)
+    sp.set_defaults(fn=cmd_eval_review)
 
     sp = ev.add_parser("mc", help="multiple-choice accuracy by log-likelihood (lm-eval protocol)")
     sp.add_argument("--file", required=True)

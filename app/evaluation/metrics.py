@@ -88,32 +88,33 @@ def _f1(ans, item, ctx):
     return token_f1(ans["text"], _golds(item)) if _in_scope(item) else None
 
 
+def _refs(item: dict) -> list[str]:
+    """References for the overlap metrics: gold answers, or a style item's `reference`; none out of scope."""
+    if not _in_scope(item):
+        return []
+    return _golds(item) or ([item["reference"]] if item.get("reference") else [])
+
+
 @metric("rouge_l", SCORE, ("facts", "style"), "ROUGE-L F (rouge-score) against the reference")
 def _rouge(ans, item, ctx):
-    refs = _golds(item) or ([item["reference"]] if item.get("reference") else [])
-    if not refs or not _in_scope(item):
-        return None
-    return max(ctx.rouge.score(r, ans["text"])["rougeL"].fmeasure for r in refs)
+    refs = _refs(item)
+    return max(ctx.rouge.score(r, ans["text"])["rougeL"].fmeasure for r in refs) if refs else None
 
 
 @metric("bleu", SCORE, ("facts", "style"), "sentence BLEU (sacrebleu, exp smoothing) against the reference")
 def _bleu(ans, item, ctx):
     import sacrebleu
 
-    refs = _golds(item) or ([item["reference"]] if item.get("reference") else [])
-    if not refs or not _in_scope(item):
-        return None
-    return sacrebleu.sentence_bleu(ans["text"], refs).score / 100
+    refs = _refs(item)
+    return sacrebleu.sentence_bleu(ans["text"], refs).score / 100 if refs else None
 
 
 @metric("chrf", SCORE, ("facts", "style"), "sentence chrF (sacrebleu) against the reference")
 def _chrf(ans, item, ctx):
     import sacrebleu
 
-    refs = _golds(item) or ([item["reference"]] if item.get("reference") else [])
-    if not refs or not _in_scope(item):
-        return None
-    return sacrebleu.sentence_chrf(ans["text"], refs).score / 100
+    refs = _refs(item)
+    return sacrebleu.sentence_chrf(ans["text"], refs).score / 100 if refs else None
 
 
 @metric("gold_in_sources", BINARY, ("facts",), "groundedness: the gold document is among the reply's sources")

@@ -203,6 +203,9 @@ def _html(md: str, plots: dict[str, str]) -> str:
 def write_reports(out: Path, summary: dict, items: list[dict], answers: dict, cfg) -> None:
     names = summary["run"]["variants"]
     _atomic_text(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
+    _atomic_text(out / "items.json", json.dumps({it["key"]: {k: it.get(k) for k in ("text", "npc", "set", "answers",
+                                                                                        "doc", "chapter", "label")}
+                                                 for it in items}, indent=1, ensure_ascii=False))
     md = _markdown(summary, items, answers, cfg)
     _atomic_text(out / "report.md", md)
     _atomic_text(out / "report.html", _html(md, _plots(summary, items, answers, names)))
