@@ -418,13 +418,26 @@ def cmd_eval_ab(args) -> None:
 
 
 def cmd_eval_mc(args) -> None:
-    from app.evaluation.mc import load_mc, score_mc
+    from app.evaluation.mc import forgetting_report, load_mc, score_mc
     from tuning.base import load_base, prepare_model
 
     cfg = _config(args)
     items = load_mc(Path(args.file), args.format, args.limit)
     model_dir = prepare_model(cfg.models.llm, cfg.models.cache_dir)
     model, tok = load_base(model_dir, args.dtype)
+    if args.forgetting:
+        from app.config import Cast
+
+        cast = Cast.load(Path(args.forgetting), cfg.world)
+        adapters = {n.id: n.adapter for n in cast.npcs if n.adapter is not None}
+        if not adapters:
+            raise EternaError(f"{args.forgetting}: no NPC has an adapter; nothing to compare")
+        report = forgetting_report(model, tok, model_dir, items, adapters)
+        lines = [f"base: accuracy {report['base']['accuracy']} (n={report['n']})"] + [
+            f"  {npc:14s} {r['accuracy']:.4f}  delta {r['delta']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]  "
+            f"McNemar p {r['p']:.3g}" for npc, r in report["adapters"].items()]
+        _emit(args, report, "\n".join(lines))
+        return
     if args.adapter:
         from tuning.adapters import attach_adapter
         from tuning.base import model_fingerprint
@@ -583,7 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = ev.add_parser("mc", help="multiple-choice accuracy by log-likelihood (lm-eval protocol)")
     sp.add_argument("--file", required=True)
     sp.add_argument("--format", required=True, choices=["arc", "mmlu", "hellaswag"])
-    sp.add_argument("--adapter", help="a PEFT adapter to score with (the forgetting check)")
+    sp.add_argument("--adapter", help="a PEFT adapter to score with")
+    sp.add_argument("--forgetting", metavar="NPCS_FILE", help="forgetting report: the base, then each adapter of "
+                                                             "this cast file, with the delta and its interval")
     sp.add_argument("--limit", type=int)
     sp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     common(sp)

@@ -119,3 +119,28 @@ def score_mc(model, tokenizer, items: list[MCItem], batch_size: int = 16, progre
         k += len(it.choices)
     return {"accuracy": round(float(np.mean(correct)), 4), "acc_norm": round(float(np.mean(correct_norm)), 4),
             "n": len(items), "correct": correct, "correct_norm": correct_norm}
+
+
+def forgetting_report(model, tokenizer, model_dir, items: list[MCItem], adapters: dict, seed: int = 0) -> dict:
+    """Multiple-choice accuracy of the base and of each adapter on the same items: the delta, its paired bootstrap
+    interval and McNemar's exact p (does a character's adapter cost general knowledge?)."""
+    import numpy as np
+
+    from app.evaluation.stats import mcnemar_exact, paired_diff_ci
+    from tuning.adapters import attach_adapter
+    from tuning.base import model_fingerprint
+
+    base = score_mc(model, tokenizer, items)
+    fingerprint = model_fingerprint(model_dir)
+    out = {"n": len(items), "base": {k: base[k] for k in ("accuracy", "acc_norm")}, "adapters": {}}
+    peft = model
+    for k, (npc, path) in enumerate(sorted(adapters.items())):
+        peft = attach_adapter(peft, npc, Path(path), fingerprint)
+        peft.set_adapter(npc)
+        got = score_mc(peft, tokenizer, items)
+        a, b = np.array(base["correct"], dtype=float), np.array(got["correct"], dtype=float)
+        d, lo, hi = paired_diff_ci(a, b, seed=seed + k)
+        _, _, p = mcnemar_exact(a > 0.5, b > 0.5)
+        out["adapters"][npc] = {"accuracy": got["accuracy"], "acc_norm": got["acc_norm"], "delta": round(d, 4),
+                                "low": round(lo, 4), "high": round(hi, 4), "p": p}
+    return out

@@ -51,3 +51,29 @@ def test_batched_scores_equal_single_passes(tiny_llm_dir):
         norm = lls / np.array([len(c) for c in it.choices])
         assert got["correct_norm"][k] == (int(np.argmax(norm)) == it.gold)
     assert got["n"] == 2 and got["accuracy"] == np.mean(got["correct"])
+
+
+def test_forgetting_report_compares_each_adapter_with_the_base(tiny_llm_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from app.evaluation.mc import forgetting_report
+    from tuning.base import load_base, model_fingerprint
+
+    model, tok = load_base(tiny_llm_dir, "float32")
+    peft = get_peft_model(load_base(tiny_llm_dir, "float32")[0],
+                          LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    g = torch.Generator().manual_seed(0)
+    for name, p in peft.named_parameters():
+        if "lora_B" in name:
+            p.data = torch.randn(p.shape, generator=g)
+    peft.save_pretrained(tmp_path / "loud")
+    (tmp_path / "loud" / "eterna_adapter.json").write_text(
+        json.dumps({"base": {"fingerprint": model_fingerprint(tiny_llm_dir)}}))
+    items = [MCItem(f"Question: item {i}?\nAnswer:", (" yes", " no", " maybe"), i % 3) for i in range(12)]
+    report = forgetting_report(model, tok, tiny_llm_dir, items, {"loud": tmp_path / "loud"})
+    base = score_mc(load_base(tiny_llm_dir, "float32")[0], tok, items)
+    assert report["base"]["accuracy"] == base["accuracy"] and report["n"] == 12
+    r = report["adapters"]["loud"]
+    assert r["delta"] == pytest.approx(r["accuracy"] - base["accuracy"], abs=1e-3)
+    assert r["low"] <= r["delta"] <= r["high"]
+    assert 0 <= r["p"] <= 1
