@@ -122,6 +122,7 @@ class Context:
     selector: object
     world: object
     voice: object = None
+    personas: tuple = ()  # (npc ids, unit persona vectors (N, dim), embedder)
     rouge: object = field(default=None)
 
     def __post_init__(self):
@@ -136,6 +137,15 @@ class Context:
 
     def breaks(self, text: str, item: dict) -> bool:
         return bool(self.cues.find("fourth_wall", text))
+
+    def closest_persona(self, text: str, npc: str) -> float | None:
+        if not self.personas or not text.strip():
+            return None
+        ids, vecs, embedder = self.personas
+        if npc not in ids or len(ids) < 2:
+            return None
+        v = embedder.encode([text])[0]
+        return float(ids[int(np.argmax(vecs @ v))] == npc)
 
     def sounds_like(self, text: str, npc: str) -> float | None:
         if self.voice is None:
@@ -258,7 +268,10 @@ def _context(first, world: EternaConfig) -> Context:
     if world.paths.style is not None and world.paths.style.is_dir():
         vc = VoiceClassifier(first.embedder, world.paths.style, [n.id for n in first.cast.npcs])
         voice = vc if vc.ok else None
-    return Context(cues=first.cues, markers=markers, selector=first.selector, world=world.world, voice=voice)
+    ids = [n.id for n in first.cast.npcs]
+    vecs = first.embedder.encode([f"{n.name}. {n.persona} {n.style}" for n in first.cast.npcs])
+    return Context(cues=first.cues, markers=markers, selector=first.selector, world=world.world, voice=voice,
+                   personas=(ids, vecs, first.embedder))
 
 
 def _in_scope(first, it: dict) -> bool:
@@ -319,7 +332,7 @@ def score(cfg: EvalConfig, world: EternaConfig, items: list[dict], answers: dict
     for c, adj in zip(tested, holm([c["p"] for c in tested])):
         c["p_holm"] = adj
     per_npc: dict[str, dict[str, dict[str, float]]] = {}
-    for mname in ("contains_gold", "voice_markers", "voice_classifier"):
+    for mname in ("contains_gold", "voice_markers", "voice_classifier", "persona_consistency"):
         for v in names:
             for key, x in values[mname][v].items():
                 npc = next(it["npc"] for it in items if it["key"] == key)

@@ -156,6 +156,12 @@ def _voice(ans, item, ctx):
     return ctx.sounds_like(ans["text"], item["npc"])
 
 
+@metric("persona_consistency", BINARY, ("style",),
+        "the reply is closer (MiniLM cosine) to its own character's persona and style than to any other's")
+def _persona(ans, item, ctx):
+    return ctx.closest_persona(ans["text"], item["npc"])
+
+
 @metric("route_correct", BINARY, ("router",), "the route taken is the labelled one")
 def _route(ans, item, ctx):
     return float(ans.get("route") == item["label"])
