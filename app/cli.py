@@ -449,6 +449,18 @@ def cmd_eval_mc(args) -> None:
     _emit(args, out, f"accuracy {out['accuracy']}  acc_norm {out['acc_norm']}  (n={out['n']})")
 
 
+def cmd_eval_retrieval(args) -> None:
+    from app.evaluation.retrieval_eval import evaluate_beir
+    from retrieval.embeddings import SentenceTransformerEmbedder
+
+    cfg = _config(args)
+    embedder = SentenceTransformerEmbedder(cfg.models.embedder) if args.mode != "bm25" else None
+    out = evaluate_beir(Path(args.beir), embedder, cfg.models.embedder, cfg.models.cache_dir / "beir",
+                        split=args.split, mode=args.mode, k=args.k, weight=args.weight, limit=args.limit)
+    _emit(args, out, "  ".join(f"{k} {out[k]}" for k in ("ndcg@10", "recall@5", "recall@100", "mrr@10", "queries",
+                                                          "docs", "ms_per_query")))
+
+
 def cmd_eval_review(args) -> None:
     from app.evaluation.review import import_choices, write_review_page
 
@@ -581,6 +593,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--resume", action="store_true", help="finish a run in --out, asking only what is missing")
     common(sp)
     sp.set_defaults(fn=cmd_eval_ab)
+
+    sp = ev.add_parser("retrieval", help="retrieval quality on a BEIR folder (nDCG@10, recall, MRR)")
+    sp.add_argument("--beir", required=True, help="folder with corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv")
+    sp.add_argument("--split", default="test")
+    sp.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
+    sp.add_argument("--k", type=int, default=100, help="documents ranked per query")
+    sp.add_argument("--weight", type=float, default=0.5, help="hybrid: weight of dense scores (0-1)")
+    sp.add_argument("--limit", type=int, help="first N judged queries only")
+    common(sp)
+    sp.set_defaults(fn=cmd_eval_retrieval)
 
     sp = ev.add_parser("review", help="blind side-by-side review page of an A/B run, and importing its choices")
     sp.add_argument("--run", help="an `eval ab` output folder")

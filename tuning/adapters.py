@@ -43,3 +43,20 @@ def attach_adapter(model, name: str, path: Path, fingerprint: str):
         model.load_adapter(str(path), adapter_name=name, is_trainable=False)
         return model
     return PeftModel.from_pretrained(model, str(path), adapter_name=name, is_trainable=False)
+
+
+def halve_weights(path: Path) -> None:
+    """Rewrite an adapter's safetensors in float16 (half the bytes to ship); PEFT casts them back on load."""
+    import os
+
+    from safetensors.torch import load_file, save_file
+
+    path = Path(path)
+    weights_path = path / "adapter_model.safetensors"
+    weights = {k: v.half().contiguous() if v.is_floating_point() else v
+               for k, v in load_file(str(weights_path)).items()}
+    tmp = weights_path.with_name(".adapter_model.safetensors.tmp")
+    save_file(weights, str(tmp), metadata={"format": "pt"})
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, weights_path)

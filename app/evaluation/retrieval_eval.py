@@ -1,0 +1,149 @@
+"""`eterna eval retrieval --beir DIR [--split test] [--mode dense|bm25|hybrid] [--k 100] [--json]`.
+
+Scores a BEIR folder (`corpus.jsonl` or `corpus.jsonl.gz`, `queries.jsonl`, `qrels/<split>.tsv`) with the
+trec_eval definitions: nDCG@10 (gain = relevance, discount log2(rank + 1)), recall@5 and @100 (relevant documents
+retrieved / relevant documents), MRR@10. Dense search is one vector per document (title + text) with the
+configured embedder, exact inner product; BM25 is `retrieval.lexical`; hybrid fuses the two (convex combination of
+min-max normalised scores, `--weight` on dense). Built indexes are cached per data set and embedder under
+`models.cache_dir/beir/`, so a second run only embeds the queries.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from app.evaluation.measures import ndcg_at_10
+from retrieval.errors import EternaError
+
+
+def read_beir(folder: Path, split: str) -> tuple[list[dict], dict[str, str], dict[str, dict[str, int]]]:
+    folder = Path(folder)
+    corpus_path = next((folder / n for n in ("corpus.jsonl", "corpus.jsonl.gz") if (folder / n).is_file()), None)
+    if corpus_path is None:
+        raise EternaError(f"{folder}: no corpus.jsonl or corpus.jsonl.gz (a BEIR folder has corpus, queries.jsonl "
+                          "and qrels/<split>.tsv)")
+    opener = gzip.open if corpus_path.suffix == ".gz" else open
+    corpus = []
+    with opener(corpus_path, "rt", encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    d = json.loads(line)
+                    corpus.append({"_id": str(d["_id"]), "title": d.get("title") or "", "text": d.get("text") or ""})
+                except (json.JSONDecodeError, KeyError) as e:
+                    raise EternaError(f"{corpus_path}:{n}: not a BEIR document ({e})") from None
+    qpath = folder / "queries.jsonl"
+    rpath = folder / "qrels" / f"{split}.tsv"
+    for p in (qpath, rpath):
+        if not p.is_file():
+            raise EternaError(f"{p}: missing (split {split!r})")
+    queries = {}
+    for n, line in enumerate(qpath.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                q = json.loads(line)
+                queries[str(q["_id"])] = q["text"]
+            except (json.JSONDecodeError, KeyError) as e:
+                raise EternaError(f"{qpath}:{n}: not a BEIR query ({e})") from None
+    qrels: dict[str, dict[str, int]] = {}
+    for n, line in enumerate(rpath.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split("\t")
+        if n == 1 and not parts[-1].strip().lstrip("-").isdigit():
+            continue  # header
+        if len(parts) < 3:
+            raise EternaError(f"{rpath}:{n}: expected query-id, corpus-id, score separated by tabs")
+        qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+    qrels = {q: r for q, r in qrels.items() if q in queries}
+    if not qrels:
+        raise EternaError(f"{rpath}: no judged query is in {qpath}")
+    return corpus, queries, qrels
+
+
+def _cache_dir(cache_root: Path, folder: Path, corpus: list[dict], embedder_name: str) -> Path:
+    h = hashlib.sha256()
+    h.update(embedder_name.encode())
+    for d in corpus[:: max(1, len(corpus) // 1000)]:
+        h.update(d["_id"].encode() + d["text"][:200].encode())
+    h.update(str(len(corpus)).encode())
+    return Path(cache_root) / f"{Path(folder).name}-{h.hexdigest()[:12]}"
+
+
+def metrics(ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict:
+    rec5, rec100, mrr = [], [], []
+    for q, rels in qrels.items():
+        got = ranked.get(q, [])
+        relevant = {d for d, r in rels.items() if r > 0}
+        if not relevant:
+            continue
+        rec5.append(len(relevant & set(got[:5])) / len(relevant))
+        rec100.append(len(relevant & set(got[:100])) / len(relevant))
+        first = next((i for i, d in enumerate(got[:10]) if d in relevant), None)
+        mrr.append(1.0 / (first + 1) if first is not None else 0.0)
+    return {"ndcg@10": round(ndcg_at_10(ranked, qrels), 4), "recall@5": round(float(np.mean(rec5)), 4),
+            "recall@100": round(float(np.mean(rec100)), 4), "mrr@10": round(float(np.mean(mrr)), 4)}
+
+
+def evaluate_beir(folder: Path, embedder, embedder_name: str, cache_root: Path, *, split: str = "test",
+                  mode: str = "hybrid", k: int = 100, weight: float = 0.5, limit: int | None = None) -> dict:
+    from retrieval.lexical import LexicalIndex, fuse
+
+    if mode not in ("dense", "bm25", "hybrid"):
+        raise EternaError(f"--mode {mode!r}: use dense, bm25 or hybrid")
+    corpus, queries, qrels = read_beir(folder, split)
+    if limit:
+        qrels = dict(list(qrels.items())[:limit])
+    ids = [d["_id"] for d in corpus]
+    texts = [f"{d['title']} {d['text']}".strip() for d in corpus]
+    cache = _cache_dir(cache_root, folder, corpus, embedder_name)
+    cache.mkdir(parents=True, exist_ok=True)
+    built = {}
+    vectors = lexical = None
+    if mode in ("dense", "hybrid"):
+        vpath = cache / "vectors.npy"
+        if vpath.is_file():
+            vectors = np.load(vpath)
+        else:
+            t0 = time.perf_counter()
+            vectors = np.asarray(embedder.encode(texts), dtype=np.float32)
+            tmp = cache / ".vectors.npy"
+            np.save(tmp, vectors)
+            tmp.replace(vpath)
+            built["dense_s"] = round(time.perf_counter() - t0, 1)
+    if mode in ("bm25", "hybrid"):
+        lpath = cache / "bm25"
+        if (lpath / "eterna_lexical.json").is_file():
+            lexical = LexicalIndex.load(lpath)
+        else:
+            t0 = time.perf_counter()
+            lexical = LexicalIndex.build(texts)
+            lexical.save(lpath)
+            built["bm25_s"] = round(time.perf_counter() - t0, 1)
+    qids = list(qrels)
+    t0 = time.perf_counter()
+    qvecs = np.asarray(embedder.encode([queries[q] for q in qids]), dtype=np.float32) if vectors is not None else None
+    ranked = {}
+    for n, q in enumerate(qids):
+        dense = lex = []
+        if vectors is not None:
+            s = vectors @ qvecs[n]
+            top = np.argpartition(-s, min(k, s.size) - 1)[:k]
+            dense = [(ids[i], float(s[i])) for i in top[np.argsort(-s[top])]]
+        if lexical is not None:
+            lex = [(ids[i], sc) for i, sc in lexical.search(queries[q], k)]
+        if mode == "dense":
+            pairs = dense
+        elif mode == "bm25":
+            pairs = lex
+        else:
+            pairs = fuse(dense, lex, weight)
+        ranked[q] = [d for d, _ in pairs[:k]]
+    ms = (time.perf_counter() - t0) * 1000 / max(1, len(qids))
+    return {**metrics(ranked, qrels), "queries": len(qids), "docs": len(corpus), "ms_per_query": round(ms, 2),
+            "mode": mode, "split": split, "weight": weight if mode == "hybrid" else None, "built": built,
+            "cache": str(cache)}

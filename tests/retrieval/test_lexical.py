@@ -1,0 +1,67 @@
+"""BM25 (bm25s), score fusion, and `eval retrieval` on a hand-made BEIR folder with hand-checked metrics."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from app.evaluation.retrieval_eval import evaluate_beir, metrics, read_beir
+from retrieval.errors import EternaError
+from retrieval.lexical import LexicalIndex, fuse
+
+DOCS = [{"_id": "d1", "title": "Clocks", "text": "The great clock was built by Oriol Santpere in 1702."},
+        {"_id": "d2", "title": "Lending", "text": "A reader may borrow three books at once for 21 days."},
+        {"_id": "d3", "title": "Gardens", "text": "The ink garden grows oak galls for the scribes."},
+        {"_id": "d4", "title": "Fire", "text": "The fire of 1731 burned the east wing and its clocks."}]
+
+
+def test_bm25_ranks_by_terms_and_filters_before_ranking():
+    idx = LexicalIndex.build([f"{d['title']} {d['text']}" for d in DOCS])
+    top = idx.search("who built the clock", 3)
+    assert top[0][0] == 0 and {i for i, _ in top} <= {0, 3}  # stemmed: "clocks" matches "clock"
+    allowed = np.array([False, True, True, True])
+    assert idx.search("who built the clock", 3, allowed)[0][0] == 3  # d1 filtered out, never ranked
+    assert idx.search("zebra xylophone", 3) == []
+
+
+def test_fusion_is_a_convex_mix_of_normalised_scores():
+    fused = dict(fuse([("a", 0.9), ("b", 0.5)], [("b", 10.0), ("c", 2.0)], weight=0.5))
+    assert fused == pytest.approx({"a": 0.5, "b": 0.5, "c": 0.0})
+    assert [d for d, _ in fuse([("a", 0.9), ("b", 0.5)], [("b", 10.0), ("c", 2.0)], weight=0.8)][0] == "a"
+
+
+def test_trec_metrics_by_hand():
+    ranked = {"q1": ["d2", "d1", "d3"], "q2": ["d4", "d3"]}
+    qrels = {"q1": {"d1": 1}, "q2": {"d1": 1, "d4": 1}}
+    m = metrics(ranked, qrels)
+    # q1: relevant at rank 2 -> nDCG 1/log2(3) = 0.6309; q2: d4 at rank 1, d1 missing -> 1 / (1 + 1/log2 3) = 0.6131
+    assert m["ndcg@10"] == pytest.approx((0.6309 + 0.6131) / 2, abs=1e-3)
+    assert m["recall@5"] == pytest.approx((1 + 0.5) / 2) and m["mrr@10"] == pytest.approx((0.5 + 1) / 2)
+
+
+@pytest.fixture
+def beir(tmp_path):
+    folder = tmp_path / "toy"
+    (folder / "qrels").mkdir(parents=True)
+    with gzip.open(folder / "corpus.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write("".join(json.dumps(d) + "\n" for d in DOCS))
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "who built the great clock"}) + "\n" +
+                                          json.dumps({"_id": "q2", "text": "how many books can I borrow"}) + "\n")
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
+    return folder
+
+
+def test_eval_retrieval_on_a_beir_folder_is_cached(beir, embedder, tmp_path):
+    for mode in ("bm25", "dense", "hybrid"):
+        out = evaluate_beir(beir, embedder, "minilm", tmp_path / "cache", mode=mode, k=10)
+        assert out["ndcg@10"] == 1.0 and out["queries"] == 2 and out["docs"] == 4, (mode, out)
+    again = evaluate_beir(beir, embedder, "minilm", tmp_path / "cache", mode="hybrid", k=10)
+    assert again["built"] == {}  # the second run reused both indexes
+
+
+def test_bad_beir_folders_name_the_file(tmp_path, beir):
+    with pytest.raises(EternaError, match="no corpus.jsonl"):
+        read_beir(tmp_path, "test")
+    with pytest.raises(EternaError, match="dev.tsv: missing"):
+        read_beir(beir, "dev")
