@@ -131,6 +131,9 @@ class RetrievalConfig(_Strict):
     min_score: float = Field(0.25, ge=-1, le=1, description="hits below this cosine are not shown to the model")
     chunk_words: int = Field(120, ge=16)
     overlap_words: int = Field(25, ge=0)
+    mode: Literal["dense", "hybrid"] = Field("dense", description="hybrid: dense + BM25 candidates under the same "
+                                                                   "filters, fused (see README, Retrieval)")
+    hybrid_weight: float = Field(0.5, ge=0, le=1, description="weight of the dense scores in the fusion")
 
 
 class GenerationConfig(_Strict):

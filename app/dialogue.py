@@ -387,8 +387,10 @@ class DialogueEngine:
         """Scoped retrieval, then evidence selection; empty when the character must say it does not know."""
         g = self.config.grounding
         scope = Scope(npc=spec.id, kinds=spec.kinds(), chapter=chapter)
-        hits = [h for h in index.search_vector(qvec, self.config.retrieval.k, scope)
-                if h.score >= self.config.retrieval.min_score]
+        r = self.config.retrieval
+        found = index.search_hybrid(text, qvec, r.k, scope, weight=r.hybrid_weight) if r.mode == "hybrid" \
+            else index.search_vector(qvec, r.k, scope)
+        hits = [h for h in found if h.score >= r.min_score]
         evidence = selector.select(text, qvec, hits, g.evidence_sentences, whole_chunks=g.whole_chunks)
         if evidence and not g.whole_chunks and (
                 evidence[0].score < g.min_evidence

@@ -51,11 +51,12 @@ def read_current(root: Path) -> Path:
 class LoreIndex:
     """A loaded generation: FAISS index + chunk records + manifest. Search is exact and filterable."""
 
-    def __init__(self, path: Path, manifest: dict, chunks: list[Chunk], index: faiss.Index):
+    def __init__(self, path: Path, manifest: dict, chunks: list[Chunk], index: faiss.Index, lexical=None):
         self.path = Path(path)
         self.manifest = manifest
         self.chunks = chunks
         self.index = index
+        self.lexical = lexical  # LexicalIndex of the same chunks, or None (a generation built before BM25)
         self._chapter = np.array([c.chapter for c in chunks], dtype=np.int64)
 
     @classmethod
@@ -73,7 +74,15 @@ class LoreIndex:
         index = faiss.read_index(str(gen / "index.faiss"))
         if index.ntotal != len(chunks):
             raise IndexMismatchError(f"{gen}: {index.ntotal} vectors but {len(chunks)} chunks; rebuild the index")
-        return cls(gen, manifest, chunks, index)
+        lexical = None
+        if (gen / "bm25" / "eterna_lexical.json").is_file():
+            from retrieval.lexical import LexicalIndex
+
+            lexical = LexicalIndex.load(gen / "bm25")
+            if lexical.n_docs != len(chunks):
+                raise IndexMismatchError(f"{gen}/bm25: {lexical.n_docs} documents but {len(chunks)} chunks; "
+                                         "rebuild the index")
+        return cls(gen, manifest, chunks, index, lexical)
 
     @property
     def dim(self) -> int:
@@ -95,6 +104,27 @@ class LoreIndex:
         scores, ids = self.index.search(q, k, params=params)  # (1, k), (1, k)
         return [Hit(self.chunks[int(i)], float(s), rank) for rank, (s, i) in
                 enumerate(zip(scores[0], ids[0])) if i >= 0]
+
+    def search_hybrid(self, text: str, query: np.ndarray, k: int, scope: Scope | None = None, *,
+                      weight: float = 0.5, candidates: int = 20) -> list[Hit]:
+        """Dense and BM25 candidates under the same filters, fused (convex mix of normalised scores); the hits
+        keep their dense cosine as `score`, so thresholds and evidence selection stay calibrated. Without a lexical
+        index (an older generation) this is dense search."""
+        if self.lexical is None:
+            return self.search_vector(query, k, scope)
+        from retrieval.lexical import fuse
+
+        dense = self.search_vector(query, max(k, candidates), scope)
+        allowed = None
+        if scope is not None and (scope.npc is not None or scope.chapter is not None):
+            allowed = np.array([scope.allows(c) for c in self.chunks], dtype=bool)
+        lex = self.lexical.search(text, max(k, candidates), allowed)
+        order = fuse([(h.chunk.id, h.score) for h in dense], [(self.chunks[i].id, s) for i, s in lex], weight)[:k]
+        row = {c.id: i for i, c in enumerate(self.chunks)}
+        cos = {h.chunk.id: h.score for h in dense}
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        return [Hit(self.chunks[row[cid]], float(cos[cid]) if cid in cos else
+                    float(self.index.reconstruct(row[cid]) @ q), rank) for rank, (cid, _) in enumerate(order)]
 
     def search(self, text: str, embedder: Embedder, k: int = 4, scope: Scope | None = None) -> list[Hit]:
         return self.search_vector(embedder.encode([text])[0], k, scope)
@@ -120,6 +150,10 @@ def write_generation(path: Path, chunks: list[Chunk], vectors: np.ndarray, manif
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     faiss.write_index(index, str(path / "index.faiss"))
     np.save(path / "vectors.npy", vectors)
+    if len(chunks):  # the lexical index of the same chunks, same ids (row i = chunk i), same generation
+        from retrieval.lexical import LexicalIndex
+
+        LexicalIndex.build([f"{c.title} {c.text}" for c in chunks]).save(path / "bm25")
     with (path / "chunks.jsonl").open("w", encoding="utf-8") as f:
         for c in chunks:
             f.write(json.dumps(asdict(c), ensure_ascii=False) + "\n")

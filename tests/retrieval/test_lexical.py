@@ -65,3 +65,27 @@ def test_bad_beir_folders_name_the_file(tmp_path, beir):
         read_beir(tmp_path, "test")
     with pytest.raises(EternaError, match="dev.tsv: missing"):
         read_beir(beir, "dev")
+
+
+def test_index_generation_carries_bm25_and_hybrid_search_honours_scope(tiny_corpus, embedder, tmp_path):
+    import shutil
+
+    from retrieval.index import LoreIndex, read_current
+    from retrieval.rebuild import rebuild_index
+    from retrieval.types import Scope
+
+    rebuild_index(tiny_corpus, tmp_path / "index", embedder)
+    lore = LoreIndex.open(tmp_path / "index", embedder)
+    assert lore.lexical is not None and lore.lexical.n_docs == len(lore.chunks)
+    q = "Who set the Fire of 1731?"
+    qvec = embedder.encode([q])[0]
+    early = lore.search_hybrid(q, qvec, 4, Scope(npc="director", chapter=1))
+    assert early and all(h.chunk.chapter <= 1 for h in early)  # the chapter-3 truth never ranks in chapter 1
+    late = lore.search_hybrid(q, qvec, 4, Scope(npc="director", chapter=3))
+    assert "the-fire-truth" in {h.chunk.doc for h in late}
+    for h in late:  # scores stay dense cosines
+        assert h.score == pytest.approx(float(lore.index.reconstruct(lore.chunks.index(h.chunk)) @ qvec), abs=1e-5)
+    shutil.rmtree(read_current(tmp_path / "index") / "bm25")  # a generation from before BM25: dense search
+    old = LoreIndex.open(tmp_path / "index", embedder)
+    assert old.lexical is None
+    assert [h.chunk.id for h in old.search_hybrid(q, qvec, 4)] == [h.chunk.id for h in old.search_vector(qvec, 4)]
