@@ -60,7 +60,9 @@ def rebuild_index(corpus: Path, root: Path, embedder: Embedder, *, chunk_words: 
     chunking = {"chunk_words": chunk_words, "overlap_words": overlap_words}
     live = _live(root)
     same_embedder = live is not None and live[1]["embedder"] == embedder_info
-    if not force and same_embedder and live[1]["corpus"]["hash"] == corpus_hash and live[1]["chunking"] == chunking:
+    has_lexical = live is not None and (live[0] / "bm25").is_dir() or (live is not None and not docs)
+    if not force and same_embedder and live[1]["corpus"]["hash"] == corpus_hash and live[1]["chunking"] == chunking \
+            and has_lexical:  # a generation from before BM25 is rebuilt (its vectors are reused)
         gen, n = live[0], live[1]["counts"]["chunks"]
         return RebuildStats(generation=gen.name, documents=len(docs), chunks=n, embedded=0, reused=n,
                             seconds=round(time.perf_counter() - t0, 3), path=str(gen), extra={"unchanged": True})
