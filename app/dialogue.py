@@ -160,6 +160,7 @@ class DialogueEngine:
         # the index folder whose CURRENT generation the engine follows (None: keep the one it was given)
         self.index_root = Path(index_root) if index_root is not None else None
         self._swap_lock = threading.Lock()
+        self._bad_generation: Path | None = None
         self.generator, self.router, self.memory = generator, router, memory
         self.cues = cues or router.cues
         self.selector = EvidenceSelector(embedder, self.cues, texts=[c.text for c in index.chunks])
@@ -253,7 +254,17 @@ class DialogueEngine:
         with self._swap_lock:
             if live == self.index.path:
                 return False
-            lore = LoreIndex.open(self.index_root, self.embedder)
+            if live == self._bad_generation:
+                return False
+            try:
+                lore = LoreIndex.open(self.index_root, self.embedder)
+            except Exception as e:  # a broken or foreign generation: keep serving the one we have
+                import logging
+
+                logging.getLogger("eterna").warning("index generation %s not loaded (%s); still serving %s",
+                                                    live.name, e, self.index.path.name)
+                self._bad_generation = live
+                return False
             selector = EvidenceSelector(self.embedder, self.cues, texts=[c.text for c in lore.chunks])
             self.router.lore = lore
             self.index, self.selector = lore, selector

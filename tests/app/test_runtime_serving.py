@@ -119,3 +119,21 @@ def test_backend_registry_is_closed_and_loud():
     assert {"transformers", "llamacpp"} <= set(backend_names())
     with pytest.raises(ConfigError, match="unknown backend 'vllm'"):
         make_backend("vllm")
+
+
+def test_a_broken_new_generation_leaves_the_old_one_serving(engine, project):
+    import shutil
+
+    from app.config import EternaConfig
+    from retrieval.index import read_current
+    from retrieval.rebuild import rebuild_index
+
+    cfg = EternaConfig.load(project)
+    serving = engine.index.path
+    (cfg.paths.corpus / "extra.md").write_text("---\ntitle: Extra\nkind: history\nnpc_scope: all\nchapter: 1\n---\n"
+                                               "The east door is painted green every spring.\n", encoding="utf-8")
+    rebuild_index(cfg.paths.corpus, cfg.paths.index, engine.embedder)
+    (read_current(cfg.paths.index) / "index.faiss").write_bytes(b"not faiss")  # corrupt the new generation
+    reply = engine.say("warden", "Good evening!", session="bad")
+    assert engine.index.path == serving and reply.context["index_generation"] == serving.name
+    shutil.rmtree(read_current(cfg.paths.index))
