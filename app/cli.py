@@ -283,12 +283,25 @@ def cmd_train_sft(args) -> None:
     npc = Cast.load(cfg.paths.npcs, cfg.world).get(args.npc)
     data = Path(args.data) if args.data else cfg.data_path("style") / f"{npc.id}.jsonl"
     out = Path(args.out) if args.out else cfg.paths.adapters / npc.id
-    overrides = {k: v for k, v in (("max_steps", args.max_steps), ("epochs", args.epochs), ("r", args.rank),
+    overrides = {k: v for k, v in (("max_steps", args.max_steps), ("epochs", args.epochs),
                                    ("method", args.method), ("learning_rate", args.lr)) if v is not None}
+    params = {}
+    if args.params:
+        try:
+            params = json.loads(args.params)
+        except json.JSONDecodeError as e:
+            raise EternaError(f"--params: invalid JSON ({e.msg}); e.g. --params '{{\"r\": 16}}'") from None
+        if not isinstance(params, dict):
+            raise EternaError("--params must be a JSON object, e.g. '{\"num_virtual_tokens\": 16}'")
+    if args.rank is not None:
+        params["r"] = args.rank
     from pydantic import ValidationError
 
+    from tuning.methods import get_method
+
+    get_method(overrides.get("method", "lora")).parse(params)  # fail before loading anything
     try:
-        recipe = SFTRecipe(**overrides)
+        recipe = SFTRecipe(**overrides, params=params)
     except ValidationError as e:
         first = e.errors()[0]
         raise EternaError(f"--{first['loc'][0]}: {first['msg']}") from None
@@ -561,14 +574,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_demo)
 
     train = sub.add_parser("train", help="fine-tune adapters").add_subparsers(dest="sub", required=True)
-    sp = train.add_parser("sft", help="LoRA SFT of one NPC's style set")
+    sp = train.add_parser("sft", help="fine-tune one NPC's voice on its style set (LoRA by default)")
     sp.add_argument("--npc", required=True)
     sp.add_argument("--data", help="chat JSONL (default: paths.style/<npc>.jsonl)")
     sp.add_argument("--out", help="adapter folder (default: paths.adapters/<npc>)")
     sp.add_argument("--max-steps", type=int)
     sp.add_argument("--epochs", type=float)
     sp.add_argument("--rank", type=int)
-    sp.add_argument("--method", help="PEFT method: lora, dora, qlora")
+    sp.add_argument("--method", help="lora (default), dora, qlora, ia3, prompt, prefix, full")
+    sp.add_argument("--params", help='the method\'s parameters as JSON, e.g. \'{"r": 16}\' or '
+                                     '\'{"num_virtual_tokens": 20}\'')
     sp.add_argument("--lr", type=float)
     common(sp, npcs=True)
     sp.set_defaults(fn=cmd_train_sft)

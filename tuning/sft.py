@@ -33,11 +33,10 @@ class SFTRecipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: str = Field("lora", description="PEFT method name from tuning.methods (lora, dora, qlora)")
-    r: int = Field(8, ge=1, description="adapter rank")
-    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="layers to adapt")
+    method: str = Field("lora", description="fine-tuning method from tuning.methods: lora, dora, qlora, ia3, "
+                                            "prompt, prefix, full")
+    params: dict = Field(default_factory=dict, description="the method's own parameters, checked by its typed "
+                                                           "config (e.g. lora: r, alpha, dropout, target_modules)")
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
     learning_rate: float = Field(1e-3, gt=0, description="LoRA tolerates high rates; at 2e-4 the voice barely "
@@ -50,6 +49,8 @@ class SFTRecipe(BaseModel):
                                          "AVX-512 BF16; set false on CPUs without native bf16")
     seed: int = 0
     logging_steps: int = Field(5, ge=1)
+    save_dtype: Literal["float32", "float16"] = Field("float32", description="dtype of the saved adapter weights "
+                                                                         "(float16 halves the files shipped)")
 
 
 def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, system: str | None = None,
@@ -65,6 +66,7 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
     data, out_dir = Path(data), Path(out_dir)
     examples = load_chat_examples(data)  # validate before loading any model
     method = get_method(recipe.method)
+    params = method.parse(recipe.params)
     dataset = Dataset.from_list(to_prompt_completion(examples, system))
     model, tok = load_base(base_dir, "float32", quantization=method.quantization)
     if method.quantization:
@@ -72,6 +74,10 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     torch.manual_seed(recipe.seed)
+    peft_config = method.build(params, base_dir)
+    if method.kind == "full":
+        for name, p in model.named_parameters():
+            p.requires_grad = params.train_embeddings or "embed_tokens" not in name and "lm_head" not in name
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.train-", dir=out_dir.parent))
@@ -85,27 +91,36 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
             save_strategy="no", report_to="none", seed=recipe.seed, max_length=recipe.max_length,
             dataloader_num_workers=0, disable_tqdm=True)
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
-                             peft_config=method.build(recipe))
+                             peft_config=peft_config)
         # stdout belongs to the caller (the CLI prints JSON there): progress goes to stderr instead
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
         if log:
             trainer.add_callback(_stderr_log_callback())
+        trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         result = trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         if not math.isfinite(result.training_loss):
             raise EternaError(f"training diverged (loss {result.training_loss}); lower learning_rate")
         staged = work / "adapter"
         trainer.model.save_pretrained(staged)
+        if recipe.save_dtype == "float16" and method.kind == "adapter":
+            from tuning.adapters import halve_weights
+
+            halve_weights(staged)
+        if method.kind == "full":
+            tok.save_pretrained(staged)
         manifest = {
             "built_by": built_by,
             **(extra or {}),
             "npc": npc,
             "method": recipe.method,
+            "kind": method.kind,
+            "trainable_parameters": trainable,
             "base": {"spec": base_spec or str(base_dir), "path": str(Path(base_dir).resolve()),
                      "fingerprint": model_fingerprint(base_dir)},
             "data": {"path": str(data.resolve()), "sha256": data_fingerprint(data), "examples": len(examples)},
-            "recipe": recipe.model_dump(),
+            "recipe": {**recipe.model_dump(), "params": params.model_dump()},
             "system": system,
             "metrics": {"train_loss": result.training_loss, "first_loss": losses[0] if losses else None,
                         "last_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,

@@ -23,7 +23,7 @@ def trained(tmp_path_factory, tiny_llm_dir):
     root = tmp_path_factory.mktemp("sft")
     data = root / "warden.jsonl"
     data.write_text("".join(_json.dumps(x) + "\n" for x in STYLE), encoding="utf-8")
-    recipe = SFTRecipe(max_steps=6, batch_size=4, learning_rate=5e-3, logging_steps=1, r=4, alpha=8)
+    recipe = SFTRecipe(max_steps=6, batch_size=4, learning_rate=5e-3, logging_steps=1, params={"r": 4, "alpha": 8})
     manifest = train_sft(tiny_llm_dir, data, root / "adapters" / "warden", recipe, system="You are the Warden.",
                          npc="warden")
     return root / "adapters" / "warden", manifest
@@ -35,7 +35,8 @@ def test_adapter_is_standard_peft_with_manifest(trained, tiny_llm_dir):
     on_disk = json.loads((path / ADAPTER_MANIFEST).read_text())
     assert on_disk == json.loads(json.dumps(manifest))
     assert manifest["npc"] == "warden" and manifest["data"]["examples"] == 8
-    assert manifest["recipe"]["r"] == 4 and manifest["metrics"]["steps"] == 6
+    assert manifest["recipe"]["params"]["r"] == 4 and manifest["metrics"]["steps"] == 6
+    assert manifest["recipe"]["params"]["dropout"] == 0.05  # the method's defaults are recorded too
     assert math.isfinite(manifest["metrics"]["train_loss"])
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
 
@@ -83,7 +84,7 @@ def test_adapter_for_another_base_is_refused(trained, tmp_path):
 
 
 def test_unknown_method_fails_before_loading(tiny_llm_dir, style_file, tmp_path):
-    with pytest.raises(ConfigError, match="unknown PEFT method 'lorax'; available: dora, lora"):
+    with pytest.raises(ConfigError, match="unknown PEFT method 'lorax'; available: dora, full, ia3, lora"):
         train_sft(tiny_llm_dir, style_file, tmp_path / "a", SFTRecipe(method="lorax"))
     assert not (tmp_path / "a").exists()
 
