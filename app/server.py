@@ -113,25 +113,32 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
         finally:
             q.leave()
 
-    async def stream_items(make: callable) -> AsyncIterator:
-        """Run a blocking generator in a worker thread; yield its items here. Admission was checked by the caller."""
+    def start_stream(make) -> AsyncIterator:
+        """Run a blocking generator in a worker thread started now (so the queue slot taken by the caller is
+        always given back, even if the client leaves before the response starts); drain it here."""
         loop = asyncio.get_running_loop()
         items: asyncio.Queue = asyncio.Queue()
         done = object()
 
+        def put(it):
+            loop.call_soon_threadsafe(items.put_nowait, it)
+
         def worker():
             try:
                 for it in make():
-                    loop.call_soon_threadsafe(items.put_nowait, it)
+                    put(it)
             except Exception as e:  # reported to the client as an error event
-                loop.call_soon_threadsafe(items.put_nowait, e)
+                put(e)
             finally:
-                loop.call_soon_threadsafe(items.put_nowait, done)
+                put(done)
                 q.leave()
 
         threading.Thread(target=worker, daemon=True).start()
-        while (it := await items.get()) is not done:
-            yield it
+
+        async def drain():
+            while (it := await items.get()) is not done:
+                yield it
+        return drain()
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -155,10 +162,10 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
     async def say_stream(npc: str, body: SayRequest) -> StreamingResponse:
         check_npc(npc)
         q.enter()  # before the response starts: a full queue is a 429, not a broken stream
+        items = start_stream(lambda: engine.stream(npc, body.text, session=body.session, chapter=body.chapter))
 
         async def events() -> AsyncIterator[str]:
-            async for it in stream_items(lambda: engine.stream(npc, body.text, session=body.session,
-                                                               chapter=body.chapter)):
+            async for it in items:
                 if isinstance(it, Reply):
                     yield _sse("reply", it.to_json())
                 elif isinstance(it, Exception):
@@ -218,20 +225,23 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
 
         q.enter()
 
-        async def events() -> AsyncIterator[str]:
-            yield "data: " + chunk({"role": "assistant", "content": ""}) + "\n\n"
+        def turn():
             try:
-                async for it in stream_items(lambda: engine.stream(body.model, text, session=session,
-                                                                   chapter=body.chapter, remember=remember)):
-                    if isinstance(it, Reply):
-                        yield "data: " + chunk({}, "stop") + "\n\n"
-                    elif isinstance(it, Exception):
-                        yield "data: " + json.dumps({"error": {"message": str(it), "type": "eterna_error"}}) + "\n\n"
-                    else:
-                        yield "data: " + chunk({"content": it}) + "\n\n"
+                yield from engine.stream(body.model, text, session=session, chapter=body.chapter, remember=remember)
             finally:
                 if not remember:
                     engine.memory.forget(session)
+        items = start_stream(turn)
+
+        async def events() -> AsyncIterator[str]:
+            yield "data: " + chunk({"role": "assistant", "content": ""}) + "\n\n"
+            async for it in items:
+                if isinstance(it, Reply):
+                    yield "data: " + chunk({}, "stop") + "\n\n"
+                elif isinstance(it, Exception):
+                    yield "data: " + json.dumps({"error": {"message": str(it), "type": "eterna_error"}}) + "\n\n"
+                else:
+                    yield "data: " + chunk({"content": it}) + "\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
