@@ -602,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_eval_router)
 
     sp = ev.add_parser("ab", help="A/B harness: the same items through every variant; report with intervals")
-    sp.add_argument("--config", dest="eval_config", required=True, help="eval config, e.g. configs/eval/library.yaml")
+    sp.add_argument("--config", dest="eval_config", required=True, help="eval config, e.g. configs/eval/NAME.yaml")
     sp.add_argument("--out", required=True, help="output folder (answers.jsonl, summary.json, report.md/html)")
     sp.add_argument("--limit", type=int, help="items per set at most")
     sp.add_argument("--resume", action="store_true", help="finish a run in --out, asking only what is missing")

@@ -1,4 +1,4 @@
-"""Lexical search (BM25, the `bm25s` library with a Snowball English stemmer) and score fusion with dense search.
+"""Lexical search (BM25, the `bm25s` package with a Snowball English stemmer) and score fusion with dense search.
 
 `LexicalIndex` scores every document for a query, so scope and chapter filters are applied before ranking, exactly
 as in the dense index. `fuse` combines two score lists per query by min-max normalisation over the union of both

@@ -102,7 +102,7 @@ def test_train_sft_cli(capsys, cfg, tmp_path, style_file):
     assert rc == 0 and manifest["npc"] == "warden" and (out_dir / "adapter_config.json").is_file()
     rc, _, err = run(capsys, "--config", cfg, "train", "sft", "--npc", "warden", "--data", str(style_file),
                      "--rank", "0")
-    assert rc == 2 and "--r" in err
+    assert rc == 2 and "params.r" in err  # the method's own field, named
 
 
 def test_console_script_and_validate_on_the_shipped_project():
