@@ -41,6 +41,8 @@ class VariantSpec(_Strict):
     route: Literal["auto", "fact", "style", "both", "offworld"] = Field(
         "auto", description="auto = the router; fact = always retrieve; style = never")
     npcs: Path | None = Field(None, description="another cast file (other adapters)")
+    llm: str | None = Field(None, description="another base model (loaded once, shared by the variants naming it)")
+    backend: Literal["transformers", "llamacpp"] | None = Field(None, description="another generation backend")
     index: Path | None = Field(None, description="another index folder")
     generation: dict = Field(default_factory=dict, description="overrides of generation.*")
     grounding: dict = Field(default_factory=dict, description="overrides of grounding.*")
@@ -182,10 +184,11 @@ class VoiceClassifier:
 def _engines(cfg: EvalConfig, world: EternaConfig):
     """One engine per variant, all on one loaded model."""
     from app.config import Cast
-    from app.dialogue import DialogueEngine
+    from app.dialogue import DialogueEngine, build_backend
 
     first = None
     engines = {}
+    generators: dict[tuple, object] = {}
     for v in cfg.variants:
         wcfg = world.model_copy(update={
             "generation": world.generation.model_copy(update=v.generation),
@@ -199,6 +202,14 @@ def _engines(cfg: EvalConfig, world: EternaConfig):
             engines[v.name] = first
         else:
             engines[v.name] = first.variant(config=wcfg, cast=Cast.load(cast_path, world.world), index_root=v.index)
+        if v.llm is not None or (v.backend is not None and v.backend != first.generator.name):
+            key = (v.llm or world.models.llm, v.backend or world.models.backend)
+            if key not in generators:  # one load per distinct base model and backend
+                models = world.models.model_copy(update={"backend": v.backend or world.models.backend})
+                generators[key] = build_backend(wcfg.model_copy(update={"models": models}), v.llm)
+            e = engines[v.name]
+            engines[v.name] = type(e)(e.config, e.cast, e.embedder, e.index, generators[key], e.router, e.memory,
+                                      e.cues, index_root=e.index_root)
     return engines
 
 

@@ -112,3 +112,22 @@ def test_eval_config_errors_name_the_file(tmp_path):
     bad.write_text("world: x.yaml\nvariants: [{name: a, route: sideways}, {name: b}]\n")
     with pytest.raises(ConfigError, match="bad.yaml"):
         EvalConfig.load(bad)
+
+
+def test_a_variant_may_name_another_base_model(eval_config, tiny_llm_dir, tmp_path):
+    import shutil
+
+    from app.config import EternaConfig
+    from app.evaluation.ab import EvalConfig, _engines
+
+    other = tmp_path / "other-llm"
+    shutil.copytree(tiny_llm_dir, other)
+    cfg = yaml.safe_load(eval_config.read_text())
+    cfg["variants"] = [{"name": "a", "route": "style"}, {"name": "b", "route": "style", "llm": str(other)},
+                       {"name": "c", "route": "style", "llm": str(other)}]
+    eval_config.write_text(yaml.safe_dump(cfg))
+    ec = EvalConfig.load(eval_config)
+    engines = _engines(ec, EternaConfig.load(ec.world))
+    assert engines["b"].generator is engines["c"].generator is not engines["a"].generator  # one load per model
+    assert engines["b"].generator.model_dir == other
+    assert engines["b"].say("warden", "hello", route="style", remember=False).route == "style"
