@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from app.config import GenerationConfig
-from retrieval.errors import ConfigError
+from retrieval.registry import Registry
 from tuning.adapters import attach_adapter
 from tuning.base import load_base, model_fingerprint
 
@@ -114,32 +114,24 @@ class GenerationBackend(Protocol):
         ...
 
 
-_BACKENDS: dict[str, Callable[..., GenerationBackend]] = {}
+_BACKENDS: Registry[Callable[..., GenerationBackend]] = Registry("backend")
 
 
 def register_backend(name: str):
     def deco(factory):
-        if name in _BACKENDS:
-            raise ValueError(f"backend {name!r} registered twice")
-        _BACKENDS[name] = factory
-        return factory
+        return _BACKENDS.add(name, factory)
     return deco
 
 
 def backend_names() -> list[str]:
-    return sorted(_BACKENDS)
+    return _BACKENDS.names()
 
 
 def make_backend(name: str, **kwargs) -> GenerationBackend:
     """Build a registered backend: `make_backend("llamacpp", model_dir=..., gguf=..., cache_dir=...)`."""
     import app.llamacpp  # noqa: F401  (registers itself)
 
-    try:
-        factory = _BACKENDS[name]
-    except KeyError:
-        raise ConfigError(f"models.backend: unknown backend {name!r}; available: {', '.join(backend_names())}") \
-            from None
-    return factory(**kwargs)
+    return _BACKENDS.lookup(name, where="models.backend: ")(**kwargs)
 
 
 def _decoding(cfg: GenerationConfig | Decoding) -> Decoding:

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from retrieval.errors import ConfigError
+from retrieval.registry import Registry
 
 
 class MethodParams(BaseModel):
@@ -67,28 +68,23 @@ class Method:
                               f"(its parameters: {', '.join(self.params.model_fields)})") from None
 
 
-_REGISTRY: dict[str, Method] = {}
+_REGISTRY: Registry[Method] = Registry("PEFT method")
 
 
 def register(name: str, help: str, params: type[MethodParams], quantization: str | None = None,
              kind: str = "adapter"):
     def deco(fn: Callable) -> Callable:
-        if name in _REGISTRY:
-            raise ValueError(f"fine-tuning method {name!r} registered twice")
-        _REGISTRY[name] = Method(name, help, params, fn, quantization, kind)
+        _REGISTRY.add(name, Method(name, help, params, fn, quantization, kind))
         return fn
     return deco
 
 
 def get_method(name: str) -> Method:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"unknown PEFT method {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+    return _REGISTRY.lookup(name)
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def _lora_kwargs(p: LoraParams) -> dict:

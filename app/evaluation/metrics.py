@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from retrieval.registry import Registry
+
 BINARY, SCORE = "binary", "score"
 
 
@@ -26,14 +28,12 @@ class Metric:
     higher_is_better: bool = True
 
 
-METRICS: dict[str, Metric] = {}
+METRICS: Registry[Metric] = Registry("metric")
 
 
 def metric(name: str, kind: str, sets: tuple[str, ...], help: str, higher_is_better: bool = True):
     def deco(fn):
-        if name in METRICS:
-            raise ValueError(f"metric {name!r} registered twice")
-        METRICS[name] = Metric(name, kind, sets, fn, help, higher_is_better)
+        METRICS.add(name, Metric(name, kind, sets, fn, help, higher_is_better))
         return fn
     return deco
 
