@@ -217,9 +217,13 @@ class DialogueEngine:
         return cls(config, cast, embedder, lore, generator, router, memory, cues,
                    index_root=index or config.paths.index)
 
-    def idk_line(self, spec: NpcSpec) -> str:
+    @staticmethod
+    def _in_voice(spec: NpcSpec, text: str) -> str:
         m = spec.markers
-        return wrap_in_voice(spec.idk or self.config.world.idk, m.opens if m else None, m.closes if m else None)
+        return wrap_in_voice(text, m.opens if m else None, m.closes if m else None)
+
+    def idk_line(self, spec: NpcSpec) -> str:
+        return self._in_voice(spec, spec.idk or self.config.world.idk)
 
     def say(self, npc: str, text: str, *, session: str = "default", chapter: int = 1,
             use_adapter: bool = True, remember: bool = True, route: str | None = None) -> Reply:
@@ -311,7 +315,7 @@ class DialogueEngine:
         if (flags and not grounded) or (route.label == "offworld" and self.config.guard.offworld == "deflect"):
             # a line that addresses the model (injection, role swap, character break): the character turns it
             # aside in its own voice, with no generation to talk round
-            out_text = self.deflection(spec, route.label, flags)
+            out_text = self.deflection(spec)
             grounding = {"answer": "deflected"}
             timings.update(prompt_ms=0.0, generate_ms=0.0)
             context.update(facts=[], turns=0, summary=False, prompt_tokens=0)
@@ -409,11 +413,9 @@ class DialogueEngine:
             return []
         return evidence
 
-    def deflection(self, spec: NpcSpec, route: str = "offworld", flags: list[str] | None = None) -> str:
+    def deflection(self, spec: NpcSpec) -> str:
         """The character's in-voice refusal to step out of the fiction (no generation: it cannot be talked round)."""
-        m = spec.markers
-        return wrap_in_voice(spec.deflect or self.config.world.deflect, m.opens if m else None,
-                             m.closes if m else None)
+        return self._in_voice(spec, spec.deflect or self.config.world.deflect)
 
     def _output_guard(self, spec: NpcSpec, system: str, reply: str) -> tuple[str, str | None]:
         """A generated reply must not speak as a model, take another identity, or recite its instructions:
@@ -429,8 +431,7 @@ class DialogueEngine:
         return reply, None
 
     def _extract(self, spec: NpcSpec, evidence: list[Evidence]) -> str:
-        m = spec.markers
-        return wrap_in_voice(" ".join(e.text for e in evidence), m.opens if m else None, m.closes if m else None)
+        return self._in_voice(spec, " ".join(e.text for e in evidence))
 
     def _mode(self, route: str) -> str:
         g = self.config.grounding
