@@ -122,7 +122,6 @@ class Context:
     cues: object
     markers: dict
     selector: object
-    world: object
     voice: object = None
     personas: tuple = ()  # (npc ids, unit persona vectors (N, dim), embedder)
     rouge: object = field(default=None)
@@ -281,14 +280,13 @@ def _context(first, world: EternaConfig) -> Context:
         voice = vc if vc.ok else None
     ids = [n.id for n in first.cast.npcs]
     vecs = first.embedder.encode([f"{n.name}. {n.persona} {n.style}" for n in first.cast.npcs])
-    return Context(cues=first.cues, markers=markers, selector=first.selector, world=world.world, voice=voice,
+    return Context(cues=first.cues, markers=markers, selector=first.selector, voice=voice,
                    personas=(ids, vecs, first.embedder))
 
 
-def _in_scope(first, it: dict) -> bool:
+def _in_scope(first, docs: dict, it: dict) -> bool:
     from retrieval.types import Scope
 
-    docs = {c.doc: c for c in first.index.chunks}
     doc = docs.get(it.get("doc"))
     if doc is None:
         return True
@@ -298,9 +296,10 @@ def _in_scope(first, it: dict) -> bool:
 
 def score(cfg: EvalConfig, world: EternaConfig, items: list[dict], answers: dict, first) -> dict:
     ctx = _context(first, world)
+    docs = first.index.documents()
     for it in items:
         if it["set"] == "facts":
-            it["in_scope"] = _in_scope(first, it)
+            it["in_scope"] = _in_scope(first, docs, it)
     names = [v.name for v in cfg.variants]
     ref = cfg.reference or names[-1]
     values: dict[str, dict[str, dict[str, float]]] = {m: {v: {} for v in names} for m in METRICS}
@@ -343,11 +342,11 @@ def score(cfg: EvalConfig, world: EternaConfig, items: list[dict], answers: dict
     for c, adj in zip(tested, holm([c["p"] for c in tested])):
         c["p_holm"] = adj
     per_npc: dict[str, dict[str, dict[str, float]]] = {}
+    npc_of = {it["key"]: it.get("npc") for it in items}
     for mname in ("contains_gold", "voice_markers", "voice_classifier", "persona_consistency"):
         for v in names:
             for key, x in values[mname][v].items():
-                npc = next(it["npc"] for it in items if it["key"] == key)
-                per_npc.setdefault(npc, {}).setdefault(f"{mname}:{v}", []).append(x)
+                per_npc.setdefault(npc_of[key], {}).setdefault(f"{mname}:{v}", []).append(x)
     per_npc = {n: {k: round(float(np.mean(x)), 3) for k, x in d.items()} for n, d in per_npc.items()}
     router = _confusion(items, answers, names)
     return {"reference": ref, "table": table, "comparisons": comparisons, "per_npc": per_npc, "router": router,
