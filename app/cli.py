@@ -253,7 +253,9 @@ def cmd_serve(args) -> int:
         import os
 
         os.environ["ETERNA_SERVE"] = json.dumps({"config": str(Path(args.config).resolve()), "api_key": args.api_key,
-                                                 "queue": args.queue, "backend": args.backend})
+                                                 "queue": args.queue, "backend": args.backend,
+                                                 "npcs": args.npcs and str(Path(args.npcs).resolve()),
+                                                 "index": args.index and str(Path(args.index).resolve())})
         uvicorn.run("app.server:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
                     log_level="warning")
         return 0

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -281,4 +282,6 @@ def app_from_env() -> FastAPI:
     cfg = EternaConfig.load(opts["config"])
     if opts.get("backend"):
         cfg = cfg.model_copy(update={"models": cfg.models.model_copy(update={"backend": opts["backend"]})})
-    return create_app(DialogueEngine.from_settings(cfg), api_key=opts.get("api_key"), queue=opts["queue"])
+    engine = DialogueEngine.from_settings(cfg, npcs=opts.get("npcs") and Path(opts["npcs"]),
+                                          index=opts.get("index") and Path(opts["index"]))
+    return create_app(engine, api_key=opts.get("api_key"), queue=opts["queue"])
