@@ -87,7 +87,7 @@ def cmd_index_rebuild(args) -> None:
     emb = SentenceTransformerEmbedder(cfg.models.embedder)
     stats = rebuild_index(cfg.paths.corpus, cfg.paths.index, emb, chunk_words=cfg.retrieval.chunk_words,
                           overlap_words=cfg.retrieval.overlap_words, force=args.force, kinds=cfg.world.kinds,
-                          npc_ids=npc_ids)
+                          npc_ids=npc_ids, index_spec=cfg.retrieval.index.spec())
     out = {**{k: v for k, v in stats.__dict__.items() if k != "extra"}, **stats.extra}
     if stats.extra.get("unchanged"):
         text = f"index unchanged: generation {stats.generation} is current ({stats.chunks} chunks); --force rebuilds"
@@ -133,8 +133,9 @@ def cmd_index_search(args) -> None:
         scope = Scope(npc=npc.id, kinds=npc.kinds(), chapter=args.chapter)
     emb = SentenceTransformerEmbedder(cfg.models.embedder)
     index = LoreIndex.open(cfg.paths.index, emb)
-    hits = index.search(query, emb, args.k, scope)
-    out = {"query": query, "generation": index.path.name,
+    retrieval = cfg.retrieval.model_copy(update={"mode": args.mode}) if args.mode else cfg.retrieval
+    hits = retrieval.retriever(emb).search(index, query, emb.encode([query])[0], args.k, scope)
+    out = {"query": query, "generation": index.path.name, "mode": retrieval.mode,
            "hits": [{**h.source(), "rank": h.rank, "title": h.chunk.title, "chapter": h.chunk.chapter,
                      "text": h.chunk.text} for h in hits]}
     lines = [f"{h.rank + 1}. {h.score:.3f}  {h.chunk.id}  (ch {h.chunk.chapter})  {h.chunk.text[:100]}..."
@@ -538,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--k", type=int, default=5)
     sp.add_argument("--npc", help="only what this NPC may know")
     sp.add_argument("--chapter", type=int, help="only what a player in this chapter may learn")
+    sp.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="override retrieval.mode of the config")
     common(sp, index=True, npcs=True)
     sp.set_defaults(fn=cmd_index_search)
 

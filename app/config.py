@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrieval.errors import ConfigError, UnknownNpcError
 
@@ -126,14 +126,49 @@ class GroundingConfig(_Strict):
                                  "generated fact/both turns instead of the character's voice adapter")
 
 
+class IndexKindConfig(_Strict):
+    exact_max: int = Field(100_000, ge=0, description="up to this many chunks the index is exact (IndexFlatIP)")
+    factory: str = Field("IVF{nlist},Flat", description="FAISS factory string above exact_max ({nlist} becomes "
+                                                        "4*sqrt(N)), e.g. HNSW32,Flat")
+    nprobe: int = Field(16, ge=1, description="IVF lists probed per query")
+    ef_search: int = Field(64, ge=1, description="HNSW candidate list per query")
+
+    def spec(self):
+        from retrieval.index import IndexSpec
+
+        return IndexSpec(exact_max=self.exact_max, factory=self.factory, nprobe=self.nprobe,
+                         ef_search=self.ef_search)
+
+
 class RetrievalConfig(_Strict):
     k: int = Field(4, ge=1, le=50)
     min_score: float = Field(0.25, ge=-1, le=1, description="hits below this cosine are not shown to the model")
     chunk_words: int = Field(120, ge=16)
     overlap_words: int = Field(25, ge=0)
-    mode: Literal["dense", "hybrid"] = Field("dense", description="hybrid: dense + BM25 candidates under the same "
-                                                                   "filters, fused (see README, Retrieval)")
+    mode: Literal["dense", "bm25", "hybrid"] = Field(
+        "dense", description="hybrid: dense + BM25 candidates under the same filters, fused (see README, Retrieval)")
     hybrid_weight: float = Field(0.5, ge=0, le=1, description="weight of the dense scores in the fusion")
+    candidates: int = Field(20, ge=1, le=1000, description="candidates per retriever before fusion or reranking")
+    rerank: Literal["none", "sentences", "cross-encoder"] = Field(
+        "none", description="second stage: sentences (the embedder over each candidate's sentences) or a local "
+                            "cross-encoder (rerank_model)")
+    rerank_model: Path | None = Field(None, description="local sentence-transformers CrossEncoder folder")
+    rerank_weight: float = Field(0.5, ge=0, le=1, description="weight of the reranker against the first stage")
+    index: IndexKindConfig = IndexKindConfig()
+
+    @model_validator(mode="after")
+    def _rerank_model(self):
+        if self.rerank == "cross-encoder" and self.rerank_model is None:
+            raise ValueError("rerank: cross-encoder needs rerank_model, a local CrossEncoder folder")
+        return self
+
+    def retriever(self, embedder=None):
+        from retrieval.retriever import RetrieverSpec, make_retriever
+
+        return make_retriever(RetrieverSpec(
+            mode=self.mode, hybrid_weight=self.hybrid_weight, candidates=self.candidates, rerank=self.rerank,
+            rerank_model=str(self.rerank_model) if self.rerank_model else None, rerank_weight=self.rerank_weight),
+            embedder)
 
 
 class GenerationConfig(_Strict):
@@ -187,7 +222,9 @@ class EternaConfig(_Strict):
         models = self.models.model_copy(update={"cache_dir": fix(self.models.cache_dir), "gguf": fix(self.models.gguf)})
         world = self.world.model_copy(update={"cues": fix(self.world.cues)})
         grounding = self.grounding.model_copy(update={"adapter": fix(self.grounding.adapter)})
-        return self.model_copy(update={"paths": paths, "models": models, "world": world, "grounding": grounding})
+        retrieval = self.retrieval.model_copy(update={"rerank_model": fix(self.retrieval.rerank_model)})
+        return self.model_copy(update={"paths": paths, "models": models, "world": world, "grounding": grounding,
+                                       "retrieval": retrieval})
 
     def data_path(self, key: str) -> Path:
         """A world data folder (style, preferences, eval, scenes) that must be configured for the caller."""

@@ -164,6 +164,7 @@ class DialogueEngine:
         self.generator, self.router, self.memory = generator, router, memory
         self.cues = cues or router.cues
         self.selector = EvidenceSelector(embedder, self.cues, texts=[c.text for c in index.chunks])
+        self.retriever = config.retrieval.retriever(embedder)  # dense, bm25 or hybrid (+ rerank), by config
         # adapter names on the shared model: the NPC id, or id#hash when another engine on the same model (an A/B
         # variant with another cast) already attached a different adapter under that id
         self.adapter_names: dict[str, str] = {}
@@ -296,8 +297,8 @@ class DialogueEngine:
         qvec = self.embedder.encode([text])[0]  # (dim,)
         t = lap("embed_ms", t)
         # unfiltered: is this about the world at all? (and, on fact turns, does hidden lore answer it better?)
-        unfiltered = index.search_vector(qvec, self.config.retrieval.k)
-        lore_score = unfiltered[0].score if unfiltered else 0.0
+        unfiltered = self.retriever.search(index, text, qvec, self.config.retrieval.k)
+        lore_score = max((h.score for h in unfiltered), default=0.0)
         route = self.router.route(text, qvec, lore_score) if force_route is None else \
             Route(force_route, f"forced {force_route} (variant)")
         t = lap("route_ms", t)
@@ -403,8 +404,7 @@ class DialogueEngine:
         g = self.config.grounding
         scope = Scope(npc=spec.id, kinds=spec.kinds(), chapter=chapter)
         r = self.config.retrieval
-        found = index.search_hybrid(text, qvec, r.k, scope, weight=r.hybrid_weight) if r.mode == "hybrid" \
-            else index.search_vector(qvec, r.k, scope)
+        found = self.retriever.search(index, text, qvec, r.k, scope)
         hits = [h for h in found if h.score >= r.min_score]
         evidence = selector.select(text, qvec, hits, g.evidence_sentences, whole_chunks=g.whole_chunks)
         if evidence and not g.whole_chunks and (

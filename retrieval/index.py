@@ -16,8 +16,9 @@ Readers open CURRENT once, so a rebuild running next to a live game never expose
 from __future__ import annotations
 
 import json
+import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import faiss
@@ -28,6 +29,7 @@ from retrieval.errors import IndexMismatchError, IndexMissingError
 from retrieval.types import Chunk, Hit, Scope
 
 FORMAT = "eterna-index/1"
+SMALL_SUBSET = 4096  # a filter allowing at most this many rows searches them exactly (ANN indexes)
 
 
 def _chunk_from_json(obj: dict) -> Chunk:
@@ -49,15 +51,63 @@ def read_current(root: Path) -> Path:
 
 
 class LoreIndex:
-    """A loaded generation: FAISS index + chunk records + manifest. Search is exact and filterable."""
+    """A loaded generation: FAISS index + chunk records + manifest. Dense search is exact below the size set at
+    build time and approximate (IVF or HNSW, a FAISS factory string) above it; scope and chapter filters are applied
+    inside the search either way (a FAISS ID selector, or exact search over the allowed rows when they are few)."""
 
-    def __init__(self, path: Path, manifest: dict, chunks: list[Chunk], index: faiss.Index, lexical=None):
+    def __init__(self, path: Path, manifest: dict, chunks: list[Chunk], index: faiss.Index, lexical=None,
+                 vectors: np.ndarray | None = None):
         self.path = Path(path)
         self.manifest = manifest
         self.chunks = chunks
         self.index = index
         self.lexical = lexical  # LexicalIndex of the same chunks, or None (a generation built before BM25)
-        self._chapter = np.array([c.chapter for c in chunks], dtype=np.int64)
+        self.vectors = vectors  # (N, dim) float32, memory-mapped: exact search over small filtered subsets
+        self.exact = isinstance(index, faiss.IndexFlat)
+        self.row = {c.id: i for i, c in enumerate(chunks)}
+        # filter columns, so a Scope becomes a boolean mask with a few numpy operations instead of a Python loop
+        self._chapter = np.array([c.chapter for c in chunks], dtype=np.int64)  # (N,)
+        kinds = sorted({c.kind for c in chunks})
+        self._kind_code = {k: i for i, k in enumerate(kinds)}
+        self._kind = np.array([self._kind_code[c.kind] for c in chunks], dtype=np.int64)  # (N,)
+        self._scoped = np.array([c.npc_scope is not None for c in chunks], dtype=bool)  # (N,)
+        self._masks: dict[Scope, tuple[np.ndarray, np.ndarray, object]] = {}
+        self._lock = threading.Lock()
+
+    def _filter(self, scope: Scope | None) -> tuple[np.ndarray, np.ndarray, object] | None:
+        """(mask (N,) bool, allowed row ids, FAISS selector) of a scope, cached per scope; None when it filters
+        nothing."""
+        if scope is None or (scope.npc is None and scope.chapter is None):
+            return None
+        cached = self._masks.get(scope)
+        if cached is not None:
+            return cached
+        mask = np.ones(len(self.chunks), dtype=bool)
+        if scope.chapter is not None:
+            mask &= self._chapter <= scope.chapter
+        if scope.npc is not None:
+            named = np.array([c.npc_scope is not None and scope.npc in c.npc_scope for c in self.chunks],
+                             dtype=bool) if self._scoped.any() else np.zeros(len(self.chunks), dtype=bool)
+            if scope.kinds is None:
+                open_ = ~self._scoped
+            else:
+                codes = [self._kind_code[k] for k in scope.kinds if k in self._kind_code]
+                open_ = ~self._scoped & np.isin(self._kind, codes)
+            mask &= named | open_
+        allowed = np.flatnonzero(mask).astype(np.int64)
+        bitmap = np.packbits(mask, bitorder="little")
+        sel = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bitmap))
+        sel.bitmap_ref = bitmap  # keep the bits alive as long as the selector
+        out = (mask, allowed, sel)
+        with self._lock:
+            if len(self._masks) > 256:  # scopes are few (NPC x chapter); bound the cache anyway
+                self._masks.clear()
+            self._masks[scope] = out
+        return out
+
+    def allowed_mask(self, scope: Scope | None) -> np.ndarray | None:
+        f = self._filter(scope)
+        return None if f is None else f[0]
 
     @classmethod
     def open(cls, root: Path, embedder: Embedder | None = None) -> LoreIndex:
@@ -82,28 +132,58 @@ class LoreIndex:
             if lexical.n_docs != len(chunks):
                 raise IndexMismatchError(f"{gen}/bm25: {lexical.n_docs} documents but {len(chunks)} chunks; "
                                          "rebuild the index")
-        return cls(gen, manifest, chunks, index, lexical)
+        vectors = np.load(gen / "vectors.npy", mmap_mode="r") if (gen / "vectors.npy").is_file() else None
+        return cls(gen, manifest, chunks, index, lexical, vectors)
 
     @property
     def dim(self) -> int:
         return int(self.index.d)
 
     def search_vector(self, query: np.ndarray, k: int, scope: Scope | None = None) -> list[Hit]:
-        """query: (dim,) float32 normalised. Filters by NPC scope and chapter inside FAISS (IDSelector)."""
+        """query: (dim,) float32 normalised. Filters by NPC scope and chapter inside the search."""
         if k <= 0 or not self.chunks:
             return []
-        params = None
-        if scope is not None and (scope.npc is not None or scope.chapter is not None):
-            allowed = np.array([i for i, c in enumerate(self.chunks) if scope.allows(c)], dtype=np.int64)
+        q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)  # (1, dim)
+        f = self._filter(scope)
+        if f is not None:
+            _mask, allowed, sel = f
             if allowed.size == 0:
                 return []
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
             k = min(k, int(allowed.size))
+            if not self.exact and self.vectors is not None and allowed.size <= SMALL_SUBSET:
+                return self._exact_subset(q[0], allowed, k)
         k = min(k, len(self.chunks))
-        q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)  # (1, dim)
+        params = self._params(f[2] if f is not None else None)
         scores, ids = self.index.search(q, k, params=params)  # (1, k), (1, k)
-        return [Hit(self.chunks[int(i)], float(s), rank) for rank, (s, i) in
-                enumerate(zip(scores[0], ids[0])) if i >= 0]
+        hits = [Hit(self.chunks[int(i)], float(s), rank) for rank, (s, i) in enumerate(zip(scores[0], ids[0]))
+                if i >= 0]
+        if len(hits) < k and not self.exact and self.vectors is not None:  # an ANN probe found too few allowed
+            return self._exact_subset(q[0], f[1] if f is not None else np.arange(len(self.chunks)), k)
+        return hits
+
+    def _params(self, sel):
+        search = self.manifest.get("faiss", {}).get("search", {})
+        if isinstance(self.index, faiss.IndexIVF) or "nprobe" in search:
+            return faiss.SearchParametersIVF(sel=sel, nprobe=int(search.get("nprobe", 16)))
+        if isinstance(self.index, faiss.IndexHNSW):
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=int(search.get("efSearch", 64)))
+        return faiss.SearchParameters(sel=sel) if sel is not None else None
+
+    def _exact_subset(self, q: np.ndarray, rows: np.ndarray, k: int) -> list[Hit]:
+        scores = np.asarray(self.vectors[rows]) @ q  # (n,)
+        top = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(scores.size)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [Hit(self.chunks[int(rows[i])], float(scores[i]), rank) for rank, i in enumerate(top)]
+
+    def cosine(self, row: int, query: np.ndarray) -> float:
+        vec = self.vectors[row] if self.vectors is not None else self.index.reconstruct(row)
+        return float(np.asarray(vec, dtype=np.float32) @ np.asarray(query, dtype=np.float32).reshape(-1))
+
+    def search_lexical(self, text: str, k: int, scope: Scope | None = None) -> list[tuple[int, float]]:
+        """BM25 top-k (row, score) under the same filters; [] without a lexical index."""
+        if self.lexical is None or k <= 0:
+            return []
+        return self.lexical.search(text, k, self.allowed_mask(scope))
 
     def search_hybrid(self, text: str, query: np.ndarray, k: int, scope: Scope | None = None, *,
                       weight: float = 0.5, candidates: int = 20) -> list[Hit]:
@@ -115,16 +195,11 @@ class LoreIndex:
         from retrieval.lexical import fuse
 
         dense = self.search_vector(query, max(k, candidates), scope)
-        allowed = None
-        if scope is not None and (scope.npc is not None or scope.chapter is not None):
-            allowed = np.array([scope.allows(c) for c in self.chunks], dtype=bool)
-        lex = self.lexical.search(text, max(k, candidates), allowed)
+        lex = self.search_lexical(text, max(k, candidates), scope)
         order = fuse([(h.chunk.id, h.score) for h in dense], [(self.chunks[i].id, s) for i, s in lex], weight)[:k]
-        row = {c.id: i for i, c in enumerate(self.chunks)}
         cos = {h.chunk.id: h.score for h in dense}
-        q = np.asarray(query, dtype=np.float32).reshape(-1)
-        return [Hit(self.chunks[row[cid]], float(cos[cid]) if cid in cos else
-                    float(self.index.reconstruct(row[cid]) @ q), rank) for rank, (cid, _) in enumerate(order)]
+        return [Hit(self.chunks[self.row[cid]], cos[cid] if cid in cos else self.cosine(self.row[cid], query), rank)
+                for rank, (cid, _) in enumerate(order)]
 
     def search(self, text: str, embedder: Embedder, k: int = 4, scope: Scope | None = None) -> list[Hit]:
         return self.search_vector(embedder.encode([text])[0], k, scope)
@@ -142,12 +217,42 @@ def check_embedder(manifest: dict, embedder: Embedder, root: Path) -> None:
             f"{embedder.fingerprint}); rebuild with `eterna index rebuild --index {root}`")
 
 
-def write_generation(path: Path, chunks: list[Chunk], vectors: np.ndarray, manifest: dict) -> None:
+@dataclass(frozen=True)
+class IndexSpec:
+    """Which FAISS index a generation gets: exact (IndexFlatIP) up to `exact_max` chunks, above it `factory`
+    (a FAISS factory string; `{nlist}` becomes 4 * sqrt(N)), searched with `nprobe` (IVF) or `ef_search` (HNSW)."""
+
+    exact_max: int = 100_000
+    factory: str = "IVF{nlist},Flat"
+    nprobe: int = 16
+    ef_search: int = 64
+
+
+def build_faiss(vectors: np.ndarray, spec: IndexSpec) -> tuple[faiss.Index, dict]:
+    """The index over `vectors` (N, dim) float32 normalised, and its manifest entry."""
+    n, dim = vectors.shape
+    if n <= spec.exact_max:
+        index = faiss.IndexFlatIP(dim)
+        info = {"type": "IndexFlatIP", "factory": "Flat"}
+    else:
+        factory = spec.factory.replace("{nlist}", str(max(1, int(4 * np.sqrt(n)))))
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        if not index.is_trained:
+            rng = np.random.default_rng(0)
+            sample = vectors[np.sort(rng.choice(n, size=min(n, 256 * 1024), replace=False))]
+            index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        info = {"type": type(index).__name__, "factory": factory,
+                "search": {"nprobe": spec.nprobe} if "IVF" in factory else {"efSearch": spec.ef_search}}
+    for start in range(0, n, 65536):  # in slices: no second full copy of a large matrix
+        index.add(np.ascontiguousarray(vectors[start:start + 65536], dtype=np.float32))
+    return index, info
+
+
+def write_generation(path: Path, chunks: list[Chunk], vectors: np.ndarray, manifest: dict,
+                     spec: IndexSpec | None = None) -> None:
     """Write one generation's files into `path` (a staging directory the caller renames into place)."""
     path.mkdir(parents=True)
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    if len(chunks):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    index, info = build_faiss(vectors, spec or IndexSpec())
     faiss.write_index(index, str(path / "index.faiss"))
     np.save(path / "vectors.npy", vectors)
     if len(chunks):  # the lexical index of the same chunks, same ids (row i = chunk i), same generation
@@ -158,6 +263,6 @@ def write_generation(path: Path, chunks: list[Chunk], vectors: np.ndarray, manif
         for c in chunks:
             f.write(json.dumps(asdict(c), ensure_ascii=False) + "\n")
     manifest = {**manifest, "format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "faiss": {"type": "IndexFlatIP", "version": faiss.__version__, "ntotal": index.ntotal}}
+                "faiss": {**info, "version": faiss.__version__, "ntotal": index.ntotal}}
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True) + "\n",
                                         encoding="utf-8")

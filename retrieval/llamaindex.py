@@ -16,6 +16,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from retrieval.embeddings import Embedder
 from retrieval.index import LoreIndex
+from retrieval.retriever import DenseRetriever, Retriever
 from retrieval.types import Hit, Scope
 
 
@@ -28,9 +29,14 @@ def hit_to_node(hit: Hit) -> NodeWithScore:
 
 
 class EternaRetriever(BaseRetriever):
-    def __init__(self, index: LoreIndex, embedder: Embedder, k: int = 4, scope: Scope | None = None):
+    """`retriever`: any Eterna retriever (dense by default; `make_retriever(RetrieverSpec(mode="hybrid"))` or
+    `config.retrieval.retriever(embedder)` for the configured one)."""
+
+    def __init__(self, index: LoreIndex, embedder: Embedder, k: int = 4, scope: Scope | None = None,
+                 retriever: Retriever | None = None):
         super().__init__()
         self._index, self._embedder, self._k, self._scope = index, embedder, k, scope
+        self._retriever = retriever or DenseRetriever()
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         if query_bundle.embedding is not None:
@@ -39,4 +45,5 @@ class EternaRetriever(BaseRetriever):
             vec = np.asarray(query_bundle.embedding, dtype=np.float32)
         else:
             vec = self._embedder.encode([query_bundle.query_str])[0]
-        return [hit_to_node(h) for h in self._index.search_vector(vec, self._k, self._scope)]
+        hits = self._retriever.search(self._index, query_bundle.query_str, vec, self._k, self._scope)
+        return [hit_to_node(h) for h in hits]

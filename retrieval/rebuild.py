@@ -11,6 +11,7 @@ import json
 import shutil
 import time
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from retrieval.corpus import load_corpus
 from retrieval.embeddings import Embedder
 from retrieval.errors import IndexMissingError
 from retrieval.fileio import atomic_write_text, fsync_tree, sha256_file
-from retrieval.index import FORMAT, read_current, write_generation
+from retrieval.index import FORMAT, IndexSpec, read_current, write_generation
 from retrieval.types import RebuildStats
 
 
@@ -47,7 +48,7 @@ def _previous_vectors(gen: Path) -> dict[str, np.ndarray]:
 
 def rebuild_index(corpus: Path, root: Path, embedder: Embedder, *, chunk_words: int = 120,
                   overlap_words: int = 25, keep: int = 3, force: bool = False, kinds: list[str] | None = None,
-                  npc_ids: set[str] | None = None) -> RebuildStats:
+                  npc_ids: set[str] | None = None, index_spec: IndexSpec | None = None) -> RebuildStats:
     """Build a new generation and make it live; with nothing changed (same files, embedder and chunking) the live
     generation is kept and reported as `unchanged`, unless force=True. `kinds` and `npc_ids` check the lore against
     the world's declared kinds and its cast (see `load_corpus`)."""
@@ -58,11 +59,14 @@ def rebuild_index(corpus: Path, root: Path, embedder: Embedder, *, chunk_words: 
     corpus_hash = hashlib.sha256(json.dumps(doc_hashes, sort_keys=True).encode()).hexdigest()[:16]
     embedder_info = {"id": embedder.id, "dim": embedder.dim, "fingerprint": embedder.fingerprint}
     chunking = {"chunk_words": chunk_words, "overlap_words": overlap_words}
+    index_spec = index_spec or IndexSpec()
     live = _live(root)
     same_embedder = live is not None and live[1]["embedder"] == embedder_info
     has_lexical = live is not None and (live[0] / "bm25").is_dir() or (live is not None and not docs)
+    # a generation from before BM25, or built with another index spec, is rebuilt (its vectors are reused)
+    same_spec = live is not None and live[1].get("index_spec", asdict(IndexSpec())) == asdict(index_spec)
     if not force and same_embedder and live[1]["corpus"]["hash"] == corpus_hash and live[1]["chunking"] == chunking \
-            and has_lexical:  # a generation from before BM25 is rebuilt (its vectors are reused)
+            and has_lexical and same_spec:
         gen, n = live[0], live[1]["counts"]["chunks"]
         return RebuildStats(generation=gen.name, documents=len(docs), chunks=n, embedded=0, reused=n,
                             seconds=round(time.perf_counter() - t0, 3), path=str(gen), extra={"unchanged": True})
@@ -84,10 +88,11 @@ def rebuild_index(corpus: Path, root: Path, embedder: Embedder, *, chunk_words: 
         "embedder": embedder_info,
         "corpus": {"path": str(corpus.resolve()), "hash": corpus_hash, "documents": doc_hashes},
         "chunking": chunking,
+        "index_spec": asdict(index_spec),
         "counts": {"documents": len(docs), "chunks": len(chunks)},
     }
     try:
-        write_generation(staging, chunks, vectors, manifest)
+        write_generation(staging, chunks, vectors, manifest, index_spec)
         fsync_tree(staging)
         staging.rename(gens / name)
     except BaseException:

@@ -1,0 +1,162 @@
+"""The retriever seam (dense, BM25, hybrid, rerankers) and the index kinds (exact, IVF, HNSW) with filters inside the
+search, checked against brute-force numpy search (the FAISS contrib habit: exact search is the oracle)."""
+
+import numpy as np
+import pytest
+
+from retrieval.errors import ConfigError
+from retrieval.index import IndexSpec, LoreIndex, build_faiss, read_current
+from retrieval.rebuild import rebuild_index
+from retrieval.retriever import Reranked, RetrieverSpec, make_retriever
+from retrieval.types import Chunk, Scope
+
+
+def synthetic(n: int, dim: int = 32, seed: int = 0) -> tuple[list[Chunk], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    vecs = rng.standard_normal((n, dim)).astype(np.float32)  # (N, dim)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    npcs = ["ana", "bo", "cy"]
+    chunks = [Chunk(id=f"d{i}#0", doc=f"d{i}", title=f"t{i}", kind=("place", "person", "event")[i % 3],
+                    npc_scope=None if i % 4 else (npcs[i % 3],), chapter=1 + i % 5, heading="", text=f"text {i}",
+                    hash=f"h{i}") for i in range(n)]
+    return chunks, vecs
+
+
+def oracle(chunks, vecs, q, k, scope):
+    allowed = [i for i, c in enumerate(chunks) if scope is None or scope.allows(c)]
+    scores = vecs[allowed] @ q
+    return [chunks[allowed[i]].id for i in np.argsort(-scores)[:k]]
+
+
+def open_synthetic(n, spec, seed=0):
+    chunks, vecs = synthetic(n, seed=seed)
+    index, info = build_faiss(vecs, spec)
+    return LoreIndex("/nonexistent", {"faiss": info}, chunks, index, None, vecs), chunks, vecs
+
+
+SCOPES = [None, Scope(chapter=2), Scope(npc="ana", kinds=frozenset({"place"}), chapter=3),
+          Scope(npc="bo", kinds=None, chapter=5), Scope(npc="cy", kinds=frozenset(), chapter=1)]
+
+
+def test_the_vectorised_scope_mask_equals_scope_allows():
+    index, chunks, _ = open_synthetic(400, IndexSpec())
+    for scope in SCOPES[1:]:
+        assert index.allowed_mask(scope).tolist() == [scope.allows(c) for c in chunks], scope
+
+
+@pytest.mark.parametrize("factory,min_recall", [("Flat", 1.0), ("IVF32,Flat", 0.9), ("HNSW16,Flat", 0.9)])
+def test_index_kinds_answer_like_exact_search_with_filters_inside(factory, min_recall):
+    spec = IndexSpec(exact_max=0 if factory != "Flat" else 10**9, factory=factory, nprobe=16, ef_search=128)
+    index, chunks, vecs = open_synthetic(6000, spec)
+    assert index.exact == (factory == "Flat")
+    rng = np.random.default_rng(1)
+    recalls = []
+    for scope in SCOPES:
+        for q in rng.standard_normal((20, vecs.shape[1])).astype(np.float32):
+            q /= np.linalg.norm(q)
+            hits = index.search_vector(q, 10, scope)
+            assert all(scope is None or scope.allows(h.chunk) for h in hits)  # filters never leak
+            assert [h.rank for h in hits] == list(range(len(hits)))
+            want = oracle(chunks, vecs, q, 10, scope)
+            assert len(hits) == len(want)
+            recalls.append(len({h.chunk.id for h in hits} & set(want)) / max(1, len(want)))
+    assert np.mean(recalls) >= min_recall, np.mean(recalls)
+
+
+def test_a_generation_above_the_threshold_gets_the_ann_index(tiny_corpus, embedder, tmp_path):
+    root = tmp_path / "index"
+    rebuild_index(tiny_corpus, root, embedder)
+    assert LoreIndex.open(root, embedder).exact
+    stats = rebuild_index(tiny_corpus, root, embedder, index_spec=IndexSpec(exact_max=2, factory="HNSW8,Flat"))
+    assert not stats.extra["unchanged"] and stats.embedded == 0  # a new index kind, the same vectors
+    index = LoreIndex.open(root, embedder)
+    assert not index.exact and index.manifest["faiss"]["factory"] == "HNSW8,Flat"
+    assert index.manifest["index_spec"]["exact_max"] == 2 and read_current(root).name == stats.generation
+    q = embedder.encode(["Who built the clock?"])[0]
+    assert index.search_vector(q, 3)[0].chunk.doc == "clock-room"
+
+
+@pytest.fixture
+def lore_index(tiny_corpus, embedder, tmp_path):
+    rebuild_index(tiny_corpus, tmp_path / "index", embedder)
+    return LoreIndex.open(tmp_path / "index", embedder)
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_every_mode_finds_the_document_and_keeps_dense_cosines(lore_index, embedder, mode):
+    r = make_retriever(RetrieverSpec(mode=mode), embedder)
+    text = "Who built the clock?"
+    q = embedder.encode([text])[0]
+    hits = r.search(lore_index, text, q, 3)
+    assert hits[0].chunk.doc == "clock-room"
+    for h in hits:  # the score is the chunk's dense cosine under every mode: thresholds keep their meaning
+        assert h.score == pytest.approx(float(lore_index.vectors[lore_index.row[h.chunk.id]] @ q), abs=1e-5)
+    scope = Scope(chapter=1)
+    assert all(h.chunk.chapter <= 1 for h in r.search(lore_index, text, q, 10, scope))
+
+
+def test_bm25_mode_ranks_by_terms_not_by_meaning(lore_index, embedder):
+    """A query that shares a rare word with one document: BM25 puts it first whatever the embedding says."""
+    doc = next(c for c in lore_index.chunks if c.doc == "garden-of-ink")
+    rare = max((w.strip(".,").lower() for w in doc.text.split()), key=len)
+    hits = make_retriever(RetrieverSpec(mode="bm25")).search(lore_index, rare, embedder.encode([rare])[0], 3)
+    assert hits and hits[0].chunk.doc == "garden-of-ink"
+
+
+def test_sentence_reranker_reorders_within_the_candidates(lore_index, embedder):
+    text = "When did the fire burn the east wing?"
+    q = embedder.encode([text])[0]
+    first = make_retriever(RetrieverSpec(mode="dense", candidates=8)).search(lore_index, text, q, 8)
+    reranked = make_retriever(RetrieverSpec(mode="dense", candidates=8, rerank="sentences", rerank_weight=1.0),
+                              embedder)
+    assert isinstance(reranked, Reranked)
+    hits = reranked.search(lore_index, text, q, 4)
+    assert {h.chunk.id for h in hits} <= {h.chunk.id for h in first}
+    best = reranked.reranker.scores(text, q, first)  # weight 1.0: the order is the reranker's alone
+    assert [h.chunk.id for h in hits] == [first[i].chunk.id for i in np.argsort(-best, kind="stable")[:4]]
+
+
+def test_cross_encoder_reranker_from_a_local_folder(lore_index, embedder, tmp_path):
+    from sentence_transformers import CrossEncoder
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tok = embedder.model.tokenizer
+    model = BertForSequenceClassification(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=64, num_labels=1))
+    folder = tmp_path / "ce"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    r = make_retriever(RetrieverSpec(mode="hybrid", rerank="cross-encoder", rerank_model=str(folder),
+                                     rerank_weight=1.0), embedder)
+    text = "Who built the clock?"
+    q = embedder.encode([text])[0]
+    hits = r.search(lore_index, text, q, 3)
+    first = make_retriever(RetrieverSpec(mode="hybrid")).search(lore_index, text, q, 20)
+    ce = CrossEncoder(str(folder), device="cpu")
+    want = ce.predict([(text, f"{h.chunk.title}: {h.chunk.text}") for h in first])
+    assert [h.chunk.id for h in hits] == [first[i].chunk.id for i in np.argsort(-want, kind="stable")[:3]]
+
+
+def test_unknown_modes_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown retrieval mode 'sparse'; available: bm25, dense, hybrid"):
+        make_retriever(RetrieverSpec(mode="sparse"))
+    with pytest.raises(ConfigError, match="unknown reranker"):
+        make_retriever(RetrieverSpec(rerank="colbert"))
+
+
+def test_config_builds_the_retriever_and_checks_the_reranker(embedder):
+    from pydantic import ValidationError
+
+    from app.config import RetrievalConfig
+
+    assert type(RetrievalConfig(mode="bm25").retriever()).__name__ == "LexicalRetriever"
+    with pytest.raises(ValidationError, match="rerank_model"):
+        RetrievalConfig(rerank="cross-encoder")
+
+
+def test_llamaindex_adapter_goes_through_the_retriever(lore_index, embedder):
+    from retrieval.llamaindex import EternaRetriever
+
+    r = EternaRetriever(lore_index, embedder, k=2, retriever=make_retriever(RetrieverSpec(mode="bm25")))
+    nodes = r.retrieve("clock")
+    assert nodes and nodes[0].node.metadata["doc"] == "clock-room"
