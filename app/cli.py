@@ -1,7 +1,8 @@
 """The `eterna` command line. Thin: parse flags, build typed configs, call the framework, print text or JSON.
 
 Exit codes: 0 success, 2 bad input or config (a one-line `error: ...` on stderr), 3 a batch ran but some lines
-failed (each has its own error object), 1 unexpected failure.
+failed (each has its own error object) or `validate` found errors in training data (the report lists them),
+1 unexpected failure.
 """
 
 from __future__ import annotations
@@ -287,7 +288,8 @@ def cmd_train_sft(args) -> None:
     data = Path(args.data) if args.data else cfg.data_path("style") / f"{npc.id}.jsonl"
     out = Path(args.out) if args.out else cfg.paths.adapters / npc.id
     overrides = {k: v for k, v in (("max_steps", args.max_steps), ("epochs", args.epochs),
-                                   ("method", args.method), ("learning_rate", args.lr)) if v is not None}
+                                   ("method", args.method), ("learning_rate", args.lr),
+                                   ("max_length", args.max_length), ("overlong", args.overlong)) if v is not None}
     params = {}
     if args.params:
         try:
@@ -308,10 +310,19 @@ def cmd_train_sft(args) -> None:
     except ValidationError as e:
         first = e.errors()[0]
         raise EternaError(f"--{first['loc'][0]}: {first['msg']}") from None
+    from app.validate import lore_linter
+    from retrieval.corpus import load_corpus
+    from tuning.gate import gate_file
+
+    system = system_prompt(npc, cfg.world, cfg.prompts)
+    gate = gate_file(data, kind="chat", fmt=args.format)  # the rows' own problems, before any model is prepared
+    if not gate.ok and not (args.skip_bad_rows and gate.items):
+        print(gate.render(limit=10), file=sys.stderr)
+        gate.check(args.skip_bad_rows)
+    facts = lore_linter(load_corpus(cfg.paths.corpus), [system]) if cfg.paths.corpus.is_dir() else None
     base = prepare_model(cfg.models.llm, cfg.models.cache_dir)
-    manifest = train_sft(base, data, out, recipe, system=system_prompt(npc, cfg.world, cfg.prompts), npc=npc.id,
-                         base_spec=cfg.models.llm,
-                         log=True)
+    manifest = train_sft(base, data, out, recipe, system=system, npc=npc.id, base_spec=cfg.models.llm, log=True,
+                         skip_bad_rows=args.skip_bad_rows, facts=facts, data_format=args.format)
     m = manifest["metrics"]
     _emit(args, {"adapter": str(out), **manifest},
           f"adapter for {npc.id} -> {out}: {m['steps']} steps, loss {m['first_loss']} -> {m['last_loss']}, "
@@ -490,15 +501,58 @@ def cmd_eval_review(args) -> None:
     _emit(args, info, f"{info['pairs']} pairs: open {info['page']}; the key is in {info['key']}")
 
 
-def cmd_validate(args) -> None:
-    from app.validate import validate_project
+def cmd_validate(args) -> int:
+    """The project's files; or, with --data, one training file through the data gate. Exit 3 when data has errors."""
+    from app.validate import data_tokenizer, validate_project
 
+    if args.data:
+        return _validate_data(args)
     cfg = _config(args)
-    report = validate_project(cfg)
-    _emit(args, report, "\n".join(f"ok  {k}: {v}" for k, v in report.items()))
+    gates: list = []
+    report = validate_project(cfg, tokenizer=data_tokenizer(cfg), reports=gates)
+    text = "\n".join([f"ok  {k}: {v}" for k, v in report.items() if k != "data"] + [g.render(limit=10)
+                                                                                    for g in gates])
+    _emit(args, report, text)
+    return _data_verdict(report["data"])
+
+
+def _validate_data(args) -> int:
+    from app.validate import data_section, data_tokenizer, lore_linter
+    from retrieval.corpus import load_corpus
+    from tuning.gate import gate_file
+    from tuning.sft import SFTRecipe
+
+    tokenizer = facts = None
+    if Path(args.config).is_file():  # the project's tokenizer and lore when there is a project; optional here
+        cfg = _config(args)
+        tokenizer = data_tokenizer(cfg)
+        if not args.no_facts and cfg.paths.corpus.is_dir():
+            facts = lore_linter(load_corpus(cfg.paths.corpus), [])
+    if args.max_length is not None and args.max_length < 1:
+        raise EternaError("--max-length must be at least 1")
+    recipe = SFTRecipe()
+    gate = gate_file(Path(args.data), kind=args.kind, fmt=args.format, max_length=args.max_length or recipe.max_length,
+                     overlong=args.overlong or recipe.overlong, tokenizer=tokenizer, facts=facts)
+    note = "" if facts is not None else "\n  (fact linter not run: no project lore, or --no-facts)"
+    _emit(args, {**gate.to_json(), "facts_checked": facts is not None}, gate.render(limit=None) + note)
+    return _data_verdict(data_section([gate]))
+
+
+def _data_verdict(data: dict) -> int:
+    if data["ok"]:
+        return 0
+    print(f"error: the training data has {data['errors']} error(s); the report lists each with its file and line",
+          file=sys.stderr)
+    return 3
 
 
 # --- parser -----------------------------------------------------------------------------------------------
+
+def _format_names() -> str:
+    from tuning.formats import FORMATS
+
+    return ", ".join(FORMATS)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eterna", description="Eterna: NPC dialogue with RAG for facts and "
@@ -580,7 +634,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="fine-tune adapters").add_subparsers(dest="sub", required=True)
     sp = train.add_parser("sft", help="fine-tune one NPC's voice on its style set (LoRA by default)")
     sp.add_argument("--npc", required=True)
-    sp.add_argument("--data", help="chat JSONL (default: paths.style/<npc>.jsonl)")
+    sp.add_argument("--data", help="chat data: messages, alpaca or sharegpt rows, JSONL or a JSON array "
+                                   "(default: paths.style/<npc>.jsonl)")
     sp.add_argument("--out", help="adapter folder (default: paths.adapters/<npc>)")
     sp.add_argument("--max-steps", type=int)
     sp.add_argument("--epochs", type=float)
@@ -589,6 +644,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--params", help='the method\'s parameters as JSON, e.g. \'{"r": 16}\' or '
                                      '\'{"num_virtual_tokens": 20}\'')
     sp.add_argument("--lr", type=float)
+    sp.add_argument("--max-length", type=int, help="tokens per example, system prompt included (default 384)")
+    sp.add_argument("--overlong", choices=["drop", "truncate", "error"],
+                    help="examples over --max-length: drop (default), truncate, or error")
+    sp.add_argument("--format", help="force the data format (default: detected): " + _format_names())
+    sp.add_argument("--skip-bad-rows", action="store_true",
+                    help="train on the rows that pass the data gate instead of refusing data with errors")
     common(sp, npcs=True)
     sp.set_defaults(fn=cmd_train_sft)
 
@@ -657,7 +718,16 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp, npcs=True, index=True)
     sp.set_defaults(fn=cmd_train_raft)
 
-    sp = sub.add_parser("validate", help="check configs and every corpus file against the code")
+    sp = sub.add_parser("validate", help="check configs and every corpus file against the code; with --data, "
+                                         "report every problem of one training file")
+    sp.add_argument("--data", help="one training file (JSONL or a JSON array) to check instead of the project")
+    sp.add_argument("--kind", choices=["chat", "preference"], help="with --data: the kind it must hold "
+                                                                   "(default: whatever it holds)")
+    sp.add_argument("--format", help="with --data: force the format (default: detected): " + _format_names())
+    sp.add_argument("--max-length", type=int, help="with --data: tokens per example (default 384)")
+    sp.add_argument("--overlong", choices=["drop", "truncate", "error"],
+                    help="with --data: what over-long examples are (default drop: a warning)")
+    sp.add_argument("--no-facts", action="store_true", help="with --data: skip the fact linter")
     common(sp)
     sp.set_defaults(fn=cmd_validate)
     return p

@@ -1,6 +1,8 @@
 """`eterna validate`: check the configs and every shipped corpus file against the code (torchtune-style).
 
-Returns counts per file group; the first problem raises a typed error naming the file and line.
+Returns counts per file group. Configs, lore, cues, eval and scene files: the first problem raises a typed error
+naming the file and line. Training data (style and preference sets) goes through the data gate (tuning/gate.py),
+which reports every problem: `report["data"]` holds one gate report per file, and `ok` is false when any has errors.
 """
 
 from __future__ import annotations
@@ -16,7 +18,30 @@ from retrieval.corpus import load_corpus
 from retrieval.errors import CorpusError
 from retrieval.fileio import read_jsonl
 from retrieval.types import Scope
-from tuning.data import load_chat_examples, load_preferences
+from tuning.facts import FactLinter
+from tuning.gate import GateReport, gate_file
+from tuning.sft import SFTRecipe
+
+
+def data_tokenizer(cfg: EternaConfig):
+    """The base model's tokenizer if its checkpoint is ready (no conversion), else None: lengths are estimated."""
+    from tuning.base import prepared_checkpoint
+
+    path = prepared_checkpoint(cfg.models.llm, cfg.models.cache_dir)
+    if path is None:
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def lore_linter(docs, exempt: list[str]) -> FactLinter:
+    return FactLinter([d.body for d in docs], exempt=exempt)
+
+
+def data_section(reports: list[GateReport]) -> dict:
+    return {"ok": all(r.ok for r in reports), "errors": sum(len(r.errors) for r in reports),
+            "warnings": sum(len(r.warnings) for r in reports), "files": [r.to_json() for r in reports]}
 
 
 def validate_facts(path: Path, docs: dict, cast: Cast) -> dict:
@@ -40,8 +65,13 @@ def validate_facts(path: Path, docs: dict, cast: Cast) -> dict:
     return counts
 
 
-def validate_project(cfg: EternaConfig) -> dict:
-    """Every file the config names: cast against the world, lore against kinds and cast, cues, data sets."""
+def validate_project(cfg: EternaConfig, tokenizer=None, reports: list[GateReport] | None = None) -> dict:
+    """Every file the config names: cast against the world, lore against kinds and cast, cues, data sets.
+
+    Style and preference files go through the gate with the SFT recipe's defaults (max_length, overlong policy),
+    the character's system prompt and the lore's fact linter; `reports`, when given, receives the gate reports."""
+    from app.prompt import system_prompt
+
     cast = Cast.load(cfg.paths.npcs, cfg.world)
     Cues.load(cfg.world.cues)
     report: dict[str, object] = {"world": cfg.world.name, "npcs": len(cast.npcs)}
@@ -54,11 +84,18 @@ def validate_project(cfg: EternaConfig) -> dict:
         if isinstance(n.knows, list) and not set(n.knows) & used:
             raise CorpusError(f"{cfg.paths.npcs}: npcs.{i}.knows: no lore document has any of the kinds "
                               f"{', '.join(n.knows)}; {n.id} would know nothing")
-    for kind, loader in (("style", load_chat_examples), ("preferences", load_preferences)):
+    recipe = SFTRecipe()
+    gates: list[GateReport] = [] if reports is None else reports
+    for kind, data_kind in (("style", "chat"), ("preferences", "preference")):
         folder = getattr(cfg.paths, kind)
         for path in sorted(folder.glob("*.jsonl")) if folder is not None and folder.is_dir() else []:
-            cast.get(path.stem)  # a file per known NPC
-            report[f"{kind}/{path.stem}"] = len(loader(path))
+            npc = cast.get(path.stem)  # a file per known NPC
+            system = system_prompt(npc, cfg.world, cfg.prompts)
+            gate = gate_file(path, kind=data_kind, max_length=recipe.max_length, overlong=recipe.overlong,
+                             tokenizer=tokenizer, system=system, facts=lore_linter(docs.values(), [system]))
+            gates.append(gate)
+            report[f"{kind}/{path.stem}"] = gate.valid
+    report["data"] = data_section(gates)
     ev = cfg.paths.eval
     if ev is not None and ev.is_dir():
         totals = {"in_scope": 0, "spoiler": 0, "out_of_scope": 0}

@@ -75,6 +75,20 @@ def prepare_model(spec: str, cache_dir: Path) -> Path:
                                  f"point models.llm at the folder") from None
 
 
+def prepared_checkpoint(spec: str, cache_dir: Path) -> Path | None:
+    """The checkpoint folder of `spec` if it is usable without converting or downloading anything, else None
+    (used where a tokenizer helps but is not worth a 20 s conversion, e.g. counting tokens in `eterna validate`)."""
+    try:
+        if spec in BUILTIN_LLMS:
+            module, filename, pip_name = BUILTIN_LLMS[spec]
+            gguf = package_dir(module, pip_name) / filename
+            target = Path(cache_dir) / f"{spec.split(':', 1)[1]}-{_gguf_key(gguf)}"
+            return target if (target / MODEL_MANIFEST).is_file() else None
+        return prepare_model(spec, cache_dir)
+    except (ModelNotFoundError, OSError):
+        return None
+
+
 def convert_gguf(gguf: Path, target: Path, spec: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

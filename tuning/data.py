@@ -1,7 +1,8 @@
-"""Training data formats and validation: chat examples (`messages`) and preference pairs.
+"""Strict loaders of training data (the first problem raises, naming file and line) and the trainer's row shape.
 
-Every error names the file and line. Chat examples teach form, so they hold user/assistant turns only;
-the trainer prepends the character's persona as the system turn, exactly as the runtime does.
+The formats themselves live in tuning/formats.py (auto-detected per file); the reporting gate that lists every
+problem instead of raising on the first is tuning/gate.py. Chat examples teach form, so they hold user/assistant
+turns only; the trainer prepends the character's persona as the system turn, exactly as the runtime does.
 """
 
 from __future__ import annotations
@@ -9,56 +10,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from retrieval.errors import CorpusError
-from retrieval.fileio import read_jsonl, sha256_file
-
-ROLES = ("system", "user", "assistant")
-
-
-def _check_messages(path: Path, lineno: int, messages: object) -> list[dict]:
-    where = f"{path}:{lineno}"
-    if not isinstance(messages, list) or not messages:
-        raise CorpusError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or set(m) - {"role", "content"} or "role" not in m or "content" not in m:
-            raise CorpusError(f"{where}: messages[{i}] must be an object with exactly 'role' and 'content'")
-        if m["role"] not in ROLES:
-            raise CorpusError(f"{where}: messages[{i}].role {m['role']!r} is not one of {', '.join(ROLES)}")
-        if not isinstance(m["content"], str) or not m["content"].strip():
-            raise CorpusError(f"{where}: messages[{i}].content must be a non-empty string")
-        out.append({"role": m["role"], "content": m["content"]})
-    turns = [m for m in out if m["role"] != "system"]
-    if any(m["role"] == "system" for m in out[1:]):
-        raise CorpusError(f"{where}: a system message may only come first")
-    for i, m in enumerate(turns):
-        expected = "user" if i % 2 == 0 else "assistant"
-        if m["role"] != expected:
-            raise CorpusError(f"{where}: turn {i + 1} is {m['role']!r}, expected {expected!r} "
-                              "(turns alternate user/assistant)")
-    if not turns or turns[-1]["role"] != "assistant":
-        raise CorpusError(f"{where}: the last message must be the assistant's reply to learn")
-    return out
+from retrieval.fileio import sha256_file
+from tuning.formats import parse_file
 
 
-def load_chat_examples(path: Path) -> list[list[dict]]:
-    examples = [_check_messages(Path(path), n, obj["messages"]) for n, obj in read_jsonl(path, ("messages",))]
-    if not examples:
-        raise CorpusError(f"{path}: no examples")
-    return examples
+def _strict(path: Path, kind: str, fmt: str | None, empty: str) -> list:
+    rows = []
+    for line, _, value, issues in parse_file(Path(path), kind, fmt):
+        if issues:
+            raise CorpusError(f"{path}:{line}: {issues[0].message}")
+        rows.append(value)
+    if not rows:
+        raise CorpusError(f"{path}: {empty}")
+    return rows
 
 
-def load_preferences(path: Path) -> list[dict]:
-    pairs = []
-    for n, obj in read_jsonl(path, ("prompt", "chosen", "rejected")):
-        for key in ("prompt", "chosen", "rejected"):
-            if not isinstance(obj[key], str) or not obj[key].strip():
-                raise CorpusError(f"{path}:{n}: {key!r} must be a non-empty string")
-        if obj["chosen"].strip() == obj["rejected"].strip():
-            raise CorpusError(f"{path}:{n}: 'chosen' and 'rejected' are identical")
-        pairs.append({k: obj[k] for k in ("prompt", "chosen", "rejected")})
-    if not pairs:
-        raise CorpusError(f"{path}: no preference pairs")
-    return pairs
+def load_chat_examples(path: Path, fmt: str | None = None) -> list[list[dict]]:
+    """Every row of a chat file (any chat format, detected unless `fmt`) as messages; the first problem raises."""
+    return _strict(path, "chat", fmt, "no examples")
+
+
+def load_preferences(path: Path, fmt: str | None = None) -> list[dict]:
+    """Every row of a preference file as {prompt, chosen, rejected[, system, history]}; the first problem raises."""
+    return _strict(path, "preference", fmt, "no preference pairs")
 
 
 def to_prompt_completion(examples: list[list[dict]], system: str | None) -> list[dict]:

@@ -3,8 +3,10 @@
     recipe = SFTRecipe(max_steps=60)
     manifest = train_sft(base_dir, "style/guard.jsonl", "adapters/guard", recipe, system=persona)
 
-The adapter is a standard PEFT folder plus `eterna_adapter.json`: the base model's fingerprint, the data hash,
-the resolved recipe, the loss curve. It is trained in a staging folder and renamed into place when complete.
+The data passes the gate (tuning/gate.py) before any model loads; `skip_bad_rows=True` trains on the rows that
+passed instead of refusing. The adapter is a standard PEFT folder plus `eterna_adapter.json`: the base model's
+fingerprint, the data hash and gate counts, the resolved recipe, the loss curve. It is trained in a staging folder
+and renamed into place when complete.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from retrieval.errors import EternaError
 from retrieval.fileio import atomic_write_json, replace_dir
 from tuning.adapters import ADAPTER_MANIFEST
 from tuning.base import load_base, model_fingerprint
-from tuning.data import data_fingerprint, load_chat_examples, to_prompt_completion
+from tuning.data import data_fingerprint, to_prompt_completion
+from tuning.facts import FactLinter
+from tuning.gate import GateReport, gate_file
 from tuning.methods import get_method
 
 
@@ -43,7 +47,11 @@ class SFTRecipe(BaseModel):
                                                          "moved in 42 steps (see README, benchmarks)")
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(384, ge=32, description="tokens per example; longer ones are truncated")
+    max_length: int = Field(384, ge=32, description="tokens per example (system prompt included); longer ones "
+                                                    "follow `overlong`")
+    overlong: Literal["drop", "truncate", "error"] = Field(
+        "drop", description="examples over max_length: drop (skipped and counted), truncate (the trainer keeps their "
+                            "start, cutting the reply's end) or error (the data fails the gate)")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="fraction of steps spent warming up")
     bf16: bool = Field(True, description="bf16 autocast (master weights stay fp32): ~2.4x faster on CPUs with "
                                          "AVX-512 BF16; set false on CPUs without native bf16")
@@ -55,18 +63,28 @@ class SFTRecipe(BaseModel):
 
 def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, system: str | None = None,
               npc: str | None = None, base_spec: str | None = None, log: bool = False,
-              built_by: str = "eterna train sft", extra: dict | None = None) -> dict:
-    """Train an adapter and write it atomically to out_dir. Returns the manifest written with it."""
+              built_by: str = "eterna train sft", extra: dict | None = None, skip_bad_rows: bool = False,
+              facts: FactLinter | None = None, data_format: str | None = None) -> dict:
+    """Train an adapter and write it atomically to out_dir. Returns the manifest written with it.
+
+    The data gate (tuning/gate.py) runs first, before any model loads: data with errors raises a CorpusError
+    unless skip_bad_rows, which trains on the rows that passed. `facts` lints the replies for lore terms
+    (warnings); `data_format` forces a format (default: detected)."""
+    t0 = time.perf_counter()
+    data, out_dir = Path(data), Path(out_dir)
+    method = get_method(recipe.method)
+    params = method.parse(recipe.params)
+    gate = run_gate(data, recipe, base_dir, system=system, facts=facts, data_format=data_format)
+    if log:
+        print(gate.render(limit=10), file=sys.stderr, flush=True)
+    gate.check(skip_bad_rows)
+    examples = gate.items
+
     import torch
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTConfig, SFTTrainer
 
-    t0 = time.perf_counter()
-    data, out_dir = Path(data), Path(out_dir)
-    examples = load_chat_examples(data)  # validate before loading any model
-    method = get_method(recipe.method)
-    params = method.parse(recipe.params)
     dataset = Dataset.from_list(to_prompt_completion(examples, system))
     model, tok = load_base(base_dir, "float32", quantization=method.quantization)
     if method.quantization:
@@ -119,7 +137,8 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
             "trainable_parameters": trainable,
             "base": {"spec": base_spec or str(base_dir), "path": str(Path(base_dir).resolve()),
                      "fingerprint": model_fingerprint(base_dir)},
-            "data": {"path": str(data.resolve()), "sha256": data_fingerprint(data), "examples": len(examples)},
+            "data": {"path": str(data.resolve()), "sha256": data_fingerprint(data), "examples": len(examples),
+                     "format": gate.format, "gate": {k: v for k, v in gate.counts().items() if k != "overlong"}},
             "recipe": {**recipe.model_dump(), "params": params.model_dump()},
             "system": system,
             "metrics": {"train_loss": result.training_loss, "first_loss": losses[0] if losses else None,
@@ -132,6 +151,19 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return manifest
+
+
+def run_gate(data: Path, recipe: SFTRecipe, base_dir: Path | None = None, *, system: str | None = None,
+             facts: FactLinter | None = None, data_format: str | None = None) -> GateReport:
+    """The gate as the recipe applies it: chat data, the recipe's max_length and overlong policy, lengths counted
+    with the base model's tokenizer (only the tokenizer loads) or estimated when base_dir is None."""
+    tok = None
+    if base_dir is not None:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(base_dir)
+    return gate_file(data, kind="chat", fmt=data_format, max_length=recipe.max_length, overlong=recipe.overlong,
+                     tokenizer=tok, system=system, facts=facts)
 
 
 def _stderr_log_callback():
