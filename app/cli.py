@@ -55,6 +55,14 @@ def _config(args):
     return cfg.model_copy(update={"paths": paths, "models": models})
 
 
+def _quiet_datasets() -> None:
+    """The trainers tokenize with datasets' map, whose progress bars would fill stderr (training commands only:
+    importing datasets costs every other command a second)."""
+    import datasets
+
+    datasets.disable_progress_bars()
+
+
 def _emit(args, obj: dict, text: str) -> None:
     print(json.dumps(obj, ensure_ascii=False) if getattr(args, "json", False) else text, flush=True)
 
@@ -276,6 +284,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_train_sft(args) -> None:
+    _quiet_datasets()
     from app.config import Cast
     from app.prompt import system_prompt
     from tuning.base import prepare_model
@@ -319,6 +328,7 @@ def cmd_train_sft(args) -> None:
 
 def cmd_train_dpo(args) -> None:
     """DPO on the NPC's preference pairs, continuing its SFT adapter when there is one."""
+    _quiet_datasets()
     from pydantic import ValidationError
 
     from app.config import Cast

@@ -5,8 +5,8 @@ the same layout and the same manifest fields.
     model, tok, peft_config = load_for_training(base_dir, method, params, seed)
     with staging(out_dir) as work:
         ... train into work / "trainer" ...
-        staged = save_trained(trainer.model, tok, method, params, work / "adapter", "float32")
-        publish(staged, out_dir, manifest(...))
+        staged = save_trained(trainer.model, tok, method.kind, params.model_dump(), work / "adapter", "float32")
+        publish(staged, out_dir, manifest(built_by=..., base_dir=base_dir, data=data, ...))
 
 A manifest records what built the artifact, the base model's fingerprint, the data's hash, the resolved recipe,
 the persona system prompt, metrics and library versions. `publish` writes it and renames the staged folder into
