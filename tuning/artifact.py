@@ -9,8 +9,8 @@ the same layout and the same manifest fields.
         publish(staged, out_dir, manifest(built_by=..., base_dir=base_dir, data=data, ...))
 
 A manifest records what built the artifact, the base model's fingerprint, the data's hash, the resolved recipe,
-the persona system prompt, metrics and library versions. `publish` writes it and renames the staged folder into
-place, so a reader never sees a half-written adapter.
+the persona system prompt, metrics and the versions of torch, transformers, PEFT and TRL. `publish` writes it and
+renames the staged folder into place, so a reader never sees a half-written adapter.
 """
 
 from __future__ import annotations
