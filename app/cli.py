@@ -56,6 +56,14 @@ def _config(args):
     return cfg.model_copy(update={"paths": paths, "models": models})
 
 
+def _quiet_datasets() -> None:
+    """The trainers tokenize with datasets' map, whose progress bars would fill stderr (training commands only:
+    importing datasets costs every other command a second)."""
+    import datasets
+
+    datasets.disable_progress_bars()
+
+
 def _emit(args, obj: dict, text: str) -> None:
     print(json.dumps(obj, ensure_ascii=False) if getattr(args, "json", False) else text, flush=True)
 
@@ -278,6 +286,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_train_sft(args) -> None:
+    _quiet_datasets()
     from app.config import Cast
     from app.prompt import system_prompt
     from tuning.base import prepare_model
@@ -327,6 +336,55 @@ def cmd_train_sft(args) -> None:
     _emit(args, {"adapter": str(out), **manifest},
           f"adapter for {npc.id} -> {out}: {m['steps']} steps, loss {m['first_loss']} -> {m['last_loss']}, "
           f"{m['seconds']} s. Set `adapter: {out}` for {npc.id} in your npcs file to use it.")
+
+
+def cmd_train_dpo(args) -> None:
+    """DPO on the NPC's preference pairs, continuing its SFT adapter when there is one."""
+    _quiet_datasets()
+    from pydantic import ValidationError
+
+    from app.config import Cast
+    from app.prompt import system_prompt
+    from tuning.base import prepare_model
+    from tuning.dpo import DPORecipe, train_dpo
+    from tuning.methods import get_method
+
+    cfg = _config(args)
+    npc = Cast.load(cfg.paths.npcs, cfg.world).get(args.npc)
+    data = Path(args.data) if args.data else cfg.data_path("preferences") / f"{npc.id}.jsonl"
+    out = Path(args.out) if args.out else cfg.paths.adapters / f"{npc.id}-dpo"
+    if args.from_adapter:
+        start = Path(args.from_adapter)
+    elif args.from_base:
+        start = None
+    else:
+        default = cfg.paths.adapters / npc.id
+        start = default if default.is_dir() else None
+    overrides = {k: v for k, v in (("max_steps", args.max_steps), ("epochs", args.epochs), ("beta", args.beta),
+                                   ("learning_rate", args.lr), ("held_out", args.held_out),
+                                   ("method", args.method)) if v is not None}
+    if start is not None and args.method:
+        raise EternaError(f"--method applies to a fresh adapter; {start} keeps its own method (add --from-base)")
+    try:
+        recipe = DPORecipe(**overrides)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise EternaError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    if start is None:
+        get_method(recipe.method)  # fail before loading anything
+    base = prepare_model(cfg.models.llm, cfg.models.cache_dir)
+    manifest = train_dpo(base, data, out, recipe, start=start, system=system_prompt(npc, cfg.world, cfg.prompts),
+                         npc=npc.id, base_spec=cfg.models.llm, log=True)
+    m = manifest["metrics"]
+    held = m["held_out"]
+    figures = (f"held-out ({m['held_out_pairs']} pairs) reward margin {held['before']['reward_margin']:.3f} -> "
+               f"{held['after']['reward_margin']:.3f}, accuracy {held['before']['reward_accuracy']:.2f} -> "
+               f"{held['after']['reward_accuracy']:.2f}" if held else "no held-out pairs")
+    origin = f"from {start}" if start else "from the base"
+    _emit(args, {"adapter": str(out), **manifest},
+          f"DPO adapter for {npc.id} ({origin}) -> {out}: {m['steps']} steps, loss {m['first_loss']} -> "
+          f"{m['last_loss']}; {figures}; {m['seconds']} s. Set `adapter: {out}` for {npc.id} in your npcs file "
+          "to use it.")
 
 
 def cmd_train_raft(args) -> None:
@@ -466,11 +524,14 @@ def cmd_eval_mc(args) -> None:
         _emit(args, report, "\n".join(lines))
         return
     if args.adapter:
-        from tuning.adapters import attach_adapter
+        from tuning.adapters import attach_adapter, use_adapter
         from tuning.base import model_fingerprint
 
         model = attach_adapter(model, "eval", Path(args.adapter), model_fingerprint(model_dir))
-    result = score_mc(model, tok, items)
+        with use_adapter(model, "eval"):
+            result = score_mc(model, tok, items)
+    else:
+        result = score_mc(model, tok, items)
     out = {k: result[k] for k in ("accuracy", "acc_norm", "n")}
     out.update(format=args.format, file=str(args.file), adapter=args.adapter, dtype=args.dtype)
     _emit(args, out, f"accuracy {out['accuracy']}  acc_norm {out['acc_norm']}  (n={out['n']})")
@@ -640,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-steps", type=int)
     sp.add_argument("--epochs", type=float)
     sp.add_argument("--rank", type=int)
-    sp.add_argument("--method", help="lora (default), dora, qlora, ia3, prompt, prefix, full")
+    sp.add_argument("--method", help="lora (default), dora, qlora, ia3, prompt, prefix, adapter (bottleneck), full")
     sp.add_argument("--params", help='the method\'s parameters as JSON, e.g. \'{"r": 16}\' or '
                                      '\'{"num_virtual_tokens": 20}\'')
     sp.add_argument("--lr", type=float)
@@ -652,6 +713,24 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train on the rows that pass the data gate instead of refusing data with errors")
     common(sp, npcs=True)
     sp.set_defaults(fn=cmd_train_sft)
+
+    sp = train.add_parser("dpo", help="preference-tune one NPC's voice with DPO on its preference pairs")
+    sp.add_argument("--npc", required=True)
+    sp.add_argument("--data", help="JSONL {prompt, chosen, rejected} (default: paths.preferences/<npc>.jsonl)")
+    sp.add_argument("--out", help="adapter folder (default: paths.adapters/<npc>-dpo)")
+    start = sp.add_mutually_exclusive_group()
+    start.add_argument("--from-adapter", metavar="DIR", help="continue this adapter; it is also the DPO reference "
+                                                             "(default: paths.adapters/<npc> when it exists)")
+    start.add_argument("--from-base", action="store_true", help="train a fresh adapter on the base model")
+    sp.add_argument("--method", help="method of a fresh adapter: lora (default), dora, ia3, adapter, ...")
+    sp.add_argument("--max-steps", type=int)
+    sp.add_argument("--epochs", type=float)
+    sp.add_argument("--beta", type=float, help="DPO beta (default 0.1)")
+    sp.add_argument("--lr", type=float)
+    sp.add_argument("--held-out", type=float, help="share of pairs scored before and after, not trained on "
+                                                   "(default 0.2)")
+    common(sp, npcs=True)
+    sp.set_defaults(fn=cmd_train_dpo)
 
     ev = sub.add_parser("eval", help="measure a world's figures").add_subparsers(dest="sub", required=True)
     sp = ev.add_parser("facts", help="fact questions: gold answer in the reply, spoilers, 'I do not know'")

@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 from app.config import GenerationConfig
 from retrieval.registry import Registry
-from tuning.adapters import attach_adapter
+from tuning.adapters import attach_adapter, use_adapter
 from tuning.base import load_base, model_fingerprint
 
 _SENTENCE_END = re.compile(r"[.!?…](?:[\"'»)\]]*)(?=\s|$)")
@@ -207,18 +207,10 @@ class Generator:
         return enc, n_prompt, kwargs
 
     def _adapter_context(self, adapter: str | None):
-        import contextlib
-
-        if self.adapters:
-            if adapter is None:
-                return self.model.disable_adapter()
-            if adapter not in self.adapters:
-                raise KeyError(adapter)
-            self.model.set_adapter(adapter)
-            return contextlib.nullcontext()
-        if adapter is not None:
+        """Select `adapter` (PEFT or bottleneck kind, tuning.adapters.use_adapter) for one generation."""
+        if adapter is not None and adapter not in self.adapters:
             raise KeyError(adapter)
-        return contextlib.nullcontext()
+        return use_adapter(self.model, adapter)
 
     def generate(self, messages: list[dict], cfg: GenerationConfig | Decoding,
                  adapter: str | None = None) -> Generation:

@@ -31,6 +31,10 @@ def _permute(w, n_head: int, n_head_kv: int | None):
 
 def lora_gguf_support(adapter_dir: Path, base_config: dict) -> str | None:
     """None when llama.cpp can apply this adapter on this base; otherwise the reason it cannot."""
+    from tuning.bottleneck import is_bottleneck_dir
+
+    if is_bottleneck_dir(adapter_dir):
+        return "a bottleneck adapter (llama.cpp has no adapter modules between layers)"
     cfg_path = Path(adapter_dir) / "adapter_config.json"
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))

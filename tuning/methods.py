@@ -45,6 +45,14 @@ class PrefixParams(MethodParams):
     num_virtual_tokens: int = Field(16, ge=1, le=512, description="prefix length (keys and values per layer)")
 
 
+class BottleneckParams(MethodParams):
+    r: int = Field(16, ge=1, description="bottleneck size (hidden -> r -> hidden)")
+    nonlinearity: Literal["relu", "gelu", "silu", "tanh"] = "gelu"
+    positions: list[Literal["mlp", "attn"]] = Field(["mlp"], min_length=1, description="after each layer's MLP "
+                                                    "(Pfeiffer placement); [\"attn\", \"mlp\"]: Houlsby's two sites")
+    layers: list[int] | None = Field(None, description="decoder layer indices to adapt (default: all)")
+
+
 class FullParams(MethodParams):
     train_embeddings: bool = Field(False, description="also train the (tied) embeddings; off keeps the "
                                                       "vocabulary's geometry, and the artifact is the same size")
@@ -57,7 +65,7 @@ class Method:
     params: type[MethodParams]
     build: Callable  # (params, base_dir) -> peft.PeftConfig | None
     quantization: str | None = None  # "nf4": the frozen base is loaded 4-bit (bitsandbytes) while training
-    kind: str = "adapter"  # adapter (a PEFT folder) | full (a whole checkpoint)
+    kind: str = "adapter"  # adapter (a PEFT folder) | bottleneck (tuning.bottleneck's folder) | full (a checkpoint)
 
     def parse(self, params: dict) -> MethodParams:
         try:
@@ -136,6 +144,13 @@ def _prefix(p: PrefixParams, base_dir=None):
     from peft import PrefixTuningConfig
 
     return PrefixTuningConfig(num_virtual_tokens=p.num_virtual_tokens, task_type="CAUSAL_LM")
+
+
+@register("adapter", "Bottleneck adapters (Houlsby et al., 2019): a small down-projection, nonlinearity and "
+                    "zero-initialised up-projection added to each decoder layer's MLP output (tuning/bottleneck.py; "
+                    "PEFT has none). Served by the transformers backend.", BottleneckParams, kind="bottleneck")
+def _bottleneck(p: BottleneckParams, base_dir=None):
+    return None  # not a PEFT config: tuning.artifact installs the blocks with tuning.bottleneck.install
 
 
 @register("full", "Full fine-tuning: every weight (embeddings optional); the artifact is a whole checkpoint, served "

@@ -5,17 +5,14 @@
 
 The data passes the gate (tuning/gate.py) before any model loads; `skip_bad_rows=True` trains on the rows that
 passed instead of refusing. The adapter is a standard PEFT folder plus `eterna_adapter.json`: the base model's
-fingerprint, the data hash and gate counts, the resolved recipe, the loss curve. It is trained in a staging folder
-and renamed into place when complete.
+fingerprint, the data hash and gate counts, the resolved recipe, the loss curve (tuning/artifact.py, shared by every
+recipe). It is trained in a staging folder and renamed into place when complete.
 """
 
 from __future__ import annotations
 
 import math
-import platform
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Literal
@@ -23,10 +20,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from retrieval.errors import EternaError
-from retrieval.fileio import atomic_write_json, replace_dir
-from tuning.adapters import ADAPTER_MANIFEST
-from tuning.base import load_base, model_fingerprint
-from tuning.data import data_fingerprint, to_prompt_completion
+from tuning.artifact import (
+    load_for_training,
+    manifest,
+    publish,
+    quiet_trainer,
+    save_trained,
+    staging,
+    trainable_parameters,
+)
+from tuning.data import to_prompt_completion
 from tuning.facts import FactLinter
 from tuning.gate import GateReport, gate_file
 from tuning.methods import get_method
@@ -38,7 +41,7 @@ class SFTRecipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: str = Field("lora", description="fine-tuning method from tuning.methods: lora, dora, qlora, ia3, "
-                                            "prompt, prefix, full")
+                                            "prompt, prefix, adapter, full")
     params: dict = Field(default_factory=dict, description="the method's own parameters, checked by its typed "
                                                            "config (e.g. lora: r, alpha, dropout, target_modules)")
     epochs: float = Field(3.0, gt=0)
@@ -80,26 +83,12 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
     gate.check(skip_bad_rows)
     examples = gate.items
 
-    import torch
     from datasets import Dataset
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTConfig, SFTTrainer
 
     dataset = Dataset.from_list(to_prompt_completion(examples, system))
-    model, tok = load_base(base_dir, "float32", quantization=method.quantization)
-    if method.quantization:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    torch.manual_seed(recipe.seed)
-    peft_config = method.build(params, base_dir)
-    if method.kind == "full":
-        for name, p in model.named_parameters():
-            p.requires_grad = params.train_embeddings or "embed_tokens" not in name and "lm_head" not in name
-
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.train-", dir=out_dir.parent))
-    try:
+    model, tok, peft_config = load_for_training(base_dir, method, params, recipe.seed)
+    with staging(out_dir) as work:
         args = SFTConfig(
             output_dir=str(work / "trainer"), use_cpu=True, bf16=recipe.bf16, fp16=False,
             gradient_checkpointing=False,  # CPU + small model: recomputation costs more than it saves
@@ -110,47 +99,24 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
             dataloader_num_workers=0, disable_tqdm=True)
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
                              peft_config=peft_config)
-        # stdout belongs to the caller (the CLI prints JSON there): progress goes to stderr instead
-        trainer.remove_callback(PrinterCallback)
-        trainer.remove_callback(ProgressCallback)
-        if log:
-            trainer.add_callback(_stderr_log_callback())
-        trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+        quiet_trainer(trainer, log)
+        trainable = trainable_parameters(trainer.model)
         result = trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         if not math.isfinite(result.training_loss):
             raise EternaError(f"training diverged (loss {result.training_loss}); lower learning_rate")
-        staged = work / "adapter"
-        trainer.model.save_pretrained(staged)
-        if recipe.save_dtype == "float16" and method.kind == "adapter":
-            from tuning.adapters import halve_weights
-
-            halve_weights(staged)
-        if method.kind == "full":
-            tok.save_pretrained(staged)
-        manifest = {
-            "built_by": built_by,
-            **(extra or {}),
-            "npc": npc,
-            "method": recipe.method,
-            "kind": method.kind,
-            "trainable_parameters": trainable,
-            "base": {"spec": base_spec or str(base_dir), "path": str(Path(base_dir).resolve()),
-                     "fingerprint": model_fingerprint(base_dir)},
-            "data": {"path": str(data.resolve()), "sha256": data_fingerprint(data), "examples": len(examples),
-                     "format": gate.format, "gate": {k: v for k, v in gate.counts().items() if k != "overlong"}},
-            "recipe": {**recipe.model_dump(), "params": params.model_dump()},
-            "system": system,
-            "metrics": {"train_loss": result.training_loss, "first_loss": losses[0] if losses else None,
-                        "last_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
-                        "seconds": round(time.perf_counter() - t0, 1)},
-            "versions": _versions(),
-        }
-        atomic_write_json(staged / ADAPTER_MANIFEST, manifest)
-        replace_dir(staged, out_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return manifest
+        staged = save_trained(trainer.model, tok, method.kind, params.model_dump(), work / "adapter",
+                              recipe.save_dtype)
+        out = manifest(
+            built_by=built_by, extra=extra, npc=npc, method=recipe.method, kind=method.kind, trainable=trainable,
+            base_dir=base_dir, base_spec=base_spec, data=data, examples=len(examples),
+            data_extra={"format": gate.format, "gate": {k: v for k, v in gate.counts().items() if k != "overlong"}},
+            recipe={**recipe.model_dump(), "params": params.model_dump()}, system=system,
+            metrics={"train_loss": result.training_loss, "first_loss": losses[0] if losses else None,
+                     "last_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
+                     "seconds": round(time.perf_counter() - t0, 1)})
+        publish(staged, out_dir, out)
+    return out
 
 
 def run_gate(data: Path, recipe: SFTRecipe, base_dir: Path | None = None, *, system: str | None = None,
@@ -164,24 +130,3 @@ def run_gate(data: Path, recipe: SFTRecipe, base_dir: Path | None = None, *, sys
         tok = AutoTokenizer.from_pretrained(base_dir)
     return gate_file(data, kind="chat", fmt=data_format, max_length=recipe.max_length, overlong=recipe.overlong,
                      tokenizer=tok, system=system, facts=facts)
-
-
-def _stderr_log_callback():
-    from transformers import TrainerCallback
-
-    class StderrLog(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                print(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}", file=sys.stderr,
-                      flush=True)
-    return StderrLog()
-
-
-def _versions() -> dict:
-    import peft
-    import torch
-    import transformers
-    import trl
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "trl": trl.__version__}

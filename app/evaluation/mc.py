@@ -127,7 +127,7 @@ def forgetting_report(model, tokenizer, model_dir, items: list[MCItem], adapters
     import numpy as np
 
     from app.evaluation.stats import mcnemar_exact, paired_diff_ci
-    from tuning.adapters import attach_adapter
+    from tuning.adapters import attach_adapter, use_adapter
     from tuning.base import model_fingerprint
 
     base = score_mc(model, tokenizer, items)
@@ -136,8 +136,8 @@ def forgetting_report(model, tokenizer, model_dir, items: list[MCItem], adapters
     peft = model
     for k, (npc, path) in enumerate(sorted(adapters.items())):
         peft = attach_adapter(peft, npc, Path(path), fingerprint)
-        peft.set_adapter(npc)
-        got = score_mc(peft, tokenizer, items)
+        with use_adapter(peft, npc):
+            got = score_mc(peft, tokenizer, items)
         a, b = np.array(base["correct"], dtype=float), np.array(got["correct"], dtype=float)
         d, lo, hi = paired_diff_ci(a, b, seed=seed + k)
         _, _, p = mcnemar_exact(a > 0.5, b > 0.5)

@@ -84,7 +84,7 @@ def test_adapter_for_another_base_is_refused(trained, tmp_path):
 
 
 def test_unknown_method_fails_before_loading(tiny_llm_dir, style_file, tmp_path):
-    with pytest.raises(ConfigError, match="unknown PEFT method 'lorax'; available: dora, full, ia3, lora"):
+    with pytest.raises(ConfigError, match="unknown PEFT method 'lorax'; available: adapter, dora, full, ia3, lora"):
         train_sft(tiny_llm_dir, style_file, tmp_path / "a", SFTRecipe(method="lorax"))
     assert not (tmp_path / "a").exists()
 

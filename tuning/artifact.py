@@ -1,0 +1,152 @@
+"""What every training recipe shares: loading the base for a method, the staging folder, saving the trained
+weights, and the `eterna_adapter.json` manifest. SFT, RAFT and DPO all save through here, so every adapter has
+the same layout and the same manifest fields.
+
+    model, tok, peft_config = load_for_training(base_dir, method, params, seed)
+    with staging(out_dir) as work:
+        ... train into work / "trainer" ...
+        staged = save_trained(trainer.model, tok, method.kind, params.model_dump(), work / "adapter", "float32")
+        publish(staged, out_dir, manifest(built_by=..., base_dir=base_dir, data=data, ...))
+
+A manifest records what built the artifact, the base model's fingerprint, the data's hash, the resolved recipe,
+the persona system prompt, metrics and the versions of torch, transformers, PEFT and TRL. `publish` writes it and
+renames the staged folder into place, so a reader never sees a half-written adapter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from retrieval.fileio import atomic_write_json, replace_dir
+from tuning.adapters import ADAPTER_MANIFEST, halve_weights
+from tuning.base import load_base, model_fingerprint
+from tuning.data import data_fingerprint
+from tuning.methods import Method, MethodParams
+
+TRAINED = "default"  # the name of the adapter being trained (PEFT's default adapter name)
+
+
+def load_for_training(base_dir: Path, method: Method, params: MethodParams, seed: int):
+    """(model, tokenizer, peft_config) for training `method` from scratch on the base; peft_config is None when the
+    trainer must not wrap the model (full fine-tuning, bottleneck adapters installed here)."""
+    import torch
+
+    model, tok = load_base(base_dir, "float32", quantization=method.quantization)
+    if method.quantization:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    torch.manual_seed(seed)
+    peft_config = method.build(params, base_dir)
+    if method.kind == "full":
+        for name, p in model.named_parameters():
+            p.requires_grad = params.train_embeddings or "embed_tokens" not in name and "lm_head" not in name
+    elif method.kind == "bottleneck":
+        from tuning import bottleneck
+
+        model.requires_grad_(False)
+        bottleneck.install(model, TRAINED, params.model_dump())
+        bottleneck.set_active(model, TRAINED)
+    return model, tok, peft_config
+
+
+@contextlib.contextmanager
+def staging(out_dir: Path):
+    """A scratch folder next to out_dir (same filesystem, so the final rename is atomic), removed afterwards."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.train-", dir=out_dir.parent))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def save_trained(model, tok, kind: str, bottleneck_cfg: dict | None, staged: Path, save_dtype: str) -> Path:
+    """Save the trained weights of `kind` (adapter | bottleneck | full) into `staged`. A PEFT model saves only the
+    trained adapter (DPO adds a frozen "ref" copy that must not ship)."""
+    staged = Path(staged)
+    if kind == "bottleneck":
+        from tuning import bottleneck
+
+        bottleneck.save(model, TRAINED, staged, bottleneck_cfg)
+        weights = bottleneck.BOTTLENECK_WEIGHTS
+    elif kind == "adapter":
+        model.save_pretrained(staged, selected_adapters=[TRAINED])
+        weights = "adapter_model.safetensors"
+    else:
+        model.save_pretrained(staged)
+        tok.save_pretrained(staged)
+        weights = None
+    if save_dtype == "float16" and weights:
+        halve_weights(staged, weights)
+    return staged
+
+
+def manifest(*, built_by: str, extra: dict | None, npc: str | None, method: str, kind: str, trainable: int,
+             base_dir: Path, base_spec: str | None, data: Path, examples: int, recipe: dict, system: str | None,
+             metrics: dict, data_extra: dict | None = None, **more) -> dict:
+    return {
+        "built_by": built_by,
+        **(extra or {}),
+        "npc": npc,
+        "method": method,
+        "kind": kind,
+        "trainable_parameters": trainable,
+        "base": {"spec": base_spec or str(base_dir), "path": str(Path(base_dir).resolve()),
+                 "fingerprint": model_fingerprint(base_dir)},
+        "data": {"path": str(Path(data).resolve()), "sha256": data_fingerprint(data), "examples": examples,
+                 **(data_extra or {})},
+        "recipe": recipe,
+        "system": system,
+        **more,
+        "metrics": metrics,
+        "versions": versions(),
+    }
+
+
+def publish(staged: Path, out_dir: Path, manifest: dict) -> None:
+    atomic_write_json(Path(staged) / ADAPTER_MANIFEST, manifest)
+    replace_dir(staged, Path(out_dir))
+
+
+def trainable_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def quiet_trainer(trainer, log: bool) -> None:
+    """stdout belongs to the caller (the CLI prints JSON there): progress goes to stderr instead."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if log:
+        trainer.add_callback(_stderr_log_callback())
+
+
+def _stderr_log_callback():
+    from transformers import TrainerCallback
+
+    class StderrLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                extra = "".join(f" {k.split('/')[-1]} {logs[k]:.4f}" for k in ("rewards/margins",
+                                                                               "rewards/accuracies") if k in logs)
+                print(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}{extra}", file=sys.stderr,
+                      flush=True)
+    return StderrLog()
+
+
+def versions() -> dict:
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "trl": trl.__version__}
