@@ -13,16 +13,33 @@ from retrieval.types import Document
 
 FRONT_KEYS = ("title", "kind", "npc_scope", "chapter")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_DOC_BYTES = 5 * 1024 * 1024  # one lore file; bigger ones are almost always a mistake (a dump, a binary)
 
 
-def parse_document(path: Path, text: str | None = None, kinds: Sequence[str] | None = None) -> Document:
-    """One lore file. `kinds`: the lore kinds the world declares (None accepts any non-empty kind)."""
+def _too_big(path: Path, size: int, max_bytes: int) -> CorpusError:
+    return CorpusError(f"{path}: {size} bytes, over the limit of {max_bytes} bytes per document; split it into "
+                       "smaller documents (or raise max_doc_bytes if it really is one document)")
+
+
+def parse_document(path: Path, text: str | None = None, kinds: Sequence[str] | None = None, *,
+                   max_bytes: int = MAX_DOC_BYTES) -> Document:
+    """One lore file. `kinds`: the lore kinds the world declares (None accepts any non-empty kind); files over
+    `max_bytes` are refused before they are read."""
     path = Path(path)
     if text is None:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise _too_big(path, size, max_bytes)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as e:
-            raise CorpusError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+            raise CorpusError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the file as "
+                              "UTF-8") from None
+    elif len(text.encode("utf-8")) > max_bytes:
+        raise _too_big(path, len(text.encode("utf-8")), max_bytes)
+    if not text.strip():
+        raise CorpusError(f"{path}: empty file; write front matter ({', '.join(FRONT_KEYS)}) and text, "
+                          "or delete the file")
     lines = text.splitlines()
     if not lines or lines[0].strip() != "---":
         raise CorpusError(f"{path}:1: missing front matter; start the file with a '---' line, "
@@ -81,18 +98,19 @@ def parse_document(path: Path, text: str | None = None, kinds: Sequence[str] | N
 
 
 def load_corpus(root: Path, kinds: Sequence[str] | None = None,
-                npc_ids: Collection[str] | None = None) -> list[Document]:
+                npc_ids: Collection[str] | None = None, *, max_doc_bytes: int = MAX_DOC_BYTES) -> list[Document]:
     """All `*.md` files under root (recursively), sorted by path; ids must be unique. With `kinds`, a document's kind
-    must be declared; with `npc_ids` (the cast), every id in an `npc_scope` must name a character."""
+    must be declared; with `npc_ids` (the cast), every id in an `npc_scope` must name a character. A file over
+    `max_doc_bytes` is refused."""
     root = Path(root)
     if not root.is_dir():
         raise CorpusError(f"{root}: corpus directory not found; pass --corpus DIR with your lore files")
     docs: list[Document] = []
     seen: dict[str, str] = {}
     for path in sorted(root.rglob("*.md")):
-        if path.name.lower() == "readme.md":
+        if path.name.lower() == "readme.md" or not path.is_file():
             continue
-        doc = parse_document(path, kinds=kinds)
+        doc = parse_document(path, kinds=kinds, max_bytes=max_doc_bytes)
         if npc_ids is not None and doc.npc_scope is not None:
             bad = [n for n in doc.npc_scope if n not in npc_ids]
             if bad:

@@ -21,6 +21,10 @@ class IndexMismatchError(EternaError):
     """The index was built with another embedder or format than the one asked for."""
 
 
+class IndexBusyError(EternaError):
+    """Another rebuild of the same index holds its lock for longer than the caller is willing to wait."""
+
+
 class ModelNotFoundError(EternaError):
     """A model id or path cannot be resolved offline."""
 

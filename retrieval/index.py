@@ -26,10 +26,19 @@ import numpy as np
 
 from retrieval.embeddings import Embedder
 from retrieval.errors import IndexMismatchError, IndexMissingError
+from retrieval.integrity import (
+    check_generation_name,
+    check_manifest,
+    check_vectors,
+    fix_hint,
+    guarded,
+    verify_checksums,
+)
 from retrieval.types import Chunk, Hit, Scope
 
 FORMAT = "eterna-index/1"
 SMALL_SUBSET = 4096  # a filter allowing at most this many rows searches them exactly (ANN indexes)
+_OPEN_ATTEMPTS = 3  # CURRENT re-read when the generation it named vanished while being opened
 
 
 def _chunk_from_json(obj: dict) -> Chunk:
@@ -38,15 +47,22 @@ def _chunk_from_json(obj: dict) -> Chunk:
 
 
 def read_current(root: Path) -> Path:
+    """Folder of the live generation named by CURRENT; a missing, garbled or escaping CURRENT is a clear error."""
     root = Path(root)
     current = root / "CURRENT"
     if not current.is_file():
         raise IndexMissingError(f"no index at {root} (missing {current.name}); build one with "
                                 f"`eterna index rebuild --index {root}`")
-    gen = root / "generations" / current.read_text(encoding="utf-8").strip()
+    seen = None
+    for _ in range(_OPEN_ATTEMPTS):  # a rebuild may swap CURRENT and prune the old generation between our reads
+        name = guarded(current, root, lambda: current.read_bytes().decode("utf-8")).strip()
+        gen = root / "generations" / check_generation_name(name, current, root)
+        if (gen / "manifest.json").is_file() or name == seen:
+            break
+        seen = name
     if not (gen / "manifest.json").is_file():
         raise IndexMissingError(f"{current} points to {gen.name}, which is missing or incomplete; "
-                                f"rebuild with `eterna index rebuild --index {root}`")
+                                f"{fix_hint(root)}")
     return gen
 
 
@@ -111,28 +127,57 @@ class LoreIndex:
 
     @classmethod
     def open(cls, root: Path, embedder: Embedder | None = None) -> LoreIndex:
-        """Open the live generation; with an embedder, refuse one built by another model."""
-        gen = read_current(root)
-        manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+        """Open the live generation; with an embedder, refuse one built by another model. A generation pruned or
+        replaced between reading CURRENT and reading its files is not an error: CURRENT is read again."""
+        root = Path(root)
+        for attempt in range(_OPEN_ATTEMPTS):
+            gen = read_current(root)
+            try:
+                return cls._open_generation(root, gen, embedder)
+            except (IndexMismatchError, IndexMissingError):
+                try:
+                    moved = not gen.is_dir() or (root / "CURRENT").read_text(encoding="utf-8").strip() != gen.name
+                except (OSError, UnicodeDecodeError):
+                    moved = True  # the next read_current names the problem
+                if not moved or attempt == _OPEN_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _open_generation(cls, root: Path, gen: Path, embedder: Embedder | None) -> LoreIndex:
+        verify_checksums(gen, root)  # a generation with checksums: every file is whole before any parser runs
+        path = gen / "manifest.json"
+        manifest = check_manifest(guarded(path, root, lambda: json.loads(path.read_text(encoding="utf-8"))),
+                                  path, root)
         if manifest.get("format") != FORMAT:
             raise IndexMismatchError(f"{gen}/manifest.json: format {manifest.get('format')!r}, expected "
                                      f"{FORMAT!r}; rebuild with `eterna index rebuild --index {root}`")
         if embedder is not None:
             check_embedder(manifest, embedder, root)
-        chunks = [_chunk_from_json(json.loads(line)) for line in
-                  (gen / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
-        index = faiss.read_index(str(gen / "index.faiss"))
+        path = gen / "chunks.jsonl"
+        chunks = guarded(path, root, lambda: [_chunk_from_json(json.loads(line)) for line in
+                                              path.read_text(encoding="utf-8").splitlines() if line.strip()])
+        index = guarded(gen / "index.faiss", root, lambda: faiss.read_index(str(gen / "index.faiss")))
         if index.ntotal != len(chunks):
-            raise IndexMismatchError(f"{gen}: {index.ntotal} vectors but {len(chunks)} chunks; rebuild the index")
+            raise IndexMismatchError(f"{gen}: {index.ntotal} vectors but {len(chunks)} chunks; {fix_hint(root)}")
+        if index.d != manifest["embedder"]["dim"]:
+            raise IndexMismatchError(f"{gen}/index.faiss: dimension {index.d} but the manifest's embedder has dim "
+                                     f"{manifest['embedder']['dim']}; {fix_hint(root)}")
+        check_vectors(gen, root, index.ntotal, index.d)
         lexical = None
         if (gen / "bm25" / "eterna_lexical.json").is_file():
             from retrieval.lexical import LexicalIndex
 
-            lexical = LexicalIndex.load(gen / "bm25")
+            lexical = guarded(gen / "bm25", root, lambda: LexicalIndex.load(gen / "bm25"))
             if lexical.n_docs != len(chunks):
                 raise IndexMismatchError(f"{gen}/bm25: {lexical.n_docs} documents but {len(chunks)} chunks; "
-                                         "rebuild the index")
-        vectors = np.load(gen / "vectors.npy", mmap_mode="r") if (gen / "vectors.npy").is_file() else None
+                                         f"{fix_hint(root)}")
+        elif (gen / "bm25").is_dir():
+            raise IndexMissingError(f"{gen}/bm25/eterna_lexical.json: missing; {fix_hint(root)}")
+        vectors = guarded(gen / "vectors.npy", root, lambda: np.load(gen / "vectors.npy", mmap_mode="r")) \
+            if (gen / "vectors.npy").is_file() else None
+        if not (gen / "manifest.json").is_file():  # pruned while we read it: the probes above may have missed files
+            raise IndexMissingError(f"{gen}: removed while it was being opened; {fix_hint(root)}")
         return cls(gen, manifest, chunks, index, lexical, vectors)
 
     @property

@@ -2,6 +2,12 @@
 
 Cheap by design: a changed lore file re-embeds only its own changed chunks. Old generations are kept (the
 newest `keep` of them) so a bad rebuild can be rolled back by editing CURRENT.
+
+Crash-proof by design: rebuilds (and rollbacks) of one index hold `<root>/.rebuild.lock`, an flock that the kernel
+drops when its holder dies, so a killed rebuild never blocks the next one; under the lock, leftovers of dead runs
+(`.staging-*` and `.trash-*` folders, `.CURRENT.*.tmp` files) are removed. A generation becomes visible only by a
+rename of a complete, fsynced, checksummed folder, and is deleted only after a rename out of sight, so every
+visible generation is whole. A live generation that fails its checksums is never reused: the rebuild re-embeds.
 """
 
 from __future__ import annotations
@@ -11,67 +17,126 @@ import json
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from retrieval.chunking import chunk_document
-from retrieval.corpus import load_corpus
+from retrieval.corpus import MAX_DOC_BYTES, load_corpus
 from retrieval.embeddings import Embedder
-from retrieval.errors import IndexMissingError
-from retrieval.fileio import atomic_write_text, fsync_tree, sha256_file
-from retrieval.index import FORMAT, IndexSpec, read_current, write_generation
+from retrieval.errors import EternaError, IndexBusyError, IndexMissingError
+from retrieval.fileio import atomic_write_text, fsync_dir, fsync_tree, sha256_file
+from retrieval.index import IndexSpec, LoreIndex, write_generation
+from retrieval.integrity import write_checksums
 from retrieval.types import RebuildStats
+
+LOCK_NAME = ".rebuild.lock"
+LOCK_TIMEOUT = 600.0  # seconds a rebuild waits for another rebuild of the same index
+
+
+@contextmanager
+def rebuild_lock(root: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[Path]:
+    """Hold the index's rebuild lock (an flock on `<root>/.rebuild.lock`: released by the kernel if the holder
+    dies, so it is never stale). Concurrent rebuilds of one root run one after the other."""
+    from filelock import FileLock, Timeout
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(root / LOCK_NAME, timeout=timeout)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise IndexBusyError(f"{root / LOCK_NAME}: another rebuild or rollback of {root} has held the lock for "
+                             f"{timeout} s; wait for it to finish, or pass a longer lock_timeout") from None
+    try:
+        yield root
+    finally:
+        lock.release()
+
+
+def clean_leftovers(root: Path) -> list[str]:
+    """Remove what dead rebuilds left behind. Only call under `rebuild_lock`: then no live rebuild owns any of it."""
+    root, gens = Path(root), Path(root) / "generations"
+    junk = [p for p in gens.iterdir() if p.name.startswith((".staging-", ".trash-"))] if gens.is_dir() else []
+    junk += [p for p in root.glob(".CURRENT.*.tmp")]
+    for p in junk:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return sorted(p.name for p in junk)
 
 
 def _live(root: Path) -> tuple[Path, dict] | None:
-    """(folder, manifest) of the live generation, if there is a readable one in this format."""
+    """(folder, manifest) of the live generation if it opens cleanly (checksums, counts, format); None for no index
+    or a damaged one, which the rebuild then replaces without reusing anything from it."""
     try:
-        gen = read_current(root)
-        manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
-    except Exception:  # no index yet, or an unreadable one: a rebuild replaces it
+        lore = LoreIndex.open(root)
+    except EternaError:
         return None
-    return (gen, manifest) if manifest.get("format") == FORMAT else None
+    return lore.path, lore.manifest
 
 
-def _previous_vectors(gen: Path) -> dict[str, np.ndarray]:
+def _previous_vectors(gen: Path, dim: int) -> dict[str, np.ndarray]:
     """chunk hash -> vector from a generation (the caller checked it was built by the same embedder)."""
     try:
-        vectors = np.load(gen / "vectors.npy")
+        vectors = np.load(gen / "vectors.npy", allow_pickle=False)
         hashes = [json.loads(line)["hash"] for line in
                   (gen / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
     except Exception:  # any unreadable previous generation just means a full re-embed
         return {}
+    if vectors.ndim != 2 or vectors.shape != (len(hashes), dim):
+        return {}  # rows would not line up with chunks: reuse nothing
     return dict(zip(hashes, vectors))
+
+
+def _generation_name(corpus_hash: str) -> str:
+    """Sortable by creation time to the microsecond (rollback and pruning order by name), unique by the suffix."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1e6):06d}"
+    return f"{stamp}-{corpus_hash[:8]}-{uuid.uuid4().hex[:4]}"
 
 
 def rebuild_index(corpus: Path, root: Path, embedder: Embedder, *, chunk_words: int = 120,
                   overlap_words: int = 25, keep: int = 3, force: bool = False, kinds: list[str] | None = None,
-                  npc_ids: set[str] | None = None, index_spec: IndexSpec | None = None) -> RebuildStats:
+                  npc_ids: set[str] | None = None, max_doc_bytes: int = MAX_DOC_BYTES,
+                  lock_timeout: float = LOCK_TIMEOUT, index_spec: IndexSpec | None = None) -> RebuildStats:
     """Build a new generation and make it live; with nothing changed (same files, embedder and chunking) the live
     generation is kept and reported as `unchanged`, unless force=True. `kinds` and `npc_ids` check the lore against
-    the world's declared kinds and its cast (see `load_corpus`)."""
+    the world's declared kinds and its cast, `max_doc_bytes` caps one file (see `load_corpus`). Waits at most
+    `lock_timeout` seconds for another rebuild of the same index (IndexBusyError after that). `index_spec` chooses the
+    FAISS index kind by size (exact up to a threshold, then a factory string)."""
     t0 = time.perf_counter()
     corpus, root = Path(corpus), Path(root)
-    docs = load_corpus(corpus, kinds, npc_ids)  # validates every file before anything is written
+    docs = load_corpus(corpus, kinds, npc_ids, max_doc_bytes=max_doc_bytes)  # every file valid before any write
+    if keep < 1:
+        raise ValueError("keep must be at least 1 (the live generation)")
+    with rebuild_lock(root, lock_timeout):
+        cleaned = clean_leftovers(root)
+        stats = _rebuild_locked(docs, corpus, root, embedder, chunk_words, overlap_words, keep, force, t0,
+                                index_spec or IndexSpec())
+    stats.extra["cleaned"] = cleaned
+    return stats
+
+
+def _rebuild_locked(docs, corpus: Path, root: Path, embedder: Embedder, chunk_words: int, overlap_words: int,
+                    keep: int, force: bool, t0: float, index_spec: IndexSpec) -> RebuildStats:
     doc_hashes = {d.id: sha256_file(Path(d.path))[:16] for d in docs}
     corpus_hash = hashlib.sha256(json.dumps(doc_hashes, sort_keys=True).encode()).hexdigest()[:16]
     embedder_info = {"id": embedder.id, "dim": embedder.dim, "fingerprint": embedder.fingerprint}
     chunking = {"chunk_words": chunk_words, "overlap_words": overlap_words}
-    index_spec = index_spec or IndexSpec()
     live = _live(root)
     same_embedder = live is not None and live[1]["embedder"] == embedder_info
     has_lexical = live is not None and (live[0] / "bm25").is_dir() or (live is not None and not docs)
     # a generation from before BM25, or built with another index spec, is rebuilt (its vectors are reused)
     same_spec = live is not None and live[1].get("index_spec", asdict(IndexSpec())) == asdict(index_spec)
-    if not force and same_embedder and live[1]["corpus"]["hash"] == corpus_hash and live[1]["chunking"] == chunking \
-            and has_lexical and same_spec:
+    if not force and same_embedder and (live[1].get("corpus") or {}).get("hash") == corpus_hash \
+            and live[1].get("chunking") == chunking and has_lexical and same_spec:
         gen, n = live[0], live[1]["counts"]["chunks"]
         return RebuildStats(generation=gen.name, documents=len(docs), chunks=n, embedded=0, reused=n,
                             seconds=round(time.perf_counter() - t0, 3), path=str(gen), extra={"unchanged": True})
     chunks = [c for d in docs for c in chunk_document(d, chunk_words, overlap_words)]
-    previous = _previous_vectors(live[0]) if same_embedder else {}
+    previous = _previous_vectors(live[0], embedder.dim) if same_embedder else {}
     todo = [i for i, c in enumerate(chunks) if c.hash not in previous]
     vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)  # (N, dim)
     for i, c in enumerate(chunks):
@@ -80,7 +145,7 @@ def rebuild_index(corpus: Path, root: Path, embedder: Embedder, *, chunk_words: 
     if todo:
         vectors[todo] = embedder.encode([chunks[i].embed_text() for i in todo])
 
-    name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{corpus_hash[:8]}-{uuid.uuid4().hex[:4]}"
+    name = _generation_name(corpus_hash)
     gens = root / "generations"
     staging = gens / f".staging-{name}"
     manifest = {
@@ -93,23 +158,34 @@ def rebuild_index(corpus: Path, root: Path, embedder: Embedder, *, chunk_words: 
     }
     try:
         write_generation(staging, chunks, vectors, manifest, index_spec)
+        write_checksums(staging)
         fsync_tree(staging)
         staging.rename(gens / name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    fsync_dir(gens)
     atomic_write_text(root / "CURRENT", name + "\n")
-    _prune(gens, keep, live=name)
+    _prune(gens, keep, live=name, previous=live[0].name if live is not None else None)
     return RebuildStats(generation=name, documents=len(docs), chunks=len(chunks), embedded=len(todo),
                         reused=len(chunks) - len(todo), seconds=round(time.perf_counter() - t0, 3),
                         path=str(gens / name), extra={"unchanged": False})
 
 
-def _prune(gens: Path, keep: int, live: str) -> None:
-    olds = sorted((p for p in gens.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != live),
+def _prune(gens: Path, keep: int, live: str, previous: str | None = None) -> None:
+    """Delete all but the newest `keep` generations (the live one always stays; so does the one it replaced, when
+    keep >= 2). Each is first renamed to a hidden `.trash-*` name, so a crash mid-delete never leaves a visible
+    half-generation; readers that were opening it re-read CURRENT (see `LoreIndex.open`)."""
+    protect = {live} | ({previous} if previous and keep >= 2 else set())
+    olds = sorted((p for p in gens.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in protect),
                   key=lambda p: p.name)
-    for p in olds[: max(0, len(olds) - (keep - 1))]:
-        shutil.rmtree(p, ignore_errors=True)
+    for p in olds[: max(0, len(olds) - (keep - len(protect)))]:
+        trash = gens / f".trash-{p.name}"
+        try:
+            p.rename(trash)
+        except OSError:
+            continue
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def list_generations(root: Path) -> list[dict]:
@@ -128,7 +204,7 @@ def list_generations(root: Path) -> list[dict]:
     return out
 
 
-def use_generation(root: Path, name: str | None = None) -> str:
+def use_generation(root: Path, name: str | None = None, *, lock_timeout: float = LOCK_TIMEOUT) -> str:
     """Make `name` live (default: the generation before the live one). Returns the name made live."""
     gens = list_generations(root)
     if not gens:
@@ -140,5 +216,6 @@ def use_generation(root: Path, name: str | None = None) -> str:
         name = gens[live[0] - 1]["generation"]
     if name not in {g["generation"] for g in gens}:
         raise IndexMissingError(f"{root}: no generation {name!r}; `eterna index list` shows the kept ones")
-    atomic_write_text(Path(root) / "CURRENT", name + "\n")
+    with rebuild_lock(root, lock_timeout):  # not under a rebuild that is about to replace CURRENT
+        atomic_write_text(Path(root) / "CURRENT", name + "\n")
     return name

@@ -86,6 +86,7 @@ def test_index_generation_carries_bm25_and_hybrid_search_honours_scope(tiny_corp
     for h in late:  # scores stay dense cosines
         assert h.score == pytest.approx(float(lore.index.reconstruct(lore.chunks.index(h.chunk)) @ qvec), abs=1e-5)
     shutil.rmtree(read_current(tmp_path / "index") / "bm25")  # a generation from before BM25: dense search
+    (read_current(tmp_path / "index") / "checksums.json").unlink()  # (those had no checksums either)
     old = LoreIndex.open(tmp_path / "index", embedder)
     assert old.lexical is None
     assert [h.chunk.id for h in old.search_hybrid(q, qvec, 4)] == [h.chunk.id for h in old.search_vector(qvec, 4)]
