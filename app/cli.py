@@ -542,11 +542,14 @@ def cmd_eval_retrieval(args) -> None:
     from retrieval.embeddings import SentenceTransformerEmbedder
 
     cfg = _config(args)
-    embedder = SentenceTransformerEmbedder(cfg.models.embedder) if args.mode != "bm25" else None
-    out = evaluate_beir(Path(args.beir), embedder, cfg.models.embedder, cfg.models.cache_dir / "beir",
-                        split=args.split, mode=args.mode, k=args.k, weight=args.weight, limit=args.limit)
-    _emit(args, out, "  ".join(f"{k} {out[k]}" for k in ("ndcg@10", "recall@5", "recall@100", "mrr@10", "queries",
-                                                          "docs", "ms_per_query")))
+    modes = ["dense", "bm25", "hybrid"] if args.mode == "all" else [args.mode]
+    embedder = SentenceTransformerEmbedder(cfg.models.embedder) if modes != ["bm25"] else None
+    weight = cfg.retrieval.hybrid_weight if args.weight is None else args.weight
+    res = {m: evaluate_beir(Path(args.beir), embedder, cfg.models.embedder, cfg.models.cache_dir / "beir",
+                            split=args.split, mode=m, k=args.k, weight=weight, limit=args.limit) for m in modes}
+    keys = ("ndcg@10", "recall@5", "recall@100", "mrr@10", "queries", "docs", "ms_per_query")
+    text = "\n".join(f"{m:<7}" + "  ".join(f"{k} {r[k]}" for k in keys) for m, r in res.items())
+    _emit(args, res[modes[0]] if len(modes) == 1 else res, text)
 
 
 def cmd_eval_review(args) -> None:
@@ -756,9 +759,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = ev.add_parser("retrieval", help="retrieval quality on a BEIR folder (nDCG@10, recall, MRR)")
     sp.add_argument("--beir", required=True, help="folder with corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv")
     sp.add_argument("--split", default="test")
-    sp.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
+    sp.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid", "all"],
+                    help="all: the three side by side, one JSON object per mode")
     sp.add_argument("--k", type=int, default=100, help="documents ranked per query")
-    sp.add_argument("--weight", type=float, default=0.5, help="hybrid: weight of dense scores (0-1)")
+    sp.add_argument("--weight", type=float,
+                    help="hybrid: weight of dense scores (0-1; default retrieval.hybrid_weight)")
     sp.add_argument("--limit", type=int, help="first N judged queries only")
     common(sp)
     sp.set_defaults(fn=cmd_eval_retrieval)

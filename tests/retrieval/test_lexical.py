@@ -90,3 +90,15 @@ def test_index_generation_carries_bm25_and_hybrid_search_honours_scope(tiny_corp
     old = LoreIndex.open(tmp_path / "index", embedder)
     assert old.lexical is None
     assert [h.chunk.id for h in old.search_hybrid(q, qvec, 4)] == [h.chunk.id for h in old.search_vector(qvec, 4)]
+
+
+def test_eval_retrieval_cli_prints_every_mode_side_by_side(beir, tmp_path, capsys):
+    from app.cli import main
+    from tests.conftest import write_project
+
+    cfg = write_project(tmp_path / "proj", "unused-llm")
+    assert main(["--config", str(cfg), "eval", "retrieval", "--beir", str(beir), "--mode", "all", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"dense", "bm25", "hybrid"}
+    assert all(out[m]["ndcg@10"] == 1.0 and out[m]["queries"] == 2 for m in out)
+    assert out["hybrid"]["weight"] == 0.5 and (tmp_path / "proj" / "cache" / "beir").is_dir()  # under the project
