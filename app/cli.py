@@ -387,6 +387,41 @@ def cmd_train_dpo(args) -> None:
           "to use it.")
 
 
+def cmd_train_distill(args) -> None:
+    """A small standalone student of one character, distilled from the base model with its adapter and lore."""
+    from pydantic import ValidationError
+
+    from app.config import Cast
+    from app.distill import distill_npc
+    from tuning.distill import DistillRecipe
+
+    cfg = _config(args)
+    cast = Cast.load(cfg.paths.npcs, cfg.world)
+    npc = cast.get(args.npc)
+    out = Path(args.out) if args.out else cfg.paths.adapters / f"{npc.id}-student"
+    overrides = {k: v for k, v in (("layers", args.layers), ("intermediate", args.intermediate), ("init", args.init),
+                                   ("temperature", args.temperature), ("dialogues", args.dialogues),
+                                   ("max_steps", args.max_steps), ("epochs", args.epochs),
+                                   ("max_new_tokens", args.max_new_tokens), ("learning_rate", args.lr),
+                                   ("teacher_temperature", args.teacher_temperature))
+                 if v is not None}
+    try:
+        recipe = DistillRecipe(**overrides)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise EternaError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    manifest = distill_npc(cfg, cast, npc.id, out, recipe, chapter=args.chapter, log=True)
+    m, st = manifest["metrics"], manifest["student"]
+    agree, speed, voice = m["agreement"]["after"], m["speed"], m["voice_markers"]
+    _emit(args, {"model": str(out), **manifest},
+          f"student of {npc.id} -> {out}: layers {st['layers']} of the teacher's, {st['parameters']:,} parameters "
+          f"({st['params_ratio']:.0%} of the teacher), {st['size_mb']} MB; {m['steps']} steps, loss "
+          f"{m['first_loss']} -> {m['last_loss']}; top-1 agreement {m['agreement']['before']['top1']} -> "
+          f"{agree['top1']} (KL {agree['kl']}); {speed['student_tokens_per_s']} vs {speed['teacher_tokens_per_s']} "
+          f"tokens/s ({speed['ratio']}x); voice markers teacher {voice['teacher']} student {voice['student']}; "
+          f"{m['seconds']} s. Set `model: {out}` for {npc.id} in your npcs file to use it.")
+
+
 def cmd_train_raft(args) -> None:
     """RAFT: grounded-answer examples from the world's own index, rendered with the engine's own fact prompt,
     then the SFT recipe trains an adapter on them."""
@@ -734,6 +769,25 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(default 0.2)")
     common(sp, npcs=True)
     sp.set_defaults(fn=cmd_train_dpo)
+
+    sp = train.add_parser("distill", help="distil one character (a book) into a small standalone student model")
+    sp.add_argument("--npc", required=True)
+    sp.add_argument("--out", help="checkpoint folder (default: paths.adapters/<npc>-student)")
+    sp.add_argument("--layers", type=int, help="student decoder layers, spaced over the teacher's (default 3)")
+    sp.add_argument("--intermediate", type=int, help="student feed-forward width (default: the widest within a "
+                                                     "quarter of the teacher's parameters)")
+    sp.add_argument("--init", choices=["teacher", "fresh"], help="copy the teacher's weights (default) or random")
+    sp.add_argument("--temperature", type=float, help="softmax temperature of the KL loss (default 2)")
+    sp.add_argument("--dialogues", type=int, help="training dialogues generated from the lore (default 48)")
+    sp.add_argument("--max-new-tokens", type=int, help="tokens per teacher reply (default 48)")
+    sp.add_argument("--teacher-temperature", type=float, help="sample the teacher's replies (default 0: greedy)")
+    sp.add_argument("--chapter", type=int, default=1, help="lore up to this chapter (default 1: the student may "
+                                                           "repeat what it learns, later chapters would be spoilers)")
+    sp.add_argument("--max-steps", type=int)
+    sp.add_argument("--epochs", type=float)
+    sp.add_argument("--lr", type=float)
+    common(sp, npcs=True)
+    sp.set_defaults(fn=cmd_train_distill)
 
     ev = sub.add_parser("eval", help="measure a world's figures").add_subparsers(dest="sub", required=True)
     sp = ev.add_parser("facts", help="fact questions: gold answer in the reply, spoilers, 'I do not know'")

@@ -11,7 +11,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from retrieval.errors import ConfigError, UnknownNpcError
+from retrieval.errors import AdapterError, ConfigError, UnknownNpcError
 
 DEFAULT_ROLES = {"director": "the narrator of the game", "npc": "a character in the game", "book": "a living book"}
 
@@ -254,6 +254,8 @@ class NpcSpec(_Strict):
     style: str = Field(min_length=1)
     knows: Literal["all"] | list[str]
     adapter: Path | None = None
+    model: Path | None = Field(None, description="a student checkpoint (`eterna train distill`) that speaks for "
+                                                 "this character instead of the base model and its adapter")
     markers: Markers | None = None
     idk: str | None = Field(None, description="this character's way of saying it does not know")
     deflect: str | None = Field(None, description="this character's way of turning aside a fourth-wall break")
@@ -283,9 +285,27 @@ class Cast(_Strict):
         for n in cast.npcs:
             if n.adapter is not None and not n.adapter.is_absolute():
                 n.adapter = (path.parent / n.adapter).resolve()
+            if n.model is not None and not n.model.is_absolute():
+                n.model = (path.parent / n.model).resolve()
+        cast.check_models(path)
         if world is not None:
             cast.check_world(world, path)
         return cast
+
+    def check_models(self, path: Path | str = "cast") -> None:
+        """Every `model:` is a student checkpoint folder with its manifest."""
+        from tuning.distill import read_student_manifest
+
+        for i, n in enumerate(self.npcs):
+            if n.model is None:
+                continue
+            if not n.model.is_dir():
+                raise ConfigError(f"{path}: npcs.{i}.model: {n.model} is not a folder; train one with `eterna train "
+                                  f"distill --npc {n.id} --out DIR` and point the field at DIR, or remove it")
+            try:
+                read_student_manifest(n.model)
+            except AdapterError as e:
+                raise ConfigError(f"{path}: npcs.{i}.model: {e}") from None
 
     def check_world(self, world: WorldConfig, path: Path | str = "cast") -> None:
         roles = world.all_roles()

@@ -25,7 +25,7 @@ from app.prompt import build_messages, instructions
 from app.router import LABELS as ROUTES
 from app.router import Route, Router, load_seeds
 from app.router_data import synthesise
-from app.runtime import Decoding, Generation, GenerationBackend, make_backend
+from app.runtime import Decoding, Generation, GenerationBackend, make_backend, student_backend
 from retrieval.embeddings import SentenceTransformerEmbedder
 from retrieval.errors import InputError
 from retrieval.index import LoreIndex, read_current
@@ -169,7 +169,7 @@ class DialogueEngine:
         # variant with another cast) already attached a different adapter under that id
         self.adapter_names: dict[str, str] = {}
         for npc in cast.npcs:
-            if npc.adapter is not None:
+            if npc.adapter is not None and npc.model is None:  # a `model:` speaks for the character instead
                 self.adapter_names[npc.id] = self._attach(npc.id, npc.adapter)
         self.grounding_adapter = self._attach(GROUNDING_ADAPTER, config.grounding.adapter) \
             if config.grounding.adapter is not None else None
@@ -182,6 +182,13 @@ class DialogueEngine:
             name = f"{name}#{hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:8]}"
         self.generator.add_adapter(name, path)
         return name
+
+    def npc_backend(self, spec: NpcSpec, use_adapter: bool = True) -> GenerationBackend:
+        """The backend that speaks for a character: its own checkpoint (`model:`, loaded on first use) or the shared
+        base model (with the character's adapter, if any)."""
+        if spec.model is not None and use_adapter:
+            return student_backend(spec.model, self.config.models.dtype)
+        return self.generator
 
     def variant(self, *, config: EternaConfig | None = None, cast: Cast | None = None,
                 index_root: Path | None = None) -> DialogueEngine:
@@ -310,9 +317,10 @@ class DialogueEngine:
 
         gen_cfg = self.config.generation
         adapter = self.adapter_names.get(spec.id) if use_adapter else None
+        own_model = spec.model is not None and use_adapter
         grounding: dict = {}
         tokens: dict = {}
-        context: dict = {"index_generation": index.path.name}
+        context: dict = {"index_generation": index.path.name, "model": str(spec.model) if own_model else "base"}
         if (flags and not grounded) or (route.label == "offworld" and self.config.guard.offworld == "deflect"):
             # a line that addresses the model (injection, role swap, character break): the character turns it
             # aside in its own voice, with no generation to talk round
@@ -335,10 +343,11 @@ class DialogueEngine:
                 yield out_text
         else:
             history, summary = self.memory.context(session, spec.id)
+            generator = self.npc_backend(spec, use_adapter)
             budget = gen_cfg.context_tokens - gen_cfg.max_new_tokens
             report: dict = {}
             messages, evidence = build_messages(
-                spec, route.label, evidence, history, text, self.generator.count_tokens, budget,
+                spec, route.label, evidence, history, text, generator.count_tokens, budget,
                 world=self.config.world, prompts=self.config.prompts, guarded=bool(flags), summary=summary,
                 report=report)
             context.update(report)
@@ -347,14 +356,14 @@ class DialogueEngine:
             if grounded:  # grounded decoding: copy the evidence's words, do not punish repeating them
                 decoding = replace(decoding, repetition_penalty=g.repetition_penalty, penalty_scope=g.penalty_over,
                                    copy_bias=g.copy_bias, copy_text=" ".join(e.text for e in evidence))
-                if self.grounding_adapter is not None and use_adapter:
+                if self.grounding_adapter is not None and use_adapter and not own_model:
                     adapter = self.grounding_adapter
             instr = instructions(spec, route.label, self.config.world, self.config.prompts)
             # free replies pass the output guard sentence by sentence as they stream; a grounded reply waits for
             # the support check, which needs all of it
             gate = None if grounded else _SentenceGate(lambda said: self._output_guard(spec, instr, said)[1])
             out, n_pieces = None, 0
-            pieces = self.generator.stream(messages, decoding, adapter=adapter)
+            pieces = generator.stream(messages, decoding, adapter=adapter)
             try:
                 for item in pieces:
                     if isinstance(item, Generation):
