@@ -133,6 +133,8 @@ def plot_losses(history: list[dict], path: Path) -> bool:
     from matplotlib.figure import Figure
 
     points = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
+    if not points:  # a run shorter than logging_steps logs only its mean loss
+        points = [(h["step"], h["train_loss"]) for h in history if "train_loss" in h and "step" in h]
     if not points:
         return False
     fig = Figure(figsize=(6, 3.5), dpi=100)

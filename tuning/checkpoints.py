@@ -109,6 +109,11 @@ class TrainingRun:
         if self.log:
             trainer.add_callback(_progress_callback(bar=sys.stderr.isatty()))
 
+    def info(self, trainer) -> dict:
+        """Manifest fields of the run: the checkpoint it resumed from, and how many processes trained."""
+        return {"resumed_from": self.resume_from and Path(self.resume_from).name,
+                "processes": trainer.args.world_size}
+
     @staticmethod
     def is_main(trainer) -> bool:
         return trainer.is_world_process_zero()

@@ -203,7 +203,7 @@ def train_dpo(base_dir: Path, data: Path, out_dir: Path, recipe: DPORecipe, *, s
                      "train_pairs": len(train_pairs), "held_out_pairs": len(held_pairs),
                      "held_out": {"before": before, "after": after} if held_ds is not None else None,
                      "seconds": round(time.perf_counter() - t0, 1)},
-            resumed_from=run.resume_from and Path(run.resume_from).name)
+            **run.info(trainer))
         if run.is_main(trainer):
             staged = save_trained(trainer.model, tok, kind, params_dump, work / "adapter", recipe.save_dtype)
             publish(staged, out_dir, out, trainer.state.log_history)

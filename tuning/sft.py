@@ -125,7 +125,7 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
             metrics={"train_loss": result.training_loss, "first_loss": losses[0] if losses else None,
                      "last_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
                      "seconds": round(time.perf_counter() - t0, 1)},
-            resumed_from=run.resume_from and Path(run.resume_from).name)
+            **run.info(trainer))
         if run.is_main(trainer):
             staged = save_trained(trainer.model, tok, method.kind, params.model_dump(), work / "adapter",
                                   recipe.save_dtype)
