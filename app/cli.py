@@ -64,7 +64,14 @@ def _quiet_datasets() -> None:
     datasets.disable_progress_bars()
 
 
+def _main_rank() -> bool:
+    """False in the other processes of an `accelerate launch`/torchrun job: only the main one reports."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _emit(args, obj: dict, text: str) -> None:
+    if not _main_rank():
+        return
     print(json.dumps(obj, ensure_ascii=False) if getattr(args, "json", False) else text, flush=True)
 
 
@@ -298,7 +305,8 @@ def cmd_train_sft(args) -> None:
     out = Path(args.out) if args.out else cfg.paths.adapters / npc.id
     overrides = {k: v for k, v in (("max_steps", args.max_steps), ("epochs", args.epochs),
                                    ("method", args.method), ("learning_rate", args.lr),
-                                   ("max_length", args.max_length), ("overlong", args.overlong)) if v is not None}
+                                   ("max_length", args.max_length), ("overlong", args.overlong),
+                                   ("save_steps", args.save_steps)) if v is not None}
     params = {}
     if args.params:
         try:
@@ -313,25 +321,31 @@ def cmd_train_sft(args) -> None:
 
     from tuning.methods import get_method
 
-    get_method(overrides.get("method", "lora")).parse(params)  # fail before loading anything
-    try:
-        recipe = SFTRecipe(**overrides, params=params)
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise EternaError(f"--{first['loc'][0]}: {first['msg']}") from None
+    if args.recipe:  # the file's fields, then the flags given
+        from tuning.recipes import load_recipe
+
+        recipe = load_recipe(Path(args.recipe), SFTRecipe, {**overrides, **({"params": params} if params else {})})
+    else:
+        get_method(overrides.get("method", "lora")).parse(params)  # fail before loading anything
+        try:
+            recipe = SFTRecipe(**overrides, params=params)
+        except ValidationError as e:
+            first = e.errors()[0]
+            raise EternaError(f"--{first['loc'][0]}: {first['msg']}") from None
     from app.validate import lore_linter
     from retrieval.corpus import load_corpus
     from tuning.gate import gate_file
 
     system = system_prompt(npc, cfg.world, cfg.prompts)
     gate = gate_file(data, kind="chat", fmt=args.format)  # the rows' own problems, before any model is prepared
-    if not gate.ok and not (args.skip_bad_rows and gate.items):
+    if not gate.ok and not (args.skip_bad_rows and gate.items) and _main_rank():
         print(gate.render(limit=10), file=sys.stderr)
         gate.check(args.skip_bad_rows)
     facts = lore_linter(load_corpus(cfg.paths.corpus), [system]) if cfg.paths.corpus.is_dir() else None
     base = prepare_model(cfg.models.llm, cfg.models.cache_dir)
-    manifest = train_sft(base, data, out, recipe, system=system, npc=npc.id, base_spec=cfg.models.llm, log=True,
-                         skip_bad_rows=args.skip_bad_rows, facts=facts, data_format=args.format)
+    manifest = train_sft(base, data, out, recipe, system=system, npc=npc.id, base_spec=cfg.models.llm, log=_main_rank(),
+                         skip_bad_rows=args.skip_bad_rows, facts=facts, data_format=args.format, resume=args.resume,
+                         keep_checkpoints=args.keep_checkpoints)
     m = manifest["metrics"]
     _emit(args, {"adapter": str(out), **manifest},
           f"adapter for {npc.id} -> {out}: {m['steps']} steps, loss {m['first_loss']} -> {m['last_loss']}, "
@@ -362,7 +376,7 @@ def cmd_train_dpo(args) -> None:
         start = default if default.is_dir() else None
     overrides = {k: v for k, v in (("max_steps", args.max_steps), ("epochs", args.epochs), ("beta", args.beta),
                                    ("learning_rate", args.lr), ("held_out", args.held_out),
-                                   ("method", args.method)) if v is not None}
+                                   ("method", args.method), ("save_steps", args.save_steps)) if v is not None}
     if start is not None and args.method:
         raise EternaError(f"--method applies to a fresh adapter; {start} keeps its own method (add --from-base)")
     try:
@@ -374,7 +388,8 @@ def cmd_train_dpo(args) -> None:
         get_method(recipe.method)  # fail before loading anything
     base = prepare_model(cfg.models.llm, cfg.models.cache_dir)
     manifest = train_dpo(base, data, out, recipe, start=start, system=system_prompt(npc, cfg.world, cfg.prompts),
-                         npc=npc.id, base_spec=cfg.models.llm, log=True)
+                         npc=npc.id, base_spec=cfg.models.llm, log=_main_rank(), resume=args.resume,
+                         keep_checkpoints=args.keep_checkpoints)
     m = manifest["metrics"]
     held = m["held_out"]
     figures = (f"held-out ({m['held_out_pairs']} pairs) reward margin {held['before']['reward_margin']:.3f} -> "
@@ -464,7 +479,7 @@ def cmd_train_raft(args) -> None:
         atomic_write_text(data, "\n".join(rows) + "\n")
         recipe = SFTRecipe(**{"epochs": 1.0, "max_length": 512, **overrides})
         base = prepare_model(cfg.models.llm, cfg.models.cache_dir)
-        manifest = train_sft(base, data, out, recipe, base_spec=cfg.models.llm, npc=args.npc or "all", log=True,
+        manifest = train_sft(base, data, out, recipe, base_spec=cfg.models.llm, npc=args.npc or "all", log=_main_rank(),
                              built_by="eterna train raft",
                              extra={"raft": {"items": len(items), "idk": sum(it.answer is None for it in items),
                                              "chapter": args.chapter, "index": index.path.name,
@@ -645,7 +660,32 @@ def _data_verdict(data: dict) -> int:
     return 3
 
 
+def cmd_adapters_merge(args) -> None:
+    from tuning.merge import merge_adapter
+
+    m = merge_adapter(Path(args.adapter), Path(args.out), base_dir=args.base and Path(args.base),
+                      allow_qlora=args.allow_qlora, dtype=args.dtype, log=True)
+    _emit(args, {"model": str(args.out), **m}, f"merged {args.adapter} into its base -> {args.out} "
+          f"({m['parameters']} parameters, {m['dtype']}). Set `models.llm: {args.out}` to serve it.")
+
+
+def cmd_adapters_export_gguf(args) -> None:
+    from tuning.merge import export_gguf
+
+    path = export_gguf(Path(args.adapter), Path(args.out), base_dir=args.base and Path(args.base))
+    _emit(args, {"gguf": str(path), "bytes": path.stat().st_size},
+          f"GGUF LoRA -> {path} ({path.stat().st_size} bytes); llama.cpp applies it with --lora {path}")
+
+
 # --- parser -----------------------------------------------------------------------------------------------
+
+def _checkpoint_flags(sp) -> None:
+    sp.add_argument("--save-steps", type=int, help="checkpoint every N optimizer steps into <out>.checkpoints/")
+    sp.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint of an "
+                                                          "interrupted run of the same data and recipe")
+    sp.add_argument("--keep-checkpoints", action="store_true", help="keep <out>.checkpoints/ after publishing "
+                                                                    "(default: removed)")
+
 
 def _format_names() -> str:
     from tuning.formats import FORMATS
@@ -749,6 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", help="force the data format (default: detected): " + _format_names())
     sp.add_argument("--skip-bad-rows", action="store_true",
                     help="train on the rows that pass the data gate instead of refusing data with errors")
+    sp.add_argument("--recipe", metavar="FILE", help="recipe YAML (configs/recipes/); the flags above override it")
+    _checkpoint_flags(sp)
     common(sp, npcs=True)
     sp.set_defaults(fn=cmd_train_sft)
 
@@ -767,6 +809,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lr", type=float)
     sp.add_argument("--held-out", type=float, help="share of pairs scored before and after, not trained on "
                                                    "(default 0.2)")
+    _checkpoint_flags(sp)
     common(sp, npcs=True)
     sp.set_defaults(fn=cmd_train_dpo)
 
@@ -788,6 +831,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lr", type=float)
     common(sp, npcs=True)
     sp.set_defaults(fn=cmd_train_distill)
+
+    adapters = sub.add_parser("adapters", help="merge or export trained adapters").add_subparsers(
+        dest="sub", required=True)
+    sp = adapters.add_parser("merge", help="fold a LoRA/DoRA/IA3 adapter into its base: a full checkpoint that "
+                                           "serves as models.llm with no adapter overhead")
+    sp.add_argument("--adapter", required=True, metavar="DIR")
+    sp.add_argument("--out", required=True, metavar="DIR", help="the merged checkpoint folder")
+    sp.add_argument("--base", metavar="DIR", help="the base checkpoint (default: the one the adapter's manifest "
+                                                  "names)")
+    sp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    sp.add_argument("--allow-qlora", action="store_true", help="merge a QLoRA adapter into the full-precision base")
+    common(sp)
+    sp.set_defaults(fn=cmd_adapters_merge)
+    sp = adapters.add_parser("export-gguf", help="write a LoRA adapter as a GGUF LoRA for llama.cpp")
+    sp.add_argument("--adapter", required=True, metavar="DIR")
+    sp.add_argument("--out", required=True, metavar="FILE", help="the .gguf file to write")
+    sp.add_argument("--base", metavar="DIR", help="the base checkpoint (default: the one the adapter's manifest "
+                                                  "names)")
+    common(sp)
+    sp.set_defaults(fn=cmd_adapters_export_gguf)
 
     ev = sub.add_parser("eval", help="measure a world's figures").add_subparsers(dest="sub", required=True)
     sp = ev.add_parser("facts", help="fact questions: gold answer in the reply, spoilers, 'I do not know'")

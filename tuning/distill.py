@@ -30,8 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from retrieval.errors import AdapterError, EternaError
 from retrieval.fileio import atomic_write_json, atomic_write_text, replace_dir, sha256_file
 from tuning.adapters import ADAPTER_MANIFEST, read_adapter_manifest
-from tuning.artifact import quiet_trainer, versions
+from tuning.artifact import versions
 from tuning.base import model_fingerprint
+from tuning.checkpoints import quiet_trainer
 from tuning.student import build_student, merged_teacher, plan_student
 
 DIALOGUES_FILE = "dialogues.jsonl"
