@@ -162,7 +162,7 @@ def cmd_index_search(args) -> None:
 def _engine(args, cfg=None):
     from app.dialogue import DialogueEngine
 
-    return DialogueEngine.from_settings(cfg or _config(args))
+    return DialogueEngine.from_settings(cfg or _config(args), adapters=not getattr(args, "no_adapters", False))
 
 
 def cmd_say(args) -> int:
@@ -171,6 +171,7 @@ def cmd_say(args) -> int:
     if args.file is not None:
         return _say_batch(args)
     from app.config import Cast
+    from app.demo import voice_label
     from app.dialogue import check_turn
 
     cfg = _config(args)  # fail fast on bad input, before any model is loaded
@@ -180,12 +181,15 @@ def cmd_say(args) -> int:
     reply = engine.say(args.npc, args.text, session=args.session, chapter=args.chapter)
     out = reply.to_json()
     srcs = ", ".join(s["chunk"] for s in reply.sources) or "none"
-    _emit(args, out, f"{reply.npc} [{reply.route}]: {reply.text}\n  sources: {srcs}\n  why: {reply.reason}")
+    _emit(args, out, f"{reply.npc} [{reply.route}] [{voice_label(reply)}]: {reply.text}\n  sources: {srcs}\n"
+                     f"  why: {reply.reason}")
     return 0
 
 
 def _say_batch(args) -> int:
     """One reply (or {"error": ...}) per input line; a bad line never stops the batch."""
+    from app.demo import voice_label
+
     path = Path(args.file)
     if not path.is_file():
         raise EternaError(f"{path}: file not found")
@@ -208,7 +212,7 @@ def _say_batch(args) -> int:
                 reply = engine.say(req["npc"], req["text"], session=req.get("session", args.session),
                                    chapter=req.get("chapter", args.chapter))
                 out = {"line": lineno, **reply.to_json()}
-                text = f"{reply.npc} [{reply.route}]: {reply.text}"
+                text = f"{reply.npc} [{reply.route}] [{voice_label(reply)}]: {reply.text}"
             except EternaError as e:
                 failures += 1
                 out = {"line": lineno, "error": f"{path}:{lineno}: {e}"}
@@ -226,6 +230,8 @@ def _say_batch(args) -> int:
 
 
 def cmd_chat(args) -> int:
+    from app.demo import voice_label
+
     engine = _engine(args)
     npc = engine.cast.get(args.npc)
     print(f"Talking to {npc.name} (chapter {args.chapter}). Empty line or Ctrl-D to leave.", flush=True)
@@ -253,7 +259,7 @@ def cmd_chat(args) -> int:
         if reply.text.strip() != shown.strip():  # the final text is authoritative
             print(f"\r{npc.name}> {reply.text}", end="")
         srcs = ", ".join(s["chunk"] for s in reply.sources)
-        print(f"\n  [{reply.route}{': ' + srcs if srcs else ''}]", flush=True)
+        print(f"\n  [{reply.route}{': ' + srcs if srcs else ''}] [{voice_label(reply)}]", flush=True)
     return 0
 
 
@@ -289,7 +295,42 @@ def cmd_demo(args) -> int:
 
     cfg = _config(args)
     scene = Path(args.scene) if args.scene else cfg.data_path("scenes") / "demo.jsonl"
-    return run_demo(cfg, scene, as_json=args.json)
+    return run_demo(cfg, scene, as_json=args.json, adapters=not args.no_adapters)
+
+
+def cmd_adapters_ship(args) -> None:
+    """Halve trained adapters to float16 and copy them where the cast file's `adapter:` entries point, after
+    checking each still matches its training data and the system prompt the config builds now."""
+    from app.config import Cast
+    from app.prompt import system_prompt
+    from tuning.adapters import manifest_problems, read_adapter_manifest, ship_adapter
+
+    cfg = _config(args)
+    cast = Cast.load(cfg.paths.npcs, cfg.world)
+    npcs = [cast.get(n) for n in args.npc] if args.npc else [n for n in cast.npcs if n.adapter is not None]
+    if not npcs:
+        raise EternaError(f"{cfg.paths.npcs}: no NPC has an `adapter:` entry; name the shipped folder of each "
+                          "(or pass --npc ID --to DIR)")
+    source = Path(args.source).resolve() if args.source else cfg.paths.adapters
+    shipped = []
+    for npc in npcs:
+        src = source / npc.id
+        dst = Path(args.to).resolve() / npc.id if args.to else npc.adapter
+        if dst is None:
+            raise EternaError(f"{cfg.paths.npcs}: {npc.id} has no `adapter:` entry to ship to; add one or pass --to")
+        if src.resolve() == dst.resolve():
+            raise EternaError(f"{src}: the source and the shipped copy are the same folder; pass --from DIR")
+        problems = manifest_problems(read_adapter_manifest(src), src, npc=npc.id,
+                                     data=cfg.data_path("style") / f"{npc.id}.jsonl",
+                                     system=system_prompt(npc, cfg.world, cfg.prompts))
+        if problems:
+            raise EternaError(f"not shipped: {problems[0]}")
+        m = ship_adapter(src, dst)["shipped"]
+        shipped.append({"npc": npc.id, "from": str(src), "to": str(dst), "bytes": m["bytes"],
+                        "trained_bytes": m["trained_bytes"]})
+    _emit(args, {"shipped": shipped}, "\n".join(
+        f"{s['npc']}: {s['from']} -> {s['to']} ({s['trained_bytes'] / 1e6:.1f} MB -> {s['bytes'] / 1e6:.1f} MB, "
+        "float16)" for s in shipped))
 
 
 def cmd_train_sft(args) -> None:
@@ -736,6 +777,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp, index=True, npcs=True)
     sp.set_defaults(fn=cmd_index_search)
 
+    def no_adapters(sp):
+        sp.add_argument("--no-adapters", action="store_true",
+                        help="load none of the cast's adapters: the base model speaks for everyone")
+
     sp = sub.add_parser("say", help="one NPC reply (or a batch with --file)")
     sp.add_argument("--backend", choices=["auto", "transformers", "llamacpp"], help="override models.backend")
     sp.add_argument("text", nargs="?")
@@ -744,6 +789,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--chapter", type=int, default=1)
     sp.add_argument("--session", default="default")
     common(sp, npcs=True, index=True)
+    no_adapters(sp)
     sp.set_defaults(fn=cmd_say)
 
     sp = sub.add_parser("chat", help="talk to one NPC interactively")
@@ -752,6 +798,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--chapter", type=int, default=1)
     sp.add_argument("--session", default="chat")
     common(sp, json_flag=False, npcs=True, index=True)
+    no_adapters(sp)
     sp.set_defaults(fn=cmd_chat)
 
     sp = sub.add_parser("serve", help="HTTP server: Eterna's routes and an OpenAI-compatible chat API")
@@ -768,7 +815,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="run the scripted multi-NPC scene")
     sp.add_argument("--scene", help="scene JSONL (default: paths.scenes/demo.jsonl)")
     common(sp, npcs=True, index=True)
+    no_adapters(sp)
     sp.set_defaults(fn=cmd_demo)
+
+    ads = sub.add_parser("adapters", help="ship, merge or export trained adapters").add_subparsers(
+        dest="sub", required=True)
+    sp = ads.add_parser("ship", help="halve trained adapters to float16 and copy them where the cast file's "
+                                     "`adapter:` entries point (refuses adapters whose data or prompt changed)")
+    sp.add_argument("--npc", action="append", help="this NPC only (repeatable; default: every NPC with an adapter)")
+    sp.add_argument("--from", dest="source", help="folder of trained adapters, <npc>/ each (default: paths.adapters)")
+    sp.add_argument("--to", help="ship into DIR/<npc> instead of the cast file's `adapter:` paths")
+    common(sp, npcs=True)
+    sp.set_defaults(fn=cmd_adapters_ship)
 
     train = sub.add_parser("train", help="fine-tune adapters").add_subparsers(dest="sub", required=True)
     sp = train.add_parser("sft", help="fine-tune one NPC's voice on its style set (LoRA by default)")
@@ -832,9 +890,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp, npcs=True)
     sp.set_defaults(fn=cmd_train_distill)
 
-    adapters = sub.add_parser("adapters", help="merge or export trained adapters").add_subparsers(
-        dest="sub", required=True)
-    sp = adapters.add_parser("merge", help="fold a LoRA/DoRA/IA3 adapter into its base: a full checkpoint that "
+    sp = ads.add_parser("merge", help="fold a LoRA/DoRA/IA3 adapter into its base: a full checkpoint that "
                                            "serves as models.llm with no adapter overhead")
     sp.add_argument("--adapter", required=True, metavar="DIR")
     sp.add_argument("--out", required=True, metavar="DIR", help="the merged checkpoint folder")
@@ -844,7 +900,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--allow-qlora", action="store_true", help="merge a QLoRA adapter into the full-precision base")
     common(sp)
     sp.set_defaults(fn=cmd_adapters_merge)
-    sp = adapters.add_parser("export-gguf", help="write a LoRA adapter as a GGUF LoRA for llama.cpp")
+    sp = ads.add_parser("export-gguf", help="write a LoRA adapter as a GGUF LoRA for llama.cpp")
     sp.add_argument("--adapter", required=True, metavar="DIR")
     sp.add_argument("--out", required=True, metavar="FILE", help="the .gguf file to write")
     sp.add_argument("--base", metavar="DIR", help="the base checkpoint (default: the one the adapter's manifest "

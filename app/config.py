@@ -29,6 +29,9 @@ class ModelsConfig(_Strict):
     gguf: Path | None = Field(None, description="the GGUF of models.llm for the llamacpp backend (builtins know "
                                                 "their own)")
     cache_dir: Path = Field(Path("../.eterna/models"), description="where converted checkpoints are cached")
+    adapter_drift: Literal["warn", "error"] = Field(
+        "warn", description="a character's adapter trained with another system prompt than the config builds now "
+                            "(its voice is detuned): warn on load, or refuse to load it")
 
 
 class PathsConfig(_Strict):
@@ -306,6 +309,10 @@ class Cast(_Strict):
                 read_student_manifest(n.model)
             except AdapterError as e:
                 raise ConfigError(f"{path}: npcs.{i}.model: {e}") from None
+
+    def without_adapters(self) -> Cast:
+        """The same cast speaking with the base model alone (every `adapter:` dropped)."""
+        return self.model_copy(update={"npcs": [n.model_copy(update={"adapter": None}) for n in self.npcs]})
 
     def check_world(self, world: WorldConfig, path: Path | str = "cast") -> None:
         roles = world.all_roles()
