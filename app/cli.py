@@ -634,13 +634,26 @@ def cmd_eval_retrieval(args) -> None:
 
     cfg = _config(args)
     modes = ["dense", "bm25", "hybrid"] if args.mode == "all" else [args.mode]
-    embedder = SentenceTransformerEmbedder(cfg.models.embedder) if modes != ["bm25"] else None
+    embedder = SentenceTransformerEmbedder(cfg.models.embedder) if modes != ["bm25"] or args.tune_on else None
     weight = cfg.retrieval.hybrid_weight if args.weight is None else args.weight
+    tuned = None
+    if args.tune_on:
+        if args.tune_on == args.split:
+            raise EternaError(f"--tune-on {args.tune_on}: tune on another split than the one reported (--split)")
+        from app.evaluation.retrieval_eval import tune_weight
+
+        tuned = tune_weight(Path(args.beir), embedder, cfg.models.embedder, cfg.models.cache_dir / "beir",
+                            split=args.tune_on, k=args.k)
+        weight = tuned["weight"]
     res = {m: evaluate_beir(Path(args.beir), embedder, cfg.models.embedder, cfg.models.cache_dir / "beir",
                             split=args.split, mode=m, k=args.k, weight=weight, limit=args.limit) for m in modes}
     keys = ("ndcg@10", "recall@5", "recall@100", "mrr@10", "queries", "docs", "ms_per_query")
     text = "\n".join(f"{m:<7}" + "  ".join(f"{k} {r[k]}" for k in keys) for m, r in res.items())
-    _emit(args, res[modes[0]] if len(modes) == 1 else res, text)
+    out = res[modes[0]] if len(modes) == 1 else res
+    if tuned:
+        out = {**out, "tuned": tuned}
+        text += f"\nhybrid weight {tuned['weight']} chosen on the {tuned['split']} split ({tuned['queries']} queries)"
+    _emit(args, out, text)
 
 
 def cmd_eval_review(args) -> None:
@@ -938,6 +951,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--weight", type=float,
                     help="hybrid: weight of dense scores (0-1; default retrieval.hybrid_weight)")
     sp.add_argument("--limit", type=int, help="first N judged queries only")
+    sp.add_argument("--tune-on", metavar="SPLIT", help="choose the hybrid weight on this split (e.g. train or dev; "
+                                                       "a grid over 0-1), then report --split with it")
     common(sp)
     sp.set_defaults(fn=cmd_eval_retrieval)
 

@@ -1,5 +1,7 @@
 """Two retrieval sets assembled from the public data in ../shared/data, written as BEIR folders (corpus.jsonl,
-queries.jsonl, qrels/test.tsv) so `eterna eval retrieval --beir DIR` and bench_hybrid.py score them like SciFact.
+queries.jsonl, qrels/dev.tsv and qrels/test.tsv) so `eterna eval retrieval --beir DIR` and bench_hybrid.py score
+them like SciFact. Queries alternate between the `dev` split (for choosing the hybrid weight) and the `test` split
+(for reporting).
 
 - `alpaca-answers` (open-book QA as answer retrieval, from LLaMA-Factory's Alpaca demo, Apache-2.0): the query is an
   instruction (with its input), the passages are all 999 answers, the relevant one is its own answer.
@@ -24,8 +26,9 @@ def _write(folder: Path, corpus: list[dict], queries: list[dict], qrels: list[tu
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
     (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus), encoding="utf-8")
     (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
-    (folder / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels), encoding="utf-8")
+    for split, rows in (("dev", qrels[0::2]), ("test", qrels[1::2])):  # alternate queries: tune on dev only
+        (folder / "qrels" / f"{split}.tsv").write_text(
+            "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in rows), encoding="utf-8")
     return folder
 
 
