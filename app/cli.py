@@ -85,7 +85,7 @@ def cmd_models_prepare(args) -> None:
     t0 = time.perf_counter()
     llm = prepare_model(cfg.models.llm, cfg.models.cache_dir)
     t1 = time.perf_counter()
-    emb = SentenceTransformerEmbedder(cfg.models.embedder)
+    emb = SentenceTransformerEmbedder(cfg.models.embedder, dtype=cfg.models.embedder_dtype)
     out = {"llm": str(llm), "llm_seconds": round(t1 - t0, 2), "embedder": emb.id, "embedder_dim": emb.dim,
            "embedder_seconds": round(time.perf_counter() - t1, 2)}
     _emit(args, out, f"llm ready at {llm} ({out['llm_seconds']} s); embedder {emb.id} dim {emb.dim}")
@@ -100,7 +100,7 @@ def cmd_index_rebuild(args) -> None:
     cfg = _config(args)
     npc_ids = {n.id for n in Cast.load(cfg.paths.npcs, cfg.world).npcs}
     load_corpus(cfg.paths.corpus, cfg.world.kinds, npc_ids)  # fail on bad lore before loading the embedder
-    emb = SentenceTransformerEmbedder(cfg.models.embedder)
+    emb = SentenceTransformerEmbedder(cfg.models.embedder, dtype=cfg.models.embedder_dtype)
     stats = rebuild_index(cfg.paths.corpus, cfg.paths.index, emb, chunk_words=cfg.retrieval.chunk_words,
                           overlap_words=cfg.retrieval.overlap_words, force=args.force, kinds=cfg.world.kinds,
                           npc_ids=npc_ids, index_spec=cfg.retrieval.index.spec())
@@ -147,7 +147,7 @@ def cmd_index_search(args) -> None:
     if args.npc:
         npc = Cast.load(cfg.paths.npcs, cfg.world).get(args.npc)
         scope = Scope(npc=npc.id, kinds=npc.kinds(), chapter=args.chapter)
-    emb = SentenceTransformerEmbedder(cfg.models.embedder)
+    emb = SentenceTransformerEmbedder(cfg.models.embedder, dtype=cfg.models.embedder_dtype)
     index = LoreIndex.open(cfg.paths.index, emb)
     retrieval = cfg.retrieval.model_copy(update={"mode": args.mode}) if args.mode else cfg.retrieval
     hits = retrieval.retriever(emb).search(index, query, emb.encode([query])[0], args.k, scope)
@@ -570,7 +570,7 @@ def cmd_eval_router(args) -> None:
     cfg = _config(args)
     items = load_router_items(Path(args.file))
     cast = Cast.load(cfg.paths.npcs, cfg.world)
-    emb = SentenceTransformerEmbedder(cfg.models.embedder)
+    emb = SentenceTransformerEmbedder(cfg.models.embedder, dtype=cfg.models.embedder_dtype)
     index = LoreIndex.open(cfg.paths.index, emb)
     router = build_router(cfg, cast, emb, index, Cues.load(cfg.world.cues))
     report = router_report(router, index, items, keep_errors=args.errors)
@@ -634,7 +634,8 @@ def cmd_eval_retrieval(args) -> None:
 
     cfg = _config(args)
     modes = ["dense", "bm25", "hybrid"] if args.mode == "all" else [args.mode]
-    embedder = SentenceTransformerEmbedder(cfg.models.embedder) if modes != ["bm25"] or args.tune_on else None
+    embedder = SentenceTransformerEmbedder(cfg.models.embedder, dtype=cfg.models.embedder_dtype) \
+        if modes != ["bm25"] or args.tune_on else None
     weight = cfg.retrieval.hybrid_weight if args.weight is None else args.weight
     tuned = None
     if args.tune_on:

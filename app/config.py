@@ -23,6 +23,9 @@ class _Strict(BaseModel):
 class ModelsConfig(_Strict):
     llm: str = Field("builtin:smollm2-135m-instruct", description="builtin id, local checkpoint dir or cached hub id")
     embedder: str = Field("builtin:all-minilm-l6-v2", description="builtin id, local folder or cached hub id")
+    embedder_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="bfloat16 embeds faster on CPUs with native bf16 (AVX-512 BF16, AMX); its vectors "
+                               "differ slightly, so an index records the dtype and is rebuilt when it changes")
     dtype: Literal["float32", "bfloat16"] = Field("bfloat16", description="generation dtype (training uses fp32)")
     backend: Literal["auto", "transformers", "llamacpp"] = Field(
         "auto", description="generation runtime; auto = llamacpp when it is installed and the model has a GGUF")

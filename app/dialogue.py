@@ -241,7 +241,7 @@ class DialogueEngine:
         if not adapters:
             cast = cast.without_adapters()
         cues = Cues.load(config.world.cues)
-        embedder = SentenceTransformerEmbedder(config.models.embedder)
+        embedder = SentenceTransformerEmbedder(config.models.embedder, dtype=config.models.embedder_dtype)
         lore = LoreIndex.open(index or config.paths.index, embedder)
         generator = build_backend(config, llm)
         router = build_router(config, cast, embedder, lore, cues)

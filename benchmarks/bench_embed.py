@@ -7,7 +7,8 @@ Texts: SciFact documents (../shared/data/scifact) through Eterna's own chunker, 
     .venv/bin/python benchmarks/bench_embed.py [--docs 600] [--rounds 3]
 
 Candidates: `st_plain` (SentenceTransformer defaults: fp32, batch 32, length-sorted batches), `eterna` (the embedder
-every rebuild uses), `bf16` (autocast weights in bfloat16), `batch128`, and `onnx` (sentence-transformers' ONNX
+every rebuild uses), `eterna_bf16` (the same with `models.embedder_dtype: bfloat16`), `bf16` (sentence-transformers
+with bfloat16 weights), `batch128`, and `onnx` (sentence-transformers' ONNX
 backend) when onnxruntime and optimum are installed. `agree` is the mean cosine between a candidate's vectors and
 plain fp32's (1.0 = the same index).
 """
@@ -48,6 +49,7 @@ def candidates(path: str):
                                               show_progress_bar=False)}
     eterna = SentenceTransformerEmbedder("builtin:all-minilm-l6-v2")
     out["eterna"] = eterna.encode
+    out["eterna_bf16"] = SentenceTransformerEmbedder("builtin:all-minilm-l6-v2", dtype="bfloat16").encode
     half = SentenceTransformer(path, device="cpu")
     half.to(torch.bfloat16)
     out["bf16"] = lambda t: half.encode(t, convert_to_numpy=True, normalize_embeddings=True,
