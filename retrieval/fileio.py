@@ -111,11 +111,12 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def fingerprint_dir(root: Path) -> str:
+def fingerprint_dir(root: Path, ignore_json_keys: frozenset[str] = frozenset()) -> str:
     """A cheap, stable fingerprint of a model folder: small files in full, big files by size + head + tail.
 
     Good enough to tell two checkpoints apart (a different training run changes the head bytes) without
-    reading hundreds of megabytes on every start.
+    reading hundreds of megabytes on every start. `ignore_json_keys`: top-level keys of small JSON files that say how
+    a file was written rather than what the model is (a library version, a loader flag); they are left out.
     """
     root = Path(root)
     h = hashlib.sha256()
@@ -124,6 +125,18 @@ def fingerprint_dir(root: Path) -> str:
             continue
         rel = p.relative_to(root).as_posix()
         size = p.stat().st_size
+        if size <= 4 << 20 and ignore_json_keys and p.suffix == ".json":
+            data = p.read_bytes()
+            try:
+                obj = json.loads(data)
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict):
+                data = json.dumps({k: v for k, v in obj.items() if k not in ignore_json_keys},
+                                  sort_keys=True).encode()
+            h.update(f"{rel}\0{len(data)}\0".encode())
+            h.update(data)
+            continue
         h.update(f"{rel}\0{size}\0".encode())
         with p.open("rb") as f:
             if size <= 4 << 20:

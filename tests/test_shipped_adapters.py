@@ -68,3 +68,23 @@ def test_shipped_adapters_were_trained_on_the_default_base_model():
         pytest.skip(f"{CFG.models.llm} is not prepared in {CFG.models.cache_dir} (`make models`)")
     fingerprint = model_fingerprint(checkpoint)
     assert {read_adapter_manifest(n.adapter)["base"]["fingerprint"] for n in SHIPPED} == {fingerprint}
+
+
+def test_base_fingerprint_ignores_how_a_conversion_wrote_its_configs(tmp_path, tiny_llm_dir):
+    """Two conversions of the same weights differ in loader flags and library versions only: same base fingerprint
+    (otherwise a fresh clone's converted model would refuse every shipped adapter)."""
+    import json
+    import shutil
+
+    from tuning.base import model_fingerprint
+
+    other = tmp_path / "again"
+    shutil.copytree(tiny_llm_dir, other)
+    cfg = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**cfg, "transformers_version": "9.9.9"}, indent=1))
+    tok = other / "tokenizer_config.json"
+    if tok.is_file():
+        tok.write_text(json.dumps({**json.loads(tok.read_text()), "local_files_only": True}))
+    assert model_fingerprint(other) == model_fingerprint(tiny_llm_dir)
+    (other / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": 7}))
+    assert model_fingerprint(other) != model_fingerprint(tiny_llm_dir)

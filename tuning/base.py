@@ -8,7 +8,6 @@ fresh model from the config and loads the state dict into it.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -109,7 +108,7 @@ def convert_gguf(gguf: Path, target: Path, spec: str) -> None:
         tok.save_pretrained(staging)
         atomic_write_json(staging / MODEL_MANIFEST, {
             "built_by": "eterna models prepare", "spec": spec, "source": str(gguf),
-            "source_key": _gguf_key(gguf), "fingerprint": fingerprint_dir(staging),
+            "source_key": _gguf_key(gguf), "fingerprint": fingerprint_dir(staging, VOLATILE_KEYS),
             "parameters": sum(p.numel() for p in fresh.parameters()),
             "seconds": round(time.perf_counter() - t0, 2)})
         replace_dir(staging, target)
@@ -118,11 +117,14 @@ def convert_gguf(gguf: Path, target: Path, spec: str) -> None:
         raise
 
 
+# written by the loader or the library version, not by the model: two conversions of the same weights differ there
+VOLATILE_KEYS = frozenset({"transformers_version", "local_files_only", "is_local", "_name_or_path", "name_or_path"})
+
+
 def model_fingerprint(path: Path) -> str:
-    manifest = Path(path) / MODEL_MANIFEST
-    if manifest.is_file():
-        return json.loads(manifest.read_text(encoding="utf-8"))["fingerprint"]
-    return fingerprint_dir(path)
+    """What adapters record as their base: the weights (size, head, tail) and the configs without volatile keys,
+    computed from the folder itself, so a fresh conversion of the same model matches adapters trained elsewhere."""
+    return fingerprint_dir(path, VOLATILE_KEYS)
 
 
 def load_base(path: Path, dtype: str = "float32", quantization: str | None = None, device_map="cpu"):

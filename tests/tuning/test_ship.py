@@ -48,7 +48,7 @@ def test_shipped_weights_are_float16_at_half_the_bytes(trained, shipped):
     after = (dst / "adapter_model.safetensors").stat().st_size
     assert 0.45 < after / before < 0.55, (before, after)
     assert sorted(p.name for p in dst.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
-                                                     ADAPTER_MANIFEST]
+                                                     ADAPTER_MANIFEST, "loss.png"]  # the loss curve travels too
     assert not [p for p in dst.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
     assert _dtypes(src) == {"F32"}  # the trained copy is left as it was
 
