@@ -49,6 +49,7 @@ from tuning.artifact import (
 from tuning.base import load_base, model_fingerprint
 from tuning.data import load_preferences
 from tuning.methods import get_method
+from tuning.speed import cpu_training
 
 
 class DPORecipe(BaseModel):
@@ -181,7 +182,8 @@ def train_dpo(base_dir: Path, data: Path, out_dir: Path, recipe: DPORecipe, *, s
         quiet_trainer(trainer, log)
         trainable = trainable_parameters(trainer.model)
         before = _held_metrics(trainer, held_ds) if held_ds is not None else None
-        result = trainer.train()
+        with cpu_training():  # the same thread and LM-head settings as SFT (tuning/speed.py)
+            result = trainer.train()
         if not math.isfinite(result.training_loss):
             raise EternaError(f"DPO diverged (loss {result.training_loss}); lower learning_rate or raise beta")
         after = _held_metrics(trainer, held_ds) if held_ds is not None else None

@@ -33,6 +33,7 @@ from tuning.data import to_prompt_completion
 from tuning.facts import FactLinter
 from tuning.gate import GateReport, gate_file
 from tuning.methods import get_method
+from tuning.speed import cpu_training, train_speed
 
 
 class SFTRecipe(BaseModel):
@@ -92,6 +93,7 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
         args = SFTConfig(
             output_dir=str(work / "trainer"), use_cpu=True, bf16=recipe.bf16, fp16=False,
             gradient_checkpointing=False,  # CPU + small model: recomputation costs more than it saves
+            train_sampling_strategy="group_by_length",  # batches of similar lengths: little padding
             per_device_train_batch_size=recipe.batch_size, gradient_accumulation_steps=recipe.grad_accum,
             num_train_epochs=recipe.epochs, max_steps=recipe.max_steps, learning_rate=recipe.learning_rate,
             lr_scheduler_type="cosine", warmup_steps=recipe.warmup_ratio, logging_steps=recipe.logging_steps,
@@ -101,7 +103,8 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
                              peft_config=peft_config)
         quiet_trainer(trainer, log)
         trainable = trainable_parameters(trainer.model)
-        result = trainer.train()
+        with cpu_training():
+            result = trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         if not math.isfinite(result.training_loss):
             raise EternaError(f"training diverged (loss {result.training_loss}); lower learning_rate")
@@ -113,8 +116,9 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
             data_extra={"format": gate.format, "gate": {k: v for k, v in gate.counts().items() if k != "overlong"}},
             recipe={**recipe.model_dump(), "params": params.model_dump()}, system=system,
             metrics={"train_loss": result.training_loss, "first_loss": losses[0] if losses else None,
-                     "last_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
-                     "seconds": round(time.perf_counter() - t0, 1)})
+                     "last_loss": losses[-1] if losses else None, "losses": [round(x, 4) for x in losses],
+                     "steps": trainer.state.global_step,
+                     "seconds": round(time.perf_counter() - t0, 1), **train_speed(trainer, result)})
         publish(staged, out_dir, out)
     return out
 
