@@ -9,10 +9,10 @@ STAMP  := $(VENV)/.eterna-installed
 PYTEST_ARGS ?=
 LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=ON
 
-.PHONY: setup models index demo adapters demo-tuned test test-fast bench eval browser clean help
+.PHONY: setup models index demo adapters ship-adapters demo-tuned test test-fast bench eval browser clean help
 
 help:
-	@echo "make demo | make test | make test-fast | make setup | make models | make index | make adapters | make demo-tuned | make eval | make bench | make clean"
+	@echo "make demo | make test | make test-fast | make setup | make models | make index | make adapters | make ship-adapters | make demo-tuned | make eval | make bench | make clean"
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,17 +35,26 @@ models: setup
 index: models
 	$(BIN)/eterna index rebuild
 
+# The scene with the shipped cast: every character speaks through its voice adapter (corpora/library/adapters,
+# float16) and answers facts from the index. `eterna demo --no-adapters` plays it with the base model alone.
 demo: index
 	$(BIN)/eterna demo
 
-# One LoRA adapter per character from corpora/library/style (about 6 minutes each on 2 cores), then the scene again
-# with configs/npcs.tuned.yaml, whose `adapter:` entries point at them.
+# One LoRA adapter per character from corpora/library/style (about 6.5 minutes each on 2 cores) into
+# .eterna/adapters, with the default recipe: what the shipped adapters were built with (their manifests record the
+# data hash and the recipe). An adapter already there is kept; delete its folder to retrain it.
 NPCS := director archivist warden pell codex_ceniza
 adapters: models
 	@for npc in $(NPCS); do \
 	  test -f .eterna/adapters/$$npc/eterna_adapter.json || $(BIN)/eterna train sft --npc $$npc || exit 1; \
 	done
 
+# Refresh the shipped copies from .eterna/adapters: weights halved to float16, manifests marked `shipped`; refuses an
+# adapter whose style set or persona prompt changed since it was trained.
+ship-adapters: adapters
+	$(BIN)/eterna adapters ship
+
+# The scene with the adapters trained here (configs/npcs.tuned.yaml), before shipping them.
 demo-tuned: adapters index
 	$(BIN)/eterna demo --npcs configs/npcs.tuned.yaml
 
@@ -58,9 +67,9 @@ browser:
 	      chromium-driver >/dev/null && echo "installed chromium and chromium-driver"; \
 	  else echo "chromium not installed (needs root and apt): the browser tests will be skipped"; fi; }
 
-# The default world's A/B report (base, base+RAG, adapter, adapter+RAG, routed) into .eterna/eval/library;
-# trains the voice adapters first if they are missing. --resume: a second run only finishes what is missing.
-eval: adapters index
+# The default world's A/B report (base, base+RAG, adapter, adapter+RAG, routed) into .eterna/eval/library, with
+# the shipped voice adapters. --resume: a second run only finishes what is missing.
+eval: index
 	$(BIN)/eterna eval ab --config configs/eval/library.yaml --out .eterna/eval/library --resume
 
 WORLDS := eterna kestrel sealed

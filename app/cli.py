@@ -64,7 +64,14 @@ def _quiet_datasets() -> None:
     datasets.disable_progress_bars()
 
 
+def _main_rank() -> bool:
+    """False in the other processes of an `accelerate launch`/torchrun job: only the main one reports."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _emit(args, obj: dict, text: str) -> None:
+    if not _main_rank():
+        return
     print(json.dumps(obj, ensure_ascii=False) if getattr(args, "json", False) else text, flush=True)
 
 
@@ -78,7 +85,7 @@ def cmd_models_prepare(args) -> None:
     t0 = time.perf_counter()
     llm = prepare_model(cfg.models.llm, cfg.models.cache_dir)
     t1 = time.perf_counter()
-    emb = SentenceTransformerEmbedder(cfg.models.embedder)
+    emb = SentenceTransformerEmbedder(cfg.models.embedder, dtype=cfg.models.embedder_dtype)
     out = {"llm": str(llm), "llm_seconds": round(t1 - t0, 2), "embedder": emb.id, "embedder_dim": emb.dim,
            "embedder_seconds": round(time.perf_counter() - t1, 2)}
     _emit(args, out, f"llm ready at {llm} ({out['llm_seconds']} s); embedder {emb.id} dim {emb.dim}")
@@ -93,7 +100,7 @@ def cmd_index_rebuild(args) -> None:
     cfg = _config(args)
     npc_ids = {n.id for n in Cast.load(cfg.paths.npcs, cfg.world).npcs}
     load_corpus(cfg.paths.corpus, cfg.world.kinds, npc_ids)  # fail on bad lore before loading the embedder
-    emb = SentenceTransformerEmbedder(cfg.models.embedder)
+    emb = SentenceTransformerEmbedder(cfg.models.embedder, dtype=cfg.models.embedder_dtype)
     stats = rebuild_index(cfg.paths.corpus, cfg.paths.index, emb, chunk_words=cfg.retrieval.chunk_words,
                           overlap_words=cfg.retrieval.overlap_words, force=args.force, kinds=cfg.world.kinds,
                           npc_ids=npc_ids, index_spec=cfg.retrieval.index.spec())
@@ -140,7 +147,7 @@ def cmd_index_search(args) -> None:
     if args.npc:
         npc = Cast.load(cfg.paths.npcs, cfg.world).get(args.npc)
         scope = Scope(npc=npc.id, kinds=npc.kinds(), chapter=args.chapter)
-    emb = SentenceTransformerEmbedder(cfg.models.embedder)
+    emb = SentenceTransformerEmbedder(cfg.models.embedder, dtype=cfg.models.embedder_dtype)
     index = LoreIndex.open(cfg.paths.index, emb)
     retrieval = cfg.retrieval.model_copy(update={"mode": args.mode}) if args.mode else cfg.retrieval
     hits = retrieval.retriever(emb).search(index, query, emb.encode([query])[0], args.k, scope)
@@ -155,7 +162,7 @@ def cmd_index_search(args) -> None:
 def _engine(args, cfg=None):
     from app.dialogue import DialogueEngine
 
-    return DialogueEngine.from_settings(cfg or _config(args))
+    return DialogueEngine.from_settings(cfg or _config(args), adapters=not getattr(args, "no_adapters", False))
 
 
 def cmd_say(args) -> int:
@@ -164,6 +171,7 @@ def cmd_say(args) -> int:
     if args.file is not None:
         return _say_batch(args)
     from app.config import Cast
+    from app.demo import voice_label
     from app.dialogue import check_turn
 
     cfg = _config(args)  # fail fast on bad input, before any model is loaded
@@ -173,12 +181,15 @@ def cmd_say(args) -> int:
     reply = engine.say(args.npc, args.text, session=args.session, chapter=args.chapter)
     out = reply.to_json()
     srcs = ", ".join(s["chunk"] for s in reply.sources) or "none"
-    _emit(args, out, f"{reply.npc} [{reply.route}]: {reply.text}\n  sources: {srcs}\n  why: {reply.reason}")
+    _emit(args, out, f"{reply.npc} [{reply.route}] [{voice_label(reply)}]: {reply.text}\n  sources: {srcs}\n"
+                     f"  why: {reply.reason}")
     return 0
 
 
 def _say_batch(args) -> int:
     """One reply (or {"error": ...}) per input line; a bad line never stops the batch."""
+    from app.demo import voice_label
+
     path = Path(args.file)
     if not path.is_file():
         raise EternaError(f"{path}: file not found")
@@ -201,7 +212,7 @@ def _say_batch(args) -> int:
                 reply = engine.say(req["npc"], req["text"], session=req.get("session", args.session),
                                    chapter=req.get("chapter", args.chapter))
                 out = {"line": lineno, **reply.to_json()}
-                text = f"{reply.npc} [{reply.route}]: {reply.text}"
+                text = f"{reply.npc} [{reply.route}] [{voice_label(reply)}]: {reply.text}"
             except EternaError as e:
                 failures += 1
                 out = {"line": lineno, "error": f"{path}:{lineno}: {e}"}
@@ -219,6 +230,8 @@ def _say_batch(args) -> int:
 
 
 def cmd_chat(args) -> int:
+    from app.demo import voice_label
+
     engine = _engine(args)
     npc = engine.cast.get(args.npc)
     print(f"Talking to {npc.name} (chapter {args.chapter}). Empty line or Ctrl-D to leave.", flush=True)
@@ -246,7 +259,7 @@ def cmd_chat(args) -> int:
         if reply.text.strip() != shown.strip():  # the final text is authoritative
             print(f"\r{npc.name}> {reply.text}", end="")
         srcs = ", ".join(s["chunk"] for s in reply.sources)
-        print(f"\n  [{reply.route}{': ' + srcs if srcs else ''}]", flush=True)
+        print(f"\n  [{reply.route}{': ' + srcs if srcs else ''}] [{voice_label(reply)}]", flush=True)
     return 0
 
 
@@ -282,7 +295,42 @@ def cmd_demo(args) -> int:
 
     cfg = _config(args)
     scene = Path(args.scene) if args.scene else cfg.data_path("scenes") / "demo.jsonl"
-    return run_demo(cfg, scene, as_json=args.json)
+    return run_demo(cfg, scene, as_json=args.json, adapters=not args.no_adapters)
+
+
+def cmd_adapters_ship(args) -> None:
+    """Halve trained adapters to float16 and copy them where the cast file's `adapter:` entries point, after
+    checking each still matches its training data and the system prompt the config builds now."""
+    from app.config import Cast
+    from app.prompt import system_prompt
+    from tuning.adapters import manifest_problems, read_adapter_manifest, ship_adapter
+
+    cfg = _config(args)
+    cast = Cast.load(cfg.paths.npcs, cfg.world)
+    npcs = [cast.get(n) for n in args.npc] if args.npc else [n for n in cast.npcs if n.adapter is not None]
+    if not npcs:
+        raise EternaError(f"{cfg.paths.npcs}: no NPC has an `adapter:` entry; name the shipped folder of each "
+                          "(or pass --npc ID --to DIR)")
+    source = Path(args.source).resolve() if args.source else cfg.paths.adapters
+    shipped = []
+    for npc in npcs:
+        src = source / npc.id
+        dst = Path(args.to).resolve() / npc.id if args.to else npc.adapter
+        if dst is None:
+            raise EternaError(f"{cfg.paths.npcs}: {npc.id} has no `adapter:` entry to ship to; add one or pass --to")
+        if src.resolve() == dst.resolve():
+            raise EternaError(f"{src}: the source and the shipped copy are the same folder; pass --from DIR")
+        problems = manifest_problems(read_adapter_manifest(src), src, npc=npc.id,
+                                     data=cfg.data_path("style") / f"{npc.id}.jsonl",
+                                     system=system_prompt(npc, cfg.world, cfg.prompts))
+        if problems:
+            raise EternaError(f"not shipped: {problems[0]}")
+        m = ship_adapter(src, dst)["shipped"]
+        shipped.append({"npc": npc.id, "from": str(src), "to": str(dst), "bytes": m["bytes"],
+                        "trained_bytes": m["trained_bytes"]})
+    _emit(args, {"shipped": shipped}, "\n".join(
+        f"{s['npc']}: {s['from']} -> {s['to']} ({s['trained_bytes'] / 1e6:.1f} MB -> {s['bytes'] / 1e6:.1f} MB, "
+        "float16)" for s in shipped))
 
 
 def cmd_train_sft(args) -> None:
@@ -298,7 +346,8 @@ def cmd_train_sft(args) -> None:
     out = Path(args.out) if args.out else cfg.paths.adapters / npc.id
     overrides = {k: v for k, v in (("max_steps", args.max_steps), ("epochs", args.epochs),
                                    ("method", args.method), ("learning_rate", args.lr),
-                                   ("max_length", args.max_length), ("overlong", args.overlong)) if v is not None}
+                                   ("max_length", args.max_length), ("overlong", args.overlong),
+                                   ("save_steps", args.save_steps)) if v is not None}
     params = {}
     if args.params:
         try:
@@ -313,25 +362,31 @@ def cmd_train_sft(args) -> None:
 
     from tuning.methods import get_method
 
-    get_method(overrides.get("method", "lora")).parse(params)  # fail before loading anything
-    try:
-        recipe = SFTRecipe(**overrides, params=params)
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise EternaError(f"--{first['loc'][0]}: {first['msg']}") from None
+    if args.recipe:  # the file's fields, then the flags given
+        from tuning.recipes import load_recipe
+
+        recipe = load_recipe(Path(args.recipe), SFTRecipe, {**overrides, **({"params": params} if params else {})})
+    else:
+        get_method(overrides.get("method", "lora")).parse(params)  # fail before loading anything
+        try:
+            recipe = SFTRecipe(**overrides, params=params)
+        except ValidationError as e:
+            first = e.errors()[0]
+            raise EternaError(f"--{first['loc'][0]}: {first['msg']}") from None
     from app.validate import lore_linter
     from retrieval.corpus import load_corpus
     from tuning.gate import gate_file
 
     system = system_prompt(npc, cfg.world, cfg.prompts)
     gate = gate_file(data, kind="chat", fmt=args.format)  # the rows' own problems, before any model is prepared
-    if not gate.ok and not (args.skip_bad_rows and gate.items):
+    if not gate.ok and not (args.skip_bad_rows and gate.items) and _main_rank():
         print(gate.render(limit=10), file=sys.stderr)
         gate.check(args.skip_bad_rows)
     facts = lore_linter(load_corpus(cfg.paths.corpus), [system]) if cfg.paths.corpus.is_dir() else None
     base = prepare_model(cfg.models.llm, cfg.models.cache_dir)
-    manifest = train_sft(base, data, out, recipe, system=system, npc=npc.id, base_spec=cfg.models.llm, log=True,
-                         skip_bad_rows=args.skip_bad_rows, facts=facts, data_format=args.format)
+    manifest = train_sft(base, data, out, recipe, system=system, npc=npc.id, base_spec=cfg.models.llm, log=_main_rank(),
+                         skip_bad_rows=args.skip_bad_rows, facts=facts, data_format=args.format, resume=args.resume,
+                         keep_checkpoints=args.keep_checkpoints)
     m = manifest["metrics"]
     _emit(args, {"adapter": str(out), **manifest},
           f"adapter for {npc.id} -> {out}: {m['steps']} steps, loss {m['first_loss']} -> {m['last_loss']}, "
@@ -362,7 +417,7 @@ def cmd_train_dpo(args) -> None:
         start = default if default.is_dir() else None
     overrides = {k: v for k, v in (("max_steps", args.max_steps), ("epochs", args.epochs), ("beta", args.beta),
                                    ("learning_rate", args.lr), ("held_out", args.held_out),
-                                   ("method", args.method)) if v is not None}
+                                   ("method", args.method), ("save_steps", args.save_steps)) if v is not None}
     if start is not None and args.method:
         raise EternaError(f"--method applies to a fresh adapter; {start} keeps its own method (add --from-base)")
     try:
@@ -374,7 +429,8 @@ def cmd_train_dpo(args) -> None:
         get_method(recipe.method)  # fail before loading anything
     base = prepare_model(cfg.models.llm, cfg.models.cache_dir)
     manifest = train_dpo(base, data, out, recipe, start=start, system=system_prompt(npc, cfg.world, cfg.prompts),
-                         npc=npc.id, base_spec=cfg.models.llm, log=True)
+                         npc=npc.id, base_spec=cfg.models.llm, log=_main_rank(), resume=args.resume,
+                         keep_checkpoints=args.keep_checkpoints)
     m = manifest["metrics"]
     held = m["held_out"]
     figures = (f"held-out ({m['held_out_pairs']} pairs) reward margin {held['before']['reward_margin']:.3f} -> "
@@ -385,6 +441,41 @@ def cmd_train_dpo(args) -> None:
           f"DPO adapter for {npc.id} ({origin}) -> {out}: {m['steps']} steps, loss {m['first_loss']} -> "
           f"{m['last_loss']}; {figures}; {m['seconds']} s. Set `adapter: {out}` for {npc.id} in your npcs file "
           "to use it.")
+
+
+def cmd_train_distill(args) -> None:
+    """A small standalone student of one character, distilled from the base model with its adapter and lore."""
+    from pydantic import ValidationError
+
+    from app.config import Cast
+    from app.distill import distill_npc
+    from tuning.distill import DistillRecipe
+
+    cfg = _config(args)
+    cast = Cast.load(cfg.paths.npcs, cfg.world)
+    npc = cast.get(args.npc)
+    out = Path(args.out) if args.out else cfg.paths.adapters / f"{npc.id}-student"
+    overrides = {k: v for k, v in (("layers", args.layers), ("intermediate", args.intermediate), ("init", args.init),
+                                   ("temperature", args.temperature), ("dialogues", args.dialogues),
+                                   ("max_steps", args.max_steps), ("epochs", args.epochs),
+                                   ("max_new_tokens", args.max_new_tokens), ("learning_rate", args.lr),
+                                   ("teacher_temperature", args.teacher_temperature))
+                 if v is not None}
+    try:
+        recipe = DistillRecipe(**overrides)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise EternaError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    manifest = distill_npc(cfg, cast, npc.id, out, recipe, chapter=args.chapter, log=True)
+    m, st = manifest["metrics"], manifest["student"]
+    agree, speed, voice = m["agreement"]["after"], m["speed"], m["voice_markers"]
+    _emit(args, {"model": str(out), **manifest},
+          f"student of {npc.id} -> {out}: layers {st['layers']} of the teacher's, {st['parameters']:,} parameters "
+          f"({st['params_ratio']:.0%} of the teacher), {st['size_mb']} MB; {m['steps']} steps, loss "
+          f"{m['first_loss']} -> {m['last_loss']}; top-1 agreement {m['agreement']['before']['top1']} -> "
+          f"{agree['top1']} (KL {agree['kl']}); {speed['student_tokens_per_s']} vs {speed['teacher_tokens_per_s']} "
+          f"tokens/s ({speed['ratio']}x); voice markers teacher {voice['teacher']} student {voice['student']}; "
+          f"{m['seconds']} s. Set `model: {out}` for {npc.id} in your npcs file to use it.")
 
 
 def cmd_train_raft(args) -> None:
@@ -429,7 +520,7 @@ def cmd_train_raft(args) -> None:
         atomic_write_text(data, "\n".join(rows) + "\n")
         recipe = SFTRecipe(**{"epochs": 1.0, "max_length": 512, **overrides})
         base = prepare_model(cfg.models.llm, cfg.models.cache_dir)
-        manifest = train_sft(base, data, out, recipe, base_spec=cfg.models.llm, npc=args.npc or "all", log=True,
+        manifest = train_sft(base, data, out, recipe, base_spec=cfg.models.llm, npc=args.npc or "all", log=_main_rank(),
                              built_by="eterna train raft",
                              extra={"raft": {"items": len(items), "idk": sum(it.answer is None for it in items),
                                              "chapter": args.chapter, "index": index.path.name,
@@ -479,7 +570,7 @@ def cmd_eval_router(args) -> None:
     cfg = _config(args)
     items = load_router_items(Path(args.file))
     cast = Cast.load(cfg.paths.npcs, cfg.world)
-    emb = SentenceTransformerEmbedder(cfg.models.embedder)
+    emb = SentenceTransformerEmbedder(cfg.models.embedder, dtype=cfg.models.embedder_dtype)
     index = LoreIndex.open(cfg.paths.index, emb)
     router = build_router(cfg, cast, emb, index, Cues.load(cfg.world.cues))
     report = router_report(router, index, items, keep_errors=args.errors)
@@ -542,11 +633,28 @@ def cmd_eval_retrieval(args) -> None:
     from retrieval.embeddings import SentenceTransformerEmbedder
 
     cfg = _config(args)
-    embedder = SentenceTransformerEmbedder(cfg.models.embedder) if args.mode != "bm25" else None
-    out = evaluate_beir(Path(args.beir), embedder, cfg.models.embedder, cfg.models.cache_dir / "beir",
-                        split=args.split, mode=args.mode, k=args.k, weight=args.weight, limit=args.limit)
-    _emit(args, out, "  ".join(f"{k} {out[k]}" for k in ("ndcg@10", "recall@5", "recall@100", "mrr@10", "queries",
-                                                          "docs", "ms_per_query")))
+    modes = ["dense", "bm25", "hybrid"] if args.mode == "all" else [args.mode]
+    embedder = SentenceTransformerEmbedder(cfg.models.embedder, dtype=cfg.models.embedder_dtype) \
+        if modes != ["bm25"] or args.tune_on else None
+    weight = cfg.retrieval.hybrid_weight if args.weight is None else args.weight
+    tuned = None
+    if args.tune_on:
+        if args.tune_on == args.split:
+            raise EternaError(f"--tune-on {args.tune_on}: tune on another split than the one reported (--split)")
+        from app.evaluation.retrieval_eval import tune_weight
+
+        tuned = tune_weight(Path(args.beir), embedder, cfg.models.embedder, cfg.models.cache_dir / "beir",
+                            split=args.tune_on, k=args.k)
+        weight = tuned["weight"]
+    res = {m: evaluate_beir(Path(args.beir), embedder, cfg.models.embedder, cfg.models.cache_dir / "beir",
+                            split=args.split, mode=m, k=args.k, weight=weight, limit=args.limit) for m in modes}
+    keys = ("ndcg@10", "recall@5", "recall@100", "mrr@10", "queries", "docs", "ms_per_query")
+    text = "\n".join(f"{m:<7}" + "  ".join(f"{k} {r[k]}" for k in keys) for m, r in res.items())
+    out = res[modes[0]] if len(modes) == 1 else res
+    if tuned:
+        out = {**out, "tuned": tuned}
+        text += f"\nhybrid weight {tuned['weight']} chosen on the {tuned['split']} split ({tuned['queries']} queries)"
+    _emit(args, out, text)
 
 
 def cmd_eval_review(args) -> None:
@@ -607,7 +715,32 @@ def _data_verdict(data: dict) -> int:
     return 3
 
 
+def cmd_adapters_merge(args) -> None:
+    from tuning.merge import merge_adapter
+
+    m = merge_adapter(Path(args.adapter), Path(args.out), base_dir=args.base and Path(args.base),
+                      allow_qlora=args.allow_qlora, dtype=args.dtype, log=True)
+    _emit(args, {"model": str(args.out), **m}, f"merged {args.adapter} into its base -> {args.out} "
+          f"({m['parameters']} parameters, {m['dtype']}). Set `models.llm: {args.out}` to serve it.")
+
+
+def cmd_adapters_export_gguf(args) -> None:
+    from tuning.merge import export_gguf
+
+    path = export_gguf(Path(args.adapter), Path(args.out), base_dir=args.base and Path(args.base))
+    _emit(args, {"gguf": str(path), "bytes": path.stat().st_size},
+          f"GGUF LoRA -> {path} ({path.stat().st_size} bytes); llama.cpp applies it with --lora {path}")
+
+
 # --- parser -----------------------------------------------------------------------------------------------
+
+def _checkpoint_flags(sp) -> None:
+    sp.add_argument("--save-steps", type=int, help="checkpoint every N optimizer steps into <out>.checkpoints/")
+    sp.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint of an "
+                                                          "interrupted run of the same data and recipe")
+    sp.add_argument("--keep-checkpoints", action="store_true", help="keep <out>.checkpoints/ after publishing "
+                                                                    "(default: removed)")
+
 
 def _format_names() -> str:
     from tuning.formats import FORMATS
@@ -658,6 +791,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp, index=True, npcs=True)
     sp.set_defaults(fn=cmd_index_search)
 
+    def no_adapters(sp):
+        sp.add_argument("--no-adapters", action="store_true",
+                        help="load none of the cast's adapters: the base model speaks for everyone")
+
     sp = sub.add_parser("say", help="one NPC reply (or a batch with --file)")
     sp.add_argument("--backend", choices=["auto", "transformers", "llamacpp"], help="override models.backend")
     sp.add_argument("text", nargs="?")
@@ -666,6 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--chapter", type=int, default=1)
     sp.add_argument("--session", default="default")
     common(sp, npcs=True, index=True)
+    no_adapters(sp)
     sp.set_defaults(fn=cmd_say)
 
     sp = sub.add_parser("chat", help="talk to one NPC interactively")
@@ -674,6 +812,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--chapter", type=int, default=1)
     sp.add_argument("--session", default="chat")
     common(sp, json_flag=False, npcs=True, index=True)
+    no_adapters(sp)
     sp.set_defaults(fn=cmd_chat)
 
     sp = sub.add_parser("serve", help="HTTP server: Eterna's routes and an OpenAI-compatible chat API")
@@ -690,7 +829,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="run the scripted multi-NPC scene")
     sp.add_argument("--scene", help="scene JSONL (default: paths.scenes/demo.jsonl)")
     common(sp, npcs=True, index=True)
+    no_adapters(sp)
     sp.set_defaults(fn=cmd_demo)
+
+    ads = sub.add_parser("adapters", help="ship, merge or export trained adapters").add_subparsers(
+        dest="sub", required=True)
+    sp = ads.add_parser("ship", help="halve trained adapters to float16 and copy them where the cast file's "
+                                     "`adapter:` entries point (refuses adapters whose data or prompt changed)")
+    sp.add_argument("--npc", action="append", help="this NPC only (repeatable; default: every NPC with an adapter)")
+    sp.add_argument("--from", dest="source", help="folder of trained adapters, <npc>/ each (default: paths.adapters)")
+    sp.add_argument("--to", help="ship into DIR/<npc> instead of the cast file's `adapter:` paths")
+    common(sp, npcs=True)
+    sp.set_defaults(fn=cmd_adapters_ship)
 
     train = sub.add_parser("train", help="fine-tune adapters").add_subparsers(dest="sub", required=True)
     sp = train.add_parser("sft", help="fine-tune one NPC's voice on its style set (LoRA by default)")
@@ -711,6 +861,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", help="force the data format (default: detected): " + _format_names())
     sp.add_argument("--skip-bad-rows", action="store_true",
                     help="train on the rows that pass the data gate instead of refusing data with errors")
+    sp.add_argument("--recipe", metavar="FILE", help="recipe YAML (configs/recipes/); the flags above override it")
+    _checkpoint_flags(sp)
     common(sp, npcs=True)
     sp.set_defaults(fn=cmd_train_sft)
 
@@ -729,8 +881,46 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lr", type=float)
     sp.add_argument("--held-out", type=float, help="share of pairs scored before and after, not trained on "
                                                    "(default 0.2)")
+    _checkpoint_flags(sp)
     common(sp, npcs=True)
     sp.set_defaults(fn=cmd_train_dpo)
+
+    sp = train.add_parser("distill", help="distil one character (a book) into a small standalone student model")
+    sp.add_argument("--npc", required=True)
+    sp.add_argument("--out", help="checkpoint folder (default: paths.adapters/<npc>-student)")
+    sp.add_argument("--layers", type=int, help="student decoder layers, spaced over the teacher's (default 3)")
+    sp.add_argument("--intermediate", type=int, help="student feed-forward width (default: the widest within a "
+                                                     "quarter of the teacher's parameters)")
+    sp.add_argument("--init", choices=["teacher", "fresh"], help="copy the teacher's weights (default) or random")
+    sp.add_argument("--temperature", type=float, help="softmax temperature of the KL loss (default 2)")
+    sp.add_argument("--dialogues", type=int, help="training dialogues generated from the lore (default 48)")
+    sp.add_argument("--max-new-tokens", type=int, help="tokens per teacher reply (default 48)")
+    sp.add_argument("--teacher-temperature", type=float, help="sample the teacher's replies (default 0: greedy)")
+    sp.add_argument("--chapter", type=int, default=1, help="lore up to this chapter (default 1: the student may "
+                                                           "repeat what it learns, later chapters would be spoilers)")
+    sp.add_argument("--max-steps", type=int)
+    sp.add_argument("--epochs", type=float)
+    sp.add_argument("--lr", type=float)
+    common(sp, npcs=True)
+    sp.set_defaults(fn=cmd_train_distill)
+
+    sp = ads.add_parser("merge", help="fold a LoRA/DoRA/IA3 adapter into its base: a full checkpoint that "
+                                           "serves as models.llm with no adapter overhead")
+    sp.add_argument("--adapter", required=True, metavar="DIR")
+    sp.add_argument("--out", required=True, metavar="DIR", help="the merged checkpoint folder")
+    sp.add_argument("--base", metavar="DIR", help="the base checkpoint (default: the one the adapter's manifest "
+                                                  "names)")
+    sp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    sp.add_argument("--allow-qlora", action="store_true", help="merge a QLoRA adapter into the full-precision base")
+    common(sp)
+    sp.set_defaults(fn=cmd_adapters_merge)
+    sp = ads.add_parser("export-gguf", help="write a LoRA adapter as a GGUF LoRA for llama.cpp")
+    sp.add_argument("--adapter", required=True, metavar="DIR")
+    sp.add_argument("--out", required=True, metavar="FILE", help="the .gguf file to write")
+    sp.add_argument("--base", metavar="DIR", help="the base checkpoint (default: the one the adapter's manifest "
+                                                  "names)")
+    common(sp)
+    sp.set_defaults(fn=cmd_adapters_export_gguf)
 
     ev = sub.add_parser("eval", help="measure a world's figures").add_subparsers(dest="sub", required=True)
     sp = ev.add_parser("facts", help="fact questions: gold answer in the reply, spoilers, 'I do not know'")
@@ -756,10 +946,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = ev.add_parser("retrieval", help="retrieval quality on a BEIR folder (nDCG@10, recall, MRR)")
     sp.add_argument("--beir", required=True, help="folder with corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv")
     sp.add_argument("--split", default="test")
-    sp.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
+    sp.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid", "all"],
+                    help="all: the three side by side, one JSON object per mode")
     sp.add_argument("--k", type=int, default=100, help="documents ranked per query")
-    sp.add_argument("--weight", type=float, default=0.5, help="hybrid: weight of dense scores (0-1)")
+    sp.add_argument("--weight", type=float,
+                    help="hybrid: weight of dense scores (0-1; default retrieval.hybrid_weight)")
     sp.add_argument("--limit", type=int, help="first N judged queries only")
+    sp.add_argument("--tune-on", metavar="SPLIT", help="choose the hybrid weight on this split (e.g. train or dev; "
+                                                       "a grid over 0-1), then report --split with it")
     common(sp)
     sp.set_defaults(fn=cmd_eval_retrieval)
 

@@ -11,7 +11,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from retrieval.errors import ConfigError, UnknownNpcError
+from retrieval.errors import AdapterError, ConfigError, UnknownNpcError
 
 DEFAULT_ROLES = {"director": "the narrator of the game", "npc": "a character in the game", "book": "a living book"}
 
@@ -23,12 +23,18 @@ class _Strict(BaseModel):
 class ModelsConfig(_Strict):
     llm: str = Field("builtin:smollm2-135m-instruct", description="builtin id, local checkpoint dir or cached hub id")
     embedder: str = Field("builtin:all-minilm-l6-v2", description="builtin id, local folder or cached hub id")
+    embedder_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="bfloat16 embeds faster on CPUs with native bf16 (AVX-512 BF16, AMX); its vectors "
+                               "differ slightly, so an index records the dtype and is rebuilt when it changes")
     dtype: Literal["float32", "bfloat16"] = Field("bfloat16", description="generation dtype (training uses fp32)")
     backend: Literal["auto", "transformers", "llamacpp"] = Field(
         "auto", description="generation runtime; auto = llamacpp when it is installed and the model has a GGUF")
     gguf: Path | None = Field(None, description="the GGUF of models.llm for the llamacpp backend (builtins know "
                                                 "their own)")
     cache_dir: Path = Field(Path("../.eterna/models"), description="where converted checkpoints are cached")
+    adapter_drift: Literal["warn", "error"] = Field(
+        "warn", description="a character's adapter trained with another system prompt than the config builds now "
+                            "(its voice is detuned): warn on load, or refuse to load it")
 
 
 class PathsConfig(_Strict):
@@ -254,6 +260,8 @@ class NpcSpec(_Strict):
     style: str = Field(min_length=1)
     knows: Literal["all"] | list[str]
     adapter: Path | None = None
+    model: Path | None = Field(None, description="a student checkpoint (`eterna train distill`) that speaks for "
+                                                 "this character instead of the base model and its adapter")
     markers: Markers | None = None
     idk: str | None = Field(None, description="this character's way of saying it does not know")
     deflect: str | None = Field(None, description="this character's way of turning aside a fourth-wall break")
@@ -283,9 +291,31 @@ class Cast(_Strict):
         for n in cast.npcs:
             if n.adapter is not None and not n.adapter.is_absolute():
                 n.adapter = (path.parent / n.adapter).resolve()
+            if n.model is not None and not n.model.is_absolute():
+                n.model = (path.parent / n.model).resolve()
+        cast.check_models(path)
         if world is not None:
             cast.check_world(world, path)
         return cast
+
+    def check_models(self, path: Path | str = "cast") -> None:
+        """Every `model:` is a student checkpoint folder with its manifest."""
+        from tuning.distill import read_student_manifest
+
+        for i, n in enumerate(self.npcs):
+            if n.model is None:
+                continue
+            if not n.model.is_dir():
+                raise ConfigError(f"{path}: npcs.{i}.model: {n.model} is not a folder; train one with `eterna train "
+                                  f"distill --npc {n.id} --out DIR` and point the field at DIR, or remove it")
+            try:
+                read_student_manifest(n.model)
+            except AdapterError as e:
+                raise ConfigError(f"{path}: npcs.{i}.model: {e}") from None
+
+    def without_adapters(self) -> Cast:
+        """The same cast speaking with the base model alone (every `adapter:` dropped)."""
+        return self.model_copy(update={"npcs": [n.model_copy(update={"adapter": None}) for n in self.npcs]})
 
     def check_world(self, world: WorldConfig, path: Path | str = "cast") -> None:
         roles = world.all_roles()

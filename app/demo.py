@@ -1,4 +1,5 @@
-"""`eterna demo`: a scripted scene of the configured world, each reply shown with its route and sources."""
+"""`eterna demo`: a scripted scene of the configured world, each reply shown with its route, its sources and who
+made its words (`voice_label`: the character's adapter, the base model, or no model at all)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,17 @@ def load_scene(path: Path) -> list[dict]:
     return lines
 
 
-def run_demo(config: EternaConfig, scene: Path, as_json: bool = False) -> int:
+def voice_label(reply) -> str:
+    """`adapter: NAME` or `base` for a generated reply; for a reply no model generated, how it was made (`extracted`,
+    `idk`, `deflected`); a generated reply the support check replaced says both."""
+    answer = reply.grounding.get("answer")
+    if not reply.tokens:  # no generation ran this turn
+        return answer or "no generation"
+    who = f"adapter: {reply.adapter}" if reply.adapter else "base"
+    return who if answer in (None, "generated") else f"{answer}, replacing {who}"
+
+
+def run_demo(config: EternaConfig, scene: Path, as_json: bool = False, adapters: bool = True) -> int:
     from rich.console import Console
     from rich.panel import Panel
 
@@ -34,9 +45,11 @@ def run_demo(config: EternaConfig, scene: Path, as_json: bool = False) -> int:
     t0 = time.perf_counter()
     # a scripted scene starts from a clean slate: its memory stays in the process, never in paths.sessions
     config = config.model_copy(update={"paths": config.paths.model_copy(update={"sessions": None})})
-    engine = DialogueEngine.from_settings(config)
+    engine = DialogueEngine.from_settings(config, adapters=adapters)
     if not as_json:
-        console.print(f"[dim]engine ready in {time.perf_counter() - t0:.1f} s; index {engine.index.path.name}[/dim]")
+        voices = ", ".join(engine.adapter_names) or "none (the base model speaks for everyone)"
+        console.print(f"[dim]engine ready in {time.perf_counter() - t0:.1f} s; index {engine.index.path.name}; "
+                      f"voice adapters: {voices} ({engine.generator.name})[/dim]")
     errors = 0
     for line in lines:
         try:
@@ -62,7 +75,7 @@ def run_demo(config: EternaConfig, scene: Path, as_json: bool = False) -> int:
                 else f"{reply.grounding.get('answer', 'answered')}, no generation")
         body = (f"{reply.text}\n\n[dim]route: {reply.route} — {reply.reason}\nsources: {srcs}\n"
                 f"{made}; turn {reply.timings['total_ms'] / 1000:.2f} s[/dim]")
-        console.print(Panel(body, title=f"{name} [{reply.route}]", title_align="left"))
+        console.print(Panel(body, title=f"{name} \\[{reply.route}] \\[{voice_label(reply)}]", title_align="left"))
     if not as_json:
         console.print(f"[dim]scene done in {time.perf_counter() - t0:.1f} s[/dim]")
     return 0 if errors == 0 else 3

@@ -9,6 +9,7 @@ One engine holds one base model, the cast's adapters, the embedder, the live ind
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -21,16 +22,19 @@ from app.cues import Cues
 from app.grounding import Evidence, EvidenceSelector, wrap_in_voice
 from app.guard import check_chapter, check_session, clean_player_text, injection_flags
 from app.memory import SessionMemory
-from app.prompt import build_messages, instructions
+from app.prompt import build_messages, instructions, system_prompt
 from app.router import LABELS as ROUTES
 from app.router import Route, Router, load_seeds
 from app.router_data import synthesise
-from app.runtime import Decoding, Generation, GenerationBackend, make_backend
+from app.runtime import Decoding, Generation, GenerationBackend, make_backend, student_backend
 from retrieval.embeddings import SentenceTransformerEmbedder
-from retrieval.errors import InputError
+from retrieval.errors import AdapterError, InputError
 from retrieval.index import LoreIndex, read_current
 from retrieval.types import Scope
+from tuning.adapters import manifest_problems, read_adapter_manifest
 from tuning.base import model_gguf, prepare_model
+
+log = logging.getLogger("eterna")
 
 
 def check_turn(cast: Cast, max_chars: int, npc: str, text: object, chapter: object, session: object,
@@ -120,6 +124,7 @@ class Reply:
     flags: list[str] = field(default_factory=list)
     grounding: dict = field(default_factory=dict)  # fact/both turns: evidence used, how the answer was made
     context: dict = field(default_factory=dict)  # what went into the prompt, and what the budget dropped
+    adapter: str | None = None  # the adapter the model generated with (None: the base model, or no generation)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -169,10 +174,26 @@ class DialogueEngine:
         # variant with another cast) already attached a different adapter under that id
         self.adapter_names: dict[str, str] = {}
         for npc in cast.npcs:
-            if npc.adapter is not None:
+            if npc.adapter is not None and npc.model is None:  # a `model:` speaks for the character instead
+                self._check_voice(npc)
                 self.adapter_names[npc.id] = self._attach(npc.id, npc.adapter)
         self.grounding_adapter = self._attach(GROUNDING_ADAPTER, config.grounding.adapter) \
             if config.grounding.adapter is not None else None
+
+    _warned: set[tuple[Path, str]] = set()  # drift warnings already given in this process
+
+    def _check_voice(self, npc: NpcSpec) -> None:
+        """An adapter learnt its voice under the system prompt its manifest records; a changed persona, style or
+        prompt template detunes it silently. Warn loudly (or raise, with models.adapter_drift: error)."""
+        system = system_prompt(npc, self.config.world, self.config.prompts)
+        problems = manifest_problems(read_adapter_manifest(npc.adapter), npc.adapter, npc=npc.id, system=system)
+        if not problems:
+            return
+        if self.config.models.adapter_drift == "error":
+            raise AdapterError(f"{problems[0]} (models.adapter_drift is `error`; `warn` loads it anyway)")
+        if (npc.adapter, system) not in DialogueEngine._warned:
+            DialogueEngine._warned.add((npc.adapter, system))
+            log.warning("warning: %s", problems[0])
 
     def _attach(self, name: str, path: Path) -> str:
         import hashlib
@@ -182,6 +203,13 @@ class DialogueEngine:
             name = f"{name}#{hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:8]}"
         self.generator.add_adapter(name, path)
         return name
+
+    def npc_backend(self, spec: NpcSpec, use_adapter: bool = True) -> GenerationBackend:
+        """The backend that speaks for a character: its own checkpoint (`model:`, loaded on first use) or the shared
+        base model (with the character's adapter, if any)."""
+        if spec.model is not None and use_adapter:
+            return student_backend(spec.model, self.config.models.dtype)
+        return self.generator
 
     def variant(self, *, config: EternaConfig | None = None, cast: Cast | None = None,
                 index_root: Path | None = None) -> DialogueEngine:
@@ -199,17 +227,21 @@ class DialogueEngine:
 
     @classmethod
     def from_config(cls, path: str | Path, *, npcs: Path | None = None, index: Path | None = None,
-                    llm: str | None = None) -> DialogueEngine:
+                    llm: str | None = None, adapters: bool = True) -> DialogueEngine:
         """Build everything a config names. Keyword overrides mirror the CLI flags."""
         config = EternaConfig.load(Path(path))
-        return cls.from_settings(config, npcs=npcs, index=index, llm=llm)
+        return cls.from_settings(config, npcs=npcs, index=index, llm=llm, adapters=adapters)
 
     @classmethod
     def from_settings(cls, config: EternaConfig, *, npcs: Path | None = None, index: Path | None = None,
-                      llm: str | None = None) -> DialogueEngine:
+                      llm: str | None = None, adapters: bool = True) -> DialogueEngine:
+        """`adapters=False` loads none of the cast's adapters: the base model speaks for everyone (another base
+        model than the adapters were trained on, or a baseline)."""
         cast = Cast.load(npcs or config.paths.npcs, config.world)
+        if not adapters:
+            cast = cast.without_adapters()
         cues = Cues.load(config.world.cues)
-        embedder = SentenceTransformerEmbedder(config.models.embedder)
+        embedder = SentenceTransformerEmbedder(config.models.embedder, dtype=config.models.embedder_dtype)
         lore = LoreIndex.open(index or config.paths.index, embedder)
         generator = build_backend(config, llm)
         router = build_router(config, cast, embedder, lore, cues)
@@ -310,9 +342,11 @@ class DialogueEngine:
 
         gen_cfg = self.config.generation
         adapter = self.adapter_names.get(spec.id) if use_adapter else None
+        own_model = spec.model is not None and use_adapter
         grounding: dict = {}
         tokens: dict = {}
-        context: dict = {"index_generation": index.path.name}
+        spoke: str | None = None  # the adapter of this turn's generation, if one ran with an adapter
+        context: dict = {"index_generation": index.path.name, "model": str(spec.model) if own_model else "base"}
         if (flags and not grounded) or (route.label == "offworld" and self.config.guard.offworld == "deflect"):
             # a line that addresses the model (injection, role swap, character break): the character turns it
             # aside in its own voice, with no generation to talk round
@@ -335,10 +369,11 @@ class DialogueEngine:
                 yield out_text
         else:
             history, summary = self.memory.context(session, spec.id)
+            generator = self.npc_backend(spec, use_adapter)
             budget = gen_cfg.context_tokens - gen_cfg.max_new_tokens
             report: dict = {}
             messages, evidence = build_messages(
-                spec, route.label, evidence, history, text, self.generator.count_tokens, budget,
+                spec, route.label, evidence, history, text, generator.count_tokens, budget,
                 world=self.config.world, prompts=self.config.prompts, guarded=bool(flags), summary=summary,
                 report=report)
             context.update(report)
@@ -347,14 +382,15 @@ class DialogueEngine:
             if grounded:  # grounded decoding: copy the evidence's words, do not punish repeating them
                 decoding = replace(decoding, repetition_penalty=g.repetition_penalty, penalty_scope=g.penalty_over,
                                    copy_bias=g.copy_bias, copy_text=" ".join(e.text for e in evidence))
-                if self.grounding_adapter is not None and use_adapter:
+                if self.grounding_adapter is not None and use_adapter and not own_model:
                     adapter = self.grounding_adapter
             instr = instructions(spec, route.label, self.config.world, self.config.prompts)
             # free replies pass the output guard sentence by sentence as they stream; a grounded reply waits for
             # the support check, which needs all of it
             gate = None if grounded else _SentenceGate(lambda said: self._output_guard(spec, instr, said)[1])
             out, n_pieces = None, 0
-            pieces = self.generator.stream(messages, decoding, adapter=adapter)
+            spoke = adapter
+            pieces = generator.stream(messages, decoding, adapter=adapter)
             try:
                 for item in pieces:
                     if isinstance(item, Generation):
@@ -396,7 +432,7 @@ class DialogueEngine:
                         for e in evidence}.values())
         yield Reply(text=out_text, route=route.label, npc=spec.id, sources=sources, timings=timings,
                     reason=route.reason, session=session, chapter=chapter, flags=flags, tokens=tokens,
-                    grounding=grounding, context=context)
+                    grounding=grounding, context=context, adapter=spoke)
 
     def _evidence(self, spec: NpcSpec, text: str, qvec, chapter: int, unfiltered: list, index: LoreIndex,
                   selector: EvidenceSelector) -> list[Evidence]:

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from app.config import GenerationConfig
+from retrieval.errors import AdapterError
 from retrieval.registry import Registry
-from tuning.adapters import attach_adapter, use_adapter
+from tuning.adapters import ADAPTER_MANIFEST, attach_adapter, use_adapter
 from tuning.base import load_base, model_fingerprint
 
 _SENTENCE_END = re.compile(r"[.!?…](?:[\"'»)\]]*)(?=\s|$)")
@@ -270,3 +271,26 @@ class Generator:
 @register_backend("transformers")
 def _transformers_backend(*, model_dir: Path, dtype: str = "float32", **_) -> Generator:
     return Generator(model_dir, dtype)
+
+
+_STUDENTS: dict[tuple, Generator] = {}
+_STUDENTS_LOCK = threading.Lock()
+
+
+def student_backend(path: Path, dtype: str = "float32") -> Generator:
+    """The transformers backend of a character's own checkpoint (`model:` in the npcs file, built by `eterna train
+    distill`): loaded on first use, then shared by every engine in the process until the checkpoint changes."""
+    path = Path(path).resolve()
+    try:
+        stat = (path / ADAPTER_MANIFEST).stat()
+    except FileNotFoundError:
+        raise AdapterError(f"{path}: the character's model is gone (no {ADAPTER_MANIFEST}); rebuild it with `eterna "
+                           "train distill` or remove `model:` from the npcs file") from None
+    key = (str(path), dtype, stat.st_mtime_ns, stat.st_size)
+    with _STUDENTS_LOCK:
+        gen = _STUDENTS.get(key)
+        if gen is None:
+            for old in [k for k in _STUDENTS if k[:2] == key[:2]]:  # a retrained checkpoint replaces its old load
+                del _STUDENTS[old]
+            gen = _STUDENTS[key] = Generator(path, dtype)
+    return gen

@@ -3,6 +3,7 @@
 Returns counts per file group. Configs, lore, cues, eval and scene files: the first problem raises a typed error
 naming the file and line. Training data (style and preference sets) goes through the data gate (tuning/gate.py),
 which reports every problem: `report["data"]` holds one gate report per file, and `ok` is false when any has errors.
+The cast's adapters must still match what they were trained on (`adapter_problems`): an AdapterError otherwise.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from app.demo import load_scene
 from app.evaluation.facts import load_fact_items
 from app.router import LABELS, load_router_items, load_seeds
 from retrieval.corpus import load_corpus
-from retrieval.errors import CorpusError
+from retrieval.errors import AdapterError, CorpusError
 from retrieval.fileio import read_jsonl
 from retrieval.types import Scope
+from tuning.base import model_fingerprint, prepared_checkpoint
 from tuning.facts import FactLinter
 from tuning.gate import GateReport, gate_file
 from tuning.sft import SFTRecipe
@@ -25,8 +27,6 @@ from tuning.sft import SFTRecipe
 
 def data_tokenizer(cfg: EternaConfig):
     """The base model's tokenizer if its checkpoint is ready (no conversion), else None: lengths are estimated."""
-    from tuning.base import prepared_checkpoint
-
     path = prepared_checkpoint(cfg.models.llm, cfg.models.cache_dir)
     if path is None:
         return None
@@ -42,6 +42,22 @@ def lore_linter(docs, exempt: list[str]) -> FactLinter:
 def data_section(reports: list[GateReport]) -> dict:
     return {"ok": all(r.ok for r in reports), "errors": sum(len(r.errors) for r in reports),
             "warnings": sum(len(r.warnings) for r in reports), "files": [r.to_json() for r in reports]}
+
+
+def adapter_problems(cfg: EternaConfig, cast: Cast, fingerprint: str | None = None) -> dict[str, list[str]]:
+    """For each NPC with an adapter: what its manifest no longer matches (an empty list when nothing): the hash
+    of its style set, the system prompt the config builds now for it, and the base model's `fingerprint` if given."""
+    from app.prompt import system_prompt
+    from tuning.adapters import manifest_problems, read_adapter_manifest
+
+    out = {}
+    for npc in cast.npcs:
+        if npc.adapter is None:
+            continue
+        data = cfg.paths.style / f"{npc.id}.jsonl" if cfg.paths.style is not None else None
+        out[npc.id] = manifest_problems(read_adapter_manifest(npc.adapter), npc.adapter, npc=npc.id, data=data,
+                                        system=system_prompt(npc, cfg.world, cfg.prompts), fingerprint=fingerprint)
+    return out
 
 
 def validate_facts(path: Path, docs: dict, cast: Cast) -> dict:
@@ -84,6 +100,12 @@ def validate_project(cfg: EternaConfig, tokenizer=None, reports: list[GateReport
         if isinstance(n.knows, list) and not set(n.knows) & used:
             raise CorpusError(f"{cfg.paths.npcs}: npcs.{i}.knows: no lore document has any of the kinds "
                               f"{', '.join(n.knows)}; {n.id} would know nothing")
+    checkpoint = prepared_checkpoint(cfg.models.llm, cfg.models.cache_dir)
+    fingerprint = model_fingerprint(checkpoint) if checkpoint is not None else None
+    for npc, problems in adapter_problems(cfg, cast, fingerprint).items():
+        if problems:
+            raise AdapterError(problems[0])
+    report["adapters"] = sum(n.adapter is not None for n in cast.npcs)
     recipe = SFTRecipe()
     gates: list[GateReport] = [] if reports is None else reports
     for kind, data_kind in (("style", "chat"), ("preferences", "preference")):

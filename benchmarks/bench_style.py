@@ -1,11 +1,12 @@
 """Does the adapter carry the voice? Voice-marker adherence with and without a character's LoRA, one JSON line.
 
-Trains the character's adapter with the default recipe (or takes --adapter), then answers held-out prompts
-(`corpora/library/eval/style_prompts.jsonl`: the character's own and the other characters') through
-`DialogueEngine.say` twice: with the adapter, and with the same engine's base model and persona prompt (the
-baseline, same run). A reply adheres when it opens and closes with the character's markers (configs/npcs.yaml).
+Takes the character's shipped adapter (its `adapter:` in configs/npcs.yaml), or --adapter DIR, or trains one now
+with the default recipe (--train), then answers held-out prompts (`corpora/library/eval/style_prompts.jsonl`: the
+character's own and the other characters') through `DialogueEngine.say` twice: with the adapter, and with the same
+engine's base model and persona prompt (the baseline, same run). A reply adheres when it opens and closes with the
+character's markers (configs/npcs.yaml).
 
-    .venv/bin/python benchmarks/bench_style.py [--npc warden] [--adapter DIR]
+    .venv/bin/python benchmarks/bench_style.py [--npc warden] [--adapter DIR | --train]
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from tuning.sft import SFTRecipe, train_sft  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--npc", default="warden")
-    ap.add_argument("--adapter", help="an adapter already trained for --npc (default: train one now)")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--adapter", help="an adapter already trained for --npc (default: the shipped one)")
+    which.add_argument("--train", action="store_true", help="train a fresh adapter with the default recipe")
     args = ap.parse_args()
     cfg = EternaConfig.load(REPO / "configs" / "eterna.yaml")
     cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"sessions": None}),
@@ -38,8 +41,9 @@ def main() -> None:
     cast = Cast.load(cfg.paths.npcs, cfg.world)
     npc = cast.get(args.npc)
     with tempfile.TemporaryDirectory() as tmp:
-        adapter, manifest = Path(args.adapter) if args.adapter else Path(tmp) / "adapter", None
-        if not args.adapter:
+        adapter, manifest = Path(args.adapter) if args.adapter else npc.adapter, None
+        if args.train or adapter is None:
+            adapter = Path(tmp) / "adapter"
             base = prepare_model(cfg.models.llm, cfg.models.cache_dir)
             manifest = train_sft(base, cfg.paths.style / f"{npc.id}.jsonl", adapter, SFTRecipe(),
                                  system=system_prompt(npc, cfg.world, cfg.prompts), npc=npc.id,
@@ -52,7 +56,8 @@ def main() -> None:
         prompts = [p for _, p in read_jsonl(cfg.paths.eval / "style_prompts.jsonl")]
         own = [p["text"] for p in prompts if p["npc"] == npc.id]
         other = [p["text"] for p in prompts if p["npc"] != npc.id][::2]
-        result = {"benchmark": "voice_adherence", "npc": npc.id, "prompts": len(own) + len(other)}
+        result = {"benchmark": "voice_adherence", "npc": npc.id, "adapter": str(adapter) if manifest is None
+                  else "trained now", "prompts": len(own) + len(other)}
         for name, use in (("baseline_persona_prompt", False), ("eterna_adapter", True)):
             hits = [npc.markers.match(engine.say(npc.id, t, session=name, use_adapter=use).text)
                     for t in own + other]

@@ -51,7 +51,8 @@ def resolve_embedder(spec: str) -> Path | str:
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model; batch-encodes with normalised float32 output."""
 
-    def __init__(self, spec: str, *, device: str = "cpu", batch_size: int = 64, allow_download: bool = False):
+    def __init__(self, spec: str, *, device: str = "cpu", batch_size: int = 64, allow_download: bool = False,
+                 dtype: str = "float32"):
         from sentence_transformers import SentenceTransformer
 
         where = resolve_embedder(spec)
@@ -60,7 +61,13 @@ class SentenceTransformerEmbedder:
         except OSError as e:
             raise ModelNotFoundError(f"embedder {spec!r} not found locally ({e}); use a local path, a builtin "
                                      f"({', '.join(BUILTIN_EMBEDDERS)}) or allow downloads explicitly") from None
-        self.id = spec
+        if dtype not in ("float32", "bfloat16"):
+            raise ModelNotFoundError(f"embedder dtype {dtype!r}: use float32 or bfloat16")
+        if dtype == "bfloat16":
+            import torch
+
+            self.model.to(torch.bfloat16)
+        self.id = spec if dtype == "float32" else f"{spec}@bfloat16"  # another dtype, other vectors: another index
         self.batch_size = batch_size
         dim = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") \
             else self.model.get_sentence_embedding_dimension()
@@ -72,4 +79,5 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         vecs = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
                                  normalize_embeddings=True, show_progress_bar=False)
-        return np.ascontiguousarray(vecs, dtype=np.float32)  # (N, dim)
+        vecs = np.asarray(vecs, dtype=np.float32)  # (N, dim); bf16 outputs are renormalised in fp32
+        return np.ascontiguousarray(vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12))

@@ -94,7 +94,10 @@ def test_style_set_follows_the_voice_markers(npc):
 
 
 def test_tuned_cast_matches_the_cast_but_for_adapters():
+    """configs/npcs.tuned.yaml is the shipped cast speaking through adapters trained here (`make adapters`), so a
+    fresh training can be heard (`make demo-tuned`) before `make ship-adapters` copies it into the project."""
     tuned = Cast.load(REPO / "configs" / "npcs.tuned.yaml")
     assert [n.model_dump(exclude={"adapter"}) for n in tuned.npcs] == \
         [n.model_dump(exclude={"adapter"}) for n in CAST.npcs]
     assert all(n.adapter == (REPO / ".eterna" / "adapters" / n.id).resolve() for n in tuned.npcs)
+    assert all(n.adapter == (CORPORA / "adapters" / n.id).resolve() for n in CAST.npcs)

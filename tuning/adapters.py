@@ -99,3 +99,94 @@ def halve_weights(path: Path, filename: str = "adapter_model.safetensors") -> No
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, weights_path)
+
+
+SHIPPED = "shipped"  # manifest entry added by ship_adapter: how the shipped weights differ from the trained ones
+
+
+def _weights_file(path: Path) -> Path:
+    from tuning.bottleneck import BOTTLENECK_WEIGHTS, is_bottleneck_dir
+
+    return Path(path) / (BOTTLENECK_WEIGHTS if is_bottleneck_dir(path) else "adapter_model.safetensors")
+
+
+def _float_dtypes(weights: Path) -> list[str]:
+    from safetensors import safe_open
+
+    names = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
+    with safe_open(str(weights), framework="pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+    return sorted(names.get(d, d) for d in dtypes)
+
+
+def ship_adapter(src: Path, dst: Path, *, by: str = "eterna adapters ship") -> dict:
+    """Copy the trained adapter at `src` to `dst` with its weights halved to float16 (half the bytes to ship).
+
+    The manifest keeps everything that says what built the adapter (base, data hash, recipe, system prompt,
+    metrics) and gains a `shipped` entry: the dtype the weights had and have, who halved them, the source's hashes.
+    Written into a staging folder beside `dst`, fsynced, renamed. Returns the shipped manifest."""
+    import shutil
+    import tempfile
+
+    from retrieval.fileio import atomic_write_json, replace_dir, sha256_file
+
+    src, dst = Path(src), Path(dst)
+    manifest = read_adapter_manifest(src)
+    weights = _weights_file(src)
+    if not weights.is_file():
+        raise AdapterError(f"{weights} is missing; ship_adapter ships safetensors weights (retrain with "
+                           "`eterna train sft`)")
+    before = _float_dtypes(weights)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.ship-", dir=dst.parent))
+    try:
+        staged = work / dst.name
+        staged.mkdir()
+        for f in sorted(src.iterdir()):  # the adapter's own files; not the model card nor hidden leftovers
+            if f.is_file() and not f.name.startswith(".") and f.name not in ("README.md", ADAPTER_MANIFEST):
+                shutil.copy2(f, staged / f.name)
+        halve_weights(staged, weights.name)
+        out = staged / weights.name
+        previous = manifest.get(SHIPPED, {})
+        manifest[SHIPPED] = {
+            "by": by,
+            "weights": weights.name,
+            "dtype": "float16",
+            "trained_dtype": previous.get("trained_dtype") or ",".join(before),
+            "bytes": out.stat().st_size,
+            "trained_bytes": previous.get("trained_bytes") or weights.stat().st_size,
+            "trained_sha256": previous.get("trained_sha256") or sha256_file(weights)[:16],
+        }
+        atomic_write_json(staged / ADAPTER_MANIFEST, manifest)
+        replace_dir(staged, dst)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+def manifest_problems(manifest: dict, path: Path, *, npc: str | None = None, data: Path | None = None,
+                      system: str | None = None, fingerprint: str | None = None) -> list[str]:
+    """What no longer matches between an adapter's manifest and the project: its training data (`data`, hashed as
+    tuning.data.data_fingerprint does), the system prompt the config builds now (`system`), the base model
+    (`fingerprint`). Each problem names the adapter and the fix; checks whose argument is None are skipped."""
+    from tuning.data import data_fingerprint
+
+    who = npc or manifest.get("npc") or "NPC"
+    retrain = (f"retrain it (`eterna train sft --npc {who}`, then `eterna adapters ship` if it is a shipped "
+               "copy)")
+    problems = []
+    if data is not None:
+        had = manifest.get("data", {}).get("sha256")
+        now = data_fingerprint(data) if Path(data).is_file() else "missing"
+        if had != now:
+            problems.append(f"{path}: trained on data sha256 {had} but {data} is now {now}; {retrain}")
+    if system is not None and manifest.get("system") is not None and manifest["system"] != system:
+        problems.append(f"{path}: trained with another system prompt than the one the config builds now for "
+                        f"{who} (persona, style, name or prompts.system changed), so its voice is detuned; "
+                        f"{retrain}, or restore the prompt")
+    if fingerprint is not None:
+        try:
+            check_base(manifest, path, fingerprint)
+        except AdapterError as e:
+            problems.append(str(e))
+    return problems

@@ -6,7 +6,7 @@ the same layout and the same manifest fields.
     with staging(out_dir) as work:
         ... train into work / "trainer" ...
         staged = save_trained(trainer.model, tok, method.kind, params.model_dump(), work / "adapter", "float32")
-        publish(staged, out_dir, manifest(built_by=..., base_dir=base_dir, data=data, ...))
+        publish(staged, out_dir, manifest(built_by=..., base_dir=base_dir, data=data, ...), trainer.state.log_history)
 
 A manifest records what built the artifact, the base model's fingerprint, the data's hash, the resolved recipe,
 the persona system prompt, metrics and the versions of torch, transformers, PEFT and TRL. `publish` writes it and
@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import platform
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -29,14 +28,21 @@ from tuning.data import data_fingerprint
 from tuning.methods import Method, MethodParams
 
 TRAINED = "default"  # the name of the adapter being trained (PEFT's default adapter name)
+LOSS_PLOT = "loss.png"
 
 
-def load_for_training(base_dir: Path, method: Method, params: MethodParams, seed: int):
+def load_for_training(base_dir: Path, method: Method, params: MethodParams, seed: int, device: str = "cpu"):
     """(model, tokenizer, peft_config) for training `method` from scratch on the base; peft_config is None when the
-    trainer must not wrap the model (full fine-tuning, bottleneck adapters installed here)."""
+    trainer must not wrap the model (full fine-tuning, bottleneck adapters installed here). device "auto": a 4-bit
+    base is placed on this process's GPU when there is one (the trainer moves any other model itself)."""
+    import os
+
     import torch
 
-    model, tok = load_base(base_dir, "float32", quantization=method.quantization)
+    place = "cpu"
+    if device == "auto" and torch.cuda.is_available():
+        place = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    model, tok = load_base(base_dir, "float32", quantization=method.quantization, device_map=place)
     if method.quantization:
         from peft import prepare_model_for_kbit_training
 
@@ -110,36 +116,44 @@ def manifest(*, built_by: str, extra: dict | None, npc: str | None, method: str,
     }
 
 
-def publish(staged: Path, out_dir: Path, manifest: dict) -> None:
+def publish(staged: Path, out_dir: Path, manifest: dict, history: list[dict] | None = None) -> None:
+    """Write the manifest into the staged folder and rename it into place. With the trainer's `history`
+    (`trainer.state.log_history`), the loss curve is drawn into the folder first as LOSS_PLOT and the manifest
+    (updated in place) names it."""
+    if history is not None:
+        manifest["loss_curve"] = LOSS_PLOT if plot_losses(history, Path(staged) / LOSS_PLOT) else None
     atomic_write_json(Path(staged) / ADAPTER_MANIFEST, manifest)
     replace_dir(staged, Path(out_dir))
 
 
+def plot_losses(history: list[dict], path: Path) -> bool:
+    """The training loss (and DPO's reward margin, when logged) per step as a PNG; False when nothing was logged.
+    Draws on a private Agg canvas: no global matplotlib backend is touched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    points = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
+    if not points:  # a run shorter than logging_steps logs only its mean loss
+        points = [(h["step"], h["train_loss"]) for h in history if "train_loss" in h and "step" in h]
+    if not points:
+        return False
+    fig = Figure(figsize=(6, 3.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(*zip(*points), marker="o", markersize=3, label="train loss")
+    margins = [(h["step"], h["rewards/margins"]) for h in history if "rewards/margins" in h and "loss" in h]
+    if margins:
+        ax.plot(*zip(*margins), marker="s", markersize=3, label="reward margin")
+    ax.set_xlabel("optimizer step")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return True
+
+
 def trainable_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def quiet_trainer(trainer, log: bool) -> None:
-    """stdout belongs to the caller (the CLI prints JSON there): progress goes to stderr instead."""
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    if log:
-        trainer.add_callback(_stderr_log_callback())
-
-
-def _stderr_log_callback():
-    from transformers import TrainerCallback
-
-    class StderrLog(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                extra = "".join(f" {k.split('/')[-1]} {logs[k]:.4f}" for k in ("rewards/margins",
-                                                                               "rewards/accuracies") if k in logs)
-                print(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}{extra}", file=sys.stderr,
-                      flush=True)
-    return StderrLog()
 
 
 def versions() -> dict:

@@ -125,10 +125,11 @@ def model_fingerprint(path: Path) -> str:
     return fingerprint_dir(path)
 
 
-def load_base(path: Path, dtype: str = "float32", quantization: str | None = None):
+def load_base(path: Path, dtype: str = "float32", quantization: str | None = None, device_map="cpu"):
     """(model, tokenizer) from a prepared checkpoint; model in eval mode on the CPU.
 
-    quantization="nf4" loads the linear layers 4-bit with bitsandbytes (for QLoRA training).
+    quantization="nf4" loads the linear layers 4-bit with bitsandbytes (for QLoRA training), placed by
+    `device_map` (default the CPU).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -141,7 +142,7 @@ def load_base(path: Path, dtype: str = "float32", quantization: str | None = Non
     if quantization == "nf4":
         from transformers import BitsAndBytesConfig
 
-        kwargs = {"device_map": "cpu", "quantization_config": BitsAndBytesConfig(
+        kwargs = {"device_map": device_map, "quantization_config": BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype)}
     elif quantization is not None:
         raise ValueError(f"unknown quantization {quantization!r}")

@@ -41,13 +41,13 @@ from tuning.artifact import (
     load_for_training,
     manifest,
     publish,
-    quiet_trainer,
     save_trained,
     staging,
     trainable_parameters,
 )
 from tuning.base import load_base, model_fingerprint
-from tuning.data import load_preferences
+from tuning.checkpoints import TrainingRun
+from tuning.data import data_fingerprint, load_preferences
 from tuning.methods import get_method
 from tuning.speed import cpu_training
 
@@ -76,6 +76,8 @@ class DPORecipe(BaseModel):
     seed: int = 0
     logging_steps: int = Field(5, ge=1)
     save_dtype: Literal["float32", "float16"] = "float32"
+    save_steps: int = Field(0, ge=0, description="checkpoint every N optimizer steps into <out>.checkpoints/ "
+                                                 "(0: none); resume=True continues from the last one")
 
 
 def split_pairs(pairs: list[dict], held_out: float, seed: int, path: Path) -> tuple[list[dict], list[dict]]:
@@ -135,8 +137,10 @@ def _held_metrics(trainer, held_ds) -> dict:
 
 def train_dpo(base_dir: Path, data: Path, out_dir: Path, recipe: DPORecipe, *, start: Path | None = None,
               system: str | None = None, npc: str | None = None, base_spec: str | None = None, log: bool = False,
-              built_by: str = "eterna train dpo", extra: dict | None = None) -> dict:
-    """Train with DPO and write the adapter atomically to out_dir. Returns the manifest written with it."""
+              built_by: str = "eterna train dpo", extra: dict | None = None, resume: bool = False,
+              keep_checkpoints: bool = False) -> dict:
+    """Train with DPO and write the adapter atomically to out_dir. Returns the manifest written with it.
+    `resume`: continue an interrupted run's last checkpoint (tuning/checkpoints.py)."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -167,28 +171,31 @@ def train_dpo(base_dir: Path, data: Path, out_dir: Path, recipe: DPORecipe, *, s
                       "data_sha256": start_manifest.get("data", {}).get("sha256")}
     train_ds = Dataset.from_list(to_conversational(train_pairs, system))
     held_ds = Dataset.from_list(to_conversational(held_pairs, system)) if held_pairs else None
+    run = TrainingRun(out_dir, {"data_sha256": data_fingerprint(data), "base": model_fingerprint(base_dir),
+                                "system": system, "start": start_info,
+                                "recipe": {**recipe.model_dump(), "params": params_dump}},
+                      save_steps=recipe.save_steps, resume=resume, keep_checkpoints=keep_checkpoints, log=log)
     with staging(out_dir) as work:
         args = DPOConfig(
-            output_dir=str(work / "trainer"), use_cpu=True, bf16=recipe.bf16, fp16=False,
+            use_cpu=True, bf16=recipe.bf16, fp16=False,
             gradient_checkpointing=False,  # CPU + small model: recomputation costs more than it saves
             per_device_train_batch_size=recipe.batch_size, per_device_eval_batch_size=recipe.batch_size,
             gradient_accumulation_steps=recipe.grad_accum, num_train_epochs=recipe.epochs,
             max_steps=recipe.max_steps, learning_rate=recipe.learning_rate, lr_scheduler_type="cosine",
-            warmup_steps=recipe.warmup_ratio, logging_steps=recipe.logging_steps, save_strategy="no",
-            eval_strategy="no", report_to="none", seed=recipe.seed, max_length=recipe.max_length,
-            beta=recipe.beta, loss_type=[recipe.loss_type], dataloader_num_workers=0, disable_tqdm=True)
+            warmup_steps=recipe.warmup_ratio, logging_steps=recipe.logging_steps, eval_strategy="no",
+            report_to="none", seed=recipe.seed, max_length=recipe.max_length,
+            beta=recipe.beta, loss_type=[recipe.loss_type], dataloader_num_workers=0, **run.trainer_args(work))
         trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=train_ds,
                              processing_class=tok, peft_config=peft_config)
-        quiet_trainer(trainer, log)
+        run.attach(trainer)
         trainable = trainable_parameters(trainer.model)
         before = _held_metrics(trainer, held_ds) if held_ds is not None else None
         with cpu_training():  # the same thread and LM-head settings as SFT (tuning/speed.py)
-            result = trainer.train()
+            result = trainer.train(resume_from_checkpoint=run.resume_from)
         if not math.isfinite(result.training_loss):
             raise EternaError(f"DPO diverged (loss {result.training_loss}); lower learning_rate or raise beta")
         after = _held_metrics(trainer, held_ds) if held_ds is not None else None
         history = [h for h in trainer.state.log_history if "loss" in h]
-        staged = save_trained(trainer.model, tok, kind, params_dump, work / "adapter", recipe.save_dtype)
         out = manifest(
             built_by=built_by, extra=extra, npc=npc, method=method_name, kind=kind, trainable=trainable,
             base_dir=base_dir, base_spec=base_spec, data=data, examples=len(pairs),
@@ -197,7 +204,11 @@ def train_dpo(base_dir: Path, data: Path, out_dir: Path, recipe: DPORecipe, *, s
                      "last_loss": history[-1]["loss"] if history else None, "steps": trainer.state.global_step,
                      "train_pairs": len(train_pairs), "held_out_pairs": len(held_pairs),
                      "held_out": {"before": before, "after": after} if held_ds is not None else None,
-                     "seconds": round(time.perf_counter() - t0, 1)})
-        publish(staged, out_dir, out)
+                     "seconds": round(time.perf_counter() - t0, 1)},
+            **run.info(trainer))
+        if run.is_main(trainer):
+            staged = save_trained(trainer.model, tok, kind, params_dump, work / "adapter", recipe.save_dtype)
+            publish(staged, out_dir, out, trainer.state.log_history)
+        run.finish(trainer)
     return out
 

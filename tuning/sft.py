@@ -24,12 +24,13 @@ from tuning.artifact import (
     load_for_training,
     manifest,
     publish,
-    quiet_trainer,
     save_trained,
     staging,
     trainable_parameters,
 )
-from tuning.data import to_prompt_completion
+from tuning.base import model_fingerprint
+from tuning.checkpoints import TrainingRun
+from tuning.data import data_fingerprint, to_prompt_completion
 from tuning.facts import FactLinter
 from tuning.gate import GateReport, gate_file
 from tuning.methods import get_method
@@ -63,17 +64,24 @@ class SFTRecipe(BaseModel):
     logging_steps: int = Field(5, ge=1)
     save_dtype: Literal["float32", "float16"] = Field("float32", description="dtype of the saved adapter weights "
                                                                          "(float16 halves the files shipped)")
+    save_steps: int = Field(0, ge=0, description="checkpoint every N optimizer steps into <out>.checkpoints/ "
+                                                 "(0: none); `--resume` continues from the last one")
+    device: Literal["cpu", "auto"] = Field("cpu", description="cpu, or auto: the GPUs accelerate sees (one per "
+                                                              "process under `accelerate launch`)")
 
 
 def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, system: str | None = None,
               npc: str | None = None, base_spec: str | None = None, log: bool = False,
               built_by: str = "eterna train sft", extra: dict | None = None, skip_bad_rows: bool = False,
-              facts: FactLinter | None = None, data_format: str | None = None) -> dict:
+              facts: FactLinter | None = None, data_format: str | None = None, resume: bool = False,
+              keep_checkpoints: bool = False, callbacks: list | None = None) -> dict:
     """Train an adapter and write it atomically to out_dir. Returns the manifest written with it.
 
     The data gate (tuning/gate.py) runs first, before any model loads: data with errors raises a CorpusError
     unless skip_bad_rows, which trains on the rows that passed. `facts` lints the replies for lore terms
-    (warnings); `data_format` forces a format (default: detected)."""
+    (warnings); `data_format` forces a format (default: detected). `resume` continues from the last checkpoint of
+    an interrupted run of the same data and recipe (tuning/checkpoints.py); `callbacks` are extra trainer
+    callbacks. Under `accelerate launch` only the main process publishes; the others return the same manifest."""
     t0 = time.perf_counter()
     data, out_dir = Path(data), Path(out_dir)
     method = get_method(recipe.method)
@@ -88,28 +96,30 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
     from trl import SFTConfig, SFTTrainer
 
     dataset = Dataset.from_list(to_prompt_completion(examples, system))
-    model, tok, peft_config = load_for_training(base_dir, method, params, recipe.seed)
+    run = TrainingRun(out_dir, {"data_sha256": data_fingerprint(data), "examples": len(examples),
+                                "base": model_fingerprint(base_dir), "system": system,
+                                "recipe": {**recipe.model_dump(), "params": params.model_dump()}},
+                      save_steps=recipe.save_steps, resume=resume, keep_checkpoints=keep_checkpoints, log=log)
+    model, tok, peft_config = load_for_training(base_dir, method, params, recipe.seed, recipe.device)
     with staging(out_dir) as work:
         args = SFTConfig(
-            output_dir=str(work / "trainer"), use_cpu=True, bf16=recipe.bf16, fp16=False,
+            use_cpu=recipe.device == "cpu", bf16=recipe.bf16, fp16=False,
             gradient_checkpointing=False,  # CPU + small model: recomputation costs more than it saves
             train_sampling_strategy="group_by_length",  # batches of similar lengths: little padding
             per_device_train_batch_size=recipe.batch_size, gradient_accumulation_steps=recipe.grad_accum,
             num_train_epochs=recipe.epochs, max_steps=recipe.max_steps, learning_rate=recipe.learning_rate,
             lr_scheduler_type="cosine", warmup_steps=recipe.warmup_ratio, logging_steps=recipe.logging_steps,
-            save_strategy="no", report_to="none", seed=recipe.seed, max_length=recipe.max_length,
-            dataloader_num_workers=0, disable_tqdm=True)
+            report_to="none", seed=recipe.seed, max_length=recipe.max_length,
+            dataloader_num_workers=0, **run.trainer_args(work))
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
-                             peft_config=peft_config)
-        quiet_trainer(trainer, log)
+                             peft_config=peft_config, callbacks=callbacks)
+        run.attach(trainer)
         trainable = trainable_parameters(trainer.model)
         with cpu_training():
-            result = trainer.train()
+            result = trainer.train(resume_from_checkpoint=run.resume_from)
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         if not math.isfinite(result.training_loss):
             raise EternaError(f"training diverged (loss {result.training_loss}); lower learning_rate")
-        staged = save_trained(trainer.model, tok, method.kind, params.model_dump(), work / "adapter",
-                              recipe.save_dtype)
         out = manifest(
             built_by=built_by, extra=extra, npc=npc, method=recipe.method, kind=method.kind, trainable=trainable,
             base_dir=base_dir, base_spec=base_spec, data=data, examples=len(examples),
@@ -118,8 +128,13 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
             metrics={"train_loss": result.training_loss, "first_loss": losses[0] if losses else None,
                      "last_loss": losses[-1] if losses else None, "losses": [round(x, 4) for x in losses],
                      "steps": trainer.state.global_step,
-                     "seconds": round(time.perf_counter() - t0, 1), **train_speed(trainer, result)})
-        publish(staged, out_dir, out)
+                     "seconds": round(time.perf_counter() - t0, 1), **train_speed(trainer, result)},
+            **run.info(trainer))
+        if run.is_main(trainer):
+            staged = save_trained(trainer.model, tok, method.kind, params.model_dump(), work / "adapter",
+                                  recipe.save_dtype)
+            publish(staged, out_dir, out, trainer.state.log_history)
+        run.finish(trainer)
     return out
 
 

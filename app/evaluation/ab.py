@@ -196,11 +196,14 @@ def _engines(cfg: EvalConfig, world: EternaConfig):
             "paths": world.paths.model_copy(update={"sessions": None})})
         _validate(EternaConfig, json.loads(wcfg.model_dump_json()), Path(f"variant {v.name}"))
         cast_path = v.npcs or cfg.npcs or world.paths.npcs
+        # a variant without adapters loads none (so it also runs on a base model the cast's adapters do not fit)
         if first is None:
-            first = DialogueEngine.from_settings(wcfg, npcs=cast_path, index=v.index)
+            first = DialogueEngine.from_settings(wcfg, npcs=cast_path, index=v.index, adapters=v.adapters)
             engines[v.name] = first
         else:
-            engines[v.name] = first.variant(config=wcfg, cast=Cast.load(cast_path, world.world), index_root=v.index)
+            cast = Cast.load(cast_path, world.world)
+            engines[v.name] = first.variant(config=wcfg, cast=cast if v.adapters else cast.without_adapters(),
+                                            index_root=v.index)
         if v.llm is not None or (v.backend is not None and v.backend != first.generator.name):
             key = (v.llm or world.models.llm, v.backend or world.models.backend)
             if key not in generators:  # one load per distinct base model and backend

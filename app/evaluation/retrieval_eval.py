@@ -147,3 +147,29 @@ def evaluate_beir(folder: Path, embedder, embedder_name: str, cache_root: Path, 
     return {**metrics(ranked, qrels), "queries": len(qids), "docs": len(corpus), "ms_per_query": round(ms, 2),
             "mode": mode, "split": split, "weight": weight if mode == "hybrid" else None, "built": built,
             "cache": str(cache)}
+
+
+def tune_weight(folder: Path, embedder, embedder_name: str, cache_root: Path, *, split: str = "train",
+                k: int = 100, grid: tuple[float, ...] = tuple(round(w / 10, 1) for w in range(11))) -> dict:
+    """The hybrid weight with the best nDCG@10 on `split` (a train or dev split, never the one reported): dense and
+    BM25 candidates are computed once per query, then fused at each weight of the grid. Builds the cached indexes
+    on first use, like evaluate_beir."""
+    from retrieval.lexical import LexicalIndex, fuse
+
+    evaluate_beir(folder, embedder, embedder_name, cache_root, split=split, mode="hybrid", k=k, limit=1)  # caches
+    corpus, queries, qrels = read_beir(folder, split)
+    ids = [d["_id"] for d in corpus]
+    cache = _cache_dir(cache_root, folder, corpus, embedder_name)
+    vectors, lexical = np.load(cache / "vectors.npy"), LexicalIndex.load(cache / "bm25")
+    qids = list(qrels)
+    qvecs = np.asarray(embedder.encode([queries[q] for q in qids]), dtype=np.float32)  # (Q, dim)
+    runs = []
+    for n, q in enumerate(qids):
+        s = vectors @ qvecs[n]
+        top = np.argpartition(-s, min(k, s.size) - 1)[:k]
+        runs.append((q, [(ids[i], float(s[i])) for i in top[np.argsort(-s[top])]],
+                     [(ids[i], sc) for i, sc in lexical.search(queries[q], k)]))
+    scores = {w: metrics({q: [d for d, _ in fuse(dn, lx, w)[:k]] for q, dn, lx in runs}, qrels)["ndcg@10"]
+              for w in grid}
+    best = max(scores, key=lambda w: (scores[w], -abs(w - 0.5)))  # ties: the weight nearest an even mix
+    return {"weight": best, "split": split, "queries": len(qids), "ndcg@10_by_weight": scores}

@@ -114,6 +114,31 @@ def test_eval_config_errors_name_the_file(tmp_path):
         EvalConfig.load(bad)
 
 
+def test_a_variant_without_adapters_loads_none(eval_config):
+    """The default cast ships adapters for the default base; a base variant must run on any base model."""
+    from app.config import EternaConfig
+    from app.evaluation.ab import EvalConfig, _engines
+    from retrieval.errors import AdapterError
+    from tests.conftest import REPO
+
+    npcs = eval_config.parent / "npcs.yaml"
+    shipped = REPO / "corpora" / "library" / "adapters" / "warden"  # trained on SmolLM2, not on the tiny model
+    npcs.write_text(npcs.read_text().replace("knows: [room, rule, character]\n    adapter: null",
+                                             f"knows: [room, rule, character]\n    adapter: {shipped}"))
+    cfg = yaml.safe_load(eval_config.read_text())
+    cfg["variants"] = [{"name": "base", "adapters": False, "route": "style"},
+                       {"name": "base+rag", "adapters": False, "route": "fact"}]
+    eval_config.write_text(yaml.safe_dump(cfg))
+    ec = EvalConfig.load(eval_config)
+    engines = _engines(ec, EternaConfig.load(ec.world))
+    assert engines["base"].generator.adapters == {} and engines["base+rag"].adapter_names == {}
+    assert engines["base"].say("warden", "hello", route="style", remember=False).adapter is None
+    cfg["variants"].append({"name": "routed"})
+    eval_config.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(AdapterError, match="trained on base model"):
+        _engines(EvalConfig.load(eval_config), EternaConfig.load(ec.world))
+
+
 def test_a_variant_may_name_another_base_model(eval_config, tiny_llm_dir, tmp_path):
     import shutil
 

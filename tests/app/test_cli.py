@@ -212,3 +212,32 @@ def test_rebuild_checks_lore_against_the_world_and_cast(capsys, cfg, tmp_path):
     doc.write_text(doc.read_text().replace("npc_scope: all", "npc_scope: [wardn]"))
     rc, _, err = run(capsys, "--config", cfg, "index", "rebuild")
     assert rc == 2 and "clock-room.md:4: npc_scope names 'wardn', who is not in the cast" in err
+
+
+def test_train_recipe_checkpoints_resume_merge_export(capsys, cfg, tmp_path, style_file):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: lora\nparams: {r: 4, alpha: 8}\nbatch_size: 4\nlogging_steps: 1\nlearning_rate: 0.02\n")
+    out_dir = tmp_path / "adapters" / "w"
+    rc, out, err = run(capsys, "--config", cfg, "train", "sft", "--npc", "warden", "--data", str(style_file),
+                       "--out", str(out_dir), "--recipe", str(recipe), "--max-steps", "2", "--save-steps", "1",
+                       "--keep-checkpoints", "--json")
+    manifest = json.loads(out)  # stdout holds the JSON only; progress went to stderr as plain lines (no TTY)
+    assert rc == 0 and manifest["recipe"]["params"]["r"] == 4 and manifest["recipe"]["save_steps"] == 1
+    assert "step 2/2 loss" in err and manifest["loss_curve"] == "loss.png" and (out_dir / "loss.png").is_file()
+    assert (tmp_path / "adapters" / "w.checkpoints" / "checkpoint-2").is_dir()
+    rc, _, err = run(capsys, "--config", cfg, "train", "sft", "--npc", "warden", "--data", str(style_file),
+                     "--out", str(out_dir), "--recipe", str(recipe), "--max-steps", "2", "--save-steps", "1",
+                     "--lr", "0.5", "--resume")
+    assert rc == 2 and "recipe.learning_rate differ" in err and "without --resume" in err
+
+    merged = tmp_path / "merged"
+    rc, out, _ = run(capsys, "--config", cfg, "adapters", "merge", "--adapter", str(out_dir), "--out", str(merged),
+                     "--json")
+    assert rc == 0 and json.loads(out)["adapter"]["npc"] == "warden" and (merged / "model.safetensors").is_file()
+    gguf_path = tmp_path / "w.gguf"
+    rc, out, _ = run(capsys, "--config", cfg, "adapters", "export-gguf", "--adapter", str(out_dir), "--out",
+                     str(gguf_path), "--json")
+    assert rc == 0 and json.loads(out)["bytes"] == gguf_path.stat().st_size > 0
+    rc, _, err = run(capsys, "--config", cfg, "adapters", "merge", "--adapter", str(tmp_path), "--out",
+                     str(tmp_path / "m2"))
+    assert rc == 2 and "not a PEFT adapter" in err

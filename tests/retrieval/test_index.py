@@ -98,3 +98,22 @@ def test_missing_and_mismatched_index(tmp_path, built, embedder):
 
     with pytest.raises(IndexMismatchError, match="built with embedder 'builtin:all-minilm-l6-v2'"):
         LoreIndex.open(built[0], OtherEmbedder())
+
+
+def test_a_bfloat16_embedder_is_another_embedder_for_the_index(tiny_corpus, embedder, tmp_path):
+    """bf16 vectors differ slightly from fp32 ones: the index records the dtype, refuses the other, and a rebuild
+    with the bf16 embedder re-embeds everything."""
+    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.errors import IndexMismatchError
+
+    root = tmp_path / "index"
+    rebuild_index(tiny_corpus, root, embedder)
+    half = SentenceTransformerEmbedder("builtin:all-minilm-l6-v2", dtype="bfloat16")
+    assert half.id.endswith("@bfloat16")
+    q32, q16 = embedder.encode(["Who built the clock?"])[0], half.encode(["Who built the clock?"])[0]
+    assert 0.99 < float(q32 @ q16) < 1.0 and q16.dtype == np.float32
+    with pytest.raises(IndexMismatchError, match="bfloat16"):
+        LoreIndex.open(root, half)
+    stats = rebuild_index(tiny_corpus, root, half)
+    assert stats.reused == 0 and stats.embedded == stats.chunks
+    assert LoreIndex.open(root, half).search("Who built the clock?", half, 1)[0].chunk.doc == "clock-room"

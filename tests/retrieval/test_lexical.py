@@ -90,3 +90,30 @@ def test_index_generation_carries_bm25_and_hybrid_search_honours_scope(tiny_corp
     old = LoreIndex.open(tmp_path / "index", embedder)
     assert old.lexical is None
     assert [h.chunk.id for h in old.search_hybrid(q, qvec, 4)] == [h.chunk.id for h in old.search_vector(qvec, 4)]
+
+
+def test_eval_retrieval_cli_prints_every_mode_side_by_side(beir, tmp_path, capsys):
+    from app.cli import main
+    from tests.conftest import write_project
+
+    cfg = write_project(tmp_path / "proj", "unused-llm")
+    assert main(["--config", str(cfg), "eval", "retrieval", "--beir", str(beir), "--mode", "all", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"dense", "bm25", "hybrid"}
+    assert all(out[m]["ndcg@10"] == 1.0 and out[m]["queries"] == 2 for m in out)
+    assert out["hybrid"]["weight"] == 0.5 and (tmp_path / "proj" / "cache" / "beir").is_dir()  # under the project
+
+
+def test_tune_on_chooses_the_weight_on_another_split(beir, tmp_path, capsys):
+    from app.cli import main
+    from tests.conftest import write_project
+
+    (beir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
+    cfg = str(write_project(tmp_path / "proj", "unused-llm"))
+    assert main(["--config", cfg, "eval", "retrieval", "--beir", str(beir), "--tune-on", "dev", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    grid = out["tuned"]["ndcg@10_by_weight"]
+    assert out["tuned"]["split"] == "dev" and len(grid) == 11 and out["weight"] == out["tuned"]["weight"]
+    assert grid[str(out["weight"])] == max(grid.values())
+    assert main(["--config", cfg, "eval", "retrieval", "--beir", str(beir), "--tune-on", "test"]) == 2
+    assert "tune on another split" in capsys.readouterr().err

@@ -73,9 +73,11 @@ def test_chapter_three_fact_is_hidden_from_a_chapter_one_player(engine):
 
 
 def test_three_npcs_answer_in_one_scene(engine):
+    assert set(engine.adapter_names) == {"director", "archivist", "warden", "pell", "codex_ceniza"}  # shipped
     for npc in ("director", "archivist", "warden", "pell", "codex_ceniza"):
         reply = engine.say(npc, "Good evening. Who are you?", session="scene")
         assert reply.text.strip() and reply.npc == npc
+        assert reply.adapter in (npc, None) and (reply.adapter == npc) == bool(reply.tokens)
 
 
 def test_lora_sft_on_the_real_base_then_serve_it(config, tmp_path):
@@ -93,8 +95,8 @@ def test_lora_sft_on_the_real_base_then_serve_it(config, tmp_path):
                          npc="warden", base_spec=config.models.llm)
     assert manifest["metrics"]["steps"] == 3 and manifest["base"]["fingerprint"]
     npcs = tmp_path / "npcs.yaml"
-    npcs.write_text(config.paths.npcs.read_text().replace(
-        "knows: [room, rule, character]\n    adapter: null", f"knows: [room, rule, character]\n    adapter: {out}"))
+    npcs.write_text(json.dumps({"npcs": [  # the shipped cast, its warden speaking through this adapter alone
+        {**n.model_dump(mode="json"), "adapter": str(out) if n.id == "warden" else None} for n in cast.npcs]}))
     engine = DialogueEngine.from_settings(config, npcs=npcs)
     assert engine.generator.adapters == {"warden": out}
     assert engine.say("warden", "May I pass?").text.strip()

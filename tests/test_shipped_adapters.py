@@ -1,0 +1,70 @@
+"""The default cast ships with trained voice adapters, and they still match what they were trained on: the style set
+(data hash), the system prompt the config builds now, the recipe `make adapters` uses, the default base model."""
+
+import pytest
+from safetensors import safe_open
+
+from app.config import Cast, EternaConfig
+from app.prompt import system_prompt
+from app.validate import adapter_problems
+from tests.conftest import REPO
+from tuning.adapters import read_adapter_manifest
+from tuning.base import model_fingerprint, prepared_checkpoint
+from tuning.data import data_fingerprint
+from tuning.methods import get_method
+from tuning.sft import SFTRecipe
+
+CFG = EternaConfig.load(REPO / "configs" / "eterna.yaml")
+CAST = Cast.load(CFG.paths.npcs, CFG.world)
+SHIPPED = [n for n in CAST.npcs if n.adapter is not None]
+
+
+def test_every_character_of_the_default_cast_speaks_through_a_shipped_adapter():
+    assert [n.id for n in SHIPPED] == [n.id for n in CAST.npcs]
+    for npc in SHIPPED:  # inside the project, beside the world's data, not in the .eterna work folder
+        assert npc.adapter == (REPO / "corpora" / "library" / "adapters" / npc.id).resolve()
+
+
+@pytest.mark.parametrize("npc", SHIPPED, ids=lambda n: n.id)
+def test_shipped_manifest_matches_the_data_and_the_prompt(npc):
+    manifest = read_adapter_manifest(npc.adapter)
+    assert manifest["npc"] == npc.id and manifest["built_by"] == "eterna train sft"
+    assert manifest["data"]["sha256"] == data_fingerprint(CFG.paths.style / f"{npc.id}.jsonl"), \
+        f"{npc.id}: the style set changed since its adapter was trained; `make adapters ship-adapters`"
+    assert manifest["system"] == system_prompt(npc, CFG.world, CFG.prompts), \
+        f"{npc.id}: the persona prompt changed since its adapter was trained; `make adapters ship-adapters`"
+    assert adapter_problems(CFG, Cast(npcs=[npc])) == {npc.id: []}
+
+
+@pytest.mark.parametrize("npc", SHIPPED, ids=lambda n: n.id)
+def test_shipped_adapter_was_trained_with_the_default_recipe(npc):
+    """`make adapters` (`eterna train sft --npc ID`, default recipe) would rebuild it from the same data."""
+    recipe = read_adapter_manifest(npc.adapter)["recipe"]
+    default = SFTRecipe().model_dump()
+    params = get_method(default["method"]).parse(default["params"]).model_dump()
+    flat = {**{k: v for k, v in default.items() if k != "params"}, **params}
+    recorded = {**{k: v for k, v in recipe.items() if k != "params"}, **recipe.get("params", {})}
+    assert {k: v for k, v in recorded.items() if flat.get(k) != v} == {}
+    # recipe fields added after training must keep defaults that do not change what trains on this data (checkpoint
+    # interval, device placement, over-long policy, saved dtype)
+    assert set(flat) - set(recorded) <= {"overlong", "save_dtype", "save_steps", "device"}
+
+
+@pytest.mark.parametrize("npc", SHIPPED, ids=lambda n: n.id)
+def test_shipped_weights_are_float16_and_small(npc):
+    manifest = read_adapter_manifest(npc.adapter)
+    weights = npc.adapter / "adapter_model.safetensors"
+    with safe_open(str(weights), framework="pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
+    assert manifest["shipped"]["dtype"] == "float16" and manifest["shipped"]["trained_dtype"] == "float32"
+    assert manifest["shipped"]["bytes"] == weights.stat().st_size < 5_500_000
+    assert sorted(p.name for p in npc.adapter.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
+                                                             "eterna_adapter.json"]
+
+
+def test_shipped_adapters_were_trained_on_the_default_base_model():
+    checkpoint = prepared_checkpoint(CFG.models.llm, CFG.models.cache_dir)
+    if checkpoint is None:
+        pytest.skip(f"{CFG.models.llm} is not prepared in {CFG.models.cache_dir} (`make models`)")
+    fingerprint = model_fingerprint(checkpoint)
+    assert {read_adapter_manifest(n.adapter)["base"]["fingerprint"] for n in SHIPPED} == {fingerprint}

@@ -1,0 +1,50 @@
+"""Recipe files: a YAML mapping of a recipe's fields (configs/recipes/*.yaml), validated into its typed class.
+
+    recipe = load_recipe("configs/recipes/npc-1b-lora.yaml")               # an SFTRecipe
+    recipe = load_recipe(path, overrides={"max_steps": 10})                 # command-line flags win
+
+Unknown fields, wrong types and out-of-range values are ConfigErrors naming the file and the field; the method's
+own parameters (`params`) are checked by the method's typed config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from retrieval.errors import ConfigError
+
+
+def load_recipe(path: Path, cls: type[BaseModel] | None = None, overrides: dict | None = None) -> BaseModel:
+    import yaml
+
+    from tuning.methods import get_method
+
+    if cls is None:
+        from tuning.sft import SFTRecipe as cls
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe file not found; see configs/recipes/ for examples")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of fields ({', '.join(cls.model_fields)})")
+    merged = {**data, **(overrides or {})}
+    if "params" in data and "params" in (overrides or {}):
+        merged["params"] = {**data["params"], **overrides["params"]}
+    try:
+        recipe = cls.model_validate(merged)
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(map(str, first["loc"]))
+        raise ConfigError(f"{path}: {field}: {first['msg']} (fields: {', '.join(cls.model_fields)})") from None
+    try:
+        get_method(recipe.method).parse(recipe.params)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return recipe
