@@ -49,6 +49,7 @@ from tuning.base import load_base, model_fingerprint
 from tuning.checkpoints import TrainingRun
 from tuning.data import data_fingerprint, load_preferences
 from tuning.methods import get_method
+from tuning.speed import cpu_training
 
 
 class DPORecipe(BaseModel):
@@ -189,7 +190,8 @@ def train_dpo(base_dir: Path, data: Path, out_dir: Path, recipe: DPORecipe, *, s
         run.attach(trainer)
         trainable = trainable_parameters(trainer.model)
         before = _held_metrics(trainer, held_ds) if held_ds is not None else None
-        result = trainer.train(resume_from_checkpoint=run.resume_from)
+        with cpu_training():  # the same thread and LM-head settings as SFT (tuning/speed.py)
+            result = trainer.train(resume_from_checkpoint=run.resume_from)
         if not math.isfinite(result.training_loss):
             raise EternaError(f"DPO diverged (loss {result.training_loss}); lower learning_rate or raise beta")
         after = _held_metrics(trainer, held_ds) if held_ds is not None else None

@@ -34,6 +34,7 @@ from tuning.data import data_fingerprint, to_prompt_completion
 from tuning.facts import FactLinter
 from tuning.gate import GateReport, gate_file
 from tuning.methods import get_method
+from tuning.speed import cpu_training, train_speed
 
 
 class SFTRecipe(BaseModel):
@@ -104,6 +105,7 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
         args = SFTConfig(
             use_cpu=recipe.device == "cpu", bf16=recipe.bf16, fp16=False,
             gradient_checkpointing=False,  # CPU + small model: recomputation costs more than it saves
+            train_sampling_strategy="group_by_length",  # batches of similar lengths: little padding
             per_device_train_batch_size=recipe.batch_size, gradient_accumulation_steps=recipe.grad_accum,
             num_train_epochs=recipe.epochs, max_steps=recipe.max_steps, learning_rate=recipe.learning_rate,
             lr_scheduler_type="cosine", warmup_steps=recipe.warmup_ratio, logging_steps=recipe.logging_steps,
@@ -113,7 +115,8 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
                              peft_config=peft_config, callbacks=callbacks)
         run.attach(trainer)
         trainable = trainable_parameters(trainer.model)
-        result = trainer.train(resume_from_checkpoint=run.resume_from)
+        with cpu_training():
+            result = trainer.train(resume_from_checkpoint=run.resume_from)
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         if not math.isfinite(result.training_loss):
             raise EternaError(f"training diverged (loss {result.training_loss}); lower learning_rate")
@@ -123,8 +126,9 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
             data_extra={"format": gate.format, "gate": {k: v for k, v in gate.counts().items() if k != "overlong"}},
             recipe={**recipe.model_dump(), "params": params.model_dump()}, system=system,
             metrics={"train_loss": result.training_loss, "first_loss": losses[0] if losses else None,
-                     "last_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
-                     "seconds": round(time.perf_counter() - t0, 1)},
+                     "last_loss": losses[-1] if losses else None, "losses": [round(x, 4) for x in losses],
+                     "steps": trainer.state.global_step,
+                     "seconds": round(time.perf_counter() - t0, 1), **train_speed(trainer, result)},
             **run.info(trainer))
         if run.is_main(trainer):
             staged = save_trained(trainer.model, tok, method.kind, params.model_dump(), work / "adapter",
