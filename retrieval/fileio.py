@@ -116,7 +116,7 @@ def fingerprint_dir(root: Path, ignore_json_keys: frozenset[str] = frozenset()) 
 
     Good enough to tell two checkpoints apart (a different training run changes the head bytes) without
     reading hundreds of megabytes on every start. `ignore_json_keys`: top-level keys of small JSON files that say how
-    a file was written rather than what the model is (a library version, a loader flag); they are left out.
+    a file was written rather than what the model is (a package version, a loader flag); they are left out.
     """
     root = Path(root)
     h = hashlib.sha256()

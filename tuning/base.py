@@ -117,7 +117,7 @@ def convert_gguf(gguf: Path, target: Path, spec: str) -> None:
         raise
 
 
-# written by the loader or the library version, not by the model: two conversions of the same weights differ there
+# written by the loader or the package version, not by the model: two conversions of the same weights differ there
 VOLATILE_KEYS = frozenset({"transformers_version", "local_files_only", "is_local", "_name_or_path", "name_or_path"})
 
 
