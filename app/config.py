@@ -152,7 +152,8 @@ class RetrievalConfig(_Strict):
     chunk_words: int = Field(120, ge=16)
     overlap_words: int = Field(25, ge=0)
     mode: Literal["dense", "bm25", "hybrid"] = Field(
-        "dense", description="hybrid: dense + BM25 candidates under the same filters, fused (see README, Retrieval)")
+        "hybrid", description="hybrid (default): dense + BM25 candidates under the same filters, fused; it won end "
+                              "to end on both development worlds (see README, Retrieval)")
     hybrid_weight: float = Field(0.5, ge=0, le=1, description="weight of the dense scores in the fusion")
     candidates: int = Field(20, ge=1, le=1000, description="candidates per retriever before fusion or reranking")
     rerank: Literal["none", "sentences", "cross-encoder"] = Field(
