@@ -636,6 +636,7 @@ def cmd_eval_retrieval(args) -> None:
     modes = ["dense", "bm25", "hybrid"] if args.mode == "all" else [args.mode]
     embedder = SentenceTransformerEmbedder(cfg.models.embedder, dtype=cfg.models.embedder_dtype) \
         if modes != ["bm25"] or args.tune_on else None
+    name = embedder.id if embedder is not None else cfg.models.embedder  # the dtype is part of the id: own cache
     weight = cfg.retrieval.hybrid_weight if args.weight is None else args.weight
     tuned = None
     if args.tune_on:
@@ -643,10 +644,10 @@ def cmd_eval_retrieval(args) -> None:
             raise EternaError(f"--tune-on {args.tune_on}: tune on another split than the one reported (--split)")
         from app.evaluation.retrieval_eval import tune_weight
 
-        tuned = tune_weight(Path(args.beir), embedder, cfg.models.embedder, cfg.models.cache_dir / "beir",
+        tuned = tune_weight(Path(args.beir), embedder, name, cfg.models.cache_dir / "beir",
                             split=args.tune_on, k=args.k)
         weight = tuned["weight"]
-    res = {m: evaluate_beir(Path(args.beir), embedder, cfg.models.embedder, cfg.models.cache_dir / "beir",
+    res = {m: evaluate_beir(Path(args.beir), embedder, name, cfg.models.cache_dir / "beir",
                             split=args.split, mode=m, k=args.k, weight=weight, limit=args.limit) for m in modes}
     keys = ("ndcg@10", "recall@5", "recall@100", "mrr@10", "queries", "docs", "ms_per_query")
     text = "\n".join(f"{m:<7}" + "  ".join(f"{k} {r[k]}" for k in keys) for m, r in res.items())
