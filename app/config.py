@@ -23,12 +23,19 @@ class _Strict(BaseModel):
 class ModelsConfig(_Strict):
     llm: str = Field("builtin:smollm2-135m-instruct", description="builtin id, local checkpoint dir or cached hub id")
     embedder: str = Field("builtin:all-minilm-l6-v2", description="builtin id, local folder or cached hub id")
-    embedder_dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="bfloat16 embeds faster on CPUs with native bf16 (AVX-512 BF16, AMX); its vectors "
-                               "differ slightly, so an index records the dtype and is rebuilt when it changes")
+    embedder_dtype: Literal["auto", "float32", "mixed", "bfloat16"] = Field(
+        "auto", description="embedding precision: mixed = fp32 weights, bf16 matrix products (about 2x faster on "
+                            "CPUs with native bf16: AVX-512 BF16, AMX); bfloat16 = bf16 weights; auto = mixed "
+                            "where the CPU has native bf16, else float32. The vectors differ slightly, so an index "
+                            "records the precision and is rebuilt when it changes")
     dtype: Literal["float32", "bfloat16"] = Field("bfloat16", description="generation dtype (training uses fp32)")
-    backend: Literal["auto", "transformers", "llamacpp"] = Field(
-        "auto", description="generation runtime; auto = llamacpp when it is installed and the model has a GGUF")
+    backend: Literal["auto", "transformers", "llamacpp", "batched"] = Field(
+        "auto", description="generation runtime; auto = llamacpp when it is installed and the model has a GGUF "
+                            "(lowest latency per reply); batched = transformers decoding concurrent sessions in one "
+                            "batch, each with its own LoRA (highest throughput under many players)")
+    max_batch: int = Field(8, ge=1, le=256, description="batched backend: most sessions decoded together")
+    batch_window_ms: float = Field(5.0, ge=0, le=1000, description="batched backend: how long the first request of "
+                                                                   "a batch waits for others to join it")
     gguf: Path | None = Field(None, description="the GGUF of models.llm for the llamacpp backend (builtins know "
                                                 "their own)")
     cache_dir: Path = Field(Path("../.eterna/models"), description="where converted checkpoints are cached")

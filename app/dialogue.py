@@ -143,7 +143,8 @@ def build_backend(config: EternaConfig, llm: str | None = None) -> GenerationBac
 
         name = "llamacpp" if gguf is not None and gguf.is_file() and available() else "transformers"
     return make_backend(name, model_dir=model_dir, gguf=gguf, cache_dir=m.cache_dir, dtype=m.dtype,
-                        n_ctx=config.generation.context_tokens)
+                        n_ctx=config.generation.context_tokens, max_batch=m.max_batch,
+                        batch_window_ms=m.batch_window_ms)
 
 
 def build_router(config: EternaConfig, cast: Cast, embedder, lore: LoreIndex, cues: Cues) -> Router:

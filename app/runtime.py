@@ -130,6 +130,7 @@ def backend_names() -> list[str]:
 
 def make_backend(name: str, **kwargs) -> GenerationBackend:
     """Build a registered backend: `make_backend("llamacpp", model_dir=..., gguf=..., cache_dir=...)`."""
+    import app.batching  # noqa: F401  (registers itself)
     import app.llamacpp  # noqa: F401  (registers itself)
 
     return _BACKENDS.lookup(name, where="models.backend: ")(**kwargs)

@@ -48,11 +48,45 @@ def resolve_embedder(spec: str) -> Path | str:
     return spec  # a hub id: sentence-transformers resolves it from the local cache only (see below)
 
 
+EMBEDDER_DTYPES = ("auto", "float32", "mixed", "bfloat16")
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX): only then is bf16 faster than fp32."""
+    try:
+        import torch
+
+        probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        if probe is not None and not probe():
+            return False
+    except Exception:  # pragma: no cover - torch without oneDNN
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_embedder_dtype(dtype: str) -> str:
+    """`auto` is `mixed` on a CPU with native bf16, else `float32`."""
+    if dtype not in EMBEDDER_DTYPES:
+        raise ModelNotFoundError(f"embedder dtype {dtype!r}: use one of {', '.join(EMBEDDER_DTYPES)}")
+    if dtype == "auto":
+        return "mixed" if native_bf16() else "float32"
+    return dtype
+
+
 class SentenceTransformerEmbedder:
-    """Any sentence-transformers model; batch-encodes with normalised float32 output."""
+    """Any sentence-transformers model; batch-encodes with normalised float32 output.
+
+    Precision (`dtype`): `float32`; `mixed` keeps fp32 weights and runs the matrix products in bfloat16 under
+    autocast (about 2x faster on CPUs with native bf16, vectors within 1e-4 of fp32's); `bfloat16` casts the
+    weights; `auto` picks `mixed` where the CPU has native bf16, else `float32`. Every precision but `float32`
+    enters the embedder id, so an index built with another precision is refused and rebuilt."""
 
     def __init__(self, spec: str, *, device: str = "cpu", batch_size: int = 64, allow_download: bool = False,
-                 dtype: str = "float32"):
+                 dtype: str = "auto"):
         from sentence_transformers import SentenceTransformer
 
         where = resolve_embedder(spec)
@@ -61,13 +95,13 @@ class SentenceTransformerEmbedder:
         except OSError as e:
             raise ModelNotFoundError(f"embedder {spec!r} not found locally ({e}); use a local path, a builtin "
                                      f"({', '.join(BUILTIN_EMBEDDERS)}) or allow downloads explicitly") from None
-        if dtype not in ("float32", "bfloat16"):
-            raise ModelNotFoundError(f"embedder dtype {dtype!r}: use float32 or bfloat16")
+        dtype = resolve_embedder_dtype(dtype)
+        self.dtype = dtype
         if dtype == "bfloat16":
             import torch
 
             self.model.to(torch.bfloat16)
-        self.id = spec if dtype == "float32" else f"{spec}@bfloat16"  # another dtype, other vectors: another index
+        self.id = spec if dtype == "float32" else f"{spec}@{dtype}"  # another precision, other vectors: another index
         self.batch_size = batch_size
         dim = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") \
             else self.model.get_sentence_embedding_dimension()
@@ -77,7 +111,15 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vecs = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
-                                 normalize_embeddings=True, show_progress_bar=False)
+        if self.dtype == "mixed":
+            import torch
+
+            with torch.autocast(self.model.device.type, dtype=torch.bfloat16):
+                out = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_tensor=True,
+                                        normalize_embeddings=True, show_progress_bar=False)
+            vecs = out.float().cpu().numpy()
+        else:
+            vecs = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                                     normalize_embeddings=True, show_progress_bar=False)
         vecs = np.asarray(vecs, dtype=np.float32)  # (N, dim); bf16 outputs are renormalised in fp32
         return np.ascontiguousarray(vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12))
