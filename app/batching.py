@@ -153,7 +153,8 @@ class BatchedBackend:
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()  # adding adapters vs running a batch
         self._worker: threading.Thread | None = None
-        self.stats = {"batches": 0, "rows": 0, "max_rows": 0}
+        self.stats = {"batches": 0, "rows": 0, "max_rows": 0, "steps": 0, "step_rows": 0, "decode_s": 0.0,
+                      "prefill_s": 0.0}
         self._torch = torch
         import inspect
 
@@ -298,6 +299,8 @@ class BatchedBackend:
                 out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                                  logits_to_keep=1)
                 past = getattr(out, self._cache_arg)
+                t1 = time.perf_counter()
+                self.stats["prefill_s"] += t1 - t0
                 for _ in range(max(r.cfg.max_new_tokens for r in batch)):
                     logits = out.logits[:, -1].float()
                     nxt = [row.step(logits[i]) for i, row in enumerate(rows)]
@@ -308,6 +311,9 @@ class BatchedBackend:
                     out = self.model(input_ids=torch.tensor(nxt).unsqueeze(1), attention_mask=mask,
                                      position_ids=pos, use_cache=True, **{self._cache_arg: past})
                     past = getattr(out, self._cache_arg)
+                    self.stats["steps"] += 1
+                    self.stats["step_rows"] += n
+                self.stats["decode_s"] += time.perf_counter() - t1
         finally:
             self._rows.set(None)
         seconds = time.perf_counter() - t0

@@ -797,7 +797,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="load none of the cast's adapters: the base model speaks for everyone")
 
     sp = sub.add_parser("say", help="one NPC reply (or a batch with --file)")
-    sp.add_argument("--backend", choices=["auto", "transformers", "llamacpp"], help="override models.backend")
+    sp.add_argument("--backend", choices=["auto", "transformers", "llamacpp", "batched"],
+                    help="override models.backend")
     sp.add_argument("text", nargs="?")
     sp.add_argument("--npc")
     sp.add_argument("--file", help="JSONL lines {npc, text, chapter, session}; one reply per line")
@@ -808,7 +809,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_say)
 
     sp = sub.add_parser("chat", help="talk to one NPC interactively")
-    sp.add_argument("--backend", choices=["auto", "transformers", "llamacpp"], help="override models.backend")
+    sp.add_argument("--backend", choices=["auto", "transformers", "llamacpp", "batched"],
+                    help="override models.backend")
     sp.add_argument("--npc", required=True)
     sp.add_argument("--chapter", type=int, default=1)
     sp.add_argument("--session", default="chat")
@@ -823,7 +825,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--api-key", default=os.environ.get("ETERNA_API_KEY"),
                     help="require `Authorization: Bearer KEY` (default: $ETERNA_API_KEY, else none)")
     sp.add_argument("--queue", type=int, default=16, help="requests in progress at most; more get 429 at once")
-    sp.add_argument("--backend", choices=["auto", "transformers", "llamacpp"], help="override models.backend")
+    sp.add_argument("--backend", choices=["auto", "transformers", "llamacpp", "batched"],
+                    help="override models.backend")
     common(sp, json_flag=False, npcs=True, index=True)
     sp.set_defaults(fn=cmd_serve)
 

@@ -131,8 +131,15 @@ def concurrency(backend, adapters: list[Path]) -> None:
         backend.add_adapter(f"npc{k}", path)
     dec = Decoding(max_new_tokens=32)
 
+    stats = getattr(backend, "stats", None)
+
+    def step_ms() -> float | None:  # batched backend: mean time of one decoding step of the whole batch
+        return 1000 * stats["decode_s"] / stats["steps"] if stats and stats.get("steps") else None
+
     def run(names: list[str | None]) -> float:
         done = []
+        if stats:
+            stats.update(steps=0, decode_s=0.0)
 
         def one(k, a):
             g = backend.generate([{"role": "user", "content": PROMPTS[k % len(PROMPTS)]}], dec, adapter=a)
@@ -146,13 +153,21 @@ def concurrency(backend, adapters: list[Path]) -> None:
     run(["npc0"])  # warm-up (first-call allocations)
     n = len(adapters)
     single = statistics.median(run(["npc0"]) for _ in range(3))
+    single_step = step_ms()
     mixed = statistics.median(run([f"npc{k}" for k in range(n)]) for _ in range(3))
+    mixed_step = step_ms()
     plain = statistics.median(run([None] * n) for _ in range(3))
+    plain_step = step_ms()
+    steps = {}
+    if mixed_step:
+        steps = {"step_ms_single": round(single_step, 1), "step_ms_mixed": round(mixed_step, 1),
+                 "step_ms_no_adapters": round(plain_step, 1),
+                 "mixed_vs_no_adapters_per_step": round(plain_step / mixed_step, 2)}
     note = {"llamacpp": "llama.cpp serves one sequence at a time per model (the adapter is context state)",
             "batched": "one batch, each row its own LoRA (gathered low-rank matrices, two bmm per adapted layer)"}
     emit({"figure": "adapters_concurrency", "backend": backend.name, "sessions": n, "single_tok_s": round(single, 1),
           "mixed_adapters_tok_s": round(mixed, 1), "no_adapters_tok_s": round(plain, 1),
-          "aggregate_vs_single": round(mixed / single, 2), "mixed_vs_no_adapters": round(mixed / plain, 2),
+          "aggregate_vs_single": round(mixed / single, 2), "mixed_vs_no_adapters": round(mixed / plain, 2), **steps,
           "goal": "aggregate_vs_single >= 3, mixed_vs_no_adapters >= 0.8", "note": note.get(backend.name, ""),
           "median_of": 3})
 

@@ -156,3 +156,27 @@ def test_registered_as_a_backend_and_a_failing_row_fails_alone(tiny_llm_dir):
     assert results["good"].new_tokens >= 1  # the same batch's other row was answered
     assert backend.stats["max_rows"] == 2
     assert backend.generate(msgs, Decoding(max_new_tokens=2)).new_tokens >= 1  # and the scheduler goes on
+
+
+def test_engine_on_the_batched_backend_answers_concurrent_players_as_alone(project):
+    import yaml
+
+    from app.dialogue import DialogueEngine
+
+    lines = [("warden", "Good evening, warden, how are you?", "p1"),
+             ("archivist", "Hello there, how is your day?", "p2"),
+             ("director", "Describe the hall to me.", "p3"), ("warden", "Nice weather tonight.", "p4")]
+    alone = DialogueEngine.from_config(project)
+    ref = {s: alone.say(npc, line, session=s).text for npc, line, s in lines}
+    raw = yaml.safe_load(project.read_text(encoding="utf-8"))
+    raw["models"].update(backend="batched", batch_window_ms=200)
+    project.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    engine = DialogueEngine.from_config(project)
+    assert engine.generator.name == "batched"
+    got: dict = {}
+    threads = [threading.Thread(target=lambda n=npc, t=line, s=s: got.__setitem__(s, engine.say(n, t, session=s).text))
+               for npc, line, s in lines]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert got == ref
+    assert engine.generator.stats["rows"] >= 1
