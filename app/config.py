@@ -143,7 +143,8 @@ class IndexKindConfig(_Strict):
     exact_max: int = Field(100_000, ge=0, description="up to this many chunks the index is exact (IndexFlatIP)")
     factory: str = Field("IVF{nlist},Flat", description="FAISS factory string above exact_max ({nlist} becomes "
                                                         "4*sqrt(N)), e.g. HNSW32,Flat")
-    nprobe: int = Field(16, ge=1, description="IVF lists probed per query")
+    nprobe: int | None = Field(None, ge=1, description="IVF lists probed per query (null: nlist / 32, at least 16; "
+                                                        "recall@10 0.89 at 1M synthetic chunks, see README)")
     ef_search: int = Field(64, ge=1, description="HNSW candidate list per query")
 
     def spec(self):

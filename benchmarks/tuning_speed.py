@@ -7,7 +7,8 @@ Data: one character's style file (default corpora/library/style/warden.jsonl) wi
 turn, on the default base (SmolLM2-135M-Instruct, cached under /work/main/.eterna/models or --cache).
 
 LoRA line. Eterna = `train_sft` with its recipe (group_by_length batches, no gradient checkpointing, bf16, compact
-LM head, tuning/speed.py). Baseline = TRL's `SFTTrainer` with a default `SFTConfig` (gradient checkpointing on,
+LM head, tuning/speed.py), with TRL's default schedule (linear decay, no warmup) instead of its own cosine.
+Baseline = TRL's `SFTTrainer` with a default `SFTConfig` (gradient checkpointing on,
 bf16 on, random batches) plus `use_cpu=True`, the same LoRA config, data, per-device batch, accumulation, learning
 rate and step count (and `logging_steps=1`, to read its losses). tokens/s = real (non-pad) tokens over the seconds
 inside `trainer.train()` (model loading excluded). loss_delta = |eterna - trl| / trl of the loss each trained
@@ -102,9 +103,12 @@ def lora_line(args) -> dict:
 
     base, data, system = setup(args)
     recipe = SFTRecipe(max_steps=args.steps, logging_steps=1, seed=0)
+    # the same learning-rate schedule as TRL's defaults (linear decay, no warmup), so the loss compares the speed
+    # settings only, not two schedules
+    same_schedule = recipe.model_copy(update={"lr_scheduler": "linear", "warmup_ratio": 0.0})
     with tempfile.TemporaryDirectory() as tmp:
         trl_m, prepared = trl_default_run(base, data, system, Path(tmp) / "trl", recipe)
-        man = train_sft(base, data, Path(tmp) / "eterna", recipe, system=system)
+        man = train_sft(base, data, Path(tmp) / "eterna", same_schedule, system=system)
         ete = man["metrics"]
         rows = [prepared[i] for i in range(min(args.eval_examples, len(prepared)))]
         loss_trl = adapter_loss(base, Path(tmp) / "trl", rows)
@@ -113,7 +117,8 @@ def lora_line(args) -> dict:
     ete_losses = ete.get("losses") or []
     return {"benchmark": "tuning_speed", "figure": "lora_sft", "data": str(data.relative_to(REPO)),
             "steps": args.steps, "batch": recipe.batch_size, "grad_accum": recipe.grad_accum,
-            "learning_rate": recipe.learning_rate, "threads": _threads(),
+            "learning_rate": recipe.learning_rate, "schedule": "linear, no warmup (TRL's default) on both sides",
+            "threads": _threads(),
             "eterna_tokens_per_second": ete["tokens_per_second"], "trl_tokens_per_second": trl_m["tokens_per_second"],
             "ratio": round(ete["tokens_per_second"] / trl_m["tokens_per_second"], 3),
             "eterna_seconds": ete["train_seconds"], "trl_seconds": trl_m["train_seconds"],

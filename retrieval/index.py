@@ -265,11 +265,12 @@ def check_embedder(manifest: dict, embedder: Embedder, root: Path) -> None:
 @dataclass(frozen=True)
 class IndexSpec:
     """Which FAISS index a generation gets: exact (IndexFlatIP) up to `exact_max` chunks, above it `factory`
-    (a FAISS factory string; `{nlist}` becomes 4 * sqrt(N)), searched with `nprobe` (IVF) or `ef_search` (HNSW)."""
+    (a FAISS factory string; `{nlist}` becomes 4 * sqrt(N)), searched with `nprobe` (IVF; None: nlist / 32, at least
+    16, so recall holds as the index grows) or `ef_search` (HNSW)."""
 
     exact_max: int = 100_000
     factory: str = "IVF{nlist},Flat"
-    nprobe: int = 16
+    nprobe: int | None = None
     ef_search: int = 64
 
 
@@ -286,8 +287,12 @@ def build_faiss(vectors: np.ndarray, spec: IndexSpec) -> tuple[faiss.Index, dict
             rng = np.random.default_rng(0)
             sample = vectors[np.sort(rng.choice(n, size=min(n, 256 * 1024), replace=False))]
             index.train(np.ascontiguousarray(sample, dtype=np.float32))
-        info = {"type": type(index).__name__, "factory": factory,
-                "search": {"nprobe": spec.nprobe} if "IVF" in factory else {"efSearch": spec.ef_search}}
+        if "IVF" in factory:
+            nlist = faiss.extract_index_ivf(index).nlist
+            search = {"nprobe": int(spec.nprobe or max(16, nlist // 32))}
+        else:
+            search = {"efSearch": spec.ef_search}
+        info = {"type": type(index).__name__, "factory": factory, "search": search}
     for start in range(0, n, 65536):  # in slices: no second full copy of a large matrix
         index.add(np.ascontiguousarray(vectors[start:start + 65536], dtype=np.float32))
     return index, info

@@ -58,6 +58,13 @@ class SFTRecipe(BaseModel):
         "drop", description="examples over max_length: drop (skipped and counted), truncate (the trainer keeps their "
                             "start, cutting the reply's end) or error (the data fails the gate)")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="fraction of steps spent warming up")
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="learning-rate schedule after the warmup (transformers' names)")
+    gradient_checkpointing: bool | None = Field(
+        None, description="recompute activations in the backward pass: far less memory, slower steps. Default "
+                          "(null): on for methods that quantise the base (qlora: memory is why one picks it, and "
+                          "the QLoRA recipe checkpoints), off otherwise (a small model on a CPU trains faster "
+                          "without)")
     bf16: bool = Field(True, description="bf16 autocast (master weights stay fp32): ~2.4x faster on CPUs with "
                                          "AVX-512 BF16; set false on CPUs without native bf16")
     seed: int = 0
@@ -68,6 +75,14 @@ class SFTRecipe(BaseModel):
                                                  "(0: none); `--resume` continues from the last one")
     device: Literal["cpu", "auto"] = Field("cpu", description="cpu, or auto: the GPUs accelerate sees (one per "
                                                               "process under `accelerate launch`)")
+
+
+def checkpointing(recipe, method) -> bool:
+    """Whether a run recomputes activations: the recipe's choice, else on exactly when the method quantises the
+    base (QLoRA's point is memory)."""
+    if recipe.gradient_checkpointing is not None:
+        return bool(recipe.gradient_checkpointing)
+    return method.quantization is not None
 
 
 def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, system: str | None = None,
@@ -104,11 +119,12 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
     with staging(out_dir) as work:
         args = SFTConfig(
             use_cpu=recipe.device == "cpu", bf16=recipe.bf16, fp16=False,
-            gradient_checkpointing=False,  # CPU + small model: recomputation costs more than it saves
+            gradient_checkpointing=checkpointing(recipe, method),
+            gradient_checkpointing_kwargs={"use_reentrant": False},
             train_sampling_strategy="group_by_length",  # batches of similar lengths: little padding
             per_device_train_batch_size=recipe.batch_size, gradient_accumulation_steps=recipe.grad_accum,
             num_train_epochs=recipe.epochs, max_steps=recipe.max_steps, learning_rate=recipe.learning_rate,
-            lr_scheduler_type="cosine", warmup_steps=recipe.warmup_ratio, logging_steps=recipe.logging_steps,
+            lr_scheduler_type=recipe.lr_scheduler, warmup_steps=recipe.warmup_ratio, logging_steps=recipe.logging_steps,
             report_to="none", seed=recipe.seed, max_length=recipe.max_length,
             dataloader_num_workers=0, **run.trainer_args(work))
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,

@@ -96,8 +96,24 @@ def test_missing_and_mismatched_index(tmp_path, built, embedder):
     class OtherEmbedder:
         id, dim, fingerprint = "some/other-model", 768, "abc"
 
-    with pytest.raises(IndexMismatchError, match="built with embedder 'builtin:all-minilm-l6-v2'"):
+    with pytest.raises(IndexMismatchError, match="built with embedder 'builtin:all-minilm-l6-v2"):
         LoreIndex.open(built[0], OtherEmbedder())
+
+
+def test_embedder_precisions_mixed_agrees_with_fp32_and_each_is_its_own_index_id():
+    from retrieval.embeddings import SentenceTransformerEmbedder, resolve_embedder_dtype
+    from retrieval.errors import ModelNotFoundError
+
+    fp32 = SentenceTransformerEmbedder("builtin:all-minilm-l6-v2", dtype="float32")
+    mixed = SentenceTransformerEmbedder("builtin:all-minilm-l6-v2", dtype="mixed")
+    assert fp32.id == "builtin:all-minilm-l6-v2" and mixed.id == "builtin:all-minilm-l6-v2@mixed"
+    texts = ["Who built the clock?", "The harbour master keeps the tide tables in a locked drawer."]
+    a, b = fp32.encode(texts), mixed.encode(texts)
+    assert b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert float(np.min(np.sum(a * b, axis=1))) > 0.999
+    assert resolve_embedder_dtype("auto") in ("mixed", "float32")
+    with pytest.raises(ModelNotFoundError, match="embedder dtype"):
+        resolve_embedder_dtype("int8")
 
 
 def test_a_bfloat16_embedder_is_another_embedder_for_the_index(tiny_corpus, embedder, tmp_path):

@@ -99,3 +99,15 @@ def test_other_methods_train_and_serve(method, tiny_llm_dir, style_file, tmp_pat
     gen = Generator(tiny_llm_dir, "float32")  # a QLoRA adapter serves on the unquantised base
     gen.add_adapter("x", out)
     assert gen.generate([{"role": "user", "content": "hi"}], GenerationConfig(max_new_tokens=3), "x").new_tokens
+
+
+def test_gradient_checkpointing_defaults_to_the_methods_that_quantise_and_obeys_the_recipe():
+    from tuning.methods import get_method
+    from tuning.sft import SFTRecipe, checkpointing
+
+    assert checkpointing(SFTRecipe(method="qlora"), get_method("qlora")) is True
+    assert checkpointing(SFTRecipe(method="lora"), get_method("lora")) is False
+    assert checkpointing(SFTRecipe(method="lora", gradient_checkpointing=True), get_method("lora")) is True
+    assert checkpointing(SFTRecipe(method="qlora", gradient_checkpointing=False), get_method("qlora")) is False
+    with pytest.raises(ValueError):
+        SFTRecipe(lr_scheduler="warp")
