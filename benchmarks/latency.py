@@ -1,6 +1,7 @@
 """Serving latency and throughput, measured side by side in one run. One JSON object per figure on stdout.
 
     .venv/bin/python benchmarks/latency.py [--quick] [--config configs/kestrel.yaml]
+    .venv/bin/python benchmarks/latency.py --only concurrency|soak [--soak-seconds 300]
 
 - `ratio_vs_llamacpp`: Eterna's default serving path (its backend's generate: chat template, our decoding loop)
   vs raw llama-cpp-python (`Llama.create_completion`) on the same GGUF, prompts, greedy, 64 tokens.
@@ -8,8 +9,9 @@
   non-fact router lines, for the default backend and for transformers (bf16) as the baseline: p50, p95.
 - `ttft`: time to the first streamed text of those turns (the output guard streams whole sentences).
 - `adapters_concurrency`: 8 sessions on 8 different LoRA adapters in 8 threads vs one session alone, and vs the
-  same load with no adapters.
-- `soak`: `eterna serve`'s app on loopback, N clients for a bounded time: status codes, lost turns, RSS growth.
+  same load with no adapters, on the `batched` backend and on llama.cpp.
+- `soak`: `eterna serve`'s app on loopback, N clients for a bounded time: status codes, lost turns, and the
+  process's current RSS sampled every second (its slope after the first quarter, MB per minute).
 
 Writes only under a temporary directory.
 """
@@ -182,8 +184,18 @@ def soak(engine, seconds: float, clients: int) -> None:
     ok_turns: dict[str, int] = {}
     lock = threading.Lock()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    samples: list[tuple[float, float]] = []  # (seconds since start, current RSS in MB)
+    page = os.sysconf("SC_PAGE_SIZE")
     with Server(create_app(engine, queue=max(2, clients // 2))) as url:
-        stop = time.time() + seconds
+        start = time.time()
+        stop = start + seconds
+
+        def sampler():
+            while time.time() < stop:
+                with open("/proc/self/statm") as f:
+                    samples.append((time.time() - start, int(f.read().split()[1]) * page / 2**20))
+                time.sleep(1.0)
+        threading.Thread(target=sampler, daemon=True).start()
 
         def client(c):
             with httpx.Client(timeout=60) as h:
@@ -208,16 +220,26 @@ def soak(engine, seconds: float, clients: int) -> None:
         if stored is not None and (stored / f"{s}.jsonl").is_file():
             lost += n - len((stored / f"{s}.jsonl").read_text().splitlines())
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    late = [(t, m) for t, m in samples if t >= seconds / 4]  # after the warm-up quarter
+    slope = None
+    if len(late) >= 3:
+        import numpy as np
+
+        slope = round(float(np.polyfit([t for t, _ in late], [m for _, m in late], 1)[0]) * 60, 2)
     emit({"figure": "soak", "clients": clients, "seconds": seconds, "statuses": statuses,
           "errors_5xx": sum(n for c, n in statuses.items() if c >= 500), "lost_turns": lost,
-          "max_rss_mb_before": round(rss0 / 1024), "max_rss_mb_after": round(rss1 / 1024)})
+          "max_rss_mb_before": round(rss0 / 1024), "max_rss_mb_after": round(rss1 / 1024),
+          "rss_mb_after_warmup": round(late[0][1]) if late else None,
+          "rss_mb_end": round(late[-1][1]) if late else None,
+          "rss_slope_mb_per_min_after_warmup": slope, "samples": len(samples)})
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer prompts and a shorter soak (a smoke run)")
     ap.add_argument("--config", default=str(REPO / "configs" / "kestrel.yaml"))
-    ap.add_argument("--only", choices=["concurrency"], help="run one figure only")
+    ap.add_argument("--only", choices=["concurrency", "soak"], help="run one figure only")
+    ap.add_argument("--soak-seconds", type=float, help="length of the soak (default 30, --quick 5)")
     args = ap.parse_args()
     from app.dialogue import DialogueEngine
     from retrieval.fileio import read_jsonl
@@ -236,10 +258,13 @@ def main() -> None:
         cfg = shipped.model_copy(update={"generation": gen, "paths": shipped.paths.model_copy(
             update={"sessions": tmp / "sessions"})})
         engine = DialogueEngine.from_settings(cfg)
-        if engine.generator.name == "llamacpp":
-            ratio_vs_llamacpp(engine.generator, n)
-        turns(engine, lines, engine.generator.name)
-        soak(engine, 5 if args.quick else 30, 4 if args.quick else 8)
+        if args.only != "soak":
+            if engine.generator.name == "llamacpp":
+                ratio_vs_llamacpp(engine.generator, n)
+            turns(engine, lines, engine.generator.name)
+        soak(engine, args.soak_seconds or (5 if args.quick else 30), 4 if args.quick else 8)
+        if args.only == "soak":
+            return
         base = DialogueEngine.from_settings(cfg.model_copy(update={"models": cfg.models.model_copy(
             update={"backend": "transformers"})}))
         turns(base, lines, "transformers")
