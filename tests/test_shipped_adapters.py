@@ -46,8 +46,11 @@ def test_shipped_adapter_was_trained_with_the_default_recipe(npc):
     recorded = {**{k: v for k, v in recipe.items() if k != "params"}, **recipe.get("params", {})}
     assert {k: v for k, v in recorded.items() if flat.get(k) != v} == {}
     # recipe fields added after training must keep defaults that do not change what trains on this data (checkpoint
-    # interval, device placement, over-long policy, saved dtype)
-    assert set(flat) - set(recorded) <= {"overlong", "save_dtype", "save_steps", "device"}
+    # interval, device placement, over-long policy, saved dtype; the schedule's default is the cosine they trained
+    # with, and checkpointing's default is off for LoRA, as they trained)
+    assert set(flat) - set(recorded) <= {"overlong", "save_dtype", "save_steps", "device", "lr_scheduler",
+                                         "gradient_checkpointing"}
+    assert SFTRecipe().lr_scheduler == "cosine" and SFTRecipe().gradient_checkpointing is None
 
 
 @pytest.mark.parametrize("npc", SHIPPED, ids=lambda n: n.id)
