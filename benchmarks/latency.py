@@ -231,7 +231,10 @@ def soak(engine, seconds: float, clients: int) -> None:
           "max_rss_mb_before": round(rss0 / 1024), "max_rss_mb_after": round(rss1 / 1024),
           "rss_mb_after_warmup": round(late[0][1]) if late else None,
           "rss_mb_end": round(late[-1][1]) if late else None,
-          "rss_slope_mb_per_min_after_warmup": slope, "samples": len(samples)})
+          "rss_slope_mb_per_min_after_warmup": slope, "samples": len(samples),
+          "rss_mb_by_quarter": [round(next((m for t, m in samples if t >= q * seconds / 4), samples[-1][1]))
+                                for q in (1, 2, 3)] + [round(samples[-1][1])] if samples else None,
+          "prefix_states": len(getattr(engine.generator, "_prefixes", ())) or None})
 
 
 def main() -> None:
