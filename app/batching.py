@@ -152,6 +152,7 @@ class BatchedBackend:
         self._fallback_names: set[str] = set()
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()  # adding adapters vs running a batch
+        self._start_lock = threading.Lock()  # starting the scheduler thread (never waits for a running batch)
         self._worker: threading.Thread | None = None
         self.stats = {"batches": 0, "rows": 0, "max_rows": 0, "steps": 0, "step_rows": 0, "decode_s": 0.0,
                       "prefill_s": 0.0}
@@ -247,7 +248,7 @@ class BatchedBackend:
 
     # --- scheduling ----------------------------------------------------------------------------------------------
     def _submit(self, req: _Request) -> None:
-        with self._lock:
+        with self._start_lock:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._loop, name="eterna-batcher", daemon=True)
                 self._worker.start()
