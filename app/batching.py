@@ -27,7 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.config import GenerationConfig
-from app.runtime import Decoding, Generation, Generator, _decoding, finish_text, register_backend
+from app.runtime import (
+    Decoding,
+    Generation,
+    Generator,
+    _decoding,
+    last_generation,
+    register_backend,
+    stream_token_text,
+)
 from retrieval.errors import AdapterError
 from tuning.adapters import check_base, read_adapter_manifest
 from tuning.base import load_base, model_fingerprint
@@ -324,11 +332,7 @@ class BatchedBackend:
     # --- the protocol --------------------------------------------------------------------------------------------
     def generate(self, messages: list[dict], cfg: GenerationConfig | Decoding,
                  adapter: str | None = None) -> Generation:
-        out = None
-        for item in self.stream(messages, cfg, adapter):
-            if isinstance(item, Generation):
-                out = item
-        return out
+        return last_generation(self.stream(messages, cfg, adapter))
 
     def stream(self, messages: list[dict], cfg: GenerationConfig | Decoding,
                adapter: str | None = None) -> Iterator[str | Generation]:
@@ -344,21 +348,19 @@ class BatchedBackend:
                              f"model's context of {self.n_ctx}; shorten the history or generation.max_new_tokens")
         req = _Request(ids=ids, cfg=cfg, slot=self._slots.get(adapter, 0) if adapter else 0)
         self._submit(req)
-        new: list[int] = []
-        shown = ""
-        while True:
-            item = req.out.get()
-            if isinstance(item, BaseException):
-                raise item
-            if isinstance(item, tuple):
-                break
-            new.append(item)
-            text = self.tokenizer.decode(new, skip_special_tokens=True)
-            if len(text) > len(shown) and not text.endswith("\ufffd"):  # whole characters only
-                yield text[len(shown):]
-                shown = text
-        text = finish_text(self.tokenizer.decode(new, skip_special_tokens=True), len(new), cfg.max_new_tokens)
-        yield Generation(text=text, prompt_tokens=len(ids), new_tokens=len(new), seconds=item[1])
+        done: dict = {}
+
+        def tokens() -> Iterator[int]:  # this row's token ids as the batch decodes them
+            while True:
+                item = req.out.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, tuple):
+                    done["seconds"] = item[1]
+                    return
+                yield item
+        yield from stream_token_text(self.tokenizer, tokens(), len(ids), cfg.max_new_tokens,
+                                     lambda: done["seconds"])
 
 
 class _RowState:

@@ -27,7 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from app.config import GenerationConfig
-from app.runtime import Decoding, Generation, Generator, _decoding, finish_text, register_backend
+from app.runtime import (
+    Decoding,
+    Generation,
+    Generator,
+    _decoding,
+    last_generation,
+    register_backend,
+    stream_token_text,
+)
 from retrieval.errors import AdapterError, ModelNotFoundError
 from tuning.adapters import check_base, read_adapter_manifest
 from tuning.base import model_fingerprint
@@ -234,11 +242,7 @@ class LlamaCppBackend:
 
     def generate(self, messages: list[dict], cfg: GenerationConfig | Decoding,
                  adapter: str | None = None) -> Generation:
-        out = None
-        for item in self.stream(messages, cfg, adapter):
-            if isinstance(item, Generation):
-                out = item
-        return out
+        return last_generation(self.stream(messages, cfg, adapter))
 
     def stream(self, messages: list[dict], cfg: GenerationConfig | Decoding,
                adapter: str | None = None) -> Iterator[str | Generation]:
@@ -249,16 +253,8 @@ class LlamaCppBackend:
         ids = self._ids(messages)
         n_system = self._system_len(messages, ids)
         t0 = time.perf_counter()
-        new: list[int] = []
-        shown = ""
-        for tok in self._tokens(ids, cfg, adapter, n_system):
-            new.append(tok)
-            text = self.tokenizer.decode(new, skip_special_tokens=True)
-            if len(text) > len(shown) and not text.endswith("\ufffd"):  # whole characters only
-                yield text[len(shown):]
-                shown = text
-        text = finish_text(self.tokenizer.decode(new, skip_special_tokens=True), len(new), cfg.max_new_tokens)
-        yield Generation(text=text, prompt_tokens=len(ids), new_tokens=len(new), seconds=time.perf_counter() - t0)
+        yield from stream_token_text(self.tokenizer, self._tokens(ids, cfg, adapter, n_system), len(ids),
+                                     cfg.max_new_tokens, lambda: time.perf_counter() - t0)
 
 
 def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:

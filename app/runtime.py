@@ -147,6 +147,31 @@ def finish_text(text: str, new_tokens: int, max_new_tokens: int) -> str:
     return text
 
 
+def last_generation(stream: Iterator[str | Generation]) -> Generation:
+    """Run a backend's `stream` to its end and return its final `Generation` (a backend's `generate`)."""
+    out = None
+    for item in stream:
+        if isinstance(item, Generation):
+            out = item
+    return out
+
+
+def stream_token_text(tokenizer, tokens: Iterator[int], prompt_tokens: int, max_new_tokens: int,
+                      seconds: Callable[[], float]) -> Iterator[str | Generation]:
+    """Yield the text of generated token ids as it grows (whole characters only), then the final `Generation`
+    (cleaned text; `seconds()` is read once the tokens are exhausted)."""
+    new: list[int] = []
+    shown = ""
+    for tok in tokens:
+        new.append(tok)
+        text = tokenizer.decode(new, skip_special_tokens=True)
+        if len(text) > len(shown) and not text.endswith("\ufffd"):  # whole characters only
+            yield text[len(shown):]
+            shown = text
+    text = finish_text(tokenizer.decode(new, skip_special_tokens=True), len(new), max_new_tokens)
+    yield Generation(text=text, prompt_tokens=prompt_tokens, new_tokens=len(new), seconds=seconds())
+
+
 class Generator:
     """transformers backend. `adapter=None` speaks with the bare base model (adapters disabled)."""
 
