@@ -6,6 +6,7 @@ already in the local cache (nothing downloads unless the caller passes allow_dow
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 from typing import Protocol
@@ -51,6 +52,7 @@ def resolve_embedder(spec: str) -> Path | str:
 EMBEDDER_DTYPES = ("auto", "float32", "mixed", "bfloat16")
 
 
+@functools.lru_cache(maxsize=1)
 def native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX): only then is bf16 faster than fp32."""
     try:
