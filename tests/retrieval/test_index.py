@@ -116,6 +116,27 @@ def test_embedder_precisions_mixed_agrees_with_fp32_and_each_is_its_own_index_id
         resolve_embedder_dtype("int8")
 
 
+def test_embedder_pads_batches_to_a_few_shapes_without_changing_vectors():
+    """Every batch is padded to a multiple of 16 tokens (a long-running server then meets a bounded set of input
+    shapes, and oneDNN's per-shape kernel cache stops growing); mean pooling ignores the padding (fp32: the same
+    vectors; bf16 products round differently with the shape, within the precision's own noise)."""
+    from retrieval.embeddings import PAD_TO_MULTIPLE, SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder("builtin:all-minilm-l6-v2", dtype="float32")
+    texts = ["Who?", "Who built the clock, and when did it first strike the hour over the harbour?"]
+    for batch in (texts[:1], texts):
+        width = embedder.model.tokenize(batch)["input_ids"].shape[1]
+        assert width % PAD_TO_MULTIPLE == 0
+    padded = embedder.encode(texts)
+    embedder.model[0].processing_kwargs = {}  # the same model, batches padded to their longest text only
+    try:
+        assert embedder.model.tokenize(texts[:1])["input_ids"].shape[1] % PAD_TO_MULTIPLE != 0
+        unpadded = embedder.encode(texts)
+    finally:
+        embedder.model[0].processing_kwargs = {"text": {"pad_to_multiple_of": PAD_TO_MULTIPLE}}
+    assert np.abs(padded - unpadded).max() < 1e-5
+
+
 def test_a_bfloat16_embedder_is_another_embedder_for_the_index(tiny_corpus, embedder, tmp_path):
     """bf16 vectors differ slightly from fp32 ones: the index records the dtype, refuses the other, and a rebuild
     with the bf16 embedder re-embeds everything."""
