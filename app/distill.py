@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+from app.batching import BatchedBackend
 from app.config import Cast, EternaConfig, NpcSpec
 from app.grounding import Evidence, split_sentences
 from app.prompt import build_messages, system_prompt
@@ -76,7 +79,8 @@ def build_prompts(chunks: list[Chunk], n: int) -> list[tuple[str, str, list[Evid
 
 def _decoding(cfg: EternaConfig, route: str, evidence: list[Evidence], recipe: DistillRecipe, seed: int) -> Decoding:
     d = Decoding.from_config(cfg.generation)
-    d = replace(d, max_new_tokens=recipe.max_new_tokens, temperature=recipe.teacher_temperature, seed=seed)
+    d = replace(d, max_new_tokens=recipe.max_new_tokens or cfg.generation.max_new_tokens,
+                temperature=recipe.teacher_temperature, seed=seed)
     if route in ("fact", "both"):  # the engine's grounded decoding
         g = cfg.grounding
         d = replace(d, repetition_penalty=g.repetition_penalty, penalty_scope=g.penalty_over, copy_bias=g.copy_bias,
@@ -99,45 +103,66 @@ def distill_npc(cfg: EternaConfig, cast: Cast, npc_id: str, out: Path, recipe: D
     if n_layers is not None and recipe.layers >= n_layers:  # fail before generating anything
         raise ConfigError(f"--layers {recipe.layers}: a student has 1 to {n_layers - 1} layers (the teacher has "
                           f"{n_layers}); pass a smaller --layers")
-    teacher = Generator(base, cfg.models.dtype)
+    batched = BatchedBackend(base, cfg.models.dtype, max_batch=recipe.teacher_batch, window_ms=50)
     adapter = None
     if npc.adapter is not None:
-        teacher.add_adapter(npc.id, npc.adapter)
+        batched.add_adapter(npc.id, npc.adapter)
         adapter = npc.id
-    every = max(2, round(1 / recipe.held_out))
-    train, held_out, held_prompts, teacher_gen, kept = [], [], [], [], 0
-    teacher.generate([{"role": "user", "content": "Hello."}], Decoding(max_new_tokens=4), adapter)  # warm-up
+    jobs = []
     for i, (route, line, evidence) in enumerate(prompts):
         messages, _ = build_messages(npc, route, evidence, [], line, lambda m: 0, 1, world=cfg.world,
                                      prompts=cfg.prompts)
-        decoding = _decoding(cfg, route, evidence, recipe, recipe.seed + i)
-        gen = teacher.generate(messages, decoding, adapter)
-        if log:
-            print(f"dialogue {i + 1}/{len(prompts)} [{route}] {gen.new_tokens} tokens", file=sys.stderr, flush=True)
+        jobs.append((route, messages, _decoding(cfg, route, evidence, recipe, recipe.seed + i)))
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=recipe.teacher_batch) as pool:  # concurrent rows share decoding steps
+        futures = [pool.submit(batched.generate, m, d, adapter) for _, m, d in jobs]
+        gens = []
+        for i, f in enumerate(futures):
+            gens.append(f.result())
+            if log:
+                print(f"dialogue {i + 1}/{len(jobs)} [{jobs[i][0]}] {gens[-1].new_tokens} tokens", file=sys.stderr,
+                      flush=True)
+    generation_s = time.perf_counter() - t0
+    del batched
+    every = max(2, round(1 / recipe.held_out))
+    train, held_out, held_prompts, teacher_text, kept = [], [], [], [], 0
+    for (_, messages, decoding), gen in zip(jobs, gens):
         if not gen.text.strip():
             continue  # nothing to learn from an empty reply
         example = [*messages, {"role": "assistant", "content": gen.text}]
         if (kept := kept + 1) % every == 0:
             held_out.append(example)
             held_prompts.append((messages, decoding))
-            teacher_gen.append(gen)
+            teacher_text.append(gen.text)
         else:
             train.append(example)
-    del teacher
 
     def evaluate(staged: Path) -> dict:
+        """Voice on every held-out prompt; speed one reply at a time on the same transformers runtime, teacher
+        (base + adapter) and student on the same prompts."""
         student = Generator(staged, cfg.models.dtype)
         student.generate([{"role": "user", "content": "Hello."}], Decoding(max_new_tokens=4))  # warm-up
         student_gen = [student.generate(m, d) for m, d in held_prompts]
+        timed = held_prompts[:recipe.speed_prompts]
+        teacher = Generator(base, cfg.models.dtype)
+        if adapter is not None:
+            teacher.add_adapter(adapter, npc.adapter)
+        teacher.generate([{"role": "user", "content": "Hello."}], Decoding(max_new_tokens=4), adapter)  # warm-up
+        teacher_gen = [teacher.generate(m, d, adapter) for m, d in timed]
+        del teacher
         t_tps = sum(g.new_tokens for g in teacher_gen) / max(sum(g.seconds for g in teacher_gen), 1e-9)
-        s_tps = sum(g.new_tokens for g in student_gen) / max(sum(g.seconds for g in student_gen), 1e-9)
+        s_timed = student_gen[:len(timed)]
+        s_tps = sum(g.new_tokens for g in s_timed) / max(sum(g.seconds for g in s_timed), 1e-9)
+        empty = sum(not g.text.strip() for g in student_gen)
         return {
             "speed": {"teacher_tokens_per_s": round(t_tps, 1), "student_tokens_per_s": round(s_tps, 1),
-                      "ratio": round(s_tps / t_tps, 2), "prompts": len(held_prompts), "dtype": cfg.models.dtype},
-            "voice_markers": {"teacher": _rate([g.text for g in teacher_gen], npc),
-                              "student": _rate([g.text for g in student_gen], npc)},
-            "samples": [{"prompt": m[-1]["content"], "teacher": t.text, "student": s.text}
-                        for (m, _), t, s in list(zip(held_prompts, teacher_gen, student_gen))[:3]],
+                      "ratio": round(s_tps / t_tps, 2), "prompts": len(timed), "dtype": cfg.models.dtype},
+            "voice_markers": {"teacher": _rate(teacher_text, npc), "student": _rate([g.text for g in student_gen], npc),
+                              "prompts": len(held_prompts)},
+            "student_empty_replies": empty,
+            "teacher_generation_s": round(generation_s, 1),
+            "samples": [{"prompt": m[-1]["content"], "teacher": t, "student": s.text}
+                        for (m, _), t, s in list(zip(held_prompts, teacher_text, student_gen))[:3]],
         }
 
     lore_key = sha256_bytes("\n".join(f"{c.id}\t{c.hash}" for c in chunks).encode())[:16]

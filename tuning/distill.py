@@ -52,7 +52,10 @@ class DistillRecipe(BaseModel):
     ce_weight: float = Field(0.1, ge=0, le=1, description="weight of cross-entropy on the teacher's tokens")
     dialogues: int = Field(48, ge=2, description="training dialogues generated from the lore")
     held_out: float = Field(0.25, gt=0, lt=1, description="fraction kept for agreement, speed and voice checks")
-    max_new_tokens: int = Field(48, ge=4, description="tokens per teacher reply")
+    max_new_tokens: int | None = Field(None, ge=4, description="tokens per teacher reply (null: the engine's "
+                                                                 "generation.max_new_tokens, so replies are whole)")
+    teacher_batch: int = Field(8, ge=1, description="teacher replies decoded together (batched backend)")
+    speed_prompts: int = Field(8, ge=1, description="held-out prompts the teacher and student are timed on")
     teacher_temperature: float = Field(0.0, ge=0, description="0: greedy teacher replies; >0: sampled")
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")

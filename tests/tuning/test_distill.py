@@ -111,7 +111,7 @@ def test_student_is_smaller_and_learned(distilled, world, tiny_llm_dir):
     assert m["agreement"]["after"]["kl"] < m["agreement"]["before"]["kl"]
     speed = m["speed"]
     assert speed["student_tokens_per_s"] > 0 and speed["teacher_tokens_per_s"] > 0 and speed["prompts"] == 2
-    assert set(m["voice_markers"]) == {"teacher", "student"}
+    assert set(m["voice_markers"]) == {"teacher", "student", "prompts"}
 
 
 def test_artifact_and_manifest(distilled, world, tiny_llm_dir):
