@@ -8,6 +8,7 @@ one training uses), `llamacpp` (app/llamacpp.py) the fast CPU path.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -71,6 +72,26 @@ class GeneratedRepetitionPenalty:
         picked = torch.gather(scores, 1, gen)
         picked = torch.where(picked < 0, picked * self.penalty, picked / self.penalty)
         return scores.scatter(1, gen, picked)
+
+
+class GeneratedNoRepeatNGram:
+    """transformers logits processor: bans any token that would repeat an n-gram of the reply itself. The prompt is
+    not searched, so the reply may still quote its evidence or the voice's set phrases (transformers'
+    `no_repeat_ngram_size` searches the whole sequence, prompt included, and would ban both)."""
+
+    def __init__(self, n: int, prompt_len: int):
+        self.n, self.prompt_len = n, prompt_len
+
+    def __call__(self, input_ids, scores):
+        n = self.n
+        for row, ids in enumerate(input_ids[:, self.prompt_len:].tolist()):
+            if len(ids) < n:
+                continue
+            head = ids[len(ids) - n + 1:]
+            banned = {ids[i + n - 1] for i in range(len(ids) - n + 1) if ids[i:i + n - 1] == head}
+            if banned:
+                scores[row, sorted(banned)] = float("-inf")
+        return scores
 
 
 class CopyBias:
@@ -185,6 +206,8 @@ class Generator:
         self.special_tokens = tuple(sorted((t for t in self.tokenizer.all_special_tokens if t), key=len, reverse=True))
         self.adapters: dict[str, Path] = {}
         self._lock = threading.Lock()  # one generation at a time per model (adapter switching is global state)
+        # a student checkpoint's own decoding (its manifest's `decoding`): tiny models loop without this
+        self.no_repeat_ngram = 0
 
     def add_adapter(self, name: str, path: Path) -> None:
         """Attach `path` as `name`; attaching the same adapter again is a no-op, another under a taken name an
@@ -225,6 +248,8 @@ class Generator:
             penalty = 1.0
         if cfg.copy_bias and cfg.copy_text:
             processors.append(CopyBias(self.copy_token_ids(cfg.copy_text), cfg.copy_bias))
+        if self.no_repeat_ngram:
+            processors.append(GeneratedNoRepeatNGram(self.no_repeat_ngram, n_prompt))
         kwargs = dict(max_new_tokens=cfg.max_new_tokens, repetition_penalty=penalty, logits_processor=processors,
                       pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
         if cfg.temperature > 0:
@@ -319,4 +344,11 @@ def student_backend(path: Path, dtype: str = "float32") -> Generator:
             for old in [k for k in _STUDENTS if k[:2] == key[:2]]:  # a retrained checkpoint replaces its old load
                 del _STUDENTS[old]
             gen = _STUDENTS[key] = Generator(path, dtype)
+            gen.no_repeat_ngram = student_decoding(path)["no_repeat_ngram"]
     return gen
+
+
+def student_decoding(path: Path) -> dict:
+    """The decoding a student checkpoint is served with (its manifest's `decoding`; older students: none)."""
+    manifest = json.loads((Path(path) / ADAPTER_MANIFEST).read_text(encoding="utf-8"))
+    return {"no_repeat_ngram": 0, **(manifest.get("decoding") or {})}

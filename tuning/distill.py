@@ -33,6 +33,7 @@ from tuning.adapters import ADAPTER_MANIFEST, read_adapter_manifest
 from tuning.artifact import versions
 from tuning.base import model_fingerprint
 from tuning.checkpoints import quiet_trainer
+from tuning.speed import cpu_training
 from tuning.student import build_student, merged_teacher, plan_student
 
 DIALOGUES_FILE = "dialogues.jsonl"
@@ -66,6 +67,22 @@ class DistillRecipe(BaseModel):
     seed: int = 0
     logging_steps: int = Field(1, ge=1)
     save_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    no_repeat_ngram: int = Field(3, ge=0, description="the student is served banning repeats of its own reply's "
+                                                      "n-grams (0: off); a few-layer model loops without it")
+
+
+def reply_logits(model, inputs, mask):
+    """(N, V) next-token logits at the N positions where `mask` (B, L-1) is true. The LM head projects only those
+    positions: a reply is a few dozen of a prompt's hundreds of tokens, and full (B, L, V) logits of teacher and
+    student dominated a step's time and memory (page faults of 100 MB tensors). Models without the usual
+    body + output-embedding layout get full logits, then the same selection."""
+    body = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    kw = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    if body is None or head is None or getattr(model.config, "final_logit_softcapping", None):
+        return model(**kw).logits[:, :-1][mask]
+    hidden = body(**kw).last_hidden_state  # (B, L, H)
+    return head(hidden[:, :-1][mask])  # (N, V)
 
 
 def _kd_trainer(recipe: DistillRecipe):
@@ -80,10 +97,9 @@ def _kd_trainer(recipe: DistillRecipe):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs["labels"][:, 1:]  # (B, L-1): the token each position predicts
             mask = labels != -100  # (B, L-1): reply tokens only
-            s = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[:, :-1][mask]
+            s = reply_logits(model, inputs, mask)  # (N, V)
             with torch.no_grad():
-                t = self.teacher_model(input_ids=inputs["input_ids"],
-                                       attention_mask=inputs["attention_mask"]).logits[:, :-1][mask]  # (N, V)
+                t = reply_logits(self.teacher_model, inputs, mask)  # (N, V)
             T = recipe.temperature
             kl = self.generalized_jsd_loss(s, t, beta=0.0, temperature=T) * T * T  # beta 0: KL(teacher || student)
             ce = F.cross_entropy(s, labels[mask])
@@ -111,9 +127,8 @@ def agreement(teacher, student, collator, examples: list[list[dict]], batch_size
         for i in range(0, len(examples), batch_size):
             b = collator([{"messages": m} for m in examples[i:i + batch_size]])
             mask = b["labels"][:, 1:] != -100  # (B, L-1)
-            kw = dict(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
-            t = teacher(**kw).logits[:, :-1][mask].float()  # (N, V)
-            s = student(**kw).logits[:, :-1][mask].float()  # (N, V)
+            t = reply_logits(teacher, b, mask).float()  # (N, V)
+            s = reply_logits(student, b, mask).float()  # (N, V)
             same += int((t.argmax(-1) == s.argmax(-1)).sum())
             kl += float(F.kl_div(s.log_softmax(-1), t.log_softmax(-1), log_target=True, reduction="sum"))
             n += int(mask.sum())
@@ -159,7 +174,8 @@ def train_student(base_dir: Path, adapter: Path | None, train: list[list[dict]],
             model=student, teacher_model=teacher, args=args, processing_class=tok, data_collator=collator,
             train_dataset=Dataset.from_list([{"messages": m} for m in train]))
         quiet_trainer(trainer, log)
-        result = trainer.train()
+        with cpu_training(compact_head=False):  # threads = physical cores, no tokenizer threads
+            result = trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         if not math.isfinite(result.training_loss):
             raise EternaError(f"distillation diverged (loss {result.training_loss}); lower learning_rate")
@@ -189,6 +205,7 @@ def train_student(base_dir: Path, adapter: Path | None, train: list[list[dict]],
             "data": {**(data or {}), "sha256": sha256_file(staged / DIALOGUES_FILE)[:16], "train": len(train),
                      "held_out": len(held_out)},
             "recipe": recipe.model_dump(),
+            "decoding": {"no_repeat_ngram": recipe.no_repeat_ngram},  # how the engine serves it
             "system": system,
             "metrics": {"train_loss": result.training_loss, "first_loss": losses[0] if losses else None,
                         "last_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,

@@ -130,6 +130,7 @@ def test_artifact_and_manifest(distilled, world, tiny_llm_dir):
     assert on_disk["data"]["sha256"] == sha256_file(out / "dialogues.jsonl")[:16]
     assert on_disk["recipe"]["temperature"] == 2.0 and "The Ember Tome" in on_disk["system"]
     assert on_disk["student"]["size_mb"] > 0 and on_disk["versions"]["trl"]
+    assert on_disk["decoding"] == {"no_repeat_ngram": 3}
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
@@ -149,6 +150,7 @@ def test_engine_serves_the_book_with_its_student(distilled, world):
     assert backend is not engine.generator and backend.model_dir == out
     assert backend.model.config.num_hidden_layers == 1
     assert engine.npc_backend(book) is backend  # loaded once
+    assert backend.no_repeat_ngram == 3 and engine.generator.no_repeat_ngram == 0  # the student's own decoding
     assert engine.npc_backend(engine.cast.get("warden")) is engine.generator
     reply = engine.say("tome", "Hello there.", route="style")
     assert reply.context["model"] == str(out) and reply.tokens["reply"] >= 1
@@ -226,3 +228,30 @@ def test_cli_train_distill(capsys, tmp_path, tiny_llm_dir):
     rc = main(["--config", str(cfg), "train", "distill", "--npc", "tome", "--layers", "2", "--json"])
     stdout, _ = capsys.readouterr()
     assert rc == 2 and "--layers 2" in json.loads(stdout)["error"]
+
+
+def test_reply_logits_are_the_full_logits_at_the_reply_positions(tiny_llm_dir):
+    from tuning.base import load_base
+    from tuning.distill import reply_logits
+
+    model, _ = load_base(tiny_llm_dir)
+    torch.manual_seed(0)
+    ids = torch.randint(0, model.config.vocab_size, (2, 12))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    mask = torch.zeros((2, 11), dtype=torch.bool)
+    mask[0, 5:9] = mask[1, 2:4] = True
+    with torch.no_grad():
+        full = model(**inputs).logits[:, :-1][mask]
+        got = reply_logits(model, inputs, mask)
+    assert got.shape == (6, model.config.vocab_size) and torch.allclose(got, full, atol=1e-5)
+
+
+def test_no_repeat_ngram_bans_the_replys_own_repeats_not_the_prompts():
+    from app.runtime import GeneratedNoRepeatNGram
+
+    proc = GeneratedNoRepeatNGram(3, prompt_len=4)
+    # prompt 7 8 9 7 | reply 1 2 5 1 2: "1 2 5" was said, so after "1 2" token 5 is banned; the prompt's "7 8" is not
+    ids = torch.tensor([[7, 8, 9, 7, 1, 2, 5, 1, 2], [7, 8, 9, 7, 7, 8, 1, 2, 3]])
+    scores = proc(ids, torch.zeros((2, 10)))
+    assert scores[0, 5] == float("-inf") and torch.isfinite(scores[0]).sum() == 9
+    assert torch.isfinite(scores[1]).all()  # "2 3" never seen before in row 1's reply; 7 8 9 is only the prompt's
