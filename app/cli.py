@@ -897,7 +897,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "quarter of the teacher's parameters)")
     sp.add_argument("--init", choices=["teacher", "fresh"], help="copy the teacher's weights (default) or random")
     sp.add_argument("--temperature", type=float, help="softmax temperature of the KL loss (default 2)")
-    sp.add_argument("--dialogues", type=int, help="training dialogues generated from the lore (default 48)")
+    sp.add_argument("--dialogues", type=int, help="training dialogues generated from the lore (default 128; at "
+                                                  "most one per prompt the lore yields)")
     sp.add_argument("--max-new-tokens", type=int, help="tokens per teacher reply (default: generation.max_new_tokens)")
     sp.add_argument("--teacher-temperature", type=float, help="sample the teacher's replies (default 0: greedy)")
     sp.add_argument("--chapter", type=int, default=1, help="lore up to this chapter (default 1: the student may "

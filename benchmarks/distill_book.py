@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--npc", help="default: the cast's first book")
     ap.add_argument("--quick", action="store_true", help="16 dialogues of 32 tokens, 24 steps")
     ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--dialogues", type=int, help="training dialogues (default: the recipe's)")
     ap.add_argument("--chapter", type=int, default=1)
     ap.add_argument("--cache-dir", help="where the converted base model is (default: models.cache_dir)")
     ap.add_argument("--threads", type=int, default=2)
@@ -47,6 +48,8 @@ def main() -> None:
     if npc is None:
         sys.exit(f"{cfg.paths.npcs}: no NPC with role book; pass --npc ID")
     quick = dict(dialogues=16, max_new_tokens=32, max_steps=24) if args.quick else {}
+    if args.dialogues:
+        quick["dialogues"] = args.dialogues
     recipe = DistillRecipe(layers=args.layers, **quick)
     with tempfile.TemporaryDirectory() as tmp:
         m = distill_npc(cfg, cast, npc.id, Path(tmp) / "student", recipe, chapter=args.chapter, log=True)
@@ -60,6 +63,8 @@ def main() -> None:
         "tokens_per_s": {"teacher": metrics["speed"]["teacher_tokens_per_s"],
                          "student": metrics["speed"]["student_tokens_per_s"]},
         "speed_ratio": metrics["speed"]["ratio"], "voice_markers": voice, "voice_gap_points": gap,
+        "student_empty_replies": metrics.get("student_empty_replies"),
+        "teacher_generation_s": metrics.get("teacher_generation_s"),
         "top1_agreement": metrics["agreement"], "held_out": m["data"]["held_out"], "train": m["data"]["train"],
         "steps": metrics["steps"], "loss": [metrics["first_loss"], metrics["last_loss"]],
         "seconds": metrics["seconds"],

@@ -50,17 +50,21 @@ class DistillRecipe(BaseModel):
     max_params_ratio: float = Field(0.25, gt=0, le=1, description="parameter budget, a fraction of the teacher's")
     init: Literal["teacher", "fresh"] = Field("teacher", description="copy the teacher's weights, or random init")
     temperature: float = Field(2.0, gt=0, description="softmax temperature of the KL term (scaled by T^2)")
-    ce_weight: float = Field(0.1, ge=0, le=1, description="weight of cross-entropy on the teacher's tokens")
-    dialogues: int = Field(48, ge=2, description="training dialogues generated from the lore")
+    ce_weight: float = Field(0.5, ge=0, le=1, description="weight of cross-entropy on the teacher's tokens")
+    prompt_kd: float = Field(0.0, ge=0, description="weight of the same KL on prompt positions (persona, facts, "
+                                                    "question): language the cut student relearns from the teacher")
+    prompt_stride: int = Field(4, ge=1, description="every n-th prompt position enters prompt_kd")
+    dialogues: int = Field(128, ge=2, description="training dialogues generated from the lore (at most one "
+                                                   "per prompt the lore yields)")
     held_out: float = Field(0.25, gt=0, lt=1, description="fraction kept for agreement, speed and voice checks")
     max_new_tokens: int | None = Field(None, ge=4, description="tokens per teacher reply (null: the engine's "
                                                                  "generation.max_new_tokens, so replies are whole)")
     teacher_batch: int = Field(8, ge=1, description="teacher replies decoded together (batched backend)")
     speed_prompts: int = Field(8, ge=1, description="held-out prompts the teacher and student are timed on")
     teacher_temperature: float = Field(0.0, ge=0, description="0: greedy teacher replies; >0: sampled")
-    epochs: float = Field(3.0, gt=0)
+    epochs: float = Field(4.0, gt=0)
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
-    learning_rate: float = Field(5e-4, gt=0)
+    learning_rate: float = Field(1.5e-3, gt=0)
     batch_size: int = Field(2, ge=1, description="full-vocabulary logits of teacher and student per token: keep small")
     max_length: int = Field(640, ge=32)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
@@ -97,13 +101,23 @@ def _kd_trainer(recipe: DistillRecipe):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs["labels"][:, 1:]  # (B, L-1): the token each position predicts
             mask = labels != -100  # (B, L-1): reply tokens only
-            s = reply_logits(model, inputs, mask)  # (N, V)
+            used = mask
+            if recipe.prompt_kd > 0:  # also every prompt_stride-th prompt position (persona, facts, question)
+                real = inputs["attention_mask"][:, 1:].bool()
+                every = torch.arange(real.shape[1], device=real.device) % recipe.prompt_stride == 0
+                used = mask | (real & ~mask & every)
+            s_all = reply_logits(model, inputs, used)  # (N', V)
             with torch.no_grad():
-                t = reply_logits(self.teacher_model, inputs, mask)  # (N, V)
+                t_all = reply_logits(self.teacher_model, inputs, used)  # (N', V)
+            reply = mask[used]  # (N',): which of those positions are reply tokens
+            s, t = s_all[reply], t_all[reply]
             T = recipe.temperature
             kl = self.generalized_jsd_loss(s, t, beta=0.0, temperature=T) * T * T  # beta 0: KL(teacher || student)
             ce = F.cross_entropy(s, labels[mask])
             loss = (1 - recipe.ce_weight) * kl + recipe.ce_weight * ce
+            if recipe.prompt_kd > 0 and not bool(reply.all()):
+                prompt_kl = self.generalized_jsd_loss(s_all[~reply], t_all[~reply], beta=0.0, temperature=T) * T * T
+                loss = loss + recipe.prompt_kd * prompt_kl
             self.parts.append((kl.item(), ce.item()))
             return (loss, None) if return_outputs else loss
 
