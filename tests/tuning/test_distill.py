@@ -255,3 +255,19 @@ def test_no_repeat_ngram_bans_the_replys_own_repeats_not_the_prompts():
     scores = proc(ids, torch.zeros((2, 10)))
     assert scores[0, 5] == float("-inf") and torch.isfinite(scores[0]).sum() == 9
     assert torch.isfinite(scores[1]).all()  # "2 3" never seen before in row 1's reply; 7 8 9 is only the prompt's
+
+
+def test_prompt_kd_adds_the_prompt_positions_to_the_loss(distilled, tiny_llm_dir, tmp_path):
+    from tuning.distill import DistillRecipe, train_student
+
+    out, _ = distilled
+    rows = [json.loads(line) for line in (out / "dialogues.jsonl").read_text(encoding="utf-8").splitlines()]
+    train = [r["messages"] for r in rows if r["split"] == "train"]
+    held = [r["messages"] for r in rows if r["split"] == "held_out"]
+    first = {}
+    for weight in (0.0, 1.0):
+        m = train_student(tiny_llm_dir, None, train, held, tmp_path / f"s{weight}", DistillRecipe(
+            layers=1, max_steps=1, batch_size=2, prompt_kd=weight, no_repeat_ngram=0))
+        assert m["recipe"]["prompt_kd"] == weight and m["decoding"] == {"no_repeat_ngram": 0}
+        first[weight] = m["metrics"]["first_loss"]
+    assert math.isfinite(first[1.0]) and first[1.0] > first[0.0]  # the same step, plus a KL over prompt positions
