@@ -262,29 +262,45 @@ class BatchedBackend:
                 self._worker.start()
         self._queue.put(req)
 
+    def close(self) -> None:
+        """Answer what is queued, then stop the scheduler thread (it holds the backend, and so the model, alive).
+        A later request starts a new one."""
+        with self._start_lock:
+            worker, self._worker = self._worker, None
+        if worker is not None and worker.is_alive():
+            self._queue.put(None)
+            worker.join()
+
     def _loop(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            first = self._queue.get()
+            if first is None:  # close()
+                return
+            batch, closing = [first], False
             deadline = time.monotonic() + self.window
             while len(batch) < self.max_batch:
                 try:
-                    batch.append(self._queue.get_nowait())
-                    continue
+                    item = self._queue.get_nowait()
                 except queue.Empty:
-                    pass
-                left = deadline - time.monotonic()
-                if left <= 0:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        item = self._queue.get(timeout=left)
+                    except queue.Empty:
+                        break
+                if item is None:
+                    closing = True
                     break
-                try:
-                    batch.append(self._queue.get(timeout=left))
-                except queue.Empty:
-                    break
+                batch.append(item)
             try:
                 with self._lock:
                     self._run(batch)
             except BaseException as e:  # every waiting caller gets the error, the loop goes on
                 for req in batch:
                     req.out.put(e)
+            if closing:
+                return
 
     def _run(self, batch: list[_Request]) -> None:
         torch = self._torch

@@ -123,6 +123,7 @@ def distill_npc(cfg: EternaConfig, cast: Cast, npc_id: str, out: Path, recipe: D
                 print(f"dialogue {i + 1}/{len(jobs)} [{jobs[i][0]}] {gens[-1].new_tokens} tokens", file=sys.stderr,
                       flush=True)
     generation_s = time.perf_counter() - t0
+    batched.close()  # frees the teacher's bf16 copy before training
     del batched
     every = max(2, round(1 / recipe.held_out))
     train, held_out, held_prompts, teacher_text, kept = [], [], [], [], 0

@@ -115,6 +115,30 @@ def test_streaming_and_sampling(tiny_llm_dir, adapters):
     assert sampled[0] == sampled[1]
 
 
+def test_close_answers_the_queue_then_stops_the_scheduler(tiny_llm_dir):
+    import concurrent.futures
+    import weakref
+
+    backend = BatchedBackend(tiny_llm_dir, "float32", max_batch=2)
+    msgs = [{"role": "user", "content": PROMPTS[0]}]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(backend.generate, msgs, Decoding(max_new_tokens=4)) for _ in range(4)]
+        replies = [f.result() for f in futures]
+    worker = backend._worker
+    assert worker.is_alive() and all(r.new_tokens >= 1 for r in replies)
+    backend.close()
+    assert not worker.is_alive()
+    again = backend.generate(msgs, Decoding(max_new_tokens=4))  # a later request starts a new scheduler
+    assert again.text == replies[0].text
+    backend.close()
+    ref = weakref.ref(backend)
+    del backend
+    import gc
+
+    gc.collect()
+    assert ref() is None  # no thread keeps the model alive
+
+
 def test_adapters_it_cannot_batch_fall_back_and_bad_ones_are_refused(tiny_llm_dir, tmp_path, caplog):
     dora = random_lora(tiny_llm_dir, tmp_path / "dora", seed=4, dora=True)
     assert "DoRA" in lora_support(dora)
