@@ -141,8 +141,8 @@ def distill_npc(cfg: EternaConfig, cast: Cast, npc_id: str, out: Path, recipe: D
     def evaluate(staged: Path) -> dict:
         """Voice on every held-out prompt; speed one reply at a time on the same transformers runtime, teacher
         (base + adapter) and student on the same prompts."""
-        student = Generator(staged, cfg.models.dtype)
-        student.no_repeat_ngram = recipe.no_repeat_ngram  # as the engine will serve it (student_backend)
+        # decoded as the engine will serve it (student_backend reads the same setting from the manifest)
+        student = Generator(staged, cfg.models.dtype, no_repeat_ngram=recipe.no_repeat_ngram)
         student.generate([{"role": "user", "content": "Hello."}], Decoding(max_new_tokens=4))  # warm-up
         student_gen = [student.generate(m, d) for m, d in held_prompts]
         timed = held_prompts[:recipe.speed_prompts]

@@ -8,7 +8,6 @@ one training uses), `llamacpp` (app/llamacpp.py) the fast CPU path.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -22,6 +21,7 @@ from retrieval.errors import AdapterError
 from retrieval.registry import Registry
 from tuning.adapters import ADAPTER_MANIFEST, attach_adapter, use_adapter
 from tuning.base import load_base, model_fingerprint
+from tuning.distill import read_student_manifest
 
 _SENTENCE_END = re.compile(r"[.!?…](?:[\"'»)\]]*)(?=\s|$)")
 
@@ -198,7 +198,7 @@ class Generator:
 
     name = "transformers"
 
-    def __init__(self, model_dir: Path, dtype: str = "float32"):
+    def __init__(self, model_dir: Path, dtype: str = "float32", *, no_repeat_ngram: int = 0):
         self.model_dir = Path(model_dir)
         self.fingerprint = model_fingerprint(self.model_dir)
         self.model, self.tokenizer = load_base(self.model_dir, dtype)
@@ -207,7 +207,7 @@ class Generator:
         self.adapters: dict[str, Path] = {}
         self._lock = threading.Lock()  # one generation at a time per model (adapter switching is global state)
         # a student checkpoint's own decoding (its manifest's `decoding`): tiny models loop without this
-        self.no_repeat_ngram = 0
+        self.no_repeat_ngram = no_repeat_ngram
 
     def add_adapter(self, name: str, path: Path) -> None:
         """Attach `path` as `name`; attaching the same adapter again is a no-op, another under a taken name an
@@ -343,12 +343,6 @@ def student_backend(path: Path, dtype: str = "float32") -> Generator:
         if gen is None:
             for old in [k for k in _STUDENTS if k[:2] == key[:2]]:  # a retrained checkpoint replaces its old load
                 del _STUDENTS[old]
-            gen = _STUDENTS[key] = Generator(path, dtype)
-            gen.no_repeat_ngram = student_decoding(path)["no_repeat_ngram"]
+            decoding = read_student_manifest(path).get("decoding") or {}  # older students: none
+            gen = _STUDENTS[key] = Generator(path, dtype, no_repeat_ngram=decoding.get("no_repeat_ngram", 0))
     return gen
-
-
-def student_decoding(path: Path) -> dict:
-    """The decoding a student checkpoint is served with (its manifest's `decoding`; older students: none)."""
-    manifest = json.loads((Path(path) / ADAPTER_MANIFEST).read_text(encoding="utf-8"))
-    return {"no_repeat_ngram": 0, **(manifest.get("decoding") or {})}
