@@ -22,7 +22,7 @@ from app.cues import Cues
 from app.grounding import Evidence, EvidenceSelector, wrap_in_voice
 from app.guard import check_chapter, check_session, clean_player_text, injection_flags
 from app.memory import SessionMemory
-from app.prompt import build_messages, instructions, system_prompt
+from app.prompt import build_messages, instructions, prompt_head, system_prompt
 from app.router import LABELS as ROUTES
 from app.router import Route, Router, load_seeds
 from app.router_data import synthesise
@@ -379,7 +379,8 @@ class DialogueEngine:
                 report=report)
             context.update(report)
             t = lap("prompt_ms", t)
-            decoding = Decoding.from_config(gen_cfg)
+            decoding = Decoding.from_config(gen_cfg, cache_prefix=prompt_head(
+                spec, route.label, self.config.world, self.config.prompts, bool(flags)))
             if grounded:  # grounded decoding: copy the evidence's words, do not punish repeating them
                 decoding = replace(decoding, repetition_penalty=g.repetition_penalty, penalty_scope=g.penalty_over,
                                    copy_bias=g.copy_bias, copy_text=" ".join(e.text for e in evidence))

@@ -8,8 +8,10 @@
 - Decoding is our own loop over llama.cpp's logits, so grounded decoding (repetition penalty over the reply only,
   copy bias on the evidence's tokens) is the same as in transformers.
 - Prompt caching: the context keeps the KV cache of the last prompt, and the KV state of each recent system prompt
-  (per adapter: a character's persona and route instructions) is saved, so a turn of any recently seen character
-  evaluates only what follows its system prompt (LRU of `prefix_cache` states, about 7 MB per 300 tokens here).
+  head (per adapter: a character's persona and route instructions, `Decoding.cache_prefix`; the facts and the
+  rolling summary that follow it change every turn) is saved, so a turn of any recently seen character evaluates
+  only what follows it (LRU of `prefix_cache` states, about 7 MB per 300 tokens here, each in its own memory
+  mapping).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import logging
+import mmap
 import os
 import threading
 import time
@@ -153,12 +156,22 @@ class LlamaCppBackend:
         return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                                        return_dict=True)["input_ids"])
 
-    def _system_len(self, messages: list[dict], ids: list[int]) -> int:
-        """How many leading tokens of `ids` are the system turn (0 when there is none or it does not align)."""
+    def _system_len(self, messages: list[dict], ids: list[int], prefix: str = "") -> int:
+        """How many leading tokens of `ids` to keep a prompt-cache state of: the template up to the end of `prefix`
+        when the system turn starts with it, else the whole system turn (0 when there is none or it does not
+        align with `ids`)."""
         if not messages or messages[0].get("role") != "system" or len(messages) < 2:
             return 0
-        sys_ids = list(self.tokenizer.apply_chat_template(messages[:1], tokenize=True, return_dict=True)["input_ids"])
-        return len(sys_ids) if ids[: len(sys_ids)] == sys_ids and len(sys_ids) < len(ids) else 0
+        content = messages[0].get("content") or ""
+        if prefix and content.startswith(prefix) and len(prefix) < len(content):
+            rendered = self.tokenizer.apply_chat_template(messages[:1], tokenize=False)
+            at = rendered.find(content)
+            sys_ids = self.tokenizer(rendered[: at + len(prefix)], add_special_tokens=False)["input_ids"] \
+                if at >= 0 else []
+        else:
+            sys_ids = self.tokenizer.apply_chat_template(messages[:1], tokenize=True, return_dict=True)["input_ids"]
+        sys_ids = list(sys_ids)
+        return len(sys_ids) if sys_ids and ids[: len(sys_ids)] == sys_ids and len(sys_ids) < len(ids) else 0
 
     def count_tokens(self, messages: list[dict]) -> int:
         return len(self._ids(messages))
@@ -203,7 +216,7 @@ class LlamaCppBackend:
         if key is not None and n < n_system and key not in self._prefixes:  # evaluate it once, then keep it
             llm.eval(ids[n:n_system])
             size = llama_cpp.llama_state_seq_get_size(llm.ctx, 0)
-            buf = (ctypes.c_uint8 * size)()
+            buf = _pages(size)
             got = llama_cpp.llama_state_seq_get_data(llm.ctx, buf, size, 0)
             if got:
                 self._prefixes[key] = (buf, got)
@@ -251,10 +264,20 @@ class LlamaCppBackend:
             yield from self._fallback.stream(messages, cfg, adapter)
             return
         ids = self._ids(messages)
-        n_system = self._system_len(messages, ids)
+        n_system = self._system_len(messages, ids, cfg.cache_prefix)
         t0 = time.perf_counter()
         yield from stream_token_text(self.tokenizer, self._tokens(ids, cfg, adapter, n_system), len(ids),
                                      cfg.max_new_tokens, lambda: time.perf_counter() - t0)
+
+
+def _pages(size: int):
+    """A zeroed byte buffer of its own anonymous memory mapping, returned to the OS when the last reference goes.
+
+    Prefix states are megabytes each and are dropped in LRU order. From malloc they fragment the heap: glibc raises
+    its mmap threshold after the first such free, so later states come from the heap and leave holes that a long
+    server run never gives back (measured: RSS creeping by MBs per minute under load).
+    """
+    return (ctypes.c_uint8 * size).from_buffer(mmap.mmap(-1, max(size, 1)))
 
 
 def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:

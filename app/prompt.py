@@ -34,6 +34,13 @@ def instructions(npc: NpcSpec, route: str, world: WorldConfig, prompts: PromptsC
         _fill(prompts.guarded, npc, world)
 
 
+def prompt_head(npc: NpcSpec, route: str, world: WorldConfig, prompts: PromptsConfig, guarded: bool = False) -> str:
+    """The start of a turn's system prompt that is the same on every turn of this character, route and guard state
+    (facts and the rolling summary follow it): what a backend may keep a prompt cache of."""
+    head = system_prompt(npc, world, prompts) + "\n\n" + _fill(getattr(prompts, route), npc, world)
+    return head + " " + _fill(prompts.guarded, npc, world) if guarded else head
+
+
 def build_messages(npc: NpcSpec, route: str, evidence: list[Evidence], history: list[tuple[str, str]], text: str,
                    count_tokens: Callable[[list[dict]], int], budget: int, *, world: WorldConfig,
                    prompts: PromptsConfig, guarded: bool = False, summary: str = "",
@@ -44,9 +51,7 @@ def build_messages(npc: NpcSpec, route: str, evidence: list[Evidence], history: 
     evidence = list(evidence)
     history = list(history)
     dropped_turns, dropped_facts = 0, []
-    head = system_prompt(npc, world, prompts) + "\n\n" + _fill(getattr(prompts, route), npc, world)
-    if guarded:
-        head += " " + _fill(prompts.guarded, npc, world)
+    head = prompt_head(npc, route, world, prompts, guarded)
     while True:
         system = head
         if route in ("fact", "both"):

@@ -40,7 +40,9 @@ class Decoding:
 
     `penalty_scope="generated"` applies the repetition penalty to the reply's own tokens only (a penalty over the
     prompt punishes copying the evidence); `copy_text` + `copy_bias` add a logit bonus to every token of that text
-    (grounded decoding: prefer the evidence's own words, names and numbers)."""
+    (grounded decoding: prefer the evidence's own words, names and numbers). `cache_prefix` is the start of the
+    system turn that repeats across turns (persona and route instructions, before facts and summary): a backend
+    with a prompt cache keeps the model state after it, so a long session's changing summary does not defeat it."""
 
     max_new_tokens: int = 96
     temperature: float = 0.0
@@ -50,6 +52,7 @@ class Decoding:
     copy_text: str = ""
     copy_bias: float = 0.0
     seed: int = 0
+    cache_prefix: str = ""
 
     @classmethod
     def from_config(cls, cfg: GenerationConfig, **overrides) -> Decoding:

@@ -1,13 +1,15 @@
 """Serving latency and throughput, measured side by side in one run. One JSON object per figure on stdout.
 
     .venv/bin/python benchmarks/latency.py [--quick] [--config configs/kestrel.yaml]
-    .venv/bin/python benchmarks/latency.py --only concurrency|soak [--soak-seconds 300]
+    .venv/bin/python benchmarks/latency.py --only turns|concurrency|soak [--soak-seconds 300]
 
 - `ratio_vs_llamacpp`: Eterna's default serving path (its backend's generate: chat template, our decoding loop)
   vs raw llama-cpp-python (`Llama.create_completion`) on the same GGUF, prompts, greedy, 64 tokens.
 - `turn_latency`: full turns (guard, route, retrieve, generate a reply of up to 64 tokens) on the world's
   non-fact router lines, for the default backend and for transformers (bf16) as the baseline: p50, p95.
 - `ttft`: time to the first streamed text of those turns (the output guard streams whole sentences).
+- `long_session_latency`: turns late in one long session per character (the rolling summary in the prompt), with
+  the prompt cache kept for the system prompt's head (the default) and for the whole system turn.
 - `adapters_concurrency`: 8 sessions on 8 different LoRA adapters in 8 threads vs one session alone, and vs the
   same load with no adapters, on the `batched` backend and on llama.cpp.
 - `soak`: `eterna serve`'s app on loopback, N clients for a bounded time: status codes, lost turns, and the
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import sys
@@ -103,6 +106,43 @@ def turns(engine, lines: list[dict], label: str) -> None:
           "note": "non-fact lines of the world's router set, fresh sessions, max 64 new tokens"})
 
 
+def long_sessions(engine, lines: list[dict], n_turns: int = 12) -> None:
+    """Turn latency late in long sessions, one per character, taking turns: the rolling summary of older turns is
+    in the system turn and changes every turn. The prompt cache kept for the system turn's head
+    (`Decoding.cache_prefix`, the default) against one kept for the whole system turn (the hint removed), same
+    texts, same run."""
+    from dataclasses import replace
+
+    backend = engine.generator
+    if not hasattr(backend, "_prefixes"):
+        return
+    npcs = list(dict.fromkeys(it["npc"] for it in lines))
+    after = engine.memory.turns  # from this turn on, older turns are summarised into the system turn
+    out = {}
+    orig = backend.stream
+    for label, hint in (("head", True), ("whole_system_turn", False)):
+        backend._prefixes.clear()
+        backend.cache_stats.update(prefix_hits=0, prefix_saves=0)
+        if not hint:
+            backend.stream = lambda m, cfg, adapter=None: orig(m, replace(cfg, cache_prefix=""), adapter)
+        late = []
+        said = {npc: [it["text"] for it in lines if it["npc"] == npc] + PROMPTS for npc in npcs}
+        try:
+            for i in range(n_turns):  # the sessions take turns, as players do on a server
+                for npc in npcs:
+                    t0 = time.perf_counter()
+                    reply = engine.say(npc, said[npc][i % len(said[npc])], session=f"long-{label}-{npc}")
+                    if i >= after and reply.tokens.get("reply"):
+                        late.append(time.perf_counter() - t0)
+        finally:
+            backend.stream = orig
+        out[label] = {"p50_turn_s": round(pct(late, 0.5), 3), "p95_turn_s": round(pct(late, 0.95), 3),
+                      "turns": len(late), **backend.cache_stats}
+    emit({"figure": "long_session_latency", "sessions": len(npcs), "turns_each": n_turns, **out,
+          "speedup_p50": round(out["whole_system_turn"]["p50_turn_s"] / out["head"]["p50_turn_s"], 2),
+          "note": f"generated turns after the first {after} of each session (the summary is in the prompt)"})
+
+
 def random_adapters(model_dir: Path, tmp: Path, n_adapters: int) -> list[Path]:
     """`n_adapters` LoRA adapters (r=8 on q_proj and v_proj, random B) saved with a manifest naming the base."""
     import torch
@@ -174,7 +214,8 @@ def concurrency(backend, adapters: list[Path]) -> None:
           "median_of": 3})
 
 
-def soak(engine, seconds: float, clients: int) -> None:
+def soak(engine, seconds: float, clients: int) -> dict:
+    """N clients against the server app for `seconds`; prints the figure and returns it (the CI soak test checks it)."""
     import httpx
 
     from app.server import create_app
@@ -213,12 +254,15 @@ def soak(engine, seconds: float, clients: int) -> None:
         threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
         [t.start() for t in threads]
         [t.join() for t in threads]
-    lost = 0
-    for s, n in ok_turns.items():
-        recent, _ = engine.memory.context(s, engine.cast.npcs[int(s[4:]) % len(engine.cast.npcs)].id)
-        stored = engine.memory.store
-        if stored is not None and (stored / f"{s}.jsonl").is_file():
-            lost += n - len((stored / f"{s}.jsonl").read_text().splitlines())
+    # every answered turn is in its session's file exactly once, and no session holds another client's line
+    lost = foreign = None
+    if engine.memory.store is not None:
+        lost = foreign = 0
+        for s, n in ok_turns.items():
+            path = engine.memory.store / f"{s}.jsonl"
+            recs = [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
+            lost += abs(n - len(recs))
+            foreign += sum(re.search(rf"\({s[4:]}/\d+\)$", r["user"]) is None for r in recs)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     late = [(t, m) for t, m in samples if t >= seconds / 4]  # after the warm-up quarter
     slope = None
@@ -226,22 +270,26 @@ def soak(engine, seconds: float, clients: int) -> None:
         import numpy as np
 
         slope = round(float(np.polyfit([t for t, _ in late], [m for _, m in late], 1)[0]) * 60, 2)
-    emit({"figure": "soak", "clients": clients, "seconds": seconds, "statuses": statuses,
-          "errors_5xx": sum(n for c, n in statuses.items() if c >= 500), "lost_turns": lost,
-          "max_rss_mb_before": round(rss0 / 1024), "max_rss_mb_after": round(rss1 / 1024),
-          "rss_mb_after_warmup": round(late[0][1]) if late else None,
-          "rss_mb_end": round(late[-1][1]) if late else None,
-          "rss_slope_mb_per_min_after_warmup": slope, "samples": len(samples),
-          "rss_mb_by_quarter": [round(next((m for t, m in samples if t >= q * seconds / 4), samples[-1][1]))
-                                for q in (1, 2, 3)] + [round(samples[-1][1])] if samples else None,
-          "prefix_states": len(getattr(engine.generator, "_prefixes", ())) or None})
+    fig = {"figure": "soak", "clients": clients, "seconds": seconds, "statuses": statuses,
+           "errors_5xx": sum(n for c, n in statuses.items() if c >= 500), "lost_turns": lost,
+           "foreign_turns": foreign,
+           "max_rss_mb_before": round(rss0 / 1024), "max_rss_mb_after": round(rss1 / 1024),
+           "rss_mb_after_warmup": round(late[0][1]) if late else None,
+           "rss_mb_end": round(late[-1][1]) if late else None,
+           "rss_slope_mb_per_min_after_warmup": slope, "samples": len(samples),
+           "rss_mb_by_quarter": [round(next((m for t, m in samples if t >= q * seconds / 4), samples[-1][1]))
+                                 for q in (1, 2, 3)] + [round(samples[-1][1])] if samples else None,
+           "prefix_states": len(getattr(engine.generator, "_prefixes", ())) or None,
+           "prefix_cache": dict(getattr(engine.generator, "cache_stats", {})) or None}
+    emit(fig)
+    return fig
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer prompts and a shorter soak (a smoke run)")
     ap.add_argument("--config", default=str(REPO / "configs" / "kestrel.yaml"))
-    ap.add_argument("--only", choices=["concurrency", "soak"], help="run one figure only")
+    ap.add_argument("--only", choices=["turns", "concurrency", "soak"], help="run one figure only")
     ap.add_argument("--soak-seconds", type=float, help="length of the soak (default 30, --quick 5)")
     args = ap.parse_args()
     from app.dialogue import DialogueEngine
@@ -265,6 +313,9 @@ def main() -> None:
             if engine.generator.name == "llamacpp":
                 ratio_vs_llamacpp(engine.generator, n)
             turns(engine, lines, engine.generator.name)
+            long_sessions(engine, lines, 8 if args.quick else 12)
+            if args.only == "turns":
+                return
         soak(engine, args.soak_seconds or (5 if args.quick else 30), 4 if args.quick else 8)
         if args.only == "soak":
             return

@@ -78,6 +78,23 @@ def style_file(tmp_path) -> Path:
     return path
 
 
+def shipped_world_engine(root: Path, embedder, config: str = "kestrel.yaml", *, sessions: bool = False,
+                         **generation):
+    """A shipped world on the real default models, with its index, model cache and sessions under `root`."""
+    from app.config import EternaConfig
+    from app.dialogue import DialogueEngine
+    from retrieval.rebuild import rebuild_index
+
+    shipped = EternaConfig.load(REPO / "configs" / config)
+    cfg = shipped.model_copy(update={
+        "paths": shipped.paths.model_copy(update={"index": root / "index",
+                                                  "sessions": root / "sessions" if sessions else None}),
+        "models": shipped.models.model_copy(update={"cache_dir": root / "models"}),
+        "generation": shipped.generation.model_copy(update=generation)})
+    rebuild_index(cfg.paths.corpus, cfg.paths.index, embedder, kinds=cfg.world.kinds)
+    return DialogueEngine.from_settings(cfg)
+
+
 def write_project(root: Path, llm: str, *, sessions: bool = False) -> Path:
     """A complete project folder (config, cast, seeds, lore) under root; returns the config path."""
     write_corpus(root / "lore")

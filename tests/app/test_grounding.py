@@ -139,6 +139,18 @@ def test_prompts_come_from_the_world(tmp_path, tiny_llm_dir, embedder):
     off, _ = build_messages(engine.cast.get("warden"), "offworld", [], [], "hi", engine.generator.count_tokens,
                             1000, world=cfg.world, prompts=cfg.prompts)
     assert "A harbour town in 1925." in off[0]["content"]
+    # the cacheable head: the same on every turn of a character and route, whatever facts and summary follow
+    from app.grounding import Evidence
+    from app.prompt import prompt_head
+
+    head = prompt_head(engine.cast.get("warden"), "both", cfg.world, cfg.prompts)
+    ev = [Evidence(text="The docks open at six.", chunk="c1", doc="docks", title="Docks", score=1.0)]
+    turns = [build_messages(engine.cast.get("warden"), "both", ev[:k], [], "hi", engine.generator.count_tokens,
+                            1000, world=cfg.world, prompts=cfg.prompts, summary=summary)[0][0]["content"]
+             for k, summary in ((0, ""), (1, "The player said earlier: hello"), (1, ""))]
+    assert len(set(turns)) == 3 and all(t.startswith(head + "\n\n") for t in turns)
+    guarded = prompt_head(engine.cast.get("warden"), "both", cfg.world, cfg.prompts, guarded=True)
+    assert guarded.startswith(head) and guarded != head
 
 
 def test_framework_code_holds_no_world():

@@ -134,3 +134,34 @@ def test_saved_system_prompt_state_gives_the_same_reply(model_dir, tmp_path):
     assert cached.cache_stats == {"prefix_hits": 1, "prefix_saves": 2}
     cold = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c", prefix_cache=0)
     assert [cold.generate(m, d).text for m in (a2, b, a)] == [first[2], first[1], first[0]]
+
+
+def test_cache_prefix_keeps_hitting_when_the_rest_of_the_system_turn_changes(model_dir, tmp_path):
+    """A long session's system turn changes every turn (its facts and rolling summary): the state kept is the
+    head's, so every later turn of the same head restores it, with the same replies as no cache at all."""
+    from app.llamacpp import LlamaCppBackend, _pages
+    from app.runtime import Decoding
+    from tuning.base import model_gguf
+
+    head = "You are Brom, the gruff smith of Ashford. Answer in a sentence."
+    turns = [[{"role": "system", "content": f"{head}\n\nThe player said earlier: {said}"},
+              {"role": "user", "content": "What do you sell?"}]
+             for said in ("Hello.", "Hello. | I need a blade.", "I need a blade. | Is it sharp?")]
+    d = Decoding(max_new_tokens=12, cache_prefix=head)
+    other = [{"role": "system", "content": "You are Mira, the baker."}, {"role": "user", "content": "Hi."}]
+    cached = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c")
+    replies = []
+    for m in turns:
+        replies.append(cached.generate(m, d).text)
+        cached.generate(other, Decoding(max_new_tokens=4))  # another character in between: the context moves on
+    assert cached.cache_stats["prefix_saves"] == 2 and cached.cache_stats["prefix_hits"] == 4
+    assert len(cached._prefixes) == 2
+    cold = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c", prefix_cache=0)
+    assert [cold.generate(m, d).text for m in turns] == replies
+    # without the hint every turn is a new key: the old behaviour, a save per turn and no hit
+    blind = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c")
+    for m in turns:
+        blind.generate(m, Decoding(max_new_tokens=12))
+    assert blind.cache_stats == {"prefix_hits": 0, "prefix_saves": 3}
+    buf = _pages(1000)  # states live in their own page mappings
+    assert len(buf) == 1000 and bytes(buf[:4]) == b"\0\0\0\0"

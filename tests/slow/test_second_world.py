@@ -3,24 +3,15 @@ config at its folders, with fact answers from its own lore, no spoilers, and "I 
 
 import pytest
 
-from app.config import EternaConfig
-from app.dialogue import DialogueEngine
 from app.evaluation.facts import facts_report, load_fact_items
-from retrieval.rebuild import rebuild_index
-from tests.conftest import REPO
+from tests.conftest import REPO, shipped_world_engine
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory, embedder):
-    root = tmp_path_factory.mktemp("kestrel")
-    shipped = EternaConfig.load(REPO / "configs" / "kestrel.yaml")
-    cfg = shipped.model_copy(update={
-        "paths": shipped.paths.model_copy(update={"index": root / "index", "sessions": None}),
-        "models": shipped.models.model_copy(update={"cache_dir": root / "models"})})
-    rebuild_index(cfg.paths.corpus, cfg.paths.index, embedder, kinds=cfg.world.kinds)
-    return DialogueEngine.from_settings(cfg)
+    return shipped_world_engine(tmp_path_factory.mktemp("kestrel"), embedder)
 
 
 def test_kestrel_fact_questions(engine):
