@@ -13,7 +13,8 @@
 - `adapters_concurrency`: 8 sessions on 8 different LoRA adapters in 8 threads vs one session alone, and vs the
   same load with no adapters, on the `batched` backend and on llama.cpp.
 - `soak`: `eterna serve`'s app on loopback, N clients for a bounded time: status codes, lost turns, and the
-  process's current RSS sampled every second (its slope after the first quarter, MB per minute).
+  process's current RSS sampled every second (its slope after the first quarter, MB per minute), in all and its
+  anonymous part (the heaps; the rest is file pages of the mapped models, which the kernel can drop).
 
 Writes only under a temporary directory.
 """
@@ -226,15 +227,18 @@ def soak(engine, seconds: float, clients: int) -> dict:
     lock = threading.Lock()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     samples: list[tuple[float, float]] = []  # (seconds since start, current RSS in MB)
-    page = os.sysconf("SC_PAGE_SIZE")
+    anon: list[tuple[float, float]] = []  # (seconds, anonymous RSS in MB: the heap, not file pages of the models)
     with Server(create_app(engine, queue=max(2, clients // 2))) as url:
         start = time.time()
         stop = start + seconds
 
         def sampler():
             while time.time() < stop:
-                with open("/proc/self/statm") as f:
-                    samples.append((time.time() - start, int(f.read().split()[1]) * page / 2**20))
+                with open("/proc/self/status") as f:
+                    kb = {k: int(v.split()[0]) for k, v in (ln.split(":", 1) for ln in f) if k in ("VmRSS", "RssAnon")}
+                t = time.time() - start
+                samples.append((t, kb["VmRSS"] / 1024))
+                anon.append((t, kb["RssAnon"] / 1024))
                 time.sleep(1.0)
         threading.Thread(target=sampler, daemon=True).start()
 
@@ -264,21 +268,28 @@ def soak(engine, seconds: float, clients: int) -> dict:
             lost += abs(n - len(recs))
             foreign += sum(re.search(rf"\({s[4:]}/\d+\)$", r["user"]) is None for r in recs)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    late = [(t, m) for t, m in samples if t >= seconds / 4]  # after the warm-up quarter
-    slope = None
-    if len(late) >= 3:
+    def slope(xs):  # MB per minute after the warm-up quarter
+        late = [(t, m) for t, m in xs if t >= seconds / 4]
+        if len(late) < 3:
+            return None
         import numpy as np
 
-        slope = round(float(np.polyfit([t for t, _ in late], [m for _, m in late], 1)[0]) * 60, 2)
+        return round(float(np.polyfit([t for t, _ in late], [m for _, m in late], 1)[0]) * 60, 2)
+
+    def quarters(xs):
+        return [round(next((m for t, m in xs if t >= q * seconds / 4), xs[-1][1])) for q in (1, 2, 3)] + \
+            [round(xs[-1][1])] if xs else None
+
+    late = [(t, m) for t, m in samples if t >= seconds / 4]
     fig = {"figure": "soak", "clients": clients, "seconds": seconds, "statuses": statuses,
            "errors_5xx": sum(n for c, n in statuses.items() if c >= 500), "lost_turns": lost,
            "foreign_turns": foreign,
            "max_rss_mb_before": round(rss0 / 1024), "max_rss_mb_after": round(rss1 / 1024),
            "rss_mb_after_warmup": round(late[0][1]) if late else None,
            "rss_mb_end": round(late[-1][1]) if late else None,
-           "rss_slope_mb_per_min_after_warmup": slope, "samples": len(samples),
-           "rss_mb_by_quarter": [round(next((m for t, m in samples if t >= q * seconds / 4), samples[-1][1]))
-                                 for q in (1, 2, 3)] + [round(samples[-1][1])] if samples else None,
+           "rss_slope_mb_per_min_after_warmup": slope(samples), "samples": len(samples),
+           "rss_mb_by_quarter": quarters(samples),
+           "anon_rss_slope_mb_per_min_after_warmup": slope(anon), "anon_rss_mb_by_quarter": quarters(anon),
            "prefix_states": len(getattr(engine.generator, "_prefixes", ())) or None,
            "prefix_cache": dict(getattr(engine.generator, "cache_stats", {})) or None}
     emit(fig)
