@@ -30,8 +30,7 @@ def system_prompt(npc: NpcSpec, world: WorldConfig, prompts: PromptsConfig | Non
 def instructions(npc: NpcSpec, route: str, world: WorldConfig, prompts: PromptsConfig) -> str:
     """The instruction text of a turn's system prompt (persona and route template, without facts or memory):
     what a reply must never recite."""
-    return system_prompt(npc, world, prompts) + "\n\n" + _fill(getattr(prompts, route), npc, world) + " " + \
-        _fill(prompts.guarded, npc, world)
+    return prompt_head(npc, route, world, prompts, guarded=True)
 
 
 def prompt_head(npc: NpcSpec, route: str, world: WorldConfig, prompts: PromptsConfig, guarded: bool = False) -> str:

@@ -119,6 +119,7 @@ def long_sessions(engine, lines: list[dict], n_turns: int = 12) -> None:
         return
     npcs = list(dict.fromkeys(it["npc"] for it in lines))
     after = engine.memory.turns  # from this turn on, older turns are summarised into the system turn
+    said = {npc: [it["text"] for it in lines if it["npc"] == npc] + PROMPTS for npc in npcs}
     out = {}
     orig = backend.stream
     for label, hint in (("head", True), ("whole_system_turn", False)):
@@ -127,7 +128,6 @@ def long_sessions(engine, lines: list[dict], n_turns: int = 12) -> None:
         if not hint:
             backend.stream = lambda m, cfg, adapter=None: orig(m, replace(cfg, cache_prefix=""), adapter)
         late = []
-        said = {npc: [it["text"] for it in lines if it["npc"] == npc] + PROMPTS for npc in npcs}
         try:
             for i in range(n_turns):  # the sessions take turns, as players do on a server
                 for npc in npcs:
@@ -268,6 +268,7 @@ def soak(engine, seconds: float, clients: int) -> dict:
             lost += abs(n - len(recs))
             foreign += sum(re.search(rf"\({s[4:]}/\d+\)$", r["user"]) is None for r in recs)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
     def slope(xs):  # MB per minute after the warm-up quarter
         late = [(t, m) for t, m in xs if t >= seconds / 4]
         if len(late) < 3:
