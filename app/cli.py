@@ -266,7 +266,9 @@ def cmd_chat(args) -> int:
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from app.server import create_app
+    from app.server import create_app, limit_malloc_arenas
+
+    limit_malloc_arenas()  # before the engine's threads start
 
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
         print(f"warning: serving on {args.host} without --api-key: anyone who reaches this port can talk to "

@@ -36,6 +36,9 @@ class ModelsConfig(_Strict):
     max_batch: int = Field(8, ge=1, le=256, description="batched backend: most sessions decoded together")
     batch_window_ms: float = Field(5.0, ge=0, le=1000, description="batched backend: how long the first request of "
                                                                    "a batch waits for others to join it")
+    state_cache_mb: float = Field(128, ge=0, description="llamacpp backend: RAM for each conversation's last prompt "
+                                                         "state, so its next turn evaluates only the new lines "
+                                                         "(about 22 KB per token with the default model; 0: off)")
     gguf: Path | None = Field(None, description="the GGUF of models.llm for the llamacpp backend (builtins know "
                                                 "their own)")
     cache_dir: Path = Field(Path("../.eterna/models"), description="where converted checkpoints are cached")
@@ -203,8 +206,15 @@ class GuardConfig(_Strict):
 
 
 class MemoryConfig(_Strict):
-    turns: int = Field(6, ge=0, description="recent exchanges per (session, NPC) kept in the prompt")
+    turns: int = Field(6, ge=0, description="recent exchanges per (session, NPC) kept in the prompt, at most")
     summary_chars: int = Field(400, ge=0, description="rolling summary of older exchanges (0: none)")
+    summarise_every: int = Field(3, ge=1, description="exchanges move from the recent window into the summary this "
+                                 "many at a time (at most `turns`), so the prompt's start stays put between moves "
+                                 "and the llamacpp backend evaluates only the new lines; 1 slides the window every "
+                                 "turn")
+    live_sessions: int = Field(4096, ge=1, description="sessions held in RAM; past this the least recently used is "
+                               "dropped (read back from its file when the player returns; without a sessions "
+                               "folder it starts afresh)")
 
 
 class RouterConfig(_Strict):

@@ -144,7 +144,7 @@ def build_backend(config: EternaConfig, llm: str | None = None) -> GenerationBac
         name = "llamacpp" if gguf is not None and gguf.is_file() and available() else "transformers"
     return make_backend(name, model_dir=model_dir, gguf=gguf, cache_dir=m.cache_dir, dtype=m.dtype,
                         n_ctx=config.generation.context_tokens, max_batch=m.max_batch,
-                        batch_window_ms=m.batch_window_ms)
+                        batch_window_ms=m.batch_window_ms, state_cache_mb=m.state_cache_mb)
 
 
 def build_router(config: EternaConfig, cast: Cast, embedder, lore: LoreIndex, cues: Cues) -> Router:
@@ -247,7 +247,8 @@ class DialogueEngine:
         generator = build_backend(config, llm)
         router = build_router(config, cast, embedder, lore, cues)
         memory = SessionMemory(config.memory.turns, config.paths.sessions, config.memory.summary_chars,
-                               flagged=lambda t: bool(injection_flags(t)))
+                               flagged=lambda t: bool(injection_flags(t)), live_sessions=config.memory.live_sessions,
+                               summarise_every=config.memory.summarise_every)
         return cls(config, cast, embedder, lore, generator, router, memory, cues,
                    index_root=index or config.paths.index)
 

@@ -66,7 +66,7 @@ class LlamaCppBackend:
     name = "llamacpp"
 
     def __init__(self, gguf: Path, model_dir: Path, cache_dir: Path, *, n_ctx: int = 2048, dtype: str = "float32",
-                 threads: int | None = None, prefix_cache: int = 16):
+                 threads: int | None = None, prefix_cache: int = 16, state_cache_mb: float = 128):
         if not available():
             raise ModelNotFoundError("models.backend is llamacpp but llama-cpp-python is not installed; run "
                                      "`make setup` (it builds it), or set models.backend: transformers")
@@ -93,7 +93,13 @@ class LlamaCppBackend:
         self._active: str | None = None  # adapter the KV cache was computed with
         self._prefixes: OrderedDict[tuple, tuple] = OrderedDict()  # (adapter, system ids) -> (state buffer, size)
         self.prefix_cache = prefix_cache
-        self.cache_stats = {"prefix_hits": 0, "prefix_saves": 0}
+        # (adapter, prompt + reply ids) -> (state buffer, size): each conversation's last turn, so its next turn,
+        # whose prompt starts with this one's when the history did not move, evaluates only what is new
+        self._states: OrderedDict[tuple, tuple] = OrderedDict()
+        self.state_cache_bytes = int(state_cache_mb * 2**20)
+        self._last: tuple | None = None  # the key of the state the context holds (kept after the last reply)
+        self._from: tuple | None = None  # the kept state the current turn continues
+        self.cache_stats = {"prefix_hits": 0, "prefix_saves": 0, "state_hits": 0, "state_saves": 0}
         self._lock = threading.Lock()
         atexit.register(self.close)
 
@@ -131,6 +137,15 @@ class LlamaCppBackend:
             self._fallback.add_adapter(name, path)
             self._fallback_names.add(name)
         self.adapters[name] = path
+
+    def cache_report(self) -> dict:
+        """What the prompt caches hold now (both are bounded: `prefix_cache` states, `state_cache_bytes`). Read
+        without the model lock, so a health check never waits for a reply (list() copies a dict in one step)."""
+        prefixes, states = list(self._prefixes.values()), list(self._states.values())
+        mb = lambda entries: round(sum(size for _, size in entries) / 2**20, 1)  # noqa: E731
+        return {"prefix_states": len(prefixes), "prefix_states_max": self.prefix_cache, "prefix_mb": mb(prefixes),
+                "conversation_states": len(states), "conversation_mb": mb(states),
+                "conversation_budget_mb": round(self.state_cache_bytes / 2**20, 1), **self.cache_stats}
 
     def fallback_adapters(self) -> list[str]:
         return sorted(self._fallback_names)
@@ -193,38 +208,107 @@ class LlamaCppBackend:
             n += 1
         return n
 
-    def _eval_prompt(self, ids: list[int], n_system: int = 0) -> None:
+    def _save(self, n: int) -> tuple | None:
+        """Copy the KV state of the context's first `n` tokens (all it holds) into pages of its own."""
         import llama_cpp
 
+        size = llama_cpp.llama_state_seq_get_size(self.llm.ctx, 0)
+        buf = _pages(size)
+        got = llama_cpp.llama_state_seq_get_data(self.llm.ctx, buf, size, 0)
+        return (buf, got) if got else None
+
+    def _restore(self, key: tuple, entry: tuple, ids: list[int]) -> int:
+        """Load a kept state; return how many leading tokens of `ids` the context now holds (0 if it failed)."""
+        import llama_cpp
+
+        llm = self.llm
+        buf, size = entry
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm.ctx), 0, -1, -1)
+        toks = key[1]
+        if not llama_cpp.llama_state_seq_set_data(llm.ctx, buf, size, 0):
+            llm.n_tokens = 0
+            return 0
+        llm.input_ids[: len(toks)] = toks
+        llm.n_tokens = len(toks)
+        return self._common(ids)  # eval() drops the cells past this before it evaluates the rest
+
+    def _best_state(self, ids: list[int], n: int) -> tuple[int, tuple | None]:
+        """The kept conversation state sharing the longest start with `ids`, if longer than `n`."""
+        best, best_key = n, None
+        limit = len(ids) - 1  # the last prompt token is always evaluated, for its logits
+        for key in self._states:
+            if key[0] != self._active:
+                continue
+            toks = key[1]
+            m, stop = 0, min(len(toks), limit)
+            while m < stop and toks[m] == ids[m]:
+                m += 1
+            if m > best:
+                best, best_key = m, key
+        return best, best_key
+
+    def _eval_prompt(self, ids: list[int], n_system: int = 0) -> None:
         llm = self.llm
         if len(ids) >= llm.n_ctx():
             raise ValueError(f"prompt of {len(ids)} tokens does not fit llama.cpp's context of {llm.n_ctx()}")
         n = self._common(ids)
+        # the kept state this turn continues (it is superseded by the one kept after the reply): the context's
+        # own, when this prompt goes on from it past the system turn, or one restored because another
+        # conversation's turn replaced this one's in the context
+        last = self._last
+        self._from = last if last is not None and n > max(n_system, len(last[1]) // 2) else None
+        self._last = None  # until the reply's state is kept, the context holds no kept state
+        if self._states:
+            m, key = self._best_state(ids, n + _MIN_GAIN)
+            if key is not None:
+                self._states.move_to_end(key)
+                n = self._restore(key, self._states[key], ids)
+                if n:
+                    self.cache_stats["state_hits"] += 1
+                    self._from = key
         key = (self._active, tuple(ids[:n_system])) if n_system and self.prefix_cache else None
         if key is not None and n < n_system and key in self._prefixes:  # restore this system turn's KV state
-            buf, size = self._prefixes[key]
             self._prefixes.move_to_end(key)
-            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm.ctx), 0, -1, -1)
-            if llama_cpp.llama_state_seq_set_data(llm.ctx, buf, size, 0):
-                llm.input_ids[:n_system] = ids[:n_system]
-                llm.n_tokens = n = n_system
+            n = min(self._restore(key, self._prefixes[key], ids), n_system)
+            if n:
                 self.cache_stats["prefix_hits"] += 1
-            else:
-                llm.n_tokens = n = 0
-        else:
-            llm.n_tokens = n
+        llm.n_tokens = n
         if key is not None and n < n_system and key not in self._prefixes:  # evaluate it once, then keep it
             llm.eval(ids[n:n_system])
-            size = llama_cpp.llama_state_seq_get_size(llm.ctx, 0)
-            buf = _pages(size)
-            got = llama_cpp.llama_state_seq_get_data(llm.ctx, buf, size, 0)
-            if got:
-                self._prefixes[key] = (buf, got)
+            saved = self._save(n_system)
+            if saved:
+                self._prefixes[key] = saved
                 self.cache_stats["prefix_saves"] += 1
                 while len(self._prefixes) > self.prefix_cache:
                     self._prefixes.popitem(last=False)
             n = n_system
         llm.eval(ids[n:])
+
+    def _keep_state(self, n_prompt: int) -> None:
+        """After a reply: keep the state of the prompt for the conversation's next turn, within `state_cache_bytes`,
+        least recently used out first. The reply's own tokens are dropped from the context first: they were
+        evaluated one at a time, and a one-row product rounds differently from the batched prompt evaluation, so
+        keeping them would make a reply depend on what the cache held (the next prompt evaluates them in a batch)."""
+        import llama_cpp
+
+        self._last = None
+        llm = self.llm
+        if self.state_cache_bytes <= 0 or not n_prompt or llm.n_tokens < n_prompt:
+            return
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm.ctx), 0, n_prompt, -1)
+        llm.n_tokens = n_prompt
+        key = (self._active, tuple(int(t) for t in llm.input_ids[:n_prompt]))
+        saved = self._save(n_prompt)
+        if not saved or saved[1] > self.state_cache_bytes:
+            return
+        if self._from is not None and self._from != key:
+            self._states.pop(self._from, None)  # the conversation moved on
+        self._states.pop(key, None)
+        self._states[key] = saved
+        self._last = key
+        self.cache_stats["state_saves"] += 1
+        while sum(size for _, size in self._states.values()) > self.state_cache_bytes:
+            self._states.popitem(last=False)
 
     def _tokens(self, ids: list[int], cfg: Decoding, adapter: str | None, n_system: int = 0) -> Iterator[int]:
         """Yield generated token ids (holding the model lock for the whole reply)."""
@@ -234,24 +318,30 @@ class LlamaCppBackend:
         with self._lock:
             self._select(adapter)
             self._eval_prompt(ids, n_system)
-            seen: list[int] = [] if cfg.penalty_scope == "generated" else list(ids)
-            for _ in range(cfg.max_new_tokens):
-                logits = self._logits()
-                if cfg.repetition_penalty != 1.0 and seen:
-                    idx = np.unique(np.asarray(seen, dtype=np.int64))
-                    vals = logits[idx]
-                    logits[idx] = np.where(vals < 0, vals * cfg.repetition_penalty, vals / cfg.repetition_penalty)
-                if copy_ids is not None and copy_ids.size:
-                    logits[copy_ids] += cfg.copy_bias
-                if cfg.temperature > 0:
-                    tok = _sample(logits, cfg.temperature, cfg.top_p, rng)
-                else:
-                    tok = int(np.argmax(logits))
-                if tok in self.eos:
-                    return
-                seen.append(tok)
-                yield tok
-                self.llm.eval([tok])
+            try:
+                yield from self._decode(ids, cfg, copy_ids, rng)
+            finally:
+                self._keep_state(len(ids))
+
+    def _decode(self, ids: list[int], cfg: Decoding, copy_ids, rng) -> Iterator[int]:
+        seen: list[int] = [] if cfg.penalty_scope == "generated" else list(ids)
+        for _ in range(cfg.max_new_tokens):
+            logits = self._logits()
+            if cfg.repetition_penalty != 1.0 and seen:
+                idx = np.unique(np.asarray(seen, dtype=np.int64))
+                vals = logits[idx]
+                logits[idx] = np.where(vals < 0, vals * cfg.repetition_penalty, vals / cfg.repetition_penalty)
+            if copy_ids is not None and copy_ids.size:
+                logits[copy_ids] += cfg.copy_bias
+            if cfg.temperature > 0:
+                tok = _sample(logits, cfg.temperature, cfg.top_p, rng)
+            else:
+                tok = int(np.argmax(logits))
+            if tok in self.eos:
+                return
+            seen.append(tok)
+            yield tok
+            self.llm.eval([tok])
 
     def generate(self, messages: list[dict], cfg: GenerationConfig | Decoding,
                  adapter: str | None = None) -> Generation:
@@ -268,6 +358,9 @@ class LlamaCppBackend:
         t0 = time.perf_counter()
         yield from stream_token_text(self.tokenizer, self._tokens(ids, cfg, adapter, n_system), len(ids),
                                      cfg.max_new_tokens, lambda: time.perf_counter() - t0)
+
+
+_MIN_GAIN = 8  # restoring a kept state (a copy of a few MB) pays when it spares evaluating this many tokens
 
 
 def _pages(size: int):
@@ -294,8 +387,8 @@ def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random
 
 @register_backend("llamacpp")
 def _llamacpp_backend(*, model_dir: Path, gguf: Path | None = None, cache_dir: Path, dtype: str = "float32",
-                      n_ctx: int = 2048, **_) -> LlamaCppBackend:
+                      n_ctx: int = 2048, state_cache_mb: float = 128, **_) -> LlamaCppBackend:
     if gguf is None:
         raise ModelNotFoundError("models.backend is llamacpp but the model has no GGUF file: use a builtin model or "
                                  "set models.gguf to the GGUF of models.llm")
-    return LlamaCppBackend(gguf, model_dir, cache_dir, n_ctx=n_ctx, dtype=dtype)
+    return LlamaCppBackend(gguf, model_dir, cache_dir, n_ctx=n_ctx, dtype=dtype, state_cache_mb=state_cache_mb)

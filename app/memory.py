@@ -4,6 +4,10 @@ On disk every exchange is one appended, fsynced JSONL line per session file, wri
 and processes sharing a sessions folder never interleave or lose turns, and each process reads the lines the others
 appended before it answers (it remembers how far it has read). A crash loses at most the turn in flight; a torn
 last line is skipped. Sessions never mix: a player's words only ever reach prompts of their own session.
+
+RAM holds at most `live_sessions` sessions, so a server's memory stays flat however many players come and go: past
+that, the least recently used session is dropped from RAM. One with a file is read back from it when its player
+returns; one without a file (no sessions folder) starts afresh.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 import os
 import re
 import threading
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from pathlib import Path
 
 from filelock import FileLock
@@ -22,25 +26,57 @@ _FIRST_SENTENCE = re.compile(r"^(.{1,160}?[.!?])(\s|$)")
 
 class SessionMemory:
     def __init__(self, turns: int, store: Path | None = None, summary_chars: int = 400,
-                 flagged=None):
+                 flagged=None, live_sessions: int = 4096, summarise_every: int = 1):
         """`flagged(text) -> bool`: lines the summary leaves out (attempts to instruct the model)."""
+        if live_sessions < 1:
+            raise ValueError(f"live_sessions must be at least 1, got {live_sessions}")
+        if summarise_every < 1:
+            raise ValueError(f"summarise_every must be at least 1, got {summarise_every}")
         self.turns = turns
+        self.live_sessions = live_sessions
+        # exchanges leave the recent window this many at a time: between two moves the prompt's start (summary,
+        # then the kept exchanges) stays put, so a backend keeps its evaluated state and reads only what is new
+        self.summarise_every = min(summarise_every, max(turns, 1))
         self.summary_chars = summary_chars
         self.store = Path(store) if store is not None else None
         self._flagged = flagged or (lambda text: False)
-        self._recent: dict[tuple[str, str], deque] = defaultdict(lambda: deque(maxlen=max(turns, 1)))
+        self._recent: dict[tuple[str, str], deque] = defaultdict(deque)
         self._older: dict[tuple[str, str], deque] = defaultdict(lambda: deque(maxlen=64))
         self._offset: dict[str, int] = {}
+        self._live: OrderedDict[str, set[str]] = OrderedDict()  # session -> its NPCs, least recently used first
         self._lock = threading.Lock()
 
     def _path(self, session: str) -> Path:
         return self.store / f"{session}.jsonl"
 
+    def _touch(self, session: str) -> None:
+        """Mark `session` most recently used; drop the least recently used others past `live_sessions` (caller
+        holds the lock)."""
+        self._live.setdefault(session, set())
+        self._live.move_to_end(session)
+        while len(self._live) > self.live_sessions:
+            self._drop(next(iter(self._live)))
+
+    def _drop(self, session: str) -> None:
+        for npc in self._live.pop(session, ()):
+            self._recent.pop((session, npc), None)
+            self._older.pop((session, npc), None)
+        self._offset.pop(session, None)
+
+    def live(self) -> int:
+        """How many sessions are held in RAM."""
+        return len(self._live)
+
     def _remember(self, session: str, npc: str, user: str, reply: str) -> None:
+        self._live.setdefault(session, set()).add(npc)
         recent = self._recent[(session, npc)]
-        if self.turns and len(recent) == recent.maxlen:
-            self._older[(session, npc)].append(recent[0])
         recent.append((user, reply))
+        if len(recent) > max(self.turns, 1):
+            older = self._older[(session, npc)]
+            for _ in range(self.summarise_every):
+                moved = recent.popleft()
+                if self.turns:
+                    older.append(moved)
 
     def _sync(self, session: str) -> None:
         """Read what was appended to the session file since we last looked (by us or another process)."""
@@ -71,9 +107,10 @@ class SessionMemory:
         if self.turns == 0:
             return [], ""
         with self._lock:
+            self._touch(session)
             self._sync(session)
-            recent = list(self._recent[(session, npc)])
-            older = list(self._older[(session, npc)])
+            recent = list(self._recent.get((session, npc), ()))
+            older = list(self._older.get((session, npc), ()))
         return recent, self._summarise(older)
 
     def _summarise(self, older: list[tuple[str, str]]) -> str:
@@ -98,6 +135,7 @@ class SessionMemory:
     def seed(self, session: str, npc: str, history: list[tuple[str, str]]) -> None:
         """In-process only: give a stateless session (an OpenAI-style request) the history it brought along."""
         with self._lock:
+            self._touch(session)
             for user, reply in history:
                 self._remember(session, npc, user, reply)
             self._offset.setdefault(session, 1 << 62)  # never read a file for it
@@ -105,13 +143,11 @@ class SessionMemory:
     def forget(self, session: str) -> None:
         """Drop a session from this process's memory (its file, if any, is left alone)."""
         with self._lock:
-            for key in [k for k in self._recent if k[0] == session]:
-                self._recent.pop(key, None)
-                self._older.pop(key, None)
-            self._offset.pop(session, None)
+            self._drop(session)
 
     def add(self, session: str, npc: str, user: str, reply: str) -> None:
         with self._lock:
+            self._touch(session)
             if self.store is None:
                 self._remember(session, npc, user, reply)
                 return

@@ -143,8 +143,10 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
 
     @app.get("/healthz")
     def healthz() -> dict:
+        report = getattr(engine.generator, "cache_report", None)
         return {"status": "ok", "backend": getattr(engine.generator, "name", "?"), "npcs": len(engine.cast.npcs),
-                "index_generation": engine.index.path.name, "queue": {"inside": q.inside, "capacity": q.capacity}}
+                "index_generation": engine.index.path.name, "queue": {"inside": q.inside, "capacity": q.capacity},
+                "sessions_in_ram": engine.memory.live(), "cache": report() if report else None}
 
     @app.get("/v1/npcs", dependencies=[Depends(auth)])
     def npcs() -> dict:
@@ -272,11 +274,31 @@ def iter_sse(lines: Iterator[str]) -> Iterator[tuple[str, dict]]:
             data.append(line[5:].strip())
 
 
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas for a long-running server process (what `MALLOC_ARENA_MAX=2` does), unless the
+    environment sets MALLOC_ARENA_MAX itself. glibc gives threads their own arenas, up to 8 per core, and each
+    keeps its high-water mark: under a soak, the server's anonymous memory crept while the worker threads took
+    turns (0.32 MB/min after warm-up), and with two arenas it stays flat (see README, Serving). Returns whether it
+    was applied (False off glibc)."""
+    import ctypes
+    import os
+
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-8, arenas))  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
+
+
 def app_from_env() -> FastAPI:
     """uvicorn factory for `eterna serve --workers N`: each worker process builds its own engine."""
     import os
 
     from app.config import EternaConfig
+
+    limit_malloc_arenas()
 
     opts = json.loads(os.environ["ETERNA_SERVE"])
     cfg = EternaConfig.load(opts["config"])

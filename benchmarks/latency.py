@@ -8,13 +8,16 @@
 - `turn_latency`: full turns (guard, route, retrieve, generate a reply of up to 64 tokens) on the world's
   non-fact router lines, for the default backend and for transformers (bf16) as the baseline: p50, p95.
 - `ttft`: time to the first streamed text of those turns (the output guard streams whole sentences).
-- `long_session_latency`: turns late in one long session per character (the rolling summary in the prompt), with
-  the prompt cache kept for the system prompt's head (the default) and for the whole system turn.
+- `long_session_latency`: turns late in one long session per character, the sessions taking turns: the default
+  (each conversation's prompt state kept, older exchanges summarised a few at a time) against the head cache
+  alone with the window sliding every turn (before 2026-11-30's second change).
 - `adapters_concurrency`: 8 sessions on 8 different LoRA adapters in 8 threads vs one session alone, and vs the
   same load with no adapters, on the `batched` backend and on llama.cpp.
-- `soak`: `eterna serve`'s app on loopback, N clients for a bounded time: status codes, lost turns, and the
-  process's current RSS sampled every second (its slope after the first quarter, MB per minute), in all and its
-  anonymous part (the heaps; the rest is file pages of the mapped models, which the kernel can drop).
+- `soak`: `eterna serve` in its own process on loopback after a warm-up (every character meets every line once),
+  N clients for a bounded time, each starting a new session every `--soak-rotate` turns: status codes, lost and
+  foreign turns, and the server's current RSS sampled every second (its slope after the first quarter, MB per
+  minute): in all, its anonymous and file-backed parts, and outside the bounded prompt caches (their size from
+  `/healthz`), with the mappings that grew most after the warm-up quarter.
 
 Writes only under a temporary directory.
 """
@@ -25,7 +28,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import statistics
 import sys
 import tempfile
@@ -108,39 +110,38 @@ def turns(engine, lines: list[dict], label: str) -> None:
 
 
 def long_sessions(engine, lines: list[dict], n_turns: int = 12) -> None:
-    """Turn latency late in long sessions, one per character, taking turns: the rolling summary of older turns is
-    in the system turn and changes every turn. The prompt cache kept for the system turn's head
-    (`Decoding.cache_prefix`, the default) against one kept for the whole system turn (the hint removed), same
-    texts, same run."""
-    from dataclasses import replace
-
+    """Turn latency late in long sessions, one per character, taking turns as players do on a server. The default
+    (each conversation's prompt state kept after its turn, older exchanges summarised 3 at a time so the prompt's
+    start stays put) against the way before it (only the system prompt's head kept, the window sliding every
+    turn), same texts, same run."""
     backend = engine.generator
-    if not hasattr(backend, "_prefixes"):
+    if not hasattr(backend, "_states"):
         return
     npcs = list(dict.fromkeys(it["npc"] for it in lines))
     after = engine.memory.turns  # from this turn on, older turns are summarised into the system turn
     said = {npc: [it["text"] for it in lines if it["npc"] == npc] + PROMPTS for npc in npcs}
     out = {}
-    orig = backend.stream
-    for label, hint in (("head", True), ("whole_system_turn", False)):
+    budget, every = backend.state_cache_bytes, engine.memory.summarise_every
+    for label, states, chunk in (("default", budget, every), ("head_cache_only", 0, 1)):
         backend._prefixes.clear()
-        backend.cache_stats.update(prefix_hits=0, prefix_saves=0)
-        if not hint:
-            backend.stream = lambda m, cfg, adapter=None: orig(m, replace(cfg, cache_prefix=""), adapter)
+        backend._states.clear()
+        backend.cache_stats.update(prefix_hits=0, prefix_saves=0, state_hits=0, state_saves=0)
+        backend.state_cache_bytes, engine.memory.summarise_every = states, chunk
         late = []
         try:
-            for i in range(n_turns):  # the sessions take turns, as players do on a server
+            for i in range(n_turns):
                 for npc in npcs:
                     t0 = time.perf_counter()
                     reply = engine.say(npc, said[npc][i % len(said[npc])], session=f"long-{label}-{npc}")
                     if i >= after and reply.tokens.get("reply"):
                         late.append(time.perf_counter() - t0)
         finally:
-            backend.stream = orig
+            backend.state_cache_bytes, engine.memory.summarise_every = budget, every
         out[label] = {"p50_turn_s": round(pct(late, 0.5), 3), "p95_turn_s": round(pct(late, 0.95), 3),
                       "turns": len(late), **backend.cache_stats}
-    emit({"figure": "long_session_latency", "sessions": len(npcs), "turns_each": n_turns, **out,
-          "speedup_p50": round(out["whole_system_turn"]["p50_turn_s"] / out["head"]["p50_turn_s"], 2),
+    emit({"figure": "long_session_latency", "sessions": len(npcs), "turns_each": n_turns,
+          "state_cache_mb": round(budget / 2**20), "summarise_every": every, **out,
+          "speedup_p50": round(out["head_cache_only"]["p50_turn_s"] / out["default"]["p50_turn_s"], 2),
           "note": f"generated turns after the first {after} of each session (the summary is in the prompt)"})
 
 
@@ -215,84 +216,173 @@ def concurrency(backend, adapters: list[Path]) -> None:
           "median_of": 3})
 
 
-def soak(engine, seconds: float, clients: int) -> dict:
-    """N clients against the server app for `seconds`; prints the figure and returns it (the CI soak test checks it)."""
-    import httpx
+def _status_kb(pid: int | str = "self") -> dict[str, int]:
+    with open(f"/proc/{pid}/status") as f:
+        return {k: int(v.split()[0]) for k, v in (ln.split(":", 1) for ln in f) if k in ("VmRSS", "RssAnon", "RssFile")}
 
-    from app.server import create_app
-    from tests.app.test_server import Server  # the same loopback harness the tests use
+
+def _smaps(pid: int | str = "self") -> dict[str, int]:
+    """Resident KB by mapping name (a file, [heap], [stack], or [anon] for nameless ones), to attribute growth."""
+    out: dict[str, int] = {}
+    name = "[anon]"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                parts = line.split()
+                name = parts[5] if len(parts) > 5 else "[anon]"
+            elif line.startswith("Rss:"):
+                out[name] = out.get(name, 0) + int(line.split()[1])
+    return out
+
+
+def _cache_mb(report: dict | None) -> float | None:
+    return None if not report else report["prefix_mb"] + report["conversation_mb"]
+
+
+def _load(url: str, npcs: list[str], seconds: float, clients: int, sessions: Path | None, pid: int | str,
+          rotate: int, cache) -> dict:
+    """N clients saying lines for `seconds` (client c's session changes every `rotate` turns: players come and go);
+    the target process's RSS and its backend's prompt-cache report (`cache()`) sampled every second; then every
+    answered turn is looked up in its session file."""
+    import httpx
+    import numpy as np
 
     statuses: dict[int, int] = {}
     ok_turns: dict[str, int] = {}
     lock = threading.Lock()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    samples: list[tuple[float, float]] = []  # (seconds since start, current RSS in MB)
-    anon: list[tuple[float, float]] = []  # (seconds, anonymous RSS in MB: the heap, not file pages of the models)
-    with Server(create_app(engine, queue=max(2, clients // 2))) as url:
-        start = time.time()
-        stop = start + seconds
+    samples: list[tuple[float, dict]] = []  # (seconds since start, /proc status KB)
+    maps: dict[str, dict] = {}
+    start = time.time()
+    stop = start + seconds
 
-        def sampler():
+    def sampler():
+        while time.time() < stop:
+            t = time.time() - start
+            kb = _status_kb(pid)
+            try:
+                held = _cache_mb(cache())
+            except Exception:  # a slow health check: this sample has no cache figure
+                held = None
+            if held is not None:  # RSS outside the bounded prompt caches
+                kb["Outside"] = kb["VmRSS"] - int(held * 1024)
+            samples.append((t, kb))
+            if "warm" not in maps and t >= seconds / 4:
+                maps["warm"] = _smaps(pid)
+            time.sleep(1.0)
+        maps["end"] = _smaps(pid)
+    sampling = threading.Thread(target=sampler, daemon=True)
+    sampling.start()
+
+    def client(c):
+        with httpx.Client(timeout=60) as h:
+            i = 0
             while time.time() < stop:
-                with open("/proc/self/status") as f:
-                    kb = {k: int(v.split()[0]) for k, v in (ln.split(":", 1) for ln in f) if k in ("VmRSS", "RssAnon")}
-                t = time.time() - start
-                samples.append((t, kb["VmRSS"] / 1024))
-                anon.append((t, kb["RssAnon"] / 1024))
-                time.sleep(1.0)
-        threading.Thread(target=sampler, daemon=True).start()
-
-        def client(c):
-            with httpx.Client(timeout=60) as h:
-                i = 0
-                while time.time() < stop:
-                    r = h.post(f"{url}/v1/npcs/{engine.cast.npcs[c % len(engine.cast.npcs)].id}/say",
-                               json={"text": f"{PROMPTS[i % len(PROMPTS)]} ({c}/{i})", "session": f"soak{c}"})
-                    with lock:
-                        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-                        if r.status_code == 200:
-                            ok_turns[f"soak{c}"] = ok_turns.get(f"soak{c}", 0) + 1
-                    if r.status_code == 429:
-                        time.sleep(0.2)
-                    i += 1
-        threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-        [t.start() for t in threads]
-        [t.join() for t in threads]
+                session = f"soak{c}-{i // rotate}" if rotate else f"soak{c}"
+                r = h.post(f"{url}/v1/npcs/{npcs[c % len(npcs)]}/say",
+                           json={"text": f"{PROMPTS[i % len(PROMPTS)]} ({c}/{i})", "session": session})
+                with lock:
+                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                    if r.status_code == 200:
+                        ok_turns[session] = ok_turns.get(session, 0) + 1
+                if r.status_code == 429:
+                    time.sleep(0.2)
+                i += 1
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    sampling.join(5)
     # every answered turn is in its session's file exactly once, and no session holds another client's line
     lost = foreign = None
-    if engine.memory.store is not None:
+    if sessions is not None:
         lost = foreign = 0
         for s, n in ok_turns.items():
-            path = engine.memory.store / f"{s}.jsonl"
+            path = sessions / f"{s}.jsonl"
             recs = [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
             lost += abs(n - len(recs))
-            foreign += sum(re.search(rf"\({s[4:]}/\d+\)$", r["user"]) is None for r in recs)
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            c = s[4:].split("-")[0]
+            foreign += sum(re.search(rf"\({c}/\d+\)$", r["user"]) is None for r in recs)
+
+    def series(key):
+        return [(t, kb[key] / 1024) for t, kb in samples if key in kb]
 
     def slope(xs):  # MB per minute after the warm-up quarter
         late = [(t, m) for t, m in xs if t >= seconds / 4]
-        if len(late) < 3:
-            return None
-        import numpy as np
-
-        return round(float(np.polyfit([t for t, _ in late], [m for _, m in late], 1)[0]) * 60, 2)
+        return round(float(np.polyfit([t for t, _ in late], [m for _, m in late], 1)[0]) * 60, 2) \
+            if len(late) >= 3 else None
 
     def quarters(xs):
         return [round(next((m for t, m in xs if t >= q * seconds / 4), xs[-1][1])) for q in (1, 2, 3)] + \
             [round(xs[-1][1])] if xs else None
 
-    late = [(t, m) for t, m in samples if t >= seconds / 4]
-    fig = {"figure": "soak", "clients": clients, "seconds": seconds, "statuses": statuses,
-           "errors_5xx": sum(n for c, n in statuses.items() if c >= 500), "lost_turns": lost,
-           "foreign_turns": foreign,
-           "max_rss_mb_before": round(rss0 / 1024), "max_rss_mb_after": round(rss1 / 1024),
-           "rss_mb_after_warmup": round(late[0][1]) if late else None,
-           "rss_mb_end": round(late[-1][1]) if late else None,
-           "rss_slope_mb_per_min_after_warmup": slope(samples), "samples": len(samples),
-           "rss_mb_by_quarter": quarters(samples),
-           "anon_rss_slope_mb_per_min_after_warmup": slope(anon), "anon_rss_mb_by_quarter": quarters(anon),
-           "prefix_states": len(getattr(engine.generator, "_prefixes", ())) or None,
-           "prefix_cache": dict(getattr(engine.generator, "cache_stats", {})) or None}
+    rss, anon, files, outside = series("VmRSS"), series("RssAnon"), series("RssFile"), series("Outside")
+    warm, end = maps.get("warm", {}), maps.get("end", {})
+    growth = sorted(((end.get(k, 0) - warm.get(k, 0), k) for k in set(warm) | set(end)), reverse=True)
+    return {"clients": clients, "seconds": seconds, "sessions_rotate_every": rotate or None,
+            "sessions_used": len(ok_turns), "statuses": statuses,
+            "errors_5xx": sum(n for c, n in statuses.items() if c >= 500), "lost_turns": lost,
+            "foreign_turns": foreign, "samples": len(samples),
+            "rss_mb_by_quarter": quarters(rss), "rss_slope_mb_per_min_after_warmup": slope(rss),
+            "anon_rss_mb_by_quarter": quarters(anon), "anon_rss_slope_mb_per_min_after_warmup": slope(anon),
+            "file_rss_mb_by_quarter": quarters(files), "file_rss_slope_mb_per_min_after_warmup": slope(files),
+            "rss_outside_caches_mb_by_quarter": quarters(outside),
+            "rss_outside_caches_slope_mb_per_min_after_warmup": slope(outside), "cache_at_end": cache(),
+            "rss_growth_after_warmup_kb": {k: kb for kb, k in growth[:6] if kb > 0}}
+
+
+def soak(engine, seconds: float, clients: int, rotate: int = 0) -> dict:
+    """In process: the server app on loopback in this process (the CI soak test); prints the figure, returns it."""
+    from app.server import create_app
+    from tests.app.test_server import Server  # the same loopback harness the tests use
+
+    with Server(create_app(engine, queue=max(2, clients // 2))) as url:
+        fig = {"figure": "soak", "server": "in process",
+               **_load(url, [n.id for n in engine.cast.npcs], seconds, clients, engine.memory.store, "self", rotate,
+                       getattr(engine.generator, "cache_report", lambda: None))}
+    emit(fig)
+    return fig
+
+
+def soak_served(cfg: EternaConfig, tmp: Path, seconds: float, clients: int, rotate: int) -> dict:
+    """`eterna serve` as its own process on loopback; its RSS alone is sampled (the clients live in this process)."""
+    import socket
+    import subprocess
+
+    import httpx
+    import yaml
+
+    config = tmp / "served.yaml"
+    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")), encoding="utf-8")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    queue = max(2, clients // 2)
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "--config", str(config), "serve", "--port", str(port),
+                             "--queue", str(queue)], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 300
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"eterna serve exited {proc.returncode}: {proc.stderr.read()[-2000:]}")
+            try:
+                health = httpx.get(f"{url}/healthz", timeout=2).json()
+                break
+            except httpx.HTTPError:
+                if time.time() > deadline:
+                    raise SystemExit("eterna serve did not answer /healthz within 300 s")
+                time.sleep(0.5)
+        npcs = [n["id"] for n in httpx.get(f"{url}/v1/npcs", timeout=10).json()["npcs"]]
+        for npc in npcs:  # warm-up: every character meets every line once, so its prompt states are made
+            for line in PROMPTS:
+                httpx.post(f"{url}/v1/npcs/{npc}/say", json={"text": line, "session": "warmup"}, timeout=120)
+        fig = {"figure": "soak", "server": "eterna serve (own process)", "backend": health.get("backend"),
+               "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"), "warmup_turns": len(npcs) * len(PROMPTS),
+               "rss_mb_after_warmup": round(_status_kb(proc.pid)["VmRSS"] / 1024),
+               **_load(url, npcs, seconds, clients, cfg.paths.sessions, proc.pid, rotate,
+                       lambda: httpx.get(f"{url}/healthz", timeout=10).json().get("cache"))}
+    finally:
+        proc.terminate()
+        proc.wait(30)
     emit(fig)
     return fig
 
@@ -303,6 +393,8 @@ def main() -> None:
     ap.add_argument("--config", default=str(REPO / "configs" / "kestrel.yaml"))
     ap.add_argument("--only", choices=["turns", "concurrency", "soak"], help="run one figure only")
     ap.add_argument("--soak-seconds", type=float, help="length of the soak (default 30, --quick 5)")
+    ap.add_argument("--soak-rotate", type=int, default=20,
+                    help="each client starts a new session every N turns (players come and go; 0: one each)")
     args = ap.parse_args()
     from app.dialogue import DialogueEngine
     from retrieval.fileio import read_jsonl
@@ -328,9 +420,11 @@ def main() -> None:
             long_sessions(engine, lines, 8 if args.quick else 12)
             if args.only == "turns":
                 return
-        soak(engine, args.soak_seconds or (5 if args.quick else 30), 4 if args.quick else 8)
         if args.only == "soak":
+            del engine
+            soak_served(cfg, tmp, args.soak_seconds or 30, 8, args.soak_rotate)
             return
+        soak(engine, args.soak_seconds or (5 if args.quick else 30), 4 if args.quick else 8, args.soak_rotate)
         base = DialogueEngine.from_settings(cfg.model_copy(update={"models": cfg.models.model_copy(
             update={"backend": "transformers"})}))
         turns(base, lines, "transformers")

@@ -85,6 +85,20 @@ def _pad_lengths(model, multiple: int) -> None:
             module.processing_kwargs = {**kwargs, "text": text}
 
 
+def _page_in(model) -> None:
+    """Read every weight once, now. The weights are mapped from the safetensors file, and the kernel pages in a row
+    of the word embeddings only when a text first uses its token: a server's memory would creep up for hours as new
+    words arrive. Touched at load, it is flat from the start (the pages stay file-backed: shared between worker
+    processes, and reclaimable)."""
+    import itertools
+
+    import torch
+
+    with torch.no_grad():
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            t.sum()
+
+
 def resolve_embedder_dtype(dtype: str) -> str:
     """`auto` is `mixed` on a CPU with native bf16, else `float32`."""
     if dtype not in EMBEDDER_DTYPES:
@@ -113,6 +127,7 @@ class SentenceTransformerEmbedder:
             raise ModelNotFoundError(f"embedder {spec!r} not found locally ({e}); use a local path, a builtin "
                                      f"({', '.join(BUILTIN_EMBEDDERS)}) or allow downloads explicitly") from None
         _pad_lengths(self.model, PAD_TO_MULTIPLE)
+        _page_in(self.model)
         dtype = resolve_embedder_dtype(dtype)
         self.dtype = dtype
         if dtype == "bfloat16":

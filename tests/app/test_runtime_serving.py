@@ -60,6 +60,43 @@ def test_memory_is_safe_across_processes_and_threads(tmp_path):
     assert other.recent("shared", "warden")[-1][0] == "late"  # another process's turn is seen before answering
 
 
+def test_memory_holds_at_most_live_sessions_and_reads_a_dropped_one_back_from_its_file(tmp_path):
+    mem = SessionMemory(3, tmp_path, live_sessions=2)
+    for s in ("a", "b", "c"):
+        for i in range(4):
+            mem.add(s, "warden", f"{s}{i}", "ok")
+    assert mem.live() == 2  # "a" left RAM when "c" came
+    recent, summary = mem.context("a", "warden")  # read back from a.jsonl, each turn once
+    assert [u for u, _ in recent] == ["a1", "a2", "a3"] and "a0" in summary
+    assert mem.live() == 2 and [u for u, _ in mem.recent("c", "warden")] == ["c1", "c2", "c3"]
+
+    ram = SessionMemory(3, None, live_sessions=2)  # no sessions folder: a dropped session starts afresh
+    for s in ("a", "b", "c"):
+        ram.add(s, "warden", f"{s}0", "ok")
+    assert ram.recent("a", "warden") == [] and [u for u, _ in ram.recent("c", "warden")] == ["c0"]
+    with pytest.raises(ValueError, match="live_sessions"):
+        SessionMemory(3, None, live_sessions=0)
+
+
+def test_memory_summarises_a_few_exchanges_at_a_time_so_the_prompt_start_stays_put():
+    mem = SessionMemory(6, None, summary_chars=400, summarise_every=3)
+    seen = []
+    for i in range(12):
+        mem.add("s", "warden", f"Line {i}.", "ok")
+        recent, summary = mem.context("s", "warden")
+        seen.append((len(recent), summary))
+    assert [n for n, _ in seen] == [1, 2, 3, 4, 5, 6, 4, 5, 6, 4, 5, 6]  # never more than `turns`
+    assert seen[6][1] == seen[7][1] == seen[8][1] == "The player said earlier: Line 0. | Line 1. | Line 2."
+    assert seen[9][1].endswith("Line 5.")  # the next three moved together
+    slide = SessionMemory(6, None, summarise_every=1)  # the window slides by one every turn
+    for i in range(8):
+        slide.add("s", "warden", f"Line {i}.", "ok")
+    assert [u for u, _ in slide.recent("s", "warden")] == [f"Line {i}." for i in range(2, 8)]
+    assert SessionMemory(2, None, summarise_every=3).summarise_every == 2  # at most `turns`
+    with pytest.raises(ValueError, match="summarise_every"):
+        SessionMemory(6, None, summarise_every=0)
+
+
 def test_engine_picks_up_a_new_index_generation_between_turns(engine, project):
     from app.config import EternaConfig
     from retrieval.rebuild import rebuild_index

@@ -60,7 +60,9 @@ H = {"Authorization": "Bearer sekret"}
 
 
 def test_health_npcs_schema_and_auth(base_url):
-    assert httpx.get(f"{base_url}/healthz").json()["status"] == "ok"
+    health = httpx.get(f"{base_url}/healthz").json()
+    assert health["status"] == "ok" and isinstance(health["sessions_in_ram"], int)
+    assert health["cache"] is None  # the transformers backend keeps no prompt cache to report
     assert httpx.get(f"{base_url}/v1/npcs").status_code == 401  # the key is required
     ids = {n["id"] for n in httpx.get(f"{base_url}/v1/npcs", headers=H).json()["npcs"]}
     assert {"archivist", "warden"} <= ids
@@ -179,3 +181,14 @@ def test_any_text_gets_a_reply_or_a_clear_4xx(engine):
             assert r.json()["detail"]
 
     check()
+
+
+def test_serve_caps_malloc_arenas_unless_the_environment_chose(monkeypatch):
+    import platform
+
+    from app.server import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # the operator's own setting wins
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")

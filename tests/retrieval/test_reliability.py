@@ -122,7 +122,13 @@ def test_sigkill_during_rebuilds_never_breaks_the_index(tmp_path, embedder):
             zygote.stdin.write("go\n")
             zygote.stdin.flush()
             pid = int(zygote.stdout.readline())
-            time.sleep(rng.uniform(0.0, 0.8))
+            if k % 2:  # at a random moment
+                time.sleep(rng.uniform(0.0, 0.8))
+            else:  # while it holds a staging folder (random delays alone missed that phase in about 1 run of 3)
+                deadline = time.perf_counter() + 5
+                while time.perf_counter() < deadline and not any(
+                        p.name.startswith(".staging-") for p in (root / "generations").iterdir()):
+                    time.sleep(0.001)
             os.kill(pid, signal.SIGKILL)
             status = int(zygote.stdout.readline())
             assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"kill {k}: child failed"

@@ -129,10 +129,10 @@ def test_saved_system_prompt_state_gives_the_same_reply(model_dir, tmp_path):
          {"role": "user", "content": "What do you sell?"}]
     a2 = [a[0], {"role": "user", "content": "Tell me about your day."}]
     d = Decoding(max_new_tokens=16)
-    cached = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c")
+    cached = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c", state_cache_mb=0)  # the head cache alone
     first = [cached.generate(m, d).text for m in (a, b, a2)]  # a2 restores Brom's saved system turn
-    assert cached.cache_stats == {"prefix_hits": 1, "prefix_saves": 2}
-    cold = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c", prefix_cache=0)
+    assert cached.cache_stats == {"prefix_hits": 1, "prefix_saves": 2, "state_hits": 0, "state_saves": 0}
+    cold = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c", prefix_cache=0, state_cache_mb=0)
     assert [cold.generate(m, d).text for m in (a2, b, a)] == [first[2], first[1], first[0]]
 
 
@@ -149,19 +149,56 @@ def test_cache_prefix_keeps_hitting_when_the_rest_of_the_system_turn_changes(mod
              for said in ("Hello.", "Hello. | I need a blade.", "I need a blade. | Is it sharp?")]
     d = Decoding(max_new_tokens=12, cache_prefix=head)
     other = [{"role": "system", "content": "You are Mira, the baker."}, {"role": "user", "content": "Hi."}]
-    cached = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c")
+    cached = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c", state_cache_mb=0)  # the head cache alone
     replies = []
     for m in turns:
         replies.append(cached.generate(m, d).text)
         cached.generate(other, Decoding(max_new_tokens=4))  # another character in between: the context moves on
     assert cached.cache_stats["prefix_saves"] == 2 and cached.cache_stats["prefix_hits"] == 4
     assert len(cached._prefixes) == 2
-    cold = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c", prefix_cache=0)
+    cold = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c", prefix_cache=0, state_cache_mb=0)
     assert [cold.generate(m, d).text for m in turns] == replies
     # without the hint every turn is a new key: the old behaviour, a save per turn and no hit
-    blind = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c")
+    blind = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c", state_cache_mb=0)
     for m in turns:
         blind.generate(m, Decoding(max_new_tokens=12))
-    assert blind.cache_stats == {"prefix_hits": 0, "prefix_saves": 3}
+    assert (blind.cache_stats["prefix_hits"], blind.cache_stats["prefix_saves"]) == (0, 3)
     buf = _pages(1000)  # states live in their own page mappings
     assert len(buf) == 1000 and bytes(buf[:4]) == b"\0\0\0\0"
+
+
+def test_conversation_states_spare_the_history_and_give_the_same_replies(model_dir, tmp_path):
+    """Two conversations take turns: each turn's prompt is the last one plus the reply and a new line. The state
+    kept after a reply is restored on that conversation's next turn, although the other one ran in between, so only
+    the new lines are evaluated; the replies equal those of a backend with no cache at all. The kept states stay
+    within their byte budget."""
+    from app.llamacpp import LlamaCppBackend
+    from app.runtime import Decoding
+    from tuning.base import model_gguf
+
+    lines = ["What do you sell?", "Is the iron good?", "How much for a knife?", "Thank you, goodbye."]
+    d = Decoding(max_new_tokens=10)
+
+    def talk(backend):
+        chats = {n: [{"role": "system", "content": f"You are {n}, a trader of Ashford. Answer in a sentence."}]
+                 for n in ("Brom", "Mira")}
+        replies = []
+        for line in lines:
+            for chat in chats.values():
+                chat.append({"role": "user", "content": line})
+                text = backend.generate(chat, d).text
+                chat.append({"role": "assistant", "content": text})
+                replies.append(text)
+        return replies
+
+    warm = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c", prefix_cache=0)
+    got = talk(warm)
+    assert warm.cache_stats["state_hits"] == 6, warm.cache_stats  # every turn after each one's first
+    assert len(warm._states) == 2  # a conversation's newer state replaces its older one
+    report = warm.cache_report()
+    assert report["conversation_states"] == 2 and 0 < report["conversation_mb"] <= report["conversation_budget_mb"]
+    cold = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c", prefix_cache=0, state_cache_mb=0)
+    assert talk(cold) == got and cold.cache_stats["state_hits"] == 0
+    small = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c", prefix_cache=0, state_cache_mb=3)
+    assert talk(small) == got
+    assert 0 < sum(size for _, size in small._states.values()) <= 3 * 2**20
