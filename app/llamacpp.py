@@ -93,8 +93,8 @@ class LlamaCppBackend:
         self._active: str | None = None  # adapter the KV cache was computed with
         self._prefixes: OrderedDict[tuple, tuple] = OrderedDict()  # (adapter, system ids) -> (state buffer, size)
         self.prefix_cache = prefix_cache
-        # (adapter, prompt + reply ids) -> (state buffer, size): each conversation's last turn, so its next turn,
-        # whose prompt starts with this one's when the history did not move, evaluates only what is new
+        # (adapter, prompt ids) -> (state buffer, size): each conversation's last prompt, so its next turn, whose
+        # prompt starts with this one's when the history did not move, evaluates only what is new
         self._states: OrderedDict[tuple, tuple] = OrderedDict()
         self.state_cache_bytes = int(state_cache_mb * 2**20)
         self._last: tuple | None = None  # the key of the state the context holds (kept after the last reply)
@@ -286,17 +286,19 @@ class LlamaCppBackend:
 
     def _keep_state(self, n_prompt: int) -> None:
         """After a reply: keep the state of the prompt for the conversation's next turn, within `state_cache_bytes`,
-        least recently used out first. The reply's own tokens are dropped from the context first: they were
+        least recently used out first. The reply's own tokens are dropped from the context first (always): they were
         evaluated one at a time, and a one-row product rounds differently from the batched prompt evaluation, so
         keeping them would make a reply depend on what the cache held (the next prompt evaluates them in a batch)."""
         import llama_cpp
 
         self._last = None
         llm = self.llm
-        if self.state_cache_bytes <= 0 or not n_prompt or llm.n_tokens < n_prompt:
+        if not n_prompt or llm.n_tokens < n_prompt:
             return
         llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm.ctx), 0, n_prompt, -1)
-        llm.n_tokens = n_prompt
+        llm.n_tokens = n_prompt  # also with no budget: the next turn goes on from the prompt, never the reply
+        if self.state_cache_bytes <= 0:
+            return
         key = (self._active, tuple(int(t) for t in llm.input_ids[:n_prompt]))
         saved = self._save(n_prompt)
         if not saved or saved[1] > self.state_cache_bytes:
