@@ -202,11 +202,7 @@ class LlamaCppBackend:
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
 
     def _common(self, ids: list[int]) -> int:
-        cached = self.llm.input_ids[: self.llm.n_tokens]
-        n, limit = 0, min(len(cached), len(ids) - 1)  # evaluate at least the last prompt token, for its logits
-        while n < limit and cached[n] == ids[n]:
-            n += 1
-        return n
+        return _shared(self.llm.input_ids[: self.llm.n_tokens], ids)
 
     def _save(self, n: int) -> tuple | None:
         """Copy the KV state of the context's first `n` tokens (all it holds) into pages of its own."""
@@ -217,8 +213,8 @@ class LlamaCppBackend:
         got = llama_cpp.llama_state_seq_get_data(self.llm.ctx, buf, size, 0)
         return (buf, got) if got else None
 
-    def _restore(self, key: tuple, entry: tuple, ids: list[int]) -> int:
-        """Load a kept state; return how many leading tokens of `ids` the context now holds (0 if it failed)."""
+    def _restore(self, key: tuple, entry: tuple, n: int) -> int:
+        """Load a kept state whose first `n` tokens start the prompt; return `n`, or 0 if it failed."""
         import llama_cpp
 
         llm = self.llm
@@ -229,20 +225,15 @@ class LlamaCppBackend:
             llm.n_tokens = 0
             return 0
         llm.input_ids[: len(toks)] = toks
-        llm.n_tokens = len(toks)
-        return self._common(ids)  # eval() drops the cells past this before it evaluates the rest
+        return n  # eval() drops the cells past n before it evaluates the rest
 
     def _best_state(self, ids: list[int], n: int) -> tuple[int, tuple | None]:
         """The kept conversation state sharing the longest start with `ids`, if longer than `n`."""
         best, best_key = n, None
-        limit = len(ids) - 1  # the last prompt token is always evaluated, for its logits
         for key in self._states:
             if key[0] != self._active:
                 continue
-            toks = key[1]
-            m, stop = 0, min(len(toks), limit)
-            while m < stop and toks[m] == ids[m]:
-                m += 1
+            m = _shared(key[1], ids)
             if m > best:
                 best, best_key = m, key
         return best, best_key
@@ -262,14 +253,14 @@ class LlamaCppBackend:
             m, key = self._best_state(ids, n + _MIN_GAIN)
             if key is not None:
                 self._states.move_to_end(key)
-                n = self._restore(key, self._states[key], ids)
+                n = self._restore(key, self._states[key], m)
                 if n:
                     self.cache_stats["state_hits"] += 1
                     self._from = key
         key = (self._active, tuple(ids[:n_system])) if n_system and self.prefix_cache else None
         if key is not None and n < n_system and key in self._prefixes:  # restore this system turn's KV state
             self._prefixes.move_to_end(key)
-            n = min(self._restore(key, self._prefixes[key], ids), n_system)
+            n = self._restore(key, self._prefixes[key], n_system)
             if n:
                 self.cache_stats["prefix_hits"] += 1
         llm.n_tokens = n
@@ -360,6 +351,15 @@ class LlamaCppBackend:
         t0 = time.perf_counter()
         yield from stream_token_text(self.tokenizer, self._tokens(ids, cfg, adapter, n_system), len(ids),
                                      cfg.max_new_tokens, lambda: time.perf_counter() - t0)
+
+
+def _shared(kept, ids: list[int]) -> int:
+    """How many leading tokens `kept` and the prompt `ids` share, short of the prompt's last token (always
+    evaluated, for its logits)."""
+    n, limit = 0, min(len(kept), len(ids) - 1)
+    while n < limit and kept[n] == ids[n]:
+        n += 1
+    return n
 
 
 _MIN_GAIN = 8  # restoring a kept state (a copy of a few MB) pays when it spares evaluating this many tokens

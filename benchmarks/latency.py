@@ -344,17 +344,16 @@ def soak(engine, seconds: float, clients: int, rotate: int = 0) -> dict:
 
 def soak_served(cfg: EternaConfig, tmp: Path, seconds: float, clients: int, rotate: int) -> dict:
     """`eterna serve` as its own process on loopback; its RSS alone is sampled (the clients live in this process)."""
-    import socket
     import subprocess
 
     import httpx
     import yaml
 
+    from tests.app.test_server import _free_port
+
     config = tmp / "served.yaml"
     config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")), encoding="utf-8")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     queue = max(2, clients // 2)
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "--config", str(config), "serve", "--port", str(port),
                              "--queue", str(queue)], cwd=REPO, stderr=subprocess.PIPE, text=True)
@@ -412,17 +411,15 @@ def main() -> None:
         gen = shipped.generation.model_copy(update={"max_new_tokens": 64})
         cfg = shipped.model_copy(update={"generation": gen, "paths": shipped.paths.model_copy(
             update={"sessions": tmp / "sessions"})})
-        engine = DialogueEngine.from_settings(cfg)
-        if args.only != "soak":
-            if engine.generator.name == "llamacpp":
-                ratio_vs_llamacpp(engine.generator, n)
-            turns(engine, lines, engine.generator.name)
-            long_sessions(engine, lines, 8 if args.quick else 12)
-            if args.only == "turns":
-                return
-        if args.only == "soak":
-            del engine
+        if args.only == "soak":  # the server loads its own engine
             soak_served(cfg, tmp, args.soak_seconds or 30, 8, args.soak_rotate)
+            return
+        engine = DialogueEngine.from_settings(cfg)
+        if engine.generator.name == "llamacpp":
+            ratio_vs_llamacpp(engine.generator, n)
+        turns(engine, lines, engine.generator.name)
+        long_sessions(engine, lines, 8 if args.quick else 12)
+        if args.only == "turns":
             return
         soak(engine, args.soak_seconds or (5 if args.quick else 30), 4 if args.quick else 8, args.soak_rotate)
         base = DialogueEngine.from_settings(cfg.model_copy(update={"models": cfg.models.model_copy(
