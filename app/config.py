@@ -41,6 +41,9 @@ class ModelsConfig(_Strict):
                                                          "(about 22 KB per token with the default model; 0: off)")
     gguf: Path | None = Field(None, description="the GGUF of models.llm for the llamacpp backend (builtins know "
                                                 "their own)")
+    probe_timeout_s: float = Field(120.0, gt=0, le=3600, description="llamacpp backend: time limit of each "
+                                   "startup probe child (it loads the GGUF and decodes a few tokens with a candidate "
+                                   "configuration before the engine's own process uses it); a child past it is killed")
     cache_dir: Path = Field(Path("../.eterna/models"), description="where converted checkpoints are cached")
     adapter_drift: Literal["warn", "error"] = Field(
         "warn", description="a character's adapter trained with another system prompt than the config builds now "

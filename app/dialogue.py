@@ -130,21 +130,43 @@ class Reply:
         return asdict(self)
 
 
-def build_backend(config: EternaConfig, llm: str | None = None) -> GenerationBackend:
-    """The generation backend `models.backend` names; `auto` takes llama.cpp when it is installed and the model
-    has a GGUF, else transformers."""
+def choose_backend(config: EternaConfig, llm: str | None = None) -> tuple[str, dict, dict]:
+    """(backend name, its extra arguments, why) for `models.backend`. `auto` takes llama.cpp when it is installed
+    and the model has a GGUF, else transformers. llama.cpp is taken only after the startup probe (app/probe.py)
+    ran it in a child process: a configuration that dies there falls to the next, and none to transformers."""
     m = config.models
     spec = llm or m.llm
-    model_dir = prepare_model(spec, m.cache_dir)
     gguf = model_gguf(spec, m.gguf if llm is None else None)
-    name = m.backend
+    name, why = m.backend, f"models.backend: {m.backend}"
     if name == "auto":
         from app.llamacpp import available
 
         name = "llamacpp" if gguf is not None and gguf.is_file() and available() else "transformers"
-    return make_backend(name, model_dir=model_dir, gguf=gguf, cache_dir=m.cache_dir, dtype=m.dtype,
-                        n_ctx=config.generation.context_tokens, max_batch=m.max_batch,
-                        batch_window_ms=m.batch_window_ms, state_cache_mb=m.state_cache_mb)
+        why = "auto: " + ("llama.cpp is installed and the model has a GGUF" if name == "llamacpp" else
+                          "llama.cpp is not installed or the model has no GGUF")
+    choice = {"configured": m.backend, "backend": name, "reason": why}
+    if name != "llamacpp" or gguf is None:
+        return name, {}, choice
+    from app.probe import probe
+
+    result = probe(gguf, cache_dir=m.cache_dir, timeout_s=m.probe_timeout_s)
+    choice.update(backend=result.backend, reason=result.reason, probe=result.to_json())
+    return result.backend, (result.config if result.ok else {}), choice
+
+
+def build_backend(config: EternaConfig, llm: str | None = None) -> GenerationBackend:
+    """The generation backend `choose_backend` picks, with `.choice` saying which and why (healthz, doctor)."""
+    m = config.models
+    spec = llm or m.llm
+    model_dir = prepare_model(spec, m.cache_dir)
+    gguf = model_gguf(spec, m.gguf if llm is None else None)
+    name, extra, choice = choose_backend(config, llm)
+    gen = make_backend(name, model_dir=model_dir, gguf=gguf, cache_dir=m.cache_dir, dtype=m.dtype,
+                       n_ctx=config.generation.context_tokens, max_batch=m.max_batch,
+                       batch_window_ms=m.batch_window_ms, state_cache_mb=m.state_cache_mb,
+                       probe_timeout_s=m.probe_timeout_s, **extra)
+    gen.choice = choice
+    return gen
 
 
 def build_router(config: EternaConfig, cast: Cast, embedder, lore: LoreIndex, cues: Cues) -> Router:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from app.config import GenerationConfig
+from app.probe import model_params, probe
 from app.runtime import (
     Decoding,
     Generation,
@@ -62,11 +63,16 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class NativeBackendError(RuntimeError):
+    """llama.cpp cannot run on this machine (the startup probe's reason says why and how to fix it)."""
+
+
 class LlamaCppBackend:
     name = "llamacpp"
 
     def __init__(self, gguf: Path, model_dir: Path, cache_dir: Path, *, n_ctx: int = 2048, dtype: str = "float32",
-                 threads: int | None = None, prefix_cache: int = 16, state_cache_mb: float = 128):
+                 threads: int | None = None, prefix_cache: int = 16, state_cache_mb: float = 128,
+                 extra_bufts: bool | None = None, probe_timeout_s: float = 120.0):
         if not available():
             raise ModelNotFoundError("models.backend is llamacpp but llama-cpp-python is not installed; run "
                                      "`make setup` (it builds it), or set models.backend: transformers")
@@ -82,8 +88,15 @@ class LlamaCppBackend:
         self.special_tokens = tuple(sorted((t for t in self.tokenizer.all_special_tokens if t), key=len,
                                            reverse=True))
         n = threads or cpu_threads()
-        self.llm = Llama(model_path=str(self.gguf), n_ctx=n_ctx, n_batch=512, n_threads=n, n_threads_batch=n,
-                         verbose=False)
+        if extra_bufts is None:  # nothing native runs in this process before a child has run it (app/probe.py)
+            result = probe(self.gguf, cache_dir=self.cache_dir, timeout_s=probe_timeout_s, threads=threads)
+            if not result.ok:
+                raise NativeBackendError(result.reason)
+            extra_bufts = bool(result.config.get("extra_bufts", True))
+        self.extra_bufts = extra_bufts  # weight repacking (AMX among them)
+        with model_params(extra_bufts=extra_bufts):
+            self.llm = Llama(model_path=str(self.gguf), n_ctx=n_ctx, n_batch=512, n_threads=n, n_threads_batch=n,
+                             verbose=False)
         self.n_vocab = self.llm.n_vocab()
         self.eos = {i for i in (self.tokenizer.eos_token_id, self.llm.token_eos()) if i is not None and i >= 0}
         self.adapters: dict[str, Path] = {}
@@ -389,8 +402,10 @@ def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random
 
 @register_backend("llamacpp")
 def _llamacpp_backend(*, model_dir: Path, gguf: Path | None = None, cache_dir: Path, dtype: str = "float32",
-                      n_ctx: int = 2048, state_cache_mb: float = 128, **_) -> LlamaCppBackend:
+                      n_ctx: int = 2048, state_cache_mb: float = 128, extra_bufts: bool | None = None,
+                      probe_timeout_s: float = 120.0, **_) -> LlamaCppBackend:
     if gguf is None:
         raise ModelNotFoundError("models.backend is llamacpp but the model has no GGUF file: use a builtin model or "
                                  "set models.gguf to the GGUF of models.llm")
-    return LlamaCppBackend(gguf, model_dir, cache_dir, n_ctx=n_ctx, dtype=dtype, state_cache_mb=state_cache_mb)
+    return LlamaCppBackend(gguf, model_dir, cache_dir, n_ctx=n_ctx, dtype=dtype, state_cache_mb=state_cache_mb,
+                           extra_bufts=extra_bufts, probe_timeout_s=probe_timeout_s)

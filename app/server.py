@@ -144,7 +144,10 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
     @app.get("/healthz")
     def healthz() -> dict:
         report = getattr(engine.generator, "cache_report", None)
-        return {"status": "ok", "backend": getattr(engine.generator, "name", "?"), "npcs": len(engine.cast.npcs),
+        choice = getattr(engine.generator, "choice", None) or {}
+        return {"status": "ok", "backend": getattr(engine.generator, "name", "?"),
+                "backend_reason": choice.get("reason"), "backend_configured": choice.get("configured"),
+                "npcs": len(engine.cast.npcs),
                 "index_generation": engine.index.path.name, "queue": {"inside": q.inside, "capacity": q.capacity},
                 "sessions_in_ram": engine.memory.live(), "cache": report() if report else None}
 

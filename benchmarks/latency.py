@@ -58,28 +58,49 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def ratio_vs_llamacpp(backend, n: int) -> None:
+    """Both sides on the same build and the same configuration the startup probe chose (extra buffer types)."""
     from llama_cpp import Llama
 
-    raw = Llama(model_path=str(backend.gguf), n_ctx=2048, n_threads=os.cpu_count(), n_threads_batch=os.cpu_count(),
-                verbose=False)
+    from app.probe import cpu_info, llama_library, model_params
+
+    threads = len(os.sched_getaffinity(0))
+    with model_params(extra_bufts=backend.extra_bufts):
+        raw = Llama(model_path=str(backend.gguf), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
+                    verbose=False)
     dec = Decoding(max_new_tokens=64)
-    ours, theirs = [], []
+    ours, theirs, ours_dec, theirs_dec = [], [], [], []
     for i, p in enumerate(PROMPTS[:n]):
         msgs = [{"role": "system", "content": f"You are a station hand (#{i})."}, {"role": "user", "content": p}]
         prompt = backend.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-        t0 = time.perf_counter()
-        out = raw.create_completion(prompt, max_tokens=64, temperature=0.0, repeat_penalty=1.0)
-        dt = time.perf_counter() - t0
-        theirs.append((out["usage"]["prompt_tokens"] + out["usage"]["completion_tokens"]) / dt)
-        t0 = time.perf_counter()
-        g = backend.generate(msgs, dec)
-        dt = time.perf_counter() - t0
-        ours.append((g.prompt_tokens + g.new_tokens) / dt)
+        t0, first, n_new = time.perf_counter(), None, 0
+        for chunk in raw.create_completion(prompt, max_tokens=64, temperature=0.0, repeat_penalty=1.0, stream=True):
+            first = first or time.perf_counter()
+            n_new += 1
+        end = time.perf_counter()
+        n_prompt = len(raw.tokenize(prompt.encode(), special=True))
+        theirs.append((n_prompt + n_new) / (end - t0))
+        if n_new > 1:
+            theirs_dec.append((n_new - 1) / (end - first))
+        t0, first = time.perf_counter(), None
+        for item in backend.stream(msgs, dec):
+            first = first or time.perf_counter()
+            g = item
+        end = time.perf_counter()
+        ours.append((g.prompt_tokens + g.new_tokens) / (end - t0))
+        if g.new_tokens > 1:
+            ours_dec.append((g.new_tokens - 1) / (end - first))
     raw.close()
+    flags = cpu_info()["flags"]
     emit({"figure": "ratio_vs_llamacpp", "eterna_tok_s_p50": round(statistics.median(ours), 1),
           "llamacpp_tok_s_p50": round(statistics.median(theirs), 1),
           "ratio_vs_llamacpp": round(statistics.median(ours) / statistics.median(theirs), 3),
-          "note": "tokens/s counting prompt and reply, greedy, 64 new tokens, same GGUF, one at a time", "n": n})
+          "eterna_decode_tok_s_p50": round(statistics.median(ours_dec), 1) if ours_dec else None,
+          "llamacpp_decode_tok_s_p50": round(statistics.median(theirs_dec), 1) if theirs_dec else None,
+          "extra_bufts": backend.extra_bufts, "cpu_amx": flags["amx_tile"], "cpu_avx512f": flags["avx512f"],
+          "build": (llama_library().get("build") or {}).get("cmake_args"),
+          "note": "tokens/s counting prompt and reply, greedy, 64 new tokens, same GGUF, same build and "
+                  "configuration, one at a time; decode = reply tokens after the first / time after the first",
+          "n": n})
 
 
 def turns(engine, lines: list[dict], label: str) -> None:

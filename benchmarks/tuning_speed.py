@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/tuning_speed.py --methods [--quick] [--method-steps 8]   # one line per method
 
 Data: one character's style file (default corpora/library/style/warden.jsonl) with its persona as the system
-turn, on the default base (SmolLM2-135M-Instruct, cached under /work/main/.eterna/models or --cache).
+turn, on the default base (SmolLM2-135M-Instruct, cached under the project's .eterna/models or --cache).
 
 LoRA line. Eterna = `train_sft` with its recipe (group_by_length batches, no gradient checkpointing, bf16, compact
 LM head, tuning/speed.py), with TRL's default schedule (linear decay, no warmup) instead of its own cosine.
@@ -182,7 +182,7 @@ def main() -> None:
     ap.add_argument("--method-steps", type=int, default=8)
     ap.add_argument("--one-method", help=argparse.SUPPRESS)
     ap.add_argument("--npc", default="warden")
-    ap.add_argument("--cache", default="/work/main/.eterna/models", help="prepared base models (tuning.base)")
+    ap.add_argument("--cache", default=str(Path(__file__).resolve().parents[1] / ".eterna" / "models"), help="prepared base models (tuning.base)")
     args = ap.parse_args()
     if args.quick:
         args.steps, args.method_steps, args.eval_examples = 3, 2, 8

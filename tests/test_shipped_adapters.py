@@ -91,3 +91,29 @@ def test_base_fingerprint_ignores_how_a_conversion_wrote_its_configs(tmp_path, t
     assert model_fingerprint(other) == model_fingerprint(tiny_llm_dir)
     (other / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": 7}))
     assert model_fingerprint(other) != model_fingerprint(tiny_llm_dir)
+
+
+def test_no_shipped_file_holds_a_machine_path():
+    """Manifests and PEFT configs name their base by builtin id, fingerprint and hub id, and their data by a
+    project-relative path: nothing of the machine that trained them (issue 18)."""
+    import json
+
+    bad = []
+    for f in sorted((REPO / "corpora").rglob("*.json")):
+        def walk(v, where):
+            if isinstance(v, dict):
+                for k, x in v.items():
+                    walk(x, f"{where}.{k}")
+            elif isinstance(v, list):
+                for i, x in enumerate(v):
+                    walk(x, f"{where}[{i}]")
+            elif isinstance(v, str) and (v.startswith("/") or v[1:3] == ":\\"):
+                bad.append(f"{f.relative_to(REPO)}:{where} = {v}")
+        walk(json.loads(f.read_text(encoding="utf-8")), "")
+    assert not bad, bad
+    for npc in SHIPPED:
+        manifest = read_adapter_manifest(npc.adapter)
+        assert "path" not in manifest["base"] and manifest["base"]["spec"] == "builtin:smollm2-135m-instruct"
+        assert manifest["base"]["hub_id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+        peft_cfg = json.loads((npc.adapter / "adapter_config.json").read_text(encoding="utf-8"))
+        assert peft_cfg["base_model_name_or_path"] == manifest["base"]["hub_id"]

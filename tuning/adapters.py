@@ -101,6 +101,23 @@ def halve_weights(path: Path, filename: str = "adapter_model.safetensors") -> No
     os.replace(tmp, weights_path)
 
 
+def name_base_in_peft_config(folder: Path, base: dict) -> None:
+    """PEFT's `adapter_config.json` names its base by the folder it was trained from (a cache path of the training
+    machine); rewrite it to the base's hub id (what vLLM and SGLang expect) or its spec (base_reference)."""
+    import json
+
+    from retrieval.fileio import atomic_write_json
+
+    cfg_file = Path(folder) / "adapter_config.json"
+    if not cfg_file.is_file():
+        return
+    cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    name = base.get("hub_id") or base.get("spec")
+    if name and cfg.get("base_model_name_or_path") != name:
+        cfg["base_model_name_or_path"] = name
+        atomic_write_json(cfg_file, cfg)
+
+
 SHIPPED = "shipped"  # manifest entry added by ship_adapter: how the shipped weights differ from the trained ones
 
 
@@ -147,6 +164,12 @@ def ship_adapter(src: Path, dst: Path, *, by: str = "eterna adapters ship") -> d
                 shutil.copy2(f, staged / f.name)
         halve_weights(staged, weights.name)
         out = staged / weights.name
+        from tuning.base import portable_base, portable_path
+
+        manifest["base"] = portable_base(manifest.get("base", {}))  # no path of the training machine is shipped
+        if manifest.get("data", {}).get("path"):
+            manifest["data"]["path"] = portable_path(manifest["data"]["path"])
+        name_base_in_peft_config(staged, manifest["base"])
         previous = manifest.get(SHIPPED, {})
         manifest[SHIPPED] = {
             "by": by,

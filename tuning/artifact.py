@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 
 from retrieval.fileio import atomic_write_json, replace_dir
-from tuning.adapters import ADAPTER_MANIFEST, halve_weights
-from tuning.base import load_base, model_fingerprint
+from tuning.adapters import ADAPTER_MANIFEST, halve_weights, name_base_in_peft_config
+from tuning.base import base_reference, load_base, model_fingerprint, portable_path
 from tuning.data import data_fingerprint
 from tuning.methods import Method, MethodParams
 
@@ -104,9 +104,8 @@ def manifest(*, built_by: str, extra: dict | None, npc: str | None, method: str,
         "method": method,
         "kind": kind,
         "trainable_parameters": trainable,
-        "base": {"spec": base_spec or str(base_dir), "path": str(Path(base_dir).resolve()),
-                 "fingerprint": model_fingerprint(base_dir)},
-        "data": {"path": str(Path(data).resolve()), "sha256": data_fingerprint(data), "examples": examples,
+        "base": base_reference(base_spec, base_dir),
+        "data": {"path": portable_path(data), "sha256": data_fingerprint(data), "examples": examples,
                  **(data_extra or {})},
         "recipe": recipe,
         "system": system,
@@ -122,6 +121,8 @@ def publish(staged: Path, out_dir: Path, manifest: dict, history: list[dict] | N
     (updated in place) names it."""
     if history is not None:
         manifest["loss_curve"] = LOSS_PLOT if plot_losses(history, Path(staged) / LOSS_PLOT) else None
+    if isinstance(manifest.get("base"), dict):
+        name_base_in_peft_config(staged, manifest["base"])
     atomic_write_json(Path(staged) / ADAPTER_MANIFEST, manifest)
     replace_dir(staged, Path(out_dir))
 

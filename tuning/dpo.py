@@ -45,7 +45,7 @@ from tuning.artifact import (
     staging,
     trainable_parameters,
 )
-from tuning.base import load_base, model_fingerprint
+from tuning.base import load_base, model_fingerprint, portable_path
 from tuning.checkpoints import TrainingRun
 from tuning.data import data_fingerprint, load_preferences
 from tuning.methods import get_method
@@ -166,7 +166,7 @@ def train_dpo(base_dir: Path, data: Path, out_dir: Path, recipe: DPORecipe, *, s
         peft_config = None
         method_name, kind = start_manifest.get("method", "lora"), start_manifest.get("kind", "adapter")
         params_dump = start_manifest.get("recipe", {}).get("params", {})
-        start_info = {"from": "adapter", "path": str(Path(start).resolve()), "fingerprint": fingerprint_dir(start),
+        start_info = {"from": "adapter", "path": portable_path(start), "fingerprint": fingerprint_dir(start),
                       "built_by": start_manifest.get("built_by"),
                       "data_sha256": start_manifest.get("data", {}).get("sha256")}
     train_ds = Dataset.from_list(to_conversational(train_pairs, system))

@@ -23,7 +23,7 @@ from pathlib import Path
 from retrieval.errors import AdapterError
 from retrieval.fileio import atomic_write_json, fingerprint_dir, replace_dir
 from tuning.adapters import check_base, read_adapter_manifest
-from tuning.base import MODEL_MANIFEST, load_base, model_fingerprint
+from tuning.base import MODEL_MANIFEST, load_base, model_fingerprint, portable_base, portable_path, resolve_base
 
 MERGEABLE = {"LORA", "IA3"}
 
@@ -50,19 +50,25 @@ def _four_bit(base_dir: Path) -> bool:
     return bool(q.get("load_in_4bit") or q.get("bits") == 4 or q.get("quant_method") in ("gptq", "awq"))
 
 
+def _base_dir(adapter_dir: Path, manifest: dict, base_dir: Path | None, cache_dir: Path) -> Path:
+    base = Path(base_dir) if base_dir else resolve_base(manifest.get("base", {}), cache_dir)
+    if base is None or not (base / "config.json").is_file():
+        spec = manifest.get("base", {}).get("spec")
+        raise AdapterError(f"{adapter_dir}: its base {str(base or spec)!r} is not a checkpoint folder here; pass "
+                           "--base DIR (the model it was trained on)")
+    check_base(manifest, adapter_dir, model_fingerprint(base))
+    return base
+
+
 def merge_adapter(adapter_dir: Path, out_dir: Path, *, base_dir: Path | None = None, allow_qlora: bool = False,
-                  dtype: str = "float32", log: bool = False) -> dict:
+                  dtype: str = "float32", log: bool = False, cache_dir: Path = Path(".eterna/models")) -> dict:
     """Merge the adapter into its base and write a full checkpoint to out_dir. Returns the manifest written."""
     import torch
     from peft import PeftModel
 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     manifest = read_adapter_manifest(adapter_dir)
-    base_dir = Path(base_dir or manifest.get("base", {}).get("path") or "")
-    if not (base_dir / "config.json").is_file():
-        raise AdapterError(f"{adapter_dir}: its base {str(base_dir)!r} is not a checkpoint folder; pass --base DIR "
-                           "(the model it was trained on)")
-    check_base(manifest, adapter_dir, model_fingerprint(base_dir))
+    base_dir = _base_dir(adapter_dir, manifest, base_dir, cache_dir)
     reason = mergeable(adapter_dir, manifest)
     if reason:
         raise AdapterError(f"{adapter_dir}: cannot merge: {reason}")
@@ -88,8 +94,8 @@ def merge_adapter(adapter_dir: Path, out_dir: Path, *, base_dir: Path | None = N
         tok.save_pretrained(staging)
         out = {"built_by": "eterna adapters merge", "fingerprint": fingerprint_dir(staging), "dtype": dtype,
                "parameters": sum(p.numel() for p in merged.parameters()),
-               "base": {**manifest.get("base", {}), "path": str(base_dir.resolve())},
-               "adapter": {"path": str(adapter_dir.resolve()), "fingerprint": fingerprint_dir(adapter_dir),
+               "base": portable_base(manifest.get("base", {})),
+               "adapter": {"path": portable_path(adapter_dir), "fingerprint": fingerprint_dir(adapter_dir),
                            "method": manifest.get("method"), "npc": manifest.get("npc"),
                            "data_sha256": manifest.get("data", {}).get("sha256"),
                            "qlora_merged_full_precision": manifest.get("method") == "qlora"},
@@ -102,14 +108,12 @@ def merge_adapter(adapter_dir: Path, out_dir: Path, *, base_dir: Path | None = N
     return out
 
 
-def export_gguf(adapter_dir: Path, out_path: Path, *, base_dir: Path | None = None) -> Path:
+def export_gguf(adapter_dir: Path, out_path: Path, *, base_dir: Path | None = None,
+                cache_dir: Path = Path(".eterna/models")) -> Path:
     """The adapter as a GGUF LoRA for llama.cpp (tuning/export.py), after checking it belongs to the base."""
     from tuning.export import lora_to_gguf
 
     adapter_dir = Path(adapter_dir)
     manifest = read_adapter_manifest(adapter_dir)
-    base_dir = Path(base_dir or manifest.get("base", {}).get("path") or "")
-    if not (base_dir / "config.json").is_file():
-        raise AdapterError(f"{adapter_dir}: its base {str(base_dir)!r} is not a checkpoint folder; pass --base DIR")
-    check_base(manifest, adapter_dir, model_fingerprint(base_dir))
+    base_dir = _base_dir(adapter_dir, manifest, base_dir, cache_dir)
     return lora_to_gguf(adapter_dir, base_dir, Path(out_path))

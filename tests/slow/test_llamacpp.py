@@ -202,3 +202,46 @@ def test_conversation_states_spare_the_history_and_give_the_same_replies(model_d
     small = LlamaCppBackend(model_gguf(SPEC), model_dir, tmp_path / "c", prefix_cache=0, state_cache_mb=3)
     assert talk(small) == got
     assert 0 < sum(size for _, size in small._states.values()) <= 3 * 2**20
+
+
+CHILD = """
+import json, sys
+from pathlib import Path
+from app.config import EternaConfig
+from app.dialogue import DialogueEngine
+from retrieval.embeddings import SentenceTransformerEmbedder
+from retrieval.rebuild import rebuild_index
+
+repo, tmp, cache = map(Path, sys.argv[1:4])
+shipped = EternaConfig.load(repo / "configs" / "kestrel.yaml")
+cfg = shipped.model_copy(update={
+    "paths": shipped.paths.model_copy(update={"index": tmp / "index", "sessions": None}),
+    "models": shipped.models.model_copy(update={"cache_dir": cache})})
+rebuild_index(cfg.paths.corpus, cfg.paths.index, SentenceTransformerEmbedder(cfg.models.embedder))
+engine = DialogueEngine.from_settings(cfg)
+reply = engine.say(engine.cast.npcs[0].id, "Good morning! How are you today?", session="a")
+print(json.dumps({"backend": engine.generator.name, "choice": engine.generator.choice, "text": reply.text,
+                  "tokens": reply.tokens}))
+"""
+
+
+def test_default_backend_in_a_fresh_process_is_llamacpp_where_the_probe_passes(model_dir, tmp_path):
+    """A new process, the shipped config (backend auto): the probe runs in a child, and where it passes the engine
+    serves on llama.cpp, never a silent fallback to transformers."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = subprocess.run([sys.executable, "-c", CHILD, str(REPO), str(tmp_path), str(model_dir.parent)],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                         env={**__import__("os").environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    probe = r["choice"]["probe"]
+    assert probe["attempts"], "the engine took llama.cpp without probing it"
+    if probe["backend"] == "llamacpp":
+        assert r["backend"] == "llamacpp" and r["choice"]["backend"] == "llamacpp"
+        assert r["tokens"]["reply"] >= 1 and r["text"].strip()
+    else:  # a machine where no configuration runs: the fallback, said with its reason
+        assert r["backend"] == "transformers" and "Fix:" in r["choice"]["reason"]
