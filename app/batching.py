@@ -29,6 +29,7 @@ from pathlib import Path
 from app.config import GenerationConfig
 from app.runtime import (
     Decoding,
+    banned_ngram_tokens,
     Generation,
     Generator,
     _decoding,
@@ -411,6 +412,9 @@ class _RowState:
             logits[idx] = torch.where(vals < 0, vals * cfg.repetition_penalty, vals / cfg.repetition_penalty)
         if self.copy_ids is not None:
             logits[self.copy_ids] += cfg.copy_bias
+        banned = banned_ngram_tokens(self.new, cfg.no_repeat_ngram)
+        if banned:
+            logits[banned] = float("-inf")
         if self.gen is not None:
             tok = _sample(logits, cfg.temperature, cfg.top_p, self.gen, torch)
         else:

@@ -556,7 +556,32 @@ def cmd_eval_facts(args) -> None:
     report = facts_report(engine, items, keep_items=args.items, progress=_progress("facts"))
     text = (f"contains gold {report['contains_gold']} ({report['n_in_scope']} in scope), gold in sources "
             f"{report['gold_in_sources']}, spoiler leaks {report['spoiler_leaks']}, idk correct "
-            f"{report['idk_correct']} ({report['n_out_of_scope']} out of scope), p50 {report['p50_ms']} ms")
+            f"{report['idk_correct']} ({report['n_out_of_scope']} out of scope), p50 {report['p50_ms']} ms; "
+            f"words p50 {report.get('words_p50')} p90 {report.get('words_p90')}, answer first "
+            f"{report.get('answer_first')}, clean {report.get('clean')}, repeats {report.get('repeat_rate')}")
+    _emit(args, report, text)
+
+
+def cmd_eval_quality(args) -> None:
+    """Small talk scored as a player meets it (app/evaluation/replies.py); with --qa, fact questions too."""
+    from app.evaluation.facts import facts_report, load_fact_items
+    from app.evaluation.replies import load_lines, quality_report
+
+    lines = load_lines(Path(args.file))
+    qa = load_fact_items(Path(args.qa)) if args.qa else None
+    if args.limit:
+        lines, qa = lines[: args.limit], qa and qa[: args.limit]
+    engine = _engine(args, _eval_config(args))
+    report = quality_report(engine, lines, with_fluency=args.fluency, keep_items=args.items,
+                            progress=_progress("quality"))
+    if qa is not None:
+        report["facts"] = facts_report(engine, qa, keep_items=args.items, progress=_progress("facts"))
+    s = report["summary"]
+    text = (f"{report['n']} replies ({report['generated']} generated): words p50 {s.get('words_median')} p90 "
+            f"{s.get('words_p90')}, repeats {s.get('repeats_rate')}, clean {s.get('clean_rate')}, breaks "
+            f"{s.get('breaks_rate')}, invented specifics {s.get('invented_rate')}, signature phrase "
+            f"{s.get('signature_rate')}, in voice {s.get('in_voice_rate')}"
+            + (f", fluency {s.get('fluency_median')}" if args.fluency else ""))
     _emit(args, report, text)
 
 
@@ -723,8 +748,13 @@ def cmd_doctor(args) -> None:
 
     from app.doctor import render, report
 
-    logging.getLogger("eterna.probe").setLevel(logging.ERROR)  # the report says it, once
-    r = report(_config(args))
+    probe_log = logging.getLogger("eterna.probe")
+    level = probe_log.level
+    probe_log.setLevel(logging.ERROR)  # the report says it, once
+    try:
+        r = report(_config(args))
+    finally:
+        probe_log.setLevel(level)
     _emit(args, r, render(r))
 
 
@@ -955,6 +985,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--items", action="store_true", help="include every item's reply in the JSON report")
     common(sp, npcs=True, index=True)
     sp.set_defaults(fn=cmd_eval_facts)
+    sp = ev.add_parser("quality", help="small talk as a player meets it: length, loops, clean text, breaks, "
+                                       "invented specifics, signature phrases, fluency; --qa adds fact questions")
+    sp.add_argument("--file", required=True, help='JSONL {"npc", "text"} (e.g. eval/style_prompts.jsonl)')
+    sp.add_argument("--qa", help="fact questions too (the `eval facts` format): answer-first, length, clean text")
+    sp.add_argument("--limit", type=int, default=0, help="first N lines (and questions) only")
+    sp.add_argument("--items", action="store_true", help="include every reply in the JSON report")
+    sp.add_argument("--fluency", action="store_true", help="score fluency under the base model (loads it in fp32)")
+    sp.add_argument("--no-adapters", action="store_true", help="the base model speaks for every character")
+    common(sp, npcs=True, index=True)
+    sp.set_defaults(fn=cmd_eval_quality)
     sp = ev.add_parser("router", help="router accuracy, per-label recall and precision, confusion")
     sp.add_argument("--file", required=True, help='JSONL {"text", "label"}')
     sp.add_argument("--errors", action="store_true", help="include the misrouted lines in the JSON report")

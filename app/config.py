@@ -129,7 +129,14 @@ class GroundingConfig(_Strict):
     hidden_margin: float | None = Field(
         0.05, description="the NPC does not know when evidence it may not see (later chapter, other scope) answers "
         "better than its own by this margin; null: off")
-    extract_sentences: int = Field(2, ge=1, le=5, description="evidence sentences an extracted answer says")
+    extract_sentences: int = Field(2, ge=1, le=5, description="evidence sentences an extracted answer says, at most")
+    max_words: int | None = Field(None, ge=8, le=400, description="an extracted fact reply's length in words, "
+                                  "voice markers included: the best sentence always, each next one only while it "
+                                  "fits (null: grounding.extract_sentences whole sentences). The whole evidence "
+                                  "stays in Reply.grounding")
+    clauses: bool = Field(False, description="with max_words: also cut a sentence to the clauses that carry the "
+                          "answer type or the question's words, so more fit (shorter, but loses answers and reads "
+                          "less well on the development worlds; see README)")
     repetition_penalty: float = Field(1.0, ge=1, description="on fact turns (a penalty on the evidence's own "
                                       "tokens keeps the model from copying them)")
     penalty_over: Literal["generated", "all"] = Field("generated", description="tokens the penalty applies to")
@@ -199,6 +206,12 @@ class GenerationConfig(_Strict):
     repetition_penalty: float = Field(1.1, ge=1)
     context_tokens: int = Field(2048, ge=256, description="prompt + reply budget")
     seed: int = 0
+    no_repeat_ngram: int = Field(3, ge=0, le=16, description="every generated reply: a token that would repeat "
+                                 "an n-gram of the reply's own tokens is banned (the prompt is not searched, so "
+                                 "evidence and set phrases stay quotable); 0: off")
+    max_sentences: int | None = Field(3, ge=1, description="free (small-talk) replies stop after this many "
+                                      "sentences, not counting the character's opening and closing markers; a "
+                                      "reply also stops at its closing marker. null: only max_new_tokens")
 
 
 class GuardConfig(_Strict):

@@ -19,17 +19,19 @@ from pathlib import Path
 
 from app.config import Cast, EternaConfig, NpcSpec
 from app.cues import Cues
-from app.grounding import Evidence, EvidenceSelector, wrap_in_voice
+from app.grounding import Evidence, EvidenceSelector, compose_answer, wrap_in_voice
 from app.guard import check_chapter, check_session, clean_player_text, injection_flags
 from app.memory import SessionMemory
 from app.prompt import build_messages, instructions, prompt_head, system_prompt
 from app.router import LABELS as ROUTES
 from app.router import Route, Router, load_seeds
 from app.router_data import synthesise
+from app.voice import with_derived_markers
 from app.runtime import Decoding, Generation, GenerationBackend, make_backend, student_backend
 from retrieval.embeddings import SentenceTransformerEmbedder
 from retrieval.errors import AdapterError, InputError
 from retrieval.index import LoreIndex, read_current
+from retrieval.text import split_sentences
 from retrieval.types import Scope
 from tuning.adapters import manifest_problems, read_adapter_manifest
 from tuning.base import model_gguf, prepare_model
@@ -66,8 +68,13 @@ class _SentenceGate:
 
     _END = re.compile(r"[.!?…][\"'»”)\]]*\s")
 
-    def __init__(self, check):
+    def __init__(self, check, *, max_sentences: int | None = None, markers: tuple[str, ...] = (),
+                 closes: tuple[str, ...] = ()):
+        """`max_sentences`: the reply is complete after this many sentences (the character's `markers` not
+        counted); it is also complete once it ends with one of `closes` (the closing marker)."""
         self.check, self.said, self.buffer, self.failed, self.flag = check, "", "", False, None
+        self.max_sentences, self.markers, self.closes = max_sentences, {m.strip() for m in markers}, closes
+        self.complete: str | None = None  # why the reply is complete before the model stopped
 
     def feed(self, piece: str) -> list[str]:
         if self.failed:
@@ -85,6 +92,12 @@ class _SentenceGate:
             self.failed, self.flag = True, flag
             return []
         self.said += chunk
+        said = self.said.strip()
+        if self.closes and said.endswith(self.closes):
+            self.complete = "closing_marker"
+        elif self.max_sentences and len([x for x in split_sentences(said) if x not in self.markers]) \
+                >= self.max_sentences:
+            self.complete = "max_sentences"
         return [chunk]
 
     def finish(self, final: str | None, deflection: str) -> tuple[str, str | None, str]:
@@ -260,7 +273,7 @@ class DialogueEngine:
                       llm: str | None = None, adapters: bool = True) -> DialogueEngine:
         """`adapters=False` loads none of the cast's adapters: the base model speaks for everyone (another base
         model than the adapters were trained on, or a baseline)."""
-        cast = Cast.load(npcs or config.paths.npcs, config.world)
+        cast = with_derived_markers(Cast.load(npcs or config.paths.npcs, config.world))
         if not adapters:
             cast = cast.without_adapters()
         cues = Cues.load(config.world.cues)
@@ -383,7 +396,7 @@ class DialogueEngine:
         elif grounded and (not evidence or self._mode(route.label) == "extract" or flags):
             if evidence:  # the best evidence sentences, in the character's voice markers: no generation
                 evidence = evidence[: g.extract_sentences]
-                out_text = self._extract(spec, evidence)
+                out_text = self._extract(spec, evidence, text)
                 grounding = {"answer": "extracted", "evidence": [e.source() for e in evidence]}
             else:  # nothing this character may know answers the question
                 out_text, grounding = self.idk_line(spec), {"answer": "idk", "evidence": []}
@@ -412,7 +425,10 @@ class DialogueEngine:
             instr = instructions(spec, route.label, self.config.world, self.config.prompts)
             # free replies pass the output guard sentence by sentence as they stream; a grounded reply waits for
             # the support check, which needs all of it
-            gate = None if grounded else _SentenceGate(lambda said: self._output_guard(spec, instr, said)[1])
+            m = spec.markers
+            gate = None if grounded else _SentenceGate(
+                lambda said: self._output_guard(spec, instr, said)[1], max_sentences=gen_cfg.max_sentences,
+                markers=tuple((m.opens + m.closes) if m else ()), closes=tuple(m.closes if m else ()))
             out, n_pieces = None, 0
             spoke = adapter
             pieces = generator.stream(messages, decoding, adapter=adapter)
@@ -426,8 +442,8 @@ class DialogueEngine:
                         timings.setdefault("first_token_ms", round((time.perf_counter() - t_start) * 1000, 2))
                         if stream:
                             yield ok
-                    if gate and gate.failed:
-                        break  # stop generating: the rest would be thrown away
+                    if gate and (gate.failed or gate.complete):
+                        break  # stop generating: the rest would be thrown away, or the reply is complete
             finally:
                 pieces.close()
             t = lap("generate_ms", t)
@@ -435,7 +451,7 @@ class DialogueEngine:
                 tokens = {"prompt": out.prompt_tokens, "reply": out.new_tokens,
                           "per_second": round(out.new_tokens / out.seconds, 1) if out.seconds > 0 else None}
             else:
-                tokens = {"reply": n_pieces, "stopped": "output_guard"}
+                tokens = {"reply": n_pieces, "stopped": gate.complete or "output_guard"}
             if grounded:
                 out_text, grounding = self._check(spec, text, out.text, evidence, self._mode(route.label))
                 lap("check_ms", t)
@@ -491,8 +507,13 @@ class DialogueEngine:
             return self.deflection(spec), "output_prompt_leak"
         return reply, None
 
-    def _extract(self, spec: NpcSpec, evidence: list[Evidence]) -> str:
-        return self._in_voice(spec, " ".join(e.text for e in evidence))
+    def _extract(self, spec: NpcSpec, evidence: list[Evidence], question: str) -> str:
+        """The answer-first extract (grounding.compose_answer) in the character's markers, all within max_words."""
+        g, m = self.config.grounding, spec.markers
+        frame = sum(len(x[0].split()) for x in (m.opens, m.closes) if x) if m else 0
+        budget = None if g.max_words is None else max(8, g.max_words - frame)
+        return self._in_voice(spec, compose_answer(question, evidence, self.selector, budget, g.extract_sentences,
+                                                   clauses=g.clauses))
 
     def _mode(self, route: str) -> str:
         g = self.config.grounding
@@ -533,5 +554,5 @@ class DialogueEngine:
         if g.on_unsupported == "idk":
             return self.idk_line(spec), {**info, "answer": "idk"}
         top = evidence[: g.extract_sentences]
-        return self._extract(spec, top), {**info, "answer": "extracted", "evidence": used[: len(top)],
+        return self._extract(spec, top, question), {**info, "answer": "extracted", "evidence": used[: len(top)],
                                           "generated": reply}

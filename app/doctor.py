@@ -16,7 +16,7 @@ from app.config import Cast, EternaConfig
 
 def report(cfg: EternaConfig) -> dict:
     from app.dialogue import choose_backend
-    from app.probe import cpu_info, llama_library
+    from app.probe import cpu_info, llama_build
 
     out: dict = {"eterna": _version("eterna"), "python": platform.python_version(), "platform": platform.platform()}
     out["cpu"] = cpu_info()
@@ -26,7 +26,7 @@ def report(cfg: EternaConfig) -> dict:
         name, extra, choice = None, {}, {"configured": cfg.models.backend, "reason": f"error: {e}"}
     probe = choice.pop("probe", None)
     out["backend"] = {"chosen": name, **choice}
-    lib = llama_library()
+    lib = llama_build()
     if probe is not None:
         passed = next((a for a in probe["attempts"] if a["ok"]), None)
         lib["system_info"] = passed["info"].get("system_info") if passed else None

@@ -19,16 +19,17 @@ import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from app.cues import Cues
+from retrieval.text import split_sentences as _split
 from retrieval.types import Hit
 
-_SENT = re.compile(r"(?<=[.!?…])[\"'»”)\]]*\s+(?=[\"'«“(¿¡]?[A-ZÁÉÍÓÚÑ0-9])")
 _TOKEN = re.compile(r"\w+(?:[-'’]\w+)*")
 _CAP = re.compile(r"^[A-ZÁÉÍÓÚÑÄÖÜ]")
 _STOP = frozenset(ENGLISH_STOP_WORDS)
 
 
 def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENT.split(text) if len(s.split()) >= 3]
+    """Evidence sentences: the code base's one splitter (retrieval.text), sentences of three words or more."""
+    return _split(text, min_words=3)
 
 
 def _stem(word: str) -> str:
@@ -150,6 +151,69 @@ class EvidenceSelector:
         known = {w.lower() for e in evidence for w in _TOKEN.findall(f"{e.title} {e.text}")}
         known |= {w.lower() for w in _TOKEN.findall(allowed)}
         return sorted({w for w in self.entities(reply, None) if w not in known})
+
+
+_SEPARATOR = re.compile(r"(,\s+|;\s+|\s+[—–]\s+|\s+--\s+)")
+_PAREN = re.compile(r"\s*\([^()]*\)")
+
+
+def _n_words(text: str) -> int:
+    return len(text.split())
+
+
+def shorten(sentence: str, keep: set[str], budget: int, prefer: set[str] = frozenset()) -> str:
+    """The sentence cut toward `budget` words by dropping asides: parentheses and comma/dash segments. The first
+    segment and those holding `keep` tokens (the answer type's names and numbers) always stay, so the sentence still
+    starts where it started and keeps what may be the answer (then it may exceed `budget`); segments sharing most
+    content words with `prefer` (the question's `content_words`) come back while they fit."""
+    if _n_words(sentence) <= budget:
+        return sentence
+    end = sentence.rstrip()[-1] if sentence.rstrip()[-1:] in ".!?…" else "."
+    body = sentence.rstrip().rstrip(".!?…").rstrip()
+
+    def holds(text: str) -> bool:
+        return bool(keep & {w.lower() for w in _TOKEN.findall(text)})
+
+    body = _PAREN.sub(lambda m: m.group(0) if holds(m.group(0)) else "", body)
+    parts = _SEPARATOR.split(body)
+    segs, seps = parts[0::2], [""] + parts[1::2]
+    chosen = {0} | {i for i in range(1, len(segs)) if holds(segs[i])}
+    ranked = sorted(range(1, len(segs)), key=lambda i: (-len(prefer & content_words(segs[i])), i))
+    for i in ranked:
+        if i not in chosen and prefer & content_words(segs[i]) and \
+                sum(_n_words(segs[j]) for j in chosen) + _n_words(segs[i]) <= budget:
+            chosen.add(i)
+    out = ""
+    for i in sorted(chosen):
+        out += (seps[i] if i and seps[i].strip() in ("—", "–", "--", ";") else ", " if i else "") + segs[i]
+    return out.rstrip(" ,;:") + end
+
+
+def compose_answer(question: str, evidence: list[Evidence], selector: EvidenceSelector, max_words: int | None,
+                   n_sentences: int = 2, clauses: bool = False) -> str:
+    """An extracted fact reply: the best evidence sentences in rank order, whole, the first always and each next
+    one only while the reply stays within `max_words` (None: no limit). With `clauses`, a sentence may also be cut
+    to its clauses that carry what the question asks for (names, numbers, dates of its answer type) or share the
+    question's words (`shorten`), so more of them fit."""
+    top = evidence[:max(1, n_sentences)]
+    if not top:
+        return ""
+    if max_words is None:
+        return " ".join(e.text for e in top)
+    prefer = content_words(question)
+
+    def cut(e: Evidence, budget: int) -> str:
+        return shorten(e.text, selector.answer_tokens(question, e), budget, prefer) if clauses else e.text
+
+    share = max(4, max_words // len(top))
+    parts = [cut(e, share) for e in top]
+    while len(parts) > 1 and sum(_n_words(p) for p in parts) > max_words:
+        parts.pop()  # the weakest sentence goes first
+    room = max_words - sum(_n_words(p) for p in parts[1:])
+    best = cut(top[0], room)
+    if _n_words(best) <= room or len(parts) == 1:
+        parts[0] = best  # the best sentence takes back the words left over
+    return " ".join(parts)
 
 
 def wrap_in_voice(text: str, opens: list[str] | None, closes: list[str] | None) -> str:

@@ -33,6 +33,7 @@ from app.config import GenerationConfig
 from app.probe import model_params, probe
 from app.runtime import (
     Decoding,
+    banned_ngram_tokens,
     Generation,
     Generator,
     _decoding,
@@ -331,6 +332,7 @@ class LlamaCppBackend:
 
     def _decode(self, ids: list[int], cfg: Decoding, copy_ids, rng) -> Iterator[int]:
         seen: list[int] = [] if cfg.penalty_scope == "generated" else list(ids)
+        reply: list[int] = []
         for _ in range(cfg.max_new_tokens):
             logits = self._logits()
             if cfg.repetition_penalty != 1.0 and seen:
@@ -339,6 +341,9 @@ class LlamaCppBackend:
                 logits[idx] = np.where(vals < 0, vals * cfg.repetition_penalty, vals / cfg.repetition_penalty)
             if copy_ids is not None and copy_ids.size:
                 logits[copy_ids] += cfg.copy_bias
+            banned = banned_ngram_tokens(reply, cfg.no_repeat_ngram)
+            if banned:
+                logits[banned] = -np.inf
             if cfg.temperature > 0:
                 tok = _sample(logits, cfg.temperature, cfg.top_p, rng)
             else:
@@ -346,6 +351,7 @@ class LlamaCppBackend:
             if tok in self.eos:
                 return
             seen.append(tok)
+            reply.append(tok)
             yield tok
             self.llm.eval([tok])
 

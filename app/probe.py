@@ -114,7 +114,7 @@ def cpu_info() -> dict:
             "flags_sha256": hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:16]}
 
 
-def llama_library() -> dict:
+def llama_build() -> dict:
     """llama-cpp-python's version and a hash of its native libraries, found without importing it (an import of a
     build with instructions this CPU lacks could itself die)."""
     spec = importlib.util.find_spec("llama_cpp")
@@ -154,7 +154,7 @@ def _file_digest(path: Path) -> str:
 
 
 def probe_key(gguf: Path) -> dict:
-    cpu, lib = cpu_info(), llama_library()
+    cpu, lib = cpu_info(), llama_build()
     st = Path(gguf).stat()
     return {"probe": PROBE_VERSION, "llama_cpp": lib.get("version"), "libraries": lib.get("libraries_sha256"),
             "cpu_flags": cpu["flags_sha256"], "kernel": cpu["kernel"], "machine": cpu["machine"],
@@ -339,7 +339,7 @@ def decode_check(model: str, config: dict, threads: int | None) -> dict:
     n = threads or len(os.sched_getaffinity(0))
     with model_params(extra_bufts=bool(config.get("extra_bufts", True))):
         llm = Llama(model_path=model, n_ctx=256, n_batch=64, n_threads=n, n_threads_batch=n, verbose=False)
-    out = llm.create_completion("The library opens at", max_tokens=4, temperature=0.0)
+    out = llm.create_completion("The door opens at", max_tokens=4, temperature=0.0)
     tokens = out["usage"]["completion_tokens"]
     llm.close()
     return {"tokens": tokens, "system_info": llama_print_system_info().decode(errors="replace").strip()}

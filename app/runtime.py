@@ -53,11 +53,24 @@ class Decoding:
     copy_bias: float = 0.0
     seed: int = 0
     cache_prefix: str = ""
+    no_repeat_ngram: int = 0  # ban any token that would repeat an n-gram of the reply itself (0: off)
 
     @classmethod
     def from_config(cls, cfg: GenerationConfig, **overrides) -> Decoding:
         return cls(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                   repetition_penalty=cfg.repetition_penalty, seed=cfg.seed, **overrides)
+                   repetition_penalty=cfg.repetition_penalty, seed=cfg.seed,
+                   no_repeat_ngram=cfg.no_repeat_ngram, **overrides)
+
+
+def banned_ngram_tokens(reply: list[int], n: int) -> list[int]:
+    """The tokens that would complete an n-gram already in `reply` (the generated ids only: the prompt is not
+    searched, so a reply may still quote its evidence or the voice's set phrases). One rule for every backend."""
+    if n <= 0:
+        return []
+    if n == 1:
+        return sorted(set(reply))
+    head = reply[len(reply) - n + 1:]
+    return sorted({reply[i + n - 1] for i in range(len(reply) - n + 1) if reply[i:i + n - 1] == head})
 
 
 class GeneratedRepetitionPenalty:
@@ -86,14 +99,10 @@ class GeneratedNoRepeatNGram:
         self.n, self.prompt_len = n, prompt_len
 
     def __call__(self, input_ids, scores):
-        n = self.n
         for row, ids in enumerate(input_ids[:, self.prompt_len:].tolist()):
-            if len(ids) < n:
-                continue
-            head = ids[len(ids) - n + 1:]
-            banned = {ids[i + n - 1] for i in range(len(ids) - n + 1) if ids[i:i + n - 1] == head}
+            banned = banned_ngram_tokens(ids, self.n)
             if banned:
-                scores[row, sorted(banned)] = float("-inf")
+                scores[row, banned] = float("-inf")
         return scores
 
 
@@ -251,8 +260,8 @@ class Generator:
             penalty = 1.0
         if cfg.copy_bias and cfg.copy_text:
             processors.append(CopyBias(self.copy_token_ids(cfg.copy_text), cfg.copy_bias))
-        if self.no_repeat_ngram:
-            processors.append(GeneratedNoRepeatNGram(self.no_repeat_ngram, n_prompt))
+        if self.no_repeat_ngram or cfg.no_repeat_ngram:
+            processors.append(GeneratedNoRepeatNGram(cfg.no_repeat_ngram or self.no_repeat_ngram, n_prompt))
         kwargs = dict(max_new_tokens=cfg.max_new_tokens, repetition_penalty=penalty, logits_processor=processors,
                       pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
         if cfg.temperature > 0:

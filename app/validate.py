@@ -44,6 +44,23 @@ def data_section(reports: list[GateReport]) -> dict:
             "warnings": sum(len(r.warnings) for r in reports), "files": [r.to_json() for r in reports]}
 
 
+def voice_markers(cast: Cast) -> dict[str, str]:
+    """Per character: its declared markers, the ones derived from its style text (app/voice.py), or a warning
+    that its style text quotes no opening or closing phrase (its extracted replies then carry no voice)."""
+    from app.voice import derive_markers
+
+    out = {}
+    for n in cast.npcs:
+        if n.markers is not None:
+            out[n.id] = "declared"
+        elif (m := derive_markers(n.style)) is not None:
+            out[n.id] = f"derived: opens {m.opens}, closes {m.closes}"
+        else:
+            out[n.id] = ("warning: no markers, and the style text quotes no opening or closing phrase to derive "
+                         "them from; add `markers:` to the cast entry, or quote them in its style")
+    return out
+
+
 def adapter_problems(cfg: EternaConfig, cast: Cast, fingerprint: str | None = None) -> dict[str, list[str]]:
     """For each NPC with an adapter: what its manifest no longer matches (an empty list when nothing): the hash
     of its style set, the system prompt the config builds now for it, and the base model's `fingerprint` if given."""
@@ -106,6 +123,7 @@ def validate_project(cfg: EternaConfig, tokenizer=None, reports: list[GateReport
         if problems:
             raise AdapterError(problems[0])
     report["adapters"] = sum(n.adapter is not None for n in cast.npcs)
+    report["voice_markers"] = voice_markers(cast)
     recipe = SFTRecipe()
     gates: list[GateReport] = [] if reports is None else reports
     for kind, data_kind in (("style", "chat"), ("preferences", "preference")):

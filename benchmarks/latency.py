@@ -61,7 +61,7 @@ def ratio_vs_llamacpp(backend, n: int) -> None:
     """Both sides on the same build and the same configuration the startup probe chose (extra buffer types)."""
     from llama_cpp import Llama
 
-    from app.probe import cpu_info, llama_library, model_params
+    from app.probe import cpu_info, llama_build, model_params
 
     threads = len(os.sched_getaffinity(0))
     with model_params(extra_bufts=backend.extra_bufts):
@@ -97,7 +97,7 @@ def ratio_vs_llamacpp(backend, n: int) -> None:
           "eterna_decode_tok_s_p50": round(statistics.median(ours_dec), 1) if ours_dec else None,
           "llamacpp_decode_tok_s_p50": round(statistics.median(theirs_dec), 1) if theirs_dec else None,
           "extra_bufts": backend.extra_bufts, "cpu_amx": flags["amx_tile"], "cpu_avx512f": flags["avx512f"],
-          "build": (llama_library().get("build") or {}).get("cmake_args"),
+          "build": (llama_build().get("build") or {}).get("cmake_args"),
           "note": "tokens/s counting prompt and reply, greedy, 64 new tokens, same GGUF, same build and "
                   "configuration, one at a time; decode = reply tokens after the first / time after the first",
           "n": n})

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.chunking import chunk_document
+from retrieval.chunking import CHUNK_RULES, chunk_document
 from retrieval.corpus import MAX_DOC_BYTES, load_corpus
 from retrieval.embeddings import Embedder
 from retrieval.errors import EternaError, IndexBusyError, IndexMissingError
@@ -124,7 +124,8 @@ def _rebuild_locked(docs, corpus: Path, root: Path, embedder: Embedder, chunk_wo
     doc_hashes = {d.id: sha256_file(Path(d.path))[:16] for d in docs}
     corpus_hash = hashlib.sha256(json.dumps(doc_hashes, sort_keys=True).encode()).hexdigest()[:16]
     embedder_info = {"id": embedder.id, "dim": embedder.dim, "fingerprint": embedder.fingerprint}
-    chunking = {"chunk_words": chunk_words, "overlap_words": overlap_words}
+    # the chunker's rules are part of what a generation was built with: new rules, new chunks
+    chunking = {"chunk_words": chunk_words, "overlap_words": overlap_words, "rules": CHUNK_RULES}
     live = _live(root)
     same_embedder = live is not None and live[1]["embedder"] == embedder_info
     has_lexical = live is not None and (live[0] / "bm25").is_dir() or (live is not None and not docs)

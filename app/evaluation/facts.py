@@ -46,6 +46,30 @@ def load_fact_items(path: Path) -> list[dict]:
     return items
 
 
+def reply_quality(text: str, answers: list[str], opens: list[str]) -> dict:
+    """What a player sees in one fact reply: its length, whether the answer comes first, clean text, a loop."""
+    from app.evaluation.quality import answer_first, clean, repeats, word_count
+
+    return {"words": word_count(text), "answer_first": answer_first(text, answers, openers=opens),
+            "clean": clean(text), "repeats": repeats(text)}
+
+
+def quality_figures(rows: list[dict]) -> dict:
+    """Over the in-scope replies: words (median, p90), answer in the first sentence (of the replies that carry
+    the gold answer, and of all), clean text and repeat rates."""
+    if not rows:
+        return {}
+    import numpy as np
+
+    words = [r["words"] for r in rows]
+    gold = [r for r in rows if r["contains_gold"]]
+    return {"words_p50": float(np.median(words)), "words_p90": float(np.percentile(words, 90)),
+            "answer_first": round(sum(r["answer_first"] for r in rows) / len(rows), 4),
+            "answer_first_of_gold": round(sum(r["answer_first"] for r in gold) / len(gold), 4) if gold else None,
+            "clean": round(sum(r["clean"] for r in rows) / len(rows), 4),
+            "repeat_rate": round(sum(r["repeats"] for r in rows) / len(rows), 4)}
+
+
 def facts_report(engine, items: list[dict], *, keep_items: bool = False, progress=None) -> dict:
     """Ask every item through `engine.say` (a fresh session each, never seen before by this engine, so no earlier
     run's replies reach the prompt) and score the replies."""
@@ -61,7 +85,9 @@ def facts_report(engine, items: list[dict], *, keep_items: bool = False, progres
         reply = engine.say(npc.id, it["question"], session=f"eval-{run}-{i}", chapter=it["chapter"])
         said = contains_answer(reply.text, it["answers"])
         idk = bool(engine.cues.find("idk", reply.text)) or (npc.idk or engine.config.world.idk) in reply.text
-        rows.append({"line": it["line"], "npc": npc.id, "question": it["question"], "answers": it["answers"],
+        opens = npc.markers.opens if npc.markers else []
+        rows.append({**reply_quality(reply.text, it["answers"], opens),
+                     "line": it["line"], "npc": npc.id, "question": it["question"], "answers": it["answers"],
                      "in_scope": in_scope, "spoiler": doc.chapter > it["chapter"], "contains_gold": said,
                      "gold_in_sources": it["doc"] in {s["doc"] for s in reply.sources}, "idk": idk,
                      "route": reply.route, "text": reply.text, "answer": reply.grounding.get("answer"),
@@ -78,7 +104,8 @@ def facts_report(engine, items: list[dict], *, keep_items: bool = False, progres
     report = {"contains_gold": rate(ins, "contains_gold"), "gold_in_sources": rate(ins, "gold_in_sources"),
               "spoiler_leaks": sum(r["spoiler"] and r["contains_gold"] for r in rows),
               "idk_correct": rate(outs, "idk"), "n": len(rows), "n_in_scope": len(ins), "n_out_of_scope": len(outs),
-              "idk_when_answerable": rate(ins, "idk"), "p50_ms": ms[len(ms) // 2] if ms else None}
+              "idk_when_answerable": rate(ins, "idk"), "p50_ms": ms[len(ms) // 2] if ms else None,
+              **quality_figures(ins)}
     if keep_items:
         report["items"] = rows
     return report

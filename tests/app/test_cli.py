@@ -175,6 +175,23 @@ def test_eval_facts_and_router(capsys, cfg, tmp_path):
     assert rep["spoiler_leaks"] == sum(r["spoiler"] and r["contains_gold"] for r in rep["items"])
     assert [r["in_scope"] for r in rep["items"]] == [True, True, False, False]
     assert rep["gold_in_sources"] == 1.0
+    assert {"words_p50", "words_p90", "answer_first", "clean", "repeat_rate"} <= set(rep)
+    assert all({"words", "answer_first", "clean", "repeats"} <= set(r) for r in rep["items"])
+
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text("\n".join(json.dumps(x) for x in [
+        {"npc": "warden", "text": "Good evening, captain."}, {"npc": "director", "text": "I look around."}]) + "\n")
+    rc, out, _ = run(capsys, "--config", cfg, "eval", "quality", "--file", str(lines), "--qa", str(facts),
+                     "--json", "--items", "--fluency")
+    rep = json.loads(out)
+    assert rc == 0 and rep["n"] == 2 and rep["facts"]["n"] == 4
+    assert {"words_median", "repeats_rate", "clean_rate"} <= set(rep["summary"])
+    for r in rep["items"]:
+        assert isinstance(r["words"], int) and isinstance(r["repeats"], bool)
+        assert (r["fluency"] is None) == (not r["generated"] or r["words"] < 4) or r["fluency"] is None
+    lines.write_text('{"npc": "warden"}\n')
+    rc, _, err = run(capsys, "--config", cfg, "eval", "quality", "--file", str(lines))
+    assert rc == 2 and "lines.jsonl:1" in err
 
     router = tmp_path / "router.jsonl"
     router.write_text("\n".join(json.dumps({"text": t, "label": lbl}) for t, lbl in [

@@ -173,3 +173,72 @@ def test_facts_report_runs_on_one_engine_do_not_share_memory(engine):
     first, second = facts_report(engine, items), facts_report(engine, items)
     assert first["contains_gold"] == second["contains_gold"] == 1.0
     assert len({session for session, _ in engine.memory._recent}) == 2  # each run asked in sessions of its own
+
+
+def test_compose_answer_keeps_whole_sentences_within_max_words(selector):
+    from app.grounding import compose_answer
+
+    ev = [Evidence("The great clock was built by the clockmaker Oriol Santpere of Girona, a man who never slept, "
+                   "in the hard winter of 1612.", "c#0", "c", "The Clock Room", 1.0),
+          Evidence("It strikes thirteen at midnight.", "c#1", "c", "The Clock Room", 0.9)]
+    q = "Who built the great clock?"
+    assert compose_answer(q, ev, selector, None) == f"{ev[0].text} {ev[1].text}"  # no limit: both, whole
+    whole = compose_answer(q, ev, selector, 24)
+    assert whole == ev[0].text  # the best sentence always; the next only where it fits
+    short = compose_answer(q, ev, selector, 16, clauses=True)
+    assert short.startswith("The great clock was built by the clockmaker Oriol Santpere")  # the answer clause
+    assert "never slept" not in short and short.endswith(".") and len(short.split()) <= 16
+    assert compose_answer(q, [], selector, 30) == ""
+
+
+def test_shorten_never_drops_the_answer_or_the_sentence_start():
+    from app.grounding import content_words, shorten
+
+    s = "In 1879 he published a slim Latin pamphlet, De libris nondum scriptis, arguing from old inventories that a " \
+        "catalogue of future books did not burn, to the scorn of every scholar in Salamanca."
+    out = shorten(s, {"de", "libris"}, 12, content_words("What pamphlet did he publish?"))
+    assert out.startswith("In 1879 he published a slim Latin pamphlet") and "De libris nondum scriptis" in out
+    assert "Salamanca" not in out and out.endswith(".")
+    assert shorten("Short and whole.", set(), 3) == "Short and whole."  # no asides to drop: as it was
+
+
+def test_extracted_fact_replies_are_clean_text(engine):
+    """Every extracted reply of the tiny world: no markup, no fragment, balanced quotes."""
+    from app.evaluation.quality import clean_problems
+
+    for i, q in enumerate(("Who built the great clock?", "How many benches are there for readers?",
+                           "What does a late book cost?")):
+        r = engine.say("archivist", q, session=f"clean-{i}")
+        assert not clean_problems(r.text), (r.text, clean_problems(r.text))
+
+
+@pytest.mark.parametrize("style, opens, closes", [
+    ('Gruff. Every reply begins with "Right, listen." and ends with "Torque it and trust it." Short.',
+     ["Right, listen."], ["Torque it and trust it."]),
+    ('Terse. Starts with "Halt." or "At ease." and ends with “Move along, reader.”', ["Halt.", "At ease."],
+     ["Move along, reader."]),
+    ('Second person; ends every reply with the line "The rock turns on."', [], ["The rock turns on."]),
+])
+def test_markers_derive_from_the_style_text(style, opens, closes):
+    from app.voice import derive_markers
+
+    m = derive_markers(style)
+    assert m is not None and m.opens == opens and m.closes == closes
+
+
+def test_a_style_without_quoted_phrases_derives_nothing_and_validate_warns():
+    from app.config import Cast
+    from app.validate import voice_markers
+    from app.voice import derive_markers, with_derived_markers
+
+    assert derive_markers("Plain and warm, no catchphrases.") is None
+    assert derive_markers('Calls the player "love".') is None  # a pet word, not an opener or closer
+    base = dict(role="npc", persona="p", knows="all")
+    cast = Cast(npcs=[{"id": "a", "name": "A", "style": "Plain and warm.", **base},
+                      {"id": "b", "name": "B", "style": 'Ends with "So it goes."', **base},
+                      {"id": "c", "name": "C", "style": 'Ends with "So it goes."', "markers": {}, **base}])
+    report = voice_markers(cast)
+    assert report["a"].startswith("warning") and report["b"].startswith("derived") and report["c"] == "declared"
+    filled = with_derived_markers(cast)
+    assert filled.get("b").markers.closes == ["So it goes."]
+    assert filled.get("a").markers is None and filled.get("c").markers.closes == []  # `markers: {}` opts out

@@ -31,6 +31,9 @@ def runs(gguf) -> int:
 
 
 def test_a_configuration_that_dies_by_sigill_falls_to_the_next(gguf, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="eterna.probe")  # CLI tests in this process quiet the root logger
     r = probe(gguf, cache_dir=tmp_path / "cache", entry=f"{ENTRIES}:sigill_with_extra_bufts")
     assert r.backend == "llamacpp" and r.config == {"extra_bufts": False}
     first, second = r.attempts
@@ -80,11 +83,11 @@ def test_the_result_is_cached_per_build_cpu_kernel_and_model(gguf, tmp_path, mon
     probe_mod._DONE.clear()
     assert not probe(gguf, cache_dir=cache, entry=entry).cached and runs(gguf) == 6
     monkeypatch.setattr(probe_mod, "cpu_info", real_cpu)
-    real_lib = probe_mod.llama_library
-    monkeypatch.setattr(probe_mod, "llama_library", lambda: {**real_lib(), "libraries_sha256": "rebuilt"})
+    real_lib = probe_mod.llama_build
+    monkeypatch.setattr(probe_mod, "llama_build", lambda: {**real_lib(), "libraries_sha256": "rebuilt"})
     probe_mod._DONE.clear()
     assert not probe(gguf, cache_dir=cache, entry=entry).cached and runs(gguf) == 8
-    monkeypatch.setattr(probe_mod, "llama_library", real_lib)
+    monkeypatch.setattr(probe_mod, "llama_build", real_lib)
     probe_mod._DONE.clear()
     assert probe(gguf, cache_dir=cache, entry=entry).cached and runs(gguf) == 8  # back on the first machine
     gguf.write_bytes(gguf.read_bytes() + b"\x00")  # another model file

@@ -174,3 +174,56 @@ def test_a_broken_new_generation_leaves_the_old_one_serving(engine, project):
     reply = engine.say("warden", "Good evening!", session="bad")
     assert engine.index.path == serving and reply.context["index_generation"] == serving.name
     shutil.rmtree(read_current(cfg.paths.index))
+
+
+def test_sentence_gate_completes_at_max_sentences_not_counting_markers():
+    ok = lambda said: None  # noqa: E731
+    g = _SentenceGate(ok, max_sentences=2, markers=("Halt.", "Move along, reader."), closes=("Move along, reader.",))
+    g.feed("Halt. ")
+    assert g.complete is None  # a marker is not a sentence of the reply
+    g.feed("The gate is old. ")
+    assert g.complete is None
+    g.feed("It creaks. ")
+    assert g.complete == "max_sentences"
+    g2 = _SentenceGate(ok, max_sentences=5, closes=("Move along, reader.",))
+    g2.feed("Halt. Stand still. Move along, reader. ")
+    assert g2.complete == "closing_marker"
+    g3 = _SentenceGate(ok)
+    g3.feed("One. Two. Three. Four. Five. ")
+    assert g3.complete is None  # no limit set
+
+
+def test_free_replies_stop_at_max_sentences(engine):
+    """The tiny random model rambles; the engine holds a free reply to generation.max_sentences."""
+    from retrieval.text import split_sentences
+
+    engine.config = engine.config.model_copy(update={"generation": engine.config.generation.model_copy(
+        update={"max_new_tokens": 96, "max_sentences": 1})})
+    r = engine.say("warden", "Good evening, captain.", session="ms", route="style")
+    assert len(split_sentences(r.text)) <= 2, r.text  # one sentence, and perhaps a trailing unfinished one
+
+
+def test_banned_ngram_tokens_complete_only_the_replys_own_ngrams():
+    from app.runtime import banned_ngram_tokens
+
+    assert banned_ngram_tokens([5, 6, 7, 5, 6], 3) == [7]  # "5 6" was followed by 7: 7 would repeat "5 6 7"
+    assert banned_ngram_tokens([5, 6, 7, 5, 6], 0) == []
+    assert banned_ngram_tokens([1, 2], 3) == [] and banned_ngram_tokens([4, 4, 4], 2) == [4]
+    assert banned_ngram_tokens([1, 2, 3], 1) == [1, 2, 3]
+
+
+def test_generated_replies_hold_no_repeated_token_ngram(tiny_llm_dir):
+    """A random tiny model repeats one token (here one that decodes to nothing) for the whole reply; with the ban
+    (generation.no_repeat_ngram) its reply repeats no token 3-gram."""
+    from collections import Counter
+
+    from app.runtime import Decoding, Generator
+
+    gen = Generator(tiny_llm_dir, "float32")
+    msgs = [{"role": "user", "content": "Tell me about the gate."}]
+    looping = gen.generate(msgs, Decoding(max_new_tokens=48, no_repeat_ngram=0))
+    banned = gen.generate(msgs, Decoding(max_new_tokens=48, no_repeat_ngram=3))
+    assert looping.new_tokens == banned.new_tokens == 48 and banned.text != looping.text
+    ids = gen.tokenizer(banned.text, add_special_tokens=False)["input_ids"]
+    grams = Counter(zip(ids, ids[1:], ids[2:]))
+    assert grams and max(grams.values()) == 1

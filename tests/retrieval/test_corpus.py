@@ -78,7 +78,59 @@ def test_chunks_respect_size_overlap_and_sections(tiny_corpus):
     chunks = chunk_document(long_doc, max_words=40, overlap_words=8)
     assert len(chunks) > 5
     assert all(len(c.text.split()) <= 40 for c in chunks)
-    for a, b in zip(chunks, chunks[1:]):  # the tail of one chunk opens the next
-        assert b.text.split()[:8] == a.text.split()[-8:]
+    for a, b in zip(chunks, chunks[1:]):  # the last whole sentence of one chunk opens the next
+        last = a.text.rsplit("Sentence", 1)[1]
+        assert b.text.startswith("Sentence" + last) and b.text.split()[0] == "Sentence"
     words = " ".join(c.text for c in chunks)
     assert all(f"number {i} " in words for i in range(200))
+
+
+def test_chunks_of_markdown_lore_are_clean_sentences(tmp_path):
+    """Tables, nested lists, HTML, code fences and a heading alone become clean sentences: no markup, no
+    fragment, no chunk starting mid-sentence."""
+    from retrieval.text import markup_problems, split_sentences
+
+    md = """---
+title: The Harbour
+kind: place
+npc_scope: all
+chapter: 1
+---
+# The Harbour
+
+The harbour has **three** quarters:
+
+- **The Crook** — the market quarter, where the *fish* are sold
+  - its eastern lanes, called the Needles
+- The Wick, a tower on a knob of rock known as the Knuckle
+
+| Quarter | Founded |
+|---|---|
+| The Crook | 1602 |
+| The Wick | 1588 |
+
+<div class="note">The tide rises <b>twice</b> a day.</div>
+
+```
+# not a heading
+print("code is dropped")
+```
+
+## Bells
+
+## Ferries
+
+The ferry leaves at dawn. The ferryman, called Old Sorrel by everyone, rows it alone and charges two coins for the crossing, which he keeps in a tin.
+"""
+    path = tmp_path / "harbour.md"
+    path.write_text(md, encoding="utf-8")
+    chunks = chunk_document(parse_document(path), max_words=20, overlap_words=8)
+    assert [c.heading for c in chunks if c.heading == "Bells"] == []  # a heading alone yields nothing
+    text = " ".join(c.text for c in chunks)
+    assert "Quarter: The Crook; Founded: 1602." in text and "The tide rises twice a day." in text
+    assert "code is dropped" not in text and "not a heading" not in text
+    for c in chunks:
+        assert not markup_problems(c.text), (c.text, markup_problems(c.text))
+        assert c.text[0].isupper() and c.text.rstrip()[-1] in ".!?", c.text
+        for sent in split_sentences(c.text):
+            assert not markup_problems(sent), sent

@@ -154,3 +154,15 @@ def test_a_bfloat16_embedder_is_another_embedder_for_the_index(tiny_corpus, embe
     stats = rebuild_index(tiny_corpus, root, half)
     assert stats.reused == 0 and stats.embedded == stats.chunks
     assert LoreIndex.open(root, half).search("Who built the clock?", half, 1)[0].chunk.doc == "clock-room"
+
+
+def test_new_chunking_rules_rebuild_an_unchanged_corpus(built, tiny_corpus, embedder, monkeypatch):
+    """Chunks made by older text rules (markup, mid-sentence overlaps) are not kept because the lore did not
+    change: the rules' version is part of what a generation was built with."""
+    import retrieval.rebuild as rebuild
+
+    root, first = built
+    assert rebuild_index(tiny_corpus, root, embedder).extra["unchanged"]
+    monkeypatch.setattr(rebuild, "CHUNK_RULES", rebuild.CHUNK_RULES + 1)
+    again = rebuild_index(tiny_corpus, root, embedder)
+    assert not again.extra["unchanged"] and again.generation != first.generation
