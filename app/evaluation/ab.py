@@ -124,6 +124,7 @@ class Context:
     selector: object
     voice: object = None
     personas: tuple = ()  # (npc ids, unit persona vectors (N, dim), embedder)
+    phrases: dict = field(default_factory=dict)  # npc id -> signature phrases (app/evaluation/replies.py)
     rouge: object = field(default=None)
 
     def __post_init__(self):
@@ -283,8 +284,10 @@ def _context(first, world: EternaConfig) -> Context:
         voice = vc if vc.ok else None
     ids = [n.id for n in first.cast.npcs]
     vecs = first.embedder.encode([f"{n.name}. {n.persona} {n.style}" for n in first.cast.npcs])
+    from app.evaluation.replies import voice_phrases
+
     return Context(cues=first.cues, markers=markers, selector=first.selector, voice=voice,
-                   personas=(ids, vecs, first.embedder))
+                   personas=(ids, vecs, first.embedder), phrases={n.id: voice_phrases(n) for n in first.cast.npcs})
 
 
 def _in_scope(first, docs: dict, it: dict) -> bool:

@@ -171,3 +171,47 @@ def _route(ans, item, ctx):
         higher_is_better=False)
 def _latency(ans, item, ctx):
     return float(ans.get("timings", {}).get("total_ms", 0.0))
+
+
+# --- what a player sees (app/evaluation/quality.py); each is tested with the failure it must catch -----------------
+@metric("repeats", BINARY, ("facts", "style"), "the reply loops: a word 3-gram or a sentence said twice",
+        higher_is_better=False)
+def _repeats(ans, item, ctx):
+    from app.evaluation.quality import repeats
+
+    return float(repeats(ans["text"])) if ans["text"].strip() else None
+
+
+@metric("clean_text", BINARY, ("facts", "style"), "no markup, no fragment starting mid-sentence, balanced quotes")
+def _clean(ans, item, ctx):
+    from app.evaluation.quality import clean
+
+    return float(clean(ans["text"])) if ans["text"].strip() else None
+
+
+@metric("words", SCORE, ("facts", "style"), "words in the reply", higher_is_better=False)
+def _words(ans, item, ctx):
+    from app.evaluation.quality import word_count
+
+    return float(word_count(ans["text"]))
+
+
+@metric("answer_first", BINARY, ("facts",), "a gold answer in the first sentence (the opening marker skipped)")
+def _answer_first(ans, item, ctx):
+    from app.evaluation.quality import answer_first
+
+    if not _in_scope(item):
+        return None
+    m = ctx.markers.get(item.get("npc"))
+    return float(answer_first(ans["text"], _golds(item), openers=m.opens if m else ()))
+
+
+@metric("in_voice", BINARY, ("style",), "a signature phrase of the character (markers, phrases its style text "
+                                        "names) in the model-generated reply, and no loop")
+def _in_voice(ans, item, ctx):
+    from app.evaluation.quality import in_voice
+
+    phrases = ctx.phrases.get(item.get("npc")) if ctx.phrases else None
+    if not phrases or not ans.get("tokens"):  # no phrases to look for, or no model generated the reply
+        return None
+    return float(in_voice(ans["text"], phrases))

@@ -150,14 +150,15 @@ def findings(summary: dict) -> list[str]:
         return t.get(m, {}).get(v, {}).get("mean")
 
     names = summary["run"]["variants"]
-    for m in ("contains_gold", "voice_markers", "voice_classifier", "deflects"):
+    for m in ("contains_gold", "answer_first", "voice_markers", "in_voice", "voice_classifier", "deflects",
+              "repeats", "clean_text"):
         row = {v: mean(m, v) for v in names if mean(m, v) is not None}
         if row:
-            best = max(row, key=row.get)
+            best = (max if summary["metrics"][m]["higher_is_better"] else min)(row, key=row.get)
             out.append(f"{m}: best `{best}` ({row[best]:.3f}); " + ", ".join(f"`{v}` {x:.3f}" for v, x in row.items()))
     ref = summary["reference"]
     for c in summary["comparisons"]:
-        if c["metric"] in ("contains_gold", "voice_markers", "voice_classifier") and c["high"] < 0:
+        if c["metric"] in ("contains_gold", "voice_markers", "in_voice", "voice_classifier") and c["high"] < 0:
             out.append(f"`{c['variant']}` beats the reference `{ref}` on {c['metric']} "
                        f"(by {-c['diff']:.3f}, CI excludes 0): the reference is not best on everything.")
     return out or ["no metric applied to these items"]

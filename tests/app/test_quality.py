@@ -194,3 +194,27 @@ def test_fluency_mechanics_on_a_tiny_model(tiny_lm):
     assert fluency([], model, tok) == []
     with pytest.raises(ValueError):
         fluency([normal], model, tok, length=0)
+
+
+def test_ab_metrics_see_loops_that_markers_miss():
+    """The A/B registry's voice metric: a looping reply with both markers passes `voice_markers` (what fooled the
+    report before) and fails `in_voice`; `repeats` and `clean_text` flag it and a markdown reply."""
+    from app.config import Markers
+    from app.evaluation.ab import Context
+    from app.evaluation.metrics import METRICS
+
+    markers = {"guard": Markers(opens=["Halt."], closes=["Move along, reader."])}
+    ctx = Context(cues=None, markers=markers, selector=None, phrases={"guard": ["Halt.", "Move along, reader."]})
+    item = {"npc": "guard", "set": "style", "text": "Evening."}
+    looping = {"text": "Halt. Walked? No. Walked? No. Walked? No. Move along, reader.", "tokens": {"reply": 20}}
+    good = {"text": "Halt. The stair is shut at dusk. Move along, reader.", "tokens": {"reply": 14}}
+    m = {name: METRICS.lookup(name).fn for name in ("voice_markers", "in_voice", "repeats", "clean_text",
+                                                    "answer_first")}
+    assert m["voice_markers"](looping, item, ctx) == 1.0  # markers alone call it in voice
+    assert m["in_voice"](looping, item, ctx) == 0.0 and m["repeats"](looping, item, ctx) == 1.0
+    assert m["in_voice"](good, item, ctx) == 1.0 and m["repeats"](good, item, ctx) == 0.0
+    assert m["in_voice"]({**good, "tokens": {}}, item, ctx) is None  # no model generated it: not its voice
+    assert m["clean_text"]({"text": "- **The Crook** — the m"}, item, ctx) == 0.0
+    fact = {"npc": "guard", "set": "facts", "answers": ["1387"], "in_scope": True}
+    assert m["answer_first"]({"text": "Halt. It was founded in 1387. Move along, reader."}, fact, ctx) == 1.0
+    assert m["answer_first"]({"text": "Halt. It is old. It was founded in 1387."}, fact, ctx) == 0.0
