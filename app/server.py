@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.dialogue import DialogueEngine, Reply
-from retrieval.errors import EternaError, InputError
+from retrieval.errors import ConfigError, EternaError, InputError
 
 
 class SayRequest(BaseModel):
@@ -87,6 +87,9 @@ def _error(e: Exception) -> HTTPException:
 
 
 def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int = 16) -> FastAPI:
+    if engine.config.grounding.on_unsupported == "keep":
+        raise ConfigError("grounding.on_unsupported is `keep`: a generated fact reply that fails the support check "
+                          "would reach players; `keep` is for A/B baselines only. Serve with `extract` or `idk`")
     app = FastAPI(title="Eterna", version="0.1.0",
                   description="NPC dialogue: RAG for facts, fine-tuned adapters for form.")
     q = _Queue(queue)

@@ -167,3 +167,4 @@ def test_doctor_json_has_every_field(project, capsys):
     assert isinstance(r["adapters"], list)
     if r["llama_cpp"]["installed"]:
         assert r["llama_cpp"]["version"] and r["llama_cpp"]["libraries_sha256"]
+

@@ -192,3 +192,17 @@ def test_serve_caps_malloc_arenas_unless_the_environment_chose(monkeypatch):
     assert limit_malloc_arenas() is False  # the operator's own setting wins
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_a_served_engine_refuses_on_unsupported_keep(project):
+    """`keep` lets a generated fact reply that failed the support check reach players: A/B baselines only."""
+    from app.config import EternaConfig
+    from app.dialogue import DialogueEngine
+    from app.server import create_app
+    from retrieval.errors import ConfigError
+
+    engine = DialogueEngine.from_settings(EternaConfig.load(project))
+    engine.config = engine.config.model_copy(update={"grounding": engine.config.grounding.model_copy(
+        update={"on_unsupported": "keep"})})
+    with pytest.raises(ConfigError, match="on_unsupported is `keep`"):
+        create_app(engine)
