@@ -197,7 +197,9 @@ def build_router(config: EternaConfig, cast: Cast, embedder, lore: LoreIndex, cu
 class DialogueEngine:
     def __init__(self, config: EternaConfig, cast: Cast, embedder, index: LoreIndex, generator: GenerationBackend,
                  router: Router, memory: SessionMemory, cues: Cues | None = None, index_root: Path | None = None):
-        self.config, self.cast, self.embedder, self.index = config, cast, embedder, index
+        # characters without `markers:` speak inside the ones their style text names (app/voice.py), however the
+        # engine was built (a config, a variant's other cast)
+        self.config, self.cast, self.embedder, self.index = config, with_derived_markers(cast), embedder, index
         # the index folder whose CURRENT generation the engine follows (None: keep the one it was given)
         self.index_root = Path(index_root) if index_root is not None else None
         self._swap_lock = threading.Lock()
@@ -273,7 +275,7 @@ class DialogueEngine:
                       llm: str | None = None, adapters: bool = True) -> DialogueEngine:
         """`adapters=False` loads none of the cast's adapters: the base model speaks for everyone (another base
         model than the adapters were trained on, or a baseline)."""
-        cast = with_derived_markers(Cast.load(npcs or config.paths.npcs, config.world))
+        cast = Cast.load(npcs or config.paths.npcs, config.world)
         if not adapters:
             cast = cast.without_adapters()
         cues = Cues.load(config.world.cues)

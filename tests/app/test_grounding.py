@@ -242,3 +242,17 @@ def test_a_style_without_quoted_phrases_derives_nothing_and_validate_warns():
     filled = with_derived_markers(cast)
     assert filled.get("b").markers.closes == ["So it goes."]
     assert filled.get("a").markers is None and filled.get("c").markers.closes == []  # `markers: {}` opts out
+
+
+def test_a_cast_without_markers_speaks_inside_the_ones_its_style_names(engine):
+    """The tiny cast declares no `markers:`; its style texts quote how each character begins and ends, so an
+    extracted fact is said inside them, also in a variant engine built with another cast object."""
+    from app.config import Cast
+    from tests.fixtures_data import NPCS_YAML
+    import yaml
+
+    r = engine.say("archivist", "How many books may a reader borrow at once?", session="markers")
+    assert r.grounding["answer"] == "extracted"
+    assert r.text.startswith("For the record:") and r.text.endswith("Filed and noted."), r.text
+    other = engine.variant(cast=Cast(**yaml.safe_load(NPCS_YAML)))
+    assert other.cast.get("warden").markers.closes == ["Move along, reader."]
