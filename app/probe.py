@@ -142,14 +142,13 @@ _DIGESTS: dict[tuple, str] = {}
 
 
 def _file_digest(path: Path) -> str:
+    """sha256 of a file, computed once per (path, size, mtime) in this process (every engine start asks again)."""
+    from retrieval.fileio import sha256_file
+
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _DIGESTS[key] = h.hexdigest()
+        _DIGESTS[key] = sha256_file(path)
     return _DIGESTS[key]
 
 
