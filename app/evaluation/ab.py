@@ -60,6 +60,8 @@ class EvalConfig(_Strict):
     world: Path = Field(description="the world's config")
     npcs: Path | None = Field(None, description="the cast for every variant unless a variant names its own")
     sets: SetsSpec = SetsSpec()
+    only: list[Literal["facts", "style", "router", "adversarial"]] | None = Field(
+        None, min_length=1, description="run only these sets (default: every set named or in the world's eval folder)")
     variants: list[VariantSpec] = Field(min_length=2)
     reference: str | None = Field(None, description="variant the others are compared with (default: the last)")
     limit: int | None = Field(None, ge=1, description="items per set at most")
@@ -97,7 +99,7 @@ def load_items(cfg: EvalConfig, world: EternaConfig, limit: int | None) -> list[
     defaults = {"facts": "facts.jsonl", "style": "style_prompts.jsonl", "router": "router.jsonl",
                 "adversarial": "adversarial.jsonl"}
     items: list[dict] = []
-    for name in SETS:
+    for name in (n for n in SETS if cfg.only is None or n in cfg.only):
         path = getattr(cfg.sets, name) or (folder / defaults[name] if folder is not None else None)
         if path is None or not path.is_file():
             continue

@@ -156,3 +156,19 @@ def test_a_variant_may_name_another_base_model(eval_config, tiny_llm_dir, tmp_pa
     assert engines["b"].generator is engines["c"].generator is not engines["a"].generator  # one load per model
     assert engines["b"].generator.model_dir == other
     assert engines["b"].say("warden", "hello", route="style", remember=False).route == "style"
+
+
+def test_only_runs_the_named_sets(eval_config):
+    from app.config import EternaConfig
+    from app.evaluation.ab import EvalConfig, load_items
+
+    cfg = yaml.safe_load(eval_config.read_text())
+    cfg["only"] = ["style"]
+    eval_config.write_text(yaml.safe_dump(cfg))
+    ec = EvalConfig.load(eval_config)
+    items = load_items(ec, EternaConfig.load(ec.world), None)
+    assert [i["key"] for i in items] == ["style:s1", "style:s2"]
+    cfg["only"] = ["chat"]
+    eval_config.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="ab.yaml"):
+        EvalConfig.load(eval_config)
