@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from app.config import EternaConfig  # noqa: E402
 from app.runtime import Decoding  # noqa: E402
+from retrieval.fileio import read_jsonl  # noqa: E402
 
 PROMPTS = ["Describe the docks at the change of shift.", "Who are you, and what is your work here?",
            "Tell me a short story about a lost cargo pod.", "What should a newcomer never do on the station?",
@@ -325,7 +326,7 @@ def _load(url: str, npcs: list[str], seconds: float, clients: int, sessions: Pat
         lost = foreign = 0
         for s, n in ok_turns.items():
             path = sessions / f"{s}.jsonl"
-            recs = [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
+            recs = [r for _, r in read_jsonl(path)] if path.is_file() else []
             lost += abs(n - len(recs))
             c = s[4:].split("-")[0]
             foreign += sum(re.search(rf"\({c}/\d+\)$", r["user"]) is None for r in recs)
@@ -426,7 +427,6 @@ def main() -> None:
                     help="each client starts a new session every N turns (players come and go; 0: one each)")
     args = ap.parse_args()
     from app.dialogue import DialogueEngine
-    from retrieval.fileio import read_jsonl
 
     n = 3 if args.quick else 8
     shipped = EternaConfig.load(Path(args.config))
