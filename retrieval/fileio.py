@@ -5,6 +5,7 @@ Bad input never loses data: every artifact is written to a temporary sibling, fs
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -76,6 +77,19 @@ def replace_dir(staged: Path, final: Path) -> None:
     fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staging(out_dir: Path, kind: str) -> Iterator[Path]:
+    """A scratch folder `.<name>.<kind>-*` next to out_dir (same filesystem, so the final rename is atomic), removed
+    afterwards: whatever the block did not move into place (with `replace_dir`) is gone on any exit."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{kind}-", dir=out_dir.parent))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def read_jsonl(path: Path, required: tuple[str, ...] = (), *, skip_bad: bool = False) -> Iterator[tuple[int, dict]]:
