@@ -21,7 +21,9 @@ from retrieval.errors import EternaError
 from retrieval.fileio import read_jsonl
 
 
-def read_beir(folder: Path, split: str) -> tuple[list[dict], dict[str, str], dict[str, dict[str, int]]]:
+def read_beir(folder: Path, split: str, limit: int = 0) -> tuple[list[dict], dict[str, str], dict[str, dict[str, int]]]:
+    """(corpus [{_id, title, text}], queries {id: text}, qrels {query id: {doc id: relevance}}) of a BEIR folder;
+    `limit` keeps the first N judged queries of the split (the corpus stays whole)."""
     folder = Path(folder)
     corpus_path = next((folder / n for n in ("corpus.jsonl", "corpus.jsonl.gz") if (folder / n).is_file()), None)
     if corpus_path is None:
@@ -46,6 +48,8 @@ def read_beir(folder: Path, split: str) -> tuple[list[dict], dict[str, str], dic
     qrels = {q: r for q, r in qrels.items() if q in queries}
     if not qrels:
         raise EternaError(f"{rpath}: no judged query is in {qpath}")
+    if limit:
+        qrels = dict(list(qrels.items())[:limit])
     return corpus, queries, qrels
 
 
