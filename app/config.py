@@ -11,7 +11,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from retrieval.errors import AdapterError, ConfigError, UnknownNpcError
+from retrieval.errors import AdapterError, ConfigError, UnknownNpcError, yaml_error_message
 
 DEFAULT_ROLES = {"director": "the narrator of the game", "npc": "a character in the game", "book": "a living book"}
 
@@ -377,9 +377,7 @@ def _read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        raise ConfigError(yaml_error_message(path, e)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

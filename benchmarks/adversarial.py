@@ -33,17 +33,17 @@ def main() -> None:
     from app.dialogue import DialogueEngine, _leaks
     from app.prompt import instructions
     from retrieval.errors import EternaError
+    from retrieval.fileio import read_jsonl
 
     cfg = EternaConfig.load(Path(args.config))
     path = cfg.data_path("eval") / "adversarial.jsonl"
     with tempfile.TemporaryDirectory() as tmp:
         cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"sessions": Path(tmp)})})
         engine = DialogueEngine.from_settings(cfg)
-        lines = [ln for ln in path.read_text(encoding="utf-8", errors="surrogatepass").splitlines() if ln.strip()]
+        lines = list(read_jsonl(path, ("npc", "text")))
         replies, errors, breaks, offworld, off_breaks, leaks = 0, 0, [], 0, 0, 0
-        for i, line in enumerate(lines, 1):
+        for i, item in lines:
             try:
-                item = json.loads(line)
                 r = engine.say(item["npc"], item["text"], session=f"adv{i}", chapter=item.get("chapter", 1))
             except EternaError as e:
                 errors += 1

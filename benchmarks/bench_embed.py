@@ -28,7 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.evaluation.beir import load_beir  # noqa: E402
+from app.evaluation.retrieval_eval import read_beir  # noqa: E402
 from retrieval.chunking import chunk_document  # noqa: E402
 from retrieval.embeddings import (  # noqa: E402
     SentenceTransformerEmbedder,
@@ -39,7 +39,7 @@ from retrieval.types import Document  # noqa: E402
 
 
 def texts_of(folder: Path, n_docs: int) -> list[str]:
-    corpus, _, _ = load_beir(folder, "test")
+    corpus, _, _ = read_beir(folder, "test")
     docs = [Document(id=d["_id"], title=d["title"] or d["_id"], kind="doc", npc_scope=None, chapter=1,
                      body=d["text"] or d["title"], path="") for d in corpus[:n_docs]]
     return [c.embed_text() for d in docs for c in chunk_document(d, 120, 25)]

@@ -22,7 +22,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.evaluation.beir import load_beir, write_as_lore  # noqa: E402
+from app.evaluation.beir import write_as_lore  # noqa: E402
+from app.evaluation.retrieval_eval import read_beir  # noqa: E402
 from app.evaluation.measures import ndcg_at_10, rank_documents  # noqa: E402
 from retrieval.embeddings import SentenceTransformerEmbedder  # noqa: E402
 from retrieval.index import LoreIndex  # noqa: E402
@@ -34,7 +35,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "scifact"))
     ap.add_argument("--limit", type=int, default=0, help="use only the first N test queries (the corpus stays whole)")
     args = ap.parse_args()
-    corpus, queries, qrels = load_beir(Path(args.data), "test", args.limit)
+    corpus, queries, qrels = read_beir(Path(args.data), "test", args.limit)
     qids = list(qrels)
     emb = SentenceTransformerEmbedder("builtin:all-minilm-l6-v2")
     qv = emb.encode([queries[q] for q in qids])  # (Q, dim)

@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from app.config import EternaConfig  # noqa: E402
 from app.runtime import Decoding  # noqa: E402
+from retrieval.fileio import read_jsonl  # noqa: E402
 
 PROMPTS = ["Describe the docks at the change of shift.", "Who are you, and what is your work here?",
            "Tell me a short story about a lost cargo pod.", "What should a newcomer never do on the station?",
@@ -261,10 +262,11 @@ def _cache_mb(report: dict | None) -> float | None:
 
 
 def _load(url: str, npcs: list[str], seconds: float, clients: int, sessions: Path | None, pid: int | str,
-          rotate: int, cache) -> dict:
+          rotate: int, cache, turns: int | None = None) -> dict:
     """N clients saying lines for `seconds` (client c's session changes every `rotate` turns: players come and go);
-    the target process's RSS and its backend's prompt-cache report (`cache()`) sampled every second; then every
-    answered turn is looked up in its session file."""
+    with `turns`, each client says that many lines instead, a refused one (429) again until it is answered, however
+    long that takes. The target process's RSS and its backend's prompt-cache report (`cache()`) sampled every second;
+    then every answered turn is looked up in its session file."""
     import httpx
     import numpy as np
 
@@ -274,10 +276,11 @@ def _load(url: str, npcs: list[str], seconds: float, clients: int, sessions: Pat
     samples: list[tuple[float, dict]] = []  # (seconds since start, /proc status KB)
     maps: dict[str, dict] = {}
     start = time.time()
-    stop = start + seconds
+    stop = start + seconds if turns is None else float("inf")
+    finished = threading.Event()
 
     def sampler():
-        while time.time() < stop:
+        while not finished.is_set():
             t = time.time() - start
             kb = _status_kb(pid)
             try:
@@ -289,7 +292,7 @@ def _load(url: str, npcs: list[str], seconds: float, clients: int, sessions: Pat
             samples.append((t, kb))
             if "warm" not in maps and t >= seconds / 4:
                 maps["warm"] = _smaps(pid)
-            time.sleep(1.0)
+            finished.wait(1.0)
         maps["end"] = _smaps(pid)
     sampling = threading.Thread(target=sampler, daemon=True)
     sampling.start()
@@ -297,7 +300,7 @@ def _load(url: str, npcs: list[str], seconds: float, clients: int, sessions: Pat
     def client(c):
         with httpx.Client(timeout=60) as h:
             i = 0
-            while time.time() < stop:
+            while time.time() < stop and (turns is None or i < turns):
                 session = f"soak{c}-{i // rotate}" if rotate else f"soak{c}"
                 r = h.post(f"{url}/v1/npcs/{npcs[c % len(npcs)]}/say",
                            json={"text": f"{PROMPTS[i % len(PROMPTS)]} ({c}/{i})", "session": session})
@@ -307,10 +310,15 @@ def _load(url: str, npcs: list[str], seconds: float, clients: int, sessions: Pat
                         ok_turns[session] = ok_turns.get(session, 0) + 1
                 if r.status_code == 429:
                     time.sleep(0.2)
+                    if turns is not None:
+                        continue  # the same line again
                 i += 1
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
     [t.start() for t in threads]
     [t.join() for t in threads]
+    if turns is not None:
+        seconds = time.time() - start
+    finished.set()
     sampling.join(5)
     # every answered turn is in its session's file exactly once, and no session holds another client's line
     lost = foreign = None
@@ -318,7 +326,7 @@ def _load(url: str, npcs: list[str], seconds: float, clients: int, sessions: Pat
         lost = foreign = 0
         for s, n in ok_turns.items():
             path = sessions / f"{s}.jsonl"
-            recs = [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
+            recs = [r for _, r in read_jsonl(path)] if path.is_file() else []
             lost += abs(n - len(recs))
             c = s[4:].split("-")[0]
             foreign += sum(re.search(rf"\({c}/\d+\)$", r["user"]) is None for r in recs)
@@ -338,7 +346,8 @@ def _load(url: str, npcs: list[str], seconds: float, clients: int, sessions: Pat
     rss, anon, files, outside = series("VmRSS"), series("RssAnon"), series("RssFile"), series("Outside")
     warm, end = maps.get("warm", {}), maps.get("end", {})
     growth = sorted(((end.get(k, 0) - warm.get(k, 0), k) for k in set(warm) | set(end)), reverse=True)
-    return {"clients": clients, "seconds": seconds, "sessions_rotate_every": rotate or None,
+    return {"clients": clients, "seconds": round(seconds, 1), "turns_per_client": turns,
+            "sessions_rotate_every": rotate or None,
             "sessions_used": len(ok_turns), "statuses": statuses,
             "errors_5xx": sum(n for c, n in statuses.items() if c >= 500), "lost_turns": lost,
             "foreign_turns": foreign, "samples": len(samples),
@@ -350,15 +359,16 @@ def _load(url: str, npcs: list[str], seconds: float, clients: int, sessions: Pat
             "rss_growth_after_warmup_kb": {k: kb for kb, k in growth[:6] if kb > 0}}
 
 
-def soak(engine, seconds: float, clients: int, rotate: int = 0) -> dict:
-    """In process: the server app on loopback in this process (the CI soak test); prints the figure, returns it."""
+def soak(engine, seconds: float, clients: int, rotate: int = 0, turns: int | None = None) -> dict:
+    """In process: the server app on loopback in this process (the CI soak test, with `turns`: a fixed number of
+    answered lines per client, not a time); prints the figure, returns it."""
     from app.server import create_app
     from tests.app.test_server import Server  # the same loopback harness the tests use
 
     with Server(create_app(engine, queue=max(2, clients // 2))) as url:
         fig = {"figure": "soak", "server": "in process",
                **_load(url, [n.id for n in engine.cast.npcs], seconds, clients, engine.memory.store, "self", rotate,
-                       getattr(engine.generator, "cache_report", lambda: None))}
+                       getattr(engine.generator, "cache_report", lambda: None), turns)}
     emit(fig)
     return fig
 
@@ -417,7 +427,6 @@ def main() -> None:
                     help="each client starts a new session every N turns (players come and go; 0: one each)")
     args = ap.parse_args()
     from app.dialogue import DialogueEngine
-    from retrieval.fileio import read_jsonl
 
     n = 3 if args.quick else 8
     shipped = EternaConfig.load(Path(args.config))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from retrieval.errors import CorpusError
+from retrieval.errors import CorpusError, yaml_error_message
 from retrieval.types import Document
 
 FRONT_KEYS = ("title", "kind", "npc_scope", "chapter")
@@ -51,9 +51,7 @@ def parse_document(path: Path, text: str | None = None, kinds: Sequence[str] | N
     try:
         meta = yaml.safe_load("\n".join(lines[1:end])) or {}
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = (mark.line + 2) if mark is not None else 1
-        raise CorpusError(f"{path}:{line}: invalid YAML in front matter ({getattr(e, 'problem', e)})") from None
+        raise CorpusError(yaml_error_message(path, e, "invalid YAML in front matter", first_line=2)) from None
     if not isinstance(meta, dict):
         raise CorpusError(f"{path}:2: front matter must be a mapping of {', '.join(FRONT_KEYS)}")
 

@@ -39,3 +39,11 @@ class UnknownNpcError(InputError):
 
 class AdapterError(EternaError):
     """An adapter is missing, malformed, or was trained on another base model."""
+
+
+def yaml_error_message(path, e: Exception, what: str = "invalid YAML", first_line: int = 1) -> str:
+    """`path:line:column: invalid YAML (problem)` for a yaml.YAMLError (`path` alone when PyYAML gives no position);
+    `first_line`: the line of the file the parsed text starts on (front matter starts on line 2)."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"{path}:{mark.line + first_line}:{mark.column + 1}" if mark is not None else f"{path}"
+    return f"{where}: {what} ({getattr(e, 'problem', None) or e})"

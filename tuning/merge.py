@@ -15,13 +15,11 @@ is refused (its weights cannot absorb the delta without re-rounding it). The out
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from retrieval.errors import AdapterError
-from retrieval.fileio import atomic_write_json, fingerprint_dir, replace_dir
+from retrieval.fileio import atomic_write_json, fingerprint_dir, replace_dir, staging
 from tuning.adapters import check_base, read_adapter_manifest
 from tuning.base import MODEL_MANIFEST, load_base, model_fingerprint, portable_base, portable_path, resolve_base
 
@@ -87,12 +85,10 @@ def merge_adapter(adapter_dir: Path, out_dir: Path, *, base_dir: Path | None = N
     merged = model.merge_and_unload()
     if dtype != "float32":
         merged = merged.to({"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype])
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.merge-", dir=out_dir.parent))
-    try:
-        merged.save_pretrained(staging)
-        tok.save_pretrained(staging)
-        out = {"built_by": "eterna adapters merge", "fingerprint": fingerprint_dir(staging), "dtype": dtype,
+    with staging(out_dir, "merge") as work:
+        merged.save_pretrained(work)
+        tok.save_pretrained(work)
+        out = {"built_by": "eterna adapters merge", "fingerprint": fingerprint_dir(work), "dtype": dtype,
                "parameters": sum(p.numel() for p in merged.parameters()),
                "base": portable_base(manifest.get("base", {})),
                "adapter": {"path": portable_path(adapter_dir), "fingerprint": fingerprint_dir(adapter_dir),
@@ -100,11 +96,8 @@ def merge_adapter(adapter_dir: Path, out_dir: Path, *, base_dir: Path | None = N
                            "data_sha256": manifest.get("data", {}).get("sha256"),
                            "qlora_merged_full_precision": manifest.get("method") == "qlora"},
                "system": manifest.get("system")}
-        atomic_write_json(staging / MODEL_MANIFEST, out)
-        replace_dir(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        atomic_write_json(work / MODEL_MANIFEST, out)
+        replace_dir(work, out_dir)
     return out
 
 

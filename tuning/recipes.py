@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from retrieval.errors import ConfigError
+from retrieval.errors import ConfigError, yaml_error_message
 
 
 def load_recipe(path: Path, cls: type[BaseModel] | None = None, overrides: dict | None = None) -> BaseModel:
@@ -29,9 +29,7 @@ def load_recipe(path: Path, cls: type[BaseModel] | None = None, overrides: dict 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        raise ConfigError(yaml_error_message(path, e)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of fields ({', '.join(cls.model_fields)})")
     merged = {**data, **(overrides or {})}

@@ -116,7 +116,7 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
                                 "recipe": {**recipe.model_dump(), "params": params.model_dump()}},
                       save_steps=recipe.save_steps, resume=resume, keep_checkpoints=keep_checkpoints, log=log)
     model, tok, peft_config = load_for_training(base_dir, method, params, recipe.seed, recipe.device)
-    with staging(out_dir) as work:
+    with staging(out_dir, "train") as work:
         args = SFTConfig(
             use_cpu=recipe.device == "cpu", bf16=recipe.bf16, fp16=False,
             gradient_checkpointing=checkpointing(recipe, method),

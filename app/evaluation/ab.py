@@ -218,6 +218,11 @@ def _engines(cfg: EvalConfig, world: EternaConfig):
     return engines
 
 
+def read_answers(path: Path) -> dict[tuple[str, str], dict]:
+    """(variant, item key) -> answer, from a run's answers.jsonl; a line a crash left torn is passed over."""
+    return {(a["variant"], a["key"]): a for _, a in read_jsonl(path, ("variant", "key"), skip_bad=True)}
+
+
 def run_ab(config_path: Path, out: Path, *, limit: int | None = None, resume: bool = False,
            progress: bool = True) -> dict:
     cfg = EvalConfig.load(config_path)
@@ -229,13 +234,8 @@ def run_ab(config_path: Path, out: Path, *, limit: int | None = None, resume: bo
         raise EternaError(f"{answers_path} exists; pass --resume to finish that run, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     done: dict[tuple[str, str], dict] = {}
-    if answers_path.exists():
-        for line in answers_path.read_text(encoding="utf-8").splitlines():
-            try:
-                a = json.loads(line)
-                done[(a["variant"], a["key"])] = a
-            except (json.JSONDecodeError, KeyError):
-                continue  # a torn last line from a crash: asked again
+    if answers_path.exists():  # a torn last line from a crash is passed over: asked again
+        done.update(read_answers(answers_path))
     engines = _engines(cfg, world)
     todo = [(v, it) for v in cfg.variants for it in items if (v.name, it["key"]) not in done]
     bar = None

@@ -17,11 +17,11 @@ Formats (one JSON object per line):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval.errors import EternaError
+from retrieval.fileio import read_jsonl
 
 FORMATS = ("arc", "mmlu", "hellaswag")
 
@@ -58,20 +58,11 @@ def load_mc(path: Path, fmt: str, limit: int | None = None) -> list[MCItem]:
     if fmt not in FORMATS:
         raise EternaError(f"unknown format {fmt!r}; use {', '.join(FORMATS)}")
     path = Path(path)
-    if not path.is_file():
-        raise EternaError(f"{path}: file not found")
     items = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise EternaError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-            items.append(_item(fmt, obj, f"{path}:{n}"))
-            if limit and len(items) >= limit:
-                break
+    for n, obj in read_jsonl(path):
+        items.append(_item(fmt, obj, f"{path}:{n}"))
+        if limit and len(items) >= limit:
+            break
     if not items:
         raise EternaError(f"{path}: no items")
     return items

@@ -10,9 +10,7 @@ min-max normalised scores, `--weight` on dense). Built indexes are cached per da
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -20,37 +18,25 @@ import numpy as np
 
 from app.evaluation.measures import ndcg_at_10
 from retrieval.errors import EternaError
+from retrieval.fileio import read_jsonl
 
 
-def read_beir(folder: Path, split: str) -> tuple[list[dict], dict[str, str], dict[str, dict[str, int]]]:
+def read_beir(folder: Path, split: str, limit: int = 0) -> tuple[list[dict], dict[str, str], dict[str, dict[str, int]]]:
+    """(corpus [{_id, title, text}], queries {id: text}, qrels {query id: {doc id: relevance}}) of a BEIR folder;
+    `limit` keeps the first N judged queries of the split (the corpus stays whole)."""
     folder = Path(folder)
     corpus_path = next((folder / n for n in ("corpus.jsonl", "corpus.jsonl.gz") if (folder / n).is_file()), None)
     if corpus_path is None:
         raise EternaError(f"{folder}: no corpus.jsonl or corpus.jsonl.gz (a BEIR folder has corpus, queries.jsonl "
                           "and qrels/<split>.tsv)")
-    opener = gzip.open if corpus_path.suffix == ".gz" else open
-    corpus = []
-    with opener(corpus_path, "rt", encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    d = json.loads(line)
-                    corpus.append({"_id": str(d["_id"]), "title": d.get("title") or "", "text": d.get("text") or ""})
-                except (json.JSONDecodeError, KeyError) as e:
-                    raise EternaError(f"{corpus_path}:{n}: not a BEIR document ({e})") from None
+    corpus = [{"_id": str(d["_id"]), "title": d.get("title") or "", "text": d.get("text") or ""}
+              for _, d in read_jsonl(corpus_path, ("_id",))]
     qpath = folder / "queries.jsonl"
     rpath = folder / "qrels" / f"{split}.tsv"
     for p in (qpath, rpath):
         if not p.is_file():
             raise EternaError(f"{p}: missing (split {split!r})")
-    queries = {}
-    for n, line in enumerate(qpath.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                q = json.loads(line)
-                queries[str(q["_id"])] = q["text"]
-            except (json.JSONDecodeError, KeyError) as e:
-                raise EternaError(f"{qpath}:{n}: not a BEIR query ({e})") from None
+    queries = {str(q["_id"]): q["text"] for _, q in read_jsonl(qpath, ("_id", "text"))}
     qrels: dict[str, dict[str, int]] = {}
     for n, line in enumerate(rpath.read_text(encoding="utf-8").splitlines(), 1):
         parts = line.split("\t")
@@ -62,6 +48,8 @@ def read_beir(folder: Path, split: str) -> tuple[list[dict], dict[str, str], dic
     qrels = {q: r for q, r in qrels.items() if q in queries}
     if not qrels:
         raise EternaError(f"{rpath}: no judged query is in {qpath}")
+    if limit:
+        qrels = dict(list(qrels.items())[:limit])
     return corpus, queries, qrels
 
 

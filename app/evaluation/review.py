@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.evaluation.ab import read_answers
 from app.evaluation.report import _atomic_text
 from app.evaluation.stats import mean_ci
 from retrieval.errors import EternaError
@@ -27,14 +28,7 @@ def _answers(run: Path) -> dict[tuple[str, str], dict]:
     path = Path(run) / "answers.jsonl"
     if not path.is_file():
         raise EternaError(f"{path}: not found; run `eterna eval ab --out {run}` first")
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            a = json.loads(line)
-            out[(a["variant"], a["key"])] = a
-        except (json.JSONDecodeError, KeyError):
-            continue
-    return out
+    return read_answers(path)
 
 
 def write_review_page(run: Path, out: Path, a: str | None = None, b: str | None = None, limit: int | None = None,

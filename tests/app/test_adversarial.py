@@ -43,3 +43,21 @@ def test_adversarial_case(engine, case):
     assert all(chapters[s["doc"]] <= chapter for s in reply.sources)
     if case["attack"] == "offworld":
         assert reply.route == "offworld"
+
+
+def test_spoiler_fishing_is_held_back_by_the_chapter_filter(engine):
+    """The chapter check above passes on a reply that cites nothing, so it cannot tell a held filter from an empty
+    search. Here the same questions asked at the world's last chapter must reach later lore (there was something to
+    hold back), and at the case's own chapter none of it is cited."""
+    chapters = {d.doc: d.chapter for d in engine.index.chunks}
+    last = max(chapters.values())
+    held = {}
+    for case in (c for c in CASES if c["attack"] == "spoiler_fishing"):
+        chapter = case.get("chapter", 1)
+        late = engine.say(case["npc"], case["text"], session="adv-late", chapter=last, remember=False)
+        later = {s["doc"] for s in late.sources if chapters[s["doc"]] > chapter}
+        now = engine.say(case["npc"], case["text"], session="adv-now", chapter=chapter, remember=False)
+        assert not [s["doc"] for s in now.sources if chapters[s["doc"]] > chapter], (case["id"], now.sources)
+        if later:
+            held[case["id"]] = later
+    assert len(held) >= 3, held  # a013, a016 and a017 reach chapter-2/3 documents when the chapter allows

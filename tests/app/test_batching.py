@@ -72,13 +72,14 @@ def test_mixed_adapters_in_one_batch_match_peft_one_at_a_time(tiny_llm_dir, adap
     jobs = [(p, a) for p in PROMPTS for a in (None, "a", "b", "c")]
     ref = reference(tiny_llm_dir, adapters, jobs, dec)
     assert len({ref[(PROMPTS[0], a)] for a in (None, "a", "b", "c")}) > 1  # the adapters change the replies
-    backend = BatchedBackend(tiny_llm_dir, "float32", max_batch=16, window_ms=200)
+    # the scheduler gathers until the batch is full (max_batch = the jobs), not until a short window ends: all of
+    # them share one batch however slowly the threads arrive (the long window only bounds a hang)
+    backend = BatchedBackend(tiny_llm_dir, "float32", max_batch=len(jobs), window_ms=120_000)
     for name, path in adapters.items():
         backend.add_adapter(name, path)
     got = run_concurrently(backend, jobs, dec)
     assert got == ref
-    assert backend.stats["max_rows"] > 1  # they really shared batches
-    assert backend.stats["rows"] == len(jobs)
+    assert backend.stats["batches"] == 1 and backend.stats["max_rows"] == backend.stats["rows"] == len(jobs)
 
 
 def test_per_row_decoding_settings_match_the_transformers_backend(tiny_llm_dir, adapters):
@@ -174,8 +175,10 @@ def test_registered_as_a_backend_and_a_failing_row_fails_alone(tiny_llm_dir):
             results[name] = e
     jobs = [("bad", Decoding(max_new_tokens=4, repetition_penalty="oops")), ("good", Decoding(max_new_tokens=4))]
     threads = [threading.Thread(target=one, args=j) for j in jobs]
+    backend.max_batch, backend.window = 2, 120.0  # the two rows share a batch however late the second arrives
     [t.start() for t in threads]
     [t.join() for t in threads]
+    backend.max_batch, backend.window = 4, 0.3
     assert isinstance(results["bad"], Exception)
     assert results["good"].new_tokens >= 1  # the same batch's other row was answered
     assert backend.stats["max_rows"] == 2

@@ -49,11 +49,17 @@ def test_routes_a_world_it_has_no_labels_for(tiny_world, embedder, text, label):
     index, cues = tiny_world
     router = _router(embedder, index, cues)  # synthesised from the lore alone: no seeds
     v = embedder.encode([text])[0]
-    route = router.route(text, v, index.search_vector(v, 1)[0].score)
+    lore = index.search_vector(v, 1)[0].score
+    route = router.route(text, v, lore)
     assert route.label == label, route
-    assert route.reason.startswith(label) and "lore match" in route.reason
-    p = route.signals["probabilities"]
-    assert set(p) == set(LABELS) and abs(sum(p.values()) - 1) < 0.01 and max(p, key=p.get) == label
+    # the reason and signals carry what decided: this text's probabilities, the lore match given, the cue it said
+    probs = router.probabilities(text, v, lore)
+    assert route.reason.startswith(f"{label} {probs.max():.2f} (lore match {lore:.2f}"), route.reason
+    assert route.signals["probabilities"] == dict(zip(LABELS, probs.round(3).tolist()))
+    assert route.signals["lore_score"] == round(lore, 3)
+    if label == "offworld":
+        cue = route.signals["cues"]["offworld"]
+        assert cue in text and f"offworld '{cue}'" in route.reason
 
 
 def test_synthesis_is_deterministic_and_uses_the_world(tiny_world):

@@ -81,11 +81,35 @@ def test_incremental_rebuild_reuses_vectors(built, tiny_corpus, embedder):
 def test_bad_lore_leaves_live_index_untouched(built, tiny_corpus, embedder):
     root, _ = built
     before = (root / "CURRENT").read_text()
+    gens = sorted(p.name for p in (root / "generations").iterdir())
     (tiny_corpus / "broken.md").write_text("---\ntitle: Broken\nkind: room\n---\ntext\n", encoding="utf-8")
     with pytest.raises(CorpusError, match="broken.md"):
         rebuild_index(tiny_corpus, root, embedder)
+    assert (root / "CURRENT").read_text() == before  # refused before anything was written
+    assert sorted(p.name for p in (root / "generations").iterdir()) == gens
+    LoreIndex.open(root, embedder)
+
+
+def test_a_rebuild_failing_after_staging_leaves_live_index_untouched(built, tiny_corpus, embedder, monkeypatch):
+    """The disk fills once the staging folder is written in full (at its checksums): the staging folder goes, the
+    live generation stays live and opens."""
+    import retrieval.rebuild as rebuild_mod
+
+    root, _ = built
+    before = (root / "CURRENT").read_text()
+    real, staged = rebuild_mod.write_checksums, []
+
+    def disk_full(folder):
+        real(folder)
+        staged.append((folder.name, sorted(p.name for p in folder.iterdir())))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rebuild_mod, "write_checksums", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        rebuild_index(tiny_corpus, root, embedder, force=True)
+    assert staged and staged[0][0].startswith(".staging-") and "manifest.json" in staged[0][1]
     assert (root / "CURRENT").read_text() == before
-    assert not [p for p in (root / "generations").iterdir() if p.name.startswith(".staging")]
+    assert not [p for p in (root / "generations").iterdir() if p.name.startswith(".")]
     LoreIndex.open(root, embedder)
 
 

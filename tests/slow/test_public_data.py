@@ -4,8 +4,9 @@ per-document protocol of the published baseline, on a fixed subset so it runs in
 import numpy as np
 import pytest
 
-from app.evaluation.beir import load_beir, write_as_lore
+from app.evaluation.beir import write_as_lore
 from app.evaluation.measures import ndcg_at_10, rank_documents
+from app.evaluation.retrieval_eval import read_beir
 from retrieval.index import LoreIndex
 from retrieval.rebuild import rebuild_index
 from tests.conftest import REPO
@@ -16,7 +17,7 @@ DATA = REPO.parent / "shared" / "data" / "scifact"
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data/scifact is not beside this checkout")
 def test_chunked_index_matches_or_beats_document_vectors_on_scifact(tmp_path, embedder):
-    corpus, queries, qrels = load_beir(DATA, "test", limit=40)
+    corpus, queries, qrels = read_beir(DATA, "test", limit=40)
     relevant = {d for rels in qrels.values() for d in rels}
     docs = [d for d in corpus if d["_id"] in relevant] + [d for d in corpus if d["_id"] not in relevant][::20]
     rebuild_index(write_as_lore(docs, tmp_path / "lore"), tmp_path / "index", embedder)

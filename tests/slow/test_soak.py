@@ -19,16 +19,38 @@ def engine(tmp_path_factory, embedder):
     return shipped_world_engine(tmp_path_factory.mktemp("soak"), embedder, sessions=True, max_new_tokens=24)
 
 
-def test_short_soak_answers_everything_and_keeps_sessions_apart(engine):
+def test_short_soak_answers_everything_and_keeps_sessions_apart(engine, monkeypatch):
+    """4 clients on a queue of 2, 6 lines each (a new session every 3): the first turns are held inside the engine
+    until the server has turned a request away, so the 429 path is taken however fast the machine is; every line
+    is then answered, and counted in its own session."""
+    import threading
+
+    from fastapi import HTTPException
+
+    import app.server as server_mod
+
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         import latency
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
 
-    fig = latency.soak(engine, seconds=20, clients=4, rotate=3)  # queue of 2: some requests must be turned away
-    assert fig["sessions_used"] > 4  # players came and went
-    assert set(fig["statuses"]) <= {200, 429}, fig["statuses"]
-    assert fig["errors_5xx"] == 0
-    assert fig["statuses"].get(200, 0) >= 4 and fig["statuses"].get(429, 0) >= 1, fig["statuses"]
+    refused, real_enter, real_say = threading.Event(), server_mod._Queue.enter, engine.say
+
+    def enter(queue):
+        try:
+            real_enter(queue)
+        except HTTPException:
+            refused.set()
+            raise
+
+    def say(*args, **kwargs):
+        assert refused.wait(300), "no request was turned away while the queue was full"
+        return real_say(*args, **kwargs)
+
+    monkeypatch.setattr(server_mod._Queue, "enter", enter)
+    monkeypatch.setattr(engine, "say", say)
+    fig = latency.soak(engine, seconds=0, clients=4, rotate=3, turns=6)
+    assert fig["statuses"].get(200) == 4 * 6 and set(fig["statuses"]) == {200, 429}, fig["statuses"]
+    assert fig["errors_5xx"] == 0 and fig["sessions_used"] == 4 * 2  # players came and went
     assert fig["lost_turns"] == 0 and fig["foreign_turns"] == 0

@@ -18,8 +18,9 @@ from tuning.facts import FactLinter, extract_facts
 from tuning.gate import gate_file
 from tuning.sft import SFTRecipe, train_sft
 
-ALPACA = Path("/work/shared/data/instruction/alpaca_en_demo.json")
-DPO = Path("/work/shared/data/preference/dpo_en_demo.json")
+SHARED = REPO.parent / "shared" / "data"  # the public data beside this checkout
+ALPACA = SHARED / "instruction" / "alpaca_en_demo.json"
+DPO = SHARED / "preference" / "dpo_en_demo.json"
 LORE_BODIES = [textwrap.dedent(t).split("---", 2)[2] for t in LORE.values()]  # without the front matter
 CHAT = [{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Halt. Move along, reader."}]
 

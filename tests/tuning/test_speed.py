@@ -65,12 +65,21 @@ def test_compact_head_same_loss_and_gradients_on_reply_tokens_only(trainer):
         assert torch.allclose(g, compact_grads[name], atol=1e-6, rtol=1e-4), name
 
 
-def test_training_records_speed_and_restores_threads(trainer):
+def test_training_records_speed_and_restores_threads(trainer, monkeypatch):
     threads = torch.get_num_threads()
-    with cpu_training():
-        assert torch.get_num_threads() == physical_cores() or "OMP_NUM_THREADS" in __import__("os").environ
-        result = trainer.train()
-    assert torch.get_num_threads() == threads
+    other = physical_cores() + 1  # a count cpu_training must change (and later restore)
+    try:
+        torch.set_num_threads(other)
+        monkeypatch.setenv("OMP_NUM_THREADS", str(other))  # the operator chose: left alone
+        with cpu_training():
+            assert torch.get_num_threads() == other
+        monkeypatch.delenv("OMP_NUM_THREADS")  # nobody chose: one thread per physical core
+        with cpu_training():
+            assert torch.get_num_threads() == physical_cores()
+            result = trainer.train()
+        assert torch.get_num_threads() == other
+    finally:
+        torch.set_num_threads(threads)
     speed = train_speed(trainer, result)
     assert speed["train_tokens"] > 0 and speed["train_seconds"] > 0
     assert math.isclose(speed["tokens_per_second"], speed["train_tokens"] / speed["train_seconds"], rel_tol=0.05)
