@@ -5,6 +5,10 @@ and processes sharing a sessions folder never interleave or lose turns, and each
 appended before it answers (it remembers how far it has read). A crash loses at most the turn in flight; a torn
 last line is skipped. Sessions never mix: a player's words only ever reach prompts of their own session.
 
+Persistence sits behind a small seam, `SessionStore` (append one exchange atomically; read what was appended after a
+position). `files` (a JSONL file per session in a folder) is the implementation today; another store is one class
+registered with `register_store`.
+
 RAM holds at most `live_sessions` sessions, so a server's memory stays flat however many players come and go: past
 that, the least recently used session is dropped from RAM. One with a file is read back from it when its player
 returns; one without a file (no sessions folder) starts afresh.
@@ -18,16 +22,89 @@ import re
 import threading
 from collections import OrderedDict, defaultdict, deque
 from pathlib import Path
+from typing import Protocol
 
 from filelock import FileLock
 
 _FIRST_SENTENCE = re.compile(r"^(.{1,160}?[.!?])(\s|$)")
 
 
+class SessionStore(Protocol):
+    """Where sessions persist. A session's exchanges are totally ordered; `append` is atomic (one exchange, whole
+    or not at all) and durable when it returns; `read` returns the exchanges appended after `position` (0: from the
+    start), in order, with the position to read from next. A torn record is skipped, never fatal."""
+
+    name: str
+
+    def append(self, session: str, record: dict) -> None: ...
+
+    def read(self, session: str, position: int) -> tuple[list[dict], int]: ...
+
+
+_STORES: dict[str, type] = {}
+
+
+def register_store(name: str):
+    def deco(cls):
+        cls.name = name
+        _STORES[name] = cls
+        return cls
+    return deco
+
+
+def store_names() -> list[str]:
+    return list(_STORES)
+
+
+def make_store(name: str, **kwargs) -> SessionStore:
+    if name not in _STORES:
+        raise ValueError(f"unknown session store {name!r}; known: {', '.join(_STORES)}")
+    return _STORES[name](**kwargs)
+
+
+@register_store("files")
+class FileStore:
+    """One JSONL file per session in `folder`: each exchange one appended, fsynced line under a file lock, so
+    threads and processes sharing the folder never interleave or lose turns. Positions are byte offsets."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def path(self, session: str) -> Path:
+        return self.folder / f"{session}.jsonl"
+
+    def append(self, session: str, record: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.path(session)
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        with FileLock(str(path) + ".lock"):
+            with path.open("ab") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def read(self, session: str, position: int) -> tuple[list[dict], int]:
+        try:
+            with self.path(session).open("rb") as f:
+                f.seek(position)
+                data = f.read()
+        except FileNotFoundError:
+            return [], position
+        end = data.rfind(b"\n") + 1  # only whole lines; a line being written is read next time
+        records = []
+        for line in data[:end].splitlines():
+            try:
+                records.append(json.loads(line))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue  # a torn line from a crash is skipped, never fatal
+        return records, position + end
+
+
 class SessionMemory:
-    def __init__(self, turns: int, store: Path | None = None, summary_chars: int = 400,
+    def __init__(self, turns: int, store: Path | SessionStore | None = None, summary_chars: int = 400,
                  flagged=None, live_sessions: int = 4096, summarise_every: int = 1):
-        """`flagged(text) -> bool`: lines the summary leaves out (attempts to instruct the model)."""
+        """`store`: a sessions folder (the `files` store), another `SessionStore`, or None (RAM only).
+        `flagged(text) -> bool`: lines the summary leaves out (attempts to instruct the model)."""
         if live_sessions < 1:
             raise ValueError(f"live_sessions must be at least 1, got {live_sessions}")
         if summarise_every < 1:
@@ -38,16 +115,14 @@ class SessionMemory:
         # then the kept exchanges) stays put, so a backend keeps its evaluated state and reads only what is new
         self.summarise_every = min(summarise_every, max(turns, 1))
         self.summary_chars = summary_chars
-        self.store = Path(store) if store is not None else None
+        self.sessions: SessionStore | None = FileStore(store) if isinstance(store, (str, Path)) else store
+        self.store = self.sessions.folder if isinstance(self.sessions, FileStore) else None  # the sessions folder
         self._flagged = flagged or (lambda text: False)
         self._recent: dict[tuple[str, str], deque] = defaultdict(deque)
         self._older: dict[tuple[str, str], deque] = defaultdict(lambda: deque(maxlen=64))
         self._offset: dict[str, int] = {}
         self._live: OrderedDict[str, set[str]] = OrderedDict()  # session -> its NPCs, least recently used first
         self._lock = threading.Lock()
-
-    def _path(self, session: str) -> Path:
-        return self.store / f"{session}.jsonl"
 
     def _touch(self, session: str) -> None:
         """Mark `session` most recently used; drop the least recently used others past `live_sessions` (caller
@@ -79,25 +154,15 @@ class SessionMemory:
                     older.append(moved)
 
     def _sync(self, session: str) -> None:
-        """Read what was appended to the session file since we last looked (by us or another process)."""
-        if self.store is None:
+        """Take in what was appended to the session since we last looked (by us or another process)."""
+        if self.sessions is None:
             return
-        path = self._path(session)
-        start = self._offset.get(session, 0)
-        try:
-            with path.open("rb") as f:
-                f.seek(start)
-                data = f.read()
-        except FileNotFoundError:
-            return
-        end = data.rfind(b"\n") + 1  # only whole lines; a line being written is read next time
-        for line in data[:end].splitlines():
+        records, self._offset[session] = self.sessions.read(session, self._offset.get(session, 0))
+        for rec in records:
             try:
-                rec = json.loads(line)
                 self._remember(session, rec["npc"], rec["user"], rec["reply"])
-            except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-                continue  # a torn line from a crash is skipped, never fatal
-        self._offset[session] = start + end
+            except (KeyError, TypeError):
+                continue  # a malformed record is skipped, never fatal
 
     def recent(self, session: str, npc: str) -> list[tuple[str, str]]:
         return self.context(session, npc)[0]
@@ -148,16 +213,9 @@ class SessionMemory:
     def add(self, session: str, npc: str, user: str, reply: str) -> None:
         with self._lock:
             self._touch(session)
-            if self.store is None:
+            if self.sessions is None:
                 self._remember(session, npc, user, reply)
                 return
-            self.store.mkdir(parents=True, exist_ok=True)
-            path = self._path(session)
-            line = (json.dumps({"npc": npc, "user": user, "reply": reply}, ensure_ascii=False) + "\n").encode()
-            with FileLock(str(path) + ".lock"):
-                self._sync(session)  # others' turns first, so ours lands after them here too
-                with path.open("ab") as f:
-                    f.write(line)
-                    f.flush()
-                    os.fsync(f.fileno())
-                self._sync(session)
+            self._sync(session)  # others' turns first
+            self.sessions.append(session, {"npc": npc, "user": user, "reply": reply})
+            self._sync(session)  # ours, in the store's order

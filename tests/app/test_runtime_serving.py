@@ -60,6 +60,39 @@ def test_memory_is_safe_across_processes_and_threads(tmp_path):
     assert other.recent("shared", "warden")[-1][0] == "late"  # another process's turn is seen before answering
 
 
+def test_session_store_seam_a_second_store_is_one_class(tmp_path):
+    """The memory persists through the SessionStore seam only: a store kept in a list (one shared list, as a
+    shared server would be) gives two memories the same ordered session, torn records skipped."""
+    from app.memory import _STORES, FileStore, make_store, register_store, store_names
+
+    @register_store("listed")
+    class ListStore:
+        def __init__(self, log):
+            self.log = log
+
+        def append(self, session, record):
+            self.log.append((session, record))
+
+        def read(self, session, position):
+            mine = [(i, r) for i, (s, r) in enumerate(self.log) if s == session and i >= position]
+            return [r for _, r in mine], len(self.log)
+
+    log = []
+    a, b = SessionMemory(10, make_store("listed", log=log)), SessionMemory(10, make_store("listed", log=log))
+    a.add("s", "warden", "one", "1")
+    b.add("s", "warden", "two", "2")
+    log.append(("s", {"npc": "warden"}))  # a torn record: skipped
+    a.add("s", "warden", "three", "3")
+    assert [u for u, _ in b.recent("s", "warden")] == ["one", "two", "three"]
+    assert [u for u, _ in a.recent("s", "warden")] == ["one", "two", "three"]
+    assert a.store is None and "files" in store_names() and "listed" in store_names()
+    files = SessionMemory(10, tmp_path)
+    assert isinstance(files.sessions, FileStore) and files.store == tmp_path
+    with pytest.raises(ValueError, match="unknown session store 'nope'.*files"):
+        make_store("nope")
+    _STORES.pop("listed")
+
+
 def test_memory_holds_at_most_live_sessions_and_reads_a_dropped_one_back_from_its_file(tmp_path):
     mem = SessionMemory(3, tmp_path, live_sessions=2)
     for s in ("a", "b", "c"):
