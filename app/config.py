@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from retrieval.errors import AdapterError, ConfigError, UnknownNpcError, yaml_error_message
 
-DEFAULT_ROLES = {"director": "the narrator of the game", "npc": "a character in the game", "book": "a living book"}
+# Built-in roles are neutral: a world says what its own kinds of speaker are (world.roles), e.g. a book that lives
+DEFAULT_ROLES = {"director": "the narrator of the game", "npc": "a character in the game",
+                 "book": "a written record that can speak"}
 
 
 class _Strict(BaseModel):
@@ -71,7 +73,8 @@ class WorldConfig(_Strict):
     name: str = Field("the game world", min_length=1, description="the world's name, used in every prompt")
     setting: str = Field("", description="one paragraph: era, technology, languages; fed to the prompts")
     kinds: list[str] | None = Field(None, description="lore kinds this world declares (null: any kind found)")
-    roles: dict[str, str] = Field(default_factory=dict, description="extra cast roles: name -> how to describe it")
+    roles: dict[str, str] = Field(default_factory=dict, description="cast roles: name -> how the prompt describes it "
+                                  "(adds roles, or names a built-in one the world's own way)")
     cues: Path | None = Field(None, description="router cue file extending the built-in English cues")
     idk: str = Field("I do not know.", min_length=1, description="default in-character 'I do not know' line")
     deflect: str = Field("I do not follow you. Ask me of this place and its people instead.", min_length=1,

@@ -78,3 +78,16 @@ def test_shipped_configs_load():
     cast = Cast.load(cfg.paths.npcs, cfg.world)
     roles = [n.role for n in cast.npcs]
     assert roles.count("director") == 1 and roles.count("npc") >= 3 and roles.count("book") >= 1
+
+
+def test_built_in_roles_are_neutral_and_a_world_names_its_own():
+    """No world's words in the built-in roles: a `book` speaker of a world that says nothing is a neutral record,
+    and a world that names its books its own way is heard that way in the prompt."""
+    from app.config import NpcSpec, WorldConfig
+    from app.prompt import system_prompt
+
+    npc = NpcSpec(id="log", name="The Log", role="book", persona="A ship's log.", style="Terse.", knows="all")
+    bare = system_prompt(npc, WorldConfig(name="Somewhere"))
+    assert "a written record that can speak" in bare and "living" not in bare
+    own = system_prompt(npc, WorldConfig(name="Somewhere", roles={"book": "a haunted diary"}))
+    assert "a haunted diary" in own and "a written record" not in own
