@@ -3,13 +3,13 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# The CPU build of torch lies on these machines; a GPU user overrides TORCH (see README, "GPU").
+# The CPU build of torch lies on these machines; a GPU user overrides TORCH (see docs/serving.md, "Scaling out": on a GPU).
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.eterna-installed
 PYTEST_ARGS ?=
 # llama.cpp is compiled for an explicit x86-64 baseline (Haswell and newer: AVX2, FMA, F16C, BMI2), never for the
 # build machine (GGML_NATIVE=OFF): a wheel built here runs on every such CPU. AVX-512 and AMX are compiled out; AMX
-# kernels died with SIGILL on virtual machines that report AMX (issue 18). See README, "Portable build".
+# kernels died with SIGILL on virtual machines that report AMX (issue 18). See docs/portable-build.md.
 LLAMA_VERSION    := 0.3.36
 LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
   -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF

@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 METHODS = ["full", "lora", "dora", "qlora", "ia3", "prefix", "prompt", "adapter"]
-METHOD_LR = {"full": 5e-5}  # full fine-tuning needs a far lower rate than the adapters' 1e-3 (README)
+METHOD_LR = {"full": 5e-5}  # full fine-tuning needs a far lower rate than the adapters' 1e-3 (docs/tuning.md)
 
 
 def setup(args):

@@ -1,7 +1,9 @@
 """Index rebuilds: load -> chunk -> embed (reusing unchanged chunks' vectors) -> new generation -> swap CURRENT.
 
 Cheap by design: a changed lore file re-embeds only its own changed chunks. Old generations are kept (the
-newest `keep` of them) so a bad rebuild can be rolled back by editing CURRENT.
+newest `keep` of them, and always the one the live generation replaced when `keep` >= 2), so a bad rebuild can be
+rolled back: `use_generation` (`eterna index rollback`) makes a kept one live again, under the same lock;
+`list_generations` (`eterna index list`) shows them.
 
 Crash-proof by design: rebuilds (and rollbacks) of one index hold `<root>/.rebuild.lock`, an flock that the kernel
 drops when its holder dies, so a killed rebuild never blocks the next one; under the lock, leftovers of dead runs

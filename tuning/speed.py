@@ -4,7 +4,7 @@
         result = trainer.train()
     metrics = train_speed(trainer, result)   # {"train_seconds", "train_tokens", "tokens_per_second"}
 
-Measured on SmolLM2-135M with LoRA (benchmarks/tuning_speed.py, README "Tuning speed"), what helps on a CPU:
+Measured on SmolLM2-135M with LoRA (benchmarks/tuning_speed.py, docs/benchmarks.md, "Tuning speed"), what helps on a CPU:
 no gradient checkpointing (recomputing the forward costs more than the memory it saves on a small model), bf16
 autocast, and projecting only the reply tokens through the LM head. TRL's fused LM head scores every position on
 devices without Triton (so that Neuron compiles one shape); on a CPU that is pure waste, since the prompt's logits
