@@ -9,15 +9,14 @@ import json
 from pathlib import Path
 
 from retrieval.errors import AdapterError
+from tuning.kinds import attachable_kinds, kind_for_dir
 
 ADAPTER_MANIFEST = "eterna_adapter.json"
 
 
 def read_adapter_manifest(path: Path) -> dict:
-    from tuning.bottleneck import is_bottleneck_dir
-
     path = Path(path)
-    if not (path / "adapter_config.json").is_file() and not is_bottleneck_dir(path):
+    if not any(kind.holds(path, None) for kind in attachable_kinds()):
         raise AdapterError(f"{path}: not a PEFT adapter (no adapter_config.json, nor a bottleneck "
                            "adapter's bottleneck_config.json); train one with "
                            "`eterna train sft --npc ID`")
@@ -42,46 +41,25 @@ def check_base(manifest: dict, path: Path, fingerprint: str) -> None:
 def attach_adapter(model, name: str, path: Path, fingerprint: str):
     """Load the adapter at `path` as `name` onto model (a plain model or a PeftModel); returns the model to use from
     now on (a PeftModel once a PEFT adapter is attached). Select it per forward pass with `use_adapter`."""
-    from peft import PeftModel
-
-    from tuning import bottleneck
-
     path = Path(path)
-    check_base(read_adapter_manifest(path), path, fingerprint)
-    if bottleneck.is_bottleneck_dir(path):
-        host = model.get_base_model() if isinstance(model, PeftModel) else model
-        bottleneck.load(host, path, name)
-        return model
-    if isinstance(model, PeftModel):
-        model.load_adapter(str(path), adapter_name=name, is_trainable=False)
-        return model
-    return PeftModel.from_pretrained(model, str(path), adapter_name=name, is_trainable=False)
+    manifest = read_adapter_manifest(path)
+    check_base(manifest, path, fingerprint)
+    return kind_for_dir(path, manifest).attach(model, name, path)
 
 
 @contextlib.contextmanager
 def use_adapter(model, name: str | None):
-    """Run with adapter `name` active (None: the bare base), whatever its kind: PEFT adapters are switched with
-    set_adapter/disable_adapter, bottleneck adapters by their modules' active name. KeyError for an unknown name."""
-    from peft import PeftModel
-
-    from tuning import bottleneck
-
-    is_peft = isinstance(model, PeftModel)
-    host = model.get_base_model() if is_peft else model
-    is_bottleneck = name is not None and name in bottleneck.names(host)
-    if name is not None and not is_bottleneck and not (is_peft and name in model.peft_config):
+    """Run with adapter `name` active (None: the bare base), whatever its kind: each attachable kind (tuning.kinds)
+    activates `name` when it holds it and turns its own adapters off otherwise (PEFT: set_adapter/disable_adapter;
+    bottleneck: its modules' active name). KeyError for an unknown name."""
+    kinds = attachable_kinds()
+    owner = None if name is None else next((k for k in kinds if k.attached(model, name)), None)
+    if name is not None and owner is None:
         raise KeyError(name)
-    bottleneck.set_active(host, name if is_bottleneck else None)
-    try:
-        if is_peft and (name is None or is_bottleneck):
-            with model.disable_adapter():
-                yield model
-        else:
-            if name is not None:
-                model.set_adapter(name)
-            yield model
-    finally:
-        bottleneck.set_active(host, None)
+    with contextlib.ExitStack() as stack:
+        for kind in kinds:
+            stack.enter_context(kind.active(model, name if kind is owner else None))
+        yield model
 
 
 def halve_weights(path: Path, filename: str = "adapter_model.safetensors") -> None:
@@ -122,9 +100,7 @@ SHIPPED = "shipped"  # manifest entry added by ship_adapter: how the shipped wei
 
 
 def _weights_file(path: Path) -> Path:
-    from tuning.bottleneck import BOTTLENECK_WEIGHTS, is_bottleneck_dir
-
-    return Path(path) / (BOTTLENECK_WEIGHTS if is_bottleneck_dir(path) else "adapter_model.safetensors")
+    return Path(path) / kind_for_dir(path).weights
 
 
 def _float_dtypes(weights: Path) -> list[str]:

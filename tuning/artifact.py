@@ -22,9 +22,9 @@ from retrieval.fileio import atomic_write_json, replace_dir, staging  # noqa: F4
 from tuning.adapters import ADAPTER_MANIFEST, halve_weights, name_base_in_peft_config
 from tuning.base import base_reference, load_base, model_fingerprint, portable_path
 from tuning.data import data_fingerprint
+from tuning.kinds import kind_of
 from tuning.methods import Method, MethodParams
 
-TRAINED = "default"  # the name of the adapter being trained (PEFT's default adapter name)
 LOSS_PLOT = "loss.png"
 
 
@@ -46,34 +46,17 @@ def load_for_training(base_dir: Path, method: Method, params: MethodParams, seed
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     torch.manual_seed(seed)
     peft_config = method.build(params, base_dir)
-    if method.kind == "full":
-        for name, p in model.named_parameters():
-            p.requires_grad = params.train_embeddings or "embed_tokens" not in name and "lm_head" not in name
-    elif method.kind == "bottleneck":
-        from tuning import bottleneck
-
-        model.requires_grad_(False)
-        bottleneck.install(model, TRAINED, params.model_dump())
-        bottleneck.set_active(model, TRAINED)
+    kind_of(method.kind).prepare(model, params)
     return model, tok, peft_config
 
 
 def save_trained(model, tok, kind: str, bottleneck_cfg: dict | None, staged: Path, save_dtype: str) -> Path:
-    """Save the trained weights of `kind` (adapter | bottleneck | full) into `staged`. A PEFT model saves only the
-    trained adapter (DPO adds a frozen "ref" copy that must not ship)."""
+    """Save the trained weights of `kind` (tuning.kinds: adapter | bottleneck | full) into `staged`. A PEFT model
+    saves only the trained adapter (DPO adds a frozen "ref" copy that must not ship)."""
     staged = Path(staged)
-    if kind == "bottleneck":
-        from tuning import bottleneck
-
-        bottleneck.save(model, TRAINED, staged, bottleneck_cfg)
-        weights = bottleneck.BOTTLENECK_WEIGHTS
-    elif kind == "adapter":
-        model.save_pretrained(staged, selected_adapters=[TRAINED])
-        weights = "adapter_model.safetensors"
-    else:
-        model.save_pretrained(staged)
-        tok.save_pretrained(staged)
-        weights = None
+    artifact = kind_of(kind)
+    artifact.save(model, tok, staged, bottleneck_cfg)
+    weights = artifact.weights
     if save_dtype == "float16" and weights:
         halve_weights(staged, weights)
     return staged

@@ -33,11 +33,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from retrieval.errors import AdapterError, ConfigError, CorpusError, EternaError
+from retrieval.errors import ConfigError, CorpusError, EternaError
 from retrieval.fileio import fingerprint_dir
 from tuning.adapters import check_base, read_adapter_manifest
 from tuning.artifact import (
-    TRAINED,
     load_for_training,
     manifest,
     publish,
@@ -45,9 +44,10 @@ from tuning.artifact import (
     staging,
     trainable_parameters,
 )
-from tuning.base import load_base, model_fingerprint, portable_path
+from tuning.base import model_fingerprint, portable_path
 from tuning.checkpoints import TrainingRun
 from tuning.data import data_fingerprint, load_preferences
+from tuning.kinds import kind_for_dir, kind_of
 from tuning.methods import get_method
 from tuning.speed import cpu_training
 
@@ -105,26 +105,11 @@ def to_conversational(pairs: list[dict], system: str | None) -> list[dict]:
 
 def _load_start(base_dir: Path, start: Path):
     """(policy, ref_model or None, start manifest) continuing the adapter at `start`."""
-    from peft import PeftModel
-
-    from tuning import bottleneck
-
     start = Path(start)
     start_manifest = read_adapter_manifest(start)
     check_base(start_manifest, start, model_fingerprint(base_dir))
-    if start_manifest.get("kind") == "full":
-        raise AdapterError(f"{start} is a full fine-tune, not an adapter; DPO continues adapters only")
-    model, tok = load_base(base_dir, "float32")
-    if bottleneck.is_bottleneck_dir(start):
-        model.requires_grad_(False)
-        bottleneck.load(model, start, TRAINED, trainable=True)
-        bottleneck.set_active(model, TRAINED)
-        ref, _ = load_base(base_dir, "float32")
-        bottleneck.load(ref, start, TRAINED)
-        bottleneck.set_active(ref, TRAINED)
-        return model, tok, ref, start_manifest
-    model = PeftModel.from_pretrained(model, str(start), adapter_name=TRAINED, is_trainable=True)
-    return model, tok, None, start_manifest  # TRL copies "default" into a frozen "ref" adapter
+    model, tok, ref = kind_for_dir(start, start_manifest).dpo_start(base_dir, start)
+    return model, tok, ref, start_manifest
 
 
 def _held_metrics(trainer, held_ds) -> dict:
@@ -150,12 +135,10 @@ def train_dpo(base_dir: Path, data: Path, out_dir: Path, recipe: DPORecipe, *, s
     train_pairs, held_pairs = split_pairs(pairs, recipe.held_out, recipe.seed, data)
     if start is None:
         method = get_method(recipe.method)
-        if method.kind == "full":
-            raise ConfigError("DPO recipe: method 'full' is not supported (it needs a second full model as the "
-                              "reference); use lora, or another adapter method")
+        kind_of(method.kind).check_dpo(recipe.method)
         params = method.parse(recipe.params)
         model, tok, peft_config = load_for_training(base_dir, method, params, recipe.seed)
-        ref_model = load_base(base_dir, "float32")[0] if method.kind == "bottleneck" else None
+        ref_model = kind_of(method.kind).dpo_reference(base_dir)
         method_name, kind, params_dump = recipe.method, method.kind, params.model_dump()
         start_info = {"from": "base"}
     else:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from retrieval.errors import AdapterError
 from retrieval.fileio import fingerprint_dir
+from tuning.kinds import kind_for_dir
 
 # transformers model_type -> (gguf architecture, permute q/k rows)
 _ARCHES = {"llama": ("LLAMA", True), "mistral": ("LLAMA", True), "qwen2": ("QWEN2", False),
@@ -31,26 +32,9 @@ def _permute(w, n_head: int, n_head_kv: int | None):
 
 def lora_gguf_support(adapter_dir: Path, base_config: dict) -> str | None:
     """None when llama.cpp can apply this adapter on this base; otherwise the reason it cannot."""
-    from tuning.bottleneck import is_bottleneck_dir
-
-    if is_bottleneck_dir(adapter_dir):
-        return "a bottleneck adapter (llama.cpp has no adapter modules between layers)"
-    cfg_path = Path(adapter_dir) / "adapter_config.json"
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        return f"{cfg_path}: unreadable ({e})"
-    kind = cfg.get("peft_type", "?")
-    if kind != "LORA":
-        return f"peft_type {kind} (llama.cpp applies plain LoRA only)"
-    if cfg.get("use_dora"):
-        return "DoRA (llama.cpp has no weight-decomposed LoRA)"
-    if cfg.get("use_rslora"):
-        return "rsLoRA scaling (llama.cpp scales by alpha/r)"
-    if cfg.get("rank_pattern") or cfg.get("alpha_pattern"):
-        return "per-layer rank or alpha patterns"
-    if cfg.get("modules_to_save"):
-        return "modules_to_save (full copies of layers)"
+    reason = kind_for_dir(adapter_dir).gguf_support(adapter_dir)
+    if reason:
+        return reason
     if base_config.get("model_type") not in _ARCHES:
         return f"base model type {base_config.get('model_type')!r} is not mapped to a GGUF architecture"
     return None

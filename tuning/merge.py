@@ -22,24 +22,12 @@ from retrieval.errors import AdapterError
 from retrieval.fileio import atomic_write_json, fingerprint_dir, replace_dir, staging
 from tuning.adapters import check_base, read_adapter_manifest
 from tuning.base import MODEL_MANIFEST, load_base, model_fingerprint, portable_base, portable_path, resolve_base
-
-MERGEABLE = {"LORA", "IA3"}
+from tuning.kinds import kind_for_dir
 
 
 def mergeable(adapter_dir: Path, manifest: dict) -> str | None:
-    """None when the adapter at `adapter_dir` can be merged into its base; otherwise why not."""
-    from tuning.bottleneck import is_bottleneck_dir
-
-    if manifest.get("kind") == "full":
-        return "it is a full fine-tune, already a whole checkpoint (serve it as models.llm)"
-    if is_bottleneck_dir(adapter_dir):
-        return "bottleneck adapters add modules between layers, there is no weight to fold them into"
-    cfg = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
-    kind = cfg.get("peft_type")
-    if kind not in MERGEABLE:
-        return (f"peft_type {kind} adds virtual tokens, not weights; only LoRA, DoRA and IA3 merge (serve it as an "
-                "adapter)")
-    return None
+    """None when the adapter at `adapter_dir` can be merged into its base; otherwise why not (its kind says)."""
+    return kind_for_dir(adapter_dir, manifest).mergeable(adapter_dir)
 
 
 def _four_bit(base_dir: Path) -> bool:
@@ -62,12 +50,12 @@ def merge_adapter(adapter_dir: Path, out_dir: Path, *, base_dir: Path | None = N
                   dtype: str = "float32", log: bool = False, cache_dir: Path = Path(".eterna/models")) -> dict:
     """Merge the adapter into its base and write a full checkpoint to out_dir. Returns the manifest written."""
     import torch
-    from peft import PeftModel
 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     manifest = read_adapter_manifest(adapter_dir)
     base_dir = _base_dir(adapter_dir, manifest, base_dir, cache_dir)
-    reason = mergeable(adapter_dir, manifest)
+    kind = kind_for_dir(adapter_dir, manifest)
+    reason = kind.mergeable(adapter_dir)
     if reason:
         raise AdapterError(f"{adapter_dir}: cannot merge: {reason}")
     if _four_bit(base_dir):
@@ -81,8 +69,7 @@ def merge_adapter(adapter_dir: Path, out_dir: Path, *, base_dir: Path | None = N
         if log:
             print(f"warning: {adapter_dir} is a QLoRA adapter merged into the full-precision base", file=sys.stderr)
     model, tok = load_base(base_dir, "float32")
-    model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
-    merged = model.merge_and_unload()
+    merged = kind.merge(model, adapter_dir)
     if dtype != "float32":
         merged = merged.to({"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype])
     with staging(out_dir, "merge") as work:

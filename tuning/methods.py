@@ -65,7 +65,7 @@ class Method:
     params: type[MethodParams]
     build: Callable  # (params, base_dir) -> peft.PeftConfig | None
     quantization: str | None = None  # "nf4": the frozen base is loaded 4-bit (bitsandbytes) while training
-    kind: str = "adapter"  # adapter (a PEFT folder) | bottleneck (tuning.bottleneck's folder) | full (a checkpoint)
+    kind: str = "adapter"  # tuning.kinds: adapter (a PEFT folder) | bottleneck | full (a checkpoint)
 
     def parse(self, params: dict) -> MethodParams:
         try:
