@@ -21,20 +21,18 @@ from app.config import Cast, EternaConfig, NpcSpec
 from app.cues import Cues
 from app.grounding import Evidence, EvidenceSelector, compose_answer, wrap_in_voice
 from app.guard import check_chapter, check_session, clean_player_text, injection_flags
+from app import assemble
+from app.assemble import GROUNDING_ADAPTER, WARNED, attach_cast, build_backend, build_router, choose_backend  # noqa: F401
 from app.memory import SessionMemory
-from app.prompt import build_messages, instructions, prompt_head, system_prompt
+from app.prompt import build_messages, instructions, prompt_head
 from app.router import LABELS as ROUTES
-from app.router import Route, Router, load_seeds
-from app.router_data import synthesise
+from app.router import Route, Router
 from app.voice import with_derived_markers
-from app.runtime import Decoding, Generation, GenerationBackend, make_backend, student_backend
-from retrieval.embeddings import SentenceTransformerEmbedder
-from retrieval.errors import AdapterError, InputError
+from app.runtime import Decoding, Generation, GenerationBackend, student_backend
+from retrieval.errors import InputError
 from retrieval.index import LoreIndex, read_current
 from retrieval.text import split_sentences
 from retrieval.types import Scope
-from tuning.adapters import manifest_problems, read_adapter_manifest
-from tuning.base import model_gguf, prepare_model
 
 log = logging.getLogger("eterna")
 
@@ -120,9 +118,6 @@ class _SentenceGate:
         return deflection, self.flag, deflection
 
 
-GROUNDING_ADAPTER = "grounding"  # adapter name of `grounding.adapter`; cast ids cannot clash (no such id allowed)
-
-
 @dataclass
 class Reply:
     text: str
@@ -143,57 +138,6 @@ class Reply:
         return asdict(self)
 
 
-def choose_backend(config: EternaConfig, llm: str | None = None) -> tuple[str, dict, dict]:
-    """(backend name, its extra arguments, why) for `models.backend`. `auto` takes llama.cpp when it is installed
-    and the model has a GGUF, else transformers. llama.cpp is taken only after the startup probe (app/probe.py)
-    ran it in a child process: a configuration that dies there falls to the next, and none to transformers."""
-    m = config.models
-    spec = llm or m.llm
-    gguf = model_gguf(spec, m.gguf if llm is None else None)
-    name, why = m.backend, f"models.backend: {m.backend}"
-    if name == "auto":
-        from app.llamacpp import available
-
-        name = "llamacpp" if gguf is not None and gguf.is_file() and available() else "transformers"
-        why = "auto: " + ("llama.cpp is installed and the model has a GGUF" if name == "llamacpp" else
-                          "llama.cpp is not installed or the model has no GGUF")
-    choice = {"configured": m.backend, "backend": name, "reason": why}
-    if name != "llamacpp" or gguf is None:
-        return name, {}, choice
-    from app.probe import probe
-
-    result = probe(gguf, cache_dir=m.cache_dir, timeout_s=m.probe_timeout_s)
-    choice.update(backend=result.backend, reason=result.reason, probe=result.to_json())
-    return result.backend, (result.config if result.ok else {}), choice
-
-
-def build_backend(config: EternaConfig, llm: str | None = None) -> GenerationBackend:
-    """The generation backend `choose_backend` picks, with `.choice` saying which and why (healthz, doctor)."""
-    m = config.models
-    spec = llm or m.llm
-    model_dir = prepare_model(spec, m.cache_dir)
-    gguf = model_gguf(spec, m.gguf if llm is None else None)
-    name, extra, choice = choose_backend(config, llm)
-    gen = make_backend(name, model_dir=model_dir, gguf=gguf, cache_dir=m.cache_dir, dtype=m.dtype,
-                       n_ctx=config.generation.context_tokens, max_batch=m.max_batch,
-                       batch_window_ms=m.batch_window_ms, state_cache_mb=m.state_cache_mb,
-                       probe_timeout_s=m.probe_timeout_s, **extra)
-    gen.choice = choice
-    return gen
-
-
-def build_router(config: EternaConfig, cast: Cast, embedder, lore: LoreIndex, cues: Cues) -> Router:
-    """The world's router: synthesised utterances from the index's lore and the cast, plus any seeds."""
-    docs: dict[str, tuple[str, list[str]]] = {}
-    for c in lore.chunks:
-        docs.setdefault(c.doc, (c.title, []))[1].append(c.text)
-    examples = synthesise([(t, " ".join(x)) for t, x in docs.values()], [n.name for n in cast.npcs], cues)
-    if config.paths.router_seeds is not None:
-        examples += load_seeds(config.paths.router_seeds)
-    return Router(embedder, cues, examples, lore, lore_threshold=config.router.lore_threshold,
-                  cache_dir=config.models.cache_dir / "router")
-
-
 class DialogueEngine:
     def __init__(self, config: EternaConfig, cast: Cast, embedder, index: LoreIndex, generator: GenerationBackend,
                  router: Router, memory: SessionMemory, cues: Cues | None = None, index_root: Path | None = None):
@@ -210,37 +154,9 @@ class DialogueEngine:
         self.retriever = config.retrieval.retriever(embedder)  # dense, bm25 or hybrid (+ rerank), by config
         # adapter names on the shared model: the NPC id, or id#hash when another engine on the same model (an A/B
         # variant with another cast) already attached a different adapter under that id
-        self.adapter_names: dict[str, str] = {}
-        for npc in cast.npcs:
-            if npc.adapter is not None and npc.model is None:  # a `model:` speaks for the character instead
-                self._check_voice(npc)
-                self.adapter_names[npc.id] = self._attach(npc.id, npc.adapter)
-        self.grounding_adapter = self._attach(GROUNDING_ADAPTER, config.grounding.adapter) \
-            if config.grounding.adapter is not None else None
+        self.adapter_names, self.grounding_adapter = attach_cast(generator, config, cast)
 
-    _warned: set[tuple[Path, str]] = set()  # drift warnings already given in this process
-
-    def _check_voice(self, npc: NpcSpec) -> None:
-        """An adapter learnt its voice under the system prompt its manifest records; a changed persona, style or
-        prompt template detunes it silently. Warn loudly (or raise, with models.adapter_drift: error)."""
-        system = system_prompt(npc, self.config.world, self.config.prompts)
-        problems = manifest_problems(read_adapter_manifest(npc.adapter), npc.adapter, npc=npc.id, system=system)
-        if not problems:
-            return
-        if self.config.models.adapter_drift == "error":
-            raise AdapterError(f"{problems[0]} (models.adapter_drift is `error`; `warn` loads it anyway)")
-        if (npc.adapter, system) not in DialogueEngine._warned:
-            DialogueEngine._warned.add((npc.adapter, system))
-            log.warning("warning: %s", problems[0])
-
-    def _attach(self, name: str, path: Path) -> str:
-        import hashlib
-
-        have = self.generator.adapters.get(name)
-        if have is not None and Path(have) != Path(path):
-            name = f"{name}#{hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:8]}"
-        self.generator.add_adapter(name, path)
-        return name
+    _warned = WARNED  # drift warnings already given in this process (app.assemble)
 
     def npc_backend(self, spec: NpcSpec, use_adapter: bool = True) -> GenerationBackend:
         """The backend that speaks for a character: its own checkpoint (`model:`, loaded on first use) or the shared
@@ -250,9 +166,10 @@ class DialogueEngine:
         return self.generator
 
     def variant(self, *, config: EternaConfig | None = None, cast: Cast | None = None,
-                index_root: Path | None = None) -> DialogueEngine:
-        """Another engine on this one's loaded models (base model, embedder): a different config (decoding,
-        grounding, retrieval), cast (other adapters) or index. Costs no model load; adapters attach once."""
+                index_root: Path | None = None, generator: GenerationBackend | None = None) -> DialogueEngine:
+        """Another engine on this one's loaded models (embedder, and base model unless `generator` gives another
+        one): a different config (decoding, grounding, retrieval), cast (other adapters), index or backend. Costs
+        no model load; adapters attach once."""
         config = config or self.config
         cast = cast or self.cast
         if index_root is not None:
@@ -260,34 +177,21 @@ class DialogueEngine:
         else:
             index, index_root = self.index, self.index_root
         router = self.router if index is self.index else build_router(config, cast, self.embedder, index, self.cues)
-        return DialogueEngine(config, cast, self.embedder, index, self.generator, router, self.memory, self.cues,
-                              index_root=index_root)
+        return DialogueEngine(config, cast, self.embedder, index, generator or self.generator, router, self.memory,
+                              self.cues, index_root=index_root)
 
     @classmethod
     def from_config(cls, path: str | Path, *, npcs: Path | None = None, index: Path | None = None,
                     llm: str | None = None, adapters: bool = True) -> DialogueEngine:
-        """Build everything a config names. Keyword overrides mirror the CLI flags."""
-        config = EternaConfig.load(Path(path))
-        return cls.from_settings(config, npcs=npcs, index=index, llm=llm, adapters=adapters)
+        """Build everything a config names (app.assemble). Keyword overrides mirror the CLI flags."""
+        return assemble.from_config(path, npcs=npcs, index=index, llm=llm, adapters=adapters, engine=cls)
 
     @classmethod
     def from_settings(cls, config: EternaConfig, *, npcs: Path | None = None, index: Path | None = None,
                       llm: str | None = None, adapters: bool = True) -> DialogueEngine:
-        """`adapters=False` loads none of the cast's adapters: the base model speaks for everyone (another base
-        model than the adapters were trained on, or a baseline)."""
-        cast = Cast.load(npcs or config.paths.npcs, config.world)
-        if not adapters:
-            cast = cast.without_adapters()
-        cues = Cues.load(config.world.cues)
-        embedder = SentenceTransformerEmbedder(config.models.embedder, dtype=config.models.embedder_dtype)
-        lore = LoreIndex.open(index or config.paths.index, embedder)
-        generator = build_backend(config, llm)
-        router = build_router(config, cast, embedder, lore, cues)
-        memory = SessionMemory(config.memory.turns, config.paths.sessions, config.memory.summary_chars,
-                               flagged=lambda t: bool(injection_flags(t)), live_sessions=config.memory.live_sessions,
-                               summarise_every=config.memory.summarise_every)
-        return cls(config, cast, embedder, lore, generator, router, memory, cues,
-                   index_root=index or config.paths.index)
+        """Build everything a loaded config names (app.assemble). `adapters=False` loads none of the cast's
+        adapters: the base model speaks for everyone."""
+        return assemble.from_settings(config, npcs=npcs, index=index, llm=llm, adapters=adapters, engine=cls)
 
     @staticmethod
     def _in_voice(spec: NpcSpec, text: str) -> str:

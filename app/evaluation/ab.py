@@ -184,7 +184,8 @@ class VoiceClassifier:
 def _engines(cfg: EvalConfig, world: EternaConfig):
     """One engine per variant, all on one loaded model."""
     from app.config import Cast
-    from app.dialogue import DialogueEngine, build_backend
+    from app.assemble import build_backend
+    from app.dialogue import DialogueEngine
 
     first = None
     engines = {}
@@ -210,9 +211,7 @@ def _engines(cfg: EvalConfig, world: EternaConfig):
             if key not in generators:  # one load per distinct base model and backend
                 models = world.models.model_copy(update={"backend": v.backend or world.models.backend})
                 generators[key] = build_backend(wcfg.model_copy(update={"models": models}), v.llm)
-            e = engines[v.name]
-            engines[v.name] = type(e)(e.config, e.cast, e.embedder, e.index, generators[key], e.router, e.memory,
-                                      e.cues, index_root=e.index_root)
+            engines[v.name] = engines[v.name].variant(generator=generators[key])
     return engines
 
 
