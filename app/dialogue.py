@@ -10,7 +10,6 @@ One engine holds one base model, the cast's adapters, the embedder, the live ind
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -18,11 +17,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from app.config import Cast, EternaConfig, NpcSpec
-from app.cues import Cues
-from app.grounding import Evidence, EvidenceSelector, compose_answer, wrap_in_voice
-from app.guard import check_chapter, check_session, clean_player_text, injection_flags
 from app import assemble
-from app.assemble import GROUNDING_ADAPTER, WARNED, attach_cast, build_backend, build_router, choose_backend  # noqa: F401
+from app.assemble import GROUNDING_ADAPTER, WARNED, attach_cast, build_router  # noqa: F401  (re-exported)
+from app.assemble import build_backend, choose_backend  # noqa: F401  (re-exported)
+from app.cues import Cues
+from app.grounding import EvidenceSelector, GroundingPolicy, deflection, idk_line
+from app.guard import SentenceGate, check_turn, injection_flags, output_flag
+from app.guard import SentenceGate as _SentenceGate  # noqa: F401  (re-exported: tests, benchmarks)
+from app.guard import leaks as _leaks  # noqa: F401  (re-exported)
 from app.memory import SessionMemory
 from app.prompt import build_messages, instructions, prompt_head
 from app.router import LABELS as ROUTES
@@ -31,91 +33,8 @@ from app.voice import with_derived_markers
 from app.runtime import Decoding, Generation, GenerationBackend, student_backend
 from retrieval.errors import InputError
 from retrieval.index import LoreIndex, read_current
-from retrieval.text import split_sentences
-from retrieval.types import Scope
 
 log = logging.getLogger("eterna")
-
-
-def check_turn(cast: Cast, max_chars: int, npc: str, text: object, chapter: object, session: object,
-               specials: tuple[str, ...] = ()) -> tuple[NpcSpec, str, int, str]:
-    """Validate one turn before any work is done: (NPC spec, cleaned text, chapter, session) or a typed error."""
-    return (cast.get(npc), clean_player_text(text, max_chars, specials), check_chapter(chapter),
-            check_session(session))
-
-
-# "I'm DAN", "my name is CodeBot": a reply claiming a name (capitalised) that is not the character's
-_IDENTITY = re.compile(r"\b(my name is|call me|I am now|I'm now|you may call me)\s+([A-Z][\w-]{2,})")
-_LEAK_WORDS = 12
-
-
-def _leaks(system: str, reply: str) -> bool:
-    """Does the reply recite the system prompt: a run of 12 consecutive words of it, verbatim?"""
-    words = re.findall(r"\w+", system.lower())
-    if len(words) < _LEAK_WORDS:
-        return False
-    grams = {" ".join(words[i:i + _LEAK_WORDS]) for i in range(len(words) - _LEAK_WORDS + 1)}
-    said = re.findall(r"\w+", reply.lower())
-    return any(" ".join(said[i:i + _LEAK_WORDS]) in grams for i in range(len(said) - _LEAK_WORDS + 1))
-
-
-class _SentenceGate:
-    """Streams a generated reply sentence by sentence, each checked (with what came before) by `check`, which
-    returns a flag when the text so far must not be said. The first failing sentence ends the reply there; a reply
-    failing at its first sentence becomes the deflection. The text streamed always equals the final text."""
-
-    _END = re.compile(r"[.!?…][\"'»”)\]]*\s")
-
-    def __init__(self, check, *, max_sentences: int | None = None, markers: tuple[str, ...] = (),
-                 closes: tuple[str, ...] = ()):
-        """`max_sentences`: the reply is complete after this many sentences (the character's `markers` not
-        counted); it is also complete once it ends with one of `closes` (the closing marker)."""
-        self.check, self.said, self.buffer, self.failed, self.flag = check, "", "", False, None
-        self.max_sentences, self.markers, self.closes = max_sentences, {m.strip() for m in markers}, closes
-        self.complete: str | None = None  # why the reply is complete before the model stopped
-
-    def feed(self, piece: str) -> list[str]:
-        if self.failed:
-            return []
-        self.buffer += piece
-        ends = list(self._END.finditer(self.buffer))
-        if not ends:
-            return []
-        cut = ends[-1].end()
-        chunk, self.buffer = self.buffer[:cut], self.buffer[cut:]
-        if not self.said:
-            chunk = chunk.lstrip()
-        flag = self.check(self.said + chunk)
-        if flag:
-            self.failed, self.flag = True, flag
-            return []
-        self.said += chunk
-        said = self.said.strip()
-        if self.closes and said.endswith(self.closes):
-            self.complete = "closing_marker"
-        elif self.max_sentences and len([x for x in split_sentences(said) if x not in self.markers]) \
-                >= self.max_sentences:
-            self.complete = "max_sentences"
-        return [chunk]
-
-    def finish(self, final: str | None, deflection: str) -> tuple[str, str | None, str]:
-        """(final text, flag, the last piece to stream). `final` is the backend's cleaned whole reply, or None
-        when generation was stopped."""
-        said = self.said.strip()
-        if not self.failed and final is not None:
-            if final.startswith(said):
-                rest = final[len(said):]
-                flag = self.check(final) if rest.strip() else None
-                if not flag:
-                    if final.startswith(self.said):
-                        return final, None, final[len(self.said):]
-                    return final, None, final[len(said):].lstrip()
-                self.flag = flag
-            elif not self.check(final):
-                return final, None, ""
-        if said:
-            return said, self.flag, ""
-        return deflection, self.flag, deflection
 
 
 @dataclass
@@ -193,13 +112,13 @@ class DialogueEngine:
         adapters: the base model speaks for everyone."""
         return assemble.from_settings(config, npcs=npcs, index=index, llm=llm, adapters=adapters, engine=cls)
 
-    @staticmethod
-    def _in_voice(spec: NpcSpec, text: str) -> str:
-        m = spec.markers
-        return wrap_in_voice(text, m.opens if m else None, m.closes if m else None)
-
     def idk_line(self, spec: NpcSpec) -> str:
-        return self._in_voice(spec, spec.idk or self.config.world.idk)
+        """The character's in-voice "I do not know" (app.grounding)."""
+        return idk_line(spec, self.config.world)
+
+    def deflection(self, spec: NpcSpec) -> str:
+        """The character's in-voice refusal to step out of the fiction (app.grounding)."""
+        return deflection(spec, self.config.world)
 
     def say(self, npc: str, text: str, *, session: str = "default", chapter: int = 1,
             use_adapter: bool = True, remember: bool = True, route: str | None = None) -> Reply:
@@ -239,10 +158,8 @@ class DialogueEngine:
             try:
                 lore = LoreIndex.open(self.index_root, self.embedder)
             except Exception as e:  # a broken or foreign generation: keep serving the one we have
-                import logging
-
-                logging.getLogger("eterna").warning("index generation %s not loaded (%s); still serving %s",
-                                                    live.name, e, self.index.path.name)
+                log.warning("index generation %s not loaded (%s); still serving %s", live.name, e,
+                            self.index.path.name)
                 self._bad_generation = live
                 return False
             selector = EvidenceSelector(self.embedder, self.cues, texts=[c.text for c in lore.chunks])
@@ -267,6 +184,7 @@ class DialogueEngine:
         flags = injection_flags(text)
         self.refresh_index()
         index, selector = self.index, self.selector  # one generation for the whole turn
+        policy = GroundingPolicy(self.config, selector, self.cues, self.retriever)
         t = lap("guard_ms", t_start)
 
         qvec = self.embedder.encode([text])[0]  # (dim,)
@@ -280,7 +198,7 @@ class DialogueEngine:
 
         grounded = route.label in ("fact", "both")
         g = self.config.grounding
-        evidence = self._evidence(spec, text, qvec, chapter, unfiltered, index, selector) if grounded else []
+        evidence = policy.evidence(spec, text, qvec, chapter, unfiltered, index) if grounded else []
         t = lap("retrieve_ms", t)
 
         gen_cfg = self.config.generation
@@ -299,10 +217,10 @@ class DialogueEngine:
             context.update(facts=[], turns=0, summary=False, prompt_tokens=0)
             if stream:
                 yield out_text
-        elif grounded and (not evidence or self._mode(route.label) == "extract" or flags):
+        elif grounded and (not evidence or policy.mode(route.label) == "extract" or flags):
             if evidence:  # the best evidence sentences, in the character's voice markers: no generation
                 evidence = evidence[: g.extract_sentences]
-                out_text = self._extract(spec, evidence, text)
+                out_text = policy.extract(spec, evidence, text)
                 grounding = {"answer": "extracted", "evidence": [e.source() for e in evidence]}
             else:  # nothing this character may know answers the question
                 out_text, grounding = self.idk_line(spec), {"answer": "idk", "evidence": []}
@@ -332,9 +250,10 @@ class DialogueEngine:
             # free replies pass the output guard sentence by sentence as they stream; a grounded reply waits for
             # the support check, which needs all of it
             m = spec.markers
-            gate = None if grounded else _SentenceGate(
-                lambda said: self._output_guard(spec, instr, said)[1], max_sentences=gen_cfg.max_sentences,
-                markers=tuple((m.opens + m.closes) if m else ()), closes=tuple(m.closes if m else ()))
+            gate = None if grounded else SentenceGate(
+                lambda said: output_flag(spec, self.config.world.name, self.cues, instr, said),
+                max_sentences=gen_cfg.max_sentences, markers=tuple((m.opens + m.closes) if m else ()),
+                closes=tuple(m.closes if m else ()))
             out, n_pieces = None, 0
             spoke = adapter
             pieces = generator.stream(messages, decoding, adapter=adapter)
@@ -359,11 +278,11 @@ class DialogueEngine:
             else:
                 tokens = {"reply": n_pieces, "stopped": gate.complete or "output_guard"}
             if grounded:
-                out_text, grounding = self._check(spec, text, out.text, evidence, self._mode(route.label))
+                out_text, grounding = policy.check(spec, text, out.text, evidence, policy.mode(route.label))
                 lap("check_ms", t)
-                out_text, leak = self._output_guard(spec, instr, out_text)
+                leak = output_flag(spec, self.config.world.name, self.cues, instr, out_text)
                 if leak:
-                    flags = [*flags, leak]
+                    out_text, flags = self.deflection(spec), [*flags, leak]
                 if stream:
                     yield out_text
             else:
@@ -380,85 +299,3 @@ class DialogueEngine:
         yield Reply(text=out_text, route=route.label, npc=spec.id, sources=sources, timings=timings,
                     reason=route.reason, session=session, chapter=chapter, flags=flags, tokens=tokens,
                     grounding=grounding, context=context, adapter=spoke)
-
-    def _evidence(self, spec: NpcSpec, text: str, qvec, chapter: int, unfiltered: list, index: LoreIndex,
-                  selector: EvidenceSelector) -> list[Evidence]:
-        """Scoped retrieval, then evidence selection; empty when the character must say it does not know."""
-        g = self.config.grounding
-        scope = Scope(npc=spec.id, kinds=spec.kinds(), chapter=chapter)
-        r = self.config.retrieval
-        found = self.retriever.search(index, text, qvec, r.k, scope)
-        hits = [h for h in found if h.score >= r.min_score]
-        evidence = selector.select(text, qvec, hits, g.evidence_sentences, whole_chunks=g.whole_chunks)
-        if evidence and not g.whole_chunks and (
-                evidence[0].score < g.min_evidence
-                or self._hidden_answers_better(text, qvec, evidence[0], unfiltered, selector)):
-            return []
-        return evidence
-
-    def deflection(self, spec: NpcSpec) -> str:
-        """The character's in-voice refusal to step out of the fiction (no generation: it cannot be talked round)."""
-        return self._in_voice(spec, spec.deflect or self.config.world.deflect)
-
-    def _output_guard(self, spec: NpcSpec, system: str, reply: str) -> tuple[str, str | None]:
-        """A generated reply must not speak as a model, take another identity, or recite its instructions:
-        otherwise the character's deflection replaces it. Returns (text, flag or None)."""
-        if self.cues.find("fourth_wall", reply):
-            return self.deflection(spec), "output_fourth_wall"
-        claim = _IDENTITY.search(reply)
-        if claim and claim.group(2).lower() not in spec.name.lower() and claim.group(2).lower() not in \
-                {w.lower() for w in (spec.role, self.config.world.name)}:
-            return self.deflection(spec), "output_identity"
-        if _leaks(system, reply):
-            return self.deflection(spec), "output_prompt_leak"
-        return reply, None
-
-    def _extract(self, spec: NpcSpec, evidence: list[Evidence], question: str) -> str:
-        """The answer-first extract (grounding.compose_answer) in the character's markers, all within max_words."""
-        g, m = self.config.grounding, spec.markers
-        frame = sum(len(x[0].split()) for x in (m.opens, m.closes) if x) if m else 0
-        budget = None if g.max_words is None else max(8, g.max_words - frame)
-        return self._in_voice(spec, compose_answer(question, evidence, self.selector, budget, g.extract_sentences,
-                                                   clauses=g.clauses))
-
-    def _mode(self, route: str) -> str:
-        g = self.config.grounding
-        return g.answer_both if route == "both" else g.answer
-
-    def _hidden_answers_better(self, text: str, qvec, best: Evidence, unfiltered: list,
-                               selector: EvidenceSelector) -> bool:
-        """Would evidence outside this character's scope or chapter answer clearly better? Then the answer is hidden
-        from it (a spoiler, or another character's knowledge) and it must not improvise one from lesser facts.
-        Only the decision to say "I do not know" uses the hidden text; none of it reaches the prompt."""
-        g = self.config.grounding
-        if g.hidden_margin is None:
-            return False
-        hits = [h for h in unfiltered if h.score >= self.config.retrieval.min_score]
-        top = selector.select(text, qvec, hits, 1)
-        return bool(top) and top[0].chunk != best.chunk and top[0].score - best.score >= g.hidden_margin
-
-    def _check(self, spec: NpcSpec, question: str, reply: str, evidence: list[Evidence],
-               mode: str) -> tuple[str, dict]:
-        """The support check: a generated fact reply keeps only names and numbers its evidence holds; in `hybrid`
-        mode it must also carry what the best evidence adds to the question. Otherwise the policy applies."""
-        g = self.config.grounding
-        used = [e.source() for e in evidence]
-        info: dict = {"answer": "generated", "evidence": used, "supported": True}
-        if not g.support_check and mode != "hybrid":
-            return reply, info
-        allowed = f"{question} {spec.name} {spec.persona} {spec.style} {self.config.world.name}"
-        bad = self.selector.unsupported(reply, evidence, allowed) if g.support_check else []
-        says_idk = bool(self.cues.find("idk", reply))
-        carries = True
-        if mode == "hybrid":
-            top = evidence[: g.extract_sentences]
-            need = set().union(*(self.selector.answer_tokens(question, e) for e in top))
-            carries = not need or any(w in reply.lower() for w in need)
-        info.update(supported=not bad, unsupported=bad, carries_answer=carries)
-        if (not bad and carries and not says_idk) or g.on_unsupported == "keep":
-            return reply, info
-        if g.on_unsupported == "idk":
-            return self.idk_line(spec), {**info, "answer": "idk"}
-        top = evidence[: g.extract_sentences]
-        return self._extract(spec, top, question), {**info, "answer": "extracted", "evidence": used[: len(top)],
-                                          "generated": reply}
