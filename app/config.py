@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrieval.errors import AdapterError, ConfigError, UnknownNpcError
+from retrieval.types import Scope
 
 DEFAULT_ROLES = {"director": "the narrator of the game", "npc": "a character in the game", "book": "a living book"}
 
@@ -303,6 +304,11 @@ class NpcSpec(_Strict):
 
     def kinds(self) -> frozenset[str] | None:
         return None if self.knows == "all" else frozenset(self.knows)
+
+    def scope(self, chapter: int | None = None, state: object = None) -> Scope:
+        """What this character may know, up to `chapter` (None: every chapter). `state`, the game's state, is
+        opaque and not read yet (a later issue lets it widen or narrow the scope)."""
+        return Scope(npc=self.id, kinds=self.kinds(), chapter=chapter)
 
 
 class Cast(_Strict):

@@ -24,7 +24,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from app.cues import Cues
 from retrieval.text import split_sentences as _split
-from retrieval.types import Hit, Scope
+from retrieval.types import Hit
 
 if TYPE_CHECKING:
     from app.config import EternaConfig, NpcSpec, WorldConfig
@@ -265,13 +265,13 @@ class GroundingPolicy:
         g = self.config.grounding
         return g.answer_both if route == "both" else g.answer
 
-    def evidence(self, spec: NpcSpec, text: str, qvec, chapter: int, unfiltered: list,
-                 index: LoreIndex) -> list[Evidence]:
-        """Scoped retrieval, then evidence selection; empty when the character must say it does not know."""
+    def evidence(self, spec: NpcSpec, text: str, qvec, chapter: int, unfiltered: list, index: LoreIndex,
+                 state: object = None) -> list[Evidence]:
+        """Scoped retrieval, then evidence selection; empty when the character must say it does not know.
+        `state`: the game's state, passed on to the character's scope (opaque)."""
         g = self.config.grounding
-        scope = Scope(npc=spec.id, kinds=spec.kinds(), chapter=chapter)
         r = self.config.retrieval
-        found = self.retriever.search(index, text, qvec, r.k, scope)
+        found = self.retriever.search(index, text, qvec, r.k, spec.scope(chapter, state))
         hits = [h for h in found if h.score >= r.min_score]
         evidence = self.selector.select(text, qvec, hits, g.evidence_sentences, whole_chunks=g.whole_chunks)
         if evidence and not g.whole_chunks and (

@@ -138,7 +138,7 @@ def route(engine: DialogueEngine, turn: Turn) -> None:
 def ground(engine: DialogueEngine, turn: Turn) -> None:
     """Fact and mixed turns: the evidence this character may know at this chapter (none: it does not know)."""
     turn.evidence = turn.policy.evidence(turn.npc, turn.text, turn.qvec, turn.chapter, turn.unfiltered,
-                                         turn.index) if turn.grounded else []
+                                         turn.index, turn.state) if turn.grounded else []
     turn.lap("retrieve_ms")
 
 

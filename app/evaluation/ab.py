@@ -290,13 +290,11 @@ def _context(first, world: EternaConfig) -> Context:
 
 
 def _in_scope(first, docs: dict, it: dict) -> bool:
-    from retrieval.types import Scope
-
     doc = docs.get(it.get("doc"))
     if doc is None:
         return True
     npc = first.cast.get(it["npc"])
-    return Scope(npc=npc.id, kinds=npc.kinds(), chapter=it["chapter"]).allows(doc)
+    return npc.scope(it["chapter"]).allows(doc)
 
 
 def score(cfg: EvalConfig, world: EternaConfig, items: list[dict], answers: dict, first) -> dict:

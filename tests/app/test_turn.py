@@ -171,3 +171,16 @@ def test_run_chains_the_stages_and_streams_what_the_reply_says(engine):
     assert list(r.timings)[0] == "guard_ms" and list(r.timings)[-1] == "total_ms"
     [quiet] = run(engine, "archivist", LENDING, session="run2")  # not streaming: the Reply alone
     assert "3 books" in quiet.text and engine.memory.recent("run2", "archivist") == [(LENDING, quiet.text)]
+
+
+def test_a_characters_scope_takes_its_chapter_and_an_opaque_state():
+    import yaml
+
+    from app.config import Cast
+    from retrieval.types import Scope
+    from tests.fixtures_data import NPCS_YAML
+
+    warden = Cast(**yaml.safe_load(NPCS_YAML)).get("warden")
+    assert warden.scope(2) == Scope(npc="warden", kinds=frozenset({"room", "rule", "character"}), chapter=2)
+    assert warden.scope() == Scope(npc="warden", kinds=frozenset({"room", "rule", "character"}))  # every chapter
+    assert warden.scope(2, state={"anything": "opaque"}) == warden.scope(2)
