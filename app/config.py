@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrieval.errors import AdapterError, ConfigError, UnknownNpcError, yaml_error_message
+from retrieval.types import Scope
 
 # Built-in roles are neutral: a world says what its own kinds of speaker are (world.roles), e.g. a book that lives
 DEFAULT_ROLES = {"director": "the narrator of the game", "npc": "a character in the game",
@@ -306,6 +307,11 @@ class NpcSpec(_Strict):
 
     def kinds(self) -> frozenset[str] | None:
         return None if self.knows == "all" else frozenset(self.knows)
+
+    def scope(self, chapter: int | None = None, state: object = None) -> Scope:
+        """What this character may know, up to `chapter` (None: every chapter). `state`, the game's state, is
+        opaque and not read yet (a later issue lets it widen or narrow the scope)."""
+        return Scope(npc=self.id, kinds=self.kinds(), chapter=chapter)
 
 
 class Cast(_Strict):

@@ -29,7 +29,7 @@ from retrieval.chunking import chunk_document
 from retrieval.corpus import load_corpus
 from retrieval.errors import ConfigError, CorpusError
 from retrieval.fileio import sha256_bytes
-from retrieval.types import Chunk, Scope
+from retrieval.types import Chunk
 from tuning.base import prepare_model
 from tuning.distill import DistillRecipe, train_student
 
@@ -43,7 +43,7 @@ _LOWER_OPENERS = {"The", "A", "An", "It", "Its", "This", "These", "Those", "Ther
 
 def lore_chunks(cfg: EternaConfig, cast: Cast, npc: NpcSpec, chapter: int | None) -> list[Chunk]:
     docs = load_corpus(cfg.paths.corpus, cfg.world.kinds, {n.id for n in cast.npcs})
-    scope = Scope(npc=npc.id, kinds=npc.kinds(), chapter=chapter)
+    scope = npc.scope(chapter)
     r = cfg.retrieval
     chunks = [c for d in docs if scope.allows(d) for c in chunk_document(d, r.chunk_words, r.overlap_words)]
     if not chunks:

@@ -15,7 +15,7 @@ from app.config import Cast, EternaConfig
 
 
 def report(cfg: EternaConfig) -> dict:
-    from app.dialogue import choose_backend
+    from app.assemble import choose_backend
     from app.probe import cpu_info, llama_build
 
     out: dict = {"eterna": _version("eterna"), "python": platform.python_version(), "platform": platform.platform()}

@@ -1,10 +1,13 @@
 """Grounding: replies that say what their sources say.
 
-Owns the three steps between retrieval and a `fact`/`both` reply:
+Owns the steps between retrieval and a `fact`/`both` reply:
   1. evidence selection: the sentences of the retrieved chunks that answer the question, ranked (embedding cosine,
      word overlap with the question, the answer type the question asks for, the chunk's own score);
   2. the support check: the names and numbers of a reply must occur in its evidence (or the question);
   3. the extractive answer: the best evidence sentence itself, wrapped in the character's voice markers.
+`GroundingPolicy` applies them to a turn as the config's `grounding:` says: scoped evidence, the hidden-lore gate,
+"I do not know", extraction, the support check and what replaces a reply that fails it; and the in-voice lines
+said without generation (the "I do not know" line, the deflection).
 Grounded decoding (repetition penalty over generated tokens only, copy bias toward evidence tokens) is described
 by `app.runtime.Decoding` and applied by the generation backend.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
@@ -21,6 +25,10 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from app.cues import Cues
 from retrieval.text import split_sentences as _split
 from retrieval.types import Hit
+
+if TYPE_CHECKING:
+    from app.config import EternaConfig, NpcSpec, WorldConfig
+    from retrieval.index import LoreIndex
 
 _TOKEN = re.compile(r"\w+(?:[-'’]\w+)*")
 _CAP = re.compile(r"^[A-ZÁÉÍÓÚÑÄÖÜ]")
@@ -225,3 +233,94 @@ def wrap_in_voice(text: str, opens: list[str] | None, closes: list[str] | None) 
     if closes and not text.endswith(tuple(closes)):
         text = f"{text} {closes[0]}"
     return text
+
+
+def in_voice(spec: NpcSpec, text: str) -> str:
+    """`text` inside the character's voice markers (wrap_in_voice)."""
+    m = spec.markers
+    return wrap_in_voice(text, m.opens if m else None, m.closes if m else None)
+
+
+def idk_line(spec: NpcSpec, world: WorldConfig) -> str:
+    """The character's in-voice "I do not know"."""
+    return in_voice(spec, spec.idk or world.idk)
+
+
+def deflection(spec: NpcSpec, world: WorldConfig) -> str:
+    """The character's in-voice refusal to step out of the fiction (no generation: it cannot be talked round)."""
+    return in_voice(spec, spec.deflect or world.deflect)
+
+
+@dataclass(frozen=True)
+class GroundingPolicy:
+    """The config's grounding policy over one index generation: its evidence selector and the engine's retriever."""
+
+    config: EternaConfig
+    selector: EvidenceSelector
+    cues: Cues
+    retriever: object
+
+    def mode(self, route: str) -> str:
+        """How a fact (`fact`) or mixed (`both`) turn is answered: extract, generate or hybrid."""
+        g = self.config.grounding
+        return g.answer_both if route == "both" else g.answer
+
+    def evidence(self, spec: NpcSpec, text: str, qvec, chapter: int, unfiltered: list, index: LoreIndex,
+                 state: object = None) -> list[Evidence]:
+        """Scoped retrieval, then evidence selection; empty when the character must say it does not know.
+        `state`: the game's state, passed on to the character's scope (opaque)."""
+        g = self.config.grounding
+        r = self.config.retrieval
+        found = self.retriever.search(index, text, qvec, r.k, spec.scope(chapter, state))
+        hits = [h for h in found if h.score >= r.min_score]
+        evidence = self.selector.select(text, qvec, hits, g.evidence_sentences, whole_chunks=g.whole_chunks)
+        if evidence and not g.whole_chunks and (
+                evidence[0].score < g.min_evidence
+                or self.hidden_answers_better(text, qvec, evidence[0], unfiltered)):
+            return []
+        return evidence
+
+    def hidden_answers_better(self, text: str, qvec, best: Evidence, unfiltered: list) -> bool:
+        """Would evidence outside this character's scope or chapter answer clearly better? Then the answer is hidden
+        from it (a spoiler, or another character's knowledge) and it must not improvise one from lesser facts.
+        Only the decision to say "I do not know" uses the hidden text; none of it reaches the prompt."""
+        g = self.config.grounding
+        if g.hidden_margin is None:
+            return False
+        hits = [h for h in unfiltered if h.score >= self.config.retrieval.min_score]
+        top = self.selector.select(text, qvec, hits, 1)
+        return bool(top) and top[0].chunk != best.chunk and top[0].score - best.score >= g.hidden_margin
+
+    def extract(self, spec: NpcSpec, evidence: list[Evidence], question: str) -> str:
+        """The answer-first extract (compose_answer) in the character's markers, all within max_words."""
+        g, m = self.config.grounding, spec.markers
+        frame = sum(len(x[0].split()) for x in (m.opens, m.closes) if x) if m else 0
+        budget = None if g.max_words is None else max(8, g.max_words - frame)
+        return in_voice(spec, compose_answer(question, evidence, self.selector, budget, g.extract_sentences,
+                                             clauses=g.clauses))
+
+    def check(self, spec: NpcSpec, question: str, reply: str, evidence: list[Evidence],
+              mode: str) -> tuple[str, dict]:
+        """The support check: a generated fact reply keeps only names and numbers its evidence holds; in `hybrid`
+        mode it must also carry what the best evidence adds to the question. Otherwise the policy applies."""
+        g = self.config.grounding
+        used = [e.source() for e in evidence]
+        info: dict = {"answer": "generated", "evidence": used, "supported": True}
+        if not g.support_check and mode != "hybrid":
+            return reply, info
+        allowed = f"{question} {spec.name} {spec.persona} {spec.style} {self.config.world.name}"
+        bad = self.selector.unsupported(reply, evidence, allowed) if g.support_check else []
+        says_idk = bool(self.cues.find("idk", reply))
+        carries = True
+        if mode == "hybrid":
+            top = evidence[: g.extract_sentences]
+            need = set().union(*(self.selector.answer_tokens(question, e) for e in top))
+            carries = not need or any(w in reply.lower() for w in need)
+        info.update(supported=not bad, unsupported=bad, carries_answer=carries)
+        if (not bad and carries and not says_idk) or g.on_unsupported == "keep":
+            return reply, info
+        if g.on_unsupported == "idk":
+            return idk_line(spec, self.config.world), {**info, "answer": "idk"}
+        top = evidence[: g.extract_sentences]
+        return self.extract(spec, top, question), {**info, "answer": "extracted", "evidence": used[: len(top)],
+                                                   "generated": reply}

@@ -1,11 +1,22 @@
-"""Player-input guard: normalises text and rejects what cannot be served, with a typed error saying why."""
+"""The guard on both sides of a turn.
+
+Input: normalises the player's text and rejects what cannot be served, with a typed error saying why; flags lines
+that address the model instead of the character. Output: a generated reply must not speak as a model, take another
+identity or recite its instructions (`output_flag`), checked sentence by sentence as it streams (`SentenceGate`).
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from typing import TYPE_CHECKING
 
 from retrieval.errors import InputError
+from retrieval.text import split_sentences
+
+if TYPE_CHECKING:
+    from app.config import Cast, NpcSpec
+    from app.cues import Cues
 
 # control and zero-width characters, lone surrogates (invalid Unicode: JSON's "\\ud800" decodes to one, and
 # tokenizers raise on it) and the two noncharacters
@@ -77,3 +88,98 @@ def check_session(session: object) -> str:
     if not isinstance(session, str) or not _SESSION.match(session) or ".." in session:
         raise InputError(f"session id {session!r} is invalid; use 1-64 letters, digits, '_', '-' or '.'")
     return session
+
+
+def check_turn(cast: Cast, max_chars: int, npc: str, text: object, chapter: object, session: object,
+               specials: tuple[str, ...] = ()) -> tuple[NpcSpec, str, int, str]:
+    """Validate one turn before any work is done: (NPC spec, cleaned text, chapter, session) or a typed error."""
+    return (cast.get(npc), clean_player_text(text, max_chars, specials), check_chapter(chapter),
+            check_session(session))
+
+
+# "I'm DAN", "my name is CodeBot": a reply claiming a name (capitalised) that is not the character's
+_IDENTITY = re.compile(r"\b(my name is|call me|I am now|I'm now|you may call me)\s+([A-Z][\w-]{2,})")
+_LEAK_WORDS = 12
+
+
+def leaks(system: str, reply: str) -> bool:
+    """Does the reply recite the system prompt: a run of 12 consecutive words of it, verbatim?"""
+    words = re.findall(r"\w+", system.lower())
+    if len(words) < _LEAK_WORDS:
+        return False
+    grams = {" ".join(words[i:i + _LEAK_WORDS]) for i in range(len(words) - _LEAK_WORDS + 1)}
+    said = re.findall(r"\w+", reply.lower())
+    return any(" ".join(said[i:i + _LEAK_WORDS]) in grams for i in range(len(said) - _LEAK_WORDS + 1))
+
+
+def output_flag(spec: NpcSpec, world_name: str, cues: Cues, system: str, reply: str) -> str | None:
+    """The output guard: why a generated reply must not be said (it speaks as a model, takes another identity than
+    the character's, or recites `system`, its instructions), or None. A flagged reply becomes the deflection."""
+    if cues.find("fourth_wall", reply):
+        return "output_fourth_wall"
+    claim = _IDENTITY.search(reply)
+    if claim and claim.group(2).lower() not in spec.name.lower() and claim.group(2).lower() not in \
+            {w.lower() for w in (spec.role, world_name)}:
+        return "output_identity"
+    if leaks(system, reply):
+        return "output_prompt_leak"
+    return None
+
+
+class SentenceGate:
+    """Streams a generated reply sentence by sentence, each checked (with what came before) by `check`, which
+    returns a flag when the text so far must not be said. The first failing sentence ends the reply there; a reply
+    failing at its first sentence becomes the deflection. The text streamed always equals the final text."""
+
+    _END = re.compile(r"[.!?…][\"'»”)\]]*\s")
+
+    def __init__(self, check, *, max_sentences: int | None = None, markers: tuple[str, ...] = (),
+                 closes: tuple[str, ...] = ()):
+        """`max_sentences`: the reply is complete after this many sentences (the character's `markers` not
+        counted); it is also complete once it ends with one of `closes` (the closing marker)."""
+        self.check, self.said, self.buffer, self.failed, self.flag = check, "", "", False, None
+        self.max_sentences, self.markers, self.closes = max_sentences, {m.strip() for m in markers}, closes
+        self.complete: str | None = None  # why the reply is complete before the model stopped
+
+    def feed(self, piece: str) -> list[str]:
+        if self.failed:
+            return []
+        self.buffer += piece
+        ends = list(self._END.finditer(self.buffer))
+        if not ends:
+            return []
+        cut = ends[-1].end()
+        chunk, self.buffer = self.buffer[:cut], self.buffer[cut:]
+        if not self.said:
+            chunk = chunk.lstrip()
+        flag = self.check(self.said + chunk)
+        if flag:
+            self.failed, self.flag = True, flag
+            return []
+        self.said += chunk
+        said = self.said.strip()
+        if self.closes and said.endswith(self.closes):
+            self.complete = "closing_marker"
+        elif self.max_sentences and len([x for x in split_sentences(said) if x not in self.markers]) \
+                >= self.max_sentences:
+            self.complete = "max_sentences"
+        return [chunk]
+
+    def finish(self, final: str | None, deflection: str) -> tuple[str, str | None, str]:
+        """(final text, flag, the last piece to stream). `final` is the backend's cleaned whole reply, or None
+        when generation was stopped."""
+        said = self.said.strip()
+        if not self.failed and final is not None:
+            if final.startswith(said):
+                rest = final[len(said):]
+                flag = self.check(final) if rest.strip() else None
+                if not flag:
+                    if final.startswith(self.said):
+                        return final, None, final[len(self.said):]
+                    return final, None, final[len(said):].lstrip()
+                self.flag = flag
+            elif not self.check(final):
+                return final, None, ""
+        if said:
+            return said, self.flag, ""
+        return deflection, self.flag, deflection

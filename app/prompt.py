@@ -27,30 +27,39 @@ def system_prompt(npc: NpcSpec, world: WorldConfig, prompts: PromptsConfig | Non
     return _fill((prompts or PromptsConfig()).system, npc, world)
 
 
+def prompt_heads(npc: NpcSpec, route: str, world: WorldConfig, prompts: PromptsConfig,
+                 guarded: bool = False) -> tuple[str, str]:
+    """(the turn's prompt head, its instructions), built once: the head as `prompt_head` gives it, and the
+    instructions as `instructions` gives them (the head with the guard reminder)."""
+    head = system_prompt(npc, world, prompts) + "\n\n" + _fill(getattr(prompts, route), npc, world)
+    instr = head + " " + _fill(prompts.guarded, npc, world)
+    return (instr if guarded else head), instr
+
+
 def instructions(npc: NpcSpec, route: str, world: WorldConfig, prompts: PromptsConfig) -> str:
     """The instruction text of a turn's system prompt (persona and route template, without facts or memory):
     what a reply must never recite."""
-    return prompt_head(npc, route, world, prompts, guarded=True)
+    return prompt_heads(npc, route, world, prompts)[1]
 
 
 def prompt_head(npc: NpcSpec, route: str, world: WorldConfig, prompts: PromptsConfig, guarded: bool = False) -> str:
     """The start of a turn's system prompt that is the same on every turn of this character, route and guard state
     (facts and the rolling summary follow it): what a backend may keep a prompt cache of."""
-    head = system_prompt(npc, world, prompts) + "\n\n" + _fill(getattr(prompts, route), npc, world)
-    return head + " " + _fill(prompts.guarded, npc, world) if guarded else head
+    return prompt_heads(npc, route, world, prompts, guarded)[0]
 
 
 def build_messages(npc: NpcSpec, route: str, evidence: list[Evidence], history: list[tuple[str, str]], text: str,
                    count_tokens: Callable[[list[dict]], int], budget: int, *, world: WorldConfig,
                    prompts: PromptsConfig, guarded: bool = False, summary: str = "",
-                   report: dict | None = None) -> tuple[list[dict], list[Evidence]]:
+                   report: dict | None = None, head: str | None = None) -> tuple[list[dict], list[Evidence]]:
     """Return (chat messages, evidence actually included). `budget` is the prompt's token limit; `guarded` adds a
     reminder that player text is dialogue (set when the guard flags an injection attempt); `summary` is the rolling
-    summary of older turns. `report`, when given, is filled with what went in and what the budget dropped."""
+    summary of older turns. `report`, when given, is filled with what went in and what the budget dropped. `head`:
+    the turn's `prompt_head`, when the caller built it already."""
     evidence = list(evidence)
     history = list(history)
     dropped_turns, dropped_facts = 0, []
-    head = prompt_head(npc, route, world, prompts, guarded)
+    head = prompt_head(npc, route, world, prompts, guarded) if head is None else head
     while True:
         system = head
         if route in ("fact", "both"):

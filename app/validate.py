@@ -18,7 +18,6 @@ from app.router import LABELS, load_router_items, load_seeds
 from retrieval.corpus import load_corpus
 from retrieval.errors import AdapterError, CorpusError
 from retrieval.fileio import read_jsonl
-from retrieval.types import Scope
 from tuning.base import model_fingerprint, prepared_checkpoint
 from tuning.facts import FactLinter
 from tuning.gate import GateReport, gate_file
@@ -91,7 +90,7 @@ def validate_facts(path: Path, docs: dict, cast: Cast) -> dict:
         npc = cast.get(it["npc"])
         if doc.chapter > it["chapter"]:
             counts["spoiler"] += 1
-        elif not Scope(npc=npc.id, kinds=npc.kinds()).allows(doc):  # a Document has a chunk's visibility fields
+        elif not npc.scope().allows(doc):  # a Document has a chunk's visibility fields
             counts["out_of_scope"] += 1
         else:
             counts["in_scope"] += 1

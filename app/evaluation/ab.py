@@ -186,7 +186,8 @@ class VoiceClassifier:
 def _engines(cfg: EvalConfig, world: EternaConfig):
     """One engine per variant, all on one loaded model."""
     from app.config import Cast
-    from app.dialogue import DialogueEngine, build_backend
+    from app.assemble import build_backend
+    from app.dialogue import DialogueEngine
 
     first = None
     engines = {}
@@ -212,9 +213,7 @@ def _engines(cfg: EvalConfig, world: EternaConfig):
             if key not in generators:  # one load per distinct base model and backend
                 models = world.models.model_copy(update={"backend": v.backend or world.models.backend})
                 generators[key] = build_backend(wcfg.model_copy(update={"models": models}), v.llm)
-            e = engines[v.name]
-            engines[v.name] = type(e)(e.config, e.cast, e.embedder, e.index, generators[key], e.router, e.memory,
-                                      e.cues, index_root=e.index_root)
+            engines[v.name] = engines[v.name].variant(generator=generators[key])
     return engines
 
 
@@ -293,13 +292,11 @@ def _context(first, world: EternaConfig) -> Context:
 
 
 def _in_scope(first, docs: dict, it: dict) -> bool:
-    from retrieval.types import Scope
-
     doc = docs.get(it.get("doc"))
     if doc is None:
         return True
     npc = first.cast.get(it["npc"])
-    return Scope(npc=npc.id, kinds=npc.kinds(), chapter=it["chapter"]).allows(doc)
+    return npc.scope(it["chapter"]).allows(doc)
 
 
 def score(cfg: EvalConfig, world: EternaConfig, items: list[dict], answers: dict, first) -> dict:

@@ -16,7 +16,6 @@ from pathlib import Path
 from app.router import LABELS
 from retrieval.errors import CorpusError
 from retrieval.fileio import read_jsonl
-from retrieval.types import Scope
 
 
 def normalise(text: str) -> str:
@@ -81,7 +80,7 @@ def facts_report(engine, items: list[dict], *, keep_items: bool = False, progres
             raise CorpusError(f"line {it['line']}: doc {it['doc']!r} is not in the index {engine.index.path}")
         npc = engine.cast.get(it["npc"])
         doc = docs[it["doc"]]
-        in_scope = Scope(npc=npc.id, kinds=npc.kinds(), chapter=it["chapter"]).allows(doc)
+        in_scope = npc.scope(it["chapter"]).allows(doc)
         reply = engine.say(npc.id, it["question"], session=f"eval-{run}-{i}", chapter=it["chapter"])
         said = contains_answer(reply.text, it["answers"])
         idk = bool(engine.cues.find("idk", reply.text)) or (npc.idk or engine.config.world.idk) in reply.text

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from retrieval.index import LoreIndex
-from retrieval.types import Hit, Scope
+from retrieval.types import Hit
 
 
 def rank_documents(hits: list[Hit], n: int) -> list[str]:
@@ -22,7 +22,7 @@ def retrieval_report(index: LoreIndex, embedder, items: list[dict], cast, k: int
     ranks = []
     for it, v in zip(items, vecs):
         npc = cast.get(it["npc"])
-        hits = index.search_vector(v, 20, Scope(npc=npc.id, kinds=npc.kinds(), chapter=it["chapter"]))
+        hits = index.search_vector(v, 20, npc.scope(it["chapter"]))
         docs = rank_documents(hits, len(hits))
         ranks.append(docs.index(it["doc"]) + 1 if it["doc"] in docs else None)
     found = np.array([r is not None and r <= k for r in ranks])

@@ -1,0 +1,278 @@
+"""One turn of dialogue as a pipeline: guard → route → ground → compose → generate → check → remember.
+
+A `Turn` record carries what the turn knows so far; each stage is a function of the engine (its services: config,
+cast, embedder, index, retriever, router, backends, memory) and the turn, reading what the earlier stages wrote and
+filling in its own part. `run` chains the stages; `DialogueEngine.say` and `stream` are `run`.
+
+    turn = guard(engine, "keeper", "Who founded this place?", session="p1", chapter=1)
+    route(engine, turn); ground(engine, turn); compose(engine, turn)
+    streamed = list(generate(engine, turn)); check(engine, turn); remember(engine, turn)
+    reply(turn).text
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from app.grounding import GroundingPolicy
+from app.guard import SentenceGate, check_turn, injection_flags, output_flag
+from app.prompt import build_messages, prompt_heads
+from app.router import LABELS as ROUTES
+from app.router import Route
+from app.runtime import Decoding, Generation
+from retrieval.errors import InputError
+
+if TYPE_CHECKING:
+    from app.config import NpcSpec
+    from app.dialogue import DialogueEngine
+    from app.grounding import Evidence
+    from app.runtime import GenerationBackend
+    from retrieval.index import LoreIndex
+
+
+@dataclass
+class Reply:
+    text: str
+    route: str
+    npc: str
+    sources: list[dict]
+    timings: dict
+    reason: str = ""
+    session: str = "default"
+    chapter: int = 1
+    tokens: dict = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    grounding: dict = field(default_factory=dict)  # fact/both turns: evidence used, how the answer was made
+    context: dict = field(default_factory=dict)  # what went into the prompt, and what the budget dropped
+    adapter: str | None = None  # the adapter the model generated with (None: the base model, or no generation)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Turn:
+    """What one turn knows, stage by stage. `state` is the game's state, carried untouched (opaque here)."""
+
+    npc: NpcSpec
+    text: str  # the player's line, cleaned by the guard
+    chapter: int
+    session: str
+    index: LoreIndex  # the index generation of the whole turn
+    policy: GroundingPolicy  # the grounding policy over that generation
+    state: object = None
+    flags: list[str] = field(default_factory=list)  # the guard's (and the output guard's) flags
+    use_adapter: bool = True
+    forced: str | None = None  # a route the caller forces instead of asking the router
+    qvec: object = None  # (dim,) the player's line embedded
+    unfiltered: list = field(default_factory=list)  # hits without scope or chapter: is this about the world at all?
+    route: Route | None = None
+    evidence: list[Evidence] = field(default_factory=list)
+    head: str = ""  # the prompt head (cacheable by a backend), built once a turn
+    instructions: str = ""  # the head with the guard reminder: what a generated reply must never recite
+    messages: list[dict] = field(default_factory=list)
+    backend: GenerationBackend | None = None
+    decoding: Decoding | None = None
+    adapter: str | None = None  # the adapter to generate with
+    gate: SentenceGate | None = None  # free replies: the output guard, sentence by sentence as they stream
+    generation: Generation | None = None  # the backend's whole reply (None: generation stopped early)
+    pieces: int = 0  # pieces the backend streamed
+    output: str | None = None  # the reply's text (set before generation when none is needed)
+    grounding: dict = field(default_factory=dict)
+    tokens: dict = field(default_factory=dict)
+    spoke: str | None = None  # the adapter of this turn's generation, if one ran with an adapter
+    context: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    clock: float = 0.0  # when the last timed step ended
+
+    @property
+    def grounded(self) -> bool:
+        return self.route is not None and self.route.label in ("fact", "both")
+
+    def lap(self, name: str) -> None:
+        """Time the step that ends now under `name` (ms)."""
+        now = time.perf_counter()
+        self.timings[name] = round((now - (self.clock or self.started)) * 1000, 2)
+        self.clock = now
+
+    def since_start(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 2)
+
+
+def guard(engine: DialogueEngine, npc: str, text: object, *, session: object = "default", chapter: object = 1,
+          use_adapter: bool = True, route: str | None = None, state: object = None) -> Turn:
+    """Validate the turn before any work (typed errors), flag lines that address the model, and fix the index
+    generation the turn runs on (a new live one is picked up here, between turns)."""
+    if route is not None and route not in ROUTES:
+        raise InputError(f"route {route!r} is not one of {', '.join(ROUTES)}")
+    started = time.perf_counter()
+    spec, text, chapter, session = check_turn(engine.cast, engine.config.guard.max_input_chars, npc, text, chapter,
+                                              session, engine.generator.special_tokens)
+    flags = injection_flags(text)
+    engine.refresh_index()
+    index, selector = engine.index, engine.selector  # one generation for the whole turn
+    policy = GroundingPolicy(engine.config, selector, engine.cues, engine.retriever)
+    turn = Turn(spec, text, chapter, session, index, policy, state=state, flags=flags, use_adapter=use_adapter,
+                forced=route, started=started)
+    turn.lap("guard_ms")
+    return turn
+
+
+def route(engine: DialogueEngine, turn: Turn) -> None:
+    """Embed the line and route it (fact, style, both, offworld), on its lore match without scope or chapter: a
+    question about hidden lore is still a fact question."""
+    turn.qvec = engine.embedder.encode([turn.text])[0]  # (dim,)
+    turn.lap("embed_ms")
+    turn.unfiltered = engine.retriever.search(turn.index, turn.text, turn.qvec, engine.config.retrieval.k)
+    lore_score = max((h.score for h in turn.unfiltered), default=0.0)
+    turn.route = engine.router.route(turn.text, turn.qvec, lore_score) if turn.forced is None else \
+        Route(turn.forced, f"forced {turn.forced} (variant)")
+    turn.lap("route_ms")
+
+
+def ground(engine: DialogueEngine, turn: Turn) -> None:
+    """Fact and mixed turns: the evidence this character may know at this chapter (none: it does not know)."""
+    turn.evidence = turn.policy.evidence(turn.npc, turn.text, turn.qvec, turn.chapter, turn.unfiltered,
+                                         turn.index, turn.state) if turn.grounded else []
+    turn.lap("retrieve_ms")
+
+
+def compose(engine: DialogueEngine, turn: Turn) -> None:
+    """The answer, when no generation is needed (the deflection; the extracted evidence; "I do not know"), else the
+    prompt: its head (built once), messages within the context budget, decoding, adapter and output guard."""
+    spec, config, policy = turn.npc, engine.config, turn.policy
+    own_model = spec.model is not None and turn.use_adapter
+    turn.context = {"index_generation": turn.index.path.name, "model": str(spec.model) if own_model else "base"}
+    label, g, gen_cfg = turn.route.label, config.grounding, config.generation
+    if (turn.flags and not turn.grounded) or (label == "offworld" and config.guard.offworld == "deflect"):
+        # a line that addresses the model (injection, role swap, character break): the character turns it aside in
+        # its own voice, with no generation to talk round
+        turn.output, turn.grounding = engine.deflection(spec), {"answer": "deflected"}
+    elif turn.grounded and (not turn.evidence or policy.mode(label) == "extract" or turn.flags):
+        if turn.evidence:  # the best evidence sentences, in the character's voice markers: no generation
+            turn.evidence = turn.evidence[: g.extract_sentences]
+            turn.output = policy.extract(spec, turn.evidence, turn.text)
+            turn.grounding = {"answer": "extracted", "evidence": [e.source() for e in turn.evidence]}
+        else:  # nothing this character may know answers the question
+            turn.output, turn.grounding = engine.idk_line(spec), {"answer": "idk", "evidence": []}
+    if turn.output is not None:
+        turn.timings.update(prompt_ms=0.0, generate_ms=0.0)
+        turn.context.update(facts=[e.chunk for e in turn.evidence], turns=0, summary=False, prompt_tokens=0)
+        return
+    history, summary = engine.memory.context(turn.session, spec.id)
+    turn.backend = engine.npc_backend(spec, turn.use_adapter)
+    turn.head, turn.instructions = prompt_heads(spec, label, config.world, config.prompts, bool(turn.flags))
+    report: dict = {}
+    turn.messages, turn.evidence = build_messages(
+        spec, label, turn.evidence, history, turn.text, turn.backend.count_tokens,
+        gen_cfg.context_tokens - gen_cfg.max_new_tokens, world=config.world, prompts=config.prompts,
+        guarded=bool(turn.flags), summary=summary, report=report, head=turn.head)
+    turn.context.update(report)
+    turn.lap("prompt_ms")
+    turn.decoding = Decoding.from_config(gen_cfg, cache_prefix=turn.head)
+    turn.adapter = engine.adapter_names.get(spec.id) if turn.use_adapter else None
+    if turn.grounded:  # grounded decoding: copy the evidence's words, do not punish repeating them
+        turn.decoding = replace(turn.decoding, repetition_penalty=g.repetition_penalty, penalty_scope=g.penalty_over,
+                                copy_bias=g.copy_bias, copy_text=" ".join(e.text for e in turn.evidence))
+        if engine.grounding_adapter is not None and turn.use_adapter and not own_model:
+            turn.adapter = engine.grounding_adapter
+        return
+    # free replies pass the output guard sentence by sentence as they stream; a grounded reply waits for the
+    # support check, which needs all of it
+    m, world = spec.markers, config.world.name
+    turn.gate = SentenceGate(lambda said: output_flag(spec, world, engine.cues, turn.instructions, said),
+                             max_sentences=gen_cfg.max_sentences, markers=tuple((m.opens + m.closes) if m else ()),
+                             closes=tuple(m.closes if m else ()))
+
+
+def generate(engine: DialogueEngine, turn: Turn) -> Iterator[str]:
+    """Run the model on the composed prompt (nothing to do when compose answered). Yields what may be streamed as
+    it is made: a free reply's sentences once the output guard passed them; a grounded reply streams nothing yet."""
+    if turn.backend is None:
+        return
+    gate, turn.spoke = turn.gate, turn.adapter
+    pieces = turn.backend.stream(turn.messages, turn.decoding, adapter=turn.adapter)
+    try:
+        for item in pieces:
+            if isinstance(item, Generation):
+                turn.generation = item
+                continue
+            turn.pieces += 1
+            for ok in gate.feed(item) if gate else ():
+                turn.timings.setdefault("first_token_ms", turn.since_start())
+                yield ok
+            if gate and (gate.failed or gate.complete):
+                break  # stop generating: the rest would be thrown away, or the reply is complete
+    finally:
+        pieces.close()
+    turn.lap("generate_ms")
+    out = turn.generation
+    if out is not None:
+        turn.tokens = {"prompt": out.prompt_tokens, "reply": out.new_tokens,
+                       "per_second": round(out.new_tokens / out.seconds, 1) if out.seconds > 0 else None}
+    else:
+        turn.tokens = {"reply": turn.pieces, "stopped": gate.complete or "output_guard"}
+
+
+def check(engine: DialogueEngine, turn: Turn) -> str | None:
+    """The reply's final text: a grounded generation passes the support check, then the output guard; a free one
+    what its gate let through (the deflection when nothing). Returns what is still to stream (None: nothing)."""
+    if turn.backend is None:  # compose answered: nothing generated to check
+        return turn.output
+    spec = turn.npc
+    if turn.grounded:
+        policy = turn.policy
+        turn.output, turn.grounding = policy.check(spec, turn.text, turn.generation.text, turn.evidence,
+                                                   policy.mode(turn.route.label))
+        turn.lap("check_ms")
+        leak = output_flag(spec, engine.config.world.name, engine.cues, turn.instructions, turn.output)
+        if leak:
+            turn.output, turn.flags = engine.deflection(spec), [*turn.flags, leak]
+        return turn.output
+    final = turn.generation.text if turn.generation is not None else None
+    turn.output, leak, rest = turn.gate.finish(final, engine.deflection(spec))
+    if leak:
+        turn.flags = [*turn.flags, leak]
+    return rest or None
+
+
+def remember(engine: DialogueEngine, turn: Turn) -> None:
+    """The line and the reply join the session's memory of this character."""
+    engine.memory.add(turn.session, turn.npc.id, turn.text, turn.output)
+
+
+def reply(turn: Turn) -> Reply:
+    """The turn's `Reply` (its total time ends here)."""
+    turn.timings["total_ms"] = turn.since_start()
+    sources = list({e.chunk: {"doc": e.doc, "chunk": e.chunk, "score": round(e.score, 4)}
+                    for e in turn.evidence}.values())
+    return Reply(text=turn.output, route=turn.route.label, npc=turn.npc.id, sources=sources, timings=turn.timings,
+                 reason=turn.route.reason, session=turn.session, chapter=turn.chapter, flags=turn.flags,
+                 tokens=turn.tokens, grounding=turn.grounding, context=turn.context, adapter=turn.spoke)
+
+
+def run(engine: DialogueEngine, npc: str, text: object, *, session: object = "default", chapter: object = 1,
+        use_adapter: bool = True, stream: bool = False, keep: bool = True, route_as: str | None = None,
+        state: object = None) -> Iterator[str | Reply]:
+    """The stages in order. Yields the text as it may be shown (when `stream`), then the `Reply`. `keep=False`
+    leaves the session's memory as it was; `route_as` forces a route."""
+    turn = guard(engine, npc, text, session=session, chapter=chapter, use_adapter=use_adapter, route=route_as,
+                 state=state)
+    route(engine, turn)
+    ground(engine, turn)
+    compose(engine, turn)
+    with closing(generate(engine, turn)) as pieces:
+        for piece in pieces:
+            if stream:
+                yield piece
+    tail = check(engine, turn)
+    if stream and tail is not None:
+        yield tail
+    if keep:
+        remember(engine, turn)
+    yield reply(turn)
