@@ -100,6 +100,7 @@ def check_turn(cast: Cast, max_chars: int, npc: str, text: object, chapter: obje
 # "I'm DAN", "my name is CodeBot": a reply claiming a name (capitalised) that is not the character's
 _IDENTITY = re.compile(r"\b(my name is|call me|I am now|I'm now|you may call me)\s+([A-Z][\w-]{2,})")
 _LEAK_WORDS = 12
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 def leaks(system: str, reply: str) -> bool:
@@ -136,7 +137,9 @@ class SentenceGate:
     def __init__(self, check, *, max_sentences: int | None = None, markers: tuple[str, ...] = (),
                  closes: tuple[str, ...] = ()):
         """`max_sentences`: the reply is complete after this many sentences (the character's `markers` not
-        counted); it is also complete once it ends with one of `closes` (the closing marker)."""
+        counted, nor a list number such as "1."); it is also complete once it ends with one of `closes` (the
+        closing marker). A reply held to `max_sentences` still ends with the closing marker: the character says it
+        after the last sentence kept, as the model would have done."""
         self.check, self.said, self.buffer, self.failed, self.flag = check, "", "", False, None
         self.max_sentences, self.markers, self.closes = max_sentences, {m.strip() for m in markers}, closes
         self.complete: str | None = None  # why the reply is complete before the model stopped
@@ -145,10 +148,13 @@ class SentenceGate:
         if self.failed:
             return []
         self.buffer += piece
-        ends = list(self._END.finditer(self.buffer))
-        if not ends:
+        # a sentence end only after some letters: a list number ("1. ") waits for the words of its item
+        cut, start = 0, 0
+        for m in self._END.finditer(self.buffer):
+            if _LETTER.search(self.buffer[start:m.end()]):
+                cut = start = m.end()
+        if not cut:
             return []
-        cut = ends[-1].end()
         chunk, self.buffer = self.buffer[:cut], self.buffer[cut:]
         if not self.said:
             chunk = chunk.lstrip()
@@ -160,8 +166,8 @@ class SentenceGate:
         said = self.said.strip()
         if self.closes and said.endswith(self.closes):
             self.complete = "closing_marker"
-        elif self.max_sentences and len([x for x in split_sentences(said) if x not in self.markers]) \
-                >= self.max_sentences:
+        elif self.max_sentences and len([x for x in split_sentences(said) if x not in self.markers
+                                         and _LETTER.search(x)]) >= self.max_sentences:
             self.complete = "max_sentences"
         return [chunk]
 
@@ -180,6 +186,11 @@ class SentenceGate:
                 self.flag = flag
             elif not self.check(final):
                 return final, None, ""
+        if said and self.complete == "max_sentences" and self.closes and not self.failed:
+            closer = self.closes[0].strip()
+            closed = (self.said if self.said[-1:].isspace() else self.said + " ") + closer
+            if not self.check(closed):
+                return closed.strip(), None, closed[len(self.said):]
         if said:
             return said, self.flag, ""
         return deflection, self.flag, deflection

@@ -226,6 +226,26 @@ def test_sentence_gate_completes_at_max_sentences_not_counting_markers():
     assert g3.complete is None  # no limit set
 
 
+def test_a_reply_held_to_max_sentences_still_closes_in_voice_and_a_list_number_is_no_sentence():
+    ok = lambda said: None  # noqa: E731
+    g = _SentenceGate(ok, max_sentences=2, markers=("Halt.", "Move along, reader."), closes=("Move along, reader.",))
+    streamed = "".join(g.feed("Halt. The gate is old. It creaks. It was "))
+    assert g.complete == "max_sentences"
+    text, flag, rest = g.finish(None, "Begone.")
+    assert text == "Halt. The gate is old. It creaks. Move along, reader." and flag is None
+    assert (streamed + rest).strip() == text  # what streamed is what was said
+    n = _SentenceGate(ok, max_sentences=2, closes=("Filed.",))
+    n.feed("Thank you.\n1. ")
+    assert n.complete is None and n.said.strip() == "Thank you."  # "1." waits for its item's words
+    n.feed("The volume is mine.\n2. ")
+    assert n.complete == "max_sentences"
+    assert n.finish(None, "x")[0] == "Thank you.\n1. The volume is mine.\nFiled."
+    bad = _SentenceGate(lambda said: "output_fourth_wall" if "Filed." in said else None, max_sentences=1,
+                        closes=("Filed.",))
+    bad.feed("One here. ")
+    assert bad.finish(None, "x")[0] == "One here."  # a closer the output guard refuses is not added
+
+
 def test_free_replies_stop_at_max_sentences(engine):
     """The tiny random model rambles; the engine holds a free reply to generation.max_sentences."""
     from retrieval.text import split_sentences
