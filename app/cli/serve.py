@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ def register(sub) -> None:
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from app.server import create_app, limit_malloc_arenas
+    from app.server import create_app, limit_malloc_arenas, serve_workers
 
     limit_malloc_arenas()  # before the engine's threads start
 
@@ -35,12 +34,9 @@ def cmd_serve(args) -> int:
               "your characters", file=sys.stderr)
     if args.workers > 1:
         # each worker process loads its own engine; session memory is shared safely through the sessions folder
-        os.environ["ETERNA_SERVE"] = json.dumps({"config": str(Path(args.config).resolve()), "api_key": args.api_key,
-                                                 "queue": args.queue, "backend": args.backend,
-                                                 "npcs": args.npcs and str(Path(args.npcs).resolve()),
-                                                 "index": args.index and str(Path(args.index).resolve())})
-        uvicorn.run("app.server:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
-                    log_level="warning")
+        serve_workers(args.workers, args.host, args.port, config=Path(args.config).resolve(),
+                      api_key=args.api_key, queue=args.queue, backend=args.backend,
+                      npcs=args.npcs and Path(args.npcs).resolve(), index=args.index and Path(args.index).resolve())
         return 0
     engine = make_engine(args)
     print(f"eterna serve: {len(engine.cast.npcs)} NPCs, backend {engine.generator.name}, "
