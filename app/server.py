@@ -298,18 +298,32 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
         return False
 
 
-def app_from_env() -> FastAPI:
-    """uvicorn factory for `eterna serve --workers N`: each worker process builds its own engine."""
-    import os
-
+def app_from_settings(config: Path, *, api_key: str | None = None, queue: int = 16, backend: str | None = None,
+                      npcs: Path | None = None, index: Path | None = None) -> FastAPI:
+    """The app of one `eterna serve --workers N` process: it builds its own engine from these arguments."""
     from app.config import EternaConfig
 
     limit_malloc_arenas()
 
-    opts = json.loads(os.environ["ETERNA_SERVE"])
-    cfg = EternaConfig.load(opts["config"])
-    if opts.get("backend"):
-        cfg = cfg.model_copy(update={"models": cfg.models.model_copy(update={"backend": opts["backend"]})})
-    engine = DialogueEngine.from_settings(cfg, npcs=opts.get("npcs") and Path(opts["npcs"]),
-                                          index=opts.get("index") and Path(opts["index"]))
-    return create_app(engine, api_key=opts.get("api_key"), queue=opts["queue"])
+    cfg = EternaConfig.load(config)
+    if backend:
+        cfg = cfg.model_copy(update={"models": cfg.models.model_copy(update={"backend": backend})})
+    engine = DialogueEngine.from_settings(cfg, npcs=npcs, index=index)
+    return create_app(engine, api_key=api_key, queue=queue)
+
+
+def serve_workers(workers: int, host: str, port: int, **settings) -> None:
+    """`workers` processes sharing one listening socket, each serving `app_from_settings(**settings)`: the settings
+    travel to each worker as the arguments of its app factory (pickled when uvicorn spawns it). uvicorn's
+    supervisor binds the socket once, restarts a worker that dies and stops them all on Ctrl-C or SIGTERM."""
+    import functools
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(functools.partial(app_from_settings, **settings), factory=True, host=host, port=port,
+                            workers=workers, log_level="warning")
+    try:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    except KeyboardInterrupt:
+        pass

@@ -220,3 +220,115 @@ def test_a_served_engine_refuses_on_unsupported_keep(project):
         update={"on_unsupported": "keep"})})
     with pytest.raises(ConfigError, match="on_unsupported is `keep`"):
         create_app(engine)
+
+
+def _accepted_on(port: int) -> tuple[str | None, dict[int, str]]:
+    """The listening socket's inode on `port`, and {client port: inode} of the connections accepted on it."""
+    listener, accepted = None, {}
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        f = line.split()
+        if int(f[1].split(":")[1], 16) != port:
+            continue
+        if f[3] == "0A":
+            listener = f[9]
+        elif f[3] == "01":
+            accepted[int(f[2].split(":")[1], 16)] = f[9]
+    return listener, accepted
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    import os
+    from pathlib import Path
+
+    links = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            links.add(os.readlink(fd))
+    except OSError:  # the process or the descriptor is gone
+        pass
+    return {link[8:-1] for link in links if link.startswith("socket:[")}
+
+
+def _workers(pid: int, listener: str) -> set[int]:
+    """The children of `pid` that hold the listening socket."""
+    import os
+
+    children = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        children |= {int(c) for c in open(f"/proc/{pid}/task/{task}/children").read().split()}
+    return {c for c in children if listener in _socket_inodes(c)}
+
+
+def _request(sock, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    """One HTTP/1.1 request on an open connection (kept alive), its status and JSON body."""
+    data = json.dumps(body).encode() if body is not None else b""
+    sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer sekret\r\n"
+                 f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+    def more() -> bytes:
+        piece = sock.recv(65536)
+        assert piece, "the server closed the connection"
+        return piece
+
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        raw += more()
+    head, rest = raw.split(b"\r\n\r\n", 1)
+    length = int(next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")))
+    while len(rest) < length:
+        rest += more()
+    return int(head.split()[1]), json.loads(rest[:length])
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/net/tcp"), reason="reads the worker sockets in /proc")
+def test_two_workers_serve_one_port_and_share_sessions(tmp_path, tiny_llm_dir, embedder):
+    """`eterna serve --workers 2`: two processes on one listening socket, each with the engine its arguments
+    describe (the CLI passes them to the workers, no environment variable), both answering, the turns each took
+    in one shared session file."""
+    import os
+    import subprocess
+    import sys
+
+    from app.config import EternaConfig
+    from retrieval.rebuild import rebuild_index
+    from tests.conftest import REPO, write_project
+
+    cfg = write_project(tmp_path / "proj", str(tiny_llm_dir), sessions=True)
+    paths = EternaConfig.load(cfg).paths
+    rebuild_index(paths.corpus, paths.index, embedder)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETERNA_")}
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "--config", str(cfg), "serve", "--workers", "2",
+                             "--port", str(port), "--api-key", "sekret", "--queue", "4"], cwd=REPO, env=env)
+    try:
+        deadline = time.time() + 240
+        while True:
+            assert proc.poll() is None and time.time() < deadline, "the workers did not start"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        listener, _ = _accepted_on(port)
+        answered = set()  # the workers that took a turn of the player's session (each once its engine is loaded)
+        deadline = time.time() + 240
+        while len(answered) < 2:
+            assert time.time() < deadline, "one worker accepted every connection"
+            workers = _workers(proc.pid, listener)
+            assert len(workers) <= 2
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+                assert _request(sock, "GET", "/healthz")[0] == 200
+                inode = _accepted_on(port)[1][sock.getsockname()[1]]
+                worker = next((w for w in workers if inode in _socket_inodes(w)), None)
+                if worker is None or worker in answered:
+                    time.sleep(0.2)
+                    continue
+                status, reply = _request(sock, "POST", "/v1/npcs/director/say",
+                                         {"text": f"Hello, turn {len(answered)}.", "session": "shared", "chapter": 1})
+                assert status == 200 and reply["npc"] == "director"
+                answered.add(worker)
+        assert len(_workers(proc.pid, listener)) == 2  # the supervisor's two workers, on the one listening socket
+        turns = (paths.sessions / "shared.jsonl").read_text(encoding="utf-8").splitlines()
+        assert len(turns) == 2 and all("Hello, turn" in t for t in turns)
+    finally:
+        proc.terminate()
+        proc.wait(30)
