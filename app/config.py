@@ -140,7 +140,7 @@ class GroundingConfig(_Strict):
                                   "stays in Reply.grounding")
     clauses: bool = Field(False, description="with max_words: also cut a sentence to the clauses that carry the "
                           "answer type or the question's words, so more fit (shorter, but loses answers and reads "
-                          "less well on the development worlds; see README)")
+                          "less well on the development worlds; see docs/benchmarks.md)")
     repetition_penalty: float = Field(1.0, ge=1, description="on fact turns (a penalty on the evidence's own "
                                       "tokens keeps the model from copying them)")
     penalty_over: Literal["generated", "all"] = Field("generated", description="tokens the penalty applies to")
@@ -161,7 +161,7 @@ class IndexKindConfig(_Strict):
     factory: str = Field("IVF{nlist},Flat", description="FAISS factory string above exact_max ({nlist} becomes "
                                                         "4*sqrt(N)), e.g. HNSW32,Flat")
     nprobe: int | None = Field(None, ge=1, description="IVF lists probed per query (null: nlist / 32, at least 16; "
-                                                        "recall@10 0.89 at 1M synthetic chunks, see README)")
+                                                        "recall@10 0.89 at 1M synthetic chunks, docs/benchmarks.md)")
     ef_search: int = Field(64, ge=1, description="HNSW candidate list per query")
 
     def spec(self):
@@ -178,7 +178,7 @@ class RetrievalConfig(_Strict):
     overlap_words: int = Field(25, ge=0)
     mode: Literal["dense", "bm25", "hybrid"] = Field(
         "hybrid", description="hybrid (default): dense + BM25 candidates under the same filters, fused; it won end "
-                              "to end on both development worlds (see README, Retrieval)")
+                              "to end on both development worlds (see docs/worlds.md, Retrieval)")
     hybrid_weight: float = Field(0.5, ge=0, le=1, description="weight of the dense scores in the fusion")
     candidates: int = Field(20, ge=1, le=1000, description="candidates per retriever before fusion or reranking")
     rerank: Literal["none", "sentences", "cross-encoder"] = Field(
@@ -399,7 +399,7 @@ def _format_validation(path: Path, err: ValidationError) -> str:
     loc = ".".join(str(p) for p in first["loc"])
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
-        msg = "unknown key (check spelling; see the README's configuration section)"
+        msg = "unknown key (check spelling; see docs/configuration.md)"
     return f"{path}: {loc}: {msg}"
 
 

@@ -64,7 +64,7 @@ class Router:
         missing = [lbl for lbl in LABELS if lbl not in {lbl for _, lbl in examples}]
         if missing:
             raise CorpusError(f"the router's training utterances lack the label(s) {', '.join(missing)}; add seeds "
-                              "or lore/cues the synthesiser can use (see README, 'Router')")
+                              "or lore/cues the synthesiser can use (see docs/worlds.md, 'The router')")
         key = hashlib.sha256(json.dumps([embedder.fingerprint, lore_threshold, c, list(CUES), cues.phrases,
                                          examples, lore.manifest.get("corpus", {}).get("hash")]).encode()).hexdigest()
         key = key[:16]

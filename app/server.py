@@ -284,7 +284,7 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     """Cap glibc's malloc arenas for a long-running server process (what `MALLOC_ARENA_MAX=2` does), unless the
     environment sets MALLOC_ARENA_MAX itself. glibc gives threads their own arenas, up to 8 per core, and each
     keeps its high-water mark: under a soak, the server's anonymous memory crept while the worker threads took
-    turns (0.32 MB/min after warm-up), and with two arenas it stays flat (see README, Serving). Returns whether it
+    turns (0.32 MB/min after warm-up), and with two arenas it stays flat (see docs/serving.md). Returns whether it
     was applied (False off glibc)."""
     import ctypes
     import os

@@ -116,7 +116,7 @@ def main() -> None:
                                                     for w in ("eterna", "kestrel", "sealed")])
     ap.add_argument("--cache", help="keep the BEIR index cache here (default: a temporary folder)")
     ap.add_argument("--weight", type=float, help="skip the grid on SciFact's train split and use this weight "
-                                                 "(0.5 is what the grid chose; see README)")
+                                                 "(0.5 is what the grid chose; see docs/benchmarks.md)")
     args = ap.parse_args()
     from retrieval.embeddings import SentenceTransformerEmbedder
 

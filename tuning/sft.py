@@ -49,7 +49,7 @@ class SFTRecipe(BaseModel):
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
     learning_rate: float = Field(1e-3, gt=0, description="LoRA tolerates high rates; at 2e-4 the voice barely "
-                                                         "moved in 42 steps (see README, benchmarks)")
+                                                         "moved in 42 steps (see docs/benchmarks.md)")
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(384, ge=32, description="tokens per example (system prompt included); longer ones "
