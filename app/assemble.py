@@ -81,7 +81,8 @@ def build_router(config: EternaConfig, cast: Cast, embedder, lore: LoreIndex, cu
     if config.paths.router_seeds is not None:
         examples += load_seeds(config.paths.router_seeds)
     return Router(embedder, cues, examples, lore, lore_threshold=config.router.lore_threshold,
-                  cache_dir=config.models.cache_dir / "router")
+                  cache_dir=config.models.cache_dir / "router", retriever=config.retrieval.retriever(embedder),
+                  k=config.retrieval.k)
 
 
 def check_voice(config: EternaConfig, npc: NpcSpec) -> None:

@@ -2,7 +2,8 @@
 
 RAG for facts, fine-tuning for form. A calibrated logistic regression over
   - the utterance's sentence embedding (the index's embedder, so no extra model),
-  - how close it is to any lore chunk (top cosine of an unfiltered search),
+  - how close it is to any lore chunk: the best cosine among the hits of an unfiltered search by the engine's own
+    retriever (`lore_hits`; the same search in training, in a turn and in `eval router`),
   - surface cues from data files (question words, form requests, greetings, role-played actions, out-of-world
     vocabulary, addressing the AI; see app/cues.py),
 trained on utterances synthesised from the world's own lore and cast (app/router_data.py) plus any labelled seeds
@@ -52,21 +53,40 @@ def load_seeds(path: Path) -> list[tuple[str, str]]:
     return [(it["text"], it["label"]) for it in load_router_items(path)]
 
 
+def lore_match(hits) -> float:
+    """The lore-match feature from an unfiltered search's hits: their best (dense cosine) score."""
+    return max((h.score for h in hits), default=0.0)
+
+
+def _describe(obj) -> object:
+    """A retriever's settings as plain data (part of the router's cache key)."""
+    if obj is None:
+        return None
+    fields = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else _describe(v))
+              for k, v in sorted(vars(obj).items()) if not k.startswith("_") and k != "embedder"}
+    return [type(obj).__name__, fields]
+
+
 class Router:
     """Learned, calibrated router. `lore_threshold` centres the lore-match feature."""
 
     def __init__(self, embedder, cues: Cues, examples: list[tuple[str, str]], lore, *,
-                 lore_threshold: float = 0.45, cache_dir: Path | None = None, c: float = 1.0):
-        """`lore`: the LoreIndex whose top cosine is the lore-match feature (training uses it as the engine will)."""
+                 lore_threshold: float = 0.45, cache_dir: Path | None = None, c: float = 1.0,
+                 retriever=None, k: int = 1):
+        """`lore`: the LoreIndex searched for the lore-match feature, by `retriever` (its top `k`; None: the dense
+        top 1), in training as the engine does in a turn."""
         self.embedder, self.cues, self.lore_threshold = embedder, cues, lore_threshold
+        self.retriever, self.k = retriever, k
         if not examples:
             raise CorpusError("the router has no training utterances (no seeds and nothing to synthesise)")
         missing = [lbl for lbl in LABELS if lbl not in {lbl for _, lbl in examples}]
         if missing:
             raise CorpusError(f"the router's training utterances lack the label(s) {', '.join(missing)}; add seeds "
                               "or lore/cues the synthesiser can use (see docs/worlds.md, 'The router')")
+        search = [] if retriever is None else [_describe(retriever), k]  # the dense top 1 keeps its old key
         key = hashlib.sha256(json.dumps([embedder.fingerprint, lore_threshold, c, list(CUES), cues.phrases,
-                                         examples, lore.manifest.get("corpus", {}).get("hash")]).encode()).hexdigest()
+                                         examples, lore.manifest.get("corpus", {}).get("hash"), *search]).encode()
+                             ).hexdigest()
         key = key[:16]
         self.key = key
         cached = Path(cache_dir) / f"router-{key}.npz" if cache_dir is not None else None
@@ -84,6 +104,12 @@ class Router:
                 atomic_write_bytes(cached, buf.getvalue())
         self.n_examples = len(examples)
 
+    def lore_hits(self, index, text: str, qvec: np.ndarray) -> list:
+        """The unfiltered search whose best score is the lore-match feature (`lore_match`)."""
+        if self.retriever is None:
+            return index.search_vector(qvec, self.k)
+        return self.retriever.search(index, text, qvec, self.k)
+
     def _cue_hits(self, text: str) -> dict[str, str | None]:
         return {c: self.cues.find(c, text) for c in CUES}
 
@@ -98,7 +124,7 @@ class Router:
         from sklearn.linear_model import LogisticRegression
 
         vecs = self.embedder.encode([t for t, _ in examples])  # (N, dim)
-        lore_scores = [top[0].score if top else 0.0 for top in (lore.search_vector(v, 1) for v in vecs)]
+        lore_scores = [lore_match(self.lore_hits(lore, t, v)) for (t, _), v in zip(examples, vecs)]
         x = np.stack([self.features(t, v, s) for (t, _), v, s in zip(examples, vecs, lore_scores)])
         y = np.array([LABELS.index(lbl) for _, lbl in examples])
         clf = LogisticRegression(C=c, max_iter=2000, class_weight="balanced")

@@ -22,7 +22,7 @@ from app.grounding import GroundingPolicy
 from app.guard import SentenceGate, check_turn, injection_flags, output_flag
 from app.prompt import build_messages, prompt_heads
 from app.router import LABELS as ROUTES
-from app.router import Route
+from app.router import Route, lore_match
 from app.runtime import Decoding, Generation
 from retrieval.errors import InputError
 
@@ -129,7 +129,7 @@ def route(engine: DialogueEngine, turn: Turn) -> None:
     turn.qvec = engine.embedder.encode([turn.text])[0]  # (dim,)
     turn.lap("embed_ms")
     turn.unfiltered = engine.retriever.search(turn.index, turn.text, turn.qvec, engine.config.retrieval.k)
-    lore_score = max((h.score for h in turn.unfiltered), default=0.0)
+    lore_score = lore_match(turn.unfiltered)  # the router's feature, searched as in its training
     turn.route = engine.router.route(turn.text, turn.qvec, lore_score) if turn.forced is None else \
         Route(turn.forced, f"forced {turn.forced} (variant)")
     turn.lap("route_ms")

@@ -13,7 +13,7 @@ import unicodedata
 import uuid
 from pathlib import Path
 
-from app.router import LABELS
+from app.router import LABELS, lore_match
 from retrieval.errors import CorpusError
 from retrieval.fileio import read_jsonl
 
@@ -116,8 +116,7 @@ def router_report(router, index, items: list[dict], keep_errors: bool = True) ->
     confusion = {gold: dict.fromkeys(LABELS, 0) for gold in LABELS}
     errors = []
     for it, v in zip(items, vecs):
-        top = index.search_vector(v, 1)
-        route = router.route(it["text"], v, top[0].score if top else 0.0)
+        route = router.route(it["text"], v, lore_match(router.lore_hits(index, it["text"], v)))
         confusion[it["label"]][route.label] += 1
         if route.label != it["label"]:
             errors.append({"text": it["text"], "gold": it["label"], "got": route.label, "why": route.reason})

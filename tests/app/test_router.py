@@ -132,3 +132,31 @@ def test_router_accuracy_on_the_development_worlds(embedder, tmp_path, world):
     report = router_report(router, index, load_router_items(cfg.paths.eval / "router.jsonl"))
     assert report["n"] >= 60
     assert report["accuracy"] >= 0.85, json.dumps(report["errors"][:10])
+
+
+def test_the_lore_feature_is_one_search_in_training_a_turn_and_eval(tiny_world, embedder, tmp_path):
+    """The router learns, routes and is evaluated on the same lore match: the best cosine among its retriever's
+    unfiltered top k. A lexical retriever's top hit is not the dense top hit for a line that shares a rare word with
+    one chunk but means another, so an evaluation that searched otherwise would report another score."""
+    from app.router import lore_match
+    from retrieval.retriever import DenseRetriever, LexicalRetriever
+
+    index, cues = tiny_world
+    docs = {}
+    for c in index.chunks:
+        docs.setdefault(c.doc, (c.title, []))[1].append(c.text)
+    examples = synthesise([(t, " ".join(x)) for t, x in docs.values()], ["Ilse"], cues)
+    lexical = Router(embedder, cues, examples, index, retriever=LexicalRetriever(), k=1, cache_dir=tmp_path)
+    dense = Router(embedder, cues, examples, index, cache_dir=tmp_path)
+    assert lexical.key != dense.key  # the search is part of what made the weights
+    assert Router(embedder, cues, examples, index, retriever=DenseRetriever(), k=1).key not in (lexical.key, dense.key)
+    differ = []
+    for text in ("Who built the clock?", "how many books may i take home", "The clock is broken, fix my books",
+                 "thirteen borrowers and a lamp", "What does the archive keep?"):
+        v = embedder.encode([text])[0]
+        lex, top = lore_match(lexical.lore_hits(index, text, v)), index.search_vector(v, 1)[0].score
+        report = router_report(lexical, index, [{"text": text, "label": "offworld"}])  # a wrong label: an error
+        why = report["errors"][0]["why"] if report["errors"] else lexical.route(text, v, lex).reason
+        assert f"lore match {lex:.2f}" in why  # eval searched as the router does
+        differ.append(round(lex, 2) != round(top, 2))
+    assert any(differ)  # the two searches do disagree on some line, so the assertion above can fail
