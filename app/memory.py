@@ -26,6 +26,8 @@ from typing import Protocol
 
 from filelock import FileLock
 
+from retrieval.registry import Registry
+
 _FIRST_SENTENCE = re.compile(r"^(.{1,160}?[.!?])(\s|$)")
 
 
@@ -41,25 +43,22 @@ class SessionStore(Protocol):
     def read(self, session: str, position: int) -> tuple[list[dict], int]: ...
 
 
-_STORES: dict[str, type] = {}
+STORES: Registry[type] = Registry("session store")
 
 
 def register_store(name: str):
     def deco(cls):
         cls.name = name
-        _STORES[name] = cls
-        return cls
+        return STORES.add(name, cls)
     return deco
 
 
 def store_names() -> list[str]:
-    return list(_STORES)
+    return STORES.names()
 
 
 def make_store(name: str, **kwargs) -> SessionStore:
-    if name not in _STORES:
-        raise ValueError(f"unknown session store {name!r}; known: {', '.join(_STORES)}")
-    return _STORES[name](**kwargs)
+    return STORES.lookup(name)(**kwargs)
 
 
 @register_store("files")

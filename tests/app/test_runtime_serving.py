@@ -63,7 +63,7 @@ def test_memory_is_safe_across_processes_and_threads(tmp_path):
 def test_session_store_seam_a_second_store_is_one_class(tmp_path):
     """The memory persists through the SessionStore seam only: a store kept in a list (one shared list, as a
     shared server would be) gives two memories the same ordered session, torn records skipped."""
-    from app.memory import _STORES, FileStore, make_store, register_store, store_names
+    from app.memory import STORES, FileStore, make_store, register_store, store_names
 
     @register_store("listed")
     class ListStore:
@@ -88,9 +88,9 @@ def test_session_store_seam_a_second_store_is_one_class(tmp_path):
     assert a.store is None and "files" in store_names() and "listed" in store_names()
     files = SessionMemory(10, tmp_path)
     assert isinstance(files.sessions, FileStore) and files.store == tmp_path
-    with pytest.raises(ValueError, match="unknown session store 'nope'.*files"):
+    with pytest.raises(ConfigError, match="unknown session store 'nope'.*files"):
         make_store("nope")
-    _STORES.pop("listed")
+    STORES.pop("listed")
 
 
 def test_memory_holds_at_most_live_sessions_and_reads_a_dropped_one_back_from_its_file(tmp_path):
