@@ -72,8 +72,14 @@ def snapshot(root: Path) -> dict[str, str]:
 # Loads the embedder once (torch takes ~10 s to import), then forks one child per "go": the child rebuilds the
 # index in a loop, alternating two corpora (each built twice), until the test SIGKILLs it. The parent reports the
 # child's pid and its exit status; the child appends the number of finished rebuilds to a progress file.
+# fork() copies only the calling thread: a lock another thread holds at that moment stays held in the child for
+# ever. tqdm starts a monitor thread per progress bar that takes tqdm's lock every 10 s (loading the embedder draws
+# bars, and the child's BM25 build draws more), so monitors are off and the zygote checks it has one Python thread
+# before each fork. A child that still hangs dumps every thread's stack to stderr (pytest shows it) after 120 s.
 ZYGOTE = r"""
-import os, sys, traceback
+import faulthandler, os, sys, threading, traceback
+import tqdm
+tqdm.tqdm.monitor_interval = 0
 import torch
 torch.set_num_threads(1)
 from retrieval.embeddings import SentenceTransformerEmbedder
@@ -85,8 +91,10 @@ print("ready", flush=True)
 for line in sys.stdin:
     if line.strip() != "go":
         break
+    assert threading.active_count() == 1, threading.enumerate()
     pid = os.fork()
     if pid == 0:
+        faulthandler.dump_traceback_later(120, exit=False)
         try:
             n = 0
             while True:  # a, a again (forced: all vectors reused, so all file work), b, b again, ...
@@ -159,8 +167,10 @@ def test_sigkill_during_rebuilds_never_breaks_the_index(tmp_path, embedder):
             if phase == "staging":  # random delays alone missed this phase in about 1 run of 3
                 _stop_holding_staging(pid, root / "generations")
             elif phase == "finished":
-                _until(lambda: progress.exists() and f"{pid} 1" in progress.read_text().splitlines(),
-                       "a finished rebuild")
+                def finished():
+                    assert Path(f"/proc/{pid}").exists(), f"kill {k}: the child died before a rebuild finished"
+                    return progress.exists() and f"{pid} 1" in progress.read_text().splitlines()
+                _until(finished, "a finished rebuild")
             else:
                 time.sleep(rng.uniform(0.0, 0.8))
             os.kill(pid, signal.SIGKILL)
