@@ -38,7 +38,9 @@ _FIRST_SENTENCE = re.compile(r"^(.{1,160}?[.!?])(\s|$)")
 class SessionStore(Protocol):
     """Where sessions persist. A session's exchanges are totally ordered; `append` is atomic (one exchange, whole
     or not at all) and durable when it returns; `read` returns the exchanges appended after `position` (0: from the
-    start), in order, with the position to read from next. A torn record is skipped, never fatal."""
+    start), in order, with the position to read from next; an unknown session gives ([], position). A position
+    below the one given means the session now holds less than was read (deleted, or a store that lost data): the
+    reader starts it over from 0. A torn record is skipped, never fatal."""
 
     name: str
 
@@ -121,6 +123,8 @@ class FileStore:
     def read(self, session: str, position: int) -> tuple[list[dict], int]:
         try:
             with self.path(session).open("rb") as f:
+                if 0 < os.fstat(f.fileno()).st_size < position:  # truncated or deleted and begun again
+                    return [], 0
                 f.seek(position)
                 data = f.read()
         except FileNotFoundError:
@@ -171,10 +175,14 @@ class SessionMemory:
         while len(self._live) > self.live_sessions:
             self._drop(next(iter(self._live)))
 
-    def _drop(self, session: str) -> None:
-        for npc in self._live.pop(session, ()):
+    def _clear(self, session: str) -> None:
+        for npc in self._live.get(session, ()):
             self._recent.pop((session, npc), None)
             self._older.pop((session, npc), None)
+
+    def _drop(self, session: str) -> None:
+        self._clear(session)
+        self._live.pop(session, None)
         self._offset.pop(session, None)
 
     def live(self) -> int:
@@ -196,7 +204,11 @@ class SessionMemory:
         """Take in what was appended to the session since we last looked (by us or another process)."""
         if self.sessions is None:
             return
-        records, self._offset[session] = self.sessions.read(session, self._offset.get(session, 0))
+        start = self._offset.get(session, 0)
+        records, self._offset[session] = self.sessions.read(session, start)
+        if self._offset[session] < start:  # the store holds less than we read: what it holds now is the session
+            self._clear(session)
+            records, self._offset[session] = self.sessions.read(session, 0)
         for rec in records:
             try:
                 self._remember(session, rec["npc"], rec["user"], rec["reply"])

@@ -5,8 +5,9 @@ session's total order. Redis runs one command (or script) at a time, so:
 - an append is one Lua script, atomic: the exchange is pushed whole or not at all. It carries a fresh token, kept in
   the session's `...:ids` set by the same script, so a retry after a lost reply (the connection dropped after Redis
   ran the script) pushes nothing twice;
-- a read is one LRANGE from the position on, a consistent snapshot of the session: every append before it, none
-  after, never half of one. A position is a list index.
+- a read is one transaction (MULTI: LLEN, LRANGE from the position on, EXEC), a consistent snapshot of the
+  session: every append before it, none after, never half of one. A position is a list index; a list shorter than
+  the position (Redis restarted without its data, or flushed) sends the reader back to its start.
 Any server can take any turn of any session (no sticky routing): each reads what the others appended before it
 builds the prompt. Durability is Redis's own: run it with `appendonly yes` (`appendfsync always` to lose no
 acknowledged turn if it crashes). An unreachable Redis raises StoreUnavailableError naming the URL (its password
@@ -83,8 +84,11 @@ class RedisStore:
             return self._append(keys=[key, key + ":ids"], args=[token, json.dumps(record, ensure_ascii=False)])
 
     def read(self, session: str, position: int) -> tuple[list[dict], int]:
+        key = self.key(session)
         with self._guard("read"):
-            raw = self.client.lrange(self.key(session), position, -1)
+            length, raw = self.client.pipeline(transaction=True).llen(key).lrange(key, position, -1).execute()
+        if 0 < length < position:  # shorter than what was read before: Redis lost or flushed it; read it afresh
+            return [], 0
         records = []
         for item in raw:
             try:

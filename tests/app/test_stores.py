@@ -262,6 +262,8 @@ def test_server_answers_503_with_retry_after_and_writes_nothing_while_redis_is_d
     assert r.status_code == 503 and r.headers["retry-after"] == "1" and redis_server.url in r.json()["detail"]
     chat = {"model": "warden", "user": "p", "messages": [{"role": "user", "content": "Hello?"}]}
     assert client.post("/v1/chat/completions", json=chat).status_code == 503
+    stream = client.post("/v1/npcs/warden/say/stream", json={**say, "text": "Still there?"}).text
+    assert "event: error" in stream and '"status": 503' in stream and "event: reply" not in stream
     redis_server.start()
     assert client.post("/v1/npcs/warden/say", json={**say, "text": "Back again."}).status_code == 200
     assert [r["user"] for r in store.read("p", 0)[0]] == [say["text"], "Back again."]
@@ -342,3 +344,25 @@ def test_two_serve_processes_on_one_redis_with_clients_alternating_lose_nothing(
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def test_a_session_the_store_lost_is_read_afresh_not_skipped(opener, tmp_path):
+    """A session deleted from the store (a file removed, Redis restarted without its data) and begun again: a
+    server that had read further takes the store's new content as the session, not nothing until it regrows."""
+    name, kw = opener
+    if name == "sqlite":
+        pytest.skip("sqlite ids never go back: a deleted session's new rows come after what was read")
+    a, b = SessionMemory(50, make_store(name, **kw)), SessionMemory(50, make_store(name, **kw))
+    for i in range(4):
+        a.add("p", "warden", f"old {i}", "x")
+    assert len(a.recent("p", "warden")) == 4
+    if name == "files":
+        (tmp_path / "sessions" / "p.jsonl").unlink()
+    else:
+        import redis
+
+        redis.Redis.from_url(kw["url"]).flushall()
+    b.add("p", "warden", "new 0", "y")
+    assert a.recent("p", "warden") == [("new 0", "y")]
+    a.add("p", "warden", "new 1", "z")
+    assert [u for u, _ in b.recent("p", "warden")] == ["new 0", "new 1"]
