@@ -366,3 +366,21 @@ def test_a_session_the_store_lost_is_read_afresh_not_skipped(opener, tmp_path):
     assert a.recent("p", "warden") == [("new 0", "y")]
     a.add("p", "warden", "new 1", "z")
     assert [u for u, _ in b.recent("p", "warden")] == ["new 0", "new 1"]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_eterna_serve_refuses_to_start_when_redis_is_down_and_names_the_url(tmp_path, workers):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, write_project
+
+    cfg_path = write_project(tmp_path / "proj", "unused")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    url = f"redis://127.0.0.1:{free_port()}/3"  # nothing listens there
+    cfg["memory"] = {"store": "redis", "url": url}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    run = subprocess.run([sys.executable, "-m", "app.cli", "--config", str(cfg_path), "serve", "--port",
+                          str(free_port()), "--workers", workers], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 2 and f"error: session store redis at {url}: connect failed" in run.stderr
