@@ -40,7 +40,8 @@ class SessionStore(Protocol):
     or not at all) and durable when it returns; `read` returns the exchanges appended after `position` (0: from the
     start), in order, with the position to read from next; an unknown session gives ([], position). A position
     below the one given means the session now holds less than was read (deleted, or a store that lost data): the
-    reader starts it over from 0. A torn record is skipped, never fatal."""
+    reader starts it over from 0. A torn record is skipped, never fatal. A store that `memory.store` can name also
+    has `configured(memory, sessions)`, a classmethod opening it from the MemoryConfig and paths.sessions."""
 
     name: str
 
