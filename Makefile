@@ -18,7 +18,7 @@ LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX
 LLAMA_KEY   := $(shell printf '%s|%s' '$(LLAMA_VERSION)' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 WHEELHOUSE  ?= $(HOME)/.cache/eterna/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
 
-.PHONY: setup models index demo adapters ship-adapters demo-tuned test test-fast bench eval browser clean help
+.PHONY: setup models index demo adapters ship-adapters demo-tuned test test-fast bench eval browser redis clean help
 
 help:
 	@echo "make demo | make test | make test-fast | make setup | make models | make index | make adapters | make ship-adapters | make demo-tuned | make eval | make bench | make clean"
@@ -86,17 +86,26 @@ browser:
 	      chromium-driver >/dev/null && echo "installed chromium and chromium-driver"; \
 	  else echo "chromium not installed (needs root and apt): the browser tests will be skipped"; fi; }
 
+# Debian's redis-server, for the tests of the redis session store (memory.store: redis): they start their own on a
+# free loopback port with a temporary folder, and stop it (as root; otherwise those tests are skipped and say why).
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server \
+	      >/dev/null && echo "installed redis-server"; \
+	  else echo "redis-server not installed (needs root and apt): the redis store tests will be skipped"; fi; }
+
 # The default world's A/B report (base, base+RAG, adapter, adapter+RAG, routed) into .eterna/eval/library, with
 # the shipped voice adapters. --resume: a second run only finishes what is missing.
 eval: index
 	$(BIN)/eterna eval ab --config configs/eval/library.yaml --out .eterna/eval/library --resume
 
 WORLDS := eterna kestrel sealed
-test: setup browser
+test: setup browser redis
 	@for w in $(WORLDS); do $(BIN)/eterna --config configs/$$w.yaml validate > /dev/null || exit 1; echo "validate $$w: ok"; done
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup redis
 	$(BIN)/python -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
 bench: models

@@ -15,7 +15,7 @@ from pathlib import Path
 from app.config import Cast, EternaConfig, NpcSpec
 from app.cues import Cues
 from app.guard import injection_flags
-from app.memory import SessionMemory
+from app.memory import SessionMemory, open_store
 from app.prompt import system_prompt
 from app.router import Router, load_seeds
 from app.router_data import synthesise
@@ -133,11 +133,12 @@ def from_settings(config: EternaConfig, *, npcs: Path | None = None, index: Path
     if not adapters:
         cast = cast.without_adapters()
     cues = Cues.load(config.world.cues)
+    store = open_store(config.memory, config.paths.sessions)  # first: an unreachable store fails before models load
     embedder = SentenceTransformerEmbedder(config.models.embedder, dtype=config.models.embedder_dtype)
     lore = LoreIndex.open(index or config.paths.index, embedder)
     generator = build_backend(config, llm)
     router = build_router(config, cast, embedder, lore, cues)
-    memory = SessionMemory(config.memory.turns, config.paths.sessions, config.memory.summary_chars,
+    memory = SessionMemory(config.memory.turns, store, config.memory.summary_chars,
                            flagged=lambda t: bool(injection_flags(t)), live_sessions=config.memory.live_sessions,
                            summarise_every=config.memory.summarise_every)
     return engine(config, cast, embedder, lore, generator, router, memory, cues, index_root=index or config.paths.index)

@@ -6,8 +6,10 @@ appended before it answers (it remembers how far it has read). A crash loses at 
 last line is skipped. Sessions never mix: a player's words only ever reach prompts of their own session.
 
 Persistence sits behind a small seam, `SessionStore` (append one exchange atomically; read what was appended after a
-position). `files` (a JSONL file per session in a folder) is the implementation today; another store is one class
-registered with `register_store`.
+position), chosen by `memory.store`: `files` (a JSONL file per session in a folder, the default), `sqlite` (one
+database file, `app/stores/sqlite.py`) or `redis` (many servers, `app/stores/redis.py`). The last two are imported
+only when named, so importing this module needs neither. Another store is one class registered with
+`register_store`. A store that cannot be reached raises `StoreUnavailableError` (the server answers 503).
 
 RAM holds at most `live_sessions` sessions, so a server's memory stays flat however many players come and go: past
 that, the least recently used session is dropped from RAM. One with a file is read back from it when its player
@@ -16,6 +18,7 @@ returns; one without a file (no sessions folder) starts afresh.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -26,6 +29,7 @@ from typing import Protocol
 
 from filelock import FileLock
 
+from retrieval.errors import EternaError
 from retrieval.registry import Registry
 
 _FIRST_SENTENCE = re.compile(r"^(.{1,160}?[.!?])(\s|$)")
@@ -34,7 +38,10 @@ _FIRST_SENTENCE = re.compile(r"^(.{1,160}?[.!?])(\s|$)")
 class SessionStore(Protocol):
     """Where sessions persist. A session's exchanges are totally ordered; `append` is atomic (one exchange, whole
     or not at all) and durable when it returns; `read` returns the exchanges appended after `position` (0: from the
-    start), in order, with the position to read from next. A torn record is skipped, never fatal."""
+    start), in order, with the position to read from next; an unknown session gives ([], position). A position
+    below the one given means the session now holds less than was read (deleted, or a store that lost data): the
+    reader starts it over from 0. A torn record is skipped, never fatal. A store that `memory.store` can name also
+    has `configured(memory, sessions)`, a classmethod opening it from the MemoryConfig and paths.sessions."""
 
     name: str
 
@@ -43,7 +50,24 @@ class SessionStore(Protocol):
     def read(self, session: str, position: int) -> tuple[list[dict], int]: ...
 
 
+class StoreUnavailableError(EternaError):
+    """The session store cannot be reached (Redis down, a database locked past its timeout). The turn fails before
+    anything is written; `retry_after` (seconds) is the server's Retry-After."""
+
+    retry_after = 1
+
+
 STORES: Registry[type] = Registry("session store")
+
+
+class _Lazy:
+    """A registry entry whose class lives in a module imported on first use (its library may not be installed)."""
+
+    def __init__(self, module: str, attr: str):
+        self.module, self.attr = module, attr
+
+    def load(self) -> type:
+        return getattr(importlib.import_module(self.module), self.attr)
 
 
 def register_store(name: str):
@@ -57,8 +81,19 @@ def store_names() -> list[str]:
     return STORES.names()
 
 
+def store_class(name: str, where: str = "") -> type:
+    entry = STORES.lookup(name, where)
+    return entry.load() if isinstance(entry, _Lazy) else entry
+
+
 def make_store(name: str, **kwargs) -> SessionStore:
-    return STORES.lookup(name)(**kwargs)
+    return store_class(name)(**kwargs)
+
+
+def open_store(memory, sessions: Path | None) -> SessionStore | None:
+    """The store a config names (`memory`: its MemoryConfig; `sessions`: paths.sessions). None: RAM only (the files
+    store without a sessions folder)."""
+    return store_class(memory.store, "memory.store: ").configured(memory, sessions)
 
 
 @register_store("files")
@@ -68,6 +103,10 @@ class FileStore:
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
+
+    @classmethod
+    def configured(cls, memory, sessions: Path | None) -> FileStore | None:
+        return cls(sessions) if sessions is not None else None
 
     def path(self, session: str) -> Path:
         return self.folder / f"{session}.jsonl"
@@ -85,6 +124,8 @@ class FileStore:
     def read(self, session: str, position: int) -> tuple[list[dict], int]:
         try:
             with self.path(session).open("rb") as f:
+                if 0 < os.fstat(f.fileno()).st_size < position:  # truncated or deleted and begun again
+                    return [], 0
                 f.seek(position)
                 data = f.read()
         except FileNotFoundError:
@@ -97,6 +138,10 @@ class FileStore:
             except (json.JSONDecodeError, UnicodeDecodeError):
                 continue  # a torn line from a crash is skipped, never fatal
         return records, position + end
+
+
+STORES.add("sqlite", _Lazy("app.stores.sqlite", "SqliteStore"))
+STORES.add("redis", _Lazy("app.stores.redis", "RedisStore"))
 
 
 class SessionMemory:
@@ -131,10 +176,14 @@ class SessionMemory:
         while len(self._live) > self.live_sessions:
             self._drop(next(iter(self._live)))
 
-    def _drop(self, session: str) -> None:
-        for npc in self._live.pop(session, ()):
+    def _clear(self, session: str) -> None:
+        for npc in self._live.get(session, ()):
             self._recent.pop((session, npc), None)
             self._older.pop((session, npc), None)
+
+    def _drop(self, session: str) -> None:
+        self._clear(session)
+        self._live.pop(session, None)
         self._offset.pop(session, None)
 
     def live(self) -> int:
@@ -156,7 +205,11 @@ class SessionMemory:
         """Take in what was appended to the session since we last looked (by us or another process)."""
         if self.sessions is None:
             return
-        records, self._offset[session] = self.sessions.read(session, self._offset.get(session, 0))
+        start = self._offset.get(session, 0)
+        records, self._offset[session] = self.sessions.read(session, start)
+        if self._offset[session] < start:  # the store holds less than we read: what it holds now is the session
+            self._clear(session)
+            records, self._offset[session] = self.sessions.read(session, 0)
         for rec in records:
             try:
                 self._remember(session, rec["npc"], rec["user"], rec["reply"])

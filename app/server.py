@@ -83,6 +83,8 @@ def _error(e: Exception) -> HTTPException:
         return HTTPException(404, str(e.args[0]) if e.args else "unknown NPC")
     if isinstance(e, InputError):
         return HTTPException(422, str(e))
+    if getattr(e, "retry_after", None) is not None:  # a service the turn needs is down (the session store): nothing
+        return HTTPException(503, str(e), headers={"Retry-After": str(e.retry_after)})  # was written; retry later
     return HTTPException(400, str(e))
 
 
@@ -257,7 +259,8 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
 
     @app.exception_handler(EternaError)
     async def eterna_error(_request: Request, e: EternaError):
-        return JSONResponse({"detail": str(e)}, status_code=_error(e).status_code)
+        http = _error(e)
+        return JSONResponse({"detail": str(e)}, status_code=http.status_code, headers=http.headers)
 
     return app
 

@@ -33,7 +33,13 @@ def cmd_serve(args) -> int:
         print(f"warning: serving on {args.host} without --api-key: anyone who reaches this port can talk to "
               "your characters", file=sys.stderr)
     if args.workers > 1:
-        # each worker process loads its own engine; session memory is shared safely through the sessions folder
+        # each worker process loads its own engine; session memory is shared safely through the session store,
+        # which is opened here first: an unreachable one stops the command, not each worker in a restart loop
+        from app.config import EternaConfig
+        from app.memory import open_store
+
+        cfg = EternaConfig.load(Path(args.config))
+        open_store(cfg.memory, cfg.paths.sessions)
         serve_workers(args.workers, args.host, args.port, config=Path(args.config).resolve(),
                       api_key=args.api_key, queue=args.queue, backend=args.backend,
                       npcs=args.npcs and Path(args.npcs).resolve(), index=args.index and Path(args.index).resolve())
