@@ -19,12 +19,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
 from retrieval.registry import Registry
 from retrieval.types import Hit, Scope
 
-if TYPE_CHECKING:  # the names of the modes are read by the CLI's choices without loading FAISS
+if TYPE_CHECKING:  # the CLI reads the modes' names for its choices without loading FAISS or numpy
+    import numpy as np
+
     from retrieval.index import LoreIndex
 
 
@@ -74,6 +74,8 @@ def fuse(dense: list[tuple[str, float]], lexical: list[tuple[str, float]], weigh
     (1 - weight) * lexical; a candidate missing from one list gets that list's minimum (0 after normalising).
     Bruch et al. (2023) found it more robust than reciprocal rank fusion when one retriever is much weaker than the
     other, as BM25 is on paraphrased questions."""
+    import numpy as np
+
     def norm(pairs):
         if not pairs:
             return {}
@@ -130,6 +132,8 @@ class SentenceReranker:
         self._cache: dict[str, np.ndarray] = {}
 
     def scores(self, text: str, vector: np.ndarray, hits: list[Hit]) -> np.ndarray:
+        import numpy as np
+
         todo = [h.chunk for h in hits if h.chunk.hash not in self._cache]
         if todo:
             parts = [[s for s in _SENTENCE.split(c.text) if len(s.split()) >= 3] or [c.text] for c in todo]
@@ -153,6 +157,8 @@ class CrossEncoderReranker:
         self.model = CrossEncoder(model, device="cpu", local_files_only=True)
 
     def scores(self, text: str, vector: np.ndarray, hits: list[Hit]) -> np.ndarray:
+        import numpy as np
+
         pairs = [(text, f"{h.chunk.title}: {h.chunk.text}") for h in hits]
         return np.asarray(self.model.predict(pairs, show_progress_bar=False), dtype=np.float64)
 
@@ -166,6 +172,8 @@ class Reranked:
         self.uses = first.uses
 
     def search(self, index, text, vector, k, scope=None):
+        import numpy as np
+
         hits = self.first.search(index, text, vector, max(k, self.candidates), scope)
         if len(hits) <= 1:
             return hits[:k]
