@@ -36,7 +36,7 @@ class RaftRecipe(SFTRecipe):
                                                     "included); longer ones follow `overlong`")
     examples: int = Field(300, description="grounded-answer items built from the index")
     item_seed: int = Field(0, description="seed of the items' questions, evidence and \"I do not know\" share "
-                                          "(the training's own is `seed`)")
+                                          "(the training's own is `seed`: `train raft --train-seed`)")
 
     def sft(self) -> SFTRecipe:
         """The SFT part, the recipe train_sft runs and records."""

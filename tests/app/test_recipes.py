@@ -81,7 +81,8 @@ def test_flags_carry_type_default_help_choices_and_bools():
     ("distill", "layers: 2\ntemperature: 3.0\n", ["--npc", "w", "--layers", "1"], {"layers": 1, "temperature": 3.0}),
     ("raft", "examples: 40\nlearning_rate: 0.01\n", ["--all", "--lr", "0.02"],
      {"examples": 40, "learning_rate": 0.02}),
-    ("sft", "method: lora\nparams: {r: 4, alpha: 8}\n", ["--npc", "w", "--rank", "2"], {"params": {"r": 2, "alpha": 8}}),
+    ("sft", "method: lora\nparams: {r: 4, alpha: 8}\n", ["--npc", "w", "--rank", "2"],
+     {"params": {"r": 2, "alpha": 8}}),
 ])
 def test_recipe_file_works_for_every_recipe_and_flags_override_it(tmp_path, name, yaml, flags, want):
     path = tmp_path / f"{name}.yaml"

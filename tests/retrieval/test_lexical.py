@@ -120,7 +120,8 @@ def test_index_generation_carries_bm25_and_hybrid_search_honours_scope(tiny_corp
     (read_current(tmp_path / "index") / "checksums.json").unlink()  # (those had no checksums either)
     old = LoreIndex.open(tmp_path / "index", embedder)
     assert old.lexical is None
-    assert [h.chunk.id for h in HybridRetriever().search(old, q, qvec, 4)] == [h.chunk.id for h in old.search_vector(qvec, 4)]
+    fallback = HybridRetriever().search(old, q, qvec, 4)
+    assert [h.chunk.id for h in fallback] == [h.chunk.id for h in old.search_vector(qvec, 4)]
 
 
 def test_eval_retrieval_cli_prints_every_mode_side_by_side(beir, tmp_path, capsys):
