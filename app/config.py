@@ -176,9 +176,10 @@ class RetrievalConfig(_Strict):
     min_score: float = Field(0.25, ge=-1, le=1, description="hits below this cosine are not shown to the model")
     chunk_words: int = Field(120, ge=16)
     overlap_words: int = Field(25, ge=0)
-    mode: Literal["dense", "bm25", "hybrid"] = Field(
-        "hybrid", description="hybrid (default): dense + BM25 candidates under the same filters, fused; it won end "
-                              "to end on both development worlds (see docs/worlds.md, Retrieval)")
+    mode: str = Field(
+        "hybrid", description="a retrieval mode (retrieval.retriever.MODES: dense, bm25, hybrid); hybrid (default): "
+                              "dense + BM25 candidates under the same filters, fused; it won end to end on both "
+                              "development worlds (see docs/worlds.md, Retrieval)")
     hybrid_weight: float = Field(0.5, ge=0, le=1, description="weight of the dense scores in the fusion")
     candidates: int = Field(20, ge=1, le=1000, description="candidates per retriever before fusion or reranking")
     rerank: Literal["none", "sentences", "cross-encoder"] = Field(
@@ -187,6 +188,15 @@ class RetrievalConfig(_Strict):
     rerank_model: Path | None = Field(None, description="local sentence-transformers CrossEncoder folder")
     rerank_weight: float = Field(0.5, ge=0, le=1, description="weight of the reranker against the first stage")
     index: IndexKindConfig = IndexKindConfig()
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        from retrieval.retriever import MODES
+
+        if v not in MODES:
+            raise ValueError(f"unknown retrieval mode {v!r}; available: {', '.join(MODES.names())}")
+        return v
 
     @model_validator(mode="after")
     def _rerank_model(self):

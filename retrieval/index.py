@@ -69,9 +69,11 @@ def read_current(root: Path) -> Path:
 class LoreIndex:
     """A loaded generation: FAISS index + chunk records + manifest. Dense search is exact below the size set at
     build time and approximate (IVF or HNSW, a FAISS factory string) above it; scope and chapter filters are applied
-    inside the search either way (a FAISS ID selector, or exact search over the allowed rows when they are few)."""
+    inside the search either way (a FAISS ID selector, or exact search over the allowed rows when they are few).
+    It stores and searches the primitives (vectors, BM25 over the same rows); the retrievers that combine them are
+    retrieval/retriever.py's."""
 
-    def __init__(self, path: Path, manifest: dict, chunks: list[Chunk], index: faiss.Index, lexical=None,
+    def __init__(self, path: Path, manifest: dict, chunks: list[Chunk], index: faiss.Index | None, lexical=None,
                  vectors: np.ndarray | None = None):
         self.path = Path(path)
         self.manifest = manifest
@@ -124,6 +126,17 @@ class LoreIndex:
     def allowed_mask(self, scope: Scope | None) -> np.ndarray | None:
         f = self._filter(scope)
         return None if f is None else f[0]
+
+    @classmethod
+    def in_memory(cls, name: str, chunks: list[Chunk], vectors: np.ndarray | None = None,
+                  lexical=None) -> LoreIndex:
+        """An index that is no generation on disk (the evaluation's BEIR corpora): exact dense search over
+        `vectors` (N, dim) float32 normalised, BM25 over `lexical`; either may be None (that search is missing)."""
+        index = None
+        if vectors is not None:
+            index = faiss.IndexFlatIP(vectors.shape[1])
+            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        return cls(Path(name), {"format": FORMAT}, chunks, index, lexical, vectors)
 
     @classmethod
     def open(cls, root: Path, embedder: Embedder | None = None) -> LoreIndex:
@@ -186,6 +199,8 @@ class LoreIndex:
 
     def search_vector(self, query: np.ndarray, k: int, scope: Scope | None = None) -> list[Hit]:
         """query: (dim,) float32 normalised. Filters by NPC scope and chapter inside the search."""
+        if self.index is None:
+            raise IndexMissingError(f"{self.path}: no dense vectors to search (this index holds BM25 only)")
         if k <= 0 or not self.chunks:
             return []
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)  # (1, dim)
@@ -229,22 +244,6 @@ class LoreIndex:
         if self.lexical is None or k <= 0:
             return []
         return self.lexical.search(text, k, self.allowed_mask(scope))
-
-    def search_hybrid(self, text: str, query: np.ndarray, k: int, scope: Scope | None = None, *,
-                      weight: float = 0.5, candidates: int = 20) -> list[Hit]:
-        """Dense and BM25 candidates under the same filters, fused (convex mix of normalised scores); the hits
-        keep their dense cosine as `score`, so thresholds and evidence selection stay calibrated. Without a lexical
-        index (an older generation) this is dense search."""
-        if self.lexical is None:
-            return self.search_vector(query, k, scope)
-        from retrieval.lexical import fuse
-
-        dense = self.search_vector(query, max(k, candidates), scope)
-        lex = self.search_lexical(text, max(k, candidates), scope)
-        order = fuse([(h.chunk.id, h.score) for h in dense], [(self.chunks[i].id, s) for i, s in lex], weight)[:k]
-        cos = {h.chunk.id: h.score for h in dense}
-        return [Hit(self.chunks[self.row[cid]], cos[cid] if cid in cos else self.cosine(self.row[cid], query), rank)
-                for rank, (cid, _) in enumerate(order)]
 
     def search(self, text: str, embedder: Embedder, k: int = 4, scope: Scope | None = None) -> list[Hit]:
         return self.search_vector(embedder.encode([text])[0], k, scope)

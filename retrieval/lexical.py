@@ -1,9 +1,7 @@
-"""Lexical search (BM25, the `bm25s` package with a Snowball English stemmer) and score fusion with dense search.
+"""Lexical search: BM25 (the `bm25s` package with a Snowball English stemmer), a primitive of the index.
 
 `LexicalIndex` scores every document for a query, so scope and chapter filters are applied before ranking, exactly
-as in the dense index. `fuse` combines two score lists per query by min-max normalisation over the union of both
-candidate lists and a weighted sum (convex combination; Bruch et al., 2023, found it more robust than reciprocal
-rank fusion when one retriever is much weaker than the other, as BM25 is on paraphrased questions).
+as in the dense index. Fusing it with dense search is the hybrid retriever's (retrieval/retriever.py).
 """
 
 from __future__ import annotations
@@ -73,19 +71,3 @@ class LexicalIndex:
         top = np.argpartition(-s, k - 1)[:k] if k else np.array([], dtype=int)
         top = top[np.argsort(-s[top])]
         return [(int(i), float(s[i])) for i in top if np.isfinite(s[i]) and s[i] > 0]
-
-
-def fuse(dense: list[tuple[str, float]], lexical: list[tuple[str, float]], weight: float) -> list[tuple[str, float]]:
-    """Convex combination of min-max normalised scores over the union of candidates: weight * dense +
-    (1 - weight) * lexical; a candidate missing from one list gets that list's minimum (0 after normalising)."""
-    def norm(pairs):
-        if not pairs:
-            return {}
-        vals = np.array([s for _, s in pairs], dtype=float)
-        lo, hi = vals.min(), vals.max()
-        return {d: (s - lo) / (hi - lo) if hi > lo else 1.0 for d, s in pairs}
-
-    nd, nl = norm(dense), norm(lexical)
-    ids = list(dict.fromkeys([d for d, _ in dense] + [d for d, _ in lexical]))
-    fused = [(d, weight * nd.get(d, 0.0) + (1 - weight) * nl.get(d, 0.0)) for d in ids]
-    return sorted(fused, key=lambda x: -x[1])

@@ -16,13 +16,31 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from pydantic import Field
+
 from retrieval.errors import CorpusError
 from retrieval.types import Chunk
+from tuning.sft import SFTRecipe
 
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b([A-Z][\w’'-]+(?:\s+(?:de|del|la|of|the|van|von)?\s*[A-Z][\w’'-]+){0,3})")
 TEMPLATES = ("Who or what is {x}?", "What do you know about {x}?", "Tell me about {x}.", "What can you tell me of {x}?",
              "Have you heard of {x}?", "what about {x}?", "{x}? What is that?", "Anything you know on {x}?")
+
+
+class RaftRecipe(SFTRecipe):
+    """The SFT recipe on RAFT items (one epoch of 512-token examples by default), and how many items, drawn how."""
+
+    epochs: float = Field(1.0, gt=0)
+    max_length: int = Field(512, ge=32, description="tokens per example (the fact prompt with its evidence "
+                                                    "included); longer ones follow `overlong`")
+    examples: int = Field(300, description="grounded-answer items built from the index")
+    item_seed: int = Field(0, description="seed of the items' questions, evidence and \"I do not know\" share "
+                                          "(the training's own is `seed`: `train raft --train-seed`)")
+
+    def sft(self) -> SFTRecipe:
+        """The SFT part, the recipe train_sft runs and records."""
+        return SFTRecipe(**self.model_dump(exclude={"examples", "item_seed"}))
 
 
 @dataclass(frozen=True)

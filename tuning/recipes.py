@@ -1,10 +1,10 @@
 """Recipe files: a YAML mapping of a recipe's fields (configs/recipes/*.yaml), validated into its typed class.
 
     recipe = load_recipe("configs/recipes/npc-1b-lora.yaml")               # an SFTRecipe
-    recipe = load_recipe(path, overrides={"max_steps": 10})                 # command-line flags win
+    recipe = load_recipe(path, DPORecipe, overrides={"max_steps": 10})     # command-line flags win
 
-Unknown fields, wrong types and out-of-range values are ConfigErrors naming the file and the field; the method's
-own parameters (`params`) are checked by the method's typed config.
+Unknown fields, wrong types and out-of-range values are ConfigErrors naming the file and the field; in recipes that
+name a fine-tuning method, its own parameters (`params`) are checked by the method's typed config (`check_method`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,16 @@ from pydantic import BaseModel, ValidationError
 from retrieval.errors import ConfigError, yaml_error_message
 
 
+def check_method(recipe: BaseModel) -> None:
+    """A recipe naming a fine-tuning method: the method exists and its `params` parse (a ConfigError names them)."""
+    if {"method", "params"} <= set(type(recipe).model_fields):
+        from tuning.methods import get_method
+
+        get_method(recipe.method).parse(recipe.params)
+
+
 def load_recipe(path: Path, cls: type[BaseModel] | None = None, overrides: dict | None = None) -> BaseModel:
     import yaml
-
-    from tuning.methods import get_method
 
     if cls is None:
         from tuning.sft import SFTRecipe as cls
@@ -42,7 +48,7 @@ def load_recipe(path: Path, cls: type[BaseModel] | None = None, overrides: dict 
         field = ".".join(map(str, first["loc"]))
         raise ConfigError(f"{path}: {field}: {first['msg']} (fields: {', '.join(cls.model_fields)})") from None
     try:
-        get_method(recipe.method).parse(recipe.params)
+        check_method(recipe)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     return recipe

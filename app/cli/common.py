@@ -108,7 +108,10 @@ def _config_choices(section: str, field: str) -> list[str]:
 
 
 def retrieval_modes() -> list[str]:
-    return _config_choices("retrieval", "mode")
+    """The registered retrieval modes (retrieval/retriever.py's MODES, which loads no index library)."""
+    from retrieval.retriever import MODES
+
+    return list(MODES)  # registration order: dense, bm25, hybrid
 
 
 def add_backend_flag(sp) -> None:

@@ -45,7 +45,7 @@ def register(sub) -> None:
     sp.add_argument("--beir", required=True, help="folder with corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv")
     sp.add_argument("--split", default="test")
     sp.add_argument("--mode", default="hybrid", choices=[*retrieval_modes(), "all"],
-                    help="all: the three side by side, one JSON object per mode")
+                    help="all: every registered mode side by side, one JSON object per mode")
     sp.add_argument("--k", type=int, default=100, help="documents ranked per query")
     sp.add_argument("--weight", type=float,
                     help="hybrid: weight of dense scores (0-1; default retrieval.hybrid_weight)")
@@ -194,13 +194,13 @@ def cmd_eval_mc(args) -> None:
 
 
 def cmd_eval_retrieval(args) -> None:
-    from app.evaluation.retrieval_eval import evaluate_beir
+    from app.evaluation.retrieval_eval import evaluate_beir, needs_embedder
     from retrieval.embeddings import SentenceTransformerEmbedder
 
     cfg = load_config(args)
     modes = retrieval_modes() if args.mode == "all" else [args.mode]
     embedder = SentenceTransformerEmbedder(cfg.models.embedder, dtype=cfg.models.embedder_dtype) \
-        if modes != ["bm25"] or args.tune_on else None
+        if needs_embedder(modes) or args.tune_on else None
     name = embedder.id if embedder is not None else cfg.models.embedder  # the dtype is part of the id: own cache
     weight = cfg.retrieval.hybrid_weight if args.weight is None else args.weight
     tuned = None

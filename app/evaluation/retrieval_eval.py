@@ -1,11 +1,12 @@
-"""`eterna eval retrieval --beir DIR [--split test] [--mode dense|bm25|hybrid] [--k 100] [--json]`.
+"""`eterna eval retrieval --beir DIR [--split test] [--mode MODE|all] [--k 100] [--json]`.
 
 Scores a BEIR folder (`corpus.jsonl` or `corpus.jsonl.gz`, `queries.jsonl`, `qrels/<split>.tsv`) with the
 trec_eval definitions: nDCG@10 (gain = relevance, discount log2(rank + 1)), recall@5 and @100 (relevant documents
-retrieved / relevant documents), MRR@10. Dense search is one vector per document (title + text) with the
-configured embedder, exact inner product; BM25 is `retrieval.lexical`; hybrid fuses the two (convex combination of
-min-max normalised scores, `--weight` on dense). Built indexes are cached per data set and embedder under
-`models.cache_dir/beir/`, so a second run only embeds the queries.
+retrieved / relevant documents), MRR@10. The corpus becomes an in-memory `LoreIndex`, one chunk per document
+(title + text): exact inner product over the configured embedder's vectors, and BM25 (`retrieval.lexical`). Each
+mode is a registered retriever (retrieval/retriever.py's MODES), the same search the engine runs, with `--k`
+candidates per primitive and `--weight` on dense in a fusion. The primitives are cached per data set and embedder
+under `models.cache_dir/beir/`, so a second run only embeds the queries.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import numpy as np
 from app.evaluation.measures import ndcg_at_10
 from retrieval.errors import EternaError
 from retrieval.fileio import read_jsonl
+from retrieval.index import LoreIndex
+from retrieval.retriever import MODES, HybridRetriever, Retriever, RetrieverSpec, make_retriever
+from retrieval.types import Chunk
 
 
 def read_beir(folder: Path, split: str, limit: int = 0) -> tuple[list[dict], dict[str, str], dict[str, dict[str, int]]]:
@@ -77,22 +81,19 @@ def metrics(ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> d
             "recall@100": round(float(np.mean(rec100)), 4), "mrr@10": round(float(np.mean(mrr)), 4)}
 
 
-def evaluate_beir(folder: Path, embedder, embedder_name: str, cache_root: Path, *, split: str = "test",
-                  mode: str = "hybrid", k: int = 100, weight: float = 0.5, limit: int | None = None) -> dict:
-    from retrieval.lexical import LexicalIndex, fuse
+def beir_index(folder: Path, corpus: list[dict], embedder, embedder_name: str, cache_root: Path,
+               uses: set[str]) -> tuple[LoreIndex, dict, Path]:
+    """The corpus as an in-memory index, one chunk per document (title + text), with the primitives in `uses`
+    ("dense": the embedder's vectors, "bm25"), each cached under `cache_root` on first use; (index, seconds spent
+    building each, the cache folder)."""
+    from retrieval.lexical import LexicalIndex
 
-    if mode not in ("dense", "bm25", "hybrid"):
-        raise EternaError(f"--mode {mode!r}: use dense, bm25 or hybrid")
-    corpus, queries, qrels = read_beir(folder, split)
-    if limit:
-        qrels = dict(list(qrels.items())[:limit])
-    ids = [d["_id"] for d in corpus]
     texts = [f"{d['title']} {d['text']}".strip() for d in corpus]
     cache = _cache_dir(cache_root, folder, corpus, embedder_name)
     cache.mkdir(parents=True, exist_ok=True)
     built = {}
     vectors = lexical = None
-    if mode in ("dense", "hybrid"):
+    if "dense" in uses:
         vpath = cache / "vectors.npy"
         if vpath.is_file():
             vectors = np.load(vpath)
@@ -103,7 +104,7 @@ def evaluate_beir(folder: Path, embedder, embedder_name: str, cache_root: Path, 
             np.save(tmp, vectors)
             tmp.replace(vpath)
             built["dense_s"] = round(time.perf_counter() - t0, 1)
-    if mode in ("bm25", "hybrid"):
+    if "bm25" in uses:
         lpath = cache / "bm25"
         if (lpath / "eterna_lexical.json").is_file():
             lexical = LexicalIndex.load(lpath)
@@ -112,52 +113,51 @@ def evaluate_beir(folder: Path, embedder, embedder_name: str, cache_root: Path, 
             lexical = LexicalIndex.build(texts)
             lexical.save(lpath)
             built["bm25_s"] = round(time.perf_counter() - t0, 1)
+    chunks = [Chunk(id=d["_id"], doc=d["_id"], title=d["title"], kind="document", npc_scope=None, chapter=1,
+                    heading="", text=d["text"], hash="") for d in corpus]
+    return LoreIndex.in_memory(str(cache), chunks, vectors, lexical), built, cache
+
+
+def beir_retriever(mode: str, k: int, weight: float) -> Retriever:
+    """A registered retrieval mode as the evaluation runs it: `weight` on dense in a fusion, `k` candidates."""
+    MODES.lookup(mode, "--mode: ")
+    return make_retriever(RetrieverSpec(mode=mode, hybrid_weight=weight, candidates=k))
+
+
+def needs_embedder(modes: list[str]) -> bool:
+    """Whether any of these modes searches vectors (a BM25-only run embeds nothing)."""
+    return any("dense" in beir_retriever(m, 1, 0.5).uses for m in modes)
+
+
+def evaluate_beir(folder: Path, embedder, embedder_name: str, cache_root: Path, *, split: str = "test",
+                  mode: str = "hybrid", k: int = 100, weight: float = 0.5, limit: int | None = None) -> dict:
+    """One registered retriever (retrieval.retriever.MODES) over a BEIR folder: the same search the engine runs."""
+    retriever = beir_retriever(mode, k, weight)
+    corpus, queries, qrels = read_beir(folder, split, limit or 0)
+    index, built, cache = beir_index(folder, corpus, embedder, embedder_name, cache_root, set(retriever.uses))
     qids = list(qrels)
     t0 = time.perf_counter()
-    qvecs = np.asarray(embedder.encode([queries[q] for q in qids]), dtype=np.float32) if vectors is not None else None
-    ranked = {}
-    for n, q in enumerate(qids):
-        dense = lex = []
-        if vectors is not None:
-            s = vectors @ qvecs[n]
-            top = np.argpartition(-s, min(k, s.size) - 1)[:k]
-            dense = [(ids[i], float(s[i])) for i in top[np.argsort(-s[top])]]
-        if lexical is not None:
-            lex = [(ids[i], sc) for i, sc in lexical.search(queries[q], k)]
-        if mode == "dense":
-            pairs = dense
-        elif mode == "bm25":
-            pairs = lex
-        else:
-            pairs = fuse(dense, lex, weight)
-        ranked[q] = [d for d, _ in pairs[:k]]
+    qvecs = np.asarray(embedder.encode([queries[q] for q in qids]), dtype=np.float32) \
+        if index.vectors is not None else [None] * len(qids)
+    ranked = {q: [h.chunk.doc for h in retriever.search(index, queries[q], qvecs[n], k)] for n, q in enumerate(qids)}
     ms = (time.perf_counter() - t0) * 1000 / max(1, len(qids))
     return {**metrics(ranked, qrels), "queries": len(qids), "docs": len(corpus), "ms_per_query": round(ms, 2),
-            "mode": mode, "split": split, "weight": weight if mode == "hybrid" else None, "built": built,
+            "mode": mode, "split": split, "weight": getattr(retriever, "weight", None), "built": built,
             "cache": str(cache)}
 
 
 def tune_weight(folder: Path, embedder, embedder_name: str, cache_root: Path, *, split: str = "train",
                 k: int = 100, grid: tuple[float, ...] = tuple(round(w / 10, 1) for w in range(11))) -> dict:
-    """The hybrid weight with the best nDCG@10 on `split` (a train or dev split, never the one reported): dense and
-    BM25 candidates are computed once per query, then fused at each weight of the grid. Builds the cached indexes
-    on first use, like evaluate_beir."""
-    from retrieval.lexical import LexicalIndex, fuse
-
-    evaluate_beir(folder, embedder, embedder_name, cache_root, split=split, mode="hybrid", k=k, limit=1)  # caches
+    """The hybrid weight with the best nDCG@10 on `split` (a train or dev split, never the one reported): the hybrid
+    retriever's dense and BM25 candidates are searched once per query, then fused at each weight of the grid.
+    Builds the cached indexes on first use, like evaluate_beir."""
+    hybrid = HybridRetriever(candidates=k)
     corpus, queries, qrels = read_beir(folder, split)
-    ids = [d["_id"] for d in corpus]
-    cache = _cache_dir(cache_root, folder, corpus, embedder_name)
-    vectors, lexical = np.load(cache / "vectors.npy"), LexicalIndex.load(cache / "bm25")
+    index, _, _ = beir_index(folder, corpus, embedder, embedder_name, cache_root, set(hybrid.uses))
     qids = list(qrels)
     qvecs = np.asarray(embedder.encode([queries[q] for q in qids]), dtype=np.float32)  # (Q, dim)
-    runs = []
-    for n, q in enumerate(qids):
-        s = vectors @ qvecs[n]
-        top = np.argpartition(-s, min(k, s.size) - 1)[:k]
-        runs.append((q, [(ids[i], float(s[i])) for i in top[np.argsort(-s[top])]],
-                     [(ids[i], sc) for i, sc in lexical.search(queries[q], k)]))
-    scores = {w: metrics({q: [d for d, _ in fuse(dn, lx, w)[:k]] for q, dn, lx in runs}, qrels)["ndcg@10"]
-              for w in grid}
+    runs = [(q, qvecs[n], *hybrid.candidates_of(index, queries[q], qvecs[n], k)) for n, q in enumerate(qids)]
+    scores = {w: metrics({q: [h.chunk.doc for h in hybrid.fused(index, v, dn, lx, k, w)] for q, v, dn, lx in runs},
+                         qrels)["ndcg@10"] for w in grid}
     best = max(scores, key=lambda w: (scores[w], -abs(w - 0.5)))  # ties: the weight nearest an even mix
     return {"weight": best, "split": split, "queries": len(qids), "ndcg@10_by_weight": scores}

@@ -1,4 +1,5 @@
-"""BM25 (bm25s), score fusion, and `eval retrieval` on a hand-made BEIR folder with hand-checked metrics."""
+"""BM25 (bm25s), score fusion, and `eval retrieval` (every registered retriever) on a hand-made BEIR folder with
+hand-checked metrics."""
 
 import gzip
 import json
@@ -8,7 +9,8 @@ import pytest
 
 from app.evaluation.retrieval_eval import evaluate_beir, metrics, read_beir
 from retrieval.errors import EternaError
-from retrieval.lexical import LexicalIndex, fuse
+from retrieval.lexical import LexicalIndex
+from retrieval.retriever import HybridRetriever, fuse
 
 DOCS = [{"_id": "d1", "title": "Clocks", "text": "The great clock was built by Oriol Santpere in 1702."},
         {"_id": "d2", "title": "Lending", "text": "A reader may borrow three books at once for 21 days."},
@@ -58,6 +60,35 @@ def test_eval_retrieval_on_a_beir_folder_is_cached(beir, embedder, tmp_path):
         assert out["ndcg@10"] == 1.0 and out["queries"] == 2 and out["docs"] == 4, (mode, out)
     again = evaluate_beir(beir, embedder, "minilm", tmp_path / "cache", mode="hybrid", k=10)
     assert again["built"] == {}  # the second run reused both indexes
+    bm25 = evaluate_beir(beir, None, "minilm", tmp_path / "fresh", mode="bm25", k=10)  # BM25 embeds nothing
+    assert bm25["ndcg@10"] == 1.0 and set(bm25["built"]) == {"bm25_s"}
+    with pytest.raises(EternaError, match="--mode: unknown retrieval mode 'sparse'"):
+        evaluate_beir(beir, embedder, "minilm", tmp_path / "cache", mode="sparse")
+
+
+class _Worst:
+    """A registered mode that ranks the dense search backwards: it must show up in `--mode all`, scored."""
+
+    uses = frozenset({"dense"})
+
+    def search(self, index, text, vector, k, scope=None):
+        return index.search_vector(vector, len(index.chunks), scope)[::-1][:k]
+
+
+def test_a_registered_mode_is_evaluated_by_eval_retrieval_all(beir, tmp_path, capsys):
+    from app.cli import main
+    from retrieval.retriever import MODES
+    from tests.conftest import write_project
+
+    cfg = write_project(tmp_path / "proj", "unused-llm")
+    MODES.add("worst", lambda spec: _Worst())
+    try:
+        assert main(["--config", str(cfg), "eval", "retrieval", "--beir", str(beir), "--mode", "all", "--json"]) == 0
+    finally:
+        del MODES["worst"]
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"dense", "bm25", "hybrid", "worst"}
+    assert out["dense"]["ndcg@10"] == 1.0 and out["worst"]["ndcg@10"] < 0.5 and out["worst"]["queries"] == 2
 
 
 def test_bad_beir_folders_name_the_file(tmp_path, beir):
@@ -79,9 +110,9 @@ def test_index_generation_carries_bm25_and_hybrid_search_honours_scope(tiny_corp
     assert lore.lexical is not None and lore.lexical.n_docs == len(lore.chunks)
     q = "Who set the Fire of 1731?"
     qvec = embedder.encode([q])[0]
-    early = lore.search_hybrid(q, qvec, 4, Scope(npc="director", chapter=1))
+    early = HybridRetriever().search(lore, q, qvec, 4, Scope(npc="director", chapter=1))
     assert early and all(h.chunk.chapter <= 1 for h in early)  # the chapter-3 truth never ranks in chapter 1
-    late = lore.search_hybrid(q, qvec, 4, Scope(npc="director", chapter=3))
+    late = HybridRetriever().search(lore, q, qvec, 4, Scope(npc="director", chapter=3))
     assert "the-fire-truth" in {h.chunk.doc for h in late}
     for h in late:  # scores stay dense cosines
         assert h.score == pytest.approx(float(lore.index.reconstruct(lore.chunks.index(h.chunk)) @ qvec), abs=1e-5)
@@ -89,7 +120,8 @@ def test_index_generation_carries_bm25_and_hybrid_search_honours_scope(tiny_corp
     (read_current(tmp_path / "index") / "checksums.json").unlink()  # (those had no checksums either)
     old = LoreIndex.open(tmp_path / "index", embedder)
     assert old.lexical is None
-    assert [h.chunk.id for h in old.search_hybrid(q, qvec, 4)] == [h.chunk.id for h in old.search_vector(qvec, 4)]
+    fallback = HybridRetriever().search(old, q, qvec, 4)
+    assert [h.chunk.id for h in fallback] == [h.chunk.id for h in old.search_vector(qvec, 4)]
 
 
 def test_eval_retrieval_cli_prints_every_mode_side_by_side(beir, tmp_path, capsys):

@@ -22,6 +22,7 @@ from retrieval.errors import CorpusError, IndexBusyError, IndexMismatchError, In
 from retrieval.index import LoreIndex, read_current
 from retrieval.integrity import CHECKSUMS, verify_checksums
 from retrieval.rebuild import _prune, rebuild_index, rebuild_lock, use_generation
+from retrieval.retriever import HybridRetriever
 from tests.conftest import REPO
 
 TOPICS = ["bridges and rivers", "bread and ovens", "bells in towers", "maps of the coast", "salt and ships",
@@ -179,7 +180,7 @@ def test_sigkill_during_rebuilds_never_breaks_the_index(tmp_path, embedder):
 
             lore = LoreIndex.open(root, embedder)
             marker = check_whole(lore, n_docs)
-            hits = lore.search_hybrid("bells counted", qvec, 5)
+            hits = HybridRetriever().search(lore, "bells counted", qvec, 5)
             assert len(hits) == 5 and {marker_of(h.chunk.text) for h in hits} == {marker}
             for gen in (root / "generations").iterdir():  # a visible generation is always a whole one
                 if not gen.name.startswith("."):
@@ -270,7 +271,7 @@ def test_readers_see_whole_generations_while_rebuilds_swap(tmp_path, embedder):
             try:
                 lore = LoreIndex.open(root, embedder)
                 marker = check_whole(lore, n_docs, on_disk=False)  # the files may be pruned by now
-                for hits in (lore.search_vector(qvec, 4), lore.search_hybrid("salt ships", qvec, 4)):
+                for hits in (lore.search_vector(qvec, 4), HybridRetriever().search(lore, "salt ships", qvec, 4)):
                     assert {marker_of(h.chunk.text) for h in hits} == {marker}
                 seen.add(marker)
                 opens[0] += 1
