@@ -8,7 +8,8 @@ for the `openai` engine, and stays in the process for the baseline. Eterna-only 
 ban, no repetition penalty), so both generate the same tokens; turns alternate between the engines, fresh
 sessions, the world's non-fact router lines of that character (the ones that generate). Prints one JSON object:
 p50/p95 turn for each, the ratio of the p50s (goal <= 1.15), and how many replies were identical. Mixed-character
-traffic is not measured: llama_cpp.server serves one adapter per process. Writes only under a temporary directory.
+traffic is not measured: llama_cpp.server serves one adapter per process. Writes under a temporary directory
+and the model cache (models.cache_dir: the prepared base, the adapter's GGUF LoRA).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def start_server(gguf: Path, alias: str, lora: Path | None, threads: int) -> tup
 
     port = free_port()
     args = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias, "--host",
-            "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", str(threads), "--verbose", "False"]
+            "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", str(threads), "--verbose", "False",
+            "--interrupt_requests", "False"]
     if lora is not None:
         args += ["--lora_path", str(lora)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -100,8 +102,10 @@ def main() -> None:
         try:
             local = DialogueEngine.from_settings(cfg.model_copy(update={"models": cfg.models.model_copy(
                 update={"backend": "llamacpp"})}))
+            # every character with an adapter must be mapped; only `npc` speaks here, so all name its alias
+            cast = Cast.load(cfg.paths.npcs, cfg.world)
             remote_cfg = RemoteConfig(base_url=url, model=args.npc,
-                                      adapters={args.npc: args.npc} if npc.adapter else {})
+                                      adapters={n.id: args.npc for n in cast.npcs if n.adapter is not None})
             remote = DialogueEngine.from_settings(cfg.model_copy(update={"models": cfg.models.model_copy(
                 update={"backend": "openai", "remote": remote_cfg})}))
             times: dict[str, list[float]] = {"llamacpp": [], "openai": []}

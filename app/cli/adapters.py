@@ -127,7 +127,8 @@ def serve_commands(fmt: str, npc: str, path: Path, *, hub_id: str | None, base_g
     gguf = base_gguf or "<the base model's GGUF>"
     return [f"llama-server -m {gguf} --lora {path} --lora-init-without-apply   "
             f"# models.remote: {{lora_mode: lora_field, adapters: {{{npc}: 0}}}} (0: its place among --lora)",
-            f"python -m llama_cpp.server --model {gguf} --lora_path {path} --model_alias {npc}   "
+            f"python -m llama_cpp.server --model {gguf} --lora_path {path} --model_alias {npc} "
+            f"--interrupt_requests False   "
             f"# one process per adapter; models.remote: {{adapters: {{{npc}: {npc}}}}}"]
 
 

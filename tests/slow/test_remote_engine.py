@@ -47,7 +47,8 @@ class LlamaServer:
         self.port = port or _free_port()
         self.args = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
                      "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048", "--n_threads", "2",
-                     "--verbose", "False"]
+                     "--verbose", "False",
+                     "--interrupt_requests", "False"]
         if lora is not None:
             self.args += ["--lora_path", str(lora)]
         self.url = f"http://127.0.0.1:{self.port}/v1"
@@ -170,8 +171,8 @@ def test_a_remote_that_comes_back_while_retrying_serves_the_turn(gguf, model_dir
     from app.runtime import Decoding
 
     server = LlamaServer(gguf, "smollm2")
-    remote = _remote(server.url, model_dir, retries=6)  # backoff 0.5, 1, 2, 4, 8, 8 s: about 23 s in all
-    restart = threading.Timer(1.0, server.start)
+    remote = _remote(server.url, model_dir, retries=10)  # backoff 0.5, 1, 2, 4, then 8 s: about a minute in all
+    restart = threading.Timer(0.5, server.start)
     restart.start()
     try:
         assert remote.generate(PROMPTS[0], Decoding(**GREEDY)).text  # refused at first, then served
@@ -229,3 +230,15 @@ def test_eterna_serve_answers_503_while_the_remote_is_down_and_writes_nothing(tm
             assert json.loads(httpx.get(f"{url}/healthz").text)["backend"] == "openai"
     finally:
         server.kill()
+
+
+def test_gguf_export_writes_the_lora_the_servers_load(tmp_path, model_dir, capsys):
+    from app.cli import main
+
+    rc = main(["--config", str(REPO / "configs" / "eterna.yaml"), "adapters", "export", "--npc", "archivist",
+               "--format", "gguf", "--out", str(tmp_path), "--base", str(model_dir), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["path"] == str(tmp_path / "archivist.gguf")
+    assert (tmp_path / "archivist.gguf").read_bytes()[:4] == b"GGUF"
+    assert any(f"--lora {tmp_path / 'archivist.gguf'}" in c for c in out["commands"])
+    assert any("--lora_path" in c and "--model_alias archivist" in c for c in out["commands"])
