@@ -179,3 +179,29 @@ def test_timeouts_and_refused_connections_are_retried_then_typed(tiny_llm_dir):
     refused = _backend(f"http://127.0.0.1:{_free_port()}/v1", tiny_llm_dir, retries=1)
     with pytest.raises(RemoteBackendError, match="failed after 1 retries"):
         refused.generate(MSGS, Decoding())
+
+
+def test_what_the_server_cannot_do_is_named_once_at_start(tmp_path, tiny_llm_dir, caplog, monkeypatch):
+    import logging
+
+    import app.remote as remote_mod
+    from app.runtime import make_backend
+
+    monkeypatch.setattr(remote_mod, "_WARNED", set())
+    with Remote("ok") as url:
+        cfg = _config(tmp_path, {"base_url": url, "model": "base"})  # defaults: n-gram ban 3, reply-only penalty
+        cfg = cfg.model_copy(update={"grounding": cfg.grounding.model_copy(update={"repetition_penalty": 1.2})})
+        with caplog.at_level(logging.WARNING, logger="eterna.remote"):
+            backend = make_backend("openai", model_dir=tiny_llm_dir, config=cfg)
+            backend.generate(MSGS, Decoding(no_repeat_ngram=3))
+            backend.generate(MSGS, Decoding(repetition_penalty=1.2, penalty_scope="generated"))
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and sum("generation.no_repeat_ngram" in m for m in said) == 1
+    assert sum("grounding.penalty_over: generated" in m for m in said) == 1
+    with pytest.raises(ConfigError, match="models.remote is not set"):
+        make_backend("openai", model_dir=tiny_llm_dir, config=EternaConfig())
+    cfg = cfg.model_copy(update={"models": cfg.models.model_copy(update={"remote": cfg.models.remote.model_copy(
+        update={"api_key_env": "ETERNA_TEST_UNSET_KEY"})})})
+    monkeypatch.delenv("ETERNA_TEST_UNSET_KEY", raising=False)
+    with pytest.raises(ConfigError, match="ETERNA_TEST_UNSET_KEY is not set"):
+        make_backend("openai", model_dir=tiny_llm_dir, config=cfg)
