@@ -67,7 +67,7 @@ def build_backend(config: EternaConfig, llm: str | None = None) -> GenerationBac
     gen = make_backend(name, model_dir=model_dir, gguf=gguf, cache_dir=m.cache_dir, dtype=m.dtype,
                        n_ctx=config.generation.context_tokens, max_batch=m.max_batch,
                        batch_window_ms=m.batch_window_ms, state_cache_mb=m.state_cache_mb,
-                       probe_timeout_s=m.probe_timeout_s, **extra)
+                       probe_timeout_s=m.probe_timeout_s, config=config, **extra)
     gen.choice = choice
     return gen
 
@@ -132,6 +132,10 @@ def from_settings(config: EternaConfig, *, npcs: Path | None = None, index: Path
     cast = Cast.load(npcs or config.paths.npcs, config.world)
     if not adapters:
         cast = cast.without_adapters()
+    if config.models.backend == "openai" and config.models.remote is not None:
+        from app.remote import check_cast_adapters
+
+        check_cast_adapters(config.models.remote, [n.id for n in cast.npcs])
     cues = Cues.load(config.world.cues)
     store = open_store(config.memory, config.paths.sessions)  # first: an unreachable store fails before models load
     embedder = SentenceTransformerEmbedder(config.models.embedder, dtype=config.models.embedder_dtype)

@@ -99,23 +99,24 @@ class DialogueEngine:
         return deflection(spec, self.config.world)
 
     def say(self, npc: str, text: str, *, session: str = "default", chapter: int = 1,
-            use_adapter: bool = True, remember: bool = True, route: str | None = None) -> Reply:
+            use_adapter: bool = True, remember: bool = True, route: str | None = None, state: object = None) -> Reply:
         """One reply. `use_adapter=False` speaks with the bare base model (an A/B variant); `remember=False` leaves
         the session's memory as it was; `route` forces a route instead of asking the router (fact: always
-        retrieve; style: never)."""
+        retrieve; style: never); `state` is the game's state, passed to the character's scope."""
         for item in run(self, npc, text, session=session, chapter=chapter, use_adapter=use_adapter, keep=remember,
-                        route_as=route):
+                        route_as=route, state=state):
             if isinstance(item, Reply):
                 return item
         raise RuntimeError("a turn ended without a reply")  # unreachable
 
     def stream(self, npc: str, text: str, *, session: str = "default", chapter: int = 1,
-               use_adapter: bool = True, remember: bool = True, route: str | None = None) -> Iterator[str | Reply]:
+               use_adapter: bool = True, remember: bool = True, route: str | None = None,
+               state: object = None) -> Iterator[str | Reply]:
         """Yield the reply's text as it is decoded, then the final `Reply`. When the support check replaces a
         generated reply, the final `Reply.text` is what counts (a client shows it in place of the streamed text;
         `Reply.grounding["answer"]` says why)."""
         yield from run(self, npc, text, session=session, chapter=chapter, use_adapter=use_adapter, stream=True,
-                       keep=remember, route_as=route)
+                       keep=remember, route_as=route, state=state)
 
     def refresh_index(self) -> bool:
         """Pick up a new live index generation (after `eterna index rebuild` or `rollback`) between turns.

@@ -165,6 +165,7 @@ def make_backend(name: str, **kwargs) -> GenerationBackend:
     """Build a registered backend: `make_backend("llamacpp", model_dir=..., gguf=..., cache_dir=...)`."""
     import app.batching  # noqa: F401  (registers itself)
     import app.llamacpp  # noqa: F401  (registers itself)
+    import app.remote  # noqa: F401  (registers itself)
 
     return _BACKENDS.lookup(name, where="models.backend: ")(**kwargs)
 

@@ -7,7 +7,9 @@
 - `GET /v1/npcs`, `GET /healthz`, `GET /openapi.json`.
 - `POST /v1/chat/completions` with `model` = NPC id, streaming included: existing OpenAI clients work unchanged.
   `user` names the player's session (its memory persists); without it the request is stateless and the history
-  is the request's own `messages`. `chapter` may be sent as an extra body field.
+  is the request's own `messages`. `chapter` and `state` (the game's state, passed to the character's scope) may
+  be sent as extra body fields. `GET /v1/models` lists one model per character (what clients and routers ask
+  first), `GET /v1/models/{id}` one; errors on these routes carry OpenAI's `{"error": {...}}` shape too.
 
 A bounded queue: at most `queue` requests wait or run; past that the server answers 429 at once, never hangs.
 Typed errors map to 4xx with the CLI's messages. Loopback by default; an optional bearer API key.
@@ -37,6 +39,7 @@ class SayRequest(BaseModel):
     text: str = Field(description="the player's line")
     session: str = Field("default", description="the player's session id (memory is per session and NPC)")
     chapter: int = Field(1, ge=1)
+    state: dict | None = Field(None, description="the game's state, passed to the character's scope (opaque)")
 
 
 class ChatMessage(BaseModel):
@@ -52,6 +55,7 @@ class ChatRequest(BaseModel):
     stream: bool = False
     user: str | None = None
     chapter: int = Field(1, ge=1)
+    state: dict | None = None
 
 
 class _Queue:
@@ -88,6 +92,19 @@ def _error(e: Exception) -> HTTPException:
     return HTTPException(400, str(e))
 
 
+_OPENAI_TYPES = {401: "authentication_error", 404: "invalid_request_error", 422: "invalid_request_error",
+                 429: "rate_limit_error", 503: "service_unavailable"}
+
+
+def _error_body(path: str, status: int, message: str) -> dict:
+    """`{"detail"}` for Eterna's routes; OpenAI's `{"error": {message, type, code}}` too on the OpenAI routes."""
+    body: dict = {"detail": message}
+    if path.startswith(("/v1/chat/", "/v1/models")):
+        body["error"] = {"message": message, "type": _OPENAI_TYPES.get(status, "invalid_request_error"),
+                         "param": None, "code": "model_not_found" if status == 404 else None}
+    return body
+
+
 def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int = 16) -> FastAPI:
     if engine.config.grounding.on_unsupported == "keep":
         raise ConfigError("grounding.on_unsupported is `keep`: a generated fact reply that fails the support check "
@@ -96,6 +113,7 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
                   description="NPC dialogue: RAG for facts, fine-tuned adapters for form.")
     q = _Queue(queue)
     app.state.engine, app.state.queue = engine, q
+    started = int(time.time())
 
     def auth(request: Request) -> None:
         if api_key is None:
@@ -146,6 +164,23 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
                 yield it
         return drain()
 
+    async def first_ok(items: AsyncIterator) -> AsyncIterator:
+        """Wait for a stream's first item: a typed error before anything was generated (a remote backend down:
+        503 with Retry-After) is a plain HTTP error, not a 200 whose stream carries an error event."""
+        try:
+            first = await anext(items)
+        except StopAsyncIteration:
+            first = None
+        if isinstance(first, (EternaError, KeyError)):
+            raise _error(first)
+
+        async def chain():
+            if first is not None:
+                yield first
+            async for it in items:
+                yield it
+        return chain()
+
     @app.get("/healthz")
     def healthz() -> dict:
         report = getattr(engine.generator, "cache_report", None)
@@ -161,10 +196,25 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
         return {"npcs": [{"id": n.id, "name": n.name, "role": n.role, "adapter": n.adapter is not None}
                          for n in engine.cast.npcs]}
 
+    def model_card(npc) -> dict:
+        return {"id": npc.id, "object": "model", "created": started, "owned_by": "eterna",
+                "name": npc.name, "role": npc.role}
+
+    @app.get("/v1/models", dependencies=[Depends(auth)])
+    def models() -> dict:
+        """OpenAI's model list: one model per character (what clients, front-ends and routers ask first)."""
+        return {"object": "list", "data": [model_card(n) for n in engine.cast.npcs]}
+
+    @app.get("/v1/models/{model}", dependencies=[Depends(auth)])
+    def model(model: str) -> dict:
+        check_npc(model)
+        return model_card(engine.cast.get(model))
+
     @app.post("/v1/npcs/{npc}/say", dependencies=[Depends(auth)])
     async def say(npc: str, body: SayRequest) -> dict:
         check_npc(npc)
-        reply = await run(engine.say, npc, body.text, session=body.session, chapter=body.chapter)
+        reply = await run(engine.say, npc, body.text, session=body.session, chapter=body.chapter,
+                            state=body.state)
         return reply.to_json()
 
     @app.post("/v1/npcs/{npc}/say/stream", dependencies=[Depends(auth)],
@@ -173,7 +223,8 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
     async def say_stream(npc: str, body: SayRequest) -> StreamingResponse:
         check_npc(npc)
         q.enter()  # before the response starts: a full queue is a 429, not a broken stream
-        items = start_stream(lambda: engine.stream(npc, body.text, session=body.session, chapter=body.chapter))
+        items = await first_ok(start_stream(lambda: engine.stream(npc, body.text, session=body.session,
+                                                                  chapter=body.chapter, state=body.state)))
 
         async def events() -> AsyncIterator[str]:
             async for it in items:
@@ -223,7 +274,7 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
         if not body.stream:
             try:
                 reply = await run(engine.say, body.model, text, session=session, chapter=body.chapter,
-                                  remember=remember)
+                                  state=body.state, remember=remember)
             finally:
                 if not remember:
                     engine.memory.forget(session)
@@ -238,11 +289,12 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
 
         def turn():
             try:
-                yield from engine.stream(body.model, text, session=session, chapter=body.chapter, remember=remember)
+                yield from engine.stream(body.model, text, session=session, chapter=body.chapter,
+                                         state=body.state, remember=remember)
             finally:
                 if not remember:
                     engine.memory.forget(session)
-        items = start_stream(turn)
+        items = await first_ok(start_stream(turn))
 
         async def events() -> AsyncIterator[str]:
             yield "data: " + chunk({"role": "assistant", "content": ""}) + "\n\n"
@@ -258,9 +310,15 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
         return StreamingResponse(events(), media_type="text/event-stream")
 
     @app.exception_handler(EternaError)
-    async def eterna_error(_request: Request, e: EternaError):
+    async def eterna_error(request: Request, e: EternaError):
         http = _error(e)
-        return JSONResponse({"detail": str(e)}, status_code=http.status_code, headers=http.headers)
+        return JSONResponse(_error_body(request.url.path, http.status_code, http.detail),
+                            status_code=http.status_code, headers=http.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException):
+        return JSONResponse(_error_body(request.url.path, e.status_code, str(e.detail)), status_code=e.status_code,
+                            headers=e.headers)
 
     return app
 

@@ -112,3 +112,37 @@ def cached_gguf_lora(adapter_dir: Path, base_dir: Path, cache_dir: Path) -> Path
     if not out.is_file():
         lora_to_gguf(adapter_dir, base_dir, out)
     return out
+
+
+# vLLM's `--max-lora-rank` takes one of these values (an adapter's rank must not exceed the server's), and the
+# modules it applies LoRA to in Llama-family models (q/k/v packed as qkv_proj, gate/up as gate_up_proj)
+VLLM_MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+VLLM_LLAMA_LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def vllm_lora_problem(adapter_dir: Path) -> str | None:
+    """None when vLLM (and SGLang, same limits) can serve this PEFT adapter on a Llama-family base; else why not."""
+    cfg_file = Path(adapter_dir) / "adapter_config.json"
+    if not cfg_file.is_file():
+        return f"{cfg_file} is missing: vLLM serves PEFT LoRA folders only (not this adapter's kind)"
+    cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    if cfg.get("peft_type") != "LORA" or cfg.get("use_dora"):
+        return (f"peft_type {cfg.get('peft_type')}{' with DoRA' if cfg.get('use_dora') else ''}: vLLM serves plain "
+                "LoRA adapters only (retrain with --method lora)")
+    r = int(cfg.get("r", 0))
+    if not 1 <= r <= VLLM_MAX_LORA_RANKS[-1]:
+        return f"rank r={r}: vLLM serves LoRA ranks up to {VLLM_MAX_LORA_RANKS[-1]} (--max-lora-rank)"
+    modules = cfg.get("target_modules") or []
+    modules = [modules] if isinstance(modules, str) else list(modules)
+    bad = sorted(set(modules) - set(VLLM_LLAMA_LORA_MODULES))
+    if bad or not modules:
+        return (f"target modules {bad or modules}: vLLM applies LoRA to {', '.join(VLLM_LLAMA_LORA_MODULES)} of "
+                "Llama-family models only (retrain with those targets)")
+    if cfg.get("modules_to_save"):
+        return f"modules_to_save {cfg['modules_to_save']}: vLLM does not load fully trained extra modules"
+    return None
+
+
+def vllm_max_lora_rank(r: int) -> int:
+    """The smallest `--max-lora-rank` value vLLM accepts that serves rank `r`."""
+    return next(v for v in VLLM_MAX_LORA_RANKS if v >= r)

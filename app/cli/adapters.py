@@ -1,4 +1,5 @@
-"""`eterna adapters`: ship trained adapters, merge one into its base, export one as a GGUF LoRA."""
+"""`eterna adapters`: ship trained adapters, merge one into its base, export one for a serving engine (a PEFT
+folder for vLLM/SGLang, a GGUF LoRA for llama.cpp's servers) with the server command line that loads it."""
 
 from __future__ import annotations
 
@@ -29,7 +30,20 @@ def register(sub) -> None:
     sp.add_argument("--allow-qlora", action="store_true", help="merge a QLoRA adapter into the full-precision base")
     add_flags(sp)
     sp.set_defaults(fn=cmd_adapters_merge)
-    sp = ads.add_parser("export-gguf", help="write a LoRA adapter as a GGUF LoRA for llama.cpp")
+    sp = ads.add_parser("export", help="export a character's adapter where a serving engine loads it: `peft` (vLLM, "
+                                       "SGLang; rank and targets checked against vLLM's limits) or `gguf` (llama.cpp's "
+                                       "servers); prints the server command line")
+    sp.add_argument("--npc", required=True, help="the character whose adapter (the cast file's `adapter:`) to export")
+    sp.add_argument("--format", required=True, choices=["peft", "gguf"])
+    sp.add_argument("--out", required=True, metavar="DIR", help="written: DIR/<npc>/ (peft) or DIR/<npc>.gguf")
+    sp.add_argument("--adapter", metavar="DIR", help="export this adapter folder instead of the cast file's")
+    sp.add_argument("--base", metavar="DIR", help="gguf: the base checkpoint (default: the one the adapter's "
+                                                  "manifest names)")
+    add_flags(sp, npcs=True)
+    sp.set_defaults(fn=cmd_adapters_export)
+
+    sp = ads.add_parser("export-gguf", help="write a LoRA adapter as a GGUF LoRA for llama.cpp (the older spelling "
+                                            "of `export --format gguf`, by adapter folder and file)")
     sp.add_argument("--adapter", required=True, metavar="DIR")
     sp.add_argument("--out", required=True, metavar="FILE", help="the .gguf file to write")
     sp.add_argument("--base", metavar="DIR", help="the base checkpoint (default: the one the adapter's manifest "
@@ -97,3 +111,62 @@ def cmd_adapters_export_gguf(args) -> None:
                        cache_dir=_cache_dir(args))
     emit(args, {"gguf": str(path), "bytes": path.stat().st_size},
          f"GGUF LoRA -> {path} ({path.stat().st_size} bytes); llama.cpp applies it with --lora {path}")
+
+
+def serve_commands(fmt: str, npc: str, path: Path, *, hub_id: str | None, base_gguf: Path | None,
+                   rank: int | None = None) -> list[str]:
+    """The server command lines that load an exported adapter as `npc` (and the models.remote it pairs with)."""
+    if fmt == "peft":
+        from tuning.export import vllm_max_lora_rank
+
+        base = hub_id or "<the base model's hub id>"
+        return [f"vllm serve {base} --enable-lora --max-lora-rank {vllm_max_lora_rank(rank or 8)} "
+                f"--lora-modules {npc}={path}",
+                f"python -m sglang.launch_server --model-path {base} --lora-paths {npc}={path}",
+                f"models.remote: {{base_url: http://HOST:8000/v1, model: {base}, adapters: {{{npc}: {npc}}}}}"]
+    gguf = base_gguf or "<the base model's GGUF>"
+    return [f"llama-server -m {gguf} --lora {path} --lora-init-without-apply   "
+            f"# models.remote: {{lora_mode: lora_field, adapters: {{{npc}: 0}}}} (0: its place among --lora)",
+            f"python -m llama_cpp.server --model {gguf} --lora_path {path} --model_alias {npc} "
+            f"--interrupt_requests False   "
+            f"# one process per adapter; models.remote: {{adapters: {{{npc}: {npc}}}}}"]
+
+
+def cmd_adapters_export(args) -> None:
+    """`eterna adapters export --npc ID --format peft|gguf --out DIR`."""
+    import json
+
+    from app.config import Cast
+    from tuning.adapters import read_adapter_manifest, ship_adapter
+    from tuning.base import HUB_IDS, model_gguf
+    from tuning.export import vllm_lora_problem
+
+    cfg = load_config(args)
+    if args.adapter:
+        src = Path(args.adapter).resolve()
+    else:
+        npc = Cast.load(cfg.paths.npcs, cfg.world).get(args.npc)
+        if npc.adapter is None:
+            raise EternaError(f"{cfg.paths.npcs}: {args.npc} has no `adapter:` entry; pass --adapter DIR")
+        src = npc.adapter
+    base = read_adapter_manifest(src).get("base", {})
+    hub_id = base.get("hub_id") or HUB_IDS.get(base.get("spec", ""))
+    spec = base.get("spec") or cfg.models.llm
+    base_gguf = model_gguf(spec, cfg.models.gguf if spec == cfg.models.llm else None)
+    out_dir = Path(args.out).resolve()
+    if args.format == "peft":
+        problem = vllm_lora_problem(src)
+        if problem:
+            raise EternaError(f"{src}: not exported for vLLM: {problem}")
+        path = out_dir / args.npc
+        ship_adapter(src, path, by="eterna adapters export --format peft")
+        rank = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("r")
+    else:
+        from tuning.merge import export_gguf
+
+        path = export_gguf(src, out_dir / f"{args.npc}.gguf", base_dir=args.base and Path(args.base),
+                           cache_dir=cfg.models.cache_dir)
+        rank = None
+    commands = serve_commands(args.format, args.npc, path, hub_id=hub_id, base_gguf=base_gguf, rank=rank)
+    emit(args, {"npc": args.npc, "format": args.format, "path": str(path), "base": hub_id, "commands": commands},
+         f"{args.npc}: {args.format} adapter -> {path}\nserve it with:\n" + "\n".join(f"  {c}" for c in commands))

@@ -332,3 +332,55 @@ def test_two_workers_serve_one_port_and_share_sessions(tmp_path, tiny_llm_dir, e
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_models_list_one_entry_per_character_and_404_in_openai_shape(base_url, engine):
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="sekret", timeout=60)
+    models = client.models.list()
+    assert [m.id for m in models.data] == [n.id for n in engine.cast.npcs]
+    assert all(m.object == "model" and m.owned_by == "eterna" and m.created > 0 for m in models.data)
+    assert client.models.retrieve("warden").id == "warden"
+    with pytest.raises(openai.NotFoundError) as e:
+        client.models.retrieve("nobody")
+    assert "unknown NPC 'nobody'" in e.value.message
+    raw = httpx.get(f"{base_url}/v1/models/nobody", headers=H)
+    assert raw.status_code == 404 and raw.json()["error"]["code"] == "model_not_found"
+    assert httpx.get(f"{base_url}/v1/models").status_code == 401  # the key is required here too
+
+
+def test_openai_client_sessions_chapter_and_state(base_url, engine):
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="sekret", timeout=60)
+    ask = [{"role": "user", "content": "What is the name of the gardener?"}]
+    # the Garden of Ink is chapter-2 lore: the extra body field reaches the turn
+    early = client.chat.completions.create(model="warden", messages=ask, extra_body={"chapter": 1})
+    later = client.chat.completions.create(model="warden", messages=ask, user="player-ch",
+                                           extra_body={"chapter": 2, "state": {"lantern": "lit"}})
+    assert "Remei" not in early.choices[0].message.content and "Remei" in later.choices[0].message.content
+    assert engine.memory.context("player-ch", "warden")[0][-1][0] == ask[0]["content"]  # `user` is the session
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model="warden", messages=ask, stream=True, extra_body={"chapter": 2}) if c.choices)
+    assert "Remei" in streamed
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.chat.completions.create(model="warden", messages=ask, extra_body={"chapter": 0})
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.chat.completions.create(model="warden", messages=ask, extra_body={"state": "not an object"})
+
+
+def test_llama_index_openai_like_client(base_url):
+    """A second well-kept client: llama-index's OpenAILike (chat, streaming, extra fields, errors)."""
+    openai_like = pytest.importorskip("llama_index.llms.openai_like")
+    from llama_index.core.llms import ChatMessage as LIMessage
+
+    llm = openai_like.OpenAILike(model="warden", api_base=f"{base_url}/v1", api_key="sekret", is_chat_model=True,
+                                 timeout=60, max_retries=0,
+                                 additional_kwargs={"user": "li-player", "extra_body": {"chapter": 2}})
+    ask = [LIMessage(role="user", content="What is the name of the gardener?")]
+    assert "Remei" in llm.chat(ask).message.content
+    assert "Remei" in "".join(r.delta or "" for r in llm.stream_chat(ask))
+    import openai
+
+    with pytest.raises(openai.NotFoundError):
+        openai_like.OpenAILike(model="nobody", api_base=f"{base_url}/v1", api_key="sekret", is_chat_model=True,
+                               max_retries=0).chat(ask)
