@@ -7,7 +7,7 @@
 - `GET /v1/npcs`, `GET /healthz`, `GET /openapi.json`.
 - `POST /v1/chat/completions` with `model` = NPC id, streaming included: existing OpenAI clients work unchanged.
   `user` names the player's session (its memory persists); without it the request is stateless and the history
-  is the request's own `messages`. `chapter` may be sent as an extra body field.
+  is the request's own `messages`. `chapter` and `state` (the game's state) may be sent as extra body fields.
 
 A bounded queue: at most `queue` requests wait or run; past that the server answers 429 at once, never hangs.
 Typed errors map to 4xx with the CLI's messages. Loopback by default; an optional bearer API key.
@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.dialogue import DialogueEngine, Reply
 from retrieval.errors import ConfigError, EternaError, InputError
+from retrieval.gates import State
 
 
 class SayRequest(BaseModel):
@@ -37,6 +39,8 @@ class SayRequest(BaseModel):
     text: str = Field(description="the player's line")
     session: str = Field("default", description="the player's session id (memory is per session and NPC)")
     chapter: int = Field(1, ge=1)
+    state: dict[str, Any] | None = Field(None, description="the game's state, a JSON object: lore whose `requires` "
+                                                           "it fails is hidden (docs/worlds.md)")
 
 
 class ChatMessage(BaseModel):
@@ -52,6 +56,7 @@ class ChatRequest(BaseModel):
     stream: bool = False
     user: str | None = None
     chapter: int = Field(1, ge=1)
+    state: dict[str, Any] | None = None
 
 
 class _Queue:
@@ -162,7 +167,7 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
     @app.post("/v1/npcs/{npc}/say", dependencies=[Depends(auth)])
     async def say(npc: str, body: SayRequest) -> dict:
         check_npc(npc)
-        reply = await run(engine.say, npc, body.text, session=body.session, chapter=body.chapter)
+        reply = await run(engine.say, npc, body.text, session=body.session, chapter=body.chapter, state=body.state)
         return reply.to_json()
 
     @app.post("/v1/npcs/{npc}/say/stream", dependencies=[Depends(auth)],
@@ -171,7 +176,9 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
     async def say_stream(npc: str, body: SayRequest) -> StreamingResponse:
         check_npc(npc)
         q.enter()  # before the response starts: a full queue is a 429, not a broken stream
-        items = start_stream(lambda: engine.stream(npc, body.text, session=body.session, chapter=body.chapter))
+        State.of(body.state)  # a bad state is a 422 before the stream starts
+        items = start_stream(lambda: engine.stream(npc, body.text, session=body.session, chapter=body.chapter,
+                                                   state=body.state))
 
         async def events() -> AsyncIterator[str]:
             async for it in items:
@@ -217,11 +224,12 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
 
     @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
     async def chat(body: ChatRequest):
+        State.of(body.state)  # a bad state is a 422 before any work (or a stream) starts
         text, session, remember = chat_turn(body)
         if not body.stream:
             try:
                 reply = await run(engine.say, body.model, text, session=session, chapter=body.chapter,
-                                  remember=remember)
+                                  state=body.state, remember=remember)
             finally:
                 if not remember:
                     engine.memory.forget(session)
@@ -236,7 +244,8 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
 
         def turn():
             try:
-                yield from engine.stream(body.model, text, session=session, chapter=body.chapter, remember=remember)
+                yield from engine.stream(body.model, text, session=session, chapter=body.chapter, state=body.state,
+                                         remember=remember)
             finally:
                 if not remember:
                     engine.memory.forget(session)
