@@ -101,9 +101,9 @@ class DialogueEngine:
     def say(self, npc: str, text: str, *, session: str = "default", chapter: int = 1, state: dict | None = None,
             use_adapter: bool = True, remember: bool = True, route: str | None = None) -> Reply:
         """One reply. `state`: the game's state, a JSON object (documents whose `requires` it fails are hidden, as
-        later chapters are; None: the empty state). `use_adapter=False` speaks with the bare base model (an A/B variant); `remember=False` leaves
-        the session's memory as it was; `route` forces a route instead of asking the router (fact: always
-        retrieve; style: never)."""
+        later chapters are; None: the empty state). `use_adapter=False` speaks with the bare base model (an A/B
+        variant); `remember=False` leaves the session's memory as it was; `route` forces a route instead of asking
+        the router (fact: always retrieve; style: never)."""
         for item in run(self, npc, text, session=session, chapter=chapter, use_adapter=use_adapter, keep=remember,
                         route_as=route, state=state):
             if isinstance(item, Reply):

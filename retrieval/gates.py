@@ -1,11 +1,11 @@
 """State gates: the `requires:` expression language of lore front matter, and the game state it is tested on.
 
-    gate = compile_gate("quest.ferry_paid and rep.compact >= 2 and not flags.tower_burned")
-    gate.test(State.of({"quest": {"ferry_paid": True}, "rep": {"compact": 3}}))   # True
+    gate = compile_gate("quest.toll_paid and rep.guild >= 2 and not flags.bridge_burned")
+    gate.test(State.of({"quest": {"toll_paid": True}, "rep": {"guild": 3}}))   # True
     gate.names                                                                     # the dotted names it reads
 
-The language: dotted names (`quest.ferry_paid`), `and`, `or`, `not`, parentheses, comparisons (`== != < <= > >=`,
-chained as in `1 <= rep.compact < 4`), `in` / `not in`, and literals: strings, numbers, `true` / `false` / `null`
+The language: dotted names (`quest.toll_paid`), `and`, `or`, `not`, parentheses, comparisons (`== != < <= > >=`,
+chained as in `1 <= rep.guild < 4`), `in` / `not in`, and literals: strings, numbers, `true` / `false` / `null`
 (or `True` / `False` / `None`), and a list of literals after `in`. It is parsed by Python's own parser (`ast`) and
 only a whitelist of node types is accepted; nothing is ever `eval`'d. Semantics, pinned:
 

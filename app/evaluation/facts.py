@@ -1,10 +1,11 @@
 """`eterna eval facts` and `eterna eval router`: the figures a world's team checks after every change.
 
 Fact items: JSONL lines {"npc", "question", "answers" (or "answer"), "chapter", "doc"}, optionally "state" (the game
-state when asking; none: the empty state); `chapter` is the player's chapter when asking. Whether an item should be answered is read from the index, not from the file: it is
-*in scope* when the doc's chapter is at most the player's and the NPC may see the doc; otherwise the right reply is
-"I do not know" (a spoiler item when the doc's chapter is later, an out-of-scope item when the NPC may not see it, a
-gated item when the doc's `requires` is false in the item's state).
+state when asking; none: the empty state); `chapter` is the player's chapter when asking. Whether an item should be
+answered is read from the index, not from the file: it is *in scope* when the doc's chapter is at most the player's
+and the NPC may see the doc; otherwise the right reply is "I do not know" (a spoiler item when the doc's chapter is
+later, an out-of-scope item when the NPC may not see it, a gated item when the doc's `requires` is false in the
+item's state).
 """
 
 from __future__ import annotations

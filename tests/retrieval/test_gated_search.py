@@ -22,18 +22,25 @@ def _num(v):
     return v if type(v) in (int, float) else None
 
 
-# each gated document, and its gate written again in plain Python: the oracle does not use retrieval/gates.py
+# each gated document, and its gate written again in plain Python: the oracle does not use retrieval/gates.py; each
+# text holds a name found nowhere else (a leak is that name where the gate is shut)
 GATED = {
     "amber-vault": ('carries.key == "amber"', lambda s: s.get("carries", {}).get("key") == "amber",
-                    "The amber vault behind the clock holds the seed of every orange tree in the garden."),
+                    "The amber vault behind the clock holds the seed of every orange tree, counted by Tomasa "
+                    "Verdún."),
     "guild-ledger": ("rep.guild >= 2 and not flags.burned",
-                     lambda s: (_num(s.get("rep", {}).get("guild")) or -1) >= 2 and not s.get("flags", {}).get("burned"),
-                     "The guild ledger lists the 12 binders who may enter the bindery after dark."),
+                     lambda s: (_num(s.get("rep", {}).get("guild")) or -1) >= 2
+                     and not s.get("flags", {}).get("burned"),
+                     "The guild ledger lists the 12 binders, led by Ximo Alcaraz, who may enter the bindery after "
+                     "dark."),
     "night-bell": ('time.of_day in ["dusk", "night"]', lambda s: s.get("time", {}).get("of_day") in ("dusk", "night"),
-                   "At night the lantern bell of the tower rings nine times for the watch."),
+                   "At night the lantern bell of the tower rings nine times for the watchman Pau Querol."),
     "oath": ("quest.oath", lambda s: s.get("quest", {}).get("oath") not in (None, False, 0, ""),
-             "Readers who swore the oath of the candle meet under the orange tree at the new moon."),
+             "Readers who swore the oath of the candle meet at the new moon with Brígida Llull."),
 }
+
+
+SECRETS = {"amber-vault": "Verdún", "guild-ledger": "Alcaraz", "night-bell": "Querol", "oath": "Llull"}
 
 
 def gated_lore() -> dict[str, str]:

@@ -121,7 +121,8 @@ def render(expr, spell) -> str:
 
 # -- strategies -----------------------------------------------------------------------------------------------------
 
-leaf = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(-3, 3, allow_nan=False).map(lambda f: round(f, 1)),
+leaf = st.one_of(st.none(), st.booleans(), st.integers(-3, 3),
+                 st.floats(-3, 3, allow_nan=False).map(lambda f: round(f, 1)),
                  st.sampled_from(["", "x", "xy", "y", "amber", "night"]))
 literal = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([0.5, -1.5, 2.0]),
                     st.sampled_from(["", "x", "xy", "y", "amber", "night"]))
@@ -159,20 +160,20 @@ def test_gates_agree_with_an_independent_evaluator(expr, state, lower):
 
 
 def test_the_pinned_semantics():
-    s = State.of({"quest": {"ferry_paid": True}, "rep": {"compact": 3, "name": "x"}, "flags": {}, "inv": {"lamp": 1}})
+    s = State.of({"quest": {"toll_paid": True}, "rep": {"guild": 3, "name": "x"}, "flags": {}, "inv": {"lamp": 1}})
     holds = lambda src: compile_gate(src).test(s)  # noqa: E731
-    assert holds("quest.ferry_paid and rep.compact >= 2 and not flags.tower_burned")
+    assert holds("quest.toll_paid and rep.guild >= 2 and not flags.bridge_burned")
     assert not holds("missing") and holds("not missing")  # a missing name is null; bare null false
     assert not holds("missing == null") and not holds("missing != 1") and not holds("missing in [1]")
     assert not holds("missing not in [1]")  # any comparison with null is false
-    assert not holds("rep.compact == \"3\"") and not holds("rep.compact != \"3\"")  # across types: false
-    assert not holds("quest.ferry_paid == 1") and not holds("rep.name < 5")
-    assert holds("1 <= rep.compact < 4") and not holds("3 < rep.compact < 4")
+    assert not holds("rep.guild == \"3\"") and not holds("rep.guild != \"3\"")  # across types: false
+    assert not holds("quest.toll_paid == 1") and not holds("rep.name < 5")
+    assert holds("1 <= rep.guild < 4") and not holds("3 < rep.guild < 4")
     assert holds("\"lamp\" in inv") and not holds("\"rope\" in inv") and holds("\"x\" in rep.name")
-    assert holds("rep.compact in [1, 2, 3]") and not holds("rep.compact in [\"3\"]")
-    assert not holds("quest.ferry_paid.deeper")  # under a non-object: null
+    assert holds("rep.guild in [1, 2, 3]") and not holds("rep.guild in [\"3\"]")
+    assert not holds("quest.toll_paid.deeper")  # under a non-object: null
     assert compile_gate("a.b and c or not d").names == {"a.b", "c", "d"}
-    assert not compile_gate("quest.ferry_paid").test(None) and compile_gate("not x").test(EMPTY)
+    assert not compile_gate("quest.toll_paid").test(None) and compile_gate("not x").test(EMPTY)
 
 
 @pytest.mark.parametrize("source", [
@@ -227,12 +228,12 @@ def test_a_state_is_frozen_and_hashable_by_its_content():
 
 
 def test_problems_warn_on_unknown_names_and_comparisons_across_types():
-    schema = {"rep.compact": "number", "quest.done": "bool", "inv.lamp": "number", "time.watch": "string"}
-    gate = compile_gate("rep.compact >= \"2\" and quest.done and rep.other and \"lamp\" in inv and "
+    schema = {"rep.guild": "number", "quest.done": "bool", "inv.lamp": "number", "time.watch": "string"}
+    gate = compile_gate("rep.guild >= \"2\" and quest.done and rep.other and \"lamp\" in inv and "
                         "time.watch in [\"dark\", 3] and 1 == \"1\"")
     problems = gate.problems(schema)
     assert any("'rep.other' is not in the world's state schema" in p for p in problems)
-    assert any("rep.compact >= \"2\"" in p and "number with string" in p for p in problems)
+    assert any("rep.guild >= \"2\"" in p and "number with string" in p for p in problems)
     assert any("1 == \"1\"" in p for p in problems)
     assert not any("inv" in p for p in problems)  # a prefix of declared names is an object
     assert not any("time.watch" in p for p in problems)  # one list member of its type is enough
