@@ -166,3 +166,22 @@ def test_the_server_and_eval_facts_carry_the_state(engine):
     assert report["n_gated"] == 1 and report["idk_gated"] == 1.0 and report["gate_leaks"] == 0
     assert report["contains_gold"] == 1.0 and [r["gated"] for r in report["items"]] == [True, False]
     assert State.of(items[1]["state"]).get("quest.oath") is True
+
+
+def test_validate_warns_on_names_the_state_schema_lacks_and_types_that_never_compare(tmp_path):
+    from pydantic import ValidationError
+
+    from app.config import WorldConfig
+    from app.validate import gate_warnings
+    from retrieval.corpus import load_corpus
+
+    docs = load_corpus(write_corpus(tmp_path / "lore", gated_lore()))
+    schema = WorldConfig(state={"carries": {"key": "string"}, "rep.guild": "string", "flags": {"burned": "bool"},
+                                "time": {"of_day": "string"}}).state
+    assert schema["rep.guild"] == "string" and schema["carries.key"] == "string"
+    warnings = gate_warnings(docs, schema)
+    assert any("oath.md:6" in w and "'quest.oath' is not in the world's state schema" in w for w in warnings)
+    assert any("guild-ledger.md:6" in w and "compares string with number" in w for w in warnings)
+    assert len(warnings) == 2 and gate_warnings(docs, None) == []  # no schema: nothing to warn about here
+    with pytest.raises(ValidationError, match="not one of bool, number, string, object"):
+        WorldConfig(state={"rep": {"guild": "integer"}})
