@@ -355,7 +355,9 @@ class State(Mapping):
         return hash(self._key)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, State) and other._key == self._key
+        if isinstance(other, State):
+            return other._key == self._key
+        return isinstance(other, Mapping) and self._data == other
 
     def __repr__(self) -> str:
         return f"State({self._key})"
