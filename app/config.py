@@ -12,6 +12,8 @@ import yaml
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrieval.errors import AdapterError, ConfigError, UnknownNpcError, yaml_error_message
+from retrieval.gates import TYPES as GATE_TYPES
+from retrieval.gates import State
 from retrieval.types import Scope
 
 # Built-in roles are neutral: a world says what its own kinds of speaker are (world.roles), e.g. a book that lives
@@ -122,6 +124,32 @@ class WorldConfig(_Strict):
     idk: str = Field("I do not know.", min_length=1, description="default in-character 'I do not know' line")
     deflect: str = Field("I do not follow you. Ask me of this place and its people instead.", min_length=1,
                          description="in-character line for a turn that tries to break the character or the fiction")
+    state: dict[str, str] | None = Field(
+        None, description="the game state's names and types (bool, number, string, object), dotted or nested: "
+                          "`eterna validate` warns on names a lore `requires` uses that are not declared here")
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _state(cls, v):
+        if v is None:
+            return v
+        if not isinstance(v, dict):
+            raise ValueError("state must map names to types (bool, number, string, object)")
+        flat: dict[str, str] = {}
+
+        def walk(prefix: str, node: dict) -> None:
+            for k, t in node.items():
+                name = f"{prefix}{k}"
+                if not isinstance(k, str) or not all(p.isidentifier() for p in name.split(".")):
+                    raise ValueError(f"state name {name!r} is not a dotted name (letters, digits, _)")
+                if isinstance(t, dict):
+                    walk(name + ".", t)
+                elif t not in GATE_TYPES:
+                    raise ValueError(f"state.{name}: type {t!r} is not one of {', '.join(GATE_TYPES)}")
+                else:
+                    flat[name] = t
+        walk("", v)
+        return flat
 
     @field_validator("kinds")
     @classmethod
@@ -388,9 +416,10 @@ class NpcSpec(_Strict):
         return None if self.knows == "all" else frozenset(self.knows)
 
     def scope(self, chapter: int | None = None, state: object = None) -> Scope:
-        """What this character may know, up to `chapter` (None: every chapter). `state`, the game's state, is
-        opaque and not read yet (a later issue lets it widen or narrow the scope)."""
-        return Scope(npc=self.id, kinds=self.kinds(), chapter=chapter)
+        """What this character may know, up to `chapter` (None: every chapter), in the game's `state` (a JSON
+        object, checked by `State.of`; None: no state gate, as for every chapter: a turn always passes one)."""
+        return Scope(npc=self.id, kinds=self.kinds(), chapter=chapter,
+                     state=None if state is None else State.of(state))
 
 
 class Cast(_Strict):

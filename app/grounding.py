@@ -268,7 +268,7 @@ class GroundingPolicy:
     def evidence(self, spec: NpcSpec, text: str, qvec, chapter: int, unfiltered: list, index: LoreIndex,
                  state: object = None) -> list[Evidence]:
         """Scoped retrieval, then evidence selection; empty when the character must say it does not know.
-        `state`: the game's state, passed on to the character's scope (opaque)."""
+        `state`: the game's state; documents whose `requires` it fails are filtered inside the search."""
         g = self.config.grounding
         r = self.config.retrieval
         found = self.retriever.search(index, text, qvec, r.k, spec.scope(chapter, state))

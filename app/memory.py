@@ -11,6 +11,10 @@ database file, `app/stores/sqlite.py`) or `redis` (many servers, `app/stores/red
 only when named, so importing this module needs neither. Another store is one class registered with
 `register_store`. A store that cannot be reached raises `StoreUnavailableError` (the server answers 503).
 
+Each exchange records the lore documents it drew on (`docs`: its evidence, and what the exchanges in its prompt drew
+on); `recall` leaves out of the prompt the exchanges, and the summary lines, that drew on a document the caller
+says is hidden this turn (a state gate shut again). Records without `docs` (older files) drew on nothing.
+
 RAM holds at most `live_sessions` sessions, so a server's memory stays flat however many players come and go: past
 that, the least recently used session is dropped from RAM. One with a file is read back from it when its player
 returns; one without a file (no sessions folder) starts afresh.
@@ -190,10 +194,10 @@ class SessionMemory:
         """How many sessions are held in RAM."""
         return len(self._live)
 
-    def _remember(self, session: str, npc: str, user: str, reply: str) -> None:
+    def _remember(self, session: str, npc: str, user: str, reply: str, docs=()) -> None:
         self._live.setdefault(session, set()).add(npc)
         recent = self._recent[(session, npc)]
-        recent.append((user, reply))
+        recent.append((user, reply, frozenset(docs)))
         if len(recent) > max(self.turns, 1):
             older = self._older[(session, npc)]
             for _ in range(self.summarise_every):
@@ -212,7 +216,8 @@ class SessionMemory:
             records, self._offset[session] = self.sessions.read(session, 0)
         for rec in records:
             try:
-                self._remember(session, rec["npc"], rec["user"], rec["reply"])
+                self._remember(session, rec["npc"], rec["user"], rec["reply"],
+                               rec["docs"] if isinstance(rec.get("docs"), list) else ())
             except (KeyError, TypeError):
                 continue  # a malformed record is skipped, never fatal
 
@@ -221,14 +226,26 @@ class SessionMemory:
 
     def context(self, session: str, npc: str) -> tuple[list[tuple[str, str]], str]:
         """(recent exchanges, oldest first; a summary of the older ones, or "")."""
+        recent, summary, _docs, _hidden = self.recall(session, npc)
+        return recent, summary
+
+    def recall(self, session: str, npc: str, hidden=frozenset()) -> tuple[list[tuple[str, str]], str, frozenset,
+                                                                          int]:
+        """(recent exchanges, oldest first; a summary of the older ones, or ""; the documents those drew on; how
+        many exchanges were left out), leaving out every exchange that drew on a document in `hidden`."""
         if self.turns == 0:
-            return [], ""
+            return [], "", frozenset(), 0
         with self._lock:
             self._touch(session)
             self._sync(session)
             recent = list(self._recent.get((session, npc), ()))
             older = list(self._older.get((session, npc), ()))
-        return recent, self._summarise(older)
+        kept = [x for x in recent if not x[2] & hidden]
+        older_kept = [x for x in older if not x[2] & hidden]
+        summary = self._summarise(older_kept)
+        docs = frozenset().union(*(x[2] for x in kept), *(x[2] for x in older_kept if summary))
+        return ([(u, r) for u, r, _ in kept], summary, docs,
+                len(recent) - len(kept) + len(older) - len(older_kept))
 
     def _summarise(self, older: list[tuple[str, str]]) -> str:
         """Extractive and cheap: what the player said earlier, newest kept first within the budget."""
@@ -236,7 +253,7 @@ class SessionMemory:
             return ""
         parts: list[str] = []
         used = 0
-        for user, _reply in reversed(older):
+        for user, _reply, _docs in reversed(older):
             if self._flagged(user):
                 continue
             m = _FIRST_SENTENCE.match(user)
@@ -262,12 +279,16 @@ class SessionMemory:
         with self._lock:
             self._drop(session)
 
-    def add(self, session: str, npc: str, user: str, reply: str) -> None:
+    def add(self, session: str, npc: str, user: str, reply: str, docs=()) -> None:
+        """Remember one exchange; `docs`: the lore documents it drew on."""
         with self._lock:
             self._touch(session)
             if self.sessions is None:
-                self._remember(session, npc, user, reply)
+                self._remember(session, npc, user, reply, docs)
                 return
             self._sync(session)  # others' turns first
-            self.sessions.append(session, {"npc": npc, "user": user, "reply": reply})
+            record = {"npc": npc, "user": user, "reply": reply}
+            if docs:
+                record["docs"] = sorted(docs)
+            self.sessions.append(session, record)
             self._sync(session)  # ours, in the store's order

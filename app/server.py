@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -32,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.dialogue import DialogueEngine, Reply
 from retrieval.errors import ConfigError, EternaError, InputError
+from retrieval.gates import State
 
 
 class SayRequest(BaseModel):
@@ -39,7 +41,8 @@ class SayRequest(BaseModel):
     text: str = Field(description="the player's line")
     session: str = Field("default", description="the player's session id (memory is per session and NPC)")
     chapter: int = Field(1, ge=1)
-    state: dict | None = Field(None, description="the game's state, passed to the character's scope (opaque)")
+    state: dict[str, Any] | None = Field(None, description="the game's state, a JSON object: lore whose `requires` "
+                                                           "it fails is hidden (docs/worlds.md)")
 
 
 class ChatMessage(BaseModel):
@@ -55,7 +58,7 @@ class ChatRequest(BaseModel):
     stream: bool = False
     user: str | None = None
     chapter: int = Field(1, ge=1)
-    state: dict | None = None
+    state: dict[str, Any] | None = None
 
 
 class _Queue:
@@ -213,8 +216,7 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
     @app.post("/v1/npcs/{npc}/say", dependencies=[Depends(auth)])
     async def say(npc: str, body: SayRequest) -> dict:
         check_npc(npc)
-        reply = await run(engine.say, npc, body.text, session=body.session, chapter=body.chapter,
-                            state=body.state)
+        reply = await run(engine.say, npc, body.text, session=body.session, chapter=body.chapter, state=body.state)
         return reply.to_json()
 
     @app.post("/v1/npcs/{npc}/say/stream", dependencies=[Depends(auth)],
@@ -223,6 +225,7 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
     async def say_stream(npc: str, body: SayRequest) -> StreamingResponse:
         check_npc(npc)
         q.enter()  # before the response starts: a full queue is a 429, not a broken stream
+        State.of(body.state)  # a bad state is a 422 before the stream starts
         items = await first_ok(start_stream(lambda: engine.stream(npc, body.text, session=body.session,
                                                                   chapter=body.chapter, state=body.state)))
 
@@ -270,6 +273,7 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
 
     @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
     async def chat(body: ChatRequest):
+        State.of(body.state)  # a bad state is a 422 before any work (or a stream) starts
         text, session, remember = chat_turn(body)
         if not body.stream:
             try:
@@ -289,8 +293,8 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
 
         def turn():
             try:
-                yield from engine.stream(body.model, text, session=session, chapter=body.chapter,
-                                         state=body.state, remember=remember)
+                yield from engine.stream(body.model, text, session=session, chapter=body.chapter, state=body.state,
+                                         remember=remember)
             finally:
                 if not remember:
                     engine.memory.forget(session)

@@ -18,6 +18,8 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from app.grounding import GroundingPolicy
 from app.guard import SentenceGate, check_turn, injection_flags, output_flag
 from app.prompt import build_messages, prompt_heads
@@ -25,6 +27,7 @@ from app.router import LABELS as ROUTES
 from app.router import Route, lore_match
 from app.runtime import Decoding, Generation
 from retrieval.errors import InputError
+from retrieval.gates import EMPTY, State
 
 if TYPE_CHECKING:
     from app.config import NpcSpec
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from app.grounding import Evidence
     from app.runtime import GenerationBackend
     from retrieval.index import LoreIndex
+    from retrieval.types import Scope
 
 
 @dataclass
@@ -56,7 +60,7 @@ class Reply:
 
 @dataclass
 class Turn:
-    """What one turn knows, stage by stage. `state` is the game's state, carried untouched (opaque here)."""
+    """What one turn knows, stage by stage."""
 
     npc: NpcSpec
     text: str  # the player's line, cleaned by the guard
@@ -64,7 +68,7 @@ class Turn:
     session: str
     index: LoreIndex  # the index generation of the whole turn
     policy: GroundingPolicy  # the grounding policy over that generation
-    state: object = None
+    state: State = EMPTY  # the game's state (validated); documents whose `requires` it fails are hidden
     flags: list[str] = field(default_factory=list)  # the guard's (and the output guard's) flags
     use_adapter: bool = True
     forced: str | None = None  # a route the caller forces instead of asking the router
@@ -86,6 +90,7 @@ class Turn:
     tokens: dict = field(default_factory=dict)
     spoke: str | None = None  # the adapter of this turn's generation, if one ran with an adapter
     context: dict = field(default_factory=dict)
+    drew_on: frozenset[str] = frozenset()  # documents the remembered exchanges in the prompt drew on
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     clock: float = 0.0  # when the last timed step ended
@@ -113,6 +118,7 @@ def guard(engine: DialogueEngine, npc: str, text: object, *, session: object = "
     started = time.perf_counter()
     spec, text, chapter, session = check_turn(engine.cast, engine.config.guard.max_input_chars, npc, text, chapter,
                                               session, engine.generator.special_tokens)
+    state = State.of(state)  # not an object, too deep, too large: an InputError naming `state`
     flags = injection_flags(text)
     engine.refresh_index()
     index, selector = engine.index, engine.selector  # one generation for the whole turn
@@ -164,7 +170,10 @@ def compose(engine: DialogueEngine, turn: Turn) -> None:
         turn.timings.update(prompt_ms=0.0, generate_ms=0.0)
         turn.context.update(facts=[e.chunk for e in turn.evidence], turns=0, summary=False, prompt_tokens=0)
         return
-    history, summary = engine.memory.context(turn.session, spec.id)
+    # exchanges that drew on a document hidden this turn (its gate shut again) stay out of the prompt
+    hidden = hidden_docs(turn.index, spec.scope(turn.chapter, turn.state))
+    history, summary, turn.drew_on, left_out = engine.memory.recall(turn.session, spec.id, hidden)
+    turn.context["memory_hidden"] = left_out
     turn.backend = engine.npc_backend(spec, turn.use_adapter)
     turn.head, turn.instructions = prompt_heads(spec, label, config.world, config.prompts, bool(turn.flags))
     report: dict = {}
@@ -243,7 +252,14 @@ def check(engine: DialogueEngine, turn: Turn) -> str | None:
 
 def remember(engine: DialogueEngine, turn: Turn) -> None:
     """The line and the reply join the session's memory of this character."""
-    engine.memory.add(turn.session, turn.npc.id, turn.text, turn.output)
+    engine.memory.add(turn.session, turn.npc.id, turn.text, turn.output,
+                      docs={e.doc for e in turn.evidence} | turn.drew_on)
+
+
+def hidden_docs(index: LoreIndex, scope: Scope) -> frozenset[str]:
+    """The documents of the index that `scope` does not allow (other characters', later chapters', shut gates)."""
+    mask = index.allowed_mask(scope)
+    return frozenset() if mask is None else frozenset(index.chunks[i].doc for i in np.flatnonzero(~mask))
 
 
 def reply(turn: Turn) -> Reply:

@@ -18,6 +18,7 @@ from app.router import LABELS, load_router_items, load_seeds
 from retrieval.corpus import load_corpus
 from retrieval.errors import AdapterError, CorpusError
 from retrieval.fileio import read_jsonl
+from retrieval.gates import State, compile_gate
 from tuning.base import model_fingerprint, prepared_checkpoint
 from tuning.facts import FactLinter
 from tuning.gate import GateReport, gate_file
@@ -76,9 +77,23 @@ def adapter_problems(cfg: EternaConfig, cast: Cast, fingerprint: str | None = No
     return out
 
 
+def gate_warnings(docs, schema: dict[str, str] | None) -> list[str]:
+    """`path:line: requires ...: problem` for each lore `requires` that compares across types (always false) or,
+    when the world declares a `state:` schema, reads a name the schema lacks (a warning: states grow)."""
+    out = []
+    for d in docs:
+        if d.requires is None:
+            continue
+        lines = Path(d.path).read_text(encoding="utf-8").splitlines()
+        line = next((i + 1 for i, t in enumerate(lines) if t.lstrip().startswith("requires:")), 1)
+        out += [f"warning: {d.path}:{line}: requires {d.requires!r}: {p}"
+                for p in compile_gate(d.requires).problems(schema)]
+    return out
+
+
 def validate_facts(path: Path, docs: dict, cast: Cast) -> dict:
     """Each item's doc exists, its answers occur in the doc, its npc exists. Counts in-scope and other items."""
-    counts = {"in_scope": 0, "spoiler": 0, "out_of_scope": 0}
+    counts = {"in_scope": 0, "spoiler": 0, "out_of_scope": 0, "gated": 0}
     for it in load_fact_items(path):
         where = f"{path}:{it['line']}"
         doc = docs.get(it["doc"])
@@ -90,6 +105,8 @@ def validate_facts(path: Path, docs: dict, cast: Cast) -> dict:
         npc = cast.get(it["npc"])
         if doc.chapter > it["chapter"]:
             counts["spoiler"] += 1
+        elif not npc.scope(state=State.of(it.get("state"))).allows(doc) and npc.scope().allows(doc):
+            counts["gated"] += 1
         elif not npc.scope().allows(doc):  # a Document has a chunk's visibility fields
             counts["out_of_scope"] += 1
         else:
@@ -111,6 +128,8 @@ def validate_project(cfg: EternaConfig, tokenizer=None, reports: list[GateReport
     report["lore_documents"] = len(docs)
     report["lore_chapters"] = {c: sum(d.chapter == c for d in docs.values()) for c in sorted(
         {d.chapter for d in docs.values()})}
+    report["lore_gated"] = sum(d.requires is not None for d in docs.values())
+    report["gate_warnings"] = gate_warnings(docs.values(), cfg.world.state)
     used = {d.kind for d in docs.values()}
     for i, n in enumerate(cast.npcs):
         if isinstance(n.knows, list) and not set(n.knows) & used:
@@ -137,8 +156,8 @@ def validate_project(cfg: EternaConfig, tokenizer=None, reports: list[GateReport
     report["data"] = data_section(gates)
     ev = cfg.paths.eval
     if ev is not None and ev.is_dir():
-        totals = {"in_scope": 0, "spoiler": 0, "out_of_scope": 0}
-        for p in sorted(ev.glob("facts*.jsonl")):
+        totals = {"in_scope": 0, "spoiler": 0, "out_of_scope": 0, "gated": 0}
+        for p in sorted([*ev.glob("facts*.jsonl"), *ev.glob("gated*.jsonl")]):
             for k, v in validate_facts(p, docs, cast).items():
                 totals[k] += v
         report["eval_facts"] = totals

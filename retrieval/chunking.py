@@ -92,6 +92,6 @@ def chunk_document(doc: Document, max_words: int = 120, overlap_words: int = 25)
         for text in packed:
             n = len(chunks)
             chunk = Chunk(id=f"{doc.id}#{n}", doc=doc.id, title=doc.title, kind=doc.kind, npc_scope=doc.npc_scope,
-                          chapter=doc.chapter, heading=heading, text=text, hash="")
+                          chapter=doc.chapter, heading=heading, text=text, hash="", requires=doc.requires)
             chunks.append(Chunk(**{**chunk.__dict__, "hash": sha256_bytes(chunk.embed_text().encode())[:16]}))
     return chunks

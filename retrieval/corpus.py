@@ -1,4 +1,5 @@
-"""Loading lore: markdown files with YAML front matter (title, kind, npc_scope, chapter), strictly validated."""
+"""Loading lore: markdown files with YAML front matter (title, kind, npc_scope, chapter; optionally `requires`, a
+state gate in the language of retrieval/gates.py), strictly validated."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 import yaml
 
 from retrieval.errors import CorpusError, yaml_error_message
+from retrieval.gates import GateError, compile_gate
 from retrieval.types import Document
 
 FRONT_KEYS = ("title", "kind", "npc_scope", "chapter")
+OPTIONAL_KEYS = ("requires",)
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_DOC_BYTES = 5 * 1024 * 1024  # one lore file; bigger ones are almost always a mistake (a dump, a binary)
 
@@ -61,10 +64,10 @@ def parse_document(path: Path, text: str | None = None, kinds: Sequence[str] | N
                 return f"{path}:{i + 1}"
         return f"{path}:1"
 
-    unknown = sorted(set(meta) - set(FRONT_KEYS))
+    unknown = sorted(set(meta) - set(FRONT_KEYS) - set(OPTIONAL_KEYS))
     if unknown:
         raise CorpusError(f"{where(unknown[0])}: unknown front-matter key {unknown[0]!r}; "
-                          f"allowed keys are {', '.join(FRONT_KEYS)}")
+                          f"allowed keys are {', '.join(FRONT_KEYS + OPTIONAL_KEYS)}")
     missing = [k for k in FRONT_KEYS if k not in meta]
     if missing:
         raise CorpusError(f"{path}:1: front matter lacks {', '.join(missing)}")
@@ -88,11 +91,22 @@ def parse_document(path: Path, text: str | None = None, kinds: Sequence[str] | N
     chapter = meta["chapter"]
     if isinstance(chapter, bool) or not isinstance(chapter, int) or chapter < 1:
         raise CorpusError(f"{where('chapter')}: chapter must be a positive integer, got {chapter!r}")
+    requires = meta.get("requires")
+    if requires is not None:
+        if not isinstance(requires, str):
+            raise CorpusError(f"{where('requires')}: requires must be an expression in quotes, such as "
+                              f"\"quest.done and rep.guild >= 2\", got {requires!r}")
+        try:
+            compile_gate(requires)
+        except GateError as e:
+            raise CorpusError(f"{where('requires')}: requires {requires!r}: {e} (docs/worlds.md, "
+                              "\"State-gated lore\")") from None
+        requires = requires.strip()
     body = "\n".join(lines[end + 1:]).strip()
     if not body:
         raise CorpusError(f"{path}:{end + 2}: document has no text after the front matter")
     return Document(id=path.stem, title=title.strip(), kind=kind, npc_scope=npc_scope, chapter=chapter,
-                    body=body, path=str(path))
+                    body=body, path=str(path), requires=requires)
 
 
 def load_corpus(root: Path, kinds: Sequence[str] | None = None,

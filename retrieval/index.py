@@ -26,6 +26,7 @@ import numpy as np
 
 from retrieval.embeddings import Embedder
 from retrieval.errors import IndexMismatchError, IndexMissingError
+from retrieval.gates import compile_gate
 from retrieval.integrity import (
     check_generation_name,
     check_manifest,
@@ -89,13 +90,17 @@ class LoreIndex:
         self._kind_code = {k: i for i, k in enumerate(kinds)}
         self._kind = np.array([self._kind_code[c.kind] for c in chunks], dtype=np.int64)  # (N,)
         self._scoped = np.array([c.npc_scope is not None for c in chunks], dtype=bool)  # (N,)
+        # state gates: each distinct `requires` compiled once, with the rows it gates
+        self._gated = {compile_gate(r): np.array([i for i, c in enumerate(chunks) if c.requires == r])
+                       for r in sorted({c.requires for c in chunks if c.requires is not None})}
         self._masks: dict[Scope, tuple[np.ndarray, np.ndarray, object]] = {}
         self._lock = threading.Lock()
 
     def _filter(self, scope: Scope | None) -> tuple[np.ndarray, np.ndarray, object] | None:
         """(mask (N,) bool, allowed row ids, FAISS selector) of a scope, cached per scope; None when it filters
         nothing."""
-        if scope is None or (scope.npc is None and scope.chapter is None):
+        gates = scope is not None and scope.state is not None and bool(self._gated)
+        if scope is None or (scope.npc is None and scope.chapter is None and not gates):
             return None
         cached = self._masks.get(scope)
         if cached is not None:
@@ -112,13 +117,17 @@ class LoreIndex:
                 codes = [self._kind_code[k] for k in scope.kinds if k in self._kind_code]
                 open_ = ~self._scoped & np.isin(self._kind, codes)
             mask &= named | open_
+        if gates:  # a document whose gate is shut in this state is out, as a later chapter is
+            for gate, rows in self._gated.items():
+                if not gate.test(scope.state):
+                    mask[rows] = False
         allowed = np.flatnonzero(mask).astype(np.int64)
         bitmap = np.packbits(mask, bitorder="little")
         sel = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bitmap))
         sel.bitmap_ref = bitmap  # keep the bits alive as long as the selector
         out = (mask, allowed, sel)
         with self._lock:
-            if len(self._masks) > 256:  # scopes are few (NPC x chapter); bound the cache anyway
+            if len(self._masks) > 256:  # scopes are few (NPC x chapter x the states in play); bound it
                 self._masks.clear()
             self._masks[scope] = out
         return out
@@ -310,7 +319,10 @@ def write_generation(path: Path, chunks: list[Chunk], vectors: np.ndarray, manif
         LexicalIndex.build([f"{c.title} {c.text}" for c in chunks]).save(path / "bm25")
     with (path / "chunks.jsonl").open("w", encoding="utf-8") as f:
         for c in chunks:
-            f.write(json.dumps(asdict(c), ensure_ascii=False) + "\n")
+            row = asdict(c)
+            if row["requires"] is None:  # ungated chunks keep the record older readers know
+                del row["requires"]
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
     manifest = {**manifest, "format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "faiss": {**info, "version": faiss.__version__, "ntotal": index.ntotal}}
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True) + "\n",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from retrieval.gates import State, gate_open
+
 
 @dataclass(frozen=True)
 class Document:
@@ -16,6 +18,7 @@ class Document:
     chapter: int
     body: str
     path: str
+    requires: str | None = None  # a state gate (retrieval.gates): visible only while it holds
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Chunk:
     heading: str
     text: str
     hash: str  # sha256 of the embedded text: reuse key for incremental rebuilds
+    requires: str | None = None  # the document's state gate (retrieval.gates), None: none
 
     def embed_text(self) -> str:
         head = f"{self.title}: {self.heading}" if self.heading and self.heading != self.title else self.title
@@ -39,14 +43,18 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Scope:
-    """Who is asking and how far they are in the story. `kinds=None` means every kind."""
+    """Who is asking, how far they are in the story, and the game's state. `kinds=None` means every kind;
+    `state=None` gates nothing (a `State`, even an empty one, closes every document whose `requires` is false)."""
 
     npc: str | None = None
     kinds: frozenset[str] | None = None
     chapter: int | None = None
+    state: State | None = None
 
     def allows(self, chunk: Chunk | Document) -> bool:
         if self.chapter is not None and chunk.chapter > self.chapter:
+            return False
+        if not gate_open(chunk.requires, self.state):
             return False
         if self.npc is None:
             return True

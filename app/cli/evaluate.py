@@ -12,7 +12,7 @@ from retrieval.errors import EternaError
 def register(sub) -> None:
     ev = sub.add_parser("eval", help="measure a world's figures").add_subparsers(dest="sub", required=True)
     sp = ev.add_parser("facts", help="fact questions: gold answer in the reply, spoilers, 'I do not know'")
-    sp.add_argument("--file", required=True, help='JSONL {"npc", "question", "answers", "chapter", "doc"}')
+    sp.add_argument("--file", required=True, help='JSONL {"npc", "question", "answers", "chapter", "doc"} (+ "state")')
     sp.add_argument("--limit", type=int, default=0, help="first N items only")
     sp.add_argument("--items", action="store_true", help="include every item's reply in the JSON report")
     add_flags(sp, npcs=True, index=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from app.cli.common import add_backend_flag, add_flags, emit, load_config, make_engine
 from retrieval.errors import EternaError
+from retrieval.gates import State
 
 
 def _no_adapters_flag(sp) -> None:
@@ -15,14 +16,29 @@ def _no_adapters_flag(sp) -> None:
                     help="load none of the cast's adapters: the base model speaks for everyone")
 
 
+def _state_flag(sp) -> None:
+    sp.add_argument("--state", type=_json_state, default=None, metavar="JSON",
+                    help='the game state, a JSON object such as \'{"quest": {"done": true}}\' (lore `requires`)')
+
+
+def _json_state(text: str) -> dict:
+    import argparse
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"--state is not JSON ({e.msg} at column {e.colno})") from None
+
+
 def register(sub) -> None:
     sp = sub.add_parser("say", help="one NPC reply (or a batch with --file)")
     add_backend_flag(sp)
     sp.add_argument("text", nargs="?")
     sp.add_argument("--npc")
-    sp.add_argument("--file", help="JSONL lines {npc, text, chapter, session}; one reply per line")
+    sp.add_argument("--file", help="JSONL lines {npc, text, chapter, session, state}; one reply per line")
     sp.add_argument("--chapter", type=int, default=1)
     sp.add_argument("--session", default="default")
+    _state_flag(sp)
     add_flags(sp, npcs=True, index=True)
     _no_adapters_flag(sp)
     sp.set_defaults(fn=cmd_say)
@@ -32,6 +48,7 @@ def register(sub) -> None:
     sp.add_argument("--npc", required=True)
     sp.add_argument("--chapter", type=int, default=1)
     sp.add_argument("--session", default="chat")
+    _state_flag(sp)
     add_flags(sp, json_flag=False, npcs=True, index=True)
     _no_adapters_flag(sp)
     sp.set_defaults(fn=cmd_chat)
@@ -58,8 +75,9 @@ def cmd_say(args) -> int:
     cfg = load_config(args)  # fail fast on bad input, before any model is loaded
     check_turn(Cast.load(cfg.paths.npcs, cfg.world), cfg.guard.max_input_chars, args.npc, args.text, args.chapter,
                args.session)
+    State.of(args.state, "--state")
     engine = make_engine(args, cfg)
-    reply = engine.say(args.npc, args.text, session=args.session, chapter=args.chapter)
+    reply = engine.say(args.npc, args.text, session=args.session, chapter=args.chapter, state=args.state)
     out = reply.to_json()
     srcs = ", ".join(s["chunk"] for s in reply.sources) or "none"
     emit(args, out, f"{reply.npc} [{reply.route}] [{voice_label(reply)}]: {reply.text}\n  sources: {srcs}\n"
@@ -87,11 +105,12 @@ def _say_batch(args) -> int:
                     raise EternaError(f"invalid JSON ({e.msg} at column {e.colno})") from None
                 if not isinstance(req, dict) or "npc" not in req or "text" not in req:
                     raise EternaError("each line needs at least 'npc' and 'text'")
-                unknown = set(req) - {"npc", "text", "chapter", "session"}
+                unknown = set(req) - {"npc", "text", "chapter", "session", "state"}
                 if unknown:
-                    raise EternaError(f"unknown field {sorted(unknown)[0]!r}; allowed: npc, text, chapter, session")
+                    raise EternaError(f"unknown field {sorted(unknown)[0]!r}; allowed: npc, text, chapter, session, "
+                                      "state")
                 reply = engine.say(req["npc"], req["text"], session=req.get("session", args.session),
-                                   chapter=req.get("chapter", args.chapter))
+                                   chapter=req.get("chapter", args.chapter), state=req.get("state", args.state))
                 out = {"line": lineno, **reply.to_json()}
                 text = f"{reply.npc} [{reply.route}] [{voice_label(reply)}]: {reply.text}"
             except EternaError as e:
@@ -128,7 +147,7 @@ def cmd_chat(args) -> int:
         print(f"{npc.name}> ", end="", flush=True)
         shown = ""
         try:
-            for item in engine.stream(npc.id, line, session=args.session, chapter=args.chapter):
+            for item in engine.stream(npc.id, line, session=args.session, chapter=args.chapter, state=args.state):
                 if isinstance(item, Reply):
                     reply = item
                 else:

@@ -37,8 +37,8 @@ def cmd_validate(args) -> int:
     cfg = load_config(args)
     gates: list = []
     report = validate_project(cfg, tokenizer=data_tokenizer(cfg), reports=gates)
-    text = "\n".join([f"ok  {k}: {v}" for k, v in report.items() if k != "data"] + [g.render(limit=10)
-                                                                                    for g in gates])
+    text = "\n".join([f"ok  {k}: {v}" for k, v in report.items() if k not in ("data", "gate_warnings")]
+                     + report.get("gate_warnings", []) + [g.render(limit=10) for g in gates])
     emit(args, report, text)
     return _data_verdict(report["data"])
 

@@ -1,9 +1,11 @@
 """`eterna eval facts` and `eterna eval router`: the figures a world's team checks after every change.
 
-Fact items: JSONL lines {"npc", "question", "answers" (or "answer"), "chapter", "doc"}; `chapter` is the player's
-chapter when asking. Whether an item should be answered is read from the index, not from the file: it is
-*in scope* when the doc's chapter is at most the player's and the NPC may see the doc; otherwise the right reply is
-"I do not know" (a spoiler item when the doc's chapter is later, an out-of-scope item when the NPC may not see it).
+Fact items: JSONL lines {"npc", "question", "answers" (or "answer"), "chapter", "doc"}, optionally "state" (the game
+state when asking; none: the empty state); `chapter` is the player's chapter when asking. Whether an item should be
+answered is read from the index, not from the file: it is *in scope* when the doc's chapter is at most the player's
+and the NPC may see the doc; otherwise the right reply is "I do not know" (a spoiler item when the doc's chapter is
+later, an out-of-scope item when the NPC may not see it, a gated item when the doc's `requires` is false in the
+item's state).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import uuid
 from pathlib import Path
 
 from app.router import LABELS, lore_match
-from retrieval.errors import CorpusError
+from retrieval.errors import CorpusError, InputError
+from retrieval.gates import State, gate_open
 from retrieval.fileio import read_jsonl
 
 
@@ -39,6 +42,10 @@ def load_fact_items(path: Path) -> list[dict]:
             raise CorpusError(f"{path}:{n}: 'answers' must be a non-empty list of strings (or 'answer': a string)")
         if isinstance(obj["chapter"], bool) or not isinstance(obj["chapter"], int) or obj["chapter"] < 1:
             raise CorpusError(f"{path}:{n}: chapter must be a positive integer")
+        try:
+            State.of(obj.get("state"))
+        except InputError as e:
+            raise CorpusError(f"{path}:{n}: {e}") from None
         items.append({**obj, "answers": answers, "line": n})
     if not items:
         raise CorpusError(f"{path}: no fact questions")
@@ -80,14 +87,16 @@ def facts_report(engine, items: list[dict], *, keep_items: bool = False, progres
             raise CorpusError(f"line {it['line']}: doc {it['doc']!r} is not in the index {engine.index.path}")
         npc = engine.cast.get(it["npc"])
         doc = docs[it["doc"]]
-        in_scope = npc.scope(it["chapter"]).allows(doc)
-        reply = engine.say(npc.id, it["question"], session=f"eval-{run}-{i}", chapter=it["chapter"])
+        state = State.of(it.get("state"))
+        in_scope = npc.scope(it["chapter"], state).allows(doc)
+        reply = engine.say(npc.id, it["question"], session=f"eval-{run}-{i}", chapter=it["chapter"], state=state)
         said = contains_answer(reply.text, it["answers"])
         idk = bool(engine.cues.find("idk", reply.text)) or (npc.idk or engine.config.world.idk) in reply.text
         opens = npc.markers.opens if npc.markers else []
         rows.append({**reply_quality(reply.text, it["answers"], opens),
                      "line": it["line"], "npc": npc.id, "question": it["question"], "answers": it["answers"],
                      "in_scope": in_scope, "spoiler": doc.chapter > it["chapter"], "contains_gold": said,
+                     "gated": not gate_open(doc.requires, state),
                      "gold_in_sources": it["doc"] in {s["doc"] for s in reply.sources}, "idk": idk,
                      "route": reply.route, "text": reply.text, "answer": reply.grounding.get("answer"),
                      "ms": reply.timings.get("total_ms")})
@@ -95,6 +104,7 @@ def facts_report(engine, items: list[dict], *, keep_items: bool = False, progres
             progress(i + 1, len(items))
     ins = [r for r in rows if r["in_scope"]]
     outs = [r for r in rows if not r["in_scope"]]
+    gated = [r for r in rows if r["gated"]]
 
     def rate(xs, key):
         return round(sum(r[key] for r in xs) / len(xs), 4) if xs else None
@@ -104,6 +114,8 @@ def facts_report(engine, items: list[dict], *, keep_items: bool = False, progres
               "spoiler_leaks": sum(r["spoiler"] and r["contains_gold"] for r in rows),
               "idk_correct": rate(outs, "idk"), "n": len(rows), "n_in_scope": len(ins), "n_out_of_scope": len(outs),
               "idk_when_answerable": rate(ins, "idk"), "p50_ms": ms[len(ms) // 2] if ms else None,
+              "n_gated": len(gated), "idk_gated": rate(gated, "idk"),
+              "gate_leaks": sum(r["gated"] and r["contains_gold"] for r in rows),
               **quality_figures(ins)}
     if keep_items:
         report["items"] = rows

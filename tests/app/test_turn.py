@@ -165,7 +165,7 @@ def test_remember_adds_the_line_and_its_reply_to_the_session(engine):
 
 
 def test_run_chains_the_stages_and_streams_what_the_reply_says(engine):
-    *pieces, r = run(engine, "warden", HELLO, session="run", stream=True, keep=False, state=("opaque",))
+    *pieces, r = run(engine, "warden", HELLO, session="run", stream=True, keep=False, state={"quest": {"x": 1}})
     assert isinstance(r, Reply) and r.route == "style" and "".join(pieces).strip() == r.text.strip()
     assert engine.memory.recent("run", "warden") == []  # keep=False
     assert list(r.timings)[0] == "guard_ms" and list(r.timings)[-1] == "total_ms"
@@ -173,14 +173,17 @@ def test_run_chains_the_stages_and_streams_what_the_reply_says(engine):
     assert "3 books" in quiet.text and engine.memory.recent("run2", "archivist") == [(LENDING, quiet.text)]
 
 
-def test_a_characters_scope_takes_its_chapter_and_an_opaque_state():
+def test_a_characters_scope_takes_its_chapter_and_the_state():
     import yaml
 
     from app.config import Cast
+    from retrieval.gates import State
     from retrieval.types import Scope
     from tests.fixtures_data import NPCS_YAML
 
     warden = Cast(**yaml.safe_load(NPCS_YAML)).get("warden")
     assert warden.scope(2) == Scope(npc="warden", kinds=frozenset({"room", "rule", "character"}), chapter=2)
     assert warden.scope() == Scope(npc="warden", kinds=frozenset({"room", "rule", "character"}))  # every chapter
-    assert warden.scope(2, state={"anything": "opaque"}) == warden.scope(2)
+    done = {"quest": {"done": True}}
+    assert warden.scope(2, state=done) == Scope(npc="warden", kinds=frozenset({"room", "rule", "character"}),
+                                                chapter=2, state=State.of(done))
