@@ -18,19 +18,20 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from app.backends import Generation
+from app.backends.decoding import Decoding
 from app.grounding import GroundingPolicy
 from app.guard import SentenceGate, check_turn, injection_flags, output_flag
 from app.prompt import build_messages, prompt_heads
 from app.router import LABELS as ROUTES
 from app.router import Route, lore_match
-from app.runtime import Decoding, Generation
 from retrieval.errors import InputError
 
 if TYPE_CHECKING:
     from app.config import NpcSpec
     from app.dialogue import DialogueEngine
     from app.grounding import Evidence
-    from app.runtime import GenerationBackend
+    from app.backends import GenerationBackend
     from retrieval.index import LoreIndex
 
 
