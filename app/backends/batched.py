@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.backends import Generation
-from app.backends.decoding import (Decoding, TokenPicker, as_decoding, control_tokens, copy_token_ids,
-                                   last_generation, prompt_ids, stream_token_text)
-from app.backends.transformers import Fallback
-from app.config import GenerationConfig
+from app.backends.decoding import (Decoding, TokenPicker, control_tokens, copy_token_ids, prompt_ids,
+                                   stream_token_text)
+from app.backends.transformers import Fallback, OwnLoop
 from retrieval.errors import AdapterError
 from tuning.adapters import check_base, read_adapter_manifest
 from tuning.base import load_base, model_fingerprint
@@ -129,7 +128,7 @@ class _Request:
     out: queue.Queue = field(default_factory=queue.Queue)  # token ids, then ("done", seconds) or an exception
 
 
-class BatchedBackend:
+class BatchedBackend(OwnLoop):
     name = "batched"
 
     def __init__(self, model_dir: Path, dtype: str = "bfloat16", *, max_batch: int = 8, window_ms: float = 5.0):
@@ -331,16 +330,7 @@ class BatchedBackend:
             r.out.put(("done", seconds))
 
     # --- the protocol --------------------------------------------------------------------------------------------
-    def generate(self, messages: list[dict], cfg: GenerationConfig | Decoding,
-                 adapter: str | None = None) -> Generation:
-        return last_generation(self.stream(messages, cfg, adapter))
-
-    def stream(self, messages: list[dict], cfg: GenerationConfig | Decoding,
-               adapter: str | None = None) -> Iterator[str | Generation]:
-        cfg = as_decoding(cfg)
-        if adapter in self._fallback.names:
-            yield from self._fallback.stream(messages, cfg, adapter)
-            return
+    def _stream(self, messages: list[dict], cfg: Decoding, adapter: str | None) -> Iterator[str | Generation]:
         if adapter is not None and adapter not in self._slots:
             raise KeyError(adapter)
         ids = prompt_ids(self.tokenizer, messages)

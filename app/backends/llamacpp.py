@@ -31,10 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from app.backends import Generation
-from app.backends.decoding import (Decoding, TokenPicker, as_decoding, control_tokens, copy_token_ids,
-                                   last_generation, prompt_ids, stream_token_text)
-from app.backends.transformers import Fallback
-from app.config import GenerationConfig
+from app.backends.decoding import (Decoding, TokenPicker, control_tokens, copy_token_ids, prompt_ids,
+                                   stream_token_text)
+from app.backends.transformers import Fallback, OwnLoop
 from app.probe import model_params, probe
 from retrieval.errors import AdapterError, ModelNotFoundError
 from tuning.adapters import check_base, read_adapter_manifest
@@ -63,7 +62,7 @@ class NativeBackendError(RuntimeError):
     """llama.cpp cannot run on this machine (the startup probe's reason says why and how to fix it)."""
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(OwnLoop):
     name = "llamacpp"
 
     def __init__(self, gguf: Path, model_dir: Path, cache_dir: Path, *, n_ctx: int = 2048, dtype: str = "float32",
@@ -318,16 +317,7 @@ class LlamaCppBackend:
             finally:
                 self._keep_state(len(ids))
 
-    def generate(self, messages: list[dict], cfg: GenerationConfig | Decoding,
-                 adapter: str | None = None) -> Generation:
-        return last_generation(self.stream(messages, cfg, adapter))
-
-    def stream(self, messages: list[dict], cfg: GenerationConfig | Decoding,
-               adapter: str | None = None) -> Iterator[str | Generation]:
-        cfg = as_decoding(cfg)
-        if adapter in self._fallback.names:
-            yield from self._fallback.stream(messages, cfg, adapter)
-            return
+    def _stream(self, messages: list[dict], cfg: Decoding, adapter: str | None) -> Iterator[str | Generation]:
         ids = prompt_ids(self.tokenizer, messages)
         n_system = self._system_len(messages, ids, cfg.cache_prefix)
         t0 = time.perf_counter()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from app.backends import Generation
 from app.backends.decoding import (Decoding, apply_rules, as_decoding, control_tokens, copy_token_ids, finish_text,
-                                  prompt_ids)
+                                   last_generation, prompt_ids)
 from app.config import GenerationConfig
 from retrieval.errors import AdapterError
 from tuning.adapters import ADAPTER_MANIFEST, attach_adapter, use_adapter
@@ -182,6 +182,27 @@ class Fallback:
 
     def stream(self, messages: list[dict], cfg: Decoding, adapter: str) -> Iterator[str | Generation]:
         return self.backend.stream(messages, cfg, adapter)
+
+
+class OwnLoop:
+    """What a backend decoding in its own loop shares (llamacpp, batched): `generate` is `stream` run to its end, and
+    the adapters it cannot run stream from its `Fallback`. A subclass sets `_fallback` and writes `_stream`."""
+
+    _fallback: Fallback
+
+    def generate(self, messages: list[dict], cfg: GenerationConfig | Decoding,
+                 adapter: str | None = None) -> Generation:
+        return last_generation(self.stream(messages, cfg, adapter))
+
+    def stream(self, messages: list[dict], cfg: GenerationConfig | Decoding,
+               adapter: str | None = None) -> Iterator[str | Generation]:
+        cfg = as_decoding(cfg)
+        if adapter in self._fallback.names:
+            return self._fallback.stream(messages, cfg, adapter)
+        return self._stream(messages, cfg, adapter)
+
+    def _stream(self, messages: list[dict], cfg: Decoding, adapter: str | None) -> Iterator[str | Generation]:
+        raise NotImplementedError
 
 
 def build(*, model_dir: Path, dtype: str = "float32", **_) -> Generator:

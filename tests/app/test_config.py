@@ -96,7 +96,8 @@ def test_built_in_roles_are_neutral_and_a_world_names_its_own():
 @pytest.mark.parametrize("body, message", [
     ("models:\n  backend: vllm", r"models.backend: .*unknown backend 'vllm'; available: auto, batched, llamacpp, "
                                  r"transformers"),
-    ("models:\n  max_batch: 4", r"models: .*models.max_batch is now models.batched.max_batch: move it under `batched:`"),
+    ("models:\n  max_batch: 4", r"models: .*models.max_batch is now models.batched.max_batch: move it under "
+                                r"`batched:`"),
     ("models:\n  gguf: m.gguf", r"models.gguf is now models.llamacpp.gguf"),
     ("models:\n  state_cache_mb: 0", r"models.state_cache_mb is now models.llamacpp.state_cache_mb"),
     ("models:\n  batched: {max_batch: 0}", r"models.batched.max_batch: Input should be greater than or equal to 1"),
