@@ -1,4 +1,5 @@
-"""Eterna's game-facing layer: config, guard, router, prompt assembly, runtime, the DialogueEngine API and CLI.
+"""Eterna's game-facing layer: config, guard, router, prompt assembly, generation backends, the DialogueEngine API
+and CLI.
 
 `DialogueEngine` and `Reply` are imported on first use (PEP 562), so a command that needs neither (`eterna index
 list`, `eterna doctor`'s first lines) does not pay for torch, FAISS and scikit-learn at import."""

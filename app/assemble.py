@@ -12,6 +12,7 @@ import hashlib
 import logging
 from pathlib import Path
 
+from app.backends import GenerationBackend, make_backend
 from app.config import Cast, EternaConfig, NpcSpec
 from app.cues import Cues
 from app.guard import injection_flags
@@ -19,7 +20,6 @@ from app.memory import SessionMemory, open_store
 from app.prompt import system_prompt
 from app.router import Router, load_seeds
 from app.router_data import synthesise
-from app.runtime import GenerationBackend, make_backend
 from retrieval.embeddings import SentenceTransformerEmbedder
 from retrieval.errors import AdapterError
 from retrieval.index import LoreIndex
@@ -39,10 +39,10 @@ def choose_backend(config: EternaConfig, llm: str | None = None) -> tuple[str, d
     ran it in a child process: a configuration that dies there falls to the next, and none to transformers."""
     m = config.models
     spec = llm or m.llm
-    gguf = model_gguf(spec, m.gguf if llm is None else None)
+    gguf = model_gguf(spec, m.llamacpp.gguf if llm is None else None)
     name, why = m.backend, f"models.backend: {m.backend}"
     if name == "auto":
-        from app.llamacpp import available
+        from app.backends.llamacpp import available
 
         name = "llamacpp" if gguf is not None and gguf.is_file() and available() else "transformers"
         why = "auto: " + ("llama.cpp is installed and the model has a GGUF" if name == "llamacpp" else
@@ -52,7 +52,7 @@ def choose_backend(config: EternaConfig, llm: str | None = None) -> tuple[str, d
         return name, {}, choice
     from app.probe import probe
 
-    result = probe(gguf, cache_dir=m.cache_dir, timeout_s=m.probe_timeout_s)
+    result = probe(gguf, cache_dir=m.cache_dir, timeout_s=m.llamacpp.probe_timeout_s)
     choice.update(backend=result.backend, reason=result.reason, probe=result.to_json())
     return result.backend, (result.config if result.ok else {}), choice
 
@@ -62,12 +62,11 @@ def build_backend(config: EternaConfig, llm: str | None = None) -> GenerationBac
     m = config.models
     spec = llm or m.llm
     model_dir = prepare_model(spec, m.cache_dir)
-    gguf = model_gguf(spec, m.gguf if llm is None else None)
+    gguf = model_gguf(spec, m.llamacpp.gguf if llm is None else None)
     name, extra, choice = choose_backend(config, llm)
-    gen = make_backend(name, model_dir=model_dir, gguf=gguf, cache_dir=m.cache_dir, dtype=m.dtype,
-                       n_ctx=config.generation.context_tokens, max_batch=m.max_batch,
-                       batch_window_ms=m.batch_window_ms, state_cache_mb=m.state_cache_mb,
-                       probe_timeout_s=m.probe_timeout_s, config=config, **extra)
+    gen = make_backend(name, **{**m.options(name), "model_dir": model_dir, "gguf": gguf, "cache_dir": m.cache_dir,
+                                "dtype": m.dtype, "n_ctx": config.generation.context_tokens, "config": config,
+                                **extra})
     gen.choice = choice
     return gen
 
@@ -133,7 +132,7 @@ def from_settings(config: EternaConfig, *, npcs: Path | None = None, index: Path
     if not adapters:
         cast = cast.without_adapters()
     if config.models.backend == "openai" and config.models.remote is not None:
-        from app.remote import check_cast_adapters
+        from app.backends.openai import check_cast_adapters
 
         check_cast_adapters(config.models.remote, [n.id for n in cast.npcs])
     cues = Cues.load(config.world.cues)

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from retrieval.errors import AdapterError, ConfigError, UnknownNpcError, yaml_error_message
+from app.backends import check_backend
+from app.backends.options import BackendOptions, BatchedOptions, LlamaCppOptions, RemoteConfig
+from retrieval.errors import ConfigError, yaml_error_message
 from retrieval.gates import TYPES as GATE_TYPES
-from retrieval.gates import State
-from retrieval.types import Scope
 
 # Built-in roles are neutral: a world says what its own kinds of speaker are (world.roles), e.g. a book that lives
 DEFAULT_ROLES = {"director": "the narrator of the game", "npc": "a character in the game",
@@ -23,46 +23,6 @@ DEFAULT_ROLES = {"director": "the narrator of the game", "npc": "a character in 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class RemoteConfig(_Strict):
-    """`models.backend: openai`: generation on an OpenAI-compatible server (vLLM, SGLang, llama.cpp's servers).
-    Everything else (guard, router, retrieval, grounding, memory, checks) stays in Eterna."""
-
-    base_url: AnyHttpUrl = Field(description="the server's OpenAI API root, e.g. http://127.0.0.1:8001/v1")
-    api_key_env: str | None = Field(None, description="environment variable holding the server's API key (null: "
-                                                      "none; the key itself never goes in a config file)")
-    model: str = Field(min_length=1, description="the served base model's name (what the server's /v1/models lists)")
-    adapters: dict[str, str | int] = Field(
-        default_factory=dict, description="character id -> its adapter as the server names it: the served LoRA "
-                                          "name (lora_mode: model) or the adapter's index (lora_mode: lora_field)")
-    lora_mode: Literal["model", "lora_field"] = Field(
-        "model", description="model: the adapter's name is the request's `model` (vLLM --lora-modules, SGLang, "
-                             "llama_cpp.server); lora_field: the request's `lora: [{id, scale}]` (llama-server)")
-    api: Literal["completions", "chat"] = Field(
-        "completions", description="completions: Eterna renders the chat template with models.llm's tokenizer (the "
-                                   "prompt the adapters were trained on, token for token); chat: the server applies "
-                                   "its own template")
-    timeout_s: float = Field(60.0, gt=0, le=3600, description="time limit of one request (connect and each read)")
-    retries: int = Field(2, ge=0, le=10, description="retries of a request that timed out, was refused or got a "
-                                                     "5xx/429, with backoff; then the turn fails (503)")
-    retry_after_s: int = Field(2, ge=1, le=600, description="Retry-After of the 503 a failed turn gets")
-
-    @field_validator("adapters")
-    @classmethod
-    def _adapters(cls, v):
-        for npc, name in v.items():
-            if isinstance(name, str) and not name.strip():
-                raise ValueError(f"adapters.{npc}: empty adapter name")
-        return v
-
-    @model_validator(mode="after")
-    def _mode(self):
-        bad = [k for k, v in self.adapters.items() if (self.lora_mode == "lora_field") != isinstance(v, int)]
-        if bad:
-            want = "an integer adapter index" if self.lora_mode == "lora_field" else "a served LoRA name"
-            raise ValueError(f"adapters.{bad[0]}: lora_mode is {self.lora_mode}, so each adapter is {want}")
-        return self
 
 
 class ModelsConfig(_Strict):
@@ -74,27 +34,41 @@ class ModelsConfig(_Strict):
                             "where the CPU has native bf16, else float32. The vectors differ slightly, so an index "
                             "records the precision and is rebuilt when it changes")
     dtype: Literal["float32", "bfloat16"] = Field("bfloat16", description="generation dtype (training uses fp32)")
-    backend: Literal["auto", "transformers", "llamacpp", "batched", "openai"] = Field(
-        "auto", description="generation runtime; auto = llamacpp when it is installed and the model has a GGUF "
-                            "(lowest latency per reply); batched = transformers decoding concurrent sessions in one "
-                            "batch, each with its own LoRA (highest throughput under many players); openai = "
-                            "an OpenAI-compatible server does the generation (models.remote)")
-    remote: RemoteConfig | None = Field(None, description="backend openai: the server and the cast's adapters there")
-    max_batch: int = Field(8, ge=1, le=256, description="batched backend: most sessions decoded together")
-    batch_window_ms: float = Field(5.0, ge=0, le=1000, description="batched backend: how long the first request of "
-                                                                   "a batch waits for others to join it")
-    state_cache_mb: float = Field(128, ge=0, description="llamacpp backend: RAM for each conversation's last prompt "
-                                                         "state, so its next turn evaluates only the new lines "
-                                                         "(about 22 KB per token with the default model; 0: off)")
-    gguf: Path | None = Field(None, description="the GGUF of models.llm for the llamacpp backend (builtins know "
-                                                "their own)")
-    probe_timeout_s: float = Field(120.0, gt=0, le=3600, description="llamacpp backend: time limit of each "
-                                   "startup probe child (it loads the GGUF and decodes a few tokens with a candidate "
-                                   "configuration before the engine's own process uses it); a child past it is killed")
+    backend: str = Field(
+        "auto", description="generation runtime, a name in app/backends' registry; auto = llamacpp when it is "
+                            "installed and the model has a GGUF (lowest latency per reply); batched = transformers "
+                            "decoding concurrent sessions in one batch, each with its own LoRA (highest throughput "
+                            "under many players); openai = an OpenAI-compatible server does the generation "
+                            "(models.remote)")
     cache_dir: Path = Field(Path("../.eterna/models"), description="where converted checkpoints are cached")
     adapter_drift: Literal["warn", "error"] = Field(
         "warn", description="a character's adapter trained with another system prompt than the config builds now "
                             "(its voice is detuned): warn on load, or refuse to load it")
+
+    llamacpp: LlamaCppOptions = LlamaCppOptions()
+    batched: BatchedOptions = BatchedOptions()
+    remote: RemoteConfig | None = Field(None, description="backend openai: the server and the cast's adapters there")
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v):
+        return check_backend(v)  # the registry's names, not a list typed here
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data):
+        """A backend's options used to sit flat in `models`: say where each lives now."""
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                if isinstance(field.annotation, type) and issubclass(field.annotation, BackendOptions):
+                    for key in set(field.annotation.model_fields) & set(data):
+                        raise ValueError(f"models.{key} is now models.{name}.{key}: move it under `{name}:`")
+        return data
+
+    def options(self, backend: str) -> dict:
+        """The options of `backend` (its field of this name), as the keyword arguments of its factory."""
+        opts = getattr(self, backend, None)
+        return opts.model_dump() if isinstance(opts, BackendOptions) else {}
 
 
 class PathsConfig(_Strict):
@@ -246,10 +220,9 @@ class RetrievalConfig(_Strict):
     min_score: float = Field(0.25, ge=-1, le=1, description="hits below this cosine are not shown to the model")
     chunk_words: int = Field(120, ge=16)
     overlap_words: int = Field(25, ge=0)
-    mode: str = Field(
-        "hybrid", description="a retrieval mode (retrieval.retriever.MODES: dense, bm25, hybrid); hybrid (default): "
-                              "dense + BM25 candidates under the same filters, fused; it won end to end on both "
-                              "development worlds (see docs/worlds.md, Retrieval)")
+    mode: Literal["dense", "bm25", "hybrid"] = Field(
+        "hybrid", description="hybrid (default): dense + BM25 candidates under the same filters, fused; it won end "
+                              "to end on both development worlds (see docs/worlds.md, Retrieval)")
     hybrid_weight: float = Field(0.5, ge=0, le=1, description="weight of the dense scores in the fusion")
     candidates: int = Field(20, ge=1, le=1000, description="candidates per retriever before fusion or reranking")
     rerank: Literal["none", "sentences", "cross-encoder"] = Field(
@@ -258,15 +231,6 @@ class RetrievalConfig(_Strict):
     rerank_model: Path | None = Field(None, description="local sentence-transformers CrossEncoder folder")
     rerank_weight: float = Field(0.5, ge=0, le=1, description="weight of the reranker against the first stage")
     index: IndexKindConfig = IndexKindConfig()
-
-    @field_validator("mode")
-    @classmethod
-    def _mode(cls, v: str) -> str:
-        from retrieval.retriever import MODES
-
-        if v not in MODES:
-            raise ValueError(f"unknown retrieval mode {v!r}; available: {', '.join(MODES.names())}")
-        return v
 
     @model_validator(mode="after")
     def _rerank_model(self):
@@ -315,32 +279,6 @@ class MemoryConfig(_Strict):
     live_sessions: int = Field(4096, ge=1, description="sessions held in RAM; past this the least recently used is "
                                "dropped (read back from its file when the player returns; without a sessions "
                                "folder it starts afresh)")
-    store: str = Field("files", description="where sessions persist: files (a JSONL file per session in "
-                       "paths.sessions; null there: RAM only), sqlite (one database file, one machine), redis (many "
-                       "servers sharing sessions)")
-    path: Path | None = Field(None, description="sqlite store: the database file (null: <paths.sessions>.sqlite, "
-                              "beside the sessions folder)")
-    url: str = Field("redis://127.0.0.1:6379/0", description="redis store: the server, redis://[:password@]host:"
-                     "port/db, rediss:// (TLS) or unix:///path/to/socket")
-
-    @field_validator("store")
-    @classmethod
-    def _known_store(cls, v: str) -> str:
-        from app.memory import store_names
-
-        if v not in store_names():
-            raise ValueError(f"unknown session store {v!r}; available: {', '.join(store_names())}")
-        return v
-
-    @field_validator("url")
-    @classmethod
-    def _redis_url(cls, v: str) -> str:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(v)
-        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
-            raise ValueError(f"{v!r} is not a Redis URL; write redis://HOST:PORT/DB, rediss://... or unix:///PATH")
-        return v
 
 
 class RouterConfig(_Strict):
@@ -370,13 +308,14 @@ class EternaConfig(_Strict):
         def fix(p: Path | None) -> Path | None:
             return None if p is None else (p if p.is_absolute() else (base / p).resolve())
         paths = self.paths.model_copy(update={k: fix(getattr(self.paths, k)) for k in PathsConfig.model_fields})
-        models = self.models.model_copy(update={"cache_dir": fix(self.models.cache_dir), "gguf": fix(self.models.gguf)})
+        m = self.models
+        models = m.model_copy(update={"cache_dir": fix(m.cache_dir), "llamacpp": m.llamacpp.model_copy(
+            update={"gguf": fix(m.llamacpp.gguf)})})
         world = self.world.model_copy(update={"cues": fix(self.world.cues)})
         grounding = self.grounding.model_copy(update={"adapter": fix(self.grounding.adapter)})
         retrieval = self.retrieval.model_copy(update={"rerank_model": fix(self.retrieval.rerank_model)})
-        memory = self.memory.model_copy(update={"path": fix(self.memory.path)})
         return self.model_copy(update={"paths": paths, "models": models, "world": world, "grounding": grounding,
-                                       "retrieval": retrieval, "memory": memory})
+                                       "retrieval": retrieval})
 
     def data_path(self, key: str) -> Path:
         """A world data folder (style, preferences, eval, scenes) that must be configured for the caller."""
@@ -384,108 +323,6 @@ class EternaConfig(_Strict):
         if path is None:
             raise ConfigError(f"paths.{key} is not set in the config; add `{key}: FOLDER` under `paths:`")
         return path
-
-
-class Markers(_Strict):
-    """Detectable signs of a character's voice, used by the style evaluation (not by generation)."""
-
-    opens: list[str] = Field(default_factory=list, description="a reply should start with one of these")
-    closes: list[str] = Field(default_factory=list, description="a reply should end with one of these")
-
-    def match(self, text: str) -> bool:
-        t = text.strip()
-        return (not self.opens or t.startswith(tuple(self.opens))) and \
-            (not self.closes or any(c in t[-len(c) - 40:] for c in self.closes))
-
-
-class NpcSpec(_Strict):
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    name: str = Field(min_length=1)
-    role: str = Field(min_length=1, description="director | npc | book, or a role the world declares")
-    persona: str = Field(min_length=1)
-    style: str = Field(min_length=1)
-    knows: Literal["all"] | list[str]
-    adapter: Path | None = None
-    model: Path | None = Field(None, description="a student checkpoint (`eterna train distill`) that speaks for "
-                                                 "this character instead of the base model and its adapter")
-    markers: Markers | None = None
-    idk: str | None = Field(None, description="this character's way of saying it does not know")
-    deflect: str | None = Field(None, description="this character's way of turning aside a fourth-wall break")
-
-    def kinds(self) -> frozenset[str] | None:
-        return None if self.knows == "all" else frozenset(self.knows)
-
-    def scope(self, chapter: int | None = None, state: object = None) -> Scope:
-        """What this character may know, up to `chapter` (None: every chapter), in the game's `state` (a JSON
-        object, checked by `State.of`; None: no state gate, as for every chapter: a turn always passes one)."""
-        return Scope(npc=self.id, kinds=self.kinds(), chapter=chapter,
-                     state=None if state is None else State.of(state))
-
-
-class Cast(_Strict):
-    npcs: list[NpcSpec] = Field(min_length=1)
-
-    @field_validator("npcs")
-    @classmethod
-    def _unique(cls, v):
-        seen = set()
-        for n in v:
-            if n.id in seen:
-                raise ValueError(f"duplicate NPC id {n.id!r}")
-            seen.add(n.id)
-        return v
-
-    @classmethod
-    def load(cls, path: Path, world: WorldConfig | None = None) -> Cast:
-        """Load a cast file; with a world, its roles and `knows` kinds are checked against what the world declares."""
-        path = Path(path)
-        cast = _validate(cls, _read_yaml(path), path)
-        for n in cast.npcs:
-            if n.adapter is not None and not n.adapter.is_absolute():
-                n.adapter = (path.parent / n.adapter).resolve()
-            if n.model is not None and not n.model.is_absolute():
-                n.model = (path.parent / n.model).resolve()
-        cast.check_models(path)
-        if world is not None:
-            cast.check_world(world, path)
-        return cast
-
-    def check_models(self, path: Path | str = "cast") -> None:
-        """Every `model:` is a student checkpoint folder with its manifest."""
-        from tuning.distill import read_student_manifest
-
-        for i, n in enumerate(self.npcs):
-            if n.model is None:
-                continue
-            if not n.model.is_dir():
-                raise ConfigError(f"{path}: npcs.{i}.model: {n.model} is not a folder; train one with `eterna train "
-                                  f"distill --npc {n.id} --out DIR` and point the field at DIR, or remove it")
-            try:
-                read_student_manifest(n.model)
-            except AdapterError as e:
-                raise ConfigError(f"{path}: npcs.{i}.model: {e}") from None
-
-    def without_adapters(self) -> Cast:
-        """The same cast speaking with the base model alone (every `adapter:` dropped)."""
-        return self.model_copy(update={"npcs": [n.model_copy(update={"adapter": None}) for n in self.npcs]})
-
-    def check_world(self, world: WorldConfig, path: Path | str = "cast") -> None:
-        roles = world.all_roles()
-        for i, n in enumerate(self.npcs):
-            if n.role not in roles:
-                raise ConfigError(f"{path}: npcs.{i}.role: {n.role!r} is not a role of this world "
-                                  f"({', '.join(roles)}); declare it under world.roles in the config")
-            if world.kinds is not None and isinstance(n.knows, list):
-                bad = [k for k in n.knows if k not in world.kinds]
-                if bad:
-                    raise ConfigError(f"{path}: npcs.{i}.knows: lore kind {bad[0]!r} is not declared in "
-                                      f"world.kinds ({', '.join(world.kinds)}); fix the cast or declare the kind")
-
-    def get(self, npc_id: str) -> NpcSpec:
-        for n in self.npcs:
-            if n.id == npc_id:
-                return n
-        raise UnknownNpcError(f"unknown NPC {npc_id!r}; the cast has {', '.join(n.id for n in self.npcs)}")
 
 
 def _read_yaml(path: Path) -> dict:
@@ -516,3 +353,13 @@ def _validate(cls, data: dict, path: Path):
         return cls.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format_validation(path, e)) from None
+
+
+def __getattr__(name: str):
+    """The cast's models (`Cast`, `NpcSpec`, `Markers`) live in app/cast.py; `from app.config import Cast` still works
+    (resolved on first use: app/cast.py imports this module)."""
+    if name in ("Cast", "NpcSpec", "Markers"):
+        from app import cast
+
+        return getattr(cast, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

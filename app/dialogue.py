@@ -19,6 +19,8 @@ from pathlib import Path
 from app import assemble
 from app.assemble import GROUNDING_ADAPTER, WARNED, attach_cast, build_router  # noqa: F401  (re-exported)
 from app.assemble import build_backend, choose_backend  # noqa: F401  (re-exported)
+from app.backends import GenerationBackend
+from app.backends.transformers import student_backend
 from app.config import Cast, EternaConfig, NpcSpec
 from app.cues import Cues
 from app.grounding import EvidenceSelector, deflection, idk_line
@@ -27,7 +29,6 @@ from app.guard import check_turn  # noqa: F401  (re-exported)
 from app.guard import leaks as _leaks  # noqa: F401  (re-exported)
 from app.memory import SessionMemory
 from app.router import Router
-from app.runtime import GenerationBackend, student_backend
 from app.turn import Reply, run
 from app.voice import with_derived_markers
 from retrieval.index import LoreIndex, read_current

@@ -20,11 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from app.batching import BatchedBackend
+from app.backends.batched import BatchedBackend
+from app.backends.decoding import Decoding
+from app.backends.transformers import Generator
 from app.config import Cast, EternaConfig, NpcSpec
 from app.grounding import Evidence, split_sentences
 from app.prompt import build_messages, system_prompt
-from app.runtime import Decoding, Generator
 from retrieval.chunking import chunk_document
 from retrieval.corpus import load_corpus
 from retrieval.errors import ConfigError, CorpusError

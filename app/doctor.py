@@ -69,7 +69,7 @@ def _models(cfg: EternaConfig) -> dict:
     m = cfg.models
     llm: dict = {"spec": m.llm}
     try:
-        gguf = model_gguf(m.llm, m.gguf)
+        gguf = model_gguf(m.llm, m.llamacpp.gguf)
         if gguf is not None:
             llm["gguf"] = str(gguf)
             llm["gguf_sha256"] = _file_digest(gguf) if gguf.is_file() else "missing"

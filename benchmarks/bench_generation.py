@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.config import EternaConfig, GenerationConfig  # noqa: E402
-from app.runtime import Generator  # noqa: E402
+from app.backends.transformers import Generator  # noqa: E402
 from tuning.base import prepare_model  # noqa: E402
 
 PROMPTS = ["Describe the reading room at dusk.", "Who are you, and what do you guard?",

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from app.config import Cast, EternaConfig, GenerationConfig  # noqa: E402
 from app.prompt import system_prompt  # noqa: E402
-from app.runtime import Generator  # noqa: E402
+from app.backends.transformers import Generator  # noqa: E402
 from tuning.base import prepare_model  # noqa: E402
 
 LINE = "Good evening. May I come in?"

@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.config import EternaConfig  # noqa: E402
-from app.runtime import Decoding  # noqa: E402
+from app.backends.decoding import Decoding  # noqa: E402
 from retrieval.fileio import read_jsonl  # noqa: E402
 
 PROMPTS = ["Describe the docks at the change of shift.", "Who are you, and what is your work here?",
@@ -468,7 +468,7 @@ def concurrency_figures(cfg: EternaConfig, tmp: Path, n: int) -> None:
     adapters = random_adapters(batched.model_dir, tmp, n)
     concurrency(batched, adapters)
     del batched
-    from app.llamacpp import available
+    from app.backends.llamacpp import available
 
     if available():
         concurrency(build_backend(cfg.model_copy(update={"models": cfg.models.model_copy(

@@ -74,7 +74,7 @@ def main() -> None:
 
     from app.config import Cast, EternaConfig, RemoteConfig
     from app.dialogue import DialogueEngine
-    from app.llamacpp import cpu_threads
+    from app.backends.llamacpp import cpu_threads
     from retrieval.embeddings import SentenceTransformerEmbedder
     from retrieval.fileio import read_jsonl
     from retrieval.rebuild import rebuild_index
@@ -96,7 +96,7 @@ def main() -> None:
                       SentenceTransformerEmbedder(cfg.models.embedder, dtype=cfg.models.embedder_dtype),
                       kinds=cfg.world.kinds)
         model_dir = prepare_model(cfg.models.llm, cfg.models.cache_dir)
-        gguf = model_gguf(cfg.models.llm, cfg.models.gguf)
+        gguf = model_gguf(cfg.models.llm, cfg.models.llamacpp.gguf)
         lora = cached_gguf_lora(npc.adapter, model_dir, cfg.models.cache_dir / "gguf-lora") if npc.adapter else None
         proc, url = start_server(gguf, args.npc, lora, cpu_threads())
         try:

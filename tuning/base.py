@@ -90,7 +90,8 @@ def _gguf_key(path: Path) -> str:
 
 
 def model_gguf(spec: str, explicit: Path | None = None) -> Path | None:
-    """The GGUF file a llama.cpp backend serves for `spec`: `explicit` (models.gguf), the builtin's own, or None."""
+    """The GGUF file a llama.cpp backend serves for `spec`: `explicit` (models.llamacpp.gguf), the builtin's own, or
+    None."""
     if explicit is not None:
         return Path(explicit).expanduser()
     if spec in BUILTIN_LLMS:

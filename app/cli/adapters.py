@@ -152,7 +152,7 @@ def cmd_adapters_export(args) -> None:
     base = read_adapter_manifest(src).get("base", {})
     hub_id = base.get("hub_id") or HUB_IDS.get(base.get("spec", ""))
     spec = base.get("spec") or cfg.models.llm
-    base_gguf = model_gguf(spec, cfg.models.gguf if spec == cfg.models.llm else None)
+    base_gguf = model_gguf(spec, cfg.models.llamacpp.gguf if spec == cfg.models.llm else None)
     out_dir = Path(args.out).resolve()
     if args.format == "peft":
         problem = vllm_lora_problem(src)

@@ -115,7 +115,9 @@ def retrieval_modes() -> list[str]:
 
 
 def add_backend_flag(sp) -> None:
-    sp.add_argument("--backend", choices=_config_choices("models", "backend"), help="override models.backend")
+    from app.backends import backend_choices
+
+    sp.add_argument("--backend", choices=backend_choices(), help="override models.backend")
 
 
 def format_names() -> str:

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from app.backends import check_backend
 from app.config import EternaConfig, _read_yaml, _Strict, _validate
 from app.evaluation.metrics import BINARY, METRICS
 from app.evaluation.stats import holm, mcnemar_exact, mean_ci, paired_diff_ci
@@ -42,11 +43,16 @@ class VariantSpec(_Strict):
         "auto", description="auto = the router; fact = always retrieve; style = never")
     npcs: Path | None = Field(None, description="another cast file (other adapters)")
     llm: str | None = Field(None, description="another base model (loaded once, shared by the variants naming it)")
-    backend: Literal["transformers", "llamacpp"] | None = Field(None, description="another generation backend")
+    backend: str | None = Field(None, description="another generation backend (a name in app/backends' registry)")
     index: Path | None = Field(None, description="another index folder")
     generation: dict = Field(default_factory=dict, description="overrides of generation.*")
     grounding: dict = Field(default_factory=dict, description="overrides of grounding.*")
     retrieval: dict = Field(default_factory=dict, description="overrides of retrieval.*")
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v):
+        return v if v is None else check_backend(v, auto=False)
 
 
 class SetsSpec(_Strict):

@@ -7,8 +7,10 @@ import threading
 
 import pytest
 
-from app.batching import BatchedBackend, lora_support
-from app.runtime import Decoding, Generator, make_backend
+from app.backends import make_backend
+from app.backends.batched import BatchedBackend, lora_support
+from app.backends.decoding import Decoding
+from app.backends.transformers import Generator
 from retrieval.errors import AdapterError
 from tuning.base import model_fingerprint
 
@@ -196,7 +198,7 @@ def test_engine_on_the_batched_backend_answers_concurrent_players_as_alone(proje
     alone = DialogueEngine.from_config(project)
     ref = {s: alone.say(npc, line, session=s).text for npc, line, s in lines}
     raw = yaml.safe_load(project.read_text(encoding="utf-8"))
-    raw["models"].update(backend="batched", batch_window_ms=200)
+    raw["models"].update(backend="batched", batched={"batch_window_ms": 200})
     project.write_text(yaml.safe_dump(raw), encoding="utf-8")
     engine = DialogueEngine.from_config(project)
     assert engine.generator.name == "batched"

@@ -91,3 +91,34 @@ def test_built_in_roles_are_neutral_and_a_world_names_its_own():
     assert "a written record that can speak" in bare and "living" not in bare
     own = system_prompt(npc, WorldConfig(name="Somewhere", roles={"book": "a haunted diary"}))
     assert "a haunted diary" in own and "a written record" not in own
+
+
+@pytest.mark.parametrize("body, message", [
+    ("models:\n  backend: vllm", r"models.backend: .*unknown backend 'vllm'; available: auto, batched, llamacpp, "
+                                 r"transformers"),
+    ("models:\n  max_batch: 4", r"models: .*models.max_batch is now models.batched.max_batch: move it under "
+                                r"`batched:`"),
+    ("models:\n  gguf: m.gguf", r"models.gguf is now models.llamacpp.gguf"),
+    ("models:\n  state_cache_mb: 0", r"models.state_cache_mb is now models.llamacpp.state_cache_mb"),
+    ("models:\n  batched: {max_batch: 0}", r"models.batched.max_batch: Input should be greater than or equal to 1"),
+])
+def test_backend_names_come_from_the_registry_and_options_live_under_the_backends_name(tmp_path, body, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match=message):
+        EternaConfig.load(path)
+
+
+def test_a_backends_options_reach_its_factory_and_relative_paths_resolve(tmp_path):
+    from app.backends import backend_names
+    from app.config import BackendOptions, ModelsConfig
+
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  backend: batched\n  batched: {max_batch: 3}\n  llamacpp: {gguf: m.gguf}\n")
+    m = EternaConfig.load(path).models
+    assert m.options("batched") == {"max_batch": 3, "batch_window_ms": 5.0} and m.options("transformers") == {}
+    assert m.llamacpp.gguf == (tmp_path / "m.gguf").resolve()
+    # every options section is named after a registered backend (a renamed backend cannot leave its options behind)
+    sections = [n for n, f in ModelsConfig.model_fields.items()
+                if isinstance(f.annotation, type) and issubclass(f.annotation, BackendOptions)]
+    assert sections and set(sections) <= set(backend_names())

@@ -6,11 +6,12 @@ import json
 import pytest
 import torch
 
+from app.backends.decoding import Decoding
+from app.backends.transformers import DecodingRules
 from app.config import EternaConfig
 from app.cues import Cues
 from app.dialogue import DialogueEngine
 from app.grounding import Evidence, EvidenceSelector, split_sentences, wrap_in_voice
-from app.runtime import CopyBias, GeneratedRepetitionPenalty
 from retrieval.index import LoreIndex
 from retrieval.rebuild import rebuild_index
 
@@ -63,9 +64,11 @@ def test_wrap_in_voice_adds_markers_once():
 def test_repetition_penalty_spares_the_prompt_and_copy_bias_lifts_evidence_tokens():
     scores = torch.tensor([[2.0, 2.0, -1.0, 0.5]])
     ids = torch.tensor([[0, 1, 2]])  # prompt = [0, 1], generated = [2]
-    out = GeneratedRepetitionPenalty(2.0, prompt_len=2)(ids, scores.clone())
+    out = DecodingRules(Decoding(repetition_penalty=2.0, penalty_scope="generated"), 2, [])(ids, scores.clone())
     assert out.tolist() == [[2.0, 2.0, -2.0, 0.5]]  # token 2 penalised, prompt tokens 0 and 1 untouched
-    out = CopyBias([1, 3], 1.5)(ids, scores.clone())
+    out = DecodingRules(Decoding(repetition_penalty=2.0), 2, [])(ids, scores.clone())
+    assert out.tolist() == [[1.0, 1.0, -2.0, 0.5]]  # penalty_scope "all": the prompt's tokens too
+    out = DecodingRules(Decoding(copy_text="x", copy_bias=1.5), 2, [1, 3])(ids, scores.clone())
     assert out.tolist() == [[2.0, 3.5, -1.0, 2.0]]
 
 

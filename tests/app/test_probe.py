@@ -130,7 +130,7 @@ def test_candidates_try_extra_buffer_types_first():
 
 
 def test_server_starts_on_the_fallback_and_healthz_says_why(project, tmp_path):
-    """A truncated models.gguf: the engine still starts, on transformers, and /healthz names the file."""
+    """A truncated models.llamacpp.gguf: the engine still starts, on transformers, and /healthz names the file."""
     import yaml
     from fastapi.testclient import TestClient
 
@@ -141,7 +141,7 @@ def test_server_starts_on_the_fallback_and_healthz_says_why(project, tmp_path):
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"not a model at all")
     raw = yaml.safe_load(project.read_text())
-    raw["models"]["gguf"] = str(bad)
+    raw["models"]["llamacpp"] = {"gguf": str(bad)}
     raw["models"]["backend"] = "llamacpp"
     project.write_text(yaml.safe_dump(raw))
     engine = DialogueEngine.from_settings(EternaConfig.load(project))

@@ -1,4 +1,4 @@
-"""The `openai` backend (app/remote.py): config errors at the edge, and the faults of a remote, against a loopback
+"""The `openai` backend (app/backends/openai.py): config errors at the edge, and the faults of a remote, against a loopback
 HTTP server that misbehaves on purpose (only the network is played: the tokenizer and the engine are real). The
 real engine (llama-cpp-python's own server) is in tests/slow/test_remote_engine.py."""
 
@@ -11,8 +11,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from app.config import EternaConfig, RemoteConfig
-from app.remote import RemoteBackend, RemoteBackendError, check_cast_adapters
-from app.runtime import Decoding, Generation
+from app.backends.openai import RemoteBackend, RemoteBackendError, check_cast_adapters
+from app.backends import Generation
+from app.backends.decoding import Decoding
 from retrieval.errors import ConfigError
 from tests.app.test_server import Server
 
@@ -184,8 +185,8 @@ def test_timeouts_and_refused_connections_are_retried_then_typed(tiny_llm_dir):
 def test_what_the_server_cannot_do_is_named_once_at_start(tmp_path, tiny_llm_dir, caplog, monkeypatch):
     import logging
 
-    import app.remote as remote_mod
-    from app.runtime import make_backend
+    import app.backends.openai as remote_mod
+    from app.backends import make_backend
 
     monkeypatch.setattr(remote_mod, "_WARNED", set())
     with Remote("ok") as url:

@@ -6,9 +6,9 @@ import multiprocessing as mp
 
 import pytest
 
+from app.backends import backend_names, make_backend
 from app.dialogue import DialogueEngine, Reply, _leaks, _SentenceGate
 from app.memory import SessionMemory
-from app.runtime import backend_names, make_backend
 from retrieval.errors import ConfigError
 
 
@@ -257,7 +257,7 @@ def test_free_replies_stop_at_max_sentences(engine):
 
 
 def test_banned_ngram_tokens_complete_only_the_replys_own_ngrams():
-    from app.runtime import banned_ngram_tokens
+    from app.backends.decoding import banned_ngram_tokens
 
     assert banned_ngram_tokens([5, 6, 7, 5, 6], 3) == [7]  # "5 6" was followed by 7: 7 would repeat "5 6 7"
     assert banned_ngram_tokens([5, 6, 7, 5, 6], 0) == []
@@ -270,7 +270,8 @@ def test_generated_replies_hold_no_repeated_token_ngram(tiny_llm_dir):
     (generation.no_repeat_ngram) its reply repeats no token 3-gram."""
     from collections import Counter
 
-    from app.runtime import Decoding, Generator
+    from app.backends.decoding import Decoding
+    from app.backends.transformers import Generator
 
     gen = Generator(tiny_llm_dir, "float32")
     msgs = [{"role": "user", "content": "Tell me about the gate."}]

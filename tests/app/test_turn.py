@@ -5,7 +5,7 @@ import pytest
 from app.config import EternaConfig
 from app.dialogue import DialogueEngine
 from app.prompt import prompt_head
-from app.runtime import Generation
+from app.backends import Generation
 from app.turn import Reply, check, compose, generate, ground, guard, remember, route, run
 from retrieval.errors import InputError, UnknownNpcError
 from retrieval.rebuild import rebuild_index

@@ -62,7 +62,8 @@ def _lc_logits(backend, adapter):
 def test_gguf_lora_matches_peft(model_dir, tmp_path):
     from transformers import AutoTokenizer
 
-    from app.llamacpp import LlamaCppBackend
+    from app.backends.decoding import Decoding
+    from app.backends.llamacpp import LlamaCppBackend
     from tuning.base import model_gguf
 
     peft = _random_adapter(model_dir, tmp_path / "brom")
@@ -78,13 +79,13 @@ def test_gguf_lora_matches_peft(model_dir, tmp_path):
     # the adapter's effect on the logits is the same in both runtimes (a wrong q/k permutation gives ~0.5)
     assert np.corrcoef(hf_lora - hf_base, lc_lora - lc_base)[0, 1] > 0.95
     np.testing.assert_allclose(lc_base2, lc_base, atol=1e-3)  # switching back restores the base exactly
-    g = backend.generate(MSGS, __import__("app.runtime").runtime.Decoding(max_new_tokens=12), adapter="brom")
+    g = backend.generate(MSGS, Decoding(max_new_tokens=12), adapter="brom")
     assert g.new_tokens >= 1 and g.text
 
 
 def test_adapters_llamacpp_cannot_run_fall_back_to_transformers(model_dir, tmp_path, caplog):
-    from app.llamacpp import LlamaCppBackend
-    from app.runtime import Decoding
+    from app.backends.llamacpp import LlamaCppBackend
+    from app.backends.decoding import Decoding
     from tuning.base import model_gguf
 
     _random_adapter(model_dir, tmp_path / "dora_npc", dora=True, modules=("q_proj", "v_proj"))
@@ -119,8 +120,8 @@ def test_engine_uses_llamacpp_by_default_and_grounded_decoding_runs(model_dir, t
 
 
 def test_saved_system_prompt_state_gives_the_same_reply(model_dir, tmp_path):
-    from app.llamacpp import LlamaCppBackend
-    from app.runtime import Decoding
+    from app.backends.llamacpp import LlamaCppBackend
+    from app.backends.decoding import Decoding
     from tuning.base import model_gguf
 
     a = [{"role": "system", "content": "You are Brom, the gruff smith of Ashford."},
@@ -139,8 +140,8 @@ def test_saved_system_prompt_state_gives_the_same_reply(model_dir, tmp_path):
 def test_cache_prefix_keeps_hitting_when_the_rest_of_the_system_turn_changes(model_dir, tmp_path):
     """A long session's system turn changes every turn (its facts and rolling summary): the state kept is the
     head's, so every later turn of the same head restores it, with the same replies as no cache at all."""
-    from app.llamacpp import LlamaCppBackend, _pages
-    from app.runtime import Decoding
+    from app.backends.llamacpp import LlamaCppBackend, _pages
+    from app.backends.decoding import Decoding
     from tuning.base import model_gguf
 
     head = "You are Brom, the gruff smith of Ashford. Answer in a sentence."
@@ -172,8 +173,8 @@ def test_conversation_states_spare_the_history_and_give_the_same_replies(model_d
     kept after a reply is restored on that conversation's next turn, although the other one ran in between, so only
     the new lines are evaluated; the replies equal those of a backend with no cache at all. The kept states stay
     within their byte budget."""
-    from app.llamacpp import LlamaCppBackend
-    from app.runtime import Decoding
+    from app.backends.llamacpp import LlamaCppBackend
+    from app.backends.decoding import Decoding
     from tuning.base import model_gguf
 
     lines = ["What do you sell?", "Is the iron good?", "How much for a knife?", "Thank you, goodbye."]

@@ -94,7 +94,7 @@ def gguf():
 
 @pytest.fixture(scope="module")
 def local(gguf, model_dir, cache):
-    from app.llamacpp import LlamaCppBackend
+    from app.backends.llamacpp import LlamaCppBackend
 
     backend = LlamaCppBackend(gguf, model_dir, cache, state_cache_mb=0)
     backend.add_adapter("archivist", ADAPTER)
@@ -111,14 +111,15 @@ def base_server(gguf):
 
 def _remote(url, model_dir, **kw):
     from app.config import RemoteConfig
-    from app.remote import RemoteBackend
+    from app.backends.openai import RemoteBackend
 
     return RemoteBackend(RemoteConfig(base_url=url, model="smollm2", **{"retries": 1, "timeout_s": 60, **kw}),
                          model_dir)
 
 
 def test_greedy_replies_equal_the_in_process_backend(local, base_server, model_dir):
-    from app.runtime import Decoding, Generation
+    from app.backends import Generation
+from app.backends.decoding import Decoding
 
     remote = _remote(base_server.url, model_dir)
     for msgs in PROMPTS:
@@ -133,7 +134,7 @@ def test_greedy_replies_equal_the_in_process_backend(local, base_server, model_d
 
 
 def test_an_adapter_served_under_its_alias_equals_the_in_process_adapter(local, gguf, model_dir, cache):
-    from app.runtime import Decoding
+    from app.backends.decoding import Decoding
     from tuning.export import cached_gguf_lora
 
     lora = cached_gguf_lora(ADAPTER, model_dir, cache / "gguf-lora")
@@ -151,8 +152,8 @@ def test_an_adapter_served_under_its_alias_equals_the_in_process_adapter(local, 
 
 
 def test_a_remote_killed_mid_reply_is_a_typed_error(gguf, model_dir):
-    from app.remote import RemoteBackendError
-    from app.runtime import Decoding
+    from app.backends.openai import RemoteBackendError
+    from app.backends.decoding import Decoding
 
     server = LlamaServer(gguf, "smollm2").start()
     try:
@@ -168,7 +169,7 @@ def test_a_remote_killed_mid_reply_is_a_typed_error(gguf, model_dir):
 
 
 def test_a_remote_that_comes_back_while_retrying_serves_the_turn(gguf, model_dir):
-    from app.runtime import Decoding
+    from app.backends.decoding import Decoding
 
     server = LlamaServer(gguf, "smollm2")
     remote = _remote(server.url, model_dir, retries=10)  # backoff 0.5, 1, 2, 4, then 8 s: about a minute in all

@@ -247,9 +247,10 @@ def test_reply_logits_are_the_full_logits_at_the_reply_positions(tiny_llm_dir):
 
 
 def test_no_repeat_ngram_bans_the_replys_own_repeats_not_the_prompts():
-    from app.runtime import GeneratedNoRepeatNGram
+    from app.backends.decoding import Decoding
+    from app.backends.transformers import DecodingRules
 
-    proc = GeneratedNoRepeatNGram(3, prompt_len=4)
+    proc = DecodingRules(Decoding(no_repeat_ngram=3), prompt_len=4, copy_ids=[])
     # prompt 7 8 9 7 | reply 1 2 5 1 2: "1 2 5" was said, so after "1 2" token 5 is banned; the prompt's "7 8" is not
     ids = torch.tensor([[7, 8, 9, 7, 1, 2, 5, 1, 2], [7, 8, 9, 7, 7, 8, 1, 2, 3]])
     scores = proc(ids, torch.zeros((2, 10)))

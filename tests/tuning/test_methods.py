@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from app.config import GenerationConfig
-from app.runtime import Generator
+from app.backends.transformers import Generator
 from retrieval.errors import ConfigError
 from tuning.methods import available, get_method
 from tuning.sft import SFTRecipe, train_sft

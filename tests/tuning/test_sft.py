@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from app.config import GenerationConfig
-from app.runtime import Generator
+from app.backends.transformers import Generator
 from retrieval.errors import AdapterError, ConfigError
 from tuning.adapters import ADAPTER_MANIFEST
 from tuning.sft import SFTRecipe, train_sft

@@ -8,7 +8,7 @@ import torch
 from safetensors import safe_open
 
 from app.config import GenerationConfig
-from app.runtime import Generator
+from app.backends.transformers import Generator
 from retrieval.errors import AdapterError
 from tuning.adapters import ADAPTER_MANIFEST, manifest_problems, read_adapter_manifest, ship_adapter
 from tuning.base import model_fingerprint

@@ -9,14 +9,14 @@ pass instead of queueing behind one another (llama.cpp applies a LoRA to a whole
 - Requests from any number of threads go into one queue. A scheduler thread takes the first, gathers what else
   arrives within `batch_window_ms` (up to `max_batch`), and decodes them as one left-padded batch with a KV cache
   (static batching: a request that arrives mid-batch waits for the next one).
-- Decoding is the same as the other backends': greedy or sampled per row (each row its own seed), the repetition
-  penalty over the reply or the whole prompt, and the copy bias of grounded decoding, all per row.
+- Decoding is every backend's (`app/backends/decoding.py`), row by row: each row its own settings and seed.
 - Adapters that are not plain LoRA on linear layers (DoRA, IA3, prompt or prefix tuning, bottleneck adapters,
   rank or alpha patterns) are served by a transformers backend on the same base, with a warning naming them.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import queue
@@ -26,17 +26,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.config import GenerationConfig
-from app.runtime import (
-    Decoding,
-    banned_ngram_tokens,
-    Generation,
-    Generator,
-    _decoding,
-    last_generation,
-    register_backend,
-    stream_token_text,
-)
+from app.backends import Generation
+from app.backends.decoding import (Decoding, TokenPicker, control_tokens, copy_token_ids, prompt_ids,
+                                   stream_token_text)
+from app.backends.transformers import Fallback, OwnLoop
 from retrieval.errors import AdapterError
 from tuning.adapters import check_base, read_adapter_manifest
 from tuning.base import load_base, model_fingerprint
@@ -135,7 +128,7 @@ class _Request:
     out: queue.Queue = field(default_factory=queue.Queue)  # token ids, then ("done", seconds) or an exception
 
 
-class BatchedBackend:
+class BatchedBackend(OwnLoop):
     name = "batched"
 
     def __init__(self, model_dir: Path, dtype: str = "bfloat16", *, max_batch: int = 8, window_ms: float = 5.0):
@@ -146,8 +139,7 @@ class BatchedBackend:
         self.fingerprint = model_fingerprint(self.model_dir)
         self.model, self.tokenizer = load_base(self.model_dir, dtype)
         self.model.eval()
-        self.special_tokens = tuple(sorted((t for t in self.tokenizer.all_special_tokens if t), key=len,
-                                           reverse=True))
+        self.special_tokens = control_tokens(self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None \
             else self.tokenizer.eos_token_id
         self.eos = {self.tokenizer.eos_token_id}
@@ -157,8 +149,7 @@ class BatchedBackend:
         self._slots: dict[str, int] = {}
         self._layers: dict[str, object] = {}
         self._rows = _Rows()
-        self._fallback: Generator | None = None
-        self._fallback_names: set[str] = set()
+        self._fallback = Fallback(self.model_dir, self.dtype, log, "the batched backend")
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()  # adding adapters vs running a batch
         self._start_lock = threading.Lock()  # starting the scheduler thread (never waits for a running batch)
@@ -166,8 +157,6 @@ class BatchedBackend:
         self.stats = {"batches": 0, "rows": 0, "max_rows": 0, "steps": 0, "step_rows": 0, "decode_s": 0.0,
                       "prefill_s": 0.0}
         self._torch = torch
-        import inspect
-
         params = inspect.signature(self.model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"  # transformers 5 renamed it
 
@@ -186,12 +175,7 @@ class BatchedBackend:
         if reason is None and not weights.is_file():
             reason = "no adapter_model.safetensors"
         if reason is not None:
-            log.warning("adapter %r (%s) cannot run in the batched backend: %s; it is served by the transformers "
-                        "backend, one reply at a time", name, path, reason)
-            if self._fallback is None:
-                self._fallback = Generator(self.model_dir, self.dtype)
-            self._fallback.add_adapter(name, path)
-            self._fallback_names.add(name)
+            self._fallback.add(name, path, reason)
             self.adapters[name] = path
             return
         cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
@@ -242,18 +226,17 @@ class BatchedBackend:
         return layer
 
     def fallback_adapters(self) -> list[str]:
-        return sorted(self._fallback_names)
+        return sorted(self._fallback.names)
+
+    def cache_report(self) -> None:
+        return None  # no prompt cache: each batch evaluates its prompts whole
 
     # --- tokens --------------------------------------------------------------------------------------------------
-    def _ids(self, messages: list[dict]) -> list[int]:
-        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                       return_dict=True)["input_ids"])
-
     def count_tokens(self, messages: list[dict]) -> int:
-        return len(self._ids(messages))
+        return len(prompt_ids(self.tokenizer, messages))
 
     def copy_token_ids(self, text: str) -> list[int]:
-        return Generator.copy_token_ids(self, text)  # same tokenizer, same rule
+        return copy_token_ids(self.tokenizer, text)
 
     # --- scheduling ----------------------------------------------------------------------------------------------
     def _submit(self, req: _Request) -> None:
@@ -318,7 +301,7 @@ class BatchedBackend:
         pos = (mask.cumsum(1) - 1).clamp(min=0)
         slots = [r.slot for r in batch]
         self._rows.set(torch.tensor(slots) if any(slots) else None)
-        rows = [_RowState(r, self, torch) for r in batch]
+        rows = [_RowState(r, self) for r in batch]
         t0 = time.perf_counter()
         try:
             with torch.inference_mode():
@@ -329,7 +312,7 @@ class BatchedBackend:
                 self.stats["prefill_s"] += t1 - t0
                 for _ in range(max(r.cfg.max_new_tokens for r in batch)):
                     logits = out.logits[:, -1].float()
-                    nxt = [row.step(logits[i]) for i, row in enumerate(rows)]
+                    nxt = [row.step(logits[i].numpy()) for i, row in enumerate(rows)]  # numpy views
                     if all(row.done for row in rows):
                         break
                     mask = torch.cat([mask, torch.ones((n, 1), dtype=torch.long)], dim=1)
@@ -347,19 +330,10 @@ class BatchedBackend:
             r.out.put(("done", seconds))
 
     # --- the protocol --------------------------------------------------------------------------------------------
-    def generate(self, messages: list[dict], cfg: GenerationConfig | Decoding,
-                 adapter: str | None = None) -> Generation:
-        return last_generation(self.stream(messages, cfg, adapter))
-
-    def stream(self, messages: list[dict], cfg: GenerationConfig | Decoding,
-               adapter: str | None = None) -> Iterator[str | Generation]:
-        cfg = _decoding(cfg)
-        if adapter in self._fallback_names:
-            yield from self._fallback.stream(messages, cfg, adapter)
-            return
+    def _stream(self, messages: list[dict], cfg: Decoding, adapter: str | None) -> Iterator[str | Generation]:
         if adapter is not None and adapter not in self._slots:
             raise KeyError(adapter)
-        ids = self._ids(messages)
+        ids = prompt_ids(self.tokenizer, messages)
         if len(ids) + cfg.max_new_tokens > self.n_ctx:
             raise ValueError(f"prompt of {len(ids)} tokens plus {cfg.max_new_tokens} new ones does not fit the "
                              f"model's context of {self.n_ctx}; shorten the history or generation.max_new_tokens")
@@ -381,16 +355,13 @@ class BatchedBackend:
 
 
 class _RowState:
-    """One row's decoding: its settings, its generated tokens, and whether it has finished."""
+    """One row's decoding (`decoding.TokenPicker`): its settings, its generated tokens, whether it has finished."""
 
-    def __init__(self, req: _Request, backend: BatchedBackend, torch):
-        self.req, self.cfg, self.torch = req, req.cfg, torch
+    def __init__(self, req: _Request, backend: BatchedBackend):
+        self.req, self.cfg = req, req.cfg
         self.eos, self.pad = backend.eos, backend.pad_id
-        self.done, self.new = False, []
-        self.seen = [] if self.cfg.penalty_scope == "generated" else list(req.ids)
-        copy = backend.copy_token_ids(self.cfg.copy_text) if self.cfg.copy_bias and self.cfg.copy_text else []
-        self.copy_ids = torch.tensor(copy, dtype=torch.long) if copy else None
-        self.gen = torch.Generator().manual_seed(self.cfg.seed) if self.cfg.temperature > 0 else None
+        self.done = False
+        self.picker = TokenPicker(self.cfg, req.ids, backend.copy_token_ids)
 
     def step(self, logits) -> int:
         """Pick this row's next token from its logits (V,); returns the token to feed (pad once finished). A
@@ -398,47 +369,22 @@ class _RowState:
         if self.done:
             return self.pad
         try:
-            return self._step(logits)
+            tok = self.picker.pick(logits)
         except Exception as e:
             self.done = True
             self.req.out.put(e)
             return self.pad
-
-    def _step(self, logits) -> int:
-        torch, cfg = self.torch, self.cfg
-        if cfg.repetition_penalty != 1.0 and self.seen:
-            idx = torch.tensor(sorted(set(self.seen)), dtype=torch.long)
-            vals = logits[idx]
-            logits[idx] = torch.where(vals < 0, vals * cfg.repetition_penalty, vals / cfg.repetition_penalty)
-        if self.copy_ids is not None:
-            logits[self.copy_ids] += cfg.copy_bias
-        banned = banned_ngram_tokens(self.new, cfg.no_repeat_ngram)
-        if banned:
-            logits[banned] = float("-inf")
-        if self.gen is not None:
-            tok = _sample(logits, cfg.temperature, cfg.top_p, self.gen, torch)
-        else:
-            tok = int(torch.argmax(logits))
         if tok in self.eos:
             self.done = True
             return self.pad
-        self.seen.append(tok)
-        self.new.append(tok)
+        self.picker.push(tok)
         self.req.out.put(tok)
-        if len(self.new) >= cfg.max_new_tokens:
+        if len(self.picker.reply) >= self.cfg.max_new_tokens:
             self.done = True
         return tok
 
 
-def _sample(logits, temperature: float, top_p: float, gen, torch) -> int:
-    probs = torch.softmax(logits / temperature, dim=-1)
-    sorted_p, order = torch.sort(probs, descending=True)
-    keep = int(torch.searchsorted(torch.cumsum(sorted_p, 0), torch.tensor(top_p)).item()) + 1
-    q = sorted_p[:keep] / sorted_p[:keep].sum()
-    return int(order[int(torch.multinomial(q, 1, generator=gen))])
-
-
-@register_backend("batched")
-def _batched_backend(*, model_dir: Path, dtype: str = "bfloat16", max_batch: int = 8, batch_window_ms: float = 5.0,
-                     **_) -> BatchedBackend:
+def build(*, model_dir: Path, dtype: str = "bfloat16", max_batch: int = 8, batch_window_ms: float = 5.0,
+          **_) -> BatchedBackend:
+    """The registry's factory (`models.backend: batched`)."""
     return BatchedBackend(model_dir, dtype, max_batch=max_batch, window_ms=batch_window_ms)

@@ -25,7 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from app.config import EternaConfig, GenerationConfig, RemoteConfig
-from app.runtime import Decoding, Generation, _decoding, finish_text, last_generation, register_backend
+from app.backends import Generation
+from app.backends.decoding import Decoding, as_decoding, copy_token_ids, finish_text, last_generation
 from retrieval.errors import ConfigError, EternaError
 from tuning.adapters import check_base, read_adapter_manifest
 from tuning.base import model_fingerprint
@@ -115,9 +116,7 @@ class RemoteBackend:
                                                       return_dict=True)["input_ids"])
 
     def copy_token_ids(self, text: str) -> list[int]:
-        from app.runtime import Generator
-
-        return Generator.copy_token_ids(self, text)  # same tokenizer, same rule as the local backends
+        return copy_token_ids(self.tokenizer, text)  # same tokenizer, same rule as the local backends
 
     # --- requests ------------------------------------------------------------------------------------------------
     def _request(self, messages: list[dict], cfg: Decoding, adapter: str | None) -> tuple[str, dict]:
@@ -164,7 +163,7 @@ class RemoteBackend:
         import httpx
         import openai
 
-        cfg = _decoding(cfg)
+        cfg = as_decoding(cfg)
         endpoint, body = self._request(messages, cfg, adapter)
         n_prompt = self.count_tokens(messages)
         create = self.client.completions.create if endpoint == "completions" else self.client.chat.completions.create
@@ -214,8 +213,7 @@ def _short(e: object, limit: int = 300) -> str:
     return s if len(s) <= limit else s[:limit] + "..."
 
 
-@register_backend("openai")
-def _openai_backend(*, model_dir: Path, config: EternaConfig | None = None, **_) -> RemoteBackend:
+def build(*, model_dir: Path, config: EternaConfig | None = None, **_) -> RemoteBackend:
     remote = config.models.remote if config is not None else None
     if remote is None:
         raise ConfigError("models.backend is openai but models.remote is not set: add models.remote: {base_url, "

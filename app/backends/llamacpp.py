@@ -5,8 +5,9 @@
 - Each PEFT LoRA is converted once to a GGUF LoRA (tuning/export.py), cached by the adapter's fingerprint, and
   selected per turn with `llama_set_adapters_lora`. Adapters llama.cpp cannot apply (DoRA, IA3, prompt or prefix
   tuning, bottleneck adapters) are served by a transformers backend on the same base, with a warning naming them.
-- Decoding is our own loop over llama.cpp's logits, so grounded decoding (repetition penalty over the reply only,
-  copy bias on the evidence's tokens) is the same as in transformers.
+- Decoding is our own loop over llama.cpp's logits with every backend's rules (`app/backends/decoding.py`), so
+  grounded decoding (repetition penalty over the reply only, copy bias on the evidence's tokens) is the same as in
+  transformers.
 - Prompt caching: the context keeps the KV cache of the last prompt, and the KV state of each recent system prompt
   head (per adapter: a character's persona and route instructions, `Decoding.cache_prefix`; the facts and the
   rolling summary that follow it change every turn) is saved, so a turn of any recently seen character evaluates
@@ -29,18 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from app.config import GenerationConfig
+from app.backends import Generation
+from app.backends.decoding import (Decoding, TokenPicker, control_tokens, copy_token_ids, prompt_ids,
+                                   stream_token_text)
+from app.backends.transformers import Fallback, OwnLoop
 from app.probe import model_params, probe
-from app.runtime import (
-    Decoding,
-    banned_ngram_tokens,
-    Generation,
-    Generator,
-    _decoding,
-    last_generation,
-    register_backend,
-    stream_token_text,
-)
 from retrieval.errors import AdapterError, ModelNotFoundError
 from tuning.adapters import check_base, read_adapter_manifest
 from tuning.base import model_fingerprint
@@ -68,7 +62,7 @@ class NativeBackendError(RuntimeError):
     """llama.cpp cannot run on this machine (the startup probe's reason says why and how to fix it)."""
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(OwnLoop):
     name = "llamacpp"
 
     def __init__(self, gguf: Path, model_dir: Path, cache_dir: Path, *, n_ctx: int = 2048, dtype: str = "float32",
@@ -82,12 +76,11 @@ class LlamaCppBackend:
 
         self.gguf, self.model_dir, self.cache_dir = Path(gguf), Path(model_dir), Path(cache_dir)
         if not self.gguf.is_file():
-            raise ModelNotFoundError(f"{self.gguf}: GGUF file not found (models.gguf)")
+            raise ModelNotFoundError(f"{self.gguf}: GGUF file not found (models.llamacpp.gguf)")
         self.dtype = dtype
         self.fingerprint = model_fingerprint(self.model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        self.special_tokens = tuple(sorted((t for t in self.tokenizer.all_special_tokens if t), key=len,
-                                           reverse=True))
+        self.special_tokens = control_tokens(self.tokenizer)
         n = threads or cpu_threads()
         if extra_bufts is None:  # nothing native runs in this process before a child has run it (app/probe.py)
             result = probe(self.gguf, cache_dir=self.cache_dir, timeout_s=probe_timeout_s, threads=threads)
@@ -102,8 +95,7 @@ class LlamaCppBackend:
         self.eos = {i for i in (self.tokenizer.eos_token_id, self.llm.token_eos()) if i is not None and i >= 0}
         self.adapters: dict[str, Path] = {}
         self._handles: dict[str, object] = {}
-        self._fallback: Generator | None = None
-        self._fallback_names: set[str] = set()
+        self._fallback = Fallback(self.model_dir, self.dtype, log, "llama.cpp")
         self._active: str | None = None  # adapter the KV cache was computed with
         self._prefixes: OrderedDict[tuple, tuple] = OrderedDict()  # (adapter, system ids) -> (state buffer, size)
         self.prefix_cache = prefix_cache
@@ -144,12 +136,7 @@ class LlamaCppBackend:
                 raise AdapterError(f"{gguf}: llama.cpp could not load this GGUF LoRA (converted from {path})")
             self._handles[name] = handle
         else:
-            log.warning("adapter %r (%s) cannot run in llama.cpp: %s; it is served by the transformers backend",
-                        name, path, reason)
-            if self._fallback is None:
-                self._fallback = Generator(self.model_dir, self.dtype)
-            self._fallback.add_adapter(name, path)
-            self._fallback_names.add(name)
+            self._fallback.add(name, path, reason)
         self.adapters[name] = path
 
     def cache_report(self) -> dict:
@@ -162,7 +149,7 @@ class LlamaCppBackend:
                 "conversation_budget_mb": round(self.state_cache_bytes / 2**20, 1), **self.cache_stats}
 
     def fallback_adapters(self) -> list[str]:
-        return sorted(self._fallback_names)
+        return sorted(self._fallback.names)
 
     def _select(self, adapter: str | None) -> None:
         import llama_cpp
@@ -181,10 +168,6 @@ class LlamaCppBackend:
         self.llm.n_tokens = 0  # the cached prefix was computed with other weights
 
     # --- tokens --------------------------------------------------------------------------------------------------
-    def _ids(self, messages: list[dict]) -> list[int]:
-        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                       return_dict=True)["input_ids"])
-
     def _system_len(self, messages: list[dict], ids: list[int], prefix: str = "") -> int:
         """How many leading tokens of `ids` to keep a prompt-cache state of: the template up to the end of `prefix`
         when the system turn starts with it, else the whole system turn (0 when there is none or it does not
@@ -203,10 +186,10 @@ class LlamaCppBackend:
         return len(sys_ids) if sys_ids and ids[: len(sys_ids)] == sys_ids and len(sys_ids) < len(ids) else 0
 
     def count_tokens(self, messages: list[dict]) -> int:
-        return len(self._ids(messages))
+        return len(prompt_ids(self.tokenizer, messages))
 
     def copy_token_ids(self, text: str) -> list[int]:
-        return Generator.copy_token_ids(self, text)  # same tokenizer, same rule
+        return copy_token_ids(self.tokenizer, text)
 
     # --- decoding ------------------------------------------------------------------------------------------------
     def _logits(self) -> np.ndarray:
@@ -319,53 +302,23 @@ class LlamaCppBackend:
 
     def _tokens(self, ids: list[int], cfg: Decoding, adapter: str | None, n_system: int = 0) -> Iterator[int]:
         """Yield generated token ids (holding the model lock for the whole reply)."""
-        copy_ids = np.array(self.copy_token_ids(cfg.copy_text), dtype=np.int64) if cfg.copy_bias and cfg.copy_text \
-            else None
-        rng = np.random.default_rng(cfg.seed)
+        picker = TokenPicker(cfg, ids, self.copy_token_ids)
         with self._lock:
             self._select(adapter)
             self._eval_prompt(ids, n_system)
             try:
-                yield from self._decode(ids, cfg, copy_ids, rng)
+                for _ in range(cfg.max_new_tokens):
+                    tok = picker.pick(self._logits())
+                    if tok in self.eos:
+                        return
+                    picker.push(tok)
+                    yield tok
+                    self.llm.eval([tok])
             finally:
                 self._keep_state(len(ids))
 
-    def _decode(self, ids: list[int], cfg: Decoding, copy_ids, rng) -> Iterator[int]:
-        seen: list[int] = [] if cfg.penalty_scope == "generated" else list(ids)
-        reply: list[int] = []
-        for _ in range(cfg.max_new_tokens):
-            logits = self._logits()
-            if cfg.repetition_penalty != 1.0 and seen:
-                idx = np.unique(np.asarray(seen, dtype=np.int64))
-                vals = logits[idx]
-                logits[idx] = np.where(vals < 0, vals * cfg.repetition_penalty, vals / cfg.repetition_penalty)
-            if copy_ids is not None and copy_ids.size:
-                logits[copy_ids] += cfg.copy_bias
-            banned = banned_ngram_tokens(reply, cfg.no_repeat_ngram)
-            if banned:
-                logits[banned] = -np.inf
-            if cfg.temperature > 0:
-                tok = _sample(logits, cfg.temperature, cfg.top_p, rng)
-            else:
-                tok = int(np.argmax(logits))
-            if tok in self.eos:
-                return
-            seen.append(tok)
-            reply.append(tok)
-            yield tok
-            self.llm.eval([tok])
-
-    def generate(self, messages: list[dict], cfg: GenerationConfig | Decoding,
-                 adapter: str | None = None) -> Generation:
-        return last_generation(self.stream(messages, cfg, adapter))
-
-    def stream(self, messages: list[dict], cfg: GenerationConfig | Decoding,
-               adapter: str | None = None) -> Iterator[str | Generation]:
-        cfg = _decoding(cfg)
-        if adapter in self._fallback_names:
-            yield from self._fallback.stream(messages, cfg, adapter)
-            return
-        ids = self._ids(messages)
+    def _stream(self, messages: list[dict], cfg: Decoding, adapter: str | None) -> Iterator[str | Generation]:
+        ids = prompt_ids(self.tokenizer, messages)
         n_system = self._system_len(messages, ids, cfg.cache_prefix)
         t0 = time.perf_counter()
         yield from stream_token_text(self.tokenizer, self._tokens(ids, cfg, adapter, n_system), len(ids),
@@ -394,24 +347,12 @@ def _pages(size: int):
     return (ctypes.c_uint8 * size).from_buffer(mmap.mmap(-1, max(size, 1)))
 
 
-def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
-    z = logits / temperature
-    z = z - z.max()
-    p = np.exp(z)
-    p /= p.sum()
-    order = np.argsort(-p)
-    cum = np.cumsum(p[order])
-    keep = order[: int(np.searchsorted(cum, top_p)) + 1]
-    q = p[keep] / p[keep].sum()
-    return int(rng.choice(keep, p=q))
-
-
-@register_backend("llamacpp")
-def _llamacpp_backend(*, model_dir: Path, gguf: Path | None = None, cache_dir: Path, dtype: str = "float32",
-                      n_ctx: int = 2048, state_cache_mb: float = 128, extra_bufts: bool | None = None,
-                      probe_timeout_s: float = 120.0, **_) -> LlamaCppBackend:
+def build(*, model_dir: Path, gguf: Path | None = None, cache_dir: Path, dtype: str = "float32", n_ctx: int = 2048,
+          state_cache_mb: float = 128, extra_bufts: bool | None = None, probe_timeout_s: float = 120.0,
+          **_) -> LlamaCppBackend:
+    """The registry's factory (`models.backend: llamacpp`)."""
     if gguf is None:
         raise ModelNotFoundError("models.backend is llamacpp but the model has no GGUF file: use a builtin model or "
-                                 "set models.gguf to the GGUF of models.llm")
+                                 "set models.llamacpp.gguf to the GGUF of models.llm")
     return LlamaCppBackend(gguf, model_dir, cache_dir, n_ctx=n_ctx, dtype=dtype, state_cache_mb=state_cache_mb,
                            extra_bufts=extra_bufts, probe_timeout_s=probe_timeout_s)
