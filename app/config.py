@@ -220,9 +220,10 @@ class RetrievalConfig(_Strict):
     min_score: float = Field(0.25, ge=-1, le=1, description="hits below this cosine are not shown to the model")
     chunk_words: int = Field(120, ge=16)
     overlap_words: int = Field(25, ge=0)
-    mode: Literal["dense", "bm25", "hybrid"] = Field(
-        "hybrid", description="hybrid (default): dense + BM25 candidates under the same filters, fused; it won end "
-                              "to end on both development worlds (see docs/worlds.md, Retrieval)")
+    mode: str = Field(
+        "hybrid", description="a retrieval mode (retrieval.retriever.MODES: dense, bm25, hybrid); hybrid (default): "
+                              "dense + BM25 candidates under the same filters, fused; it won end to end on both "
+                              "development worlds (see docs/worlds.md, Retrieval)")
     hybrid_weight: float = Field(0.5, ge=0, le=1, description="weight of the dense scores in the fusion")
     candidates: int = Field(20, ge=1, le=1000, description="candidates per retriever before fusion or reranking")
     rerank: Literal["none", "sentences", "cross-encoder"] = Field(
@@ -231,6 +232,15 @@ class RetrievalConfig(_Strict):
     rerank_model: Path | None = Field(None, description="local sentence-transformers CrossEncoder folder")
     rerank_weight: float = Field(0.5, ge=0, le=1, description="weight of the reranker against the first stage")
     index: IndexKindConfig = IndexKindConfig()
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        from retrieval.retriever import MODES
+
+        if v not in MODES:
+            raise ValueError(f"unknown retrieval mode {v!r}; available: {', '.join(MODES.names())}")
+        return v
 
     @model_validator(mode="after")
     def _rerank_model(self):
@@ -279,6 +289,32 @@ class MemoryConfig(_Strict):
     live_sessions: int = Field(4096, ge=1, description="sessions held in RAM; past this the least recently used is "
                                "dropped (read back from its file when the player returns; without a sessions "
                                "folder it starts afresh)")
+    store: str = Field("files", description="where sessions persist: files (a JSONL file per session in "
+                       "paths.sessions; null there: RAM only), sqlite (one database file, one machine), redis (many "
+                       "servers sharing sessions)")
+    path: Path | None = Field(None, description="sqlite store: the database file (null: <paths.sessions>.sqlite, "
+                              "beside the sessions folder)")
+    url: str = Field("redis://127.0.0.1:6379/0", description="redis store: the server, redis://[:password@]host:"
+                     "port/db, rediss:// (TLS) or unix:///path/to/socket")
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, v: str) -> str:
+        from app.memory import store_names
+
+        if v not in store_names():
+            raise ValueError(f"unknown session store {v!r}; available: {', '.join(store_names())}")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
+            raise ValueError(f"{v!r} is not a Redis URL; write redis://HOST:PORT/DB, rediss://... or unix:///PATH")
+        return v
 
 
 class RouterConfig(_Strict):
@@ -314,8 +350,9 @@ class EternaConfig(_Strict):
         world = self.world.model_copy(update={"cues": fix(self.world.cues)})
         grounding = self.grounding.model_copy(update={"adapter": fix(self.grounding.adapter)})
         retrieval = self.retrieval.model_copy(update={"rerank_model": fix(self.retrieval.rerank_model)})
+        memory = self.memory.model_copy(update={"path": fix(self.memory.path)})
         return self.model_copy(update={"paths": paths, "models": models, "world": world, "grounding": grounding,
-                                       "retrieval": retrieval})
+                                       "retrieval": retrieval, "memory": memory})
 
     def data_path(self, key: str) -> Path:
         """A world data folder (style, preferences, eval, scenes) that must be configured for the caller."""

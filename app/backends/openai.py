@@ -154,6 +154,14 @@ class RemoteBackend:
         body["messages"] = messages
         return "chat", body
 
+    def cache_report(self) -> None:
+        """The prompt caches are the server's (its own /metrics or /slots say what they hold)."""
+        return None
+
+    def close(self) -> None:
+        """Close the HTTP connection pool; idempotent."""
+        self.client.close()
+
     def generate(self, messages: list[dict], cfg: GenerationConfig | Decoding,
                  adapter: str | None = None) -> Generation:
         return last_generation(self.stream(messages, cfg, adapter))

@@ -34,10 +34,10 @@ def test_listing_backend_names_imports_no_backend():
     """Config validation and the CLI's choices read the registry; that must load neither torch nor llama.cpp."""
     code = ("import sys; from app.config import EternaConfig; from app.backends import backend_choices; "
             "EternaConfig(); print(backend_choices()); "
-            "print(sorted(m for m in ('torch', 'llama_cpp', 'transformers', 'app.backends.llamacpp') "
+            "print(sorted(m for m in ('torch', 'llama_cpp', 'transformers', 'app.backends.llamacpp', 'openai') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["['auto', 'batched', 'llamacpp', 'transformers']", "[]"]
+    assert out.splitlines() == ["['auto', 'batched', 'llamacpp', 'openai', 'transformers']", "[]"]
 
 
 def test_every_registered_backend_implements_the_whole_protocol():
@@ -64,7 +64,7 @@ def test_a_new_backend_is_one_registration_and_an_unknown_name_is_a_config_error
             register_backend("echo-test", "somewhere:else")
     finally:
         del BACKENDS["echo-test"]
-    with pytest.raises(ConfigError, match="unknown backend 'vllm'; available: batched, llamacpp, transformers"):
+    with pytest.raises(ConfigError, match="unknown backend 'vllm'; available: batched, llamacpp, openai, transformers"):
         make_backend("vllm")
 
 

@@ -95,7 +95,7 @@ def test_built_in_roles_are_neutral_and_a_world_names_its_own():
 
 @pytest.mark.parametrize("body, message", [
     ("models:\n  backend: vllm", r"models.backend: .*unknown backend 'vllm'; available: auto, batched, llamacpp, "
-                                 r"transformers"),
+                                 r"openai, transformers"),
     ("models:\n  max_batch: 4", r"models: .*models.max_batch is now models.batched.max_batch: move it under "
                                 r"`batched:`"),
     ("models:\n  gguf: m.gguf", r"models.gguf is now models.llamacpp.gguf"),
