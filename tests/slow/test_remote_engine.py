@@ -119,7 +119,7 @@ def _remote(url, model_dir, **kw):
 
 def test_greedy_replies_equal_the_in_process_backend(local, base_server, model_dir):
     from app.backends import Generation
-from app.backends.decoding import Decoding
+    from app.backends.decoding import Decoding
 
     remote = _remote(base_server.url, model_dir)
     for msgs in PROMPTS:
