@@ -52,7 +52,9 @@ def _hf_logits(peft, tok, adapter: bool):
 
 
 def _lc_logits(backend, adapter):
-    ids = backend._ids(MSGS)
+    from app.backends.decoding import prompt_ids
+
+    ids = prompt_ids(backend.tokenizer, MSGS)
     with backend._lock:
         backend._select(adapter)
         backend._eval_prompt(ids)
