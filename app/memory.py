@@ -65,7 +65,7 @@ STORES: Registry[type] = Registry("session store")
 
 
 class _Lazy:
-    """A registry entry whose class lives in a module imported on first use (its library may not be installed)."""
+    """A registry entry whose class lives in a module imported on first use (its client package may not be installed)."""
 
     def __init__(self, module: str, attr: str):
         self.module, self.attr = module, attr
