@@ -108,7 +108,7 @@ def _config_choices(section: str, field: str) -> list[str]:
 
 
 def retrieval_modes() -> list[str]:
-    """The registered retrieval modes (retrieval/retriever.py's MODES, which loads no index library)."""
+    """The registered retrieval modes (retrieval/retriever.py's MODES, which loads neither FAISS nor BM25)."""
     from retrieval.retriever import MODES
 
     return list(MODES)  # registration order: dense, bm25, hybrid
