@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.backends import check_backend
+from app.bestof import BestOfConfig
 from app.backends.options import BackendOptions, BatchedOptions, LlamaCppOptions, RemoteConfig
 from retrieval.errors import ConfigError, yaml_error_message
 from retrieval.gates import TYPES as GATE_TYPES
@@ -270,6 +271,7 @@ class GenerationConfig(_Strict):
     max_sentences: int | None = Field(3, ge=1, description="free (small-talk) replies stop after this many "
                                       "sentences, not counting the character's opening and closing markers; a "
                                       "reply also stops at its closing marker. null: only max_new_tokens")
+    best_of: BestOfConfig = Field(BestOfConfig(), description="free replies chosen from n candidates (app/bestof.py)")
 
 
 class GuardConfig(_Strict):
@@ -332,6 +334,14 @@ class EternaConfig(_Strict):
     world: WorldConfig = WorldConfig()
     prompts: PromptsConfig = PromptsConfig()
     grounding: GroundingConfig = GroundingConfig()
+
+    @model_validator(mode="after")
+    def _candidates_fit_a_batch(self):
+        n, most = self.generation.best_of.n, self.models.batched.max_batch
+        if self.models.backend == "batched" and n > most:
+            raise ValueError(f"generation.best_of.n ({n}) is above models.batched.max_batch ({most}): the candidates "
+                             "are decoded in one batch; lower the first or raise the second")
+        return self
 
     @classmethod
     def load(cls, path: Path) -> EternaConfig:

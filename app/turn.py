@@ -84,6 +84,9 @@ class Turn:
     decoding: Decoding | None = None
     adapter: str | None = None  # the adapter to generate with
     gate: SentenceGate | None = None  # free replies: the output guard, sentence by sentence as they stream
+    new_gate: object = None  # free replies: makes a fresh gate (best-of-n gives each candidate its own)
+    recalled: str = ""  # the remembered exchanges and summary in the prompt, as text
+    best_of: dict | None = None  # best-of-n turns: the candidates and the chosen one's index
     generation: Generation | None = None  # the backend's whole reply (None: generation stopped early)
     pieces: int = 0  # pieces the backend streamed
     output: str | None = None  # the reply's text (set before generation when none is needed)
@@ -175,6 +178,7 @@ def compose(engine: DialogueEngine, turn: Turn) -> None:
     hidden = hidden_docs(turn.index, spec.scope(turn.chapter, turn.state))
     history, summary, turn.drew_on, left_out = engine.memory.recall(turn.session, spec.id, hidden)
     turn.context["memory_hidden"] = left_out
+    turn.recalled = " ".join([summary, *(f"{u} {r}" for u, r in history)])
     turn.backend = engine.npc_backend(spec, turn.use_adapter)
     turn.head, turn.instructions = prompt_heads(spec, label, config.world, config.prompts, bool(turn.flags))
     report: dict = {}
@@ -195,15 +199,20 @@ def compose(engine: DialogueEngine, turn: Turn) -> None:
     # free replies pass the output guard sentence by sentence as they stream; a grounded reply waits for the
     # support check, which needs all of it
     m, world = spec.markers, config.world.name
-    turn.gate = SentenceGate(lambda said: output_flag(spec, world, engine.cues, turn.instructions, said),
-                             max_sentences=gen_cfg.max_sentences, markers=tuple((m.opens + m.closes) if m else ()),
-                             closes=tuple(m.closes if m else ()))
+    turn.new_gate = lambda: SentenceGate(lambda said: output_flag(spec, world, engine.cues, turn.instructions, said),
+                                         max_sentences=gen_cfg.max_sentences,
+                                         markers=tuple((m.opens + m.closes) if m else ()),
+                                         closes=tuple(m.closes if m else ()))
+    turn.gate = turn.new_gate()
 
 
 def generate(engine: DialogueEngine, turn: Turn) -> Iterator[str]:
     """Run the model on the composed prompt (nothing to do when compose answered). Yields what may be streamed as
     it is made: a free reply's sentences once the output guard passed them; a grounded reply streams nothing yet."""
     if turn.backend is None:
+        return
+    if turn.gate is not None and engine.config.generation.best_of.n > 1:
+        _best_of(engine, turn)
         return
     gate, turn.spoke = turn.gate, turn.adapter
     pieces = turn.backend.stream(turn.messages, turn.decoding, adapter=turn.adapter)
@@ -229,6 +238,21 @@ def generate(engine: DialogueEngine, turn: Turn) -> Iterator[str]:
         turn.tokens = {"reply": turn.pieces, "stopped": gate.complete or "output_guard"}
 
 
+def _best_of(engine: DialogueEngine, turn: Turn) -> None:
+    """A free reply chosen from n candidates (app/bestof.py); nothing streams until the choice is made."""
+    from app.bestof import choose
+
+    turn.spoke = turn.adapter
+    best, cands = choose(engine, turn, turn.new_gate, turn.recalled)
+    turn.lap("generate_ms")
+    turn.best_of = {"chosen": cands.index(best), "candidates": [
+        {"text": c.text, "score": round(c.score, 3), "features": c.features, "flag": c.flag} for c in cands]}
+    turn.tokens = {"reply": best.tokens, "candidates": sum(c.tokens for c in cands), "best_of": len(cands)}
+    turn.output = best.text
+    if best.flag:
+        turn.flags = [*turn.flags, best.flag]
+
+
 def check(engine: DialogueEngine, turn: Turn) -> str | None:
     """The reply's final text: a grounded generation passes the support check, then the output guard; a free one
     what its gate let through (the deflection when nothing). Returns what is still to stream (None: nothing)."""
@@ -243,6 +267,8 @@ def check(engine: DialogueEngine, turn: Turn) -> str | None:
         leak = output_flag(spec, engine.config.world.name, engine.cues, turn.instructions, turn.output)
         if leak:
             turn.output, turn.flags = engine.deflection(spec), [*turn.flags, leak]
+        return turn.output
+    if turn.best_of is not None:  # chosen among candidates, each already through its own gate
         return turn.output
     final = turn.generation.text if turn.generation is not None else None
     turn.output, leak, rest = turn.gate.finish(final, engine.deflection(spec))
@@ -270,7 +296,8 @@ def reply(turn: Turn) -> Reply:
                     for e in turn.evidence}.values())
     return Reply(text=turn.output, route=turn.route.label, npc=turn.npc.id, sources=sources, timings=turn.timings,
                  reason=turn.route.reason, session=turn.session, chapter=turn.chapter, flags=turn.flags,
-                 tokens=turn.tokens, grounding=turn.grounding, context=turn.context, adapter=turn.spoke)
+                 tokens=turn.tokens, grounding=turn.grounding, adapter=turn.spoke,
+                 context={**turn.context, "best_of": turn.best_of} if turn.best_of else turn.context)
 
 
 def run(engine: DialogueEngine, npc: str, text: object, *, session: object = "default", chapter: object = 1,
