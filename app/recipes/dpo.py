@@ -12,7 +12,14 @@ from tuning.dpo import DPORecipe
 
 def options(sp) -> None:
     sp.add_argument("--npc", required=True)
-    sp.add_argument("--data", help="JSONL {prompt, chosen, rejected} (default: paths.preferences/<npc>.jsonl)")
+    sp.add_argument("--data", help="JSONL {prompt, chosen, rejected} (default: paths.preferences/<npc>.jsonl); "
+                                   "with --self-pairs the style set (default: paths.style/<npc>.jsonl)")
+    sp.add_argument("--self-pairs", action="store_true", help="make the pairs from the model's own failures: n "
+                    "candidates per style-set prompt, scored (app/selfpairs.py); the style set's reply or the best "
+                    "clean candidate is chosen, the worst looping/rambling/out-of-voice one rejected")
+    sp.add_argument("--candidates", type=int, default=4, metavar="N", help="--self-pairs: candidates per prompt")
+    sp.add_argument("--pairs-out", metavar="FILE", help="--self-pairs: where the pairs go (default: "
+                                                        "<out>.self-pairs.jsonl, with a manifest beside it)")
     sp.add_argument("--out", help="adapter folder (default: paths.adapters/<npc>-dpo)")
     start = sp.add_mutually_exclusive_group()
     start.add_argument("--from-adapter", metavar="DIR", help="continue this adapter; it is also the DPO reference "
@@ -31,8 +38,11 @@ def train(cfg, args, recipe: DPORecipe) -> tuple[dict, str]:
 
     quiet_datasets()
     npc = Cast.load(cfg.paths.npcs, cfg.world).get(args.npc)
-    data = Path(args.data) if args.data else cfg.data_path("preferences") / f"{npc.id}.jsonl"
     out = Path(args.out) if args.out else cfg.paths.adapters / f"{npc.id}-dpo"
+    if args.self_pairs:
+        data = _self_pairs(cfg, args, npc, out)
+    else:
+        data = Path(args.data) if args.data else cfg.data_path("preferences") / f"{npc.id}.jsonl"
     if args.from_adapter:
         start = Path(args.from_adapter)
     elif args.from_base:
@@ -58,6 +68,23 @@ def train(cfg, args, recipe: DPORecipe) -> tuple[dict, str]:
             f"DPO adapter for {npc.id} ({origin}) -> {out}: {m['steps']} steps, loss {m['first_loss']} -> "
             f"{m['last_loss']}; {figures}; {m['seconds']} s. Set `adapter: {out}` for {npc.id} in your npcs file "
             "to use it.")
+
+
+def _self_pairs(cfg, args, npc, out: Path) -> Path:
+    """The pairs file made from the character's own candidates on its style set's prompts."""
+    from app.dialogue import DialogueEngine
+    from app.selfpairs import self_pairs, write_pairs
+    from tuning.data import load_chat_examples
+
+    if args.candidates < 2:
+        raise EternaError(f"--candidates {args.candidates}: self-pairs need at least 2 candidates per prompt")
+    style = Path(args.data) if args.data else cfg.data_path("style") / f"{npc.id}.jsonl"
+    examples = load_chat_examples(style)  # a bad file fails here, before any model loads
+    engine = DialogueEngine.from_settings(cfg)
+    rows, report = self_pairs(engine, npc.id, examples, n=args.candidates, use_adapter=True)
+    engine.generator.close()
+    path = Path(args.pairs_out) if args.pairs_out else out.with_name(out.name + ".self-pairs.jsonl")
+    return write_pairs(path, rows, report, style)
 
 
 register("dpo", DPORecipe, train, "preference-tune one NPC's voice with DPO on its preference pairs",

@@ -103,3 +103,44 @@ def test_config_refuses_more_candidates_than_a_batch_and_unknown_weights(tmp_pat
         load({"generation": {"best_of": {"weights": {"charm": 1}}}})
     with pytest.raises(ConfigError, match="unknown best-of scorer 'vibes'"):
         load({"generation": {"best_of": {"scorer": "vibes"}}})
+
+
+def test_self_pairs_reject_the_models_own_failing_candidates(engine):
+    from app.selfpairs import failures, self_pairs
+
+    examples = [[{"role": "user", "content": p}, {"role": "assistant", "content": f"Halt. {p} Move along, reader."}]
+                for p in ("Tell me about the rain.", "Sing me something.", "What do you do all day?")]
+    rows, report = self_pairs(engine, "warden", examples, n=3)
+    assert report["prompts"] == 3 and report["candidates"] == 9
+    assert report["pairs"] == len(rows) > 0  # the tiny model's 12-token babble fails something every time
+    prompts = {e[0]["content"]: e[1]["content"] for e in examples}
+    for r in rows:
+        assert r["prompt"] in prompts and r["why"] and r["chosen"] != r["rejected"]
+    assert {r["chosen"] for r in rows} & set(prompts.values())  # the style set's replies are chosen
+    # the rule itself: a candidate that fails nothing never becomes a rejected reply
+    good = {"score": 1.0, "features": {"voice": 1.0, "loop": 0.0, "length": 0.0, "invented": 0.0, "breaks": 0.0,
+                                       "unclean": 0.0}}
+    assert failures(good, True) == [] and failures({**good, "features": {**good["features"], "voice": 0.0}},
+                                                   True) == ["no_voice"]
+    assert failures({**good, "features": {**good["features"], "loop": 1.0}}, False) == ["loop"]
+
+
+def test_train_dpo_self_pairs_cli_writes_pairs_with_a_manifest_then_trains(tmp_path, tiny_llm_dir, embedder,
+                                                                         style_file, capsys):
+    import json
+
+    from app.cli import main
+
+    cfg = write_project(tmp_path / "proj", str(tiny_llm_dir))
+    rebuild_index(tmp_path / "proj" / "lore", tmp_path / "proj" / "index", embedder)
+    rc = main(["--config", str(cfg), "train", "dpo", "--npc", "warden", "--self-pairs", "--data", str(style_file),
+               "--candidates", "2", "--from-base", "--max-steps", "1", "--out", str(tmp_path / "out"), "--json"])
+    out = capsys.readouterr()[0]
+    assert rc == 0, out
+    pairs = tmp_path / "out.self-pairs.jsonl"
+    manifest = json.loads((tmp_path / "out.self-pairs.jsonl.manifest.json").read_text())
+    rows = [json.loads(x) for x in pairs.read_text().splitlines()]
+    assert rows and manifest["kind"] == "self-pairs" and manifest["pairs"] == len(rows) and manifest["n"] == 2
+    assert (tmp_path / "out" / "adapter_config.json").is_file()
+    assert main(["--config", str(cfg), "train", "dpo", "--npc", "warden", "--self-pairs", "--candidates", "1",
+                 "--data", str(style_file), "--out", str(tmp_path / "o2")]) == 2
