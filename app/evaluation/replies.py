@@ -51,25 +51,14 @@ def quality_report(engine, lines: list[dict], *, use_adapter: bool = True, with_
                    keep_items: bool = False, progress=None) -> dict:
     """Every line through `engine.say` (a fresh session each), scored; `summary` holds the figures."""
     run = uuid.uuid4().hex[:8]
-    lore = " ".join(c.text for c in engine.index.chunks)
-    world = engine.config.world
-    names = [n.name for n in engine.cast.npcs]
     rows = []
     for i, it in enumerate(lines):
         spec = engine.cast.get(it["npc"])
         reply = engine.say(spec.id, it["text"], session=f"quality-{run}-{i}", chapter=int(it.get("chapter", 1)),
                            use_adapter=use_adapter)
         generated = reply.text if reply.tokens else ""  # replies no model generated have no generated part
-        phrases = voice_phrases(spec)
-        allowed = " ".join([spec.name, spec.persona, spec.style, world.name, world.setting or "", lore, it["text"]])
         row = {"line": it["line"], "npc": spec.id, "text": it["text"], "reply": reply.text, "route": reply.route,
-               "generated": bool(generated), "words": word_count(reply.text), "repeats": repeats(reply.text),
-               "clean": clean(reply.text),
-               "breaks": breaks(reply.text, name=spec.name, other_names=[n for n in names if n != spec.name],
-                                foreign_words=[]),
-               "invented": invented_specifics(generated, allowed) if generated else None,
-               "signature": signature_hits(generated, phrases) > 0 if generated and phrases else None,
-               "in_voice": in_voice(generated, phrases) if generated and phrases else None,
+               **score_reply(engine, spec, it["text"], reply.text, generated),
                "ms": reply.timings.get("total_ms")}
         rows.append(row)
         if progress is not None:
@@ -85,6 +74,23 @@ def quality_report(engine, lines: list[dict], *, use_adapter: bool = True, with_
     if keep_items:
         out["items"] = rows
     return out
+
+
+def score_reply(engine, spec, line: str, text: str, generated: str) -> dict:
+    """One reply's quality row (without fluency): `generated` is the model-generated part ("" when none)."""
+    from app.bestof import lore_text
+
+    world = engine.config.world
+    names = [n.name for n in engine.cast.npcs]
+    phrases = voice_phrases(spec)
+    allowed = " ".join([spec.name, spec.persona, spec.style, world.name, world.setting or "",
+                        lore_text(engine.index), line])
+    return {"generated": bool(generated), "words": word_count(text), "repeats": repeats(text), "clean": clean(text),
+            "breaks": breaks(text, name=spec.name, other_names=[n for n in names if n != spec.name],
+                             foreign_words=[]),
+            "invented": invented_specifics(generated, allowed) if generated else None,
+            "signature": signature_hits(generated, phrases) > 0 if generated and phrases else None,
+            "in_voice": in_voice(generated, phrases) if generated and phrases else None}
 
 
 def fluency_of(texts: list[str], engine, length: int = 16) -> list[float | None]:
