@@ -25,7 +25,6 @@ speaks for a character and its narration counts as said aloud.
 from __future__ import annotations
 
 import re
-import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field, replace
 
 from app.guard import check_chapter, check_session, clean_player_text
 from app.grounding import Evidence, in_voice, split_sentences
+from app.scene_memory import Transcript, transcript_store
 from app.scene_policy import RESPONDERS, Addresser, Line, common_words
 from app.turn import Reply, Turn, check, compose, generate, ground, guard, reply, route
 from retrieval.errors import EternaError, InputError
@@ -73,23 +73,6 @@ class SceneTurn:
                 "impersonates": self.impersonates, "scores": self.scores, "timings": self.timings}
 
 
-class _RamStore:
-    """A session store in this process only (the engine has none): append and read by list position."""
-
-    name = "ram"
-
-    def __init__(self):
-        self.data: dict[str, list[dict]] = {}
-
-    def append(self, session: str, record: dict) -> None:
-        self.data.setdefault(session, []).append(record)
-
-    def read(self, session: str, position: int) -> tuple[list[dict], int]:
-        rows = self.data.get(session, [])
-        return rows[position:], len(rows)
-
-
-_RAM: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _COMMON: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -100,32 +83,10 @@ def _common(index) -> frozenset[str]:
     return _COMMON[index]
 
 
-def transcript_store(memory):
-    """The engine's session store, or one kept in RAM beside its memory (the same for every scene of it)."""
-    if memory.sessions is not None:
-        return memory.sessions
-    return _RAM.setdefault(memory, _RamStore())
-
-
-class Transcript:
-    """The scene's lines in order, each {"speaker", "text", "role", "evidence"?, "impersonates"?}, in a session
-    store under `key`; read back incrementally (other processes' lines too)."""
-
-    def __init__(self, store, key: str):
-        self.store, self.key, self._lines, self._pos, self._lock = store, key, [], 0, threading.Lock()
-
-    def lines(self) -> list[dict]:
-        with self._lock:
-            got, pos = self.store.read(self.key, self._pos)
-            if pos < self._pos:  # the store holds less than was read: start over
-                got, pos, self._lines = self.store.read(self.key, 0)[0], self.store.read(self.key, 0)[1], []
-            self._lines += [r for r in got if isinstance(r, dict) and "speaker" in r and "text" in r]
-            self._pos = pos
-            return list(self._lines)
-
-    def add(self, speaker: str, text: str, role: str, **extra) -> None:
-        self.store.append(self.key, {"speaker": speaker, "text": text, "role": role,
-                                     **{k: v for k, v in extra.items() if v not in (None, False)}})
+def _clip(text: str, n: int = 30) -> str:
+    """The first `n` words of a line (a reaction's prompt stays short: prompt evaluation is its cost)."""
+    w = text.split()
+    return text if len(w) <= n else " ".join(w[:n]) + " ..."
 
 
 def _strip_markers(spec, text: str) -> str:
@@ -138,7 +99,7 @@ def _strip_markers(spec, text: str) -> str:
 class Scene:
     def __init__(self, engine, scene_id: str, npcs: list[str], director: str | None = None,
                  session: str = "default", *, reactions: int = 1, policy: str = "knowledge",
-                 reaction_tokens: int = 24, transcript_lines: int = 8):
+                 reaction_tokens: int = 24, transcript_lines: int = 8, reaction_lines: int = 4):
         if not isinstance(scene_id, str) or not _SCENE_ID.match(scene_id):
             raise SceneError("scene", f"scene id {scene_id!r} is invalid; use 1-64 letters, digits, '_' or '-'")
         if not isinstance(npcs, (list, tuple)) or not all(isinstance(n, str) for n in npcs):
@@ -169,6 +130,7 @@ class Scene:
             raise SceneError("policy", str(e)) from None
         self.engine, self.id, self.npcs, self.director, self.session = engine, scene_id, list(npcs), director, session
         self.reactions, self.reaction_tokens, self.transcript_lines = reactions, reaction_tokens, transcript_lines
+        self.reaction_lines = reaction_lines
         self.specs = {n: engine.cast.get(n) for n in [*npcs, *([director] if director else [])]}
         self.addresser = Addresser(list(self.specs.values()), _common(engine.index))
         self.transcript = Transcript(transcript_store(engine.memory), f"{session}--scene--{scene_id}")
@@ -221,7 +183,7 @@ class Scene:
             turn = self._turn(base, who, cache)
             answer = yield from self._speak(turn, stream=True)
             replies.append(answer)
-            self.transcript.add(who, answer.text, "answer", evidence=self._is_evidence(answer))
+            self.transcript.add(who, answer.text, "answer", facts=self._facts(answer))
             for r in self._react(base, turn, answer, cache, addressing.impersonates):
                 replies.append(r)
                 yield r
@@ -236,12 +198,13 @@ class Scene:
                 return line["speaker"]
         return None
 
-    def aloud(self, lines: list[dict] | None = None) -> str:
-        """The recent transcript as a prompt block: who said what aloud, newest last."""
+    def aloud(self, lines: list[dict] | None = None, clip: bool = False) -> str:
+        """The recent transcript as a prompt block: who said what aloud, newest last (`clip`: each line cut to
+        its first words, for a reaction's short prompt)."""
         lines = (self.transcript.lines() if lines is None else lines)[-self.transcript_lines:]
         if not lines:
             return ""
-        said = [f"{self._name(x['speaker'])}: {x['text']}" for x in lines]
+        said = [f"{self._name(x['speaker'])}: {_clip(x['text']) if clip else x['text']}" for x in lines]
         return "Said aloud in this scene (newest last):\n" + "\n".join(said)
 
     # --- the director ---------------------------------------------------------------------------------------------
@@ -262,7 +225,7 @@ class Scene:
         present = ", ".join(names[:-1]) + f" and {names[-1]}"
         body = f"Here with you: {present}." + (f" {best[0].text}" if best else "")
         out = in_voice(spec, body)
-        self.transcript.add(self.director, out, "narration", evidence=bool(best))
+        self.transcript.add(self.director, out, "narration", facts=best[0].text if best else None)
         ms = round((time.perf_counter() - t0) * 1000, 2)
         return Reply(text=out, route="narration", npc=self.director, sources=[
             {"doc": b.doc, "chunk": b.chunk, "score": round(b.score, 4)} for b in best], timings={"total_ms": ms},
@@ -292,12 +255,10 @@ class Scene:
         """Evidence said aloud in the scene by the others (grounded answers, narration), speaker named, scored as
         lore is; what passes the config's `min_evidence`."""
         e, lines = self.engine, self.transcript.lines()
-        rows = [(i, x) for i, x in enumerate(lines) if x.get("evidence") and x["speaker"] != npc]
+        rows = [(i, x) for i, x in enumerate(lines) if isinstance(x.get("facts"), str) and x["speaker"] != npc]
         hits, seen = [], set()
         for i, x in rows:
-            spec = self.specs.get(x["speaker"])
-            said = _strip_markers(spec, x["text"]) if spec else x["text"]
-            for j, s in enumerate(split_sentences(said)):
+            for j, s in enumerate(split_sentences(x["facts"])):
                 if s in seen:
                     continue
                 seen.add(s)
@@ -308,9 +269,14 @@ class Scene:
         if not hits:
             return []
         found = e.selector.select(base.text, base.qvec, hits, e.config.grounding.evidence_sentences)
-        return [f for f in found if f.score >= e.config.grounding.min_evidence]
+        found = [f for f in found if f.score >= e.config.grounding.min_evidence]
+        # the "I do not know" gate as for lore: lore nobody here said that answers clearly better keeps it unknown
+        if found and base.policy.hidden_answers_better(base.text, base.qvec, found[0], base.unfiltered):
+            return []
+        return found
 
-    def _turn(self, base: Turn, npc: str, cache: dict, text: str | None = None, forced: str | None = None) -> Turn:
+    def _turn(self, base: Turn, npc: str, cache: dict, text: str | None = None, forced: str | None = None,
+              lines: int | None = None) -> Turn:
         """The character's turn on the guarded line: its own scoped evidence plus what was said aloud."""
         if text is not None:  # a reaction: another line (what was just said), its own route
             turn = guard(self.engine, npc, text, session=self.session, chapter=base.chapter, route=forced,
@@ -327,7 +293,8 @@ class Scene:
                 heard = [h for h in self.heard(base, npc) if h.text.split(" said: ", 1)[-1] not in known]
                 turn.evidence = sorted(own + heard, key=lambda x: -x.score)[: g.evidence_sentences]
             turn.lap("retrieve_ms")
-        turn.aloud = self.aloud()
+        said = self.transcript.lines()
+        turn.aloud = self.aloud(said[-lines:] if lines else said, clip=bool(lines))
         return turn
 
     def _speak(self, turn: Turn, stream: bool, short: bool = False):
@@ -350,9 +317,12 @@ class Scene:
         yield out
         return out
 
-    @staticmethod
-    def _is_evidence(r: Reply) -> bool:
-        return r.grounding.get("answer") in ("extracted", "generated") and bool(r.grounding.get("evidence"))
+    def _facts(self, r: Reply) -> str | None:
+        """What a grounded reply said aloud, its speaker's markers off: evidence for the others (None: a free
+        line, "I do not know" or a deflection, which are not)."""
+        if r.grounding.get("answer") in ("extracted", "generated") and r.grounding.get("evidence"):
+            return _strip_markers(self.specs[r.npc], r.text)
+        return None
 
     # --- reactions ------------------------------------------------------------------------------------------------
     def _react(self, base: Turn, turn: Turn, answer: Reply, cache: dict, impersonated: str | None) -> Iterator[Reply]:
@@ -379,13 +349,14 @@ class Scene:
             if npc in knowers:
                 r = yield_from_speak(self, self._turn(base, npc, cache))
             else:
-                heard = f"{self._name(turn.npc.id)}: {_strip_markers(turn.npc, answer.text)}"
-                r = yield_from_speak(self, self._turn(base, npc, cache, text=heard, forced="style"), short=True)
+                heard = f'{self._name(turn.npc.id)} says: "{_clip(_strip_markers(turn.npc, answer.text))}"'
+                r = yield_from_speak(self, self._turn(base, npc, cache, text=heard, forced="style",
+                                                      lines=self.reaction_lines), short=True)
             if r.flags or not r.text.strip() or r.grounding.get("answer") == "deflected":
                 continue
             r.reason = f"reaction ({'its own lore answers' if npc in knowers else 'to ' + turn.npc.id}): {r.reason}"
             r.timings["reaction_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-            self.transcript.add(npc, r.text, "reaction", evidence=self._is_evidence(r))
+            self.transcript.add(npc, r.text, "reaction", facts=self._facts(r))
             made += 1
             yield r
 
