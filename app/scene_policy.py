@@ -28,8 +28,12 @@ if TYPE_CHECKING:
     from app.grounding import Evidence
 
 # English abbreviations of forms of address, written out too (a player types either)
+# (and the English of a few Spanish ones, accents off), so "Captain, ..." finds a character named "Capitán ..."
 _EXPANSIONS = {"dr": "Doctor", "capt": "Captain", "cpt": "Captain", "sgt": "Sergeant", "lt": "Lieutenant",
-               "st": "Saint", "prof": "Professor", "fr": "Father", "sr": "Sister", "br": "Brother"}
+               "st": "Saint", "prof": "Professor", "fr": "Father", "sr": "Sister", "br": "Brother",
+               "capitan": "Captain", "doctora": "Doctor", "padre": "Father", "hermano": "Brother",
+               "hermana": "Sister", "fray": "Brother", "sor": "Sister", "maestro": "Master", "teniente": "Lieutenant",
+               "sargento": "Sergeant", "senor": "Sir", "senora": "Madam"}
 _WORD = re.compile(r"[^\W\d_][\w'’.-]*", re.U)
 
 
@@ -43,8 +47,8 @@ def aliases(npcs: list[NpcSpec], common: frozenset[str] = frozenset()) -> dict[s
         own = {w for w in n.id.split("_") if len(w) >= 3} if "_" in n.id else set()
         for w in _WORD.findall(n.name):
             w = w.rstrip(".")
-            if w.lower() in _EXPANSIONS:
-                own |= {w, _EXPANSIONS[w.lower()]}
+            if fold(w).lower() in _EXPANSIONS:
+                own |= {w, _EXPANSIONS[fold(w).lower()]}
             # a possessive ("X's keeper") names someone else; short or function words name nobody
             elif len(w) >= 3 and w[0].isupper() and not re.search(r"['’]s$", w) \
                     and w.lower() not in FUNCTION_WORDS | NAME_JOINERS:
