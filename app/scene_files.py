@@ -48,8 +48,9 @@ def _check_types(path: Path, n: int, obj: dict) -> None:
             raise CorpusError(f"{where}: {key} must be a string")
     if "text" in obj and not isinstance(obj["text"], str):
         raise CorpusError(f"{where}: text must be a string")
-    for key in ("answerable_by", "answers"):
-        if key in obj and (not isinstance(obj[key], list) or not all(isinstance(x, str) for x in obj[key])):
+    for key in ("answerable_by", "answers"):  # null: the label does not apply to this line
+        value = obj.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(x, str) for x in value)):
             raise CorpusError(f"{where}: {key} must be a list of strings")
 
 

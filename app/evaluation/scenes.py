@@ -116,19 +116,20 @@ def scenes_report(engine, scripts: list[SceneScript], *, reactions: int | None =
                    "why": turn.why, "replies": [{"npc": r.npc, "text": r.text, "route": r.route,
                                                  "answer": r.grounding.get("answer")} for r in turn.replies],
                    "ms": turn.timings["total_ms"]}
-            if "expect_addressee" in line:
+            # a null label does not apply; `answerable_by: []` (nobody may know it) counts for leaks only
+            if line.get("expect_addressee") is not None:
                 addr.append(who == line["expect_addressee"])
                 row["addressee_ok"] = addr[-1]
             if line.get("expect_director"):
                 director.append(who == script.director)
                 row["director_ok"] = director[-1]
-            if "answerable_by" in line:
+            if line.get("answerable_by"):
                 responder.append(who in line["answerable_by"])
                 row["responder_ok"] = responder[-1]
             if line.get("answers") and answer is not None:
                 answers.append(any(a.lower() in answer.text.lower() for a in line["answers"]))
                 row["answer_ok"] = answers[-1]
-            if "impersonates" in line:
+            if line.get("impersonates") is not None:
                 rec = [x for x in scene.transcript.lines() if x["text"] == line["text"]]
                 imper.append(bool(rec) and rec[-1]["speaker"] == PLAYER and turn.impersonates == line["impersonates"]
                              and who != line["impersonates"])
