@@ -1,6 +1,6 @@
 """Surface cues as data: the built-in English cue file (app/data/cues.yaml) extended by a world's own file.
 
-A cue file maps a category (fact, form, social, action, self, offworld, idk, answer_types, number_words) to phrases
+A cue file maps a category (fact, form, social, action, self, offworld, idk, look, answer_types, number_words) to phrases
 matched case-insensitively on word boundaries; a world's file adds phrases and may `exclude:` built-in ones (a
 phone is no anachronism in a modern city). The router, evidence selection and `eterna eval facts` read them here.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from retrieval.errors import ConfigError
 
 BUILTIN = Path(__file__).with_name("data") / "cues.yaml"
-LISTS = ("fact", "form", "social", "action", "self", "offworld", "idk", "number_words", "fourth_wall")
+LISTS = ("fact", "form", "social", "action", "self", "offworld", "idk", "number_words", "fourth_wall", "look")
 ANSWER_TYPES = ("number", "time", "person", "place")
 KEYS = (*LISTS, "answer_types", "exclude", "language")
 
@@ -104,6 +104,7 @@ class Cues:
             "offworld": _words(p["offworld"]),
             "idk": _words(p["idk"]),
             "fourth_wall": _words(p.get("fourth_wall", ())),
+            "look": _words(p.get("look", ())),  # a scene's "look around": the director narrates
             "number": re.compile(rf"\d|(?<!\w)(?:{_union(p['number_words'])})(?!\w)", re.I) if p["number_words"]
             else re.compile(r"\d"),
         })

@@ -119,6 +119,14 @@ class DialogueEngine:
         yield from run(self, npc, text, session=session, chapter=chapter, use_adapter=use_adapter, stream=True,
                        keep=remember, route_as=route, state=state)
 
+    def scene(self, scene_id: str, npcs: list[str], director: str | None = None, session: str = "default",
+              **options):
+        """A scene with several characters (app/scenes.py): `scene.say(text, to=..., chapter=..., state=...)`.
+        `options`: reactions (1), policy ("knowledge"), reaction_tokens, transcript_lines."""
+        from app.scenes import Scene
+
+        return Scene(self, scene_id, npcs, director=director, session=session, **options)
+
     def refresh_index(self) -> bool:
         """Pick up a new live index generation (after `eterna index rebuild` or `rollback`) between turns.
         Returns True when the generation changed. A failing new generation leaves the current one serving."""

@@ -4,7 +4,8 @@
 
 - `POST /v1/npcs/{id}/say` -> a `Reply`; `POST /v1/npcs/{id}/say/stream` -> server-sent events: `token` events,
   then one `reply` event with the whole `Reply` (its text is authoritative).
-- `GET /v1/npcs`, `GET /healthz`, `GET /openapi.json`.
+- `POST /v1/scenes/{id}/say` (+ `/stream`) -> a scene line with several characters (app/scene_routes.py).
+- `GET /v1/npcs`, `GET /v1/scenes`, `GET /healthz`, `GET /openapi.json`.
 - `POST /v1/chat/completions` with `model` = NPC id, streaming included: existing OpenAI clients work unchanged.
   `user` names the player's session (its memory persists); without it the request is stateless and the history
   is the request's own `messages`. `chapter` and `state` (the game's state, passed to the character's scope) may
@@ -32,6 +33,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.dialogue import DialogueEngine, Reply
+from app.scene_routes import add_scene_routes, scene_models
 from retrieval.errors import ConfigError, EternaError, InputError
 from retrieval.gates import State
 
@@ -205,8 +207,9 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
 
     @app.get("/v1/models", dependencies=[Depends(auth)])
     def models() -> dict:
-        """OpenAI's model list: one model per character (what clients, front-ends and routers ask first)."""
-        return {"object": "list", "data": [model_card(n) for n in engine.cast.npcs]}
+        """OpenAI's model list: one model per character (what clients, front-ends and routers ask first), then one
+        `scene:<id>` entry per declared scene (app/scene_routes.py)."""
+        return {"object": "list", "data": [model_card(n) for n in engine.cast.npcs] + scene_models(engine, started)}
 
     @app.get("/v1/models/{model}", dependencies=[Depends(auth)])
     def model(model: str) -> dict:
@@ -312,6 +315,9 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+    add_scene_routes(app, engine, auth=auth, run=run, start_stream=start_stream, first_ok=first_ok, enter=q.enter,
+                     sse=_sse)  # app/scene_routes.py
 
     @app.exception_handler(EternaError)
     async def eterna_error(request: Request, e: EternaError):

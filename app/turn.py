@@ -95,6 +95,7 @@ class Turn:
     spoke: str | None = None  # the adapter of this turn's generation, if one ran with an adapter
     context: dict = field(default_factory=dict)
     drew_on: frozenset[str] = frozenset()  # documents the remembered exchanges in the prompt drew on
+    aloud: str = ""  # a scene's recent transcript (app/scenes.py): what was said aloud, put in the prompt
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     clock: float = 0.0  # when the last timed step ended
@@ -185,7 +186,8 @@ def compose(engine: DialogueEngine, turn: Turn) -> None:
     turn.messages, turn.evidence = build_messages(
         spec, label, turn.evidence, history, turn.text, turn.backend.count_tokens,
         gen_cfg.context_tokens - gen_cfg.max_new_tokens, world=config.world, prompts=config.prompts,
-        guarded=bool(turn.flags), summary=summary, report=report, head=turn.head)
+        guarded=bool(turn.flags), summary="\n\n".join(x for x in (summary, turn.aloud) if x), report=report,
+        head=turn.head)
     turn.context.update(report)
     turn.lap("prompt_ms")
     turn.decoding = Decoding.from_config(gen_cfg, cache_prefix=turn.head)

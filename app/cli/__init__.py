@@ -1,7 +1,7 @@
 """The `eterna` command line. Thin: parse flags, build typed configs, call the framework, print text or JSON.
 
 Each command group is a module holding its `register(subparsers)` and its handlers side by side: models, index,
-play (say, chat, demo), serve, adapters, train, evaluate (`eval`), validate (validate, doctor); what they share
+play (say, chat, demo), scene (play), serve, adapters, train, evaluate (`eval`), validate (validate, doctor); what they share
 is in common.py.
 
 Exit codes: 0 success, 2 bad input or config (a one-line `error: ...` on stderr), 3 a batch ran but some lines
@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from app.cli import adapters, evaluate, index, models, play, serve, train, validate
+from app.cli import adapters, evaluate, index, models, play, scene, serve, train, validate
 from app.cli.common import DEFAULT_CONFIG, quiet_libraries
 from retrieval.errors import EternaError
 
@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="main config (default: configs/eterna.yaml)")
     sub = p.add_subparsers(dest="command", required=True)
     # the order of `eterna --help`
-    for register in (models.register, index.register, play.register, serve.register, play.register_demo,
+    for register in (models.register, index.register, play.register, scene.register, serve.register,
+                     play.register_demo,
                      adapters.register, train.register, evaluate.register, validate.register):
         register(sub)
     return p

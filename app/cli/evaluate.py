@@ -1,4 +1,5 @@
-"""`eterna eval`: a world's figures (facts, quality, router, A/B runs and their review, retrieval, multiple choice)."""
+"""`eterna eval`: a world's figures (facts, quality, router, A/B runs and their review, retrieval, multiple choice;
+scenes: app/cli/scene.py)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,9 @@ def register(sub) -> None:
     sp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     add_flags(sp)
     sp.set_defaults(fn=cmd_eval_mc)
+    from app.cli.scene import register_eval
+
+    register_eval(ev)  # `eval scenes`
 
 
 def _eval_config(args):

@@ -56,8 +56,9 @@ def register(sub) -> None:
 
 def register_demo(sub) -> None:
     """`demo` comes after `serve` in `eterna --help`."""
-    sp = sub.add_parser("demo", help="run the scripted multi-NPC scene")
-    sp.add_argument("--scene", help="scene JSONL (default: paths.scenes/demo.jsonl)")
+    sp = sub.add_parser("demo", help="run the scripted multi-NPC scene, then the world's scenes with several characters")
+    sp.add_argument("--scene", help="demo or scene JSONL (default: paths.scenes/demo.jsonl, then the folder's scene "
+                                    "files)")
     add_flags(sp, npcs=True, index=True)
     _no_adapters_flag(sp)
     sp.set_defaults(fn=cmd_demo)
@@ -167,5 +168,9 @@ def cmd_demo(args) -> int:
     from app.demo import run_demo
 
     cfg = load_config(args)
-    scene = Path(args.scene) if args.scene else cfg.data_path("scenes") / "demo.jsonl"
+    if args.scene:
+        scene = Path(args.scene)
+    else:  # the one-character demo, then every scene file (a header line) of the world
+        folder = cfg.data_path("scenes")
+        scene = [folder / "demo.jsonl", *sorted(p for p in folder.glob("*.jsonl") if p.name != "demo.jsonl")]
     return run_demo(cfg, scene, as_json=args.json, adapters=not args.no_adapters)

@@ -1,0 +1,93 @@
+"""The server's scene routes (app/server.py adds them): `POST /v1/scenes/{id}/say` -> a SceneTurn
+(`{"replies": [Reply, ...], "next_speaker", ...}`) and `POST /v1/scenes/{id}/say/stream` -> server-sent events:
+`token` ({npc, text}) as each reply is decoded, `reply` (a Reply) as each is final, then one `turn` (the SceneTurn);
+`GET /v1/scenes` lists the declared scenes, and `GET /v1/models` lists one `scene:<id>` entry per declared scene.
+
+A scene is declared by a scene file in the world's `paths.scenes` (app/scene_files.py); a request may instead bring
+its own `npcs` (and `director`). Bad input (unknown characters, one character, `to` outside the scene) is a 422
+naming the field; an undeclared scene without `npcs` is a 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.scene_files import declared_scenes
+from app.scenes import SceneTurn
+from app.turn import Reply
+from retrieval.gates import State
+
+
+class SceneSayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(description="the player's line")
+    session: str = Field("default", description="the player's session (the scene's transcript is kept under it)")
+    to: str | None = Field(None, description="the character the line is for (else who the player names, else the "
+                                             "responder policy)")
+    chapter: int = Field(1, ge=1)
+    state: dict[str, Any] | None = Field(None, description="the game's state, a JSON object")
+    npcs: list[str] | None = Field(None, description="the scene's characters, for a scene no file declares")
+    director: str | None = Field(None, description="the director of such a scene")
+    reactions: int | None = Field(None, ge=0, description="reactions after the answer (default: the scene's, 1)")
+
+
+def scenes_of(engine) -> dict:
+    return declared_scenes(engine.config.paths.scenes)
+
+
+def scene_models(engine, created: int) -> list[dict]:
+    """`GET /v1/models` entries: one per declared scene."""
+    return [{"id": f"scene:{s.id}", "object": "model", "created": created, "owned_by": "eterna", "name": s.id,
+             "role": "scene", "npcs": s.npcs, "director": s.director} for s in scenes_of(engine).values()]
+
+
+def add_scene_routes(app: FastAPI, engine, *, auth, run, start_stream, first_ok, enter, sse) -> None:
+    def make(scene_id: str, body: SceneSayRequest):
+        declared = scenes_of(engine).get(scene_id)
+        if body.npcs is None and declared is None:
+            raise HTTPException(404, f"unknown scene {scene_id!r}: declare it with a scene file in paths.scenes "
+                                     "(GET /v1/scenes lists them) or send its `npcs`")
+        npcs = body.npcs if body.npcs is not None else declared.npcs
+        director = body.director if body.npcs is not None else declared.director
+        reactions = body.reactions if body.reactions is not None else (declared.reactions if declared else None)
+        return engine.scene(scene_id, npcs, director=director, session=body.session,
+                            **({} if reactions is None else {"reactions": reactions}))
+
+    @app.get("/v1/scenes", dependencies=[Depends(auth)])
+    def scenes() -> dict:
+        return {"scenes": [{"id": s.id, "npcs": s.npcs, "director": s.director}
+                           for s in scenes_of(engine).values()]}
+
+    @app.post("/v1/scenes/{scene_id}/say", dependencies=[Depends(auth)])
+    async def scene_say(scene_id: str, body: SceneSayRequest) -> dict:
+        scene = await run(make, scene_id, body)
+        turn = await run(scene.say, body.text, to=body.to, chapter=body.chapter, state=body.state)
+        return turn.to_json()
+
+    @app.post("/v1/scenes/{scene_id}/say/stream", dependencies=[Depends(auth)],
+              responses={200: {"content": {"text/event-stream": {}},
+                               "description": "`token` events ({npc, text}), a `reply` event per reply, then `turn`"}})
+    async def scene_stream(scene_id: str, body: SceneSayRequest) -> StreamingResponse:
+        scene = await run(make, scene_id, body)  # bad input is a 422 before the stream starts
+        State.of(body.state)
+        enter()
+        items = await first_ok(start_stream(lambda: scene.stream(body.text, to=body.to, chapter=body.chapter,
+                                                                 state=body.state)))
+
+        async def events() -> AsyncIterator[str]:
+            async for it in items:
+                if isinstance(it, SceneTurn):
+                    yield sse("turn", it.to_json())
+                elif isinstance(it, Reply):
+                    yield sse("reply", it.to_json())
+                elif isinstance(it, Exception):
+                    yield sse("error", {"detail": str(it)})
+                else:
+                    yield sse("token", {"npc": it[0], "text": it[1]})
+
+        return StreamingResponse(events(), media_type="text/event-stream")
