@@ -112,9 +112,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     else:
         never = {spec.name, *spec.name.split()}
         outcome.args = extract_args(action.params, clause, exclude=never)
-        for i in others:  # "A candle? Just the one.": what the action's clause lacks, from a clause that asks nothing
-            if parts[i].rstrip().endswith("?"):
-                continue
+        for i in others:  # "A candle? Just the one.": what the action's clause lacks, from the other clauses
             more = extract_args(action.params, parts[i], exclude=never | {str(v) for v in outcome.args.values()})
             outcome.args.update({k: v for k, v in more.items() if k not in outcome.args})
         outcome.missing = missing(action.params, outcome.args)
@@ -144,6 +142,10 @@ def act(engine: DialogueEngine, turn: Turn) -> None:
     turn.actions = outcome.calls()
     why = f"action {outcome.name} {outcome.status} (score {outcome.score})"
     if rest and rest_vec is not None:
+        named = " ".join(v for v in outcome.args.values() if isinstance(v, str))
+        if named:  # "Open the Spin Ring hatch, and how fast does it turn?": the question is about what was named
+            rest = f"{rest} ({named})"
+            rest_vec = engine.embedder.encode([rest])[0]
         hits = engine.retriever.search(turn.index, rest, rest_vec, engine.config.retrieval.k)
         other = engine.router.route(rest, rest_vec, lore_match(hits))
         if other.label in ("fact", "both"):

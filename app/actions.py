@@ -150,7 +150,7 @@ def _doing(description: str) -> str:
 
 def _param_label(params: dict, name: str) -> str:
     schema = (params.get("properties") or {}).get(name) or {}
-    label = schema.get("description") or name.replace("_", " ")
+    label = re.sub(r"^(the|a|an)\s+", "", schema.get("description") or name.replace("_", " "), flags=re.I)
     options = schema.get("enum")
     if options:
         label += " (" + ", ".join(str(o) for o in options[:8]) + ")"

@@ -226,3 +226,12 @@ def test_tool_calls_through_the_openai_client(client, engine):
     out = client.chat.completions.create(model="warden", tools=[bell], messages=[
         {"role": "user", "content": "Please row the two of us over to Stiltend."}])
     assert out.choices[0].finish_reason == "stop" and not out.choices[0].message.tool_calls
+
+
+def test_validate_warns_on_gate_names_the_state_schema_lacks(tmp_path):
+    from app.actions import action_problems
+
+    cast = Cast.load(write_cast(tmp_path, CAST))
+    assert action_problems(cast.npcs, {"flags.ferry_laid_up": "bool"}) == []
+    warned = action_problems(cast.npcs, {"rep.guild": "number"})
+    assert warned and "warden.ferry_passage" in warned[0] and "flags.ferry_laid_up" in warned[0]
