@@ -12,6 +12,7 @@ import hashlib
 import logging
 from pathlib import Path
 
+from app.actions import router_utterances
 from app.backends import GenerationBackend, make_backend
 from app.config import Cast, EternaConfig, NpcSpec
 from app.cues import Cues
@@ -72,11 +73,13 @@ def build_backend(config: EternaConfig, llm: str | None = None) -> GenerationBac
 
 
 def build_router(config: EternaConfig, cast: Cast, embedder, lore: LoreIndex, cues: Cues) -> Router:
-    """The world's router: synthesised utterances from the index's lore and the cast, plus any seeds."""
+    """The world's router: synthesised utterances from the index's lore and the cast, the cast's action examples,
+    plus any seeds."""
     docs: dict[str, tuple[str, list[str]]] = {}
     for c in lore.chunks:
         docs.setdefault(c.doc, (c.title, []))[1].append(c.text)
     examples = synthesise([(t, " ".join(x)) for t, x in docs.values()], [n.name for n in cast.npcs], cues)
+    examples += router_utterances(cast.npcs)  # the `action` label: the actions' examples are its data
     if config.paths.router_seeds is not None:
         examples += load_seeds(config.paths.router_seeds)
     return Router(embedder, cues, examples, lore, lore_threshold=config.router.lore_threshold,

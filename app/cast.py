@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from app.actions import ActionSpec, check_actions
 from app.config import WorldConfig, _read_yaml, _Strict, _validate
 from retrieval.errors import AdapterError, ConfigError, UnknownNpcError
 from retrieval.gates import State
@@ -39,6 +40,8 @@ class NpcSpec(_Strict):
     markers: Markers | None = None
     idk: str | None = Field(None, description="this character's way of saying it does not know")
     deflect: str | None = Field(None, description="this character's way of turning aside a fourth-wall break")
+    actions: list[ActionSpec] = Field(default_factory=list, description="what the player may ask this character to "
+                                                                        "do (app/actions.py)")
 
     def kinds(self) -> frozenset[str] | None:
         return None if self.knows == "all" else frozenset(self.knows)
@@ -74,6 +77,7 @@ class Cast(_Strict):
             if n.model is not None and not n.model.is_absolute():
                 n.model = (path.parent / n.model).resolve()
         cast.check_models(path)
+        check_actions(cast.npcs, path)  # names, JSON Schemas, gates: errors name the file and line
         if world is not None:
             cast.check_world(world, path)
         return cast

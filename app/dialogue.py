@@ -100,24 +100,26 @@ class DialogueEngine:
         return deflection(spec, self.config.world)
 
     def say(self, npc: str, text: str, *, session: str = "default", chapter: int = 1, state: dict | None = None,
-            use_adapter: bool = True, remember: bool = True, route: str | None = None) -> Reply:
+            use_adapter: bool = True, remember: bool = True, route: str | None = None, tools=None) -> Reply:
         """One reply. `state`: the game's state, a JSON object (documents whose `requires` it fails are hidden, as
         later chapters are; None: the empty state). `use_adapter=False` speaks with the bare base model (an A/B
         variant); `remember=False` leaves the session's memory as it was; `route` forces a route instead of asking
-        the router (fact: always retrieve; style: never)."""
+        the router (fact: always retrieve; style: never); `tools` (action names) narrows the actions the reply may
+        carry (`Reply.actions`)."""
         for item in run(self, npc, text, session=session, chapter=chapter, use_adapter=use_adapter, keep=remember,
-                        route_as=route, state=state):
+                        route_as=route, state=state, tools=tools):
             if isinstance(item, Reply):
                 return item
         raise RuntimeError("a turn ended without a reply")  # unreachable
 
     def stream(self, npc: str, text: str, *, session: str = "default", chapter: int = 1, state: dict | None = None,
-               use_adapter: bool = True, remember: bool = True, route: str | None = None) -> Iterator[str | Reply]:
+               use_adapter: bool = True, remember: bool = True, route: str | None = None,
+               tools=None) -> Iterator[str | Reply]:
         """Yield the reply's text as it is decoded, then the final `Reply`. When the support check replaces a
         generated reply, the final `Reply.text` is what counts (a client shows it in place of the streamed text;
         `Reply.grounding["answer"]` says why)."""
         yield from run(self, npc, text, session=session, chapter=chapter, use_adapter=use_adapter, stream=True,
-                       keep=remember, route_as=route, state=state)
+                       keep=remember, route_as=route, state=state, tools=tools)
 
     def scene(self, scene_id: str, npcs: list[str], director: str | None = None, session: str = "default",
               **options):

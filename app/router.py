@@ -1,4 +1,4 @@
-"""The router: per player utterance, decide `fact` | `style` | `both` | `offworld`, and say why.
+"""The router: per player utterance, decide `fact` | `style` | `both` | `offworld` | `action`, and say why.
 
 RAG for facts, fine-tuning for form. A calibrated logistic regression over
   - the utterance's sentence embedding (the index's embedder, so no extra model),
@@ -6,8 +6,9 @@ RAG for facts, fine-tuning for form. A calibrated logistic regression over
     retriever (`lore_hits`; the same search in training, in a turn and in `eval router`),
   - surface cues from data files (question words, form requests, greetings, role-played actions, out-of-world
     vocabulary, addressing the AI; see app/cues.py),
-trained on utterances synthesised from the world's own lore and cast (app/router_data.py) plus any labelled seeds
-the world ships. A new world gets a router without hand labels. The trained weights are cached by the hash of
+trained on utterances synthesised from the world's own lore and cast (app/router_data.py), the examples of the
+cast's declared actions (`action`; a world without actions never routes there), plus any labelled seeds the world
+ships. A new world gets a router without hand labels. The trained weights are cached by the hash of
 everything that made them.
 """
 
@@ -24,7 +25,8 @@ from app.cues import Cues
 from retrieval.errors import CorpusError
 from retrieval.fileio import atomic_write_bytes, read_jsonl
 
-LABELS = ("fact", "style", "both", "offworld")
+LABELS = ("fact", "style", "both", "offworld", "action")
+OPTIONAL = ("action",)  # labels a world may have no utterances for (a cast without actions)
 CUES = ("fact", "form", "social", "action", "self", "offworld")
 
 
@@ -79,12 +81,12 @@ class Router:
         self.retriever, self.k = retriever, k
         if not examples:
             raise CorpusError("the router has no training utterances (no seeds and nothing to synthesise)")
-        missing = [lbl for lbl in LABELS if lbl not in {lbl for _, lbl in examples}]
+        missing = [lbl for lbl in LABELS if lbl not in {lbl for _, lbl in examples} and lbl not in OPTIONAL]
         if missing:
             raise CorpusError(f"the router's training utterances lack the label(s) {', '.join(missing)}; add seeds "
                               "or lore/cues the synthesiser can use (see docs/worlds.md, 'The router')")
         search = [] if retriever is None else [_describe(retriever), k]  # the dense top 1 keeps its old key
-        key = hashlib.sha256(json.dumps([embedder.fingerprint, lore_threshold, c, list(CUES), cues.phrases,
+        key = hashlib.sha256(json.dumps([embedder.fingerprint, lore_threshold, c, list(CUES), list(LABELS), cues.phrases,
                                          examples, lore.manifest.get("corpus", {}).get("hash"), *search]).encode()
                              ).hexdigest()
         key = key[:16]
@@ -130,7 +132,7 @@ class Router:
         clf = LogisticRegression(C=c, max_iter=2000, class_weight="balanced")
         clf.fit(x, y)
         coef = np.zeros((len(LABELS), x.shape[1]))
-        intercept = np.zeros(len(LABELS))
+        intercept = np.full(len(LABELS), -50.0)  # a label without utterances is never chosen
         coef[clf.classes_] = clf.coef_
         intercept[clf.classes_] = clf.intercept_
         return coef, intercept

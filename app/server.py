@@ -8,7 +8,9 @@
 - `GET /v1/npcs`, `GET /v1/scenes`, `GET /healthz`, `GET /openapi.json`.
 - `POST /v1/chat/completions` with `model` = NPC id, streaming included: existing OpenAI clients work unchanged.
   `user` names the player's session (its memory persists); without it the request is stateless and the history
-  is the request's own `messages`. `chapter` and `state` (the game's state, passed to the character's scope) may
+  is the request's own `messages`. A declared action the player asks for comes back as `tool_calls`
+  (`finish_reason: "tool_calls"`) beside the in-voice content; `tools` narrows which actions a call may return;
+  a `role: "tool"` message (the game's result) joins the session's memory as an event. `chapter` and `state` (the game's state, passed to the character's scope) may
   be sent as extra body fields. `GET /v1/models` lists one model per character (what clients and routers ask
   first), `GET /v1/models/{id}` one; errors on these routes carry OpenAI's `{"error": {...}}` shape too.
 
@@ -32,8 +34,10 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.action_turn import record_event
 from app.dialogue import DialogueEngine, Reply
 from app.scene_routes import add_scene_routes, scene_models
+from app.openai_tools import acknowledgement, allowed_tools, tool_calls, tool_results
 from retrieval.errors import ConfigError, EternaError, InputError
 from retrieval.gates import State
 
@@ -61,6 +65,8 @@ class ChatRequest(BaseModel):
     user: str | None = None
     chapter: int = Field(1, ge=1)
     state: dict[str, Any] | None = None
+    tools: list[Any] | None = None  # narrows the character's declared actions this call may return
+    tool_choice: Any = None
 
 
 class _Queue:
@@ -255,20 +261,25 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
             return text, body.user, True
         session = f"oa-{uuid.uuid4().hex[:16]}"
         history, pending = [], None
-        for m in body.messages[: body.messages.index(users[-1])]:
+        for i, m in enumerate(body.messages[: body.messages.index(users[-1])]):
             if m.role == "user":
                 pending = _text(m.content)
             elif m.role == "assistant" and pending is not None:
                 history.append((pending, _text(m.content)))
                 pending = None
+            elif m.role == "tool":  # the game's result of an action: an event in the seeded history
+                history += [(f"[event: {name}] {said}", "") for name, said in tool_results(body.messages[: i + 1])]
         engine.memory.seed(session, body.model, history)
         return text, session, False
 
     def completion(body: ChatRequest, reply: Reply) -> dict:
+        message = {"role": "assistant", "content": reply.text}
+        if reply.actions:  # the action as OpenAI tool calls, beside the in-voice content
+            message["tool_calls"] = tool_calls(reply.actions)
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
                 "model": body.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
-                             "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": message,
+                             "finish_reason": "tool_calls" if reply.actions else "stop"}],
                 "usage": {"prompt_tokens": reply.tokens.get("prompt", 0),
                           "completion_tokens": reply.tokens.get("reply", 0),
                           "total_tokens": reply.tokens.get("prompt", 0) + reply.tokens.get("reply", 0)},
@@ -277,11 +288,20 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
     @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
     async def chat(body: ChatRequest):
         State.of(body.state)  # a bad state is a 422 before any work (or a stream) starts
+        tools = allowed_tools(body.tools, body.tool_choice)
+        if body.messages[-1].role == "tool":  # the game reports what an action did: remembered, acknowledged
+            check_npc(body.model)
+            for name, said in tool_results(body.messages) if body.user else ():
+                record_event(engine, body.user, body.model, name, said)
+            return acknowledgement(body.model, engine.cast.get(body.model), body.stream)
         text, session, remember = chat_turn(body)
+        if remember:  # the game's results of the character's last actions: events in the session's memory
+            for name, said in tool_results(body.messages):
+                record_event(engine, session, body.model, name, said)
         if not body.stream:
             try:
                 reply = await run(engine.say, body.model, text, session=session, chapter=body.chapter,
-                                  state=body.state, remember=remember)
+                                  state=body.state, remember=remember, tools=tools)
             finally:
                 if not remember:
                     engine.memory.forget(session)
@@ -297,7 +317,7 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
         def turn():
             try:
                 yield from engine.stream(body.model, text, session=session, chapter=body.chapter, state=body.state,
-                                         remember=remember)
+                                         remember=remember, tools=tools)
             finally:
                 if not remember:
                     engine.memory.forget(session)
@@ -306,7 +326,11 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
         async def events() -> AsyncIterator[str]:
             yield "data: " + chunk({"role": "assistant", "content": ""}) + "\n\n"
             async for it in items:
-                if isinstance(it, Reply):
+                if isinstance(it, Reply) and it.actions:
+                    calls = [{"index": i, **c} for i, c in enumerate(tool_calls(it.actions))]
+                    yield "data: " + chunk({"tool_calls": calls}) + "\n\n"
+                    yield "data: " + chunk({}, "tool_calls") + "\n\n"
+                elif isinstance(it, Reply):
                     yield "data: " + chunk({}, "stop") + "\n\n"
                 elif isinstance(it, Exception):
                     yield "data: " + json.dumps({"error": {"message": str(it), "type": "eterna_error"}}) + "\n\n"

@@ -1,4 +1,4 @@
-"""One turn of dialogue as a pipeline: guard → route → ground → compose → generate → check → remember.
+"""One turn of dialogue as a pipeline: guard → route → act → ground → compose → generate → check → remember.
 
 A `Turn` record carries what the turn knows so far; each stage is a function of the engine (its services: config,
 cast, embedder, index, retriever, router, backends, memory) and the turn, reading what the earlier stages wrote and
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from app import action_turn
 from app.backends import Generation
 from app.backends.decoding import Decoding
 from app.grounding import GroundingPolicy
@@ -54,6 +55,7 @@ class Reply:
     grounding: dict = field(default_factory=dict)  # fact/both turns: evidence used, how the answer was made
     context: dict = field(default_factory=dict)  # what went into the prompt, and what the budget dropped
     adapter: str | None = None  # the adapter the model generated with (None: the base model, or no generation)
+    actions: list[dict] = field(default_factory=list)  # [{"name", "args"}]: what the game should do (app/actions.py)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -73,6 +75,10 @@ class Turn:
     flags: list[str] = field(default_factory=list)  # the guard's (and the output guard's) flags
     use_adapter: bool = True
     forced: str | None = None  # a route the caller forces instead of asking the router
+    tools: frozenset[str] | None = None  # the actions this turn may return (None: all the character declares)
+    action: object = None  # the action the line asks for (app/actions.py's Outcome), or None
+    actions: list[dict] = field(default_factory=list)  # the accepted action as [{"name", "args"}]
+    question: str | None = None  # the part of the line that is a question, when another part asks for an action
     qvec: object = None  # (dim,) the player's line embedded
     unfiltered: list = field(default_factory=list)  # hits without scope or chapter: is this about the world at all?
     route: Route | None = None
@@ -115,7 +121,7 @@ class Turn:
 
 
 def guard(engine: DialogueEngine, npc: str, text: object, *, session: object = "default", chapter: object = 1,
-          use_adapter: bool = True, route: str | None = None, state: object = None) -> Turn:
+          use_adapter: bool = True, route: str | None = None, state: object = None, tools=None) -> Turn:
     """Validate the turn before any work (typed errors), flag lines that address the model, and fix the index
     generation the turn runs on (a new live one is picked up here, between turns)."""
     if route is not None and route not in ROUTES:
@@ -129,7 +135,7 @@ def guard(engine: DialogueEngine, npc: str, text: object, *, session: object = "
     index, selector = engine.index, engine.selector  # one generation for the whole turn
     policy = GroundingPolicy(engine.config, selector, engine.cues, engine.retriever)
     turn = Turn(spec, text, chapter, session, index, policy, state=state, flags=flags, use_adapter=use_adapter,
-                forced=route, started=started)
+                forced=route, started=started, tools=None if tools is None else frozenset(tools))
     turn.lap("guard_ms")
     return turn
 
@@ -148,7 +154,7 @@ def route(engine: DialogueEngine, turn: Turn) -> None:
 
 def ground(engine: DialogueEngine, turn: Turn) -> None:
     """Fact and mixed turns: the evidence this character may know at this chapter (none: it does not know)."""
-    turn.evidence = turn.policy.evidence(turn.npc, turn.text, turn.qvec, turn.chapter, turn.unfiltered,
+    turn.evidence = turn.policy.evidence(turn.npc, turn.question or turn.text, turn.qvec, turn.chapter, turn.unfiltered,
                                          turn.index, turn.state) if turn.grounded else []
     turn.lap("retrieve_ms")
 
@@ -158,16 +164,18 @@ def compose(engine: DialogueEngine, turn: Turn) -> None:
     prompt: its head (built once), messages within the context budget, decoding, adapter and output guard."""
     spec, config, policy = turn.npc, engine.config, turn.policy
     own_model = spec.model is not None and turn.use_adapter
-    turn.context = {"index_generation": turn.index.path.name, "model": str(spec.model) if own_model else "base"}
+    turn.context.update(index_generation=turn.index.path.name, model=str(spec.model) if own_model else "base")
     label, g, gen_cfg = turn.route.label, config.grounding, config.generation
-    if (turn.flags and not turn.grounded) or (label == "offworld" and config.guard.offworld == "deflect"):
+    if action_turn.answer(engine, turn):
+        pass  # an action turn that asks no question: the action's line, no generation
+    elif (turn.flags and not turn.grounded) or (label == "offworld" and config.guard.offworld == "deflect"):
         # a line that addresses the model (injection, role swap, character break): the character turns it aside in
         # its own voice, with no generation to talk round
         turn.output, turn.grounding = engine.deflection(spec), {"answer": "deflected"}
     elif turn.grounded and (not turn.evidence or policy.mode(label) == "extract" or turn.flags):
         if turn.evidence:  # the best evidence sentences, in the character's voice markers: no generation
             turn.evidence = turn.evidence[: g.extract_sentences]
-            turn.output = policy.extract(spec, turn.evidence, turn.text)
+            turn.output = policy.extract(spec, turn.evidence, turn.question or turn.text)
             turn.grounding = {"answer": "extracted", "evidence": [e.source() for e in turn.evidence]}
         else:  # nothing this character may know answers the question
             turn.output, turn.grounding = engine.idk_line(spec), {"answer": "idk", "evidence": []}
@@ -298,25 +306,26 @@ def reply(turn: Turn) -> Reply:
                     for e in turn.evidence}.values())
     return Reply(text=turn.output, route=turn.route.label, npc=turn.npc.id, sources=sources, timings=turn.timings,
                  reason=turn.route.reason, session=turn.session, chapter=turn.chapter, flags=turn.flags,
-                 tokens=turn.tokens, grounding=turn.grounding, adapter=turn.spoke,
+                 tokens=turn.tokens, grounding=turn.grounding, adapter=turn.spoke, actions=turn.actions,
                  context={**turn.context, "best_of": turn.best_of} if turn.best_of else turn.context)
 
 
 def run(engine: DialogueEngine, npc: str, text: object, *, session: object = "default", chapter: object = 1,
         use_adapter: bool = True, stream: bool = False, keep: bool = True, route_as: str | None = None,
-        state: object = None) -> Iterator[str | Reply]:
+        state: object = None, tools=None) -> Iterator[str | Reply]:
     """The stages in order. Yields the text as it may be shown (when `stream`), then the `Reply`. `keep=False`
-    leaves the session's memory as it was; `route_as` forces a route."""
+    leaves the session's memory as it was; `route_as` forces a route; `tools` narrows the actions it may return."""
     turn = guard(engine, npc, text, session=session, chapter=chapter, use_adapter=use_adapter, route=route_as,
-                 state=state)
+                 state=state, tools=tools)
     route(engine, turn)
+    action_turn.act(engine, turn)
     ground(engine, turn)
     compose(engine, turn)
     with closing(generate(engine, turn)) as pieces:
         for piece in pieces:
             if stream:
                 yield piece
-    tail = check(engine, turn)
+    tail = action_turn.finish(engine, turn, check(engine, turn))
     if stream and tail is not None:
         yield tail
     if keep:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app.actions import action_problems
 from app.config import Cast, EternaConfig
 from app.cues import Cues
 from app.demo import load_scene
@@ -114,6 +115,27 @@ def validate_facts(path: Path, docs: dict, cast: Cast) -> dict:
     return counts
 
 
+def validate_action_items(path: Path, cast: Cast) -> int:
+    """An `eval actions` file against the cast: known characters, declared action names, expected arguments valid
+    under the action's schema, and lines that paraphrase the examples rather than copy them."""
+    from app.action_args import norm, valid
+    from app.evaluation.actions import load_action_items
+
+    items = load_action_items(path)
+    for n, it in enumerate(items, 1):
+        npc, e = cast.get(it["npc"]), it["expect"]
+        declared = {a.name: a for a in npc.actions}
+        name = None if e is None else e.get("name") or e.get("refused") or e.get("incomplete")
+        if name is not None and name not in declared:
+            raise CorpusError(f"{path}:{n}: {npc.id} declares no action {name!r} ({', '.join(declared) or 'none'})")
+        if e is not None and "args" in e and not valid(declared[name].params, e["args"]):
+            raise CorpusError(f"{path}:{n}: expected args {e['args']} do not pass {name}'s params schema")
+        copied = [a.name for a in npc.actions if norm(it["text"]) in {norm(x) for x in a.examples}]
+        if copied:
+            raise CorpusError(f"{path}:{n}: the line copies an example of {copied[0]}; eval lines paraphrase them")
+    return len(items)
+
+
 def validate_project(cfg: EternaConfig, tokenizer=None, reports: list[GateReport] | None = None) -> dict:
     """Every file the config names: cast against the world, lore against kinds and cast, cues, data sets.
 
@@ -130,6 +152,8 @@ def validate_project(cfg: EternaConfig, tokenizer=None, reports: list[GateReport
         {d.chapter for d in docs.values()})}
     report["lore_gated"] = sum(d.requires is not None for d in docs.values())
     report["gate_warnings"] = gate_warnings(docs.values(), cfg.world.state)
+    report["actions"] = sum(len(n.actions) for n in cast.npcs)  # names, schemas, gates checked by Cast.load
+    report["gate_warnings"] += [f"warning: {cfg.paths.npcs}: {p}" for p in action_problems(cast.npcs, cfg.world.state)]
     used = {d.kind for d in docs.values()}
     for i, n in enumerate(cast.npcs):
         if isinstance(n.knows, list) and not set(n.knows) & used:
@@ -164,6 +188,8 @@ def validate_project(cfg: EternaConfig, tokenizer=None, reports: list[GateReport
         if (ev / "router.jsonl").is_file():
             labels = [it["label"] for it in load_router_items(ev / "router.jsonl")]
             report["eval_router"] = {lbl: labels.count(lbl) for lbl in LABELS}
+        if (ev / "actions.jsonl").is_file():
+            report["eval_actions"] = validate_action_items(ev / "actions.jsonl", cast)
         for name in ("adversarial", "style_prompts"):
             if (ev / f"{name}.jsonl").is_file():
                 rows = list(read_jsonl(ev / f"{name}.jsonl", ("npc", "text")))  # adversarial may name no one

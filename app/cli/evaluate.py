@@ -1,5 +1,5 @@
-"""`eterna eval`: a world's figures (facts, quality, router, A/B runs and their review, retrieval, multiple choice;
-scenes: app/cli/scene.py)."""
+"""`eterna eval`: a world's figures (facts, quality, router, actions, A/B runs and their review, retrieval,
+multiple choice; scenes: app/cli/scene.py)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,12 @@ def register(sub) -> None:
     sp.add_argument("--errors", action="store_true", help="include the misrouted lines in the JSON report")
     add_flags(sp, npcs=True, index=True)
     sp.set_defaults(fn=cmd_eval_router)
+    sp = ev.add_parser("actions", help="actions: precision, recall, args exact, refusals, asks, confusion")
+    sp.add_argument("--file", required=True, help='JSONL {"npc", "text", "state", "expect"}; expect {"name", "args"} '
+                                                  '| null | {"refused": NAME} | {"incomplete": NAME}')
+    sp.add_argument("--items", action="store_true", help="include every line's reply in the JSON report")
+    add_flags(sp, npcs=True, index=True)
+    sp.set_defaults(fn=cmd_eval_actions)
 
     sp = ev.add_parser("ab", help="A/B harness: the same items through every variant; report with intervals")
     sp.add_argument("--config", dest="eval_config", required=True, help="eval config, e.g. configs/eval/NAME.yaml")
@@ -147,6 +153,22 @@ def cmd_eval_router(args) -> None:
         f"  {g:8s} recall {v['recall']} precision {v['precision']} (n={v['n']})"
         for g, v in report["per_label"].items()]
     emit(args, report, "\n".join(lines))
+
+
+def cmd_eval_actions(args) -> None:
+    from app.evaluation.actions import actions_report, load_action_items
+
+    items = load_action_items(Path(args.file))  # fail on a bad file before loading models
+    engine = make_engine(args, _eval_config(args))
+    r = actions_report(engine, items, keep_items=args.items, progress=progress("actions"))
+    lines = [f"precision {r['precision']} ({r['n_returned_actions']} returned), recall {r['recall']}, args exact "
+             f"{r['args_exact']} ({r['n_expected_actions']} expected), correct refusals {r['correct_refusals']} "
+             f"(n={r['n_refusals']}), correct asks {r['correct_asks']} (n={r['n_asks']}), no action when none "
+             f"{r['no_action_correct']}, p50 action turn {r['p50_action_turn_ms']} ms (all {r['p50_turn_ms']} ms)",
+             "confusion (expected -> got):"]
+    lines += [f"  {want}: " + ", ".join(f"{got} {n}" for got, n in sorted(row.items())) for want, row in
+              sorted(r["confusion"].items())]
+    emit(args, r, "\n".join(lines))
 
 
 def cmd_eval_ab(args) -> None:

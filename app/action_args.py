@@ -1,0 +1,204 @@
+"""An action's arguments taken from the player's words, then validated against the action's JSON Schema.
+
+    args = extract_args(params, "Two water rations, please", exclude={"Nell"})   # {"item": "water ration", "count": 2}
+
+Per parameter, by its schema: an `enum` value found in the words (case-, whitespace- and punctuation-insensitively,
+or by a word that only that value has); a number (digits or number words, "a dozen"); a free string from quotes,
+then from a proper name, then from the words after "named", "called" or "titled". Every candidate is
+validated with `jsonschema` on its own: a value outside the schema is treated as not given, so an argument can never
+take a value outside its schema however the line is phrased. Nothing here knows any world.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from jsonschema import Draft202012Validator
+
+_UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+                                     "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if i > 1}
+_WORDS = {**_UNITS, **_TENS, "a": 1, "an": 1, "single": 1, "couple": 2, "pair": 2, "dozen": 12, "score": 20,
+          "hundred": 100, "half": 0.5}
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:[.,]\d+)?(?![\w])")
+_NUMWORD = re.compile(r"\b(?:(?:a|an|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|half)\s+)?"
+                      r"(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[\s-](?:one|two|three|four|"
+                      r"five|six|seven|eight|nine))?|zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|"
+                      r"twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|single|couple|pair|"
+                      r"dozen|score|hundred)\b", re.I)
+_QUOTED = re.compile(r"[\"“«]([^\"”»]{2,80})[\"”»]|(?<!\w)'([^']{2,80})'(?!\w)")
+_NAME = re.compile(r"\b([A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+(?:(?:de|del|la|las|los|of|the|van|von|y)\s+){0,2}[A-ZÁÉÍÓÚÑ][\w’'-]+)*)")
+_AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name|by the name of)\s+(?:the\s+|a\s+|an\s+|my\s+)?"
+                    r"([\w’'-]+(?:\s+[\w’'-]+){0,3})", re.I)
+_STOP = {"the", "a", "an", "of", "to", "and", "or", "in", "on", "at", "for", "my", "your", "me", "please", "i", "you"}
+
+
+def norm(text: str) -> str:
+    """Lower case, punctuation gone, spaces collapsed: how free strings and enum values are compared."""
+    return " ".join(re.sub(r"[^\w\s]|_", " ", str(text).casefold()).split())
+
+
+_VALIDATORS: dict[str, Draft202012Validator] = {}  # by the schema's canonical JSON
+
+
+def valid(schema: dict, value: object) -> bool:
+    """Does `value` pass `schema` (jsonschema, Draft 2020-12)?"""
+    key = json.dumps(schema, sort_keys=True)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        validator = _VALIDATORS[key] = Draft202012Validator(schema)
+    return validator.is_valid(value)
+
+
+def numbers(text: str) -> list[float]:
+    """The numbers in `text` in order: digits ("3", "2.5", "1,200") and number words ("twenty-two", "a dozen")."""
+    found: list[tuple[int, float]] = []
+    for m in _NUMBER.finditer(text):
+        raw = m.group(0)
+        raw = raw.replace(",", "") if re.fullmatch(r"-?\d{1,3}(,\d{3})+", raw) else raw.replace(",", ".")
+        try:
+            found.append((m.start(), float(raw)))
+        except ValueError:
+            continue
+    for m in _NUMWORD.finditer(text):
+        parts = re.split(r"[\s-]+", m.group(0).lower())
+        if parts[0] in ("a", "an"):
+            parts = parts[1:]  # "a dozen", "a couple": the article is not a number
+        if not parts:
+            continue
+        total, current = 0.0, 0.0
+        for p in parts:
+            v = _WORDS.get(p)
+            if v is None:
+                continue
+            if p in ("hundred", "dozen", "score") and current:
+                current *= v
+            elif p == "half" and len(parts) > 1:
+                current += 0.5
+            else:
+                current += v
+        total += current
+        found.append((m.start(), total))
+    return [v for _, v in sorted(found)]
+
+
+def _as_type(schema: dict, value: float) -> object:
+    types = schema.get("type")
+    types = types if isinstance(types, list) else [types]
+    if "integer" in types and float(value).is_integer():
+        return int(value)
+    if "number" in types:
+        return int(value) if float(value).is_integer() else value
+    return None
+
+
+def _enum(schema: dict, text: str, taken: set) -> object:
+    values = schema.get("enum")
+    if values is None and "const" in schema:
+        values = [schema["const"]]
+    if values is None:
+        return None
+    said = f" {norm(text)} "
+    hits: list[tuple[int, int, object]] = []  # (position, -length, value)
+    for v in values:
+        if isinstance(v, str) and norm(v) and f" {norm(v)} " in said:
+            hits.append((said.index(f" {norm(v)} "), -len(v), v))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and v in numbers(text):
+            hits.append((0, 0, v))
+    if not hits:  # a word that only one value has ("the Reach" for "Cobble Reach"), singular or plural
+        owners: dict[str, set] = {}
+        for v in values:
+            if isinstance(v, str):
+                for w in norm(v).split():
+                    if w not in _STOP and len(w) > 2:
+                        owners.setdefault(w, set()).add(v)
+        words = said.split()
+        for w, vs in owners.items():
+            if len(vs) == 1:
+                pos = [i for i, x in enumerate(words) if x in (w, w + "s", w + "es") or (w.endswith("s") and x == w[:-1])]
+                if pos:
+                    hits.append((pos[0], 0, next(iter(vs))))
+    hits = [h for h in hits if h[2] not in taken]
+    if not hits:
+        return None
+    if len({h[2] for h in hits}) > 1:  # "from A to B": the value after "to", "into" or "for" is the one asked for
+        led = [h for h in hits if isinstance(h[2], str) and
+               re.search(rf"\b(to|into|for)\s+(the\s+)?{re.escape(norm(h[2]).split()[0])}", said)]
+        hits = led or hits
+    return min(hits)[2]
+
+
+def _strings(text: str, exclude: set[str]) -> list[str]:
+    """Free-string candidates, best first: quoted text, proper names (not at a sentence start unless nothing else),
+    the words after "named", "called", "titled"."""
+    out = [a or b for a, b in (m.groups() for m in _QUOTED.finditer(text))]
+    bad = {norm(x) for x in exclude}
+    names = []
+    for m in _NAME.finditer(text):
+        name = m.group(1).strip()
+        start = m.start(1)
+        initial = start == 0 or re.search(r"[.!?]\s*$", text[:start]) is not None
+        words = name.split()
+        if initial and len(words) > 1:
+            name, initial = " ".join(words[1:]), False  # "Please Tomas Reyes" → "Tomas Reyes"
+        if norm(name) in bad or norm(name) in _STOP or initial:
+            continue
+        names.append(name)
+    out += names
+    for m in _AFTER.finditer(text):
+        got = m.group(1).strip(" .,!?;:")
+        if norm(got) and norm(got) not in bad:
+            out.append(got)
+    return out
+
+
+def extract_args(params: dict, text: str, exclude: set[str] = frozenset()) -> dict:
+    """The arguments the words give, each valid under its own schema (invalid candidates are not given).
+    `exclude`: names that are never a free string (the character's own name)."""
+    props = params.get("properties") or {}
+    args: dict = {}
+    nums = numbers(text)
+    used_nums: list[float] = []
+    enum_words: set[str] = set()
+    for name, schema in props.items():
+        if not isinstance(schema, dict):
+            continue
+        if "enum" in schema or "const" in schema:
+            enum_words |= {x for x in schema.get("enum", [schema.get("const")]) if isinstance(x, str)}
+            v = _enum(schema, text, set(args.values()))
+            if v is not None and valid(schema, v):
+                args[name] = v
+    for name, schema in props.items():
+        if name in args or not isinstance(schema, dict) or "enum" in schema or "const" in schema:
+            continue
+        types = schema.get("type")
+        types = set(types if isinstance(types, list) else [types])
+        if types & {"integer", "number"}:
+            for n in nums:
+                if n in used_nums:
+                    continue
+                v = _as_type(schema, n)
+                if v is not None and valid(schema, v):
+                    args[name] = v
+                    used_nums.append(n)
+                    break
+        elif "string" in types:
+            taken = exclude | enum_words | {str(v) for v in args.values()}
+            for cand in _strings(text, taken):
+                if valid(schema, cand):
+                    args[name] = cand
+                    break
+        elif "boolean" in types:
+            continue  # a yes/no is not taken from words: the game passes it, or the character asks
+    return args
+
+
+def missing(params: dict, args: dict) -> list[str]:
+    """Required parameters the arguments lack, in the schema's order."""
+    return [r for r in params.get("required") or [] if r not in args]
+
+
+def complete(params: dict, args: dict) -> bool:
+    """All required arguments present and the whole object valid against the schema."""
+    return not missing(params, args) and valid(params, args)

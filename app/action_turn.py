@@ -1,0 +1,180 @@
+"""The turn's action stage: which declared action a line asks for, its arguments, and what the turn does about it.
+
+    act(engine, turn)         # after route: turn.action (an Outcome or None), turn.route, turn.question
+    tail = finish(engine, turn, tail)   # after check: the action's line joins a grounded answer
+
+Detection compares the line (and each of its clauses) with the character's declared actions: the cosine of the
+engine's own embedding against each action's examples and description, best first. The best action is taken when
+it leads the next by `MARGIN` and its cosine clears `STRONG` (unless the router all but rules `action` out), or the
+router says `action` and the cosine plus a share of the router's probability clears `JOINT`. The thresholds were chosen on
+the development worlds' eval lines only (their `eval/actions.jsonl`). The state (never the player's
+words) decides the gate: shut → refused; a required argument missing → incomplete (the character asks for it);
+else accepted, with arguments that each passed the schema (app/action_args.py). A line that also asks a question
+gets both: the clause that is not the action is routed on its own, and grounded when it is a fact question.
+A `tools` list on the turn narrows which actions may be found (the others are as if undeclared).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from app.action_args import complete, extract_args, missing
+from app.actions import Outcome, with_answer
+from app.router import Route, lore_match
+
+if TYPE_CHECKING:
+    from app.cast import NpcSpec
+    from app.dialogue import DialogueEngine
+    from app.turn import Turn
+
+STRONG = 0.65  # cosine to an action's examples that means "asks for it", unless the router firmly says otherwise
+ROUTER_FLOOR = 0.1  # ... that is, unless the router's probability of `action` is below this
+ROUTER_ACTION = 0.5  # the router calls the clause an `action` ...
+JOINT = 0.65  # ... and cosine + ROUTER_WEIGHT x that probability reaches this
+ROUTER_WEIGHT = 0.3
+MARGIN = 0.02  # lead over the next action of the same character
+
+_CLAUSES = re.compile(r"(?<=[.!?;])\s+|,?\s+(?:and|but|also|then|while)\s+(?=(?:what|who|whom|where|when|why|how|"
+                      r"which|whose|is|are|was|were|do|does|did|can|could|tell|say|explain)\b)", re.I)
+
+
+def clauses(text: str) -> list[str]:
+    """The line's clauses (sentences, and questions joined by "and ..."), each with a word at least."""
+    return [c.strip() for c in _CLAUSES.split(text) if c and re.search(r"\w", c)]
+
+
+class ActionBook:
+    """Each character's action vectors (examples and description, embedded once)."""
+
+    def __init__(self, embedder):
+        self.embedder = embedder
+        self._vecs: dict[tuple, list[tuple[object, np.ndarray]]] = {}
+
+    def vectors(self, spec: NpcSpec) -> list[tuple[object, np.ndarray]]:
+        key = (spec.id, tuple((a.name, a.description, tuple(a.examples)) for a in spec.actions))
+        if key not in self._vecs:
+            self._vecs[key] = [(a, self.embedder.encode([*a.examples, a.description])) for a in spec.actions]
+        return self._vecs[key]
+
+    def scores(self, spec: NpcSpec, vecs: np.ndarray, names: frozenset[str] | None) -> list[tuple[float, np.ndarray,
+                                                                                                  object]]:
+        """(best cosine, each row's best cosine, the action), best first, for the actions `names` allows. `vecs`:
+        (rows, dim), the whole line and then its clauses."""
+        out = []
+        for action, mat in self.vectors(spec):
+            if names is not None and action.name not in names:
+                continue
+            rows = (vecs @ mat.T).max(axis=1)  # (rows,)
+            out.append((float(rows.max()), rows, action))
+        return sorted(out, key=lambda x: -x[0])
+
+
+def book(engine: DialogueEngine) -> ActionBook:
+    got = engine.__dict__.get("_action_book")
+    if got is None:
+        got = engine.__dict__["_action_book"] = ActionBook(engine.embedder)
+    return got
+
+
+def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.ndarray | None]:
+    """(the outcome, the rest of the line that is not the action, its vector)."""
+    spec = turn.npc
+    parts = clauses(turn.text) or [turn.text]
+    vecs = turn.qvec[None, :] if len(parts) == 1 else engine.embedder.encode(parts)  # (clauses, dim)
+    if len(parts) > 1:
+        vecs = np.vstack([turn.qvec[None, :], vecs])
+        parts = [turn.text, *parts]
+    ranked = book(engine).scores(spec, vecs, turn.tools)
+    if not ranked:
+        return None, "", None
+    score, rows, action = ranked[0]
+    lead = score - ranked[1][0] if len(ranked) > 1 else 1.0
+    at = 0 if len(parts) == 1 else 1 + int(np.argmax(rows[1:]))  # the clause that asks for it
+    if len(parts) == 1:
+        p_action = turn.route.signals.get("probabilities", {}).get("action", 0.0)
+    else:
+        p_action = float(engine.router.probabilities(parts[at], vecs[at], lore_match(turn.unfiltered))[-1])
+    turn.context["action_scores"] = {a.name: round(s, 3) for s, _, a in ranked}
+    turn.context["action_router"] = round(p_action, 3)
+    if lead < MARGIN or not ((score >= STRONG and p_action >= ROUTER_FLOOR) or
+                             (p_action >= ROUTER_ACTION and score + ROUTER_WEIGHT * p_action >= JOINT)):
+        return None, "", None
+    clause = parts[at]
+    others = [i for i in range(1, len(parts)) if i != at]
+    rest = " ".join(parts[i] for i in others)
+    rest_vec = vecs[others[0]] if len(others) == 1 else (engine.embedder.encode([rest])[0] if rest else None)
+    outcome = Outcome(action, "accepted", score=round(score, 3))
+    if not action.allowed(turn.state):
+        outcome.status = "refused"
+    else:
+        never = {spec.name, *spec.name.split()}
+        outcome.args = extract_args(action.params, clause, exclude=never)
+        for i in others:  # "A candle? Just the one.": what the action's clause lacks, from the other clauses
+            more = extract_args(action.params, parts[i], exclude=never | {str(v) for v in outcome.args.values()})
+            outcome.args.update({k: v for k, v in more.items() if k not in outcome.args})
+        outcome.missing = missing(action.params, outcome.args)
+        if outcome.missing or not complete(action.params, outcome.args):
+            outcome.status = "incomplete"
+            outcome.missing = outcome.missing or list(action.params.get("required") or [])
+    return outcome, rest, rest_vec
+
+
+def act(engine: DialogueEngine, turn: Turn) -> None:
+    """After routing: find the action the line asks for (none for a line the input guard flagged, or a forced
+    route). The route becomes `action`, or the route of the line's other clause when that one is a question."""
+    if turn.forced is not None or turn.flags or not turn.npc.actions:
+        if turn.route.label == "action":  # no action this character declares: a free reply
+            turn.route = Route("style", f"{turn.route.reason}; no declared action", turn.route.signals)
+        return
+    outcome, rest, rest_vec = detect(engine, turn)
+    turn.action = outcome
+    if outcome is None:
+        if turn.route.label == "action":
+            turn.route = Route("style", f"{turn.route.reason}; no declared action asked for", turn.route.signals)
+        turn.lap("action_ms")
+        return
+    flag = outcome.flag()
+    if flag:
+        turn.flags = [*turn.flags, flag]
+    turn.actions = outcome.calls()
+    why = f"action {outcome.name} {outcome.status} (score {outcome.score})"
+    if rest and rest_vec is not None:
+        named = " ".join(v for v in outcome.args.values() if isinstance(v, str))
+        if named:  # "Open the Spin Ring hatch, and how fast does it turn?": the question is about what was named
+            rest = f"{rest} ({named})"
+            rest_vec = engine.embedder.encode([rest])[0]
+        hits = engine.retriever.search(turn.index, rest, rest_vec, engine.config.retrieval.k)
+        other = engine.router.route(rest, rest_vec, lore_match(hits))
+        if other.label in ("fact", "both"):
+            turn.route = Route(other.label, f"{why}; and {other.reason}", other.signals)
+            turn.question, turn.qvec, turn.unfiltered = rest, rest_vec, hits
+            turn.lap("action_ms")
+            return
+    turn.route = Route("action", why, turn.route.signals)
+    turn.lap("action_ms")
+
+
+def answer(engine: DialogueEngine, turn: Turn) -> bool:
+    """Compose's part: an action turn that is not also a question is answered by the action's line alone."""
+    if turn.action is None or turn.grounded:
+        return False
+    turn.output = turn.action.text(turn.npc)
+    turn.grounding = {"answer": "action"}
+    return True
+
+
+def finish(engine: DialogueEngine, turn: Turn, tail: str | None) -> str | None:
+    """After check: a grounded answer gets the action's line in front of it (the text still to stream too)."""
+    if turn.action is None or not turn.grounded or turn.output is None:
+        return tail
+    turn.output = with_answer(turn.npc, turn.action, turn.output)
+    return turn.output if tail is not None else tail
+
+
+def record_event(engine: DialogueEngine, session: str, npc: str, name: str, content: str) -> None:
+    """The game's result of an action (an OpenAI `role: "tool"` message) joins the session's memory as an event."""
+    said = " ".join(str(content).split())[:500]
+    engine.memory.add(session, npc, f"[event: {name or 'action'}] {said}", "")
