@@ -1,8 +1,8 @@
 """Surface cues as data: the built-in English cue file (app/data/cues.yaml) extended by a world's own file.
 
-A cue file maps a category (fact, form, social, action, self, offworld, idk, look, answer_types, number_words) to phrases
-matched case-insensitively on word boundaries; a world's file adds phrases and may `exclude:` built-in ones (a
-phone is no anachronism in a modern city). The router, evidence selection and `eterna eval facts` read them here.
+A cue file maps a category (fact, form, social, action, self, offworld, idk, look, answer_types, number_words) to
+phrases matched case-insensitively on word boundaries; a world's file adds phrases and may `exclude:` built-in ones
+(a phone is no anachronism in a modern city). The router, evidence selection and `eterna eval facts` read them here.
 """
 
 from __future__ import annotations

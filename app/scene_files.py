@@ -87,6 +87,18 @@ def load_scenes(path: Path, labels: bool = True) -> list[SceneScript]:
     return scenes
 
 
+def check_scene_file(path: Path, cast, labels: bool) -> int:
+    """`eterna validate` on a scene file: its format, and every character it names in the cast. Returns its lines."""
+    ids = {n.id for n in cast.npcs}
+    scripts = load_scenes(path, labels=labels)
+    for s in scripts:
+        for who in [*s.npcs, *([s.director] if s.director else [])]:
+            if who not in ids:
+                raise CorpusError(f"{path}: scene {s.id!r}: unknown character {who!r}; the cast has "
+                                  f"{', '.join(sorted(ids))}")
+    return sum(len(s.lines) for s in scripts)
+
+
 def first_line(path: Path) -> dict | None:
     try:
         with Path(path).open(encoding="utf-8") as f:

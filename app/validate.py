@@ -14,6 +14,7 @@ from app.actions import action_problems
 from app.config import Cast, EternaConfig
 from app.cues import Cues
 from app.demo import load_scene
+from app.scene_files import check_scene_file, first_line, is_header
 from app.evaluation.facts import load_fact_items
 from app.router import LABELS, load_router_items, load_seeds
 from retrieval.corpus import load_corpus
@@ -201,8 +202,13 @@ def validate_project(cfg: EternaConfig, tokenizer=None, reports: list[GateReport
         report["router_seeds"] = len(load_seeds(cfg.paths.router_seeds))
     scenes = cfg.paths.scenes
     for path in sorted(scenes.glob("*.jsonl")) if scenes is not None and scenes.is_dir() else []:
+        if is_header(first_line(path) or {}):  # a scene with several characters (app/scene_files.py)
+            report[f"scene/{path.stem}"] = check_scene_file(path, cast, labels=False)
+            continue
         lines = load_scene(path)
         for line in lines:
             cast.get(line["npc"])
         report[f"scene/{path.stem}"] = len(lines)
+    if ev is not None and (ev / "scenes.jsonl").is_file():
+        report["eval_scenes"] = check_scene_file(ev / "scenes.jsonl", cast, labels=True)
     return report

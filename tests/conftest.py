@@ -115,6 +115,18 @@ def write_project(root: Path, llm: str, *, sessions: bool = False) -> Path:
     return path
 
 
+def tiny_engine(root: Path, llm: str, embedder, *, sessions: bool = False):
+    """The tiny world's engine (write_project under `root`, its index built)."""
+    from app.config import EternaConfig
+    from app.dialogue import DialogueEngine
+    from retrieval.rebuild import rebuild_index
+
+    path = write_project(root, llm, sessions=sessions)
+    cfg = EternaConfig.load(path)
+    rebuild_index(cfg.paths.corpus, cfg.paths.index, embedder)
+    return DialogueEngine.from_config(path)
+
+
 @pytest.fixture
 def project(tmp_path, tiny_llm_dir, embedder) -> Path:
     from app.config import EternaConfig

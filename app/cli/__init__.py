@@ -1,8 +1,8 @@
 """The `eterna` command line. Thin: parse flags, build typed configs, call the framework, print text or JSON.
 
 Each command group is a module holding its `register(subparsers)` and its handlers side by side: models, index,
-play (say, chat, demo), scene (play), serve, adapters, train, evaluate (`eval`), validate (validate, doctor); what they share
-is in common.py.
+play (say, chat, demo), scene (play), serve, adapters, train, evaluate (`eval`), validate (validate, doctor); what
+they share is in common.py.
 
 Exit codes: 0 success, 2 bad input or config (a one-line `error: ...` on stderr), 3 a batch ran but some lines
 failed (each has its own error object) or `validate` found errors in training data (the report lists them),

@@ -56,7 +56,8 @@ def register(sub) -> None:
 
 def register_demo(sub) -> None:
     """`demo` comes after `serve` in `eterna --help`."""
-    sp = sub.add_parser("demo", help="run the scripted multi-NPC scene, then the world's scenes with several characters")
+    sp = sub.add_parser("demo", help="run the scripted multi-NPC scene, then the world's scenes with several "
+                                     "characters")
     sp.add_argument("--scene", help="demo or scene JSONL (default: paths.scenes/demo.jsonl, then the folder's scene "
                                     "files)")
     add_flags(sp, npcs=True, index=True)

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from app.config import Cast, EternaConfig
+from app.config import Cast
 from app.scene_policy import RESPONDERS, Addresser, Line, register_responder
 from app.scenes import PLAYER, SceneError
 from tests.fixtures_data import NPCS_YAML
@@ -17,14 +17,9 @@ KEY = "Which key opens the crypt gate?"  # only the warden's own lore (wardens-k
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory, tiny_llm_dir, embedder):
-    from app.dialogue import DialogueEngine
-    from retrieval.rebuild import rebuild_index
-    from tests.conftest import write_project
+    from tests.conftest import tiny_engine
 
-    path = write_project(tmp_path_factory.mktemp("scenes"), str(tiny_llm_dir), sessions=True)
-    cfg = EternaConfig.load(path)
-    rebuild_index(cfg.paths.corpus, cfg.paths.index, embedder)
-    return DialogueEngine.from_config(path)
+    return tiny_engine(tmp_path_factory.mktemp("scenes"), str(tiny_llm_dir), embedder, sessions=True)
 
 
 def _cast():
