@@ -186,6 +186,10 @@ class GroundingConfig(_Strict):
     clauses: bool = Field(False, description="with max_words: also cut a sentence to the clauses that carry the "
                           "answer type or the question's words, so more fit (shorter, but loses answers and reads "
                           "less well on the development worlds; see docs/benchmarks.md)")
+    answer_order: Literal["rank", "sentence"] = Field(
+        "rank", description="the order an extracted reply says its sentences in: `rank`, the selection's; "
+        "`sentence`, the one whose own words are closest to the question first (the same sentences; answer first "
+        "in more replies on one development world, fewer on the other: docs/benchmarks.md)")
     repetition_penalty: float = Field(1.0, ge=1, description="on fact turns (a penalty on the evidence's own "
                                       "tokens keeps the model from copying them)")
     penalty_over: Literal["generated", "all"] = Field("generated", description="tokens the penalty applies to")

@@ -149,6 +149,17 @@ class EvidenceSelector:
         scored.sort(key=lambda e: -e.score)
         return scored[:n]
 
+    def answer_order(self, question: str, evidence: list[Evidence]) -> list[Evidence]:
+        """The same sentences, the one likeliest to hold the answer first: the selection score plus the question's
+        cosine to the sentence alone (selection embeds "title: sentence", so a section's topic sentence outranks the
+        next one that answers). Ties keep the rank order."""
+        if len(evidence) < 2:
+            return list(evidence)
+        vecs = self._vectors([question, *(e.text for e in evidence)])  # (1 + S, dim)
+        cos = vecs[1:] @ vecs[0]
+        order = sorted(range(len(evidence)), key=lambda i: (-(evidence[i].score + float(cos[i])), i))
+        return [evidence[i] for i in order]
+
     def answer_tokens(self, question: str, evidence: Evidence) -> set[str]:
         """What the best evidence adds to the question: its names/numbers of the asked type not in the question."""
         qents = {w.lower() for w in _TOKEN.findall(question)}
@@ -296,6 +307,8 @@ class GroundingPolicy:
         g, m = self.config.grounding, spec.markers
         frame = sum(len(x[0].split()) for x in (m.opens, m.closes) if x) if m else 0
         budget = None if g.max_words is None else max(8, g.max_words - frame)
+        if g.answer_order == "sentence":
+            evidence = self.selector.answer_order(question, evidence[: g.extract_sentences])
         return in_voice(spec, compose_answer(question, evidence, self.selector, budget, g.extract_sentences,
                                              clauses=g.clauses))
 

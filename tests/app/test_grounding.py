@@ -259,3 +259,16 @@ def test_a_cast_without_markers_speaks_inside_the_ones_its_style_names(engine):
     assert r.text.startswith("For the record:") and r.text.endswith("Filed and noted."), r.text
     other = engine.variant(cast=Cast(**yaml.safe_load(NPCS_YAML)))
     assert other.cast.get("warden").markers.closes == ["Move along, reader."]
+
+
+def test_answer_order_puts_the_sentence_closest_to_the_question_first(selector):
+    q = "Which step of the great stair creaks?"
+    topic = Evidence("The great stair is the spine of the house, a spiral of grey stone that climbs seven floors.",
+                     "c1", "d1", "The Great Stair", 1.05)
+    answer = Evidence("The only step that creaks is the ninth.", "c1", "d1", "The Great Stair", 1.0)
+    assert selector.answer_order(q, [topic, answer]) == [answer, topic]  # same sentences, the answer first
+    # a clear lead in the selection's own score is kept: the order is not the sentence cosine alone
+    lead = Evidence(topic.text, "c1", "d1", topic.title, 1.5)
+    assert selector.answer_order(q, [lead, answer]) == [lead, answer]
+    assert selector.answer_order(q, [answer]) == [answer]
+    assert selector.answer_order(q, []) == []
