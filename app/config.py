@@ -231,9 +231,9 @@ class RetrievalConfig(_Strict):
                               "development worlds (see docs/worlds.md, Retrieval)")
     hybrid_weight: float = Field(0.5, ge=0, le=1, description="weight of the dense scores in the fusion")
     candidates: int = Field(20, ge=1, le=1000, description="candidates per retriever before fusion or reranking")
-    rerank: Literal["none", "sentences", "cross-encoder"] = Field(
-        "none", description="second stage: sentences (the embedder over each candidate's sentences) or a local "
-                            "cross-encoder (rerank_model)")
+    rerank: str = Field(
+        "none", description="second stage: none, or a reranker (retrieval.retriever.RERANKERS): sentences (the "
+                            "embedder over each candidate's sentences) or cross-encoder (a local rerank_model)")
     rerank_model: Path | None = Field(None, description="local sentence-transformers CrossEncoder folder")
     rerank_weight: float = Field(0.5, ge=0, le=1, description="weight of the reranker against the first stage")
     index: IndexKindConfig = IndexKindConfig()
@@ -245,6 +245,15 @@ class RetrievalConfig(_Strict):
 
         if v not in MODES:
             raise ValueError(f"unknown retrieval mode {v!r}; available: {', '.join(MODES.names())}")
+        return v
+
+    @field_validator("rerank")
+    @classmethod
+    def _rerank(cls, v: str) -> str:
+        from retrieval.retriever import RERANKERS
+
+        if v != "none" and v not in RERANKERS:
+            raise ValueError(f"unknown reranker {v!r}; available: none, {', '.join(RERANKERS.names())}")
         return v
 
     @model_validator(mode="after")

@@ -27,12 +27,15 @@ from app.router import LABELS, load_router_items  # noqa: E402
 from retrieval.embeddings import SentenceTransformerEmbedder  # noqa: E402
 from retrieval.index import LoreIndex  # noqa: E402
 from retrieval.rebuild import rebuild_index  # noqa: E402
+from retrieval.retriever import MODES, RetrieverSpec, make_retriever  # noqa: E402
 from retrieval.types import Scope  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", nargs="+", default=[str(REPO / "configs" / "eterna.yaml")])
+    ap.add_argument("--mode", choices=list(MODES), default="dense",
+                    help="retrieval mode of the fact-retrieval figure (default dense, as docs/benchmarks.md reports)")
     args = ap.parse_args()
     emb = SentenceTransformerEmbedder("builtin:all-minilm-l6-v2")
     for path in args.config:
@@ -49,7 +52,8 @@ def main() -> None:
             facts = [it for it in load_fact_items(cfg.paths.eval / "facts.jsonl")
                      if Scope(npc=it["npc"], kinds=cast.get(it["npc"]).kinds(), chapter=it["chapter"]).allows(
                          docs[it["doc"]])]
-            retrieval = retrieval_report(index, emb, facts, cast)
+            retrieval = retrieval_report(index, emb, facts, cast,
+                                         retriever=make_retriever(RetrieverSpec(mode=args.mode)))
         labels = [it["label"] for it in items]
         print(json.dumps({"benchmark": "router", "world": cfg.world.name, "n": report["n"],
                           "accuracy": report["accuracy"],

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from retrieval.index import IndexSpec, LoreIndex, build_faiss  # noqa: E402
-from retrieval.retriever import HybridRetriever  # noqa: E402
+from retrieval.retrievers.hybrid import HybridRetriever  # noqa: E402
 from retrieval.lexical import LexicalIndex  # noqa: E402
 from retrieval.types import Chunk, Scope  # noqa: E402
 

@@ -16,7 +16,8 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from retrieval.embeddings import Embedder
 from retrieval.index import LoreIndex
-from retrieval.retriever import DenseRetriever, Retriever
+from retrieval.retriever import Retriever
+from retrieval.retrievers.dense import DenseRetriever
 from retrieval.types import Hit, Scope
 
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from retrieval.index import LoreIndex
+from retrieval.retriever import Retriever, RetrieverSpec, make_retriever
 from retrieval.types import Hit
 
 
@@ -15,14 +16,17 @@ def rank_documents(hits: list[Hit], n: int) -> list[str]:
     return list(dict.fromkeys(h.chunk.doc for h in hits))[:n]
 
 
-def retrieval_report(index: LoreIndex, embedder, items: list[dict], cast, k: int = 4) -> dict:
+def retrieval_report(index: LoreIndex, embedder, items: list[dict], cast, k: int = 4,
+                     retriever: Retriever | None = None) -> dict:
     """Hit@1 / hit@k / MRR of the gold document for each fact item ({question, doc, npc, chapter}), in the asking
-    NPC's scope."""
+    NPC's scope, over the top 20 chunks of `retriever` (any registered mode, e.g. `config.retrieval.retriever()`;
+    default: dense)."""
+    retriever = retriever or make_retriever(RetrieverSpec(mode="dense"))
     vecs = embedder.encode([it["question"] for it in items])
     ranks = []
     for it, v in zip(items, vecs):
         npc = cast.get(it["npc"])
-        hits = index.search_vector(v, 20, npc.scope(it["chapter"]))
+        hits = retriever.search(index, it["question"], v, 20, npc.scope(it["chapter"]))
         docs = rank_documents(hits, len(hits))
         ranks.append(docs.index(it["doc"]) + 1 if it["doc"] in docs else None)
     found = np.array([r is not None and r <= k for r in ranks])

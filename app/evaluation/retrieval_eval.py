@@ -21,7 +21,8 @@ from app.evaluation.measures import ndcg_at_10
 from retrieval.errors import EternaError
 from retrieval.fileio import read_jsonl
 from retrieval.index import LoreIndex
-from retrieval.retriever import MODES, HybridRetriever, Retriever, RetrieverSpec, make_retriever
+from retrieval.retriever import MODES, Retriever, RetrieverSpec, make_retriever
+from retrieval.retrievers.hybrid import HybridRetriever
 from retrieval.types import Chunk
 
 

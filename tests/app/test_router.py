@@ -139,7 +139,8 @@ def test_the_lore_feature_is_one_search_in_training_a_turn_and_eval(tiny_world, 
     unfiltered top k. A lexical retriever's top hit is not the dense top hit for a line that shares a rare word with
     one chunk but means another, so an evaluation that searched otherwise would report another score."""
     from app.router import lore_match
-    from retrieval.retriever import DenseRetriever, LexicalRetriever
+    from retrieval.retrievers.bm25 import LexicalRetriever
+    from retrieval.retrievers.dense import DenseRetriever
 
     index, cues = tiny_world
     docs = {}

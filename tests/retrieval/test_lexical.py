@@ -10,7 +10,7 @@ import pytest
 from app.evaluation.retrieval_eval import evaluate_beir, metrics, read_beir
 from retrieval.errors import EternaError
 from retrieval.lexical import LexicalIndex
-from retrieval.retriever import HybridRetriever, fuse
+from retrieval.retrievers.hybrid import HybridRetriever, fuse
 
 DOCS = [{"_id": "d1", "title": "Clocks", "text": "The great clock was built by Oriol Santpere in 1702."},
         {"_id": "d2", "title": "Lending", "text": "A reader may borrow three books at once for 21 days."},

@@ -22,7 +22,7 @@ from retrieval.errors import CorpusError, IndexBusyError, IndexMismatchError, In
 from retrieval.index import LoreIndex, read_current
 from retrieval.integrity import CHECKSUMS, verify_checksums
 from retrieval.rebuild import _prune, rebuild_index, rebuild_lock, use_generation
-from retrieval.retriever import HybridRetriever
+from retrieval.retrievers.hybrid import HybridRetriever
 from tests.conftest import REPO
 
 TOPICS = ["bridges and rivers", "bread and ovens", "bells in towers", "maps of the coast", "salt and ships",

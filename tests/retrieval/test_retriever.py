@@ -7,7 +7,8 @@ import pytest
 from retrieval.errors import ConfigError
 from retrieval.index import IndexSpec, LoreIndex, build_faiss, read_current
 from retrieval.rebuild import rebuild_index
-from retrieval.retriever import Reranked, RetrieverSpec, make_retriever
+from retrieval.retriever import RetrieverSpec, make_retriever
+from retrieval.retrievers.rerank import Reranked
 from retrieval.types import Chunk, Scope
 
 
@@ -160,3 +161,43 @@ def test_llamaindex_adapter_goes_through_the_retriever(lore_index, embedder):
     r = EternaRetriever(lore_index, embedder, k=2, retriever=make_retriever(RetrieverSpec(mode="bm25")))
     nodes = r.retrieve("clock")
     assert nodes and nodes[0].node.metadata["doc"] == "clock-room"
+
+
+def test_reranker_names_come_from_the_registry():
+    from pydantic import ValidationError
+
+    from app.config import RetrievalConfig
+    from retrieval.retriever import RERANKERS
+
+    with pytest.raises(ValidationError, match="unknown reranker 'colbert'; available: none, cross-encoder, sentences"):
+        RetrievalConfig(rerank="colbert")
+    RERANKERS.add("colbert", lambda spec, embedder: None)  # a new reranker is one registry line, no config edit
+    try:
+        assert RetrievalConfig(rerank="colbert").rerank == "colbert"
+    finally:
+        del RERANKERS["colbert"]
+
+
+class _Reversed:
+    """The dense ranking upside down: a retriever that must lose to every real one."""
+
+    uses = frozenset({"dense"})
+
+    def search(self, index, text, vector, k, scope=None):
+        return index.search_vector(vector, len(index.chunks), scope)[::-1][:k]
+
+
+def test_retrieval_report_searches_through_the_given_retriever(lore_index, embedder, tmp_path):
+    from app.config import Cast
+    from app.evaluation.measures import retrieval_report
+    from tests.fixtures_data import NPCS_YAML
+
+    (tmp_path / "npcs.yaml").write_text(NPCS_YAML, encoding="utf-8")
+    cast = Cast.load(tmp_path / "npcs.yaml")
+    items = [{"question": "Who built the great clock?", "doc": "clock-room", "npc": "director", "chapter": 1},
+             {"question": "How many books may a reader borrow?", "doc": "lending-rules", "npc": "director", "chapter": 1}]
+    by_mode = {m: retrieval_report(lore_index, embedder, items, cast, retriever=make_retriever(RetrieverSpec(mode=m)))
+               for m in ("dense", "bm25", "hybrid")}
+    assert all(r["hit@1"] == 1.0 for r in by_mode.values()), by_mode
+    assert retrieval_report(lore_index, embedder, items, cast) == by_mode["dense"]  # the default: dense
+    assert retrieval_report(lore_index, embedder, items, cast, retriever=_Reversed())["hit@1"] == 0.0
