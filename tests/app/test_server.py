@@ -388,7 +388,8 @@ def test_llama_index_openai_like_client(base_url):
 
 def test_litellm_client(base_url, engine, monkeypatch):
     """A third well-kept client: LiteLLM (the `openai/` provider on a custom api_base): chat, streaming, `user`
-    sessions, the extra `chapter`/`state` fields, and errors mapped to its typed exceptions."""
+    sessions, the extra `chapter`/`state` fields, and errors mapped to its typed exceptions (a 422 becomes its
+    BadRequestError)."""
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch of the price list at import (offline)
     litellm = pytest.importorskip("litellm")
     monkeypatch.setattr(litellm, "telemetry", False, raising=False)
@@ -407,7 +408,8 @@ def test_litellm_client(base_url, engine, monkeypatch):
     assert len(pieces) > 1 and "Remei" in "".join(pieces)
     with pytest.raises(litellm.NotFoundError):
         litellm.completion(**{**call, "model": "openai/nobody"})
-    with pytest.raises(litellm.UnprocessableEntityError):
+    with pytest.raises(litellm.BadRequestError) as bad:  # LiteLLM maps the server's 422 to its BadRequestError
         litellm.completion(**call, extra_body={"state": "not an object"})
+    assert "Error code: 422" in bad.value.message and "state" in bad.value.message
     with pytest.raises(litellm.AuthenticationError):
         litellm.completion(**{**call, "api_key": "wrong"})
