@@ -95,9 +95,12 @@ class ModelRouter:
                     self.send_response(r.status_code)
                     self.send_header("content-type", r.headers.get("content-type", "application/json"))
                     self.end_headers()
-                    for piece in r.iter_raw():
-                        self.wfile.write(piece)
-                        self.wfile.flush()
+                    try:
+                        for piece in r.iter_raw():
+                            self.wfile.write(piece)
+                            self.wfile.flush()
+                    except (BrokenPipeError, ConnectionResetError):
+                        return  # the client stopped reading (a reply it ended early): close the upstream too
 
             def do_GET(self):
                 self._pipe("GET", None)
