@@ -384,3 +384,32 @@ def test_llama_index_openai_like_client(base_url):
     with pytest.raises(openai.NotFoundError):
         openai_like.OpenAILike(model="nobody", api_base=f"{base_url}/v1", api_key="sekret", is_chat_model=True,
                                max_retries=0).chat(ask)
+
+
+def test_litellm_client(base_url, engine, monkeypatch):
+    """A third well-kept client: LiteLLM (the `openai/` provider on a custom api_base): chat, streaming, `user`
+    sessions, the extra `chapter`/`state` fields, and errors mapped to its typed exceptions (a 422 becomes its
+    BadRequestError)."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch of the price list at import (offline)
+    litellm = pytest.importorskip("litellm")
+    monkeypatch.setattr(litellm, "telemetry", False, raising=False)
+    ask = [{"role": "user", "content": "What is the name of the gardener?"}]
+    call = dict(model="openai/warden", api_base=f"{base_url}/v1", api_key="sekret", messages=ask, timeout=60,
+                num_retries=0)
+    early = litellm.completion(**call, extra_body={"chapter": 1})
+    # LiteLLM sends `user` only to OpenAI's own catalog models and drops it silently for any other model name;
+    # `allowed_openai_params` is its documented way to pass it on
+    later = litellm.completion(**call, user="lt-player", allowed_openai_params=["user"],
+                               extra_body={"chapter": 2, "state": {"lantern": "lit"}})
+    assert "Remei" not in early.choices[0].message.content and "Remei" in later.choices[0].message.content
+    assert engine.memory.context("lt-player", "warden")[0][-1][0] == ask[0]["content"]  # `user` is the session
+    pieces = [c.choices[0].delta.content or "" for c in litellm.completion(**call, stream=True,
+                                                                          extra_body={"chapter": 2}) if c.choices]
+    assert len(pieces) > 1 and "Remei" in "".join(pieces)
+    with pytest.raises(litellm.NotFoundError):
+        litellm.completion(**{**call, "model": "openai/nobody"})
+    with pytest.raises(litellm.BadRequestError) as bad:  # LiteLLM maps the server's 422 to its BadRequestError
+        litellm.completion(**call, extra_body={"state": "not an object"})
+    assert "Error code: 422" in bad.value.message and "state" in bad.value.message
+    with pytest.raises(litellm.AuthenticationError):
+        litellm.completion(**{**call, "api_key": "wrong"})
