@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.backends import check_backend
 from app.bestof import BestOfConfig
+from app.config_io import _read_yaml, _validate  # noqa: F401 (re-exported: cast, cues, A/B files)
 from app.backends.options import BackendOptions, BatchedOptions, LlamaCppOptions, RemoteConfig
-from retrieval.errors import ConfigError, yaml_error_message
+from retrieval.errors import ConfigError
 from retrieval.gates import TYPES as GATE_TYPES
 
 # Built-in roles are neutral: a world says what its own kinds of speaker are (world.roles), e.g. a book that lives
@@ -383,36 +383,6 @@ class EternaConfig(_Strict):
         if path is None:
             raise ConfigError(f"paths.{key} is not set in the config; add `{key}: FOLDER` under `paths:`")
         return path
-
-
-def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(yaml_error_message(path, e)) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
-
-
-def _format_validation(path: Path, err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key (check spelling; see docs/configuration.md)"
-    return f"{path}: {loc}: {msg}"
-
-
-def _validate(cls, data: dict, path: Path):
-    try:
-        return cls.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(_format_validation(path, e)) from None
 
 
 def __getattr__(name: str):

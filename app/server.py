@@ -26,7 +26,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.action_turn import record_event
 from app.dialogue import DialogueEngine, Reply
+from app.server_io import _sse, iter_sse, limit_malloc_arenas  # noqa: F401 (re-exported)
 from app.scene_routes import add_scene_routes, scene_models
 from app.openai_tools import acknowledgement, allowed_tools, tool_calls, tool_results
 from retrieval.errors import ConfigError, EternaError, InputError
@@ -355,42 +356,6 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
                             headers=e.headers)
 
     return app
-
-
-def _sse(event: str, data: dict) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def iter_sse(lines: Iterator[str]) -> Iterator[tuple[str, dict]]:
-    """Parse a server-sent event stream (for clients and tests): (event, data) pairs."""
-    event, data = "message", []
-    for line in lines:
-        if line == "":
-            if data:
-                yield event, json.loads("\n".join(data))
-            event, data = "message", []
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].strip())
-
-
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Cap glibc's malloc arenas for a long-running server process (what `MALLOC_ARENA_MAX=2` does), unless the
-    environment sets MALLOC_ARENA_MAX itself. glibc gives threads their own arenas, up to 8 per core, and each
-    keeps its high-water mark: under a soak, the server's anonymous memory crept while the worker threads took
-    turns (0.32 MB/min after warm-up), and with two arenas it stays flat (see docs/serving.md). Returns whether it
-    was applied (False off glibc)."""
-    import ctypes
-    import os
-
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(-8, arenas))  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        return False
 
 
 def app_from_settings(config: Path, *, api_key: str | None = None, queue: int = 16, backend: str | None = None,
