@@ -7,10 +7,9 @@ import yaml
 
 from app.bestof import BestOfConfig, ScoreContext, quality_score
 from app.config import EternaConfig
-from app.dialogue import DialogueEngine
 from retrieval.errors import ConfigError
 from retrieval.rebuild import rebuild_index
-from tests.conftest import write_project
+from tests.conftest import tiny_engine, write_project
 
 CTX = ScoreContext(name="Maren Holt", phrases=["Move along, reader.", "Halt."], other_names=["Brother Anselmo"],
                    allowed="Maren Holt keeps the west gate of the town. The bell rings at dusk.")
@@ -51,10 +50,7 @@ def test_rambling_and_markup_lose():
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory, tiny_llm_dir, embedder):
-    path = write_project(tmp_path_factory.mktemp("bestof") / "proj", str(tiny_llm_dir))
-    cfg = EternaConfig.load(path)
-    rebuild_index(cfg.paths.corpus, cfg.paths.index, embedder)
-    return DialogueEngine.from_settings(cfg)
+    return tiny_engine(tmp_path_factory.mktemp("bestof") / "proj", str(tiny_llm_dir), embedder)
 
 
 def _best_of(engine, **kw):
