@@ -160,6 +160,7 @@ class Line:
     last: str | None = None
     impersonates: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
+    asks: Callable[[str], float] = lambda npc: 0.0  # how closely the line asks for one of npc's declared actions
 
 
 RESPONDERS: Registry[Callable[[Line], tuple[str, str]]] = Registry("scene responder policy")
@@ -174,7 +175,8 @@ def register_responder(name: str):
 @register_responder("knowledge")
 def knowledge_policy(line: Line) -> tuple[str, str]:
     """A fact question goes to the character whose own scope answers it best (its best evidence score; a shut
-    "I do not know" gate scores nothing); small talk, or a fact nobody here knows, to the character the player
+    "I do not know" gate scores nothing); a request for an action, to the character whose declared actions it
+    matches best; small talk, or a fact nobody here knows, to the character the player
     talked with last (else the first of the scene). (npc, why)."""
     pool = [n for n in line.candidates if n != line.impersonates] or line.candidates
     fallback = line.last if line.last in pool else pool[0]
@@ -187,6 +189,12 @@ def knowledge_policy(line: Line) -> tuple[str, str]:
             best = max(knowers, key=lambda n: (line.scores[n], n == line.last))
             return best, f"its own lore answers best ({line.scores[best]})"
         return fallback, "nobody here knows it: " + ("the last to speak" if fallback == line.last else "first")
+    if line.route == "action":  # a request: the character whose declared actions it matches best
+        for npc in pool:
+            line.scores[npc] = round(line.asks(npc), 4)
+        best = max(pool, key=lambda n: (line.scores[n], n == line.last))
+        if line.scores[best] > 0:
+            return best, f"its declared actions match best ({line.scores[best]})"
     return fallback, "small talk: " + ("the last to speak" if fallback == line.last else "first of the scene")
 
 

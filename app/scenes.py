@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 
+from app import action_turn
 from app.guard import check_chapter, check_session, clean_player_text
 from app.grounding import Evidence, in_voice, split_sentences
 from app.scene_memory import Transcript, transcript_store
@@ -171,7 +172,8 @@ class Scene:
         if who is None:
             base = self._base(text, chapter, state)
             line = Line(text, base.route.label, list(self.npcs), lambda n: self._own(base, n, cache),
-                        last=self.last(), impersonates=addressing.impersonates)
+                        last=self.last(), impersonates=addressing.impersonates,
+                        asks=lambda n: self._asks(base, n))
             who, why = self.policy(line)
             how, scores = "policy", line.scores
         if who == self.director:
@@ -251,6 +253,12 @@ class Scene:
                                               base.index, base.state) if base.grounded else []
         return cache[npc]
 
+    def _asks(self, base: Turn, npc: str) -> float:
+        """How closely the line asks for one of this character's declared actions (best cosine to their examples;
+        0.0: it declares none)."""
+        ranked = action_turn.book(self.engine).scores(self.specs[npc], base.qvec[None, :], None)
+        return ranked[0][0] if ranked else 0.0
+
     def heard(self, base: Turn, npc: str) -> list[Evidence]:
         """Evidence said aloud in the scene by the others (grounded answers, narration), speaker named, scored as
         lore is; what passes the config's `min_evidence`."""
@@ -285,8 +293,11 @@ class Scene:
             ground(self.engine, turn)
         else:
             turn = replace(base, npc=self.specs[npc], flags=list(base.flags), timings=dict(base.timings),
-                           evidence=[], started=time.perf_counter(), clock=0.0)
-            if turn.grounded:
+                           evidence=[], started=time.perf_counter(), clock=0.0, context=dict(base.context))
+            action_turn.act(self.engine, turn)  # the addressed character may act, as in a single turn
+            if turn.action is not None and turn.grounded:  # an action and a question: the question, its own scope
+                ground(self.engine, turn)
+            elif turn.grounded:
                 g = self.engine.config.grounding
                 own = self._own(base, npc, cache)
                 known = {x.text for x in own}  # what its own lore says already is not heard again

@@ -194,6 +194,21 @@ def test_an_injection_never_acts_outside_the_schema(engine):
         assert 1 <= a["args"]["passengers"] <= 6
 
 
+def test_a_character_acts_inside_a_scene(engine):
+    scene = engine.scene("ferry-dock", npcs=["archivist", "warden"], session="p-scene-act", reactions=0)
+    line = "Please row the two of us over to Stiltend."
+    turn = scene.say(line)  # unaddressed: the one whose declared actions the request matches answers
+    assert turn.responder == "warden" and turn.replies[0].actions == [
+        {"name": "ferry_passage", "args": {"destination": "Stiltend", "passengers": 2}}]
+    assert turn.replies[0].route == "action" and turn.replies[0].text.startswith("Halt.")
+    # the state's gate refuses in a scene too; a character who declares no action does not act
+    shut = scene.say(line, to="warden", state={"flags": {"ferry_laid_up": True}})
+    assert shut.replies[0].actions == [] and "action_refused:ferry_passage" in shut.replies[0].flags
+    other = scene.say(line, to="archivist")
+    assert other.replies[0].actions == [] and other.replies[0].route != "action"
+    assert not any(f.startswith("action_") for f in other.replies[0].flags)
+
+
 # the OpenAI-compatible API
 
 @pytest.fixture(scope="module")
