@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 
 from app import action_turn
 from app.guard import check_chapter, check_session, clean_player_text
+from app.evaluation.quality import invented_specifics
 from app.grounding import Evidence, in_voice, split_sentences
 from app.scene_memory import Transcript, transcript_store
 from app.scene_policy import RESPONDERS, Addresser, Line, common_words
@@ -339,7 +340,8 @@ class Scene:
     def _react(self, base: Turn, turn: Turn, answer: Reply, cache: dict, impersonated: str | None) -> Iterator[Reply]:
         """Up to `reactions` other characters react. When the answer was "I do not know" on a fact line, a
         character whose own lore answers it speaks up first; else a short free line to what was just said, by who
-        is named in it, then who spoke least recently. A reaction the output guard stops is not said."""
+        is named in it, then who spoke least recently. A reaction the output guard stops, or a free one naming a name or
+        number its prompt does not hold, is not said (at most 2 x `reactions` free lines are tried)."""
         if not self.reactions or base.flags or answer.grounding.get("answer") == "deflected":
             return
         pool = [n for n in self.npcs if n != turn.npc.id and n != impersonated]
@@ -352,17 +354,22 @@ class Scene:
                                         for a in self.addresser.aliases[n] if a != n)}
         order = knowers + sorted((n for n in pool if n not in knowers),
                                  key=lambda n: (n not in named, spoke.get(n, -1)))
-        made = 0
+        made = tries = 0
         for npc in order:
-            if made >= self.reactions:
+            if made >= self.reactions or tries >= 2 * self.reactions:
                 break
             t0 = time.perf_counter()
             if npc in knowers:
                 r = yield_from_speak(self, self._turn(base, npc, cache))
             else:
+                tries += 1
                 heard = f'{self._name(turn.npc.id)} says: "{_clip(_strip_markers(turn.npc, answer.text))}"'
-                r = yield_from_speak(self, self._turn(base, npc, cache, text=heard, forced="style",
-                                                      lines=self.reaction_lines), short=True)
+                said = self._turn(base, npc, cache, text=heard, forced="style", lines=self.reaction_lines)
+                r = yield_from_speak(self, said, short=True)
+                # a free line may not bring names or numbers its prompt does not hold: invented, or another
+                # head's knowledge by chance; such a reaction is not said
+                if invents(r.text, said.messages):
+                    continue
             if r.flags or not r.text.strip() or r.grounding.get("answer") == "deflected":
                 continue
             r.reason = f"reaction ({'its own lore answers' if npc in knowers else 'to ' + turn.npc.id}): {r.reason}"
@@ -370,6 +377,11 @@ class Scene:
             self.transcript.add(npc, r.text, "reaction", facts=self._facts(r))
             made += 1
             yield r
+
+
+def invents(text: str, messages: list[dict]) -> list[str]:
+    """The names and numbers of `text` that none of the prompt's `messages` holds (app/evaluation/quality.py)."""
+    return invented_specifics(text, " ".join(str(m.get("content", "")) for m in messages))
 
 
 def yield_from_speak(scene: Scene, turn: Turn, short: bool = False) -> Reply:

@@ -71,6 +71,34 @@ def test_reactions_speak_in_their_own_scope(engine):
     assert len(quiet.replies) == 1
 
 
+def test_a_reaction_that_names_what_its_prompt_lacks_is_caught():
+    from app.scenes import invents
+
+    prompt = [{"role": "system", "content": "You are Pell, a page. Style: ends with 'Right then.'"},
+              {"role": "user", "content": 'Maestra Ilse Varga says: "The crypt key is red."'}]
+    assert invents("I heard it from Amina Blackheart in 1942. Right then.", prompt) == ["Amina Blackheart", "1942"]
+    assert invents("Maestra Varga is right, the key is red. Right then.", prompt) == []
+    assert invents("Pell agrees with Ilse.", prompt) == []
+
+
+def test_a_free_reaction_names_nothing_its_prompt_did_not_hold(engine):
+    from app.evaluation.quality import invented_specifics
+    from app.prompt import system_prompt
+
+    scene = engine.scene("chatter", npcs=["archivist", "warden"], session="free", reactions=1)
+    lines = ["Good evening to you both.", "Tell me about your day, Maestra.", "What do you think of the weather?",
+             "Do you like music?", "Say something about the candles."]
+    free = []
+    for line in lines:
+        turn = scene.say(line, to="archivist")
+        free += [r for r in turn.replies[1:] if r.reason.startswith("reaction (to")]
+    said = " ".join(x["text"] for x in scene.transcript.lines())
+    c = engine.config
+    for r in free:  # the prompt held the speaker's card and what was said aloud, nothing more
+        allowed = f"{system_prompt(engine.cast.get(r.npc), c.world, c.prompts)} {said}"
+        assert invented_specifics(r.text, allowed) == [], r.text
+
+
 def test_the_director_frames_and_narrates_only_open_lore(engine):
     scene = engine.scene("clock-room", npcs=["archivist", "warden"], director="director", session="dir")
     first = scene.say("Good evening.", chapter=1)
