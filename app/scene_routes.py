@@ -10,6 +10,9 @@ naming the field; an undeclared scene without `npcs` is a 404.
 
 from __future__ import annotations
 
+import json
+import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,8 +20,10 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.openai_tools import tool_calls
 from app.scene_files import declared_scenes
 from app.scenes import SceneTurn
+from app.server_io import _text
 from app.turn import Reply
 from retrieval.gates import State
 
@@ -58,6 +63,61 @@ def add_scene_routes(app: FastAPI, engine, *, auth, run, start_stream, first_ok,
         return engine.scene(scene_id, npcs, director=director, session=body.session,
                             **({} if reactions is None else {"reactions": reactions}))
 
+    def said(reply: Reply) -> str:
+        names = {n.id: n.name for n in engine.cast.npcs}
+        return f"{names.get(reply.npc, reply.npc)}: {reply.text}"
+
+    async def scene_chat(body) -> dict | StreamingResponse:
+        """`POST /v1/chat/completions` with `model: "scene:<id>"`: the last user message is a scene line (`to`
+        may be sent as an extra field); the replies come back as one assistant message, "Name: text" per line,
+        the answer's actions as `tool_calls`, the SceneTurn under `eterna`. `user` names the session (without
+        it, a fresh one: the scene starts over)."""
+        scene_id = body.model.split(":", 1)[1]
+        if scene_id not in scenes_of(engine):
+            raise HTTPException(404, f"unknown model {body.model!r}: GET /v1/models lists the scenes")
+        users = [m for m in body.messages if m.role == "user"]
+        if not users:
+            raise HTTPException(422, "messages has no user message; the last user message is the player's line")
+        extra = body.model_extra or {}
+        req = SceneSayRequest(text=_text(users[-1].content), session=body.user or f"oa-scene-{uuid.uuid4().hex[:16]}",
+                              to=extra.get("to"), chapter=body.chapter, state=body.state)
+        scene = await run(make, scene_id, req)
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if not body.stream:
+            turn = await run(scene.say, req.text, to=req.to, chapter=req.chapter, state=req.state)
+            actions = [a for r in turn.replies for a in r.actions]
+            message = {"role": "assistant", "content": "\n".join(said(r) for r in turn.replies)}
+            if actions:
+                message["tool_calls"] = tool_calls(actions)
+            return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if actions else "stop"}],
+                    "eterna": turn.to_json()}
+
+        def chunk(delta: dict, finish: str | None = None) -> str:
+            return "data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
+                                          "model": body.model, "choices": [{"index": 0, "delta": delta,
+                                                                            "finish_reason": finish}]}) + "\n\n"
+        enter()
+        items = await first_ok(start_stream(lambda: scene.stream(req.text, to=req.to, chapter=req.chapter,
+                                                                 state=req.state)))
+
+        async def events() -> AsyncIterator[str]:  # one content piece per reply, as each is said
+            yield chunk({"role": "assistant", "content": ""})
+            actions, first = [], True
+            async for it in items:
+                if isinstance(it, Reply):
+                    actions += it.actions
+                    yield chunk({"content": ("" if first else "\n") + said(it)})
+                    first = False
+                elif isinstance(it, Exception):
+                    yield "data: " + json.dumps({"error": {"message": str(it), "type": "eterna_error"}}) + "\n\n"
+            if actions:
+                yield chunk({"tool_calls": [{"index": i, **c} for i, c in enumerate(tool_calls(actions))]})
+            yield chunk({}, "tool_calls" if actions else "stop")
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
     @app.get("/v1/scenes", dependencies=[Depends(auth)])
     def scenes() -> dict:
         return {"scenes": [{"id": s.id, "npcs": s.npcs, "director": s.director}
@@ -91,3 +151,5 @@ def add_scene_routes(app: FastAPI, engine, *, auth, run, start_stream, first_ok,
                     yield sse("token", {"npc": it[0], "text": it[1]})
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+    return scene_chat

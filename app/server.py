@@ -12,7 +12,7 @@
   (`finish_reason: "tool_calls"`) beside the in-voice content; `tools` narrows which actions a call may return;
   a `role: "tool"` message (the game's result) joins the session's memory as an event. `chapter` and `state` (the game's state, passed to the character's scope) may
   be sent as extra body fields. `GET /v1/models` lists one model per character (what clients and routers ask
-  first), `GET /v1/models/{id}` one; errors on these routes carry OpenAI's `{"error": {...}}` shape too.
+  first) and one `scene:<id>` per declared scene (a chat with it plays a scene line), `GET /v1/models/{id}` one; errors on these routes carry OpenAI's `{"error": {...}}` shape too.
 
 A bounded queue: at most `queue` requests wait or run; past that the server answers 429 at once, never hangs.
 Typed errors map to 4xx with the CLI's messages. Loopback by default; an optional bearer API key.
@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.action_turn import record_event
 from app.dialogue import DialogueEngine, Reply
-from app.server_io import _sse, iter_sse, limit_malloc_arenas  # noqa: F401 (re-exported)
+from app.server_io import _sse, _text, iter_sse, limit_malloc_arenas  # noqa: F401 (re-exported)
 from app.scene_routes import add_scene_routes, scene_models
 from app.openai_tools import acknowledgement, allowed_tools, tool_calls, tool_results
 from retrieval.errors import ConfigError, EternaError, InputError
@@ -86,12 +86,6 @@ class _Queue:
     def leave(self) -> None:
         with self._lock:
             self.inside -= 1
-
-
-def _text(content: str | list | None) -> str:
-    if isinstance(content, list):  # OpenAI content parts
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return content or ""
 
 
 def _error(e: Exception) -> HTTPException:
@@ -289,6 +283,8 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
     @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
     async def chat(body: ChatRequest):
         State.of(body.state)  # a bad state is a 422 before any work (or a stream) starts
+        if body.model.startswith("scene:"):  # a scene GET /v1/models lists: its replies as one message
+            return await scene_chat(body)
         tools = allowed_tools(body.tools, body.tool_choice)
         if body.messages[-1].role == "tool":  # the game reports what an action did: remembered, acknowledged
             check_npc(body.model)
@@ -341,7 +337,7 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
-    add_scene_routes(app, engine, auth=auth, run=run, start_stream=start_stream, first_ok=first_ok, enter=q.enter,
+    scene_chat = add_scene_routes(app, engine, auth=auth, run=run, start_stream=start_stream, first_ok=first_ok, enter=q.enter,
                      sse=_sse)  # app/scene_routes.py
 
     @app.exception_handler(EternaError)

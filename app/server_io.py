@@ -7,6 +7,13 @@ import json
 from collections.abc import Iterator
 
 
+def _text(content: str | list | None) -> str:
+    """An OpenAI message's text (a string, or content parts of type text)."""
+    if isinstance(content, list):  # OpenAI content parts
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content or ""
+
+
 def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 

@@ -179,6 +179,18 @@ def test_server_scene_routes(engine, tmp_path):
                                                                    "reactions": 0}) as r:
         events = list(iter_sse(r.iter_lines()))
     assert [e for e, _ in events][-1] == "turn" and any(e == "reply" for e, _ in events)
+    # the scene GET /v1/models lists is a chat model too: its replies as one message, the session from `user`
+    body = {"model": "scene:hall", "user": "srv3", "messages": [{"role": "user", "content": KEY}]}
+    r = client.post("/v1/chat/completions", json=body)
+    out = r.json()
+    assert r.status_code == 200 and out["eterna"]["replies"][0]["npc"] == "warden"
+    assert out["choices"][0]["message"]["content"].startswith("Capitán Rodrigo Ferrán: ")
+    assert "red" in out["choices"][0]["message"]["content"].split("\n")[0].lower()
+    with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True, "to": "archivist"}) as r:
+        chunks = [json.loads(x[6:]) for x in r.iter_lines() if x.startswith("data: {")]
+    said = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert said.startswith("Maestra Ilse Varga: ") and chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert client.post("/v1/chat/completions", json={**body, "model": "scene:nope"}).status_code == 404
 
 
 def test_cli_scene_play_and_eval(project, tmp_path, capsys):
