@@ -2,7 +2,7 @@
 own words, templated paraphrases.
 
     paraphrases(action)            # "Can you take me across the lake?", "I need you to ...": embedded beside examples
-    vocabulary(actions)            # {name: stems only that action's description, examples, params and values use}
+    vocabulary(actions, speaker)   # {name: stems only that action's description, examples, params and values use}
     request(cues, clause)          # "can you", "for me", "X me ...", and not a question for information (informs)
     Evidence(...).asks()           # the decision, thresholds below
 
@@ -88,10 +88,12 @@ def _declared_words(action: ActionSpec) -> set[str]:
     return stems(" ".join(text))
 
 
-def vocabulary(actions: list[ActionSpec]) -> dict[str, frozenset[str]]:
+def vocabulary(actions: list[ActionSpec], speaker: str = "") -> dict[str, frozenset[str]]:
     """Per action, the stems only its own declaration uses among the character's actions (a word two actions
-    share tells them apart no more than a generic one)."""
-    words = {a.name: _declared_words(a) for a in actions}
+    share tells them apart no more than a generic one), without the words of the `speaker`'s name (a line that
+    names the character asks for nothing by it)."""
+    own = stems(speaker)
+    words = {a.name: _declared_words(a) - own for a in actions}
     seen: dict[str, int] = {}
     for ws in words.values():
         for w in ws:

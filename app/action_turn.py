@@ -63,7 +63,7 @@ class ActionBook:
     def words(self, spec: NpcSpec) -> dict[str, frozenset[str]]:
         key = self._key(spec)
         if key not in self._words:
-            self._words[key] = vocabulary(spec.actions)
+            self._words[key] = vocabulary(spec.actions, spec.name)
         return self._words[key]
 
     def scores(self, spec: NpcSpec, vecs: np.ndarray, names: frozenset[str] | None) -> list[tuple[float, np.ndarray,
