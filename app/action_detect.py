@@ -10,8 +10,8 @@ A world may declare two or three examples per action; the paraphrases make its d
 usual English forms, so a line phrased far from the examples still meets one. A clause that is a request
 directed at the character (the `request` cues, and none of the `inform` ones) and names a word only this action's
 declaration uses (its verb, a value of its params) asks for it even when it resembles no example; its arguments
-then decide accepted or incomplete (an unknown value becomes an ask). A question for information never does. Thresholds: see docs/benchmarks.md, "Actions"
-(chosen on one development world, reported on the other).
+then decide accepted or incomplete (an unknown value becomes an ask). A question for information never does.
+Thresholds: see docs/benchmarks.md, "Actions" (chosen on one development world, checked on the other).
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ declaration uses (app/action_detect.py, which holds the decision and its thresho
 words) decides the gate: shut → refused; a required argument missing or outside its schema → incomplete (the
 character asks for it); else accepted, with arguments that each passed the schema (app/action_args.py). A line the
 input guard flagged never gets an action: a refusal or an ask stays (no value reaches the game), an accepted one
-becomes the deflection. A line that also asks a question
-gets both: the clause that is not the action is routed on its own, and grounded when it is a fact question.
+becomes the deflection. A line that also asks a question gets both: the clause that is not the action is routed
+on its own, and grounded when it is a fact question.
 A `tools` list on the turn narrows which actions may be found (the others are as if undeclared).
 """
 
