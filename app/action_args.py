@@ -31,6 +31,8 @@ _QUOTED = re.compile(r"[\"“«]([^\"”»]{2,80})[\"”»]|(?<!\w)'([^']{2,80})
 _NAME = re.compile(r"\b([A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+(?:(?:de|del|la|las|los|of|the|van|von|y)\s+){0,2}[A-ZÁÉÍÓÚÑ][\w’'-]+)*)")
 _AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name|by the name of)\s+(?:the\s+|a\s+|an\s+|my\s+)?"
                     r"([\w’'-]+(?:\s+[\w’'-]+){0,3})", re.I)
+_SAYING = re.compile(r"(?::|\bthat|\bsaying)\s+[\"“']?([^\"”]{2,400}?)[\"”']?\s*[.!]?$", re.I)
+_LONG = {"message", "note", "text", "words", "letter", "content", "say", "said", "body"}
 _STOP = {"the", "a", "an", "of", "to", "and", "or", "in", "on", "at", "for", "my", "your", "me", "please", "i", "you"}
 
 
@@ -51,14 +53,15 @@ def valid(schema: dict, value: object) -> bool:
     return validator.is_valid(value)
 
 
-def numbers(text: str) -> list[float]:
-    """The numbers in `text` in order: digits ("3", "2.5", "1,200") and number words ("twenty-two", "a dozen")."""
-    found: list[tuple[int, float]] = []
+def spans(text: str) -> list[tuple[int, int, float]]:
+    """(start, end, value) of each number in `text`, in order: digits ("3", "2.5", "1,200") and number words
+    ("twenty-two", "a dozen")."""
+    found: list[tuple[int, int, float]] = []
     for m in _NUMBER.finditer(text):
         raw = m.group(0)
         raw = raw.replace(",", "") if re.fullmatch(r"-?\d{1,3}(,\d{3})+", raw) else raw.replace(",", ".")
         try:
-            found.append((m.start(), float(raw)))
+            found.append((m.start(), m.end(), float(raw)))
         except ValueError:
             continue
     for m in _NUMWORD.finditer(text):
@@ -79,8 +82,35 @@ def numbers(text: str) -> list[float]:
             else:
                 current += v
         total += current
-        found.append((m.start(), total))
-    return [v for _, v in sorted(found)]
+        found.append((m.start(), m.end(), total))
+    return sorted(found)
+
+
+def numbers(text: str) -> list[float]:
+    """The numbers in `text` in order (`spans` without the places)."""
+    return [v for _, _, v in spans(text)]
+
+
+def _unit_words(name: str, schema: dict) -> set[str]:
+    """The words that name a number parameter in a line ("berth", "days"): its name's and description's."""
+    return {w for w in norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}").split()
+            if len(w) > 2 and w not in _STOP and w not in _WORDS and w not in ("how", "many", "much", "number")}
+
+
+def _number_order(text: str, found: list[tuple[int, int, float]], units: set[str]) -> list[tuple[int, int, float]]:
+    """The numbers, the one next to a word that names the parameter first ("one of those slips, berth six": 6),
+    then the others in order."""
+    if not units:
+        return found
+    words = [(m.start(), m.end()) for m in re.finditer(r"\w+", text)
+             if any(norm(m.group(0)) in (u, u + "s", u[:-1] if u.endswith("s") else u) for u in units)]
+
+    def gap(n: tuple[int, int, float]) -> int:  # words between the number and the nearest such word
+        between = [text[w[1]:n[0]] if w[1] <= n[0] else text[n[1]:w[0]] for w in words if w[1] <= n[0] or
+                   w[0] >= n[1]]
+        return min((len(re.findall(r"\w+", b)) for b in between), default=99)
+
+    return sorted(found, key=lambda n: (gap(n) > 1, found.index(n)))
 
 
 def _as_type(schema: dict, value: float) -> object:
@@ -129,28 +159,44 @@ def _enum(schema: dict, text: str, taken: set) -> object:
     return min(hits)[2]
 
 
-def _strings(text: str, exclude: set[str]) -> list[str]:
-    """Free-string candidates, best first: quoted text, proper names (not at a sentence start unless nothing else),
-    the words after "named", "called", "titled"."""
-    out = [a or b for a, b in (m.groups() for m in _QUOTED.finditer(text))]
+def _bare(name: str) -> str:
+    """A name without a leading English article ("the Lucky Star" → "Lucky Star")."""
+    got = re.sub(r"^(?:the|a|an)\s+(?=\S)", "", name.strip(), flags=re.I)
+    return got if norm(got) else name
+
+
+def _strings(text: str, exclude: set[str], long: bool = False) -> list[str]:
+    """Free-string candidates, best first, without a leading article. A name: a short quote, a proper name (not at
+    a sentence start unless it has more words), the words after "named", "called", "titled", a longer quote.
+    `long` (a message, a note): quoted text, what follows a colon or "that", then the names."""
     bad = {norm(x) for x in exclude}
+    quoted = [a or b for a, b in (m.groups() for m in _QUOTED.finditer(text))]
     names = []
     for m in _NAME.finditer(text):
         name = m.group(1).strip()
         start = m.start(1)
-        initial = start == 0 or re.search(r"[.!?]\s*$", text[:start]) is not None
+        initial = start == 0 or re.search(r"[.!?:]\s*$", text[:start]) is not None
         words = name.split()
         if initial and len(words) > 1:
             name, initial = " ".join(words[1:]), False  # "Please Tomas Reyes" → "Tomas Reyes"
-        if norm(name) in bad or norm(name) in _STOP or initial:
+        if norm(name) in _STOP or initial:
             continue
         names.append(name)
-    out += names
-    for m in _AFTER.finditer(text):
-        got = m.group(1).strip(" .,!?;:")
-        if norm(got) and norm(got) not in bad:
-            out.append(got)
-    return out
+    names += [m.group(1).strip(" .,!?;:") for m in _AFTER.finditer(text)]
+    said = [m.group(1).strip() for m in _SAYING.finditer(text)] if long else []
+    if long:  # a message keeps its article
+        out = [*quoted, *said, *names]
+    else:
+        short = [q for q in quoted if len(q.split()) <= 4]
+        out = [*short, *names, *(q for q in quoted if q not in short)]
+    out = [x if x in said else _bare(x) for x in out]
+    return list(dict.fromkeys(y for y in out if norm(y) and norm(y) not in bad))
+
+
+def _is_long(name: str, schema: dict) -> bool:
+    """A parameter that holds a message rather than a name: long, or named or described so."""
+    words = set(norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}").split())
+    return (schema.get("maxLength") or 0) > 80 or bool(words & _LONG)
 
 
 def extract_args(params: dict, text: str, exclude: set[str] = frozenset()) -> dict:
@@ -158,8 +204,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset()) -> di
     `exclude`: names that are never a free string (the character's own name)."""
     props = params.get("properties") or {}
     args: dict = {}
-    nums = numbers(text)
-    used_nums: list[float] = []
+    used: list[tuple[int, int, float]] = []
     enum_words: set[str] = set()
     for name, schema in props.items():
         if not isinstance(schema, dict):
@@ -169,23 +214,27 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset()) -> di
             v = _enum(schema, text, set(args.values()))
             if v is not None and valid(schema, v):
                 args[name] = v
+    # a number inside a value already taken ("Cold Store Nine") is not another argument
+    taken = [(m.start(), m.end()) for v in args.values() if isinstance(v, str)
+             for m in re.finditer(re.escape(v), text, re.I)]
+    found = [n for n in spans(text) if not any(a <= n[0] and n[1] <= b for a, b in taken)]
     for name, schema in props.items():
         if name in args or not isinstance(schema, dict) or "enum" in schema or "const" in schema:
             continue
         types = schema.get("type")
         types = set(types if isinstance(types, list) else [types])
         if types & {"integer", "number"}:
-            for n in nums:
-                if n in used_nums:
+            for n in _number_order(text, found, _unit_words(name, schema)):
+                if n in used:
                     continue
-                v = _as_type(schema, n)
+                v = _as_type(schema, n[2])
                 if v is not None and valid(schema, v):
                     args[name] = v
-                    used_nums.append(n)
+                    used.append(n)
                     break
         elif "string" in types:
-            taken = exclude | enum_words | {str(v) for v in args.values()}
-            for cand in _strings(text, taken):
+            never = exclude | enum_words | {str(v) for v in args.values()}
+            for cand in _strings(text, never, _is_long(name, schema)):
                 if valid(schema, cand):
                     args[name] = cand
                     break

@@ -4,13 +4,14 @@
     tail = finish(engine, turn, tail)   # after check: the action's line joins a grounded answer
 
 Detection compares the line (and each of its clauses) with the character's declared actions: the cosine of the
-engine's own embedding against each action's examples and description, best first. The best action is taken when
-it leads the next by `MARGIN` and its cosine clears `STRONG` (unless the router all but rules `action` out), or the
-router says `action` and the cosine plus a share of the router's probability clears `JOINT`. The thresholds were chosen on
-the development worlds' eval lines only (their `eval/actions.jsonl`). The state (never the player's
-words) decides the gate: shut → refused; a required argument missing → incomplete (the character asks for it);
-else accepted, with arguments that each passed the schema (app/action_args.py). A line that also asks a question
-gets both: the clause that is not the action is routed on its own, and grounded when it is a fact question.
+engine's own embedding against each action's examples, description and templated paraphrases, the router's `action`
+probability, whether the clause is a request directed at the character, and the words only that action's
+declaration uses (app/action_detect.py, which holds the decision and its thresholds). The state (never the player's
+words) decides the gate: shut → refused; a required argument missing or outside its schema → incomplete (the
+character asks for it); else accepted, with arguments that each passed the schema (app/action_args.py). A line the
+input guard flagged never gets an action: a refusal or an ask stays (no value reaches the game), an accepted one
+becomes the deflection. A line that also asks a question gets both: the clause that is not the action is routed
+on its own, and grounded when it is a fact question.
 A `tools` list on the turn narrows which actions may be found (the others are as if undeclared).
 """
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from app.action_args import complete, extract_args, missing
+from app.action_detect import MARGIN, Evidence, informs, named, paraphrases, request, stems, vocabulary
 from app.actions import Outcome, with_answer
 from app.router import Route, lore_match
 
@@ -29,13 +31,6 @@ if TYPE_CHECKING:
     from app.cast import NpcSpec
     from app.dialogue import DialogueEngine
     from app.turn import Turn
-
-STRONG = 0.65  # cosine to an action's examples that means "asks for it", unless the router firmly says otherwise
-ROUTER_FLOOR = 0.1  # ... that is, unless the router's probability of `action` is below this
-ROUTER_ACTION = 0.5  # the router calls the clause an `action` ...
-JOINT = 0.65  # ... and cosine + ROUTER_WEIGHT x that probability reaches this
-ROUTER_WEIGHT = 0.3
-MARGIN = 0.02  # lead over the next action of the same character
 
 _CLAUSES = re.compile(r"(?<=[.!?;])\s+|,?\s+(?:and|but|also|then|while)\s+(?=(?:what|who|whom|where|when|why|how|"
                       r"which|whose|is|are|was|were|do|does|did|can|could|tell|say|explain)\b)", re.I)
@@ -47,17 +42,29 @@ def clauses(text: str) -> list[str]:
 
 
 class ActionBook:
-    """Each character's action vectors (examples and description, embedded once)."""
+    """Each character's action vectors (examples, description and paraphrases, embedded once) and words."""
 
     def __init__(self, embedder):
         self.embedder = embedder
         self._vecs: dict[tuple, list[tuple[object, np.ndarray]]] = {}
+        self._words: dict[tuple, dict[str, frozenset[str]]] = {}
+
+    @staticmethod
+    def _key(spec: NpcSpec) -> tuple:
+        return spec.id, tuple((a.name, a.description, tuple(a.examples), repr(a.params)) for a in spec.actions)
 
     def vectors(self, spec: NpcSpec) -> list[tuple[object, np.ndarray]]:
-        key = (spec.id, tuple((a.name, a.description, tuple(a.examples)) for a in spec.actions))
+        key = self._key(spec)
         if key not in self._vecs:
-            self._vecs[key] = [(a, self.embedder.encode([*a.examples, a.description])) for a in spec.actions]
+            self._vecs[key] = [(a, self.embedder.encode([*a.examples, a.description, *paraphrases(a)]))
+                               for a in spec.actions]
         return self._vecs[key]
+
+    def words(self, spec: NpcSpec) -> dict[str, frozenset[str]]:
+        key = self._key(spec)
+        if key not in self._words:
+            self._words[key] = vocabulary(spec.actions, spec.name)
+        return self._words[key]
 
     def scores(self, spec: NpcSpec, vecs: np.ndarray, names: frozenset[str] | None) -> list[tuple[float, np.ndarray,
                                                                                                   object]]:
@@ -79,6 +86,35 @@ def book(engine: DialogueEngine) -> ActionBook:
     return got
 
 
+def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarray) -> list[tuple[Evidence, int,
+                                                                                                   object]]:
+    """(the evidence of its best row, that row, the action) for each action the turn may return, best first."""
+    spec, ab = turn.npc, book(engine)
+    words = ab.words(spec)
+    p_router: dict[int, float] = {}
+
+    def p_action(i: int) -> float:
+        if i not in p_router:
+            p_router[i] = turn.route.signals.get("probabilities", {}).get("action", 0.0) if i == 0 else \
+                float(engine.router.probabilities(parts[i], vecs[i], lore_match(turn.unfiltered))[-1])
+        return p_router[i]
+
+    asked = [request(engine.cues, p) for p in parts]
+    questions = [informs(engine.cues, p) for p in parts]
+    said = [stems(p) for p in parts]
+    out = []
+    for _, rows, action in ab.scores(spec, vecs, turn.tools):
+        best = None
+        for i in range(len(parts)):
+            ev = Evidence(float(rows[i]), p_action(i), asked[i], len(said[i] & words[action.name]),
+                          named(action, parts[i]), questions[i])
+            key = (ev.asks(), ev.rank())
+            if best is None or key > best[0]:
+                best = (key, ev, i)
+        out.append((best[1], best[2], action))
+    return sorted(out, key=lambda x: (-x[0].asks(), -x[0].rank()))
+
+
 def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.ndarray | None]:
     """(the outcome, the rest of the line that is not the action, its vector)."""
     spec = turn.npc
@@ -87,26 +123,24 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     if len(parts) > 1:
         vecs = np.vstack([turn.qvec[None, :], vecs])
         parts = [turn.text, *parts]
-    ranked = book(engine).scores(spec, vecs, turn.tools)
-    if not ranked:
+    weighed = _weigh(engine, turn, parts, vecs)
+    if not weighed:
         return None, "", None
-    score, rows, action = ranked[0]
-    lead = score - ranked[1][0] if len(ranked) > 1 else 1.0
-    at = 0 if len(parts) == 1 else 1 + int(np.argmax(rows[1:]))  # the clause that asks for it
-    if len(parts) == 1:
-        p_action = turn.route.signals.get("probabilities", {}).get("action", 0.0)
-    else:
-        p_action = float(engine.router.probabilities(parts[at], vecs[at], lore_match(turn.unfiltered))[-1])
-    turn.context["action_scores"] = {a.name: round(s, 3) for s, _, a in ranked}
-    turn.context["action_router"] = round(p_action, 3)
-    if lead < MARGIN or not ((score >= STRONG and p_action >= ROUTER_FLOOR) or
-                             (p_action >= ROUTER_ACTION and score + ROUTER_WEIGHT * p_action >= JOINT)):
+    ev, at, action = weighed[0]
+    lead = ev.rank() - weighed[1][0].rank() if len(weighed) > 1 and weighed[1][0].asks() else 1.0
+    turn.context["action_scores"] = {a.name: round(e.cosine, 3) for e, _, a in weighed}
+    turn.context["action_router"] = round(ev.p_action, 3)
+    turn.context["action_evidence"] = {"request": ev.is_request, "words": ev.words, "named": ev.named}
+    if not ev.asks() or lead < MARGIN:
         return None, "", None
+    if at == 0 and len(parts) > 1:  # the whole line won: the action's clause is the one closest to it
+        rows = next(r for _, r, a in book(engine).scores(spec, vecs, frozenset({action.name})))
+        at = 1 + int(np.argmax(rows[1:]))
     clause = parts[at]
     others = [i for i in range(1, len(parts)) if i != at]
     rest = " ".join(parts[i] for i in others)
     rest_vec = vecs[others[0]] if len(others) == 1 else (engine.embedder.encode([rest])[0] if rest else None)
-    outcome = Outcome(action, "accepted", score=round(score, 3))
+    outcome = Outcome(action, "accepted", score=round(ev.cosine, 3))
     if not action.allowed(turn.state):
         outcome.status = "refused"
     else:
@@ -123,13 +157,19 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
 
 
 def act(engine: DialogueEngine, turn: Turn) -> None:
-    """After routing: find the action the line asks for (none for a line the input guard flagged, or a forced
-    route). The route becomes `action`, or the route of the line's other clause when that one is a question."""
-    if turn.forced is not None or turn.flags or not turn.npc.actions:
+    """After routing: find the action the line asks for (none on a forced route). The route becomes `action`, or
+    the route of the line's other clause when that one is a question. A line the input guard flagged never acts:
+    its refusal or ask is said (nothing reaches the game), an accepted action becomes the deflection."""
+    if turn.forced is not None or not turn.npc.actions:
         if turn.route.label == "action":  # no action this character declares: a free reply
             turn.route = Route("style", f"{turn.route.reason}; no declared action", turn.route.signals)
         return
+    guarded = bool(turn.flags)
     outcome, rest, rest_vec = detect(engine, turn)
+    if guarded and outcome is not None:
+        rest, rest_vec = "", None  # a flagged line's question is not answered beside it
+        if outcome.status == "accepted":
+            outcome = None
     turn.action = outcome
     if outcome is None:
         if turn.route.label == "action":

@@ -1,8 +1,9 @@
 """Surface cues as data: the built-in English cue file (app/data/cues.yaml) extended by a world's own file.
 
-A cue file maps a category (fact, form, social, action, self, offworld, idk, look, answer_types, number_words) to
-phrases matched case-insensitively on word boundaries; a world's file adds phrases and may `exclude:` built-in ones
-(a phone is no anachronism in a modern city). The router, evidence selection and `eterna eval facts` read them here.
+A cue file maps a category (fact, form, social, action, self, offworld, idk, look, request, inform, answer_types,
+number_words) to phrases matched case-insensitively on word boundaries; a world's file adds phrases and may
+`exclude:` built-in ones (a phone is no anachronism in a modern city). The router, evidence selection, the action
+detector and `eterna eval facts` read them here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from retrieval.errors import ConfigError
 
 BUILTIN = Path(__file__).with_name("data") / "cues.yaml"
-LISTS = ("fact", "form", "social", "action", "self", "offworld", "idk", "number_words", "fourth_wall", "look")
+LISTS = ("fact", "form", "social", "action", "self", "offworld", "idk", "number_words", "fourth_wall", "look",
+         "request", "inform")
 ANSWER_TYPES = ("number", "time", "person", "place")
 KEYS = (*LISTS, "answer_types", "exclude", "language")
 
@@ -105,6 +107,8 @@ class Cues:
             "idk": _words(p["idk"]),
             "fourth_wall": _words(p.get("fourth_wall", ())),
             "look": _words(p.get("look", ())),  # a scene's "look around": the director narrates
+            "request": _words(p.get("request", ())),  # a request for an action (app/action_detect.py)
+            "inform": _words(p.get("inform", ())),
             "number": re.compile(rf"\d|(?<!\w)(?:{_union(p['number_words'])})(?!\w)", re.I) if p["number_words"]
             else re.compile(r"\d"),
         })

@@ -28,6 +28,7 @@ from retrieval.fileio import atomic_write_bytes, read_jsonl
 LABELS = ("fact", "style", "both", "offworld", "action")
 OPTIONAL = ("action",)  # labels a world may have no utterances for (a cast without actions)
 CUES = ("fact", "form", "social", "action", "self", "offworld")
+UNREAD = ("request", "inform")  # cue lists only the action detector reads (app/action_detect.py)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class Router:
             raise CorpusError(f"the router's training utterances lack the label(s) {', '.join(missing)}; add seeds "
                               "or lore/cues the synthesiser can use (see docs/worlds.md, 'The router')")
         search = [] if retriever is None else [_describe(retriever), k]  # the dense top 1 keeps its old key
-        key = hashlib.sha256(json.dumps([embedder.fingerprint, lore_threshold, c, list(CUES), list(LABELS), cues.phrases,
+        read = {k: v for k, v in cues.phrases.items() if k not in UNREAD}  # the key changes when what it reads does
+        key = hashlib.sha256(json.dumps([embedder.fingerprint, lore_threshold, c, list(CUES), list(LABELS), read,
                                          examples, lore.manifest.get("corpus", {}).get("hash"), *search]).encode()
                              ).hexdigest()
         key = key[:16]

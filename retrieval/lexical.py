@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _stemmer():
+def english_stemmer():
+    """PyStemmer's Snowball English stemmer, or None when PyStemmer is not installed."""
     try:
         import Stemmer
 
@@ -23,13 +24,13 @@ def _stemmer():
 class LexicalIndex:
     def __init__(self, retriever, n_docs: int, stem: bool):
         self.retriever, self.n_docs, self.stem = retriever, n_docs, stem
-        self._stemmer = _stemmer() if stem else None
+        self._stemmer = english_stemmer() if stem else None
 
     @classmethod
     def build(cls, texts: list[str], *, k1: float = 1.2, b: float = 0.75, stem: bool = True) -> LexicalIndex:
         import bm25s
 
-        stemmer = _stemmer() if stem else None
+        stemmer = english_stemmer() if stem else None
         tokens = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False)
         retriever = bm25s.BM25(k1=k1, b=b)
         retriever.index(tokens, show_progress=False)

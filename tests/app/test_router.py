@@ -81,6 +81,13 @@ def test_trained_router_is_cached_by_what_made_it(tiny_world, embedder, tmp_path
     assert np.array_equal(first.coef, again.coef) and again.key == first.key
     seeded = _router(embedder, index, cues, SEEDS, cache=tmp_path / "cache")
     assert seeded.key != first.key and len(list((tmp_path / "cache").glob("router-*.npz"))) == 2
+    # cue lists the router does not read (the action detector's) leave its key, and its cached file, as they were
+    import dataclasses
+
+    more = dict(cues.phrases, request=(*cues.phrases["request"], "be so kind as to"))
+    assert _router(embedder, index, dataclasses.replace(cues, phrases=more), cache=tmp_path / "cache").key == first.key
+    more = dict(cues.phrases, fact=(*cues.phrases["fact"], "pray tell"))
+    assert _router(embedder, index, dataclasses.replace(cues, phrases=more), cache=tmp_path / "cache").key != first.key
 
 
 def test_seed_file_errors(tmp_path):

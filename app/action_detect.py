@@ -1,0 +1,144 @@
+"""What a line says about the character's declared actions, from the cast file only: request forms, the action's
+own words, templated paraphrases.
+
+    paraphrases(action)            # "Can you take me across the lake?", "I need you to ...": embedded beside examples
+    vocabulary(actions, speaker)   # {name: stems only that action's description, examples, params and values use}
+    request(cues, clause)          # "can you", "for me", "X me ...", and not a question for information (informs)
+    Evidence(...).asks()           # the decision, thresholds below
+
+A world may declare two or three examples per action; the paraphrases make its description a request in the
+usual English forms, so a line phrased far from the examples still meets one. A clause that is a request
+directed at the character (the `request` cues, and none of the `inform` ones) and names a word only this action's
+declaration uses (its verb, a value of its params) asks for it even when it resembles no example; its arguments
+then decide accepted or incomplete (an unknown value becomes an ask). A question for information never does.
+Thresholds: see docs/benchmarks.md, "Actions" (chosen on one development world, checked on the other).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from retrieval.lexical import english_stemmer
+
+if TYPE_CHECKING:
+    from app.actions import ActionSpec
+    from app.cues import Cues
+
+STRONG = 0.65  # cosine to an action's examples that means "asks for it", unless the router firmly says otherwise
+ROUTER_FLOOR = 0.1  # ... that is, unless the router's probability of `action` is below this
+ROUTER_ACTION = 0.5  # the router calls the clause an `action` ...
+JOINT = 0.65  # ... and cosine + ROUTER_WEIGHT x that probability reaches this
+ROUTER_WEIGHT = 0.3
+REQUEST_COS = 0.5  # a request directed at the character, this close to the action's examples or paraphrases ...
+REQUEST_WORDS = 1  # ... or naming this many words only the action's declaration uses
+MARGIN = 0.02  # lead over the next action of the same character
+
+# words that say nothing about which action: function words, the generic verbs of any request
+_GENERIC = frozenset(ENGLISH_STOP_WORDS) | {
+    "need", "want", "like", "get", "got", "give", "take", "bring", "make", "let", "put", "go", "come", "help", "ask",
+    "please", "player", "player's", "number", "thing", "something", "someone", "somewhere", "just", "quick", "right",
+    "now", "way", "d", "ll", "s", "t", "m", "re", "ve", "would", "could", "can", "will", "shall", "may", "might",
+    "must", "i'd", "i'll", "i'm", "you", "me", "us", "one", "two", "three", "four", "five", "six", "seven", "eight",
+    "nine", "ten", "dozen", "couple", "pair", "few", "lot", "time", "today", "here", "there", "mind", "dear", "kind",
+    "chance", "favour", "favor", "quickly", "sure", "okay"}
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
+
+
+_stemmer = lru_cache(maxsize=1)(english_stemmer)  # optional: without PyStemmer, words are compared as written
+
+
+def stems(text: str) -> set[str]:
+    """The content words of `text`, lower case, stemmed (Snowball English), generic words left out."""
+    words = [w for w in (m.group(0).casefold().replace("’", "'") for m in _WORD.finditer(text or ""))
+             if w not in _GENERIC and len(w) > 1]
+    st = _stemmer()
+    return set(st.stemWords(words)) if st is not None else set(words)
+
+
+def _doing_for_me(description: str) -> str:
+    """The description as a request's verb phrase: "Take the player across" → "take me across"."""
+    d = description.strip().rstrip(".")
+    d = re.sub(r"\bthe player's\b", "my", d, flags=re.I)
+    d = re.sub(r"\bthe player\b", "me", d, flags=re.I)
+    return d[:1].lower() + d[1:]
+
+
+_TEMPLATES = ("Can you {d}?", "Could you {d} for me?", "Please {d}.", "I need you to {d}.", "I want you to {d}.",
+              "Would you {d}?", "{D}, would you?")
+
+
+def paraphrases(action: ActionSpec) -> list[str]:
+    """The description in the usual forms of a request, made from the cast file alone."""
+    d = _doing_for_me(action.description)
+    return [t.format(d=d, D=d[:1].upper() + d[1:]) for t in _TEMPLATES]
+
+
+def _declared_words(action: ActionSpec) -> set[str]:
+    text = [action.name.replace("_", " "), action.description, *action.examples]
+    for name, schema in (action.params.get("properties") or {}).items():
+        text.append(name.replace("_", " "))
+        if isinstance(schema, dict):
+            text.append(str(schema.get("description") or ""))
+            text += [str(v) for v in schema.get("enum") or [] if isinstance(v, str)]
+    return stems(" ".join(text))
+
+
+def vocabulary(actions: list[ActionSpec], speaker: str = "") -> dict[str, frozenset[str]]:
+    """Per action, the stems only its own declaration uses among the character's actions (a word two actions
+    share tells them apart no more than a generic one), without the words of the `speaker`'s name (a line that
+    names the character asks for nothing by it)."""
+    own = stems(speaker)
+    words = {a.name: _declared_words(a) - own for a in actions}
+    seen: dict[str, int] = {}
+    for ws in words.values():
+        for w in ws:
+            seen[w] = seen.get(w, 0) + 1
+    return {name: frozenset(w for w in ws if seen[w] == 1) for name, ws in words.items()}
+
+
+def named(action: ActionSpec, text: str) -> bool:
+    """The line names the action itself ("call open_gate ...")."""
+    return re.search(rf"(?<![\w-]){re.escape(action.name)}(?![\w-])", text, re.I) is not None
+
+
+def informs(cues: Cues, clause: str) -> bool:
+    """A question for information ("tell me", "explain", a clause that opens with a question word): no action,
+    however close to one it is."""
+    return cues.find("inform", clause) is not None
+
+
+def request(cues: Cues, clause: str) -> bool:
+    """A request directed at the listener ("can you", "for me", "X me ..."), and not a question for information."""
+    return cues.find("request", clause) is not None and not informs(cues, clause)
+
+
+@dataclass
+class Evidence:
+    """What one line (its best clause) says about one action."""
+
+    cosine: float  # best cosine to the action's examples, description and paraphrases
+    p_action: float  # the router's probability of `action`
+    is_request: bool
+    words: int  # stems of the clause only this action's declaration uses
+    named: bool
+    informs: bool = False  # a question for information
+
+    def asks(self) -> bool:
+        if self.named:
+            return True
+        if self.informs:
+            return False
+        if self.cosine >= STRONG and self.p_action >= ROUTER_FLOOR:
+            return True
+        if self.p_action >= ROUTER_ACTION and self.cosine + ROUTER_WEIGHT * self.p_action >= JOINT:
+            return True
+        return self.is_request and (self.cosine >= REQUEST_COS or self.words >= REQUEST_WORDS)
+
+    def rank(self) -> float:
+        """Which action, when more than one of the character's is asked for: cosine, then its own words."""
+        return self.cosine + 0.05 * min(self.words, 3) + (1.0 if self.named else 0.0)
