@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("--persona-adapter", type=Path, help="serve this adapter for characters without their own")
     ap.add_argument("--router-style", action="store_true", help="add the router set's `style` lines")
     ap.add_argument("--variants", nargs="+", choices=("before", "after"), default=["before", "after"])
+    ap.add_argument("--speakers", nargs="+", choices=("adapters", "base"), default=["adapters", "base"],
+                    help="the rows to run: with the adapters, with the base model alone")
     args = ap.parse_args()
     tmp = tempfile.TemporaryDirectory(prefix="small-talk-")
     for path in args.config:
@@ -98,7 +100,8 @@ def main() -> None:
                     "after": base_gen}
         for label in args.variants:
             engine.config = engine.config.model_copy(update={"generation": variants[label]})
-            for adapters in ((True, False) if has_adapters else (False,)):
+            for adapters in [a for a, name in ((True, "adapters"), (False, "base"))
+                             if name in args.speakers and (has_adapters or not a)]:
                 r = quality_report(engine, lines, use_adapter=adapters, with_fluency=args.fluency,
                                    keep_items=args.items)
                 print(json.dumps({"world": cfg.world.name, "variant": label, "adapters": adapters,

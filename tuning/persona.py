@@ -40,12 +40,12 @@ class PersonaRecipe(SFTRecipe):
                                                            "(its signature phrases around the reply)")
     styled_share: float = Field(1.0, gt=0, le=1, description="share of the worlds' style-set rows used")
     data_seed: int = Field(0, description="seed of the sampling and of the cards' phrase draws")
-    max_steps: int = Field(120, description="stop after this many optimizer steps (-1: run all epochs)")
+    max_steps: int = Field(45, description="stop after this many optimizer steps (-1: run all epochs)")
     epochs: float = Field(1.0, gt=0)
     max_length: int = Field(384, ge=32, description="tokens per example (system prompt included); longer ones "
                                                     "follow `overlong`")
     save_dtype: Literal["float32", "float16"] = Field("float16", description="dtype of the saved adapter weights")
-    save_steps: int = Field(20, ge=0, description="checkpoint every N optimizer steps (0: none); `--resume` "
+    save_steps: int = Field(15, ge=0, description="checkpoint every N optimizer steps (0: none); `--resume` "
                                                   "continues from the last one")
 
 
