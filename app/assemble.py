@@ -30,6 +30,7 @@ from tuning.base import model_gguf, prepare_model
 log = logging.getLogger("eterna")
 
 GROUNDING_ADAPTER = "grounding"  # adapter name of `grounding.adapter`; cast ids cannot clash (no such id allowed)
+PERSONA_ADAPTER = "persona#shared"  # adapter name of `models.persona_adapter` ('#' is in no cast id)
 
 WARNED: set[tuple[Path, str]] = set()  # drift warnings already given in this process
 
@@ -113,12 +114,18 @@ def attach(generator: GenerationBackend, name: str, path: Path) -> str:
 
 def attach_cast(generator: GenerationBackend, config: EternaConfig, cast: Cast) -> tuple[dict[str, str], str | None]:
     """(the cast's adapter names by NPC id, the grounding adapter's name or None), each adapter checked for voice
-    drift and attached to `generator`."""
+    drift and attached to `generator`. A character with neither an adapter nor a model of its own speaks with
+    `models.persona_adapter` when one is set."""
     names: dict[str, str] = {}
+    shared = config.models.persona_adapter
     for npc in cast.npcs:
-        if npc.adapter is not None and npc.model is None:  # a `model:` speaks for the character instead
+        if npc.model is not None:  # a `model:` speaks for the character instead
+            continue
+        if npc.adapter is not None:
             check_voice(config, npc)
             names[npc.id] = attach(generator, npc.id, npc.adapter)
+        elif shared is not None:
+            names[npc.id] = attach(generator, PERSONA_ADAPTER, shared)
     grounding = attach(generator, GROUNDING_ADAPTER, config.grounding.adapter) \
         if config.grounding.adapter is not None else None
     return names, grounding
@@ -134,6 +141,7 @@ def from_settings(config: EternaConfig, *, npcs: Path | None = None, index: Path
     cast = Cast.load(npcs or config.paths.npcs, config.world)
     if not adapters:
         cast = cast.without_adapters()
+        config = config.model_copy(update={"models": config.models.model_copy(update={"persona_adapter": None})})
     if config.models.backend == "openai" and config.models.remote is not None:
         from app.backends.openai import check_cast_adapters
 

@@ -45,6 +45,9 @@ class ModelsConfig(_Strict):
     adapter_drift: Literal["warn", "error"] = Field(
         "warn", description="a character's adapter trained with another system prompt than the config builds now "
                             "(its voice is detuned): warn on load, or refuse to load it")
+    persona_adapter: Path | None = Field(
+        None, description="a persona-following adapter (`eterna train persona`, a PEFT folder) that speaks for every "
+                          "character without an adapter or model of its own, from its persona and style text")
 
     llamacpp: LlamaCppOptions = LlamaCppOptions()
     batched: BatchedOptions = BatchedOptions()
@@ -359,8 +362,9 @@ class EternaConfig(_Strict):
     @classmethod
     def load(cls, path: Path) -> EternaConfig:
         path = Path(path)
-        cfg = _validate(cls, _read_yaml(path), path)
-        return cfg.resolved(path.parent)
+        cfg = _validate(cls, _read_yaml(path), path).resolved(path.parent)
+        cfg.check_persona_adapter(path)
+        return cfg
 
     def resolved(self, base: Path) -> EternaConfig:
         """Copy with every relative path made absolute against `base`."""
@@ -368,14 +372,22 @@ class EternaConfig(_Strict):
             return None if p is None else (p if p.is_absolute() else (base / p).resolve())
         paths = self.paths.model_copy(update={k: fix(getattr(self.paths, k)) for k in PathsConfig.model_fields})
         m = self.models
-        models = m.model_copy(update={"cache_dir": fix(m.cache_dir), "llamacpp": m.llamacpp.model_copy(
-            update={"gguf": fix(m.llamacpp.gguf)})})
+        models = m.model_copy(update={"cache_dir": fix(m.cache_dir), "persona_adapter": fix(m.persona_adapter),
+                                      "llamacpp": m.llamacpp.model_copy(update={"gguf": fix(m.llamacpp.gguf)})})
         world = self.world.model_copy(update={"cues": fix(self.world.cues)})
         grounding = self.grounding.model_copy(update={"adapter": fix(self.grounding.adapter)})
         retrieval = self.retrieval.model_copy(update={"rerank_model": fix(self.retrieval.rerank_model)})
         memory = self.memory.model_copy(update={"path": fix(self.memory.path)})
         return self.model_copy(update={"paths": paths, "models": models, "world": world, "grounding": grounding,
                                        "retrieval": retrieval, "memory": memory})
+
+    def check_persona_adapter(self, source: Path | str = "config") -> None:
+        """`models.persona_adapter`, when set, is an adapter folder (a ConfigError names the field and the fix)."""
+        path = self.models.persona_adapter
+        if path is not None and not (path / "adapter_config.json").is_file():
+            what = "not found" if not path.exists() else "not an adapter folder (no adapter_config.json)"
+            raise ConfigError(f"{source}: models.persona_adapter: {path} is {what}; train one with `eterna train "
+                              "persona --out DIR` and point the field at DIR, or set it to null")
 
     def data_path(self, key: str) -> Path:
         """A world data folder (style, preferences, eval, scenes) that must be configured for the caller."""

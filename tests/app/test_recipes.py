@@ -24,6 +24,8 @@ OLD_FLAGS = {
                 "--json", "--npcs"],
     "raft": ["--npc", "--all", "--chapter", "--examples", "--seed", "--out", "--max-steps", "--epochs", "--json",
              "--npcs", "--index"],
+    "persona": ["--worlds", "--dialogues", "--out", "--data-out", "--dialogue-turns", "--card-share", "--max-steps",
+                "--lr", "--save-steps", "--resume", "--keep-checkpoints", "--json"],
 }
 
 
