@@ -10,7 +10,6 @@ naming the field; an undeclared scene without `npcs` is a 404.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.openai_tools import tool_calls
 from app.scene_files import declared_scenes
 from app.scenes import SceneTurn
-from app.server_io import _text
+from app.server_io import _text, chat_chunk, chat_error, last_user
 from app.turn import Reply
 from retrieval.gates import State
 
@@ -75,11 +74,8 @@ def add_scene_routes(app: FastAPI, engine, *, auth, run, start_stream, first_ok,
         scene_id = body.model.split(":", 1)[1]
         if scene_id not in scenes_of(engine):
             raise HTTPException(404, f"unknown model {body.model!r}: GET /v1/models lists the scenes")
-        users = [m for m in body.messages if m.role == "user"]
-        if not users:
-            raise HTTPException(422, "messages has no user message; the last user message is the player's line")
         extra = body.model_extra or {}
-        req = SceneSayRequest(text=_text(users[-1].content), session=body.user or f"oa-scene-{uuid.uuid4().hex[:16]}",
+        req = SceneSayRequest(text=_text(last_user(body.messages).content), session=body.user or f"oa-scene-{uuid.uuid4().hex[:16]}",
                               to=extra.get("to"), chapter=body.chapter, state=body.state)
         scene = await run(make, scene_id, req)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
@@ -94,9 +90,8 @@ def add_scene_routes(app: FastAPI, engine, *, auth, run, start_stream, first_ok,
                     "eterna": turn.to_json()}
 
         def chunk(delta: dict, finish: str | None = None) -> str:
-            return "data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
-                                          "model": body.model, "choices": [{"index": 0, "delta": delta,
-                                                                            "finish_reason": finish}]}) + "\n\n"
+            return chat_chunk(cid, created, body.model, delta, finish)
+
         enter()
         items = await first_ok(start_stream(lambda: scene.stream(req.text, to=req.to, chapter=req.chapter,
                                                                  state=req.state)))
@@ -110,7 +105,7 @@ def add_scene_routes(app: FastAPI, engine, *, auth, run, start_stream, first_ok,
                     yield chunk({"content": ("" if first else "\n") + said(it)})
                     first = False
                 elif isinstance(it, Exception):
-                    yield "data: " + json.dumps({"error": {"message": str(it), "type": "eterna_error"}}) + "\n\n"
+                    yield chat_error(it)
             if actions:
                 yield chunk({"tool_calls": [{"index": i, **c} for i, c in enumerate(tool_calls(actions))]})
             yield chunk({}, "tool_calls" if actions else "stop")

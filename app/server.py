@@ -21,7 +21,6 @@ Typed errors map to 4xx with the CLI's messages. Loopback by default; an optiona
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import threading
 import time
@@ -36,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.action_turn import record_event
 from app.dialogue import DialogueEngine, Reply
-from app.server_io import _sse, _text, iter_sse, limit_malloc_arenas  # noqa: F401 (re-exported)
+from app.server_io import _sse, _text, chat_chunk, chat_error, iter_sse, last_user, limit_malloc_arenas  # noqa: F401
 from app.scene_routes import add_scene_routes, scene_models
 from app.openai_tools import acknowledgement, allowed_tools, tool_calls, tool_results
 from retrieval.errors import ConfigError, EternaError, InputError
@@ -248,15 +247,13 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
         """(player text, session, remember): the last user message; a stateless request gets its own session,
         seeded with the request's earlier exchanges."""
         check_npc(body.model)
-        users = [m for m in body.messages if m.role == "user"]
-        if not users:
-            raise HTTPException(422, "messages has no user message; the last user message is the player's line")
-        text = _text(users[-1].content)
+        line = last_user(body.messages)
+        text = _text(line.content)
         if body.user:
             return text, body.user, True
         session = f"oa-{uuid.uuid4().hex[:16]}"
         history, pending = [], None
-        for i, m in enumerate(body.messages[: body.messages.index(users[-1])]):
+        for i, m in enumerate(body.messages[: body.messages.index(line)]):
             if m.role == "user":
                 pending = _text(m.content)
             elif m.role == "assistant" and pending is not None:
@@ -306,8 +303,7 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
         def chunk(delta: dict, finish: str | None = None) -> str:
-            return json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
-                               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            return chat_chunk(cid, created, body.model, delta, finish)
 
         q.enter()
 
@@ -321,18 +317,18 @@ def create_app(engine: DialogueEngine, *, api_key: str | None = None, queue: int
         items = await first_ok(start_stream(turn))
 
         async def events() -> AsyncIterator[str]:
-            yield "data: " + chunk({"role": "assistant", "content": ""}) + "\n\n"
+            yield chunk({"role": "assistant", "content": ""})
             async for it in items:
                 if isinstance(it, Reply) and it.actions:
                     calls = [{"index": i, **c} for i, c in enumerate(tool_calls(it.actions))]
-                    yield "data: " + chunk({"tool_calls": calls}) + "\n\n"
-                    yield "data: " + chunk({}, "tool_calls") + "\n\n"
+                    yield chunk({"tool_calls": calls})
+                    yield chunk({}, "tool_calls")
                 elif isinstance(it, Reply):
-                    yield "data: " + chunk({}, "stop") + "\n\n"
+                    yield chunk({}, "stop")
                 elif isinstance(it, Exception):
-                    yield "data: " + json.dumps({"error": {"message": str(it), "type": "eterna_error"}}) + "\n\n"
+                    yield chat_error(it)
                 else:
-                    yield "data: " + chunk({"content": it}) + "\n\n"
+                    yield chunk({"content": it})
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")

@@ -14,6 +14,27 @@ def _text(content: str | list | None) -> str:
     return content or ""
 
 
+def last_user(messages: list):
+    """The request's last user message: the player's line (a 422 when there is none)."""
+    from fastapi import HTTPException
+
+    users = [m for m in messages if m.role == "user"]
+    if not users:
+        raise HTTPException(422, "messages has no user message; the last user message is the player's line")
+    return users[-1]
+
+
+def chat_chunk(cid: str, created: int, model: str, delta: dict, finish: str | None = None) -> str:
+    """One OpenAI `chat.completion.chunk` as a server-sent `data:` line."""
+    return "data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                                  "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + "\n\n"
+
+
+def chat_error(e: Exception) -> str:
+    """An error inside an OpenAI stream, as a `data:` line."""
+    return "data: " + json.dumps({"error": {"message": str(e), "type": "eterna_error"}}) + "\n\n"
+
+
 def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
