@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 
 from jsonschema import Draft202012Validator
 
@@ -34,6 +35,8 @@ _AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name|by the na
 _SAYING = re.compile(r"(?::|\bthat|\bsaying)\s+[\"“']?([^\"”]{2,400}?)[\"”']?\s*[.!]?$", re.I)
 _LONG = {"message", "note", "text", "words", "letter", "content", "say", "said", "body"}
 _STOP = {"the", "a", "an", "of", "to", "and", "or", "in", "on", "at", "for", "my", "your", "me", "please", "i", "you"}
+# capitalised words that are never a name: the pronoun I and its contractions ("I'd", "I've")
+_PRONOUN = re.compile(r"^I(?:['’](?:d|ve|ll|m))?$")
 
 
 def norm(text: str) -> str:
@@ -144,9 +147,12 @@ def _enum(schema: dict, text: str, taken: set) -> object:
                     if w not in _STOP and len(w) > 2:
                         owners.setdefault(w, set()).add(v)
         words = said.split()
+        stem = _stem_of()
+        stems = [stem(x) for x in words]
         for w, vs in owners.items():
-            if len(vs) == 1:
-                pos = [i for i, x in enumerate(words) if x in (w, w + "s", w + "es") or (w.endswith("s") and x == w[:-1])]
+            if len(vs) == 1:  # the word as written, or its stem ("urgently" for "urgent")
+                pos = [i for i, x in enumerate(words) if x in (w, w + "s", w + "es") or (w.endswith("s") and x == w[:-1])
+                       or (len(w) > 3 and stems[i] == stem(w))]
                 if pos:
                     hits.append((pos[0], 0, next(iter(vs))))
     hits = [h for h in hits if h[2] not in taken]
@@ -157,6 +163,15 @@ def _enum(schema: dict, text: str, taken: set) -> object:
                re.search(rf"\b(to|into|for)\s+(the\s+)?{re.escape(norm(h[2]).split()[0])}", said)]
         hits = led or hits
     return min(hits)[2]
+
+
+@lru_cache(maxsize=1)
+def _stem_of():
+    """Snowball's English stemmer as a function of one word (the word itself without PyStemmer)."""
+    from retrieval.lexical import english_stemmer
+
+    st = english_stemmer()
+    return (lambda w: st.stemWord(w)) if st is not None else (lambda w: w)
 
 
 def _bare(name: str) -> str:
@@ -179,7 +194,9 @@ def _strings(text: str, exclude: set[str], long: bool = False) -> list[str]:
         words = name.split()
         if initial and len(words) > 1:
             name, initial = " ".join(words[1:]), False  # "Please Tomas Reyes" → "Tomas Reyes"
-        if norm(name) in _STOP or initial:
+        if _PRONOUN.match(words[0]):
+            name = " ".join(words[1:])  # "I'd Tratado ..." never happens, but "I Tomas" → "Tomas"
+        if not name or norm(name) in _STOP or initial:
             continue
         names.append(name)
     names += [m.group(1).strip(" .,!?;:") for m in _AFTER.finditer(text)]
@@ -232,6 +249,10 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset()) -> di
                     args[name] = v
                     used.append(n)
                     break
+            else:  # "a suit patch", "an ink pot": an article or "one" just before a value taken in the singular
+                one = _as_type(schema, 1)
+                if one is not None and valid(schema, one) and _singular(text, args, props):
+                    args[name] = one
         elif "string" in types:
             never = exclude | enum_words | {str(v) for v in args.values()}
             for cand in _strings(text, never, _is_long(name, schema)):
@@ -241,6 +262,17 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset()) -> di
         elif "boolean" in types:
             continue  # a yes/no is not taken from words: the game passes it, or the character asks
     return args
+
+
+def _singular(text: str, args: dict, props: dict) -> bool:
+    """A value of an enum parameter already taken is said with "a", "an", "one" or "single" just before it, in the
+    singular as the enum spells it ("Sell me a suit patch": one; "some suit patches": not said)."""
+    for name, v in args.items():
+        schema = props.get(name)
+        if isinstance(v, str) and isinstance(schema, dict) and "enum" in schema:
+            if re.search(rf"\b(?:a|an|one|single|a single)\s+{re.escape(norm(v))}(?!\w)", norm(text)):
+                return True
+    return False
 
 
 def missing(params: dict, args: dict) -> list[str]:

@@ -112,9 +112,42 @@ def informs(cues: Cues, clause: str) -> bool:
     return cues.find("inform", clause) is not None
 
 
+# what opens a sentence before its verb: a vocative ("Captain, "), a politeness or filler word
+_OPENER = re.compile(r"^\W*(?:[\w.'’-]+(?:\s[\w.'’-]+)?,\s*)?(?:(?:please|just|now|so|ok|okay|go on and|quick|then)"
+                     r",?\s+)*", re.I)
+# verbs whose imperative is talk, not a request for a service ("thank you", "look, ...", "wait", "never mind")
+_NOT_SERVICE = frozenset("""thank look listen wait see hear know think guess mind imagine remember forget hold say tell
+excuse pardon forgive welcome love like hate wish hope believe trust relax calm stop sorry be have do let try
+consider suppose picture""".split())
+
+
+@lru_cache(maxsize=4096)
+def _base_verb(word: str) -> bool:
+    """Can `word` be a verb's base form (lemminflect's lexicon: "pencil", "hand", "lead"; not "candles", "nice")?"""
+    from lemminflect import getAllLemmas
+
+    w = word.casefold()
+    return w in getAllLemmas(w, upos="VERB").get("VERB", ())
+
+
+def imperative(cues: Cues, clause: str) -> bool:
+    """A sentence of the clause opens with a verb's base form after an optional vocative or "please" ("Pencil in
+    Hana for a check-up.", "Captain, lead on."), and the verb is not one of talk ("thank you", "look, ...")."""
+    for sentence in re.split(r"(?<=[.!?;])\s+", clause):
+        rest = sentence[_OPENER.match(sentence).end():]
+        first = re.match(r"[^\W\d_]+", rest)
+        if first is None or cues.find("social", sentence) is not None:
+            continue
+        word = first.group(0)
+        if word.casefold() not in _NOT_SERVICE and _base_verb(word):
+            return True
+    return False
+
+
 def request(cues: Cues, clause: str) -> bool:
-    """A request directed at the listener ("can you", "for me", "X me ..."), and not a question for information."""
-    return cues.find("request", clause) is not None and not informs(cues, clause)
+    """A request directed at the listener ("can you", "for me", "X me ...", an imperative), and not a question for
+    information."""
+    return (cues.find("request", clause) is not None or imperative(cues, clause)) and not informs(cues, clause)
 
 
 @dataclass

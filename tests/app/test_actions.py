@@ -110,6 +110,39 @@ def test_a_name_loses_its_article_and_a_message_keeps_its_own():
     assert extract_args(BERTH, "Berth two for the Lucky Alma")["vessel"] == "Lucky Alma"
 
 
+SHOP = {"type": "object", "properties": {"item": {"enum": ["suit patch", "lantern"]},
+                                        "count": {"type": "integer", "minimum": 1, "maximum": 9},
+                                        "speed": {"enum": ["routine", "urgent"]},
+                                        "title": {"type": "string", "minLength": 2, "maxLength": 60}}}
+
+
+def test_an_article_before_a_singular_value_is_one_and_only_then():
+    assert extract_args(SHOP, "Sell me a suit patch, quick.")["count"] == 1
+    assert extract_args(SHOP, "How about you sneak me one lantern?")["count"] == 1
+    assert "count" not in extract_args(SHOP, "Sell me some suit patches.")
+    assert extract_args(SHOP, "Sell me three suit patches.")["count"] == 3
+
+
+def test_the_pronoun_i_is_never_a_name_and_an_enum_value_is_found_by_its_stem():
+    got = extract_args(SHOP, "Maestra, I'd be grateful to keep Tratado de las Mareas for twelve days.")
+    assert got["title"] == "Tratado de las Mareas"
+    assert "title" not in extract_args(SHOP, "A ten-day loan, please. I'll tell you the title once I've found it.")
+    assert extract_args(SHOP, "He needs a lantern urgently.")["speed"] == "urgent"
+
+
+def test_an_imperative_is_a_request_and_talk_is_not():
+    from app.cues import Cues
+
+    cues = Cues.load()
+    for line in ["Pencil in Hana Teller for a check-up.", "Captain, the north gate. Lead on and I'll follow.",
+                 "Hand over a dozen ration bars and I'll settle up.", "Mind cycling the spine hatch?",
+                 "How about you sneak me one lantern?", "Could Hana get a routine visit with you?"]:
+        assert request(cues, line), line
+    for line in ["Thank you for the candle.", "Candles are scarce these days.", "Nice weather on the lake.",
+                 "Look, the ferry is late.", "How about the weather?", "Could you tell me the fare?"]:
+        assert not request(cues, line), line
+
+
 def test_a_request_is_told_from_a_question_for_information():
     from app.cues import Cues
 
