@@ -112,6 +112,53 @@ def _float_dtypes(weights: Path) -> list[str]:
     return sorted(names.get(d, d) for d in dtypes)
 
 
+SCALED = "scaled"  # the manifest's record of `scale_adapter`
+
+
+def scale_adapter(src: Path, dst: Path, factor: float, *, by: str = "eterna adapters scale") -> dict:
+    """Copy the LoRA adapter at `src` to `dst` with its strength multiplied by `factor`: `lora_alpha` (and every
+    `alpha_pattern` entry) times `factor`, so W + factor x (alpha/r) B A on every backend that reads the adapter
+    (PEFT, the batched backend, llama.cpp's GGUF LoRA, vLLM), the weights untouched. The manifest gains a `scaled`
+    entry (the factor, the product of every scaling so far, the source's alpha). Staged, fsynced, renamed."""
+    import math
+    import shutil
+
+    from retrieval.fileio import atomic_write_json, replace_dir, staging
+    from tuning.base import portable_path
+
+    src, dst = Path(src), Path(dst)
+    if not (isinstance(factor, (int, float)) and math.isfinite(factor) and 0 < factor <= 4):
+        raise AdapterError(f"--factor {factor}: the strength factor must be a number in (0, 4] (1 keeps it)")
+    manifest = read_adapter_manifest(src)
+    cfg_path = src / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+    if str(cfg.get("peft_type", "")).upper() not in ("LORA",) or "lora_alpha" not in cfg:
+        raise AdapterError(f"{cfg_path}: peft_type {cfg.get('peft_type')!r} has no lora_alpha to scale; only LoRA "
+                           "(and QLoRA, rsLoRA) adapters scale (retrain another method with a smaller rank or fewer "
+                           "steps instead)")
+    if src.resolve() == dst.resolve():
+        raise AdapterError(f"{src}: the source and the scaled copy are the same folder; pass another --out")
+    old = cfg["lora_alpha"]
+    cfg["lora_alpha"] = old * factor
+    cfg["alpha_pattern"] = {k: v * factor for k, v in (cfg.get("alpha_pattern") or {}).items()}
+    with staging(dst, "scale") as work:
+        staged = work / dst.name
+        staged.mkdir()
+        for f in sorted(src.iterdir()):
+            if f.is_file() and not f.name.startswith(".") and f.name not in (ADAPTER_MANIFEST, cfg_path.name):
+                shutil.copy2(f, staged / f.name)
+        atomic_write_json(staged / cfg_path.name, cfg)
+        if manifest.get("data", {}).get("path"):
+            manifest["data"]["path"] = portable_path(manifest["data"]["path"])
+        previous = manifest.get(SCALED, {})
+        manifest[SCALED] = {"by": by, "factor": factor, "total_factor": previous.get("total_factor", 1.0) * factor,
+                            "lora_alpha": cfg["lora_alpha"], "trained_lora_alpha": previous.get("trained_lora_alpha",
+                                                                                                old)}
+        atomic_write_json(staged / ADAPTER_MANIFEST, manifest)
+        replace_dir(staged, dst)
+    return manifest
+
+
 def ship_adapter(src: Path, dst: Path, *, by: str = "eterna adapters ship") -> dict:
     """Copy the trained adapter at `src` to `dst` with its weights halved to float16 (half the bytes to ship).
 

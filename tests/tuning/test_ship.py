@@ -110,3 +110,39 @@ def test_manifest_problems_name_the_adapter_and_the_fix(trained, shipped, tiny_l
 def test_ship_refuses_a_folder_without_weights(tmp_path):
     with pytest.raises(AdapterError, match="not a PEFT adapter"):
         ship_adapter(tmp_path, tmp_path / "out")
+
+
+def _merged_delta(tiny_llm_dir, adapter):
+    """The adapter's weight change on every target layer (PEFT's merge), by parameter name."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llm_dir, dtype=torch.float32)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    merged = PeftModel.from_pretrained(base, adapter).merge_and_unload().state_dict()
+    return {k: merged[k] - before[k] for k in before if not torch.equal(merged[k], before[k])}
+
+
+def test_a_scaled_adapter_changes_the_weights_by_the_factor(trained, tiny_llm_dir, tmp_path):
+    from tuning.adapters import scale_adapter
+
+    src = trained[0]
+    m = scale_adapter(src, tmp_path / "half", 0.5)
+    assert m["scaled"]["factor"] == 0.5 and m["scaled"]["trained_lora_alpha"] == 8
+    assert json.loads((tmp_path / "half" / "adapter_config.json").read_text())["lora_alpha"] == 4
+    again = scale_adapter(tmp_path / "half", tmp_path / "quarter", 0.5)["scaled"]
+    assert again["total_factor"] == 0.25 and again["trained_lora_alpha"] == 8  # the origin is kept
+    full, half = _merged_delta(tiny_llm_dir, src), _merged_delta(tiny_llm_dir, tmp_path / "half")
+    assert full and full.keys() == half.keys()
+    for k in full:
+        torch.testing.assert_close(half[k], 0.5 * full[k], rtol=1e-4, atol=1e-6)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+@pytest.mark.parametrize("factor", [0, -1, 5, float("nan")])
+def test_a_scale_outside_its_range_is_refused_and_writes_nothing(trained, tmp_path, factor):
+    from tuning.adapters import scale_adapter
+
+    with pytest.raises(AdapterError, match="factor"):
+        scale_adapter(trained[0], tmp_path / "out", factor)
+    assert not (tmp_path / "out").exists()
