@@ -148,8 +148,9 @@ def scale_adapter(src: Path, dst: Path, factor: float, *, by: str = "eterna adap
             if f.is_file() and not f.name.startswith(".") and f.name not in (ADAPTER_MANIFEST, cfg_path.name):
                 shutil.copy2(f, staged / f.name)
         atomic_write_json(staged / cfg_path.name, cfg)
-        if manifest.get("data", {}).get("path"):
-            manifest["data"]["path"] = portable_path(manifest["data"]["path"])
+        if manifest.get("data", {}).get("path"):  # no path of the training machine travels (the hash names the data)
+            path = portable_path(manifest["data"]["path"])
+            manifest["data"]["path"] = Path(path).name if Path(path).is_absolute() else path
         previous = manifest.get(SCALED, {})
         manifest[SCALED] = {"by": by, "factor": factor, "total_factor": previous.get("total_factor", 1.0) * factor,
                             "lora_alpha": cfg["lora_alpha"], "trained_lora_alpha": previous.get("trained_lora_alpha",
