@@ -167,6 +167,16 @@ def validate_project(cfg: EternaConfig, tokenizer=None, reports: list[GateReport
         if problems:
             raise AdapterError(problems[0])
     report["adapters"] = sum(n.adapter is not None for n in cast.npcs)
+    if cfg.models.persona_adapter is not None:  # who it speaks for, and that it was trained on this base
+        from tuning.adapters import check_base, read_adapter_manifest
+
+        shared = read_adapter_manifest(cfg.models.persona_adapter)
+        if fingerprint is not None:
+            check_base(shared, cfg.models.persona_adapter, fingerprint)
+        speaks = [n.id for n in cast.npcs if n.adapter is None and n.model is None]
+        strength = shared.get("scaled", {}).get("total_factor", 1.0)
+        report["persona_adapter"] = (f"{cfg.models.persona_adapter} (strength {strength:g}) speaks for "
+                                     f"{', '.join(speaks) or 'no one: every character has its own adapter or model'}")
     report["voice_markers"] = voice_markers(cast)
     recipe = SFTRecipe()
     gates: list[GateReport] = [] if reports is None else reports
@@ -190,8 +200,8 @@ def validate_project(cfg: EternaConfig, tokenizer=None, reports: list[GateReport
         if (ev / "router.jsonl").is_file():
             labels = [it["label"] for it in load_router_items(ev / "router.jsonl")]
             report["eval_router"] = {lbl: labels.count(lbl) for lbl in LABELS}
-        if (ev / "actions.jsonl").is_file():
-            report["eval_actions"] = validate_action_items(ev / "actions.jsonl", cast)
+        for p in sorted(ev.glob("actions*.jsonl")):  # the development lines and any held-out ones
+            report[f"eval_{p.stem}"] = validate_action_items(p, cast)
         for name in ("adversarial", "style_prompts"):
             if (ev / f"{name}.jsonl").is_file():
                 rows = list(read_jsonl(ev / f"{name}.jsonl", ("npc", "text")))  # adversarial may name no one

@@ -151,3 +151,17 @@ def test_a_bad_persona_adapter_path_is_a_config_error_naming_the_field(persona_p
     raw["models"]["persona_adapter"] = str(out)
     cfg_path.write_text(yaml.safe_dump(raw))
     assert EternaConfig.load(cfg_path).models.persona_adapter == out
+
+
+def test_validate_names_whom_the_persona_adapter_speaks_for_and_its_strength(persona_project, tmp_path):
+    from app.validate import validate_project
+    from tuning.adapters import scale_adapter
+
+    path, out, _ = persona_project
+    cfg = EternaConfig.load(path)
+    assert "persona_adapter" not in validate_project(cfg)
+    half = tmp_path / "half"
+    scale_adapter(out, half, 0.5)
+    served = cfg.model_copy(update={"models": cfg.models.model_copy(update={"persona_adapter": half})})
+    said = validate_project(served)["persona_adapter"]
+    assert "strength 0.5" in said and "director, archivist" in said and "warden" not in said
