@@ -45,6 +45,8 @@ class VariantSpec(_Strict):
     llm: str | None = Field(None, description="another base model (loaded once, shared by the variants naming it)")
     backend: str | None = Field(None, description="another generation backend (a name in app/backends' registry)")
     index: Path | None = Field(None, description="another index folder")
+    persona_adapter: Path | None = Field(None, description="serve this persona-following adapter for the characters "
+                                                           "without their own (models.persona_adapter)")
     generation: dict = Field(default_factory=dict, description="overrides of generation.*")
     grounding: dict = Field(default_factory=dict, description="overrides of grounding.*")
     retrieval: dict = Field(default_factory=dict, description="overrides of retrieval.*")
@@ -93,7 +95,8 @@ class EvalConfig(_Strict):
         return cfg.model_copy(update={
             "world": fix(cfg.world), "npcs": fix(cfg.npcs),
             "sets": SetsSpec(**{k: fix(getattr(cfg.sets, k)) for k in SETS}),
-            "variants": [v.model_copy(update={"npcs": fix(v.npcs), "index": fix(v.index)}) for v in cfg.variants]})
+            "variants": [v.model_copy(update={"npcs": fix(v.npcs), "index": fix(v.index),
+                                              "persona_adapter": fix(v.persona_adapter)}) for v in cfg.variants]})
 
 
 def load_items(cfg: EvalConfig, world: EternaConfig, limit: int | None) -> list[dict]:
@@ -203,7 +206,11 @@ def _engines(cfg: EvalConfig, world: EternaConfig):
             "generation": world.generation.model_copy(update=v.generation),
             "grounding": world.grounding.model_copy(update=v.grounding),
             "retrieval": world.retrieval.model_copy(update=v.retrieval),
-            "paths": world.paths.model_copy(update={"sessions": None})})
+            "paths": world.paths.model_copy(update={"sessions": None}),
+            # without adapters, no persona adapter either; a variant may name its own
+            "models": world.models.model_copy(update={"persona_adapter": None if not v.adapters else
+                                                      (v.persona_adapter or world.models.persona_adapter)})})
+        wcfg.check_persona_adapter(f"variant {v.name}")
         _validate(EternaConfig, json.loads(wcfg.model_dump_json()), Path(f"variant {v.name}"))
         cast_path = v.npcs or cfg.npcs or world.paths.npcs
         # a variant without adapters loads none (so it also runs on a base model the cast's adapters do not fit)

@@ -165,3 +165,20 @@ def test_validate_names_whom_the_persona_adapter_speaks_for_and_its_strength(per
     served = cfg.model_copy(update={"models": cfg.models.model_copy(update={"persona_adapter": half})})
     said = validate_project(served)["persona_adapter"]
     assert "strength 0.5" in said and "director, archivist" in said and "warden" not in said
+
+
+def test_an_ab_variant_names_its_persona_adapter_and_one_without_adapters_has_none(persona_project, tmp_path):
+    from app.evaluation.ab import EvalConfig, _engines
+
+    path, out, _ = persona_project
+    spec = tmp_path / "ab.yaml"
+    spec.write_text(yaml.safe_dump({"world": str(path), "only": ["style"], "variants": [
+        {"name": "after", "persona_adapter": str(out)}, {"name": "before", "adapters": False}]}))
+    engines = _engines(EvalConfig.load(spec), EternaConfig.load(path))
+    served = EternaConfig.load(path)  # a world that serves it: a variant without adapters still speaks without it
+    served = served.model_copy(update={"models": served.models.model_copy(update={"persona_adapter": out})})
+    assert _engines(EvalConfig.load(spec), served)["before"].adapter_names == {}
+    assert engines["before"].adapter_names == {}
+    assert engines["after"].adapter_names["archivist"] == PERSONA_ADAPTER
+    assert engines["after"].say("archivist", "Hello!", session="ab", route="style").adapter == PERSONA_ADAPTER
+    assert engines["before"].say("archivist", "Hello!", session="ab2", route="style").adapter is None
