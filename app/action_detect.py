@@ -78,8 +78,18 @@ def paraphrases(action: ActionSpec) -> list[str]:
     return [t.format(d=d, D=d[:1].upper() + d[1:]) for t in _TEMPLATES]
 
 
+_PLACE = re.compile(r"\s(?:from|at|in|into|inside|on|of|through|across|to|toward|towards|within|near|behind|under|"
+                    r"over|beside|by)\s.*$", re.I)
+
+
+def service(description: str) -> str:
+    """The description's verb phrase without where or whence: "Sell the player supplies from the docking-spine
+    stores." → "Sell the player supplies" (a place word says where, not which service)."""
+    return _PLACE.sub("", " " + description.strip().rstrip("."), count=1).strip()
+
+
 def _declared_words(action: ActionSpec) -> set[str]:
-    text = [action.name.replace("_", " "), action.description, *action.examples]
+    text = [action.name.replace("_", " "), service(action.description), *action.examples]
     for name, schema in (action.params.get("properties") or {}).items():
         text.append(name.replace("_", " "))
         if isinstance(schema, dict):

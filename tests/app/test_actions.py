@@ -162,6 +162,8 @@ def test_paraphrases_and_words_come_from_the_cast_alone(tmp_path):
     assert stems("ferrying") <= words["ferry_passage"] and stems("Stiltend") <= words["ferry_passage"]
     assert stems("bell") <= words["ring_bell"] and not stems("bell") <= words["ferry_passage"]
     assert not words["ferry_passage"] & words["ring_bell"]  # a word both declare tells neither apart
+    # where the service happens is not which service: "clock room" is only in the bell's description's place phrase
+    assert not stems("clock room") & words["ring_bell"]
     ferry.examples.append("Rodrigo, row me over, would you?")
     assert stems("Rodrigo") <= vocabulary([ferry])["ferry_passage"]
     assert not stems("Rodrigo") & vocabulary([ferry], "Capitán Rodrigo Ferrán")["ferry_passage"]  # the speaker's name
