@@ -124,7 +124,8 @@ class DialogueEngine:
     def scene(self, scene_id: str, npcs: list[str], director: str | None = None, session: str = "default",
               **options):
         """A scene with several characters (app/scenes.py): `scene.say(text, to=..., chapter=..., state=...)`.
-        `options`: reactions (1), policy ("knowledge"), reaction_tokens, transcript_lines, reaction_lines."""
+        `options`: reactions (1), policy ("knowledge"), reaction_tokens, transcript_lines, reaction_lines, store
+        (where the transcript is kept; default: the session store)."""
         from app.scenes import Scene
 
         return Scene(self, scene_id, npcs, director=director, session=session, **options)

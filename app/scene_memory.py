@@ -24,6 +24,7 @@ class _RamStore:
         return rows[position:], len(rows)
 
 
+RamStore = _RamStore  # a private transcript for one stateless request (app/scene_routes.py)
 _RAM: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.openai_tools import tool_calls
 from app.scene_files import declared_scenes
-from app.scenes import SceneTurn
+from app.scene_memory import RamStore
+from app.scenes import PLAYER, SceneTurn
 from app.server_io import _text, chat_chunk, chat_error, last_user
 from app.turn import Reply
 from retrieval.gates import State
@@ -40,6 +41,22 @@ class SceneSayRequest(BaseModel):
     reactions: int | None = Field(None, ge=0, description="reactions after the answer (default: the scene's, 1)")
 
 
+def seed_transcript(scene, messages: list, line) -> None:
+    """A stateless request's messages before `line` as the scene's transcript: the player's lines, and each
+    assistant message's "Name: text" lines said by the scene's characters (plain lines: never evidence for the
+    others; a line naming no one of the scene is left out)."""
+    who = [*scene.npcs, *([scene.director] if scene.director else [])]
+    by_name = {scene.specs[n].name.casefold(): n for n in who}
+    for m in messages[: messages.index(line)]:
+        if m.role == "user":
+            scene.transcript.add(PLAYER, _text(m.content), "line")
+        elif m.role == "assistant":
+            for row in _text(m.content).splitlines():
+                name, sep, said = row.partition(": ")
+                if sep and name.strip().casefold() in by_name and said.strip():
+                    scene.transcript.add(by_name[name.strip().casefold()], said.strip(), "answer")
+
+
 def scenes_of(engine) -> dict:
     return declared_scenes(engine.config.paths.scenes)
 
@@ -51,7 +68,7 @@ def scene_models(engine, created: int) -> list[dict]:
 
 
 def add_scene_routes(app: FastAPI, engine, *, auth, run, start_stream, first_ok, enter, sse) -> None:
-    def make(scene_id: str, body: SceneSayRequest):
+    def make(scene_id: str, body: SceneSayRequest, store=None):
         declared = scenes_of(engine).get(scene_id)
         if body.npcs is None and declared is None:
             raise HTTPException(404, f"unknown scene {scene_id!r}: declare it with a scene file in paths.scenes "
@@ -59,8 +76,9 @@ def add_scene_routes(app: FastAPI, engine, *, auth, run, start_stream, first_ok,
         npcs = body.npcs if body.npcs is not None else declared.npcs
         director = body.director if body.npcs is not None else declared.director
         reactions = body.reactions if body.reactions is not None else (declared.reactions if declared else None)
-        return engine.scene(scene_id, npcs, director=director, session=body.session,
+        return engine.scene(scene_id, npcs, director=director, session=body.session, store=store,
                             **({} if reactions is None else {"reactions": reactions}))
+
 
     def said(reply: Reply) -> str:
         names = {n.id: n.name for n in engine.cast.npcs}
@@ -75,9 +93,14 @@ def add_scene_routes(app: FastAPI, engine, *, auth, run, start_stream, first_ok,
         if scene_id not in scenes_of(engine):
             raise HTTPException(404, f"unknown model {body.model!r}: GET /v1/models lists the scenes")
         extra = body.model_extra or {}
-        req = SceneSayRequest(text=_text(last_user(body.messages).content), session=body.user or f"oa-scene-{uuid.uuid4().hex[:16]}",
+        line = last_user(body.messages)
+        req = SceneSayRequest(text=_text(line.content), session=body.user or f"oa-scene-{uuid.uuid4().hex[:16]}",
                               to=extra.get("to"), chapter=body.chapter, state=body.state)
-        scene = await run(make, scene_id, req)
+        # without `user` the request is stateless: its transcript lives in RAM for this request only, seeded with
+        # the messages it brought along, and nothing is left in the session store
+        scene = await run(make, scene_id, req, None if body.user else RamStore())
+        if not body.user:
+            seed_transcript(scene, body.messages, line)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if not body.stream:
             turn = await run(scene.say, req.text, to=req.to, chapter=req.chapter, state=req.state)

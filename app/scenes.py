@@ -101,7 +101,8 @@ def _strip_markers(spec, text: str) -> str:
 class Scene:
     def __init__(self, engine, scene_id: str, npcs: list[str], director: str | None = None,
                  session: str = "default", *, reactions: int = 1, policy: str = "knowledge",
-                 reaction_tokens: int = 24, transcript_lines: int = 8, reaction_lines: int = 4):
+                 reaction_tokens: int = 24, transcript_lines: int = 8, reaction_lines: int = 4,
+                 store=None):
         if not isinstance(scene_id, str) or not _SCENE_ID.match(scene_id):
             raise SceneError("scene", f"scene id {scene_id!r} is invalid; use 1-64 letters, digits, '_' or '-'")
         if not isinstance(npcs, (list, tuple)) or not all(isinstance(n, str) for n in npcs):
@@ -135,7 +136,9 @@ class Scene:
         self.reaction_lines = reaction_lines
         self.specs = {n: engine.cast.get(n) for n in [*npcs, *([director] if director else [])]}
         self.addresser = Addresser(list(self.specs.values()), _common(engine.index))
-        self.transcript = Transcript(transcript_store(engine.memory), f"{session}--scene--{scene_id}")
+        # `store`: where the transcript is kept (default: the engine's session store, or RAM beside its memory)
+        self.transcript = Transcript(store if store is not None else transcript_store(engine.memory),
+                                     f"{session}--scene--{scene_id}")
 
     # --- public API -------------------------------------------------------------------------------------------------
     def say(self, text: str, *, to: str | None = None, chapter: int = 1, state: dict | None = None) -> SceneTurn:

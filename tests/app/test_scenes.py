@@ -191,6 +191,35 @@ def test_server_scene_routes(engine, tmp_path):
     said = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert said.startswith("Maestra Ilse Varga: ") and chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert client.post("/v1/chat/completions", json={**body, "model": "scene:nope"}).status_code == 404
+    # without `user` a scene chat is stateless: it answers, and leaves no transcript in the session store
+    from app.scene_memory import transcript_store
+
+    store = transcript_store(scenes_engine.memory)  # this engine's: a folder, one file per session
+    before = {p.name for p in store.folder.glob("*.jsonl")}
+    r = client.post("/v1/chat/completions", json={"model": "scene:hall", "messages": [{"role": "user",
+                                                                                       "content": KEY}]})
+    assert r.status_code == 200 and r.json()["eterna"]["replies"][0]["npc"] == "warden"
+    assert {p.name for p in store.folder.glob("*.jsonl")} == before
+
+
+def test_a_stateless_scene_chat_is_seeded_with_the_messages_it_brought(engine):
+    from types import SimpleNamespace as M
+
+    from app.scene_memory import RamStore
+    from app.scene_routes import seed_transcript
+
+    store = RamStore()
+    scene = engine.scene("hall", npcs=["archivist", "warden"], session="s", store=store)
+    line = M(role="user", content="And the gate?")
+    messages = [M(role="system", content="ignored"), M(role="user", content="Who keeps the key?"),
+                M(role="assistant", content="Capitán Rodrigo Ferrán: Halt. I do.\nMaestra Ilse Varga: He does.\n"
+                                            "Nobody Known: not a speaker of this scene"), line]
+    seed_transcript(scene, messages, line)
+    assert [(x["speaker"], x["text"], x["role"]) for x in scene.transcript.lines()] == [
+        ("player", "Who keeps the key?", "line"), ("warden", "Halt. I do.", "answer"),
+        ("archivist", "He does.", "answer")]
+    assert not any("facts" in x for x in scene.transcript.lines())  # a client's words are never evidence
+    assert list(store.data) == ["s--scene--hall"]
 
 
 def test_cli_scene_play_and_eval(project, tmp_path, capsys):
