@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from retrieval.lexical import english_stemmer
+from retrieval.text import split_sentences
 
 if TYPE_CHECKING:
     from app.actions import ActionSpec
@@ -143,7 +144,7 @@ def _base_verb(word: str) -> bool:
 def imperative(cues: Cues, clause: str) -> bool:
     """A sentence of the clause opens with a verb's base form after an optional vocative or "please" ("Pencil in
     Hana for a check-up.", "Captain, lead on."), and the verb is not one of talk ("thank you", "look, ...")."""
-    for sentence in re.split(r"(?<=[.!?;])\s+", clause):
+    for sentence in split_sentences(clause):
         rest = sentence[_OPENER.match(sentence).end():]
         first = re.match(r"[^\W\d_]+", rest)
         if first is None or cues.find("social", sentence) is not None:
