@@ -251,7 +251,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset()) -> di
                     break
             else:  # "a suit patch", "an ink pot": an article or "one" just before a value taken in the singular
                 one = _as_type(schema, 1)
-                if one is not None and valid(schema, one) and _singular(text, args, props):
+                if one is not None and valid(schema, one) and _counts(name, schema) and _singular(text, args, props):
                     args[name] = one
         elif "string" in types:
             never = exclude | enum_words | {str(v) for v in args.values()}
@@ -262,6 +262,12 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset()) -> di
         elif "boolean" in types:
             continue  # a yes/no is not taken from words: the game passes it, or the character asks
     return args
+
+
+def _counts(name: str, schema: dict) -> bool:
+    """A parameter that counts things ("count", "quantity", "how many"), not one that numbers them (a berth)."""
+    said = norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}")
+    return re.search(r"\b(count|quantity|amount|how many|number of)\b", said) is not None
 
 
 def _singular(text: str, args: dict, props: dict) -> bool:

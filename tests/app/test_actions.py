@@ -121,6 +121,8 @@ def test_an_article_before_a_singular_value_is_one_and_only_then():
     assert extract_args(SHOP, "How about you sneak me one lantern?")["count"] == 1
     assert "count" not in extract_args(SHOP, "Sell me some suit patches.")
     assert extract_args(SHOP, "Sell me three suit patches.")["count"] == 3
+    got = extract_args(BERTH, "A slip at a Pier Two berth, please")  # a count, never a berth's number
+    assert got.get("count") == 1 and "berth" not in got
 
 
 def test_the_pronoun_i_is_never_a_name_and_an_enum_value_is_found_by_its_stem():
