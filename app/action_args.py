@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 
 from jsonschema import Draft202012Validator
 
@@ -147,12 +146,11 @@ def _enum(schema: dict, text: str, taken: set) -> object:
                     if w not in _STOP and len(w) > 2:
                         owners.setdefault(w, set()).add(v)
         words = said.split()
-        stem = _stem_of()
-        stems = [stem(x) for x in words]
+        stems = [_stem(x) for x in words]
         for w, vs in owners.items():
             if len(vs) == 1:  # the word as written, or its stem ("urgently" for "urgent")
                 pos = [i for i, x in enumerate(words) if x in (w, w + "s", w + "es") or (w.endswith("s") and x == w[:-1])
-                       or (len(w) > 3 and stems[i] == stem(w))]
+                       or (len(w) > 3 and stems[i] == _stem(w))]
                 if pos:
                     hits.append((pos[0], 0, next(iter(vs))))
     hits = [h for h in hits if h[2] not in taken]
@@ -165,13 +163,12 @@ def _enum(schema: dict, text: str, taken: set) -> object:
     return min(hits)[2]
 
 
-@lru_cache(maxsize=1)
-def _stem_of():
-    """Snowball's English stemmer as a function of one word (the word itself without PyStemmer)."""
-    from retrieval.lexical import english_stemmer
+def _stem(word: str) -> str:
+    """One word's Snowball stem, with the action detector's stemmer (the word itself without PyStemmer)."""
+    from app.action_detect import stemmer
 
-    st = english_stemmer()
-    return (lambda w: st.stemWord(w)) if st is not None else (lambda w: w)
+    st = stemmer()
+    return st.stemWord(word) if st is not None else word
 
 
 def _bare(name: str) -> str:
@@ -195,7 +192,7 @@ def _strings(text: str, exclude: set[str], long: bool = False) -> list[str]:
         if initial and len(words) > 1:
             name, initial = " ".join(words[1:]), False  # "Please Tomas Reyes" → "Tomas Reyes"
         if _PRONOUN.match(words[0]):
-            name = " ".join(words[1:])  # "I'd Tratado ..." never happens, but "I Tomas" → "Tomas"
+            name = " ".join(words[1:])  # "I'd" alone is no name; "I Tomas" → "Tomas"
         if not name or norm(name) in _STOP or initial:
             continue
         names.append(name)
@@ -249,7 +246,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset()) -> di
                     args[name] = v
                     used.append(n)
                     break
-            else:  # "a suit patch", "an ink pot": an article or "one" just before a value taken in the singular
+            else:  # "a rope", "an oil flask": an article or "one" just before a value taken in the singular
                 one = _as_type(schema, 1)
                 if one is not None and valid(schema, one) and _counts(name, schema) and _singular(text, args, props):
                     args[name] = one
@@ -272,7 +269,7 @@ def _counts(name: str, schema: dict) -> bool:
 
 def _singular(text: str, args: dict, props: dict) -> bool:
     """A value of an enum parameter already taken is said with "a", "an", "one" or "single" just before it, in the
-    singular as the enum spells it ("Sell me a suit patch": one; "some suit patches": not said)."""
+    singular as the enum spells it ("Sell me a rope": one; "some ropes": not said)."""
     for name, v in args.items():
         schema = props.get(name)
         if isinstance(v, str) and isinstance(schema, dict) and "enum" in schema:

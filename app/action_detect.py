@@ -50,14 +50,14 @@ _GENERIC = frozenset(ENGLISH_STOP_WORDS) | {
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 
 
-_stemmer = lru_cache(maxsize=1)(english_stemmer)  # optional: without PyStemmer, words are compared as written
+stemmer = lru_cache(maxsize=1)(english_stemmer)  # optional: without PyStemmer, words are compared as written
 
 
 def stems(text: str) -> set[str]:
     """The content words of `text`, lower case, stemmed (Snowball English), generic words left out."""
     words = [w for w in (m.group(0).casefold().replace("’", "'") for m in _WORD.finditer(text or ""))
              if w not in _GENERIC and len(w) > 1]
-    st = _stemmer()
+    st = stemmer()
     return set(st.stemWords(words)) if st is not None else set(words)
 
 
@@ -84,8 +84,8 @@ _PLACE = re.compile(r"\s(?:from|at|in|into|inside|on|of|through|across|to|toward
 
 
 def service(description: str) -> str:
-    """The description's verb phrase without where or whence: "Sell the player supplies from the docking-spine
-    stores." → "Sell the player supplies" (a place word says where, not which service)."""
+    """The description's verb phrase without where or whence: "Sell the player goods from the market stalls." →
+    "Sell the player goods" (a place word says where, not which service)."""
     return _PLACE.sub("", " " + description.strip().rstrip("."), count=1).strip()
 
 
@@ -134,7 +134,7 @@ consider suppose picture""".split())
 
 @lru_cache(maxsize=4096)
 def _base_verb(word: str) -> bool:
-    """Can `word` be a verb's base form (lemminflect's lexicon: "pencil", "hand", "lead"; not "candles", "nice")?"""
+    """Can `word` be a verb's base form (lemminflect's lexicon: "pencil", "hand", "lead"; not "ropes", "nice")?"""
     from lemminflect import getAllLemmas
 
     w = word.casefold()
@@ -142,8 +142,8 @@ def _base_verb(word: str) -> bool:
 
 
 def imperative(cues: Cues, clause: str) -> bool:
-    """A sentence of the clause opens with a verb's base form after an optional vocative or "please" ("Pencil in
-    Hana for a check-up.", "Captain, lead on."), and the verb is not one of talk ("thank you", "look, ...")."""
+    """A sentence of the clause opens with a verb's base form after an optional vocative or "please" ("Pencil me in
+    for Tuesday.", "Captain, lead on."), and the verb is not one of talk ("thank you", "look, ...")."""
     for sentence in split_sentences(clause):
         rest = sentence[_OPENER.match(sentence).end():]
         first = re.match(r"[^\W\d_]+", rest)

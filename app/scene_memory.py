@@ -8,7 +8,7 @@ import threading
 import weakref
 
 
-class _RamStore:
+class RamStore:
     """A session store in this process only (the engine has none): append and read by list position."""
 
     name = "ram"
@@ -24,7 +24,6 @@ class _RamStore:
         return rows[position:], len(rows)
 
 
-RamStore = _RamStore  # a private transcript for one stateless request (app/scene_routes.py)
 _RAM: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -32,7 +31,7 @@ def transcript_store(memory):
     """The engine's session store, or one kept in RAM beside its memory (the same for every scene of it)."""
     if memory.sessions is not None:
         return memory.sessions
-    return _RAM.setdefault(memory, _RamStore())
+    return _RAM.setdefault(memory, RamStore())
 
 
 class Transcript:

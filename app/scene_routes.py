@@ -79,7 +79,6 @@ def add_scene_routes(app: FastAPI, engine, *, auth, run, start_stream, first_ok,
         return engine.scene(scene_id, npcs, director=director, session=body.session, store=store,
                             **({} if reactions is None else {"reactions": reactions}))
 
-
     def said(reply: Reply) -> str:
         names = {n.id: n.name for n in engine.cast.npcs}
         return f"{names.get(reply.npc, reply.npc)}: {reply.text}"

@@ -168,13 +168,13 @@ def validate_project(cfg: EternaConfig, tokenizer=None, reports: list[GateReport
             raise AdapterError(problems[0])
     report["adapters"] = sum(n.adapter is not None for n in cast.npcs)
     if cfg.models.persona_adapter is not None:  # who it speaks for, and that it was trained on this base
-        from tuning.adapters import check_base, read_adapter_manifest
+        from tuning.adapters import SCALED, check_base, read_adapter_manifest
 
         shared = read_adapter_manifest(cfg.models.persona_adapter)
         if fingerprint is not None:
             check_base(shared, cfg.models.persona_adapter, fingerprint)
         speaks = [n.id for n in cast.npcs if n.adapter is None and n.model is None]
-        strength = shared.get("scaled", {}).get("total_factor", 1.0)
+        strength = shared.get(SCALED, {}).get("total_factor", 1.0)
         report["persona_adapter"] = (f"{cfg.models.persona_adapter} (strength {strength:g}) speaks for "
                                      f"{', '.join(speaks) or 'no one: every character has its own adapter or model'}")
     report["voice_markers"] = voice_markers(cast)

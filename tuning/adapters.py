@@ -115,13 +115,21 @@ def _float_dtypes(weights: Path) -> list[str]:
 SCALED = "scaled"  # the manifest's record of `scale_adapter`
 
 
+def _copy_own_files(src: Path, dst: Path, skip: tuple[str, ...]) -> None:
+    """Copy the adapter folder's files into `dst`, but hidden leftovers and the names in `skip`."""
+    import shutil
+
+    for f in sorted(src.iterdir()):
+        if f.is_file() and not f.name.startswith(".") and f.name not in skip:
+            shutil.copy2(f, dst / f.name)
+
+
 def scale_adapter(src: Path, dst: Path, factor: float, *, by: str = "eterna adapters scale") -> dict:
     """Copy the LoRA adapter at `src` to `dst` with its strength multiplied by `factor`: `lora_alpha` (and every
     `alpha_pattern` entry) times `factor`, so W + factor x (alpha/r) B A on every backend that reads the adapter
     (PEFT, the batched backend, llama.cpp's GGUF LoRA, vLLM), the weights untouched. The manifest gains a `scaled`
     entry (the factor, the product of every scaling so far, the source's alpha). Staged, fsynced, renamed."""
     import math
-    import shutil
 
     from retrieval.fileio import atomic_write_json, replace_dir, staging
     from tuning.base import portable_path
@@ -144,9 +152,7 @@ def scale_adapter(src: Path, dst: Path, factor: float, *, by: str = "eterna adap
     with staging(dst, "scale") as work:
         staged = work / dst.name
         staged.mkdir()
-        for f in sorted(src.iterdir()):
-            if f.is_file() and not f.name.startswith(".") and f.name not in (ADAPTER_MANIFEST, cfg_path.name):
-                shutil.copy2(f, staged / f.name)
+        _copy_own_files(src, staged, skip=(ADAPTER_MANIFEST, cfg_path.name))
         atomic_write_json(staged / cfg_path.name, cfg)
         if manifest.get("data", {}).get("path"):  # no path of the training machine travels (the hash names the data)
             path = portable_path(manifest["data"]["path"])
@@ -166,8 +172,6 @@ def ship_adapter(src: Path, dst: Path, *, by: str = "eterna adapters ship") -> d
     The manifest keeps everything that says what built the adapter (base, data hash, recipe, system prompt,
     metrics) and gains a `shipped` entry: the dtype the weights had and have, who halved them, the source's hashes.
     Written into a staging folder beside `dst`, fsynced, renamed. Returns the shipped manifest."""
-    import shutil
-
     from retrieval.fileio import atomic_write_json, replace_dir, sha256_file, staging
 
     src, dst = Path(src), Path(dst)
@@ -180,9 +184,7 @@ def ship_adapter(src: Path, dst: Path, *, by: str = "eterna adapters ship") -> d
     with staging(dst, "ship") as work:
         staged = work / dst.name
         staged.mkdir()
-        for f in sorted(src.iterdir()):  # the adapter's own files; not the model card nor hidden leftovers
-            if f.is_file() and not f.name.startswith(".") and f.name not in ("README.md", ADAPTER_MANIFEST):
-                shutil.copy2(f, staged / f.name)
+        _copy_own_files(src, staged, skip=("README.md", ADAPTER_MANIFEST))  # not the model card
         halve_weights(staged, weights.name)
         out = staged / weights.name
         from tuning.base import portable_base, portable_path
