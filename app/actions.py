@@ -205,4 +205,5 @@ def with_answer(spec: NpcSpec, outcome: Outcome, answer: str) -> str:
         if inner.startswith(o):
             inner = inner[len(o):].strip()
             break
+    inner = inner[:1].upper() + inner[1:]  # the answer starts a sentence after the action's line
     return in_voice(spec, f"{outcome.line()} {inner}")

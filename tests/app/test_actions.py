@@ -353,3 +353,14 @@ def test_validate_warns_on_gate_names_the_state_schema_lacks(tmp_path):
     assert action_problems(cast.npcs, {"flags.ferry_laid_up": "bool"}) == []
     warned = action_problems(cast.npcs, {"rep.guild": "number"})
     assert warned and "warden.ferry_passage" in warned[0] and "flags.ferry_laid_up" in warned[0]
+
+
+def test_an_answer_after_the_actions_line_starts_a_sentence(tmp_path):
+    from app.actions import with_answer
+
+    warden = Cast.load(write_cast(tmp_path, CAST)).get("warden")
+    ferry = warden.actions[0]
+    said = with_answer(warden, Outcome(ferry, "accepted", {"destination": "Stiltend", "passengers": 2}),
+                       "Halt. nothing on that line. Move along, reader.")
+    assert said.startswith("Halt. ") and said.count("Halt.") == 1 and "Stiltend" in said
+    assert " Nothing on that line." in said and "nothing on that line" not in said
