@@ -202,6 +202,30 @@ def test_sqlite_store_is_one_wal_file_and_a_locked_database_is_a_typed_error(tmp
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("s.sqlite")) == []
 
 
+
+def test_sqlite_stores_opening_one_new_file_at_once_all_open(tmp_path):
+    """Switching a new file to WAL can fail at once with "database is locked" (SQLite's busy wait does not cover
+    it): a process opening the store while another does must wait and open, not fail its first turn."""
+    from app.stores.sqlite import SqliteStore
+
+    errors = []
+    for trial in range(30):
+        path, go = tmp_path / f"{trial}.sqlite", threading.Barrier(6)
+
+        def run(path=path, go=go):
+            go.wait()
+            try:
+                SqliteStore(path).append("s", _rec(0))
+            except StoreUnavailableError as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=run) for _ in range(6)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert errors == []
+        assert len(SqliteStore(path).read("s", 0)[0]) == 6
+
+
 # --- redis ---
 
 def test_redis_append_is_idempotent_under_a_retry_and_keys_are_per_session(redis_server):
