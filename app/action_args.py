@@ -189,8 +189,8 @@ def _strings(text: str, exclude: set[str], long: bool = False) -> list[str]:
         start = m.start(1)
         initial = start == 0 or re.search(r"[.!?:]\s*$", text[:start]) is not None
         words = name.split()
-        if initial and len(words) > 1:
-            name, initial = " ".join(words[1:]), False  # "Please Tomas Reyes" → "Tomas Reyes"
+        if initial and len(words) > 1:  # "Please Tomas Reyes" → "Tomas Reyes"; "doc: Rosa Quintero" stays whole
+            name, initial = (" ".join(words[1:]) if _english(words[0]) else name), False
         if _PRONOUN.match(words[0]):
             name = " ".join(words[1:])  # "I'd" alone is no name; "I Tomas" → "Tomas"
         if not name or norm(name) in _STOP or initial:
@@ -204,7 +204,19 @@ def _strings(text: str, exclude: set[str], long: bool = False) -> list[str]:
         short = [q for q in quoted if len(q.split()) <= 4]
         out = [*short, *names, *(q for q in quoted if q not in short)]
     out = [x if x in said else _bare(x) for x in out]
-    return list(dict.fromkeys(y for y in out if norm(y) and norm(y) not in bad))
+    bad_words = {w for x in bad for w in x.split()}  # "Maestra Varga" for a speaker named "Maestra Ilse Varga"
+    return list(dict.fromkeys(y for y in out
+                              if norm(y) and norm(y) not in bad and not set(norm(y).split()) <= bad_words))
+
+
+def _english(word: str) -> bool:
+    """Is `word` an English word (lemminflect's lexicon: "Please", "Book", "Pencil"), so that opening a sentence is
+    why it is capitalised? A given name ("Rosa", "Tomas") is not."""
+    from lemminflect import getAllLemmas
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    w = word.casefold()
+    return w in _STOP or w in ENGLISH_STOP_WORDS or bool(getAllLemmas(w))
 
 
 def _is_long(name: str, schema: dict) -> bool:

@@ -132,6 +132,17 @@ def test_the_pronoun_i_is_never_a_name_and_an_enum_value_is_found_by_its_stem():
     assert extract_args(SHOP, "He needs a lantern urgently.")["speed"] == "urgent"
 
 
+def test_a_name_opening_a_sentence_keeps_its_first_word_unless_that_is_an_english_word():
+    speaker = {"Maestra Ilse Varga", "Maestra", "Ilse", "Varga"}
+    assert extract_args(SHOP, "Urgent, doc: Rosa Quintero took a burn. Squeeze her in?")["title"] == "Rosa Quintero"
+    assert extract_args(SHOP, "Tomas Reyes needs a check-up.")["title"] == "Tomas Reyes"
+    assert extract_args(SHOP, "Please Tomas Reyes, if you can.")["title"] == "Tomas Reyes"
+    assert extract_args(SHOP, "Book Tomas Reyes in for me.")["title"] == "Tomas Reyes"
+    # the speaker's own name, in part, is never the value
+    got = extract_args(SHOP, "Maestra Varga, I would like the Tratado de las Mareas.", exclude=speaker)
+    assert got["title"] == "Tratado de las Mareas"
+
+
 def test_an_imperative_is_a_request_and_talk_is_not():
     from app.cues import Cues
 
