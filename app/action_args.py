@@ -125,6 +125,9 @@ def _as_type(schema: dict, value: float) -> object:
     return None
 
 
+_NEGATED = re.compile(r"\b(?:not|no|nothing|never|none|isn ?t|aren ?t|don ?t|without)(?:\s+\S+)?\s*$")
+
+
 def _enum(schema: dict, text: str, taken: set) -> object:
     values = schema.get("enum")
     if values is None and "const" in schema:
@@ -154,6 +157,7 @@ def _enum(schema: dict, text: str, taken: set) -> object:
                 if pos:
                     hits.append((pos[0], 0, next(iter(vs))))
     hits = [h for h in hits if h[2] not in taken]
+    hits = [h for h in hits if not _NEGATED.search(said[:h[0]])]  # "nothing urgent, just routine": not urgent
     if not hits:
         return None
     if len({h[2] for h in hits}) > 1:  # "from A to B": the value after "to", "into" or "for" is the one asked for
