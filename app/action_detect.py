@@ -118,9 +118,10 @@ def named(action: ActionSpec, text: str) -> bool:
 
 
 def informs(cues: Cues, clause: str) -> bool:
-    """A question for information ("tell me", "explain", a clause that opens with a question word): no action,
-    however close to one it is."""
-    return cues.find("inform", clause) is not None
+    """A question for information ("tell me", "explain", "can I ask why", a clause that opens with a question
+    word), or a story of the past ("used to", "last night", "two days ago"): no action, however close to one it
+    is."""
+    return cues.find("inform", clause) is not None or cues.find("narration", clause) is not None
 
 
 # what opens a sentence before its verb: a vocative ("Captain, "), a politeness or filler word

@@ -16,7 +16,7 @@ from retrieval.errors import ConfigError
 
 BUILTIN = Path(__file__).with_name("data") / "cues.yaml"
 LISTS = ("fact", "form", "social", "action", "self", "offworld", "idk", "number_words", "fourth_wall", "look",
-         "request", "inform")
+         "request", "inform", "narration")
 ANSWER_TYPES = ("number", "time", "person", "place")
 KEYS = (*LISTS, "answer_types", "exclude", "language")
 
@@ -109,6 +109,7 @@ class Cues:
             "look": _words(p.get("look", ())),  # a scene's "look around": the director narrates
             "request": _words(p.get("request", ())),  # a request for an action (app/action_detect.py)
             "inform": _words(p.get("inform", ())),
+            "narration": _words(p.get("narration", ())),  # ... unless the line tells of the past
             "number": re.compile(rf"\d|(?<!\w)(?:{_union(p['number_words'])})(?!\w)", re.I) if p["number_words"]
             else re.compile(r"\d"),
         })

@@ -308,6 +308,17 @@ def test_a_flagged_line_asks_or_refuses_but_never_acts(engine):
     assert r.actions == [] and "action_refused:ferry_passage" in r.flags
 
 
+@pytest.mark.parametrize("line", [
+    "I used to take the ferry to Cobble Reach with two friends every week.",
+    "Last night three of us rowed over to Stiltend in the rain.",
+    "Can I ask why nobody rows across to Stiltend after dark?",
+    "Could you say whether the ferry to Cobble Reach ever takes six?",
+])
+def test_a_story_of_the_past_or_a_question_about_an_action_never_acts(engine, line):
+    r = engine.say("warden", line, remember=False)
+    assert r.actions == [] and not any(f.startswith("action_") for f in r.flags), (line, r.flags)
+
+
 def test_a_request_far_from_the_examples_with_an_unknown_value_is_asked_for(engine):
     r = engine.say("warden", "Would you mind ferrying me over to Gull Rock?", remember=False)
     assert r.actions == [] and "action_incomplete:ferry_passage" in r.flags
