@@ -156,13 +156,21 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     return outcome, rest, rest_vec
 
 
+def next_best(route: Route, why: str) -> Route:
+    """A line routed `action` that asks for no action the character declares: the router's next most likely label
+    ("how thick is the plug that seals Gallery Nine?" is a fact question that reads like a hatch request)."""
+    probs = {k: v for k, v in (route.signals.get("probabilities") or {}).items() if k != "action"}
+    label = max(probs, key=probs.get) if probs else "style"
+    return Route(label, f"{route.reason}; {why}: {label}", route.signals)
+
+
 def act(engine: DialogueEngine, turn: Turn) -> None:
     """After routing: find the action the line asks for (none on a forced route). The route becomes `action`, or
     the route of the line's other clause when that one is a question. A line the input guard flagged never acts:
     its refusal or ask is said (nothing reaches the game), an accepted action becomes the deflection."""
     if turn.forced is not None or not turn.npc.actions:
         if turn.route.label == "action":  # no action this character declares: a free reply
-            turn.route = Route("style", f"{turn.route.reason}; no declared action", turn.route.signals)
+            turn.route = next_best(turn.route, "no declared action")
         return
     guarded = bool(turn.flags)
     outcome, rest, rest_vec = detect(engine, turn)
@@ -173,7 +181,7 @@ def act(engine: DialogueEngine, turn: Turn) -> None:
     turn.action = outcome
     if outcome is None:
         if turn.route.label == "action":
-            turn.route = Route("style", f"{turn.route.reason}; no declared action asked for", turn.route.signals)
+            turn.route = next_best(turn.route, "no declared action asked for")
         turn.lap("action_ms")
         return
     flag = outcome.flag()

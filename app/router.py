@@ -28,7 +28,7 @@ from retrieval.fileio import atomic_write_bytes, read_jsonl
 LABELS = ("fact", "style", "both", "offworld", "action")
 OPTIONAL = ("action",)  # labels a world may have no utterances for (a cast without actions)
 CUES = ("fact", "form", "social", "action", "self", "offworld")
-UNREAD = ("request", "inform")  # cue lists only the action detector reads (app/action_detect.py)
+UNREAD = ("request", "inform", "narration")  # cue lists only the action detector reads (app/action_detect.py)
 
 
 @dataclass(frozen=True)

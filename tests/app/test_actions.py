@@ -132,6 +132,17 @@ def test_the_pronoun_i_is_never_a_name_and_an_enum_value_is_found_by_its_stem():
     assert extract_args(SHOP, "He needs a lantern urgently.")["speed"] == "urgent"
 
 
+def test_a_line_routed_action_that_asks_for_none_takes_the_routers_next_label():
+    from app.action_turn import next_best
+    from app.router import Route
+
+    probs = {"fact": 0.3, "style": 0.1, "both": 0.05, "offworld": 0.05, "action": 0.5}
+    assert next_best(Route("action", "r", {"probabilities": probs}), "none").label == "fact"
+    probs = {"fact": 0.1, "style": 0.2, "both": 0.05, "offworld": 0.15, "action": 0.5}
+    assert next_best(Route("action", "r", {"probabilities": probs}), "none").label == "style"
+    assert next_best(Route("action", "forced", {}), "none").label == "style"
+
+
 def test_a_value_said_negated_is_not_the_one_asked_for():
     assert extract_args(SHOP, "pls add me to the list, nothing urgent just routine")["speed"] == "routine"
     assert "speed" not in extract_args(SHOP, "It's not urgent.")
