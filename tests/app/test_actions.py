@@ -324,6 +324,9 @@ def test_a_flagged_line_asks_or_refuses_but_never_acts(engine):
     "Last night three of us rowed over to Stiltend in the rain.",
     "Can I ask why nobody rows across to Stiltend after dark?",
     "Could you say whether the ferry to Cobble Reach ever takes six?",
+    "I'd like to know what the ferry to Stiltend costs for two of us.",
+    "I need to know whether the ferry still rows to Cobble Reach.",
+    "Any idea when the ferry leaves for Stiltend?",
 ])
 def test_a_story_of_the_past_or_a_question_about_an_action_never_acts(engine, line):
     r = engine.say("warden", line, remember=False)
