@@ -149,13 +149,14 @@ def _enum(schema: dict, text: str, taken: set) -> object:
                     if w not in _STOP and len(w) > 2:
                         owners.setdefault(w, set()).add(v)
         words = said.split()
+        starts = [m.start() for m in re.finditer(r"\S+", said)]  # each word's place in `said`
         stems = [_stem(x) for x in words]
         for w, vs in owners.items():
             if len(vs) == 1:  # the word as written, or its stem ("urgently" for "urgent")
                 pos = [i for i, x in enumerate(words) if x in (w, w + "s", w + "es") or (w.endswith("s") and x == w[:-1])
                        or (len(w) > 3 and stems[i] == _stem(w))]
                 if pos:
-                    hits.append((pos[0], 0, next(iter(vs))))
+                    hits.append((starts[pos[0]], 0, next(iter(vs))))
     hits = [h for h in hits if h[2] not in taken]
     hits = [h for h in hits if not _NEGATED.search(said[:h[0]])]  # "nothing urgent, just routine": not urgent
     if not hits:

@@ -147,6 +147,7 @@ def test_a_value_said_negated_is_not_the_one_asked_for():
     assert extract_args(SHOP, "pls add me to the list, nothing urgent just routine")["speed"] == "routine"
     assert "speed" not in extract_args(SHOP, "It's not urgent.")
     assert extract_args(SHOP, "No, take me the lantern, it's urgent")["speed"] == "urgent"
+    assert "speed" not in extract_args(SHOP, "A lantern, and it is not urgently needed.")  # found by its stem
 
 
 def test_a_name_opening_a_sentence_keeps_its_first_word_unless_that_is_an_english_word():
@@ -167,7 +168,8 @@ def test_an_imperative_is_a_request_and_talk_is_not():
     for line in ["Pencil in Hana Teller for a check-up.", "Captain, the north gate. Lead on and I'll follow.",
                  "Hand over a dozen ration bars and I'll settle up.", "Mind cycling the spine hatch?",
                  "How about you sneak me one lantern?", "Could Hana get a routine visit with you?",
-                 "pls add me to the list", "My crewmate Pia needs to be seen by you."]:
+                 "pls add me to the list", "My crewmate Pia needs to be seen by you.",
+                 "I'd like to ask you for two candles."]:
         assert request(cues, line), line
     for line in ["Thank you for the candle.", "Candles are scarce these days.", "Nice weather on the lake.",
                  "Look, the ferry is late.", "How about the weather?", "Could you tell me the fare?"]:
