@@ -148,8 +148,8 @@ def _enum(schema: dict, text: str, taken: set) -> object:
                 for w in norm(v).split():
                     if w not in _STOP and len(w) > 2:
                         owners.setdefault(w, set()).add(v)
-        words = said.split()
-        starts = [m.start() for m in re.finditer(r"\S+", said)]  # each word's place in `said`
+        found = list(re.finditer(r"\S+", said))
+        words, starts = [m.group(0) for m in found], [m.start() for m in found]  # each word and its place in `said`
         stems = [_stem(x) for x in words]
         for w, vs in owners.items():
             if len(vs) == 1:  # the word as written, or its stem ("urgently" for "urgent")
@@ -209,7 +209,7 @@ def _strings(text: str, exclude: set[str], long: bool = False) -> list[str]:
         short = [q for q in quoted if len(q.split()) <= 4]
         out = [*short, *names, *(q for q in quoted if q not in short)]
     out = [x if x in said else _bare(x) for x in out]
-    bad_words = {w for x in bad for w in x.split()}  # "Maestra Varga" for a speaker named "Maestra Ilse Varga"
+    bad_words = {w for x in bad for w in x.split()}  # "Captain Moreau" for a speaker named "Captain Ines Moreau"
     return list(dict.fromkeys(y for y in out
                               if norm(y) and norm(y) not in bad and not set(norm(y).split()) <= bad_words))
 

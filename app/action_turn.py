@@ -158,7 +158,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
 
 def next_best(route: Route, why: str) -> Route:
     """A line routed `action` that asks for no action the character declares: the router's next most likely label
-    ("how thick is the plug that seals Gallery Nine?" is a fact question that reads like a hatch request)."""
+    ("how thick is the door that seals the vault?" is a fact question that reads like a request to open it)."""
     probs = {k: v for k, v in (route.signals.get("probabilities") or {}).items() if k != "action"}
     label = max(probs, key=probs.get) if probs else "style"
     return Route(label, f"{route.reason}; {why}: {label}", route.signals)
