@@ -156,11 +156,15 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     return outcome, rest, rest_vec
 
 
-def next_best(route: Route, why: str) -> Route:
+def next_best(route: Route, why: str, question: bool = False) -> Route:
     """A line routed `action` that asks for no action the character declares: the router's next most likely label
-    ("how thick is the door that seals the vault?" is a fact question that reads like a request to open it)."""
-    probs = {k: v for k, v in (route.signals.get("probabilities") or {}).items() if k != "action"}
-    label = max(probs, key=probs.get) if probs else "style"
+    ("how thick is the door that seals the vault?" is a fact question that reads like a request to open it). A
+    question for information (`informs`) is a question about the world here (`fact` or `both`): the router's
+    `action` mass came from its words sounding like a request, and with the request gone, what is left is the
+    question (the grounded answer says "I do not know" when the lore has nothing)."""
+    probs = {k: v for k, v in (route.signals.get("probabilities") or {}).items()
+             if k != "action" and (not question or k in ("fact", "both"))}
+    label = max(probs, key=probs.get) if probs else ("fact" if question else "style")
     return Route(label, f"{route.reason}; {why}: {label}", route.signals)
 
 
@@ -170,7 +174,7 @@ def act(engine: DialogueEngine, turn: Turn) -> None:
     its refusal or ask is said (nothing reaches the game), an accepted action becomes the deflection."""
     if turn.forced is not None or not turn.npc.actions:
         if turn.route.label == "action":  # no action this character declares: a free reply
-            turn.route = next_best(turn.route, "no declared action")
+            turn.route = next_best(turn.route, "no declared action", informs(engine.cues, turn.text))
         return
     guarded = bool(turn.flags)
     outcome, rest, rest_vec = detect(engine, turn)
@@ -181,7 +185,7 @@ def act(engine: DialogueEngine, turn: Turn) -> None:
     turn.action = outcome
     if outcome is None:
         if turn.route.label == "action":
-            turn.route = next_best(turn.route, "no declared action asked for")
+            turn.route = next_best(turn.route, "no declared action asked for", informs(engine.cues, turn.text))
         turn.lap("action_ms")
         return
     flag = outcome.flag()

@@ -143,6 +143,19 @@ def test_a_line_routed_action_that_asks_for_none_takes_the_routers_next_label():
     assert next_best(Route("action", "forced", {}), "none").label == "style"
 
 
+def test_a_question_routed_action_that_asks_for_none_is_a_question_about_the_world():
+    """"how thick is the plug that seals the gallery" (development, Kestrel) was routed `action` for its verb; with
+    no action asked for, small talk made up an answer. A question goes to `fact` or `both`, whichever is likelier."""
+    from app.action_turn import next_best
+    from app.router import Route
+
+    probs = {"fact": 0.1, "style": 0.2, "both": 0.05, "offworld": 0.15, "action": 0.5}
+    assert next_best(Route("action", "r", {"probabilities": probs}), "none", question=True).label == "fact"
+    probs = {"fact": 0.05, "style": 0.2, "both": 0.1, "offworld": 0.15, "action": 0.5}
+    assert next_best(Route("action", "r", {"probabilities": probs}), "none", question=True).label == "both"
+    assert next_best(Route("action", "forced", {}), "none", question=True).label == "fact"
+
+
 def test_a_value_said_negated_is_not_the_one_asked_for():
     assert extract_args(SHOP, "pls add me to the list, nothing urgent just routine")["speed"] == "routine"
     assert "speed" not in extract_args(SHOP, "It's not urgent.")
