@@ -48,6 +48,24 @@ def content_words(text: str) -> set[str]:
     return {_stem(w) for w in _TOKEN.findall(text) if w.lower() not in _STOP and len(w) > 1}
 
 
+def _verb_only(word: str) -> bool:
+    """A lower-case word the English lexicon (lemminflect) reads as a verb and as no noun or adjective of the same
+    lemma ("come", "does": its noun reading is "doe"; not "bolts", "iron"): it names no topic."""
+    from lemminflect import getAllLemmas
+
+    if _CAP.match(word):
+        return False
+    lemmas = getAllLemmas(word.lower())
+    verbs = {x for k in ("VERB", "AUX") for x in lemmas.get(k, ())}
+    others = {x for k, v in lemmas.items() if k not in ("VERB", "AUX") for x in v}
+    return bool(verbs) and not verbs & others
+
+
+def topic_words(text: str) -> set[str]:
+    """`content_words` less the words that are only verbs: what a question is about ("bolts", "iron door")."""
+    return {_stem(w) for w in _TOKEN.findall(text) if w.lower() not in _STOP and len(w) > 1 and not _verb_only(w)}
+
+
 @dataclass(frozen=True)
 class Evidence:
     """One evidence sentence (or a whole chunk) with where it came from and how well it answers."""
@@ -300,7 +318,19 @@ class GroundingPolicy:
             return False
         hits = [h for h in unfiltered if h.score >= self.config.retrieval.min_score]
         top = self.selector.select(text, qvec, hits, 1)
-        return bool(top) and top[0].chunk != best.chunk and top[0].score - best.score >= g.hidden_margin
+        if not (top and top[0].chunk != best.chunk and top[0].score - best.score >= g.hidden_margin):
+            return False
+        return not self.answers_on_its_own(text, best)
+
+    def answers_on_its_own(self, question: str, best: Evidence) -> bool:
+        """Does the character's own best sentence answer a typed question by itself ("How many bolts hold the iron
+        door?" / "... the eight bolts of the iron door ...")? Then better-scoring hidden text (a later chapter that
+        speaks of the same door) does not silence it: the reply still says only what the character may see."""
+        need = self.config.grounding.hidden_own_answer
+        if need is None or self.cues.answer_type(question) is None:
+            return False
+        shared = topic_words(question) & content_words(best.text)
+        return len(shared) >= need and bool(self.selector.answer_tokens(question, best))
 
     def extract(self, spec: NpcSpec, evidence: list[Evidence], question: str) -> str:
         """The answer-first extract (compose_answer) in the character's markers, all within max_words."""

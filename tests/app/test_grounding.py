@@ -272,3 +272,25 @@ def test_answer_order_puts_the_sentence_closest_to_the_question_first(selector):
     assert selector.answer_order(q, [lead, answer]) == [lead, answer]
     assert selector.answer_order(q, [answer]) == [answer]
     assert selector.answer_order(q, []) == []
+
+
+def test_own_evidence_that_answers_by_itself_is_not_silenced_by_hidden_text(selector):
+    """The hidden margin says "I do not know" when hidden text (a later chapter) scores better; but a sentence the
+    character may see that holds a number of the asked type and two of the question's topic words answers on its own
+    (development, the Library: "How many bolts hold the iron door ...?" had been "I do not know")."""
+    from app.grounding import GroundingPolicy, topic_words
+
+    policy = GroundingPolicy(EternaConfig(), selector, Cues.load(), None)
+    own = Evidence("Down the stair, the eight bolts of the iron door slide back.", "w#0", "w", "The Wing", 1.0)
+    assert policy.answers_on_its_own("How many bolts hold the iron door?", own)
+    # no number of the asked type, or one topic word only, or an untyped question: the margin applies
+    assert not policy.answers_on_its_own("How many bolts hold the iron door?",
+                                         Evidence("The iron door has bolts.", "w#1", "w", "The Wing", 1.0))
+    assert not policy.answers_on_its_own("How many keys open the iron gate?", own)
+    assert not policy.answers_on_its_own("Why are the bolts of the iron door drawn?", own)
+    # words that are only verbs name no topic ("come", "does": its noun is "doe")
+    assert topic_words("Where does your secret crawlway come out?") == topic_words("secret crawlway")
+    off = EternaConfig().model_copy(update={"grounding": EternaConfig().grounding.model_copy(
+        update={"hidden_own_answer": None})})
+    assert not GroundingPolicy(off, selector, Cues.load(), None).answers_on_its_own(
+        "How many bolts hold the iron door?", own)
