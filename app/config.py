@@ -229,7 +229,9 @@ class IndexKindConfig(_Strict):
 
 class RetrievalConfig(_Strict):
     k: int = Field(4, ge=1, le=50)
-    min_score: float = Field(0.25, ge=-1, le=1, description="hits below this cosine are not shown to the model")
+    min_score: float = Field(0.15, ge=-1, le=1, description="hits below this cosine are not shown to the model (a "
+                             "floor only: a long chunk's cosine is low even when one of its sentences answers; the "
+                             "evidence gate, grounding.min_evidence, decides)")
     chunk_words: int = Field(120, ge=16)
     overlap_words: int = Field(25, ge=0)
     mode: str = Field(
