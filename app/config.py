@@ -182,7 +182,7 @@ class GroundingConfig(_Strict):
         0.05, description="the NPC does not know when evidence it may not see (later chapter, other scope) answers "
         "better than its own by this margin; null: off")
     hidden_own_answer: int | None = Field(
-        2, ge=1, description="the hidden margin does not apply when the character's own best evidence answers on "
+        3, ge=1, description="the hidden margin does not apply when the character's own best evidence answers on "
         "its own: it holds a name or number of the asked type (how many, when, who, where) and shares this many "
         "content words with the question; null: the margin always applies")
     extract_sentences: int = Field(2, ge=1, le=5, description="evidence sentences an extracted answer says, at most")

@@ -276,7 +276,7 @@ def test_answer_order_puts_the_sentence_closest_to_the_question_first(selector):
 
 def test_own_evidence_that_answers_by_itself_is_not_silenced_by_hidden_text(selector):
     """The hidden margin says "I do not know" when hidden text (a later chapter) scores better; but a sentence the
-    character may see that holds a number of the asked type and two of the question's topic words answers on its own
+    character may see that holds a number of the asked type and three of the question's topic words answers on its own
     (development, the Library: "How many bolts hold the iron door ...?" had been "I do not know")."""
     from app.grounding import GroundingPolicy, topic_words
 
@@ -287,6 +287,7 @@ def test_own_evidence_that_answers_by_itself_is_not_silenced_by_hidden_text(sele
     assert not policy.answers_on_its_own("How many bolts hold the iron door?",
                                          Evidence("The iron door has bolts.", "w#1", "w", "The Wing", 1.0))
     assert not policy.answers_on_its_own("How many keys open the iron gate?", own)
+    assert not policy.answers_on_its_own("How many bolts on that door?", own)  # shares two: "bolts", "door"
     assert not policy.answers_on_its_own("Why are the bolts of the iron door drawn?", own)
     # words that are only verbs name no topic ("come", "does": its noun is "doe")
     assert topic_words("Where does your secret crawlway come out?") == topic_words("secret crawlway")
