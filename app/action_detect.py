@@ -38,6 +38,7 @@ ROUTER_WEIGHT = 0.3
 REQUEST_COS = 0.5  # a request directed at the character, this close to the action's examples or paraphrases ...
 REQUEST_WORDS = 1  # ... or naming this many words only the action's declaration uses
 MARGIN = 0.02  # lead over the next action of the same character
+WORDS_ONLY = 0.45  # below this cosine, a request found by the action's own words alone needs one of its arguments
 
 # words that say nothing about which action: function words, the generic verbs of any request
 _GENERIC = frozenset(ENGLISH_STOP_WORDS) | {
@@ -183,6 +184,15 @@ class Evidence:
         if self.p_action >= ROUTER_ACTION and self.cosine + ROUTER_WEIGHT * self.p_action >= JOINT:
             return True
         return self.is_request and (self.cosine >= REQUEST_COS or self.words >= REQUEST_WORDS)
+
+    def by_words_only(self) -> bool:
+        """Asked for only through words of the action's own declaration: not named, not close to its examples, not
+        the router's `action` ("Open your toolkit" shares "open" with opening a hatch, and nothing else)."""
+        if self.named or self.cosine >= WORDS_ONLY:
+            return False
+        if self.cosine >= STRONG and self.p_action >= ROUTER_FLOOR:
+            return False
+        return not (self.p_action >= ROUTER_ACTION and self.cosine + ROUTER_WEIGHT * self.p_action >= JOINT)
 
     def rank(self) -> float:
         """Which action, when more than one of the character's is asked for: cosine, then its own words."""

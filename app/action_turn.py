@@ -141,14 +141,18 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     rest = " ".join(parts[i] for i in others)
     rest_vec = vecs[others[0]] if len(others) == 1 else (engine.embedder.encode([rest])[0] if rest else None)
     outcome = Outcome(action, "accepted", score=round(ev.cosine, 3))
+    never = {spec.name, *spec.name.split()}
+    args = extract_args(action.params, clause, exclude=never)
+    for i in others:  # "A candle? Just the one.": what the action's clause lacks, from the other clauses
+        more = extract_args(action.params, parts[i], exclude=never | {str(v) for v in args.values()})
+        args.update({k: v for k, v in more.items() if k not in args})
+    if not args and ev.by_words_only() and action.params.get("properties"):
+        # only a word of the action's own and nothing of its arguments: "Open your toolkit" asks for no hatch
+        return None, "", None
     if not action.allowed(turn.state):
         outcome.status = "refused"
     else:
-        never = {spec.name, *spec.name.split()}
-        outcome.args = extract_args(action.params, clause, exclude=never)
-        for i in others:  # "A candle? Just the one.": what the action's clause lacks, from the other clauses
-            more = extract_args(action.params, parts[i], exclude=never | {str(v) for v in outcome.args.values()})
-            outcome.args.update({k: v for k, v in more.items() if k not in outcome.args})
+        outcome.args = args
         outcome.missing = missing(action.params, outcome.args)
         if outcome.missing or not complete(action.params, outcome.args):
             outcome.status = "incomplete"

@@ -422,3 +422,23 @@ def test_an_answer_after_the_actions_line_starts_a_sentence(tmp_path):
                        "Halt. nothing on that line. Move along, reader.")
     assert said.startswith("Halt. ") and said.count("Halt.") == 1 and "Stiltend" in said
     assert " Nothing on that line." in said and "nothing on that line" not in said
+
+
+@pytest.mark.parametrize("line", [
+    "Could you row back on what you said about my sister, Captain?",
+    "Please ferry this letter of complaint to whoever is in charge.",
+])
+def test_an_actions_word_in_another_sense_with_nothing_of_its_arguments_asks_nothing(engine, line):
+    """Development hard negatives ("Open your toolkit and lend me a torque wrench" got "Which hatch?"): a request
+    found only by a word of the action's own, far from its examples, with none of its arguments, is no ask."""
+    r = engine.say("warden", line, remember=False)
+    assert r.actions == [] and not any(f.startswith("action_") for f in r.flags), (line, r.flags, r.context)
+
+
+def test_words_only_evidence_is_told_from_evidence_near_the_examples():
+    from app.action_detect import WORDS_ONLY, Evidence
+
+    assert Evidence(WORDS_ONLY - 0.1, 0.3, True, 1, False).by_words_only()
+    assert not Evidence(WORDS_ONLY + 0.01, 0.3, True, 1, False).by_words_only()
+    assert not Evidence(WORDS_ONLY - 0.1, 0.3, True, 1, True).by_words_only()  # named
+    assert not Evidence(0.4, 0.95, True, 1, False).by_words_only()  # the router is sure: 0.4 + 0.3 x 0.95 >= 0.65
