@@ -184,7 +184,7 @@ class GroundingConfig(_Strict):
     hidden_own_answer: int | None = Field(
         3, ge=1, description="the hidden margin does not apply when the character's own best evidence answers on "
         "its own: it holds a name or number of the asked type (how many, when, who, where) and shares this many "
-        "content words with the question; null: the margin always applies")
+        "topic words with the question (content words that are not only verbs); null: the margin always applies")
     extract_sentences: int = Field(2, ge=1, le=5, description="evidence sentences an extracted answer says, at most")
     max_words: int | None = Field(None, ge=8, le=400, description="an extracted fact reply's length in words, "
                                   "voice markers included: the best sentence always, each next one only while it "
