@@ -442,3 +442,10 @@ def test_words_only_evidence_is_told_from_evidence_near_the_examples():
     assert not Evidence(WORDS_ONLY + 0.01, 0.3, True, 1, False).by_words_only()
     assert not Evidence(WORDS_ONLY - 0.1, 0.3, True, 1, True).by_words_only()  # named
     assert not Evidence(0.4, 0.95, True, 1, False).by_words_only()  # the router is sure: 0.4 + 0.3 x 0.95 >= 0.65
+
+
+def test_a_polite_wondering_if_you_could_is_a_request_not_a_question(engine):
+    r = engine.say("warden", "I was wondering if you could row the two of us over to Stiltend.", remember=False)
+    assert r.actions == [{"name": "ferry_passage", "args": {"destination": "Stiltend", "passengers": 2}}], r.flags
+    r = engine.say("warden", "I was wondering if the ferry ever rows to Stiltend.", remember=False)
+    assert r.actions == [] and not any(f.startswith("action_") for f in r.flags)
