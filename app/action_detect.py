@@ -181,16 +181,20 @@ class Evidence:
             return False
         if self.cosine >= STRONG and self.p_action >= ROUTER_FLOOR:
             return True
-        if self.p_action >= ROUTER_ACTION and self.cosine + ROUTER_WEIGHT * self.p_action >= JOINT:
+        if self.router_joint():
             return True
         return self.is_request and (self.cosine >= REQUEST_COS or self.words >= REQUEST_WORDS)
+
+    def router_joint(self) -> bool:
+        """The router calls the clause an `action`, and its probability and the cosine together reach JOINT."""
+        return self.p_action >= ROUTER_ACTION and self.cosine + ROUTER_WEIGHT * self.p_action >= JOINT
 
     def by_words_only(self) -> bool:
         """Asked for only through words of the action's own declaration: not named, not close to its examples, not
         the router's `action` ("Open your toolkit" shares "open" with opening a hatch, and nothing else)."""
         if self.named or self.cosine >= WORDS_ONLY:  # (WORDS_ONLY < STRONG: the strong-cosine rule cannot apply)
             return False
-        return not (self.p_action >= ROUTER_ACTION and self.cosine + ROUTER_WEIGHT * self.p_action >= JOINT)
+        return not self.router_joint()
 
     def rank(self) -> float:
         """Which action, when more than one of the character's is asked for: cosine, then its own words."""

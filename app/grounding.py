@@ -44,8 +44,12 @@ def _stem(word: str) -> str:
     return word.lower()[:5]
 
 
+def _content_tokens(text: str) -> list[str]:
+    return [w for w in _TOKEN.findall(text) if w.lower() not in _STOP and len(w) > 1]
+
+
 def content_words(text: str) -> set[str]:
-    return {_stem(w) for w in _TOKEN.findall(text) if w.lower() not in _STOP and len(w) > 1}
+    return {_stem(w) for w in _content_tokens(text)}
 
 
 def _verb_only(word: str) -> bool:
@@ -63,7 +67,7 @@ def _verb_only(word: str) -> bool:
 
 def topic_words(text: str) -> set[str]:
     """`content_words` less the words that are only verbs: what a question is about ("bolts", "iron door")."""
-    return {_stem(w) for w in _TOKEN.findall(text) if w.lower() not in _STOP and len(w) > 1 and not _verb_only(w)}
+    return {_stem(w) for w in _content_tokens(text) if not _verb_only(w)}
 
 
 @dataclass(frozen=True)
