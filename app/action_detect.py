@@ -191,7 +191,7 @@ class Evidence:
 
     def by_words_only(self) -> bool:
         """Asked for only through words of the action's own declaration: not named, not close to its examples, not
-        the router's `action` ("Open your toolkit" shares "open" with opening a hatch, and nothing else)."""
+        the router's `action` ("Open your heart to me" shares "open" with opening a gate, and nothing else)."""
         if self.named or self.cosine >= WORDS_ONLY:  # (WORDS_ONLY < STRONG: the strong-cosine rule cannot apply)
             return False
         return not self.router_joint()

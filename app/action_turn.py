@@ -147,7 +147,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
         more = extract_args(action.params, parts[i], exclude=never | {str(v) for v in args.values()})
         args.update({k: v for k, v in more.items() if k not in args})
     if not args and ev.by_words_only() and action.params.get("properties"):
-        # only a word of the action's own and nothing of its arguments: "Open your toolkit" asks for no hatch
+        # only a word of the action's own and nothing of its arguments: "Open your heart to me" asks for no gate
         return None, "", None
     if not action.allowed(turn.state):
         outcome.status = "refused"
@@ -199,7 +199,7 @@ def act(engine: DialogueEngine, turn: Turn) -> None:
     why = f"action {outcome.name} {outcome.status} (score {outcome.score})"
     if rest and rest_vec is not None:
         named = " ".join(v for v in outcome.args.values() if isinstance(v, str))
-        if named:  # "Open the Spin Ring hatch, and how fast does it turn?": the question is about what was named
+        if named:  # "Open the north gate, and how old is it?": the question is about what was named
             rest = f"{rest} ({named})"
             rest_vec = engine.embedder.encode([rest])[0]
         hits = engine.retriever.search(turn.index, rest, rest_vec, engine.config.retrieval.k)
