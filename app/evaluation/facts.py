@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections import Counter
 from pathlib import Path
 
 from app.router import LABELS, lore_match
@@ -98,7 +99,8 @@ def facts_report(engine, items: list[dict], *, keep_items: bool = False, progres
                      "in_scope": in_scope, "spoiler": doc.chapter > it["chapter"], "contains_gold": said,
                      "gated": not gate_open(doc.requires, state),
                      "gold_in_sources": it["doc"] in {s["doc"] for s in reply.sources}, "idk": idk,
-                     "route": reply.route, "text": reply.text, "answer": reply.grounding.get("answer"),
+                     "route": reply.route, "acted": bool(reply.actions) or any(f.startswith("action_") for f in reply.flags),
+                     "text": reply.text, "answer": reply.grounding.get("answer"),
                      "ms": reply.timings.get("total_ms")})
         if progress is not None:
             progress(i + 1, len(items))
@@ -116,6 +118,12 @@ def facts_report(engine, items: list[dict], *, keep_items: bool = False, progres
               "idk_when_answerable": rate(ins, "idk"), "p50_ms": ms[len(ms) // 2] if ms else None,
               "n_gated": len(gated), "idk_gated": rate(gated, "idk"),
               "gate_leaks": sum(r["gated"] and r["contains_gold"] for r in rows),
+              # how in-scope questions were routed, and how many of them acted, asked or refused an action: a
+              # question for information never should (aggregate counts, so a sealed set can be diagnosed unread)
+              "routes": dict(Counter(r["route"] for r in ins)), "gold_by_route": {
+                  route: rate([r for r in ins if r["route"] == route], "contains_gold")
+                  for route in sorted({r["route"] for r in ins})},
+              "acted": sum(r["acted"] for r in rows),
               **quality_figures(ins)}
     if keep_items:
         report["items"] = rows

@@ -449,3 +449,15 @@ def test_a_polite_wondering_if_you_could_is_a_request_not_a_question(engine):
     assert r.actions == [{"name": "ferry_passage", "args": {"destination": "Stiltend", "passengers": 2}}], r.flags
     r = engine.say("warden", "I was wondering if the ferry ever rows to Stiltend.", remember=False)
     assert r.actions == [] and not any(f.startswith("action_") for f in r.flags)
+
+
+def test_the_facts_report_counts_routes_and_questions_that_acted(engine):
+    from app.evaluation.facts import facts_report
+
+    items = [{"npc": "warden", "question": "Who built the great clock?", "answers": ["Oriol Santpere"],
+              "chapter": 1, "doc": "clock-room", "line": 1},
+             {"npc": "warden", "question": "Please row the two of us over to Stiltend.", "answers": ["Oriol Santpere"],
+              "chapter": 1, "doc": "clock-room", "line": 2}]
+    report = facts_report(engine, items)
+    assert report["acted"] == 1 and report["routes"].get("action") == 1
+    assert report["gold_by_route"]["action"] == 0.0 and sum(report["routes"].values()) == 2
