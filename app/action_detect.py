@@ -114,7 +114,11 @@ def vocabulary(actions: list[ActionSpec], speaker: str = "") -> dict[str, frozen
 
 
 def named(action: ActionSpec, text: str) -> bool:
-    """The line names the action itself ("call open_gate ...")."""
+    """The line names the action itself ("call open_gate ..."). A name that is one plain word ("escort") is an
+    ordinary word of the line ("Escort that stray cat out", "the room you escort readers to"): it counts among the
+    action's own words, not as its name."""
+    if re.fullmatch(r"[^\W\d_]+", action.name):
+        return False
     return re.search(rf"(?<![\w-]){re.escape(action.name)}(?![\w-])", text, re.I) is not None
 
 
@@ -134,6 +138,10 @@ excuse pardon forgive welcome love like hate wish hope believe trust relax calm 
 consider suppose picture""".split())
 
 
+# "I have business upstairs, so take me up": a reason, then the request
+_THEREFORE = re.compile(r",\s*(?:so|then)\s+", re.I)
+
+
 @lru_cache(maxsize=4096)
 def _base_verb(word: str) -> bool:
     """Can `word` be a verb's base form (lemminflect's lexicon: "pencil", "hand", "lead"; not "ropes", "nice")?"""
@@ -144,9 +152,10 @@ def _base_verb(word: str) -> bool:
 
 
 def imperative(cues: Cues, clause: str) -> bool:
-    """A sentence of the clause opens with a verb's base form after an optional vocative or "please" ("Pencil me in
-    for Tuesday.", "Captain, lead on."), and the verb is not one of talk ("thank you", "look, ...")."""
-    for sentence in split_sentences(clause):
+    """A sentence of the clause, or its part after ", so" or ", then", opens with a verb's base form after an
+    optional vocative or "please" ("Pencil me in for Tuesday.", "Captain, lead on.", "It's late, so take me up"),
+    and the verb is not one of talk ("thank you", "look, ...")."""
+    for sentence in (part for s in split_sentences(clause) for part in _THEREFORE.split(s)):
         rest = sentence[_OPENER.match(sentence).end():]
         first = re.match(r"[^\W\d_]+", rest)
         if first is None or cues.find("social", sentence) is not None:
@@ -173,11 +182,16 @@ class Evidence:
     words: int  # stems of the clause only this action's declaration uses
     named: bool
     informs: bool = False  # a question for information
+    beside_question: bool = False  # another clause of the line is a question for information
 
     def asks(self) -> bool:
         if self.named:
             return True
         if self.informs:
+            return False
+        if self.beside_question and not self.is_request:
+            # "They say you walk readers to the north room. How many tables are there?": a statement that sets up a
+            # question is its context, however close to an action; a request beside a question still acts
             return False
         if self.cosine >= STRONG and self.p_action >= ROUTER_FLOOR:
             return True

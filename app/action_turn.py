@@ -32,12 +32,16 @@ if TYPE_CHECKING:
     from app.dialogue import DialogueEngine
     from app.turn import Turn
 
-_CLAUSES = re.compile(r"(?<=[.!?;])\s+|,?\s+(?:and|but|also|then|while)\s+(?=(?:what|who|whom|where|when|why|how|"
-                      r"which|whose|is|are|was|were|do|does|did|can|could|tell|say|explain)\b)", re.I)
+_WH = r"what|who|whom|where|when|why|how|which|whose|is|are|was|were|do|does|did"
+# sentences; questions joined by "and ..."; a question after a colon or dash ("About the north room: how many ...";
+# not "Message for the medic: tell her ...", whose text after the colon is the message)
+_CLAUSES = re.compile(rf"(?<=[.!?;])\s+|,?\s+(?:and|but|also|then|while)\s+(?=(?:{_WH}|can|could|tell|say|explain)\b)"
+                      rf"|\s*[:—–]\s*(?=(?:{_WH})\b)", re.I)
 
 
 def clauses(text: str) -> list[str]:
-    """The line's clauses (sentences, and questions joined by "and ..."), each with a word at least."""
+    """The line's clauses (sentences, and questions joined by "and ..." or after a colon), each with a word at
+    least."""
     return [c.strip() for c in _CLAUSES.split(text) if c and re.search(r"\w", c)]
 
 
@@ -102,12 +106,13 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
     asked = [request(engine.cues, p) for p in parts]
     questions = [informs(engine.cues, p) for p in parts]
     said = [stems(p) for p in parts]
+    beside = len(parts) > 1 and any(questions[1:])  # (parts[0] is the whole line, the rest its clauses)
     out = []
     for _, rows, action in ab.scores(spec, vecs, turn.tools):
         best = None
         for i in range(len(parts)):
             ev = Evidence(float(rows[i]), p_action(i), asked[i], len(said[i] & words[action.name]),
-                          named(action, parts[i]), questions[i])
+                          named(action, parts[i]), questions[i], beside and not questions[i])
             key = (ev.asks(), ev.rank())
             if best is None or key > best[0]:
                 best = (key, ev, i)

@@ -461,3 +461,36 @@ def test_the_facts_report_counts_routes_and_questions_that_acted(engine):
     report = facts_report(engine, items)
     assert report["acted"] == 1 and report["routes"].get("action") == 1
     assert report["gold_by_route"]["action"] == 0.0 and sum(report["routes"].values()) == 2
+
+
+@pytest.mark.parametrize("line", [
+    "They say you row readers over to Stiltend. How deep is the lake?",
+    "About the ferry to Stiltend, the one you row: how long does the crossing take?",
+    "Show me you know the lake: how deep is it at Stiltend?",
+])
+def test_a_statement_that_sets_up_a_question_is_its_context_not_a_request(engine, line):
+    """Development fact questions rephrased around the cast's action topics acted ("They say you walk readers to
+    the north room. How many tables are there?" was an escort): beside a question for information, only a clause
+    that is itself a request acts."""
+    r = engine.say("warden", line, remember=False)
+    assert r.actions == [] and not any(f.startswith("action_") for f in r.flags), (line, r.flags, r.context)
+
+
+@pytest.mark.parametrize("line", [
+    "Row the two of us over to Stiltend. How deep is the lake?",
+    "It is getting late, so row the two of us over to Stiltend, and how deep is the lake?",
+])
+def test_a_request_beside_a_question_still_acts(engine, line):
+    r = engine.say("warden", line, remember=False)
+    assert r.actions == [{"name": "ferry_passage", "args": {"destination": "Stiltend", "passengers": 2}}], \
+        (line, r.flags, r.context)
+
+
+def test_a_plain_word_is_no_name_of_the_action():
+    from app.action_detect import named
+    from app.actions import ActionSpec
+
+    escort = ActionSpec(name="escort", description="Walk the player to a room.")
+    gate = ActionSpec(name="open_gate", description="Open the gate.")
+    assert not named(escort, "Escort that stray cat out of the garden.")
+    assert named(gate, "call open_gate now") and not named(gate, "open the gate")
