@@ -126,7 +126,8 @@ def informs(cues: Cues, clause: str) -> bool:
     """A question for information ("tell me", "explain", "can I ask why", a clause that opens with a question
     word), or a story of the past ("used to", "last night", "two days ago"): no action, however close to one it
     is."""
-    return cues.find("inform", clause) is not None or cues.find("narration", clause) is not None
+    return cues.find("narration", clause) is not None or any(cues.find("inform", s) is not None
+                                                             for s in split_sentences(clause))
 
 
 # what opens a sentence before its verb: a vocative ("Captain, "), a politeness or filler word

@@ -494,3 +494,24 @@ def test_a_plain_word_is_no_name_of_the_action():
     gate = ActionSpec(name="open_gate", description="Open the gate.")
     assert not named(escort, "Escort that stray cat out of the garden.")
     assert named(gate, "call open_gate now") and not named(gate, "open the gate")
+
+
+@pytest.mark.parametrize("line,asks_info", [
+    ("Chief Engineer Holm, which hatch leads to the spine?", True),  # a vocative of three words
+    ("Morning, Chief. What is the reactor called?", True),  # the question is the second sentence
+    ("Okay so what is the reactor called?", True),
+    ("Quick question: which hatch is the oldest?", True),
+    ("One more thing — which hatch is oldest?", True),
+    ("Captain, do me a favour and row me over.", False),  # "do me", not "do you"
+    ("Have a look at my arm, doctor.", False),
+    ("Whatever you say, row me over.", False),
+    ("Doctor Reyes, can you see my friend?", False),
+])
+def test_a_question_for_information_is_told_after_a_vocative_or_a_filler(line, asks_info):
+    from app.action_detect import informs, request
+    from app.cues import Cues
+
+    cues = Cues.load()
+    assert informs(cues, line) is asks_info
+    if asks_info:
+        assert not request(cues, line)
