@@ -41,7 +41,7 @@ MARGIN = 0.02  # lead over the next action of the same character
 WORDS_ONLY = 0.45  # below this cosine, a request found by the action's own words alone needs one of its arguments
 
 # words that say nothing about which action: function words, the generic verbs of any request
-_GENERIC = frozenset(ENGLISH_STOP_WORDS) | {
+_GENERIC = frozenset(ENGLISH_STOP_WORDS - {"see"}) | {  # ("see": "to be seen", a service as much as a word)
     "need", "want", "like", "get", "got", "give", "take", "bring", "make", "let", "put", "go", "come", "help", "ask",
     "please", "player", "player's", "number", "thing", "something", "someone", "somewhere", "just", "quick", "right",
     "now", "way", "d", "ll", "s", "t", "m", "re", "ve", "would", "could", "can", "will", "shall", "may", "might",
@@ -54,9 +54,19 @@ _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 stemmer = lru_cache(maxsize=1)(english_stemmer)  # optional: without PyStemmer, words are compared as written
 
 
+@lru_cache(maxsize=8192)
+def _verb_lemmas(word: str) -> tuple[str, ...]:
+    """The base forms of an irregular verb form ("seen" → "see", "sold" → "sell"), which a stemmer leaves apart."""
+    from lemminflect import getAllLemmas
+
+    return tuple(x for x in getAllLemmas(word, upos="VERB").get("VERB", ()) if x != word)
+
+
 def stems(text: str) -> set[str]:
-    """The content words of `text`, lower case, stemmed (Snowball English), generic words left out."""
-    words = [w for w in (m.group(0).casefold().replace("’", "'") for m in _WORD.finditer(text or ""))
+    """The content words of `text` and the base forms of its irregular verbs ("I'd like him seen" meets "see you"),
+    lower case, stemmed (Snowball English), generic words left out."""
+    found = [m.group(0).casefold().replace("’", "'") for m in _WORD.finditer(text or "")]
+    words = [w for w in (*found, *(x for w in found for x in _verb_lemmas(w)))
              if w not in _GENERIC and len(w) > 1]
     st = stemmer()
     return set(st.stemWords(words)) if st is not None else set(words)

@@ -515,3 +515,18 @@ def test_a_question_for_information_is_told_after_a_vocative_or_a_filler(line, a
     assert informs(cues, line) is asks_info
     if asks_info:
         assert not request(cues, line)
+
+
+def test_an_irregular_verb_form_meets_its_base_form_in_the_actions_words():
+    """Development misses: "I'd like him seen" and "get her in to see you" shared no word with "I need to see you
+    about a patient." ("seen" stems apart from "see", and "see" was a stop word)."""
+    from app.action_detect import stems, vocabulary
+    from app.actions import ActionSpec
+
+    book = ActionSpec(name="book_visit", description="Book a visit to the infirmary for a patient.",
+                      examples=["I need to see you about a patient."])
+    sell = ActionSpec(name="sell_goods", description="Sell the player goods.", examples=["Sell me a lamp."])
+    words = vocabulary([book, sell])
+    assert stems("I'd like him seen when you have a slot.") & words["book_visit"]
+    assert stems("She sold it to me yesterday.") & words["sell_goods"]
+    assert not stems("I'd like him seen when you have a slot.") & words["sell_goods"]
