@@ -197,6 +197,12 @@ class GroundingConfig(_Strict):
         "rank", description="the order an extracted reply says its sentences in: `rank`, the selection's; "
         "`sentence`, the one whose own words are closest to the question first (the same sentences; answer first "
         "in more replies on one development world, fewer on the other: docs/benchmarks.md)")
+    frame: Literal["markers", "adapter"] = Field(
+        "markers", description="the voice around an extracted fact reply: `markers`, the character's voice markers; "
+        "`adapter`, also a one-sentence lead-in its adapter writes (at most frame_tokens), said only when it adds "
+        "no name, number or negation that the question and evidence lack (docs/benchmarks.md: on the 135M "
+        "default few lead-ins pass, so it is off)")
+    frame_tokens: int = Field(20, ge=4, le=64, description="tokens the adapter may spend on a fact reply's lead-in")
     repetition_penalty: float = Field(1.0, ge=1, description="on fact turns (a penalty on the evidence's own "
                                       "tokens keeps the model from copying them)")
     penalty_over: Literal["generated", "all"] = Field("generated", description="tokens the penalty applies to")

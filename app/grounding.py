@@ -194,6 +194,7 @@ class EvidenceSelector:
         return sorted({w for w in self.entities(reply, None) if w not in known})
 
 
+_NEGATION = re.compile(r"\b(?:not|no|never|nothing|none|nobody|nowhere|neither|nor|cannot)\b|n['’]t\b", re.I)
 _SEPARATOR = re.compile(r"(,\s+|;\s+|\s+[—–]\s+|\s+--\s+)")
 _PAREN = re.compile(r"\s*\([^()]*\)")
 
@@ -336,15 +337,30 @@ class GroundingPolicy:
         shared = topic_words(question) & content_words(best.text)
         return len(shared) >= need and bool(self.selector.answer_tokens(question, best))
 
-    def extract(self, spec: NpcSpec, evidence: list[Evidence], question: str) -> str:
-        """The answer-first extract (compose_answer) in the character's markers, all within max_words."""
+    def extract(self, spec: NpcSpec, evidence: list[Evidence], question: str, lead: str = "") -> str:
+        """The answer-first extract (compose_answer) in the character's markers, all within max_words (`lead`, a
+        checked lead-in of the character's own, goes before it and is not counted)."""
         g, m = self.config.grounding, spec.markers
         frame = sum(len(x[0].split()) for x in (m.opens, m.closes) if x) if m else 0
         budget = None if g.max_words is None else max(8, g.max_words - frame)
         if g.answer_order == "sentence":
             evidence = self.selector.answer_order(question, evidence[: g.extract_sentences])
-        return in_voice(spec, compose_answer(question, evidence, self.selector, budget, g.extract_sentences,
-                                             clauses=g.clauses))
+        answer = compose_answer(question, evidence, self.selector, budget, g.extract_sentences, clauses=g.clauses)
+        return in_voice(spec, f"{lead} {answer}".strip())
+
+    def frame_fault(self, spec: NpcSpec, question: str, lead: str, evidence: list[Evidence]) -> str | None:
+        """Why a lead-in the character's adapter wrote for a fact reply may not be said (None: it may): it must be
+        one whole sentence, no question, and add no name or number the question, persona and evidence lack, no
+        negation (which could contradict the fact) and no "I do not know"."""
+        if not lead or not lead.rstrip("\"'”’)").endswith((".", "!")) or len(_split(lead)) != 1:
+            return "not one whole sentence"
+        if _NEGATION.search(lead):
+            return "negation"
+        if self.cues.find("idk", lead):
+            return "says it does not know"
+        allowed = f"{question} {spec.name} {spec.persona} {spec.style} {self.config.world.name}"
+        bad = self.selector.unsupported(lead, evidence, allowed)
+        return f"unsupported: {', '.join(bad)}" if bad else None
 
     def check(self, spec: NpcSpec, question: str, reply: str, evidence: list[Evidence],
               mode: str) -> tuple[str, dict]:

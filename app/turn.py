@@ -30,6 +30,7 @@ from app.router import LABELS as ROUTES
 from app.router import Route, lore_match
 from retrieval.errors import InputError
 from retrieval.gates import EMPTY, State
+from retrieval.text import split_sentences
 
 if TYPE_CHECKING:
     from app.config import NpcSpec
@@ -177,6 +178,8 @@ def compose(engine: DialogueEngine, turn: Turn) -> None:
             turn.evidence = turn.evidence[: g.extract_sentences]
             turn.output = policy.extract(spec, turn.evidence, turn.question or turn.text)
             turn.grounding = {"answer": "extracted", "evidence": [e.source() for e in turn.evidence]}
+            if g.frame == "adapter" and not turn.flags:
+                _frame(engine, turn)
         else:  # nothing this character may know answers the question
             turn.output, turn.grounding = engine.idk_line(spec), {"answer": "idk", "evidence": []}
     if turn.output is not None:
@@ -214,6 +217,32 @@ def compose(engine: DialogueEngine, turn: Turn) -> None:
                                          markers=tuple((m.opens + m.closes) if m else ()),
                                          closes=tuple(m.closes if m else ()))
     turn.gate = turn.new_gate()
+
+
+def _frame(engine: DialogueEngine, turn: Turn) -> None:
+    """`grounding.frame: adapter`: the character's adapter writes a one-sentence lead-in to the extracted fact (the
+    small-talk prompt, the player's line, at most `frame_tokens`); said before the fact only when the support check
+    passes it (GroundingPolicy.frame_fault). A character without an adapter keeps its markers alone."""
+    spec, config = turn.npc, engine.config
+    adapter = engine.adapter_names.get(spec.id) if turn.use_adapter else None
+    if adapter is None and not (spec.model is not None and turn.use_adapter):
+        return
+    backend = engine.npc_backend(spec, turn.use_adapter)
+    head, _ = prompt_heads(spec, "style", config.world, config.prompts)
+    decoding = replace(Decoding.from_config(config.generation, cache_prefix=head),
+                       max_new_tokens=config.grounding.frame_tokens)
+    said = backend.generate([{"role": "system", "content": head}, {"role": "user", "content": turn.text}], decoding,
+                            adapter=adapter).text
+    m = spec.markers
+    for marker in (m.opens + m.closes) if m else ():  # the markers are said around the whole reply anyway
+        said = said.replace(marker, " ")
+    sentences = split_sentences(said)
+    lead = sentences[0].strip() if sentences else ""
+    fault = turn.policy.frame_fault(spec, turn.question or turn.text, lead, turn.evidence)
+    turn.grounding["frame"] = {"text": lead, "said": fault is None, **({"fault": fault} if fault else {})}
+    if fault is None:
+        turn.output = turn.policy.extract(spec, turn.evidence, turn.question or turn.text, lead=lead)
+    turn.lap("frame_ms")
 
 
 def generate(engine: DialogueEngine, turn: Turn) -> Iterator[str]:

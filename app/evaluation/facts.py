@@ -100,10 +100,12 @@ def facts_report(engine, items: list[dict], *, keep_items: bool = False, progres
                      "gated": not gate_open(doc.requires, state),
                      "gold_in_sources": it["doc"] in {s["doc"] for s in reply.sources}, "idk": idk,
                      "route": reply.route, "acted": bool(reply.actions) or any(f.startswith("action_") for f in reply.flags),
-                     "text": reply.text, "answer": reply.grounding.get("answer"),
+                     "text": reply.text, "frame": reply.grounding.get("frame"), "answer": reply.grounding.get("answer"),
                      "ms": reply.timings.get("total_ms")})
         if progress is not None:
             progress(i + 1, len(items))
+    for r in rows:
+        r["frame_said"] = bool(r["frame"] and r["frame"]["said"])
     ins = [r for r in rows if r["in_scope"]]
     outs = [r for r in rows if not r["in_scope"]]
     gated = [r for r in rows if r["gated"]]
@@ -124,6 +126,8 @@ def facts_report(engine, items: list[dict], *, keep_items: bool = False, progres
                   route: rate([r for r in ins if r["route"] == route], "contains_gold")
                   for route in sorted({r["route"] for r in ins})},
               "acted": sum(r["acted"] for r in rows),
+              # grounding.frame: adapter: of the replies given a lead-in, the share that said it (passed the check)
+              "framed": rate([r for r in rows if r["frame"]], "frame_said"),
               **quality_figures(ins)}
     if keep_items:
         report["items"] = rows

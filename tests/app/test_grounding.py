@@ -295,3 +295,27 @@ def test_own_evidence_that_answers_by_itself_is_not_silenced_by_hidden_text(sele
         update={"hidden_own_answer": None})})
     assert not GroundingPolicy(off, selector, Cues.load(), None).answers_on_its_own(
         "How many bolts hold the iron door?", own)
+
+
+def test_a_lead_in_is_said_only_when_it_adds_nothing_the_evidence_lacks(selector):
+    """grounding.frame: adapter. On the Library's fact questions the adapter's lead-ins named a well "the Cryptum",
+    answered "Two." to a question the evidence answers otherwise, and said "Ain't got no idea.": all must be dropped."""
+    from app.cast import NpcSpec
+    from app.grounding import GroundingPolicy
+
+    policy = GroundingPolicy(EternaConfig(), selector, Cues.load(), None)
+    spec = NpcSpec(id="warden", name="Capitán Rodrigo Ferrán", role="npc", persona="Warden of the Stacks.",
+                   style="Terse.", knows="all")
+    ev = [Evidence("The great clock was built by the clockmaker Oriol Santpere in 1612.", "c#0", "c", "The Clock Room",
+                   1.0)]
+    q = "Who built the great clock?"
+    assert policy.frame_fault(spec, q, "Clock tower.", ev) is None
+    assert policy.frame_fault(spec, q, "A clock... proper clock.", ev) is None
+    assert policy.frame_fault(spec, q, "It was Oriol Santpere, in 1612.", ev) is None  # the evidence's own names
+    assert policy.frame_fault(spec, q, "The clock... it's called the Cryptum.", ev).startswith("unsupported")
+    assert policy.frame_fault(spec, q, "Two.", ev).startswith("unsupported")
+    assert policy.frame_fault(spec, q, "Ain't got no idea.", ev) == "negation"
+    assert policy.frame_fault(spec, q, "It was never built.", ev) == "negation"
+    assert policy.frame_fault(spec, q, "Clock tower?", ev) == "not one whole sentence"
+    assert policy.frame_fault(spec, q, "", ev) == "not one whole sentence"
+    assert policy.frame_fault(spec, q, "The clock was built", ev) == "not one whole sentence"

@@ -182,3 +182,24 @@ def test_an_ab_variant_names_its_persona_adapter_and_one_without_adapters_has_no
     assert engines["after"].adapter_names["archivist"] == PERSONA_ADAPTER
     assert engines["after"].say("archivist", "Hello!", session="ab", route="style").adapter == PERSONA_ADAPTER
     assert engines["before"].say("archivist", "Hello!", session="ab2", route="style").adapter is None
+
+
+def test_a_fact_reply_framed_by_the_adapter_says_its_lead_in_only_when_it_passes(persona_project):
+    """grounding.frame: adapter: the character's adapter writes a lead-in for an extracted fact; it is checked, and
+    the fact is said either way; a character with no adapter keeps its markers alone."""
+    path, _, _ = persona_project
+    cfg = EternaConfig.load(path)
+    engine = DialogueEngine.from_settings(cfg)
+    q = "Who built the great clock?"
+    plain = engine.say("warden", q, session="f0", route="fact", remember=False)
+    engine.config = cfg.model_copy(update={"grounding": cfg.grounding.model_copy(update={"frame": "adapter"})})
+    framed = engine.say("warden", q, session="f1", route="fact", remember=False)
+    frame = framed.grounding["frame"]
+    assert plain.grounding["answer"] == framed.grounding["answer"] == "extracted" and "frame" not in plain.grounding
+    assert isinstance(frame["text"], str) and ("fault" in frame) is not frame["said"]
+    if frame["said"]:  # the lead-in, then the same fact in the same markers
+        assert framed.text.replace(frame["text"] + " ", "", 1) == plain.text
+    else:
+        assert framed.text == plain.text and frame["fault"]
+    other = engine.say("archivist", q, session="f2", route="fact", remember=False)
+    assert "frame" not in other.grounding  # no adapter of its own, none shared: markers alone
