@@ -99,8 +99,9 @@ def facts_report(engine, items: list[dict], *, keep_items: bool = False, progres
                      "in_scope": in_scope, "spoiler": doc.chapter > it["chapter"], "contains_gold": said,
                      "gated": not gate_open(doc.requires, state),
                      "gold_in_sources": it["doc"] in {s["doc"] for s in reply.sources}, "idk": idk,
-                     "route": reply.route, "acted": bool(reply.actions) or any(f.startswith("action_") for f in reply.flags),
-                     "text": reply.text, "frame": reply.grounding.get("frame"), "answer": reply.grounding.get("answer"),
+                     "route": reply.route, "text": reply.text, "frame": reply.grounding.get("frame"),
+                     "acted": bool(reply.actions) or any(f.startswith("action_") for f in reply.flags),
+                     "answer": reply.grounding.get("answer"),
                      "ms": reply.timings.get("total_ms")})
         if progress is not None:
             progress(i + 1, len(items))
