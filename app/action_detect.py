@@ -155,11 +155,14 @@ _THEREFORE = re.compile(r",\s*(?:so|then)\s+", re.I)
 
 @lru_cache(maxsize=4096)
 def _base_verb(word: str) -> bool:
-    """Can `word` be a verb's base form (lemminflect's lexicon: "pencil", "hand", "lead"; not "ropes", "nice")?"""
-    from lemminflect import getAllLemmas
+    """Can `word` be a verb's base form (lemminflect's lexicon: "pencil", "hand", "lead"; not "ropes", "nice", nor
+    "saw", the past of "see")?"""
+    from lemminflect import getAllInflections, getAllLemmas
 
     w = word.casefold()
-    return w in getAllLemmas(w, upos="VERB").get("VERB", ())
+    lemmas = getAllLemmas(w, upos="VERB").get("VERB", ())
+    # the past tense of another verb reads as a story, not a request: "Saw the hatch cycle", "Found a key"
+    return w in lemmas and not any(w in getAllInflections(x, upos="VERB").get("VBD", ()) for x in lemmas if x != w)
 
 
 def imperative(cues: Cues, clause: str) -> bool:

@@ -530,3 +530,15 @@ def test_an_irregular_verb_form_meets_its_base_form_in_the_actions_words():
     assert stems("I'd like him seen when you have a slot.") & words["book_visit"]
     assert stems("She sold it to me yesterday.") & words["sell_goods"]
     assert not stems("I'd like him seen when you have a slot.") & words["sell_goods"]
+
+
+def test_the_past_tense_of_another_verb_is_no_imperative():
+    """Development hard negative: "Saw the Docking Spine hatch cycle four times ..." opened the hatch ("saw" is a
+    verb's base form, and the past of "see")."""
+    from app.action_detect import imperative
+    from app.cues import Cues
+
+    cues = Cues.load()
+    assert not imperative(cues, "Saw the north hatch cycle four times last watch.")
+    assert not imperative(cues, "Found a key under the mat.")
+    assert imperative(cues, "Lead me to the north hatch.") and imperative(cues, "Hand me a lantern.")
