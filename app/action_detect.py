@@ -55,11 +55,16 @@ stemmer = lru_cache(maxsize=1)(english_stemmer)  # optional: without PyStemmer, 
 
 
 @lru_cache(maxsize=8192)
-def _verb_lemmas(word: str) -> tuple[str, ...]:
-    """The base forms of an irregular verb form ("seen" → "see", "sold" → "sell"), which a stemmer leaves apart."""
+def _lemmas(word: str) -> tuple[str, ...]:
+    """The verb base forms lemminflect's lexicon gives `word` (itself, when it is one: "pencil"; "see" for "seen")."""
     from lemminflect import getAllLemmas
 
-    return tuple(x for x in getAllLemmas(word, upos="VERB").get("VERB", ()) if x != word)
+    return getAllLemmas(word, upos="VERB").get("VERB", ())
+
+
+def _verb_lemmas(word: str) -> tuple[str, ...]:
+    """The base forms of an irregular verb form ("seen" → "see", "sold" → "sell"), which a stemmer leaves apart."""
+    return tuple(x for x in _lemmas(word) if x != word)
 
 
 def stems(text: str) -> set[str]:
@@ -125,7 +130,7 @@ def vocabulary(actions: list[ActionSpec], speaker: str = "") -> dict[str, frozen
 
 def named(action: ActionSpec, text: str) -> bool:
     """The line names the action itself ("call open_gate ..."). A name that is one plain word ("escort") is an
-    ordinary word of the line ("Escort that stray cat out", "the room you escort readers to"): it counts among the
+    ordinary word of the line ("Escort that stray cat out", "the room you escort guests to"): it counts among the
     action's own words, not as its name."""
     if re.fullmatch(r"[^\W\d_]+", action.name):
         return False
@@ -157,12 +162,11 @@ _THEREFORE = re.compile(r",\s*(?:so|then)\s+", re.I)
 def _base_verb(word: str) -> bool:
     """Can `word` be a verb's base form (lemminflect's lexicon: "pencil", "hand", "lead"; not "ropes", "nice", nor
     "saw", the past of "see")?"""
-    from lemminflect import getAllInflections, getAllLemmas
+    from lemminflect import getAllInflections
 
     w = word.casefold()
-    lemmas = getAllLemmas(w, upos="VERB").get("VERB", ())
-    # the past tense of another verb reads as a story, not a request: "Saw the hatch cycle", "Found a key"
-    return w in lemmas and not any(w in getAllInflections(x, upos="VERB").get("VBD", ()) for x in lemmas if x != w)
+    # the past tense of another verb reads as a story, not a request: "Saw the gate swing", "Found a key"
+    return w in _lemmas(w) and not any(w in getAllInflections(x, upos="VERB").get("VBD", ()) for x in _verb_lemmas(w))
 
 
 def imperative(cues: Cues, clause: str) -> bool:
@@ -204,7 +208,7 @@ class Evidence:
         if self.informs:
             return False
         if self.beside_question and not self.is_request:
-            # "They say you walk readers to the north room. How many tables are there?": a statement that sets up a
+            # "They say you walk guests to the north room. How many tables are there?": a statement that sets up a
             # question is its context, however close to an action; a request beside a question still acts
             return False
         if self.cosine >= STRONG and self.p_action >= ROUTER_FLOOR:

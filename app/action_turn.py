@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 _WH = r"what|who|whom|where|when|why|how|which|whose|is|are|was|were|do|does|did"
 # sentences; questions joined by "and ..."; a question after a colon or dash ("About the north room: how many ...";
-# not "Message for the medic: tell her ...", whose text after the colon is the message)
+# not "Message for the cook: tell her ...", whose text after the colon is the message)
 _CLAUSES = re.compile(rf"(?<=[.!?;])\s+|,?\s+(?:and|but|also|then|while)\s+(?=(?:{_WH}|can|could|tell|say|explain)\b)"
                       rf"|\s*[:—–]\s*(?=(?:{_WH})\b)", re.I)
 

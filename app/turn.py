@@ -176,10 +176,9 @@ def compose(engine: DialogueEngine, turn: Turn) -> None:
     elif turn.grounded and (not turn.evidence or policy.mode(label) == "extract" or turn.flags):
         if turn.evidence:  # the best evidence sentences, in the character's voice markers: no generation
             turn.evidence = turn.evidence[: g.extract_sentences]
-            turn.output = policy.extract(spec, turn.evidence, turn.question or turn.text)
             turn.grounding = {"answer": "extracted", "evidence": [e.source() for e in turn.evidence]}
-            if g.frame == "adapter" and not turn.flags:
-                _frame(engine, turn)
+            lead = _frame(engine, turn) if g.frame == "adapter" and not turn.flags else ""
+            turn.output = policy.extract(spec, turn.evidence, turn.question or turn.text, lead=lead)
         else:  # nothing this character may know answers the question
             turn.output, turn.grounding = engine.idk_line(spec), {"answer": "idk", "evidence": []}
     if turn.output is not None:
@@ -219,14 +218,15 @@ def compose(engine: DialogueEngine, turn: Turn) -> None:
     turn.gate = turn.new_gate()
 
 
-def _frame(engine: DialogueEngine, turn: Turn) -> None:
-    """`grounding.frame: adapter`: the character's adapter writes a one-sentence lead-in to the extracted fact (the
-    small-talk prompt, the player's line, at most `frame_tokens`); said before the fact only when the support check
-    passes it (GroundingPolicy.frame_fault). A character without an adapter keeps its markers alone."""
+def _frame(engine: DialogueEngine, turn: Turn) -> str:
+    """`grounding.frame: adapter`: the lead-in the character's adapter writes to the extracted fact (the small-talk
+    prompt, the player's line, at most `frame_tokens`), or "" when the support check does not pass it
+    (GroundingPolicy.frame_fault; what was written goes to `turn.grounding["frame"]`). A character without an adapter
+    keeps its markers alone."""
     spec, config = turn.npc, engine.config
     adapter = engine.adapter_names.get(spec.id) if turn.use_adapter else None
     if adapter is None and not (spec.model is not None and turn.use_adapter):
-        return
+        return ""
     backend = engine.npc_backend(spec, turn.use_adapter)
     head, _ = prompt_heads(spec, "style", config.world, config.prompts)
     decoding = replace(Decoding.from_config(config.generation, cache_prefix=head),
@@ -240,9 +240,8 @@ def _frame(engine: DialogueEngine, turn: Turn) -> None:
     lead = sentences[0].strip() if sentences else ""
     fault = turn.policy.frame_fault(spec, turn.question or turn.text, lead, turn.evidence)
     turn.grounding["frame"] = {"text": lead, "said": fault is None, **({"fault": fault} if fault else {})}
-    if fault is None:
-        turn.output = turn.policy.extract(spec, turn.evidence, turn.question or turn.text, lead=lead)
     turn.lap("frame_ms")
+    return lead if fault is None else ""
 
 
 def generate(engine: DialogueEngine, turn: Turn) -> Iterator[str]:

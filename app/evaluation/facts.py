@@ -100,13 +100,12 @@ def facts_report(engine, items: list[dict], *, keep_items: bool = False, progres
                      "gated": not gate_open(doc.requires, state),
                      "gold_in_sources": it["doc"] in {s["doc"] for s in reply.sources}, "idk": idk,
                      "route": reply.route, "text": reply.text, "frame": reply.grounding.get("frame"),
+                     "frame_said": bool(reply.grounding.get("frame", {}).get("said")),
                      "acted": bool(reply.actions) or any(f.startswith("action_") for f in reply.flags),
                      "answer": reply.grounding.get("answer"),
                      "ms": reply.timings.get("total_ms")})
         if progress is not None:
             progress(i + 1, len(items))
-    for r in rows:
-        r["frame_said"] = bool(r["frame"] and r["frame"]["said"])
     ins = [r for r in rows if r["in_scope"]]
     outs = [r for r in rows if not r["in_scope"]]
     gated = [r for r in rows if r["gated"]]
