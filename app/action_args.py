@@ -16,6 +16,8 @@ import re
 
 from jsonschema import Draft202012Validator
 
+from retrieval.text import ABBREVIATIONS
+
 _UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
                                      "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
 _TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if i > 1}
@@ -29,9 +31,13 @@ _NUMWORD = re.compile(r"\b(?:(?:a|an|one|two|three|four|five|six|seven|eight|nin
                       r"dozen|score|hundred)\b", re.I)
 _QUOTED = re.compile(r"[\"“«]([^\"”»]{2,80})[\"”»]|(?<!\w)'([^']{2,80})'(?!\w)")
 _NAME = re.compile(r"\b([A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+(?:(?:de|del|la|las|los|of|the|van|von|y)\s+){0,2}[A-ZÁÉÍÓÚÑ][\w’'-]+)*)")
+# an abbreviated title before a name ("Mr. Gorman" is "Gorman"; "Mr" alone is no name)
+_TITLE = re.compile(r"\b(?:" + "|".join(sorted((a for a in ABBREVIATIONS if "." not in a), key=len, reverse=True))
+                    + r")\.?\s+(?=[A-ZÁÉÍÓÚÑ])", re.I)
 _AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name|by the name of)\s+(?:the\s+|a\s+|an\s+|my\s+)?"
                     r"([\w’'-]+(?:\s+[\w’'-]+){0,3})", re.I)
-_SAYING = re.compile(r"(?::|\bthat|\bsaying)\s+[\"“']?([^\"”]{2,400}?)[\"”']?\s*[.!]?$", re.I)
+_SAYING = re.compile(r"(?::|\bthat|\bsaying|\btell (?:him|her|them)(?: that)?)\s+"
+                     r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*[.!]?$", re.I)
 _LONG = {"message", "note", "text", "words", "letter", "content", "say", "said", "body"}
 _STOP = {"the", "a", "an", "of", "to", "and", "or", "in", "on", "at", "for", "my", "your", "me", "please", "i", "you"}
 # capitalised words that are never a name: the pronoun I and its contractions ("I'd", "I've")
@@ -55,6 +61,24 @@ def valid(schema: dict, value: object) -> bool:
     return validator.is_valid(value)
 
 
+def _typos() -> dict[str, int]:
+    """Number words with one letter dropped or two swapped ("thre", "fiev"), when that is no English word."""
+    from lemminflect import getAllLemmas
+
+    out: dict[str, int] = {}
+    for w, v in {**_UNITS, **_TENS}.items():
+        if len(w) < 4 or not v:
+            continue
+        for t in {w[:i] + w[i + 1:] for i in range(len(w))} | {w[:i] + w[i + 1] + w[i] + w[i + 2:]
+                                                              for i in range(len(w) - 1)}:
+            if len(t) >= 4 and t != w and t not in _WORDS and not getAllLemmas(t):
+                out[t] = v
+    return out
+
+
+_TYPO: dict[str, int] = {}
+
+
 def spans(text: str) -> list[tuple[int, int, float]]:
     """(start, end, value) of each number in `text`, in order: digits ("3", "2.5", "1,200") and number words
     ("twenty-two", "a dozen")."""
@@ -66,6 +90,10 @@ def spans(text: str) -> list[tuple[int, int, float]]:
             found.append((m.start(), m.end(), float(raw)))
         except ValueError:
             continue
+    if not _TYPO:
+        _TYPO.update(_typos())
+    found += [(m.start(), m.end(), float(_TYPO[m.group(0).casefold()])) for m in re.finditer(r"[^\W\d_]{4,}", text)
+              if m.group(0).casefold() in _TYPO]
     for m in _NUMWORD.finditer(text):
         parts = re.split(r"[\s-]+", m.group(0).lower())
         if parts[0] in ("a", "an"):
@@ -185,14 +213,15 @@ def _bare(name: str) -> str:
 def _strings(text: str, exclude: set[str], long: bool = False) -> list[str]:
     """Free-string candidates, best first, without a leading article. A name: a short quote, a proper name (not at
     a sentence start unless it has more words), the words after "named", "called", "titled", a longer quote.
-    `long` (a message, a note): quoted text, what follows a colon or "that", then the names."""
+    `long` (a message, a note): quoted text, what follows a colon, "that", "saying" or "tell him"."""
     bad = {norm(x) for x in exclude}
     quoted = [a or b for a, b in (m.groups() for m in _QUOTED.finditer(text))]
     names = []
-    for m in _NAME.finditer(text):
+    plain = _TITLE.sub("", text)
+    for m in _NAME.finditer(plain):
         name = m.group(1).strip()
         start = m.start(1)
-        initial = start == 0 or re.search(r"[.!?:]\s*$", text[:start]) is not None
+        initial = start == 0 or re.search(r"[.!?:]\s*$", plain[:start]) is not None
         words = name.split()
         if initial and len(words) > 1:  # "Please Tomas Reyes" → "Tomas Reyes"; "doc: Rosa Quintero" stays whole
             name, initial = (" ".join(words[1:]) if _english(words[0]) else name), False
@@ -203,8 +232,8 @@ def _strings(text: str, exclude: set[str], long: bool = False) -> list[str]:
         names.append(name)
     names += [m.group(1).strip(" .,!?;:") for m in _AFTER.finditer(text)]
     said = [m.group(1).strip() for m in _SAYING.finditer(text)] if long else []
-    if long:  # a message keeps its article
-        out = [*quoted, *said, *names]
+    if long:  # a message keeps its article; a name alone is no message ("to Silas Mott in Fort Ashby")
+        out = [*quoted, *said]
     else:
         short = [q for q in quoted if len(q.split()) <= 4]
         out = [*short, *names, *(q for q in quoted if q not in short)]
@@ -230,9 +259,47 @@ def _is_long(name: str, schema: dict) -> bool:
     return (schema.get("maxLength") or 0) > 80 or bool(words & _LONG)
 
 
-def extract_args(params: dict, text: str, exclude: set[str] = frozenset()) -> dict:
+# lengths of time in minutes, and the spans that say them: "ten minutes", "a quarter of an hour", "a fortnight"
+_MINUTES = {"minute": 1, "min": 1, "hour": 60, "hr": 60, "day": 1440, "night": 1440, "week": 10080, "fortnight": 20160}
+_IDIOMS = ((re.compile(r"\b(?:a\s+)?quarter(?:\s+of)?\s+an?\s+hour\b", re.I), 15),
+           (re.compile(r"\bhalf(?:\s+an|-an)?[\s-]hour\b", re.I), 30),
+           (re.compile(r"\b(?:an|one)\s+hour\s+and\s+a\s+half\b", re.I), 90),
+           (re.compile(r"\b(?:to|for)\s+(?:tonight|the\s+night)\b", re.I), 1440))
+_UNIT = re.compile(r"\b(minute|min|hour|hr|day|night|week|fortnight)s?\b", re.I)
+
+
+def durations(text: str) -> list[tuple[int, int, float]]:
+    """(start, end, minutes) of each length of time in `text`: a number before a unit ("ten minutes", "3 nights",
+    "a week", "a fortnight") or an idiom ("a quarter of an hour", "half an hour", "for the night")."""
+    found: list[tuple[int, int, float]] = []
+    for rx, minutes in _IDIOMS:
+        found += [(m.start(), m.end(), float(minutes)) for m in rx.finditer(text)]
+    nums = spans(text)
+    for m in _UNIT.finditer(text):
+        if any(a <= m.start() < b for a, b, _ in found) or (m.start() and m.group(0)[0].isupper()):
+            continue  # (inside an idiom; a capitalised word is a name: "the Night Mail")
+        per = _MINUTES[m.group(1).lower()]
+        before = [n for n in nums if n[1] <= m.start() and not text[n[1]:m.start()].strip()]
+        if before:
+            found.append((before[-1][0], m.end(), before[-1][2] * per))
+        elif re.search(r"\b(?:a|an|one)\s+$", text[:m.start()], re.I) and m.group(0).lower() == m.group(1).lower():
+            found.append((m.start(), m.end(), float(per)))  # "a week", "a fortnight": one, in the singular
+    return sorted(found)
+
+
+def _time_unit(name: str, schema: dict) -> float | None:
+    """Minutes per unit of a number parameter that counts a length of time ("minutes", "how many nights")."""
+    for w in _unit_words(name, schema):
+        w = w[:-1] if w.endswith("s") else w
+        if w in _MINUTES:
+            return float(_MINUTES[w])
+    return None
+
+
+def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), things: set[str] = frozenset()) -> dict:
     """The arguments the words give, each valid under its own schema (invalid candidates are not given).
-    `exclude`: names that are never a free string (the character's own name)."""
+    `exclude`: names that are never a free string (the character's own name). `things`: the nouns of the action's
+    name ("ticket"): "a ticket" counts one for a parameter that counts (not for a length of time)."""
     props = params.get("properties") or {}
     args: dict = {}
     used: list[tuple[int, int, float]] = []
@@ -255,6 +322,14 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset()) -> di
         types = schema.get("type")
         types = set(types if isinstance(types, list) else [types])
         if types & {"integer", "number"}:
+            per = _time_unit(name, schema)
+            if per is not None:  # "a quarter of an hour" for minutes, "a fortnight" for nights
+                got = [(a, b, v / per) for a, b, v in durations(text) if (v / per).is_integer()]
+                got = [n for n in got if valid(schema, _as_type(schema, n[2]))]
+                if got:
+                    args[name] = _as_type(schema, got[0][2])
+                    used += [n for n in found if got[0][0] <= n[0] and n[1] <= got[0][1]]
+                    continue
             for n in _number_order(text, found, _unit_words(name, schema)):
                 if n in used:
                     continue
@@ -265,10 +340,13 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset()) -> di
                     break
             else:  # "a rope", "an oil flask": an article or "one" just before a value taken in the singular
                 one = _as_type(schema, 1)
-                if one is not None and valid(schema, one) and _counts(name, schema) and _singular(text, args, props):
+                if one is not None and valid(schema, one) and _counts(name, schema) and per is None and \
+                        (_singular(text, args, props) or _one_thing(text, things)):
                     args[name] = one
         elif "string" in types:
             never = exclude | enum_words | {str(v) for v in args.values()}
+            if not _is_long(name, schema) and any(_is_long(k, v) for k, v in props.items() if isinstance(v, dict)):
+                never |= set(_strings(text, set(), long=True))  # a quoted message is not the recipient's name
             for cand in _strings(text, never, _is_long(name, schema)):
                 if valid(schema, cand):
                     args[name] = cand
@@ -293,6 +371,12 @@ def _singular(text: str, args: dict, props: dict) -> bool:
             if re.search(rf"\b(?:a|an|one|single|a single)\s+{re.escape(norm(v))}(?!\w)", norm(text)):
                 return True
     return False
+
+
+def _one_thing(text: str, things: set[str]) -> bool:
+    """The action's own thing said in the singular with "a", "an", "one" or "single" ("a ticket")."""
+    said = norm(text)
+    return any(re.search(rf"\b(?:a|an|one|single)\s+{re.escape(norm(t))}(?!\w)", said) for t in things if norm(t))
 
 
 def missing(params: dict, args: dict) -> list[str]:

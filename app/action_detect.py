@@ -105,7 +105,7 @@ def service(description: str) -> str:
     return _PLACE.sub("", " " + description.strip().rstrip("."), count=1).strip()
 
 
-def _declared_words(action: ActionSpec) -> set[str]:
+def declared_words(action: ActionSpec) -> set[str]:
     text = [action.name.replace("_", " "), service(action.description), *action.examples]
     for name, schema in (action.params.get("properties") or {}).items():
         text.append(name.replace("_", " "))
@@ -120,7 +120,7 @@ def vocabulary(actions: list[ActionSpec], speaker: str = "") -> dict[str, frozen
     share tells them apart no more than a generic one), without the words of the `speaker`'s name (a line that
     names the character asks for nothing by it)."""
     own = stems(speaker)
-    words = {a.name: _declared_words(a) - own for a in actions}
+    words = {a.name: declared_words(a) - own for a in actions}
     seen: dict[str, int] = {}
     for ws in words.values():
         for w in ws:
@@ -139,10 +139,75 @@ def named(action: ActionSpec, text: str) -> bool:
 
 def informs(cues: Cues, clause: str) -> bool:
     """A question for information ("tell me", "explain", "can I ask why", a clause that opens with a question
-    word), or a story of the past ("used to", "last night", "two days ago"): no action, however close to one it
-    is."""
-    return cues.find("narration", clause) is not None or any(cues.find("inform", s) is not None
+    word), or a story of the past ("used to", "last night", "two days ago", "My father held the ticket window"): no
+    action, however close to one it is."""
+    return cues.find("narration", clause) is not None or any(cues.find("inform", s) is not None or told(s, cues)
                                                              for s in split_sentences(clause))
+
+
+_SUBJECTS = frozenset("i he she they we it someone somebody everyone everybody nobody".split())
+_DETERMINERS = frozenset("my his her their our your the a an that this some one".split())
+_ADVERBS = frozenset("once already just never always even also only finally really actually first then".split())
+# verbs whose past tense still asks ("I wanted ...", "I was hoping ..."), and modals
+_STILL_ASKS = frozenset("be have do get want need hope wonder like love mean think wish can will shall may must".split())
+
+
+def _past_only(word: str) -> bool:
+    """`word` is only a past-tense verb ("sent", "held"; not "put", which is also a base form, nor "wanted")."""
+    from lemminflect import getAllInflections
+
+    w = word.casefold()
+    if w in _lemmas(w):
+        return False
+    return any(w in getAllInflections(x, upos="VERB").get("VBD", ()) and x not in _STILL_ASKS for x in _lemmas(w))
+
+
+_AFTER_STORY = re.compile(r"[,;]\s*|\s+(?:so|and|but|then)\s+", re.I)
+
+
+def _asks_after(cues: Cues | None, sentence: str) -> bool:
+    """A later part of the sentence asks: "Tomas broke his arm, book him in", "..., but could you send another?"."""
+    for part in _AFTER_STORY.split(sentence)[1:]:
+        part = re.sub(r"^\W*(?:(?:so|and|but|then)\s+)?", "", part, flags=re.I)
+        if cues is not None and cues.find("request", part) is not None:
+            return True
+        first = re.match(r"\W*(?:please\s+)?([^\W\d_]+)(?:\s+([^\W\d_]+))?", part)
+        if first is None:
+            continue
+        word, nxt = first.group(1).casefold(), (first.group(2) or "").casefold()
+        if word in ("can", "could", "would", "will", "please") and nxt in ("you", "u", "ya", ""):
+            return True
+        if word not in _NOT_SERVICE and word not in _SUBJECTS and _base_verb(word) and not _past_only(word):
+            return True
+    return False
+
+
+def told(sentence: str, cues: Cues | None = None) -> bool:
+    """A sentence that tells what someone did: a subject (a pronoun, "my father", a capitalised name) and then a
+    verb in the past tense ("My grandfather sent a telegram to the President once"). A story, not a request."""
+    rest = sentence[_OPENER.match(sentence).end():]
+    toks = re.findall(r"[^\W\d_]+(?:['’][^\W\d_]+)?", rest)
+    if len(toks) < 2:
+        return False
+    first = toks[0].casefold()
+    if first in _SUBJECTS:
+        at = [1]
+    elif first in _DETERMINERS:
+        at = [2, 3, 4]  # after a noun of one to three words
+    elif toks[0][:1].isupper() and not _base_verb(toks[0]) and not re.search(r"['’]", toks[0]):
+        at = [1, 2]  # after a name of one or two words
+    else:
+        return False
+    for i in at:
+        while i < len(toks) and toks[i].casefold() in _ADVERBS:
+            i += 1
+        if i >= len(toks):
+            return False
+        if _past_only(toks[i]):
+            return not _asks_after(cues, rest)
+        if _lemmas(toks[i].casefold()) and not toks[i][:1].isupper() and first not in _DETERMINERS:
+            return False
+    return False
 
 
 # what opens a sentence before its verb: a vocative ("Captain, "), a politeness or filler word
@@ -182,6 +247,32 @@ def imperative(cues: Cues, clause: str) -> bool:
         if word.casefold() not in _NOT_SERVICE and _base_verb(word):
             return True
     return False
+
+
+_MODAL_YOU = re.compile(r"(?:can|could|would|will|won['’]?t|wouldn['’]?t)\s+(?:you|u|ya)\s+(?:please\s+|just\s+)*"
+                        r"([^\W\d_]+)", re.I)
+
+
+def request_verb(clause: str) -> str | None:
+    """The verb a request puts to the listener: "could you tell ..." → "tell", "Set my watch ..." → "set"."""
+    rest = clause[_OPENER.match(clause).end():]
+    m = _MODAL_YOU.search(rest)
+    if m is not None:
+        return m.group(1).casefold()
+    first = re.match(r"[^\W\d_]+", rest)
+    return first.group(0).casefold() if first is not None and _base_verb(first.group(0)) else None
+
+
+def by_values_only(action: ActionSpec, clause: str, own: frozenset[str]) -> bool:
+    """The clause meets the action only in values of its parameters ("the north gate"), and its request's verb is
+    one of talk, not the action's ("could you tell the keeper of the north gate that ...")."""
+    found = stems(clause) & own
+    values = stems(" ".join(str(v) for schema in (action.params.get("properties") or {}).values()
+                            if isinstance(schema, dict) for v in schema.get("enum") or [] if isinstance(v, str)))
+    verb = request_verb(clause)
+    if not found or not found <= values or verb is None or verb not in _NOT_SERVICE:
+        return False
+    return not (stems(verb) & declared_words(action) - values)
 
 
 def request(cues: Cues, clause: str) -> bool:

@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from app.action_args import complete, extract_args, missing
-from app.action_detect import MARGIN, Evidence, informs, named, paraphrases, request, stems, vocabulary
+from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, paraphrases,
+                               request, stems, vocabulary)
 from app.actions import Outcome, with_answer
 from app.router import Route, lore_match
+from retrieval.text import ABBREVIATIONS
 
 if TYPE_CHECKING:
     from app.cast import NpcSpec
@@ -35,7 +37,10 @@ if TYPE_CHECKING:
 _WH = r"what|who|whom|where|when|why|how|which|whose|is|are|was|were|do|does|did"
 # sentences; questions joined by "and ..."; a question after a colon or dash ("About the north room: how many ...";
 # not "Message for the cook: tell her ...", whose text after the colon is the message)
-_CLAUSES = re.compile(rf"(?<=[.!?;])\s+|,?\s+(?:and|but|also|then|while)\s+(?=(?:{_WH}|can|could|tell|say|explain)\b)"
+# (not after a title: "Mr. Teague, could you ...")
+_NOT_TITLE = "".join(rf"(?<!\b{a}\.)" for a in sorted(ABBREVIATIONS) if "." not in a)
+_CLAUSES = re.compile(rf"(?<=[.!?;]){_NOT_TITLE}\s+"
+                      rf"|,?\s+(?:and|but|also|then|while)\s+(?=(?:{_WH}|can|could|tell|say|explain)\b)"
                       rf"|\s*[:—–]\s*(?=(?:{_WH})\b)", re.I)
 
 
@@ -147,12 +152,17 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     rest_vec = vecs[others[0]] if len(others) == 1 else (engine.embedder.encode([rest])[0] if rest else None)
     outcome = Outcome(action, "accepted", score=round(ev.cosine, 3))
     never = {spec.name, *spec.name.split()}
-    args = extract_args(action.params, clause, exclude=never)
+    things = set(action.name.split("_"))  # "a ticket" is one, for an action named sell_ticket
+    args = extract_args(action.params, clause, exclude=never, things=things)
     for i in others:  # "A candle? Just the one.": what the action's clause lacks, from the other clauses
-        more = extract_args(action.params, parts[i], exclude=never | {str(v) for v in args.values()})
+        more = extract_args(action.params, parts[i], exclude=never | {str(v) for v in args.values()}, things=things)
         args.update({k: v for k, v in more.items() if k not in args})
     if not args and ev.by_words_only() and action.params.get("properties"):
         # only a word of the action's own and nothing of its arguments: "Open your heart to me" asks for no gate
+        return None, "", None
+    if ev.by_words_only() and by_values_only(action, clause, book(engine).words(spec)[action.name]):
+        return None, "", None  # "could you tell the conductor of <a train>": another verb, only a value's words
+    if elsewhere(engine, turn, ev, vecs):
         return None, "", None
     if not action.allowed(turn.state):
         outcome.status = "refused"
@@ -163,6 +173,26 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
             outcome.status = "incomplete"
             outcome.missing = outcome.missing or list(action.params.get("required") or [])
     return outcome, rest, rest_vec
+
+
+ELSEWHERE = 0.05  # another character's action this much closer (cosine), with more of its words: not ours
+
+
+def elsewhere(engine: DialogueEngine, turn: Turn, ev: Evidence, vecs: np.ndarray) -> bool:
+    """The line asks for another character's action ("send a telegram" to the stationmaster, whose ticket action
+    shares only a town's name with it): closer to that action's examples by ELSEWHERE and naming more of its
+    declared words. The character does not declare it, so it returns no action."""
+    if ev.named:
+        return False
+    said = stems(turn.text)
+    ab = book(engine)
+    for other in engine.cast.npcs:
+        if other.id == turn.npc.id or not other.actions:
+            continue
+        for action, mat in ab.vectors(other):
+            if float((vecs @ mat.T).max()) >= ev.cosine + ELSEWHERE and len(said & declared_words(action)) > ev.words:
+                return True
+    return False
 
 
 def next_best(route: Route, why: str, question: bool = False) -> Route:

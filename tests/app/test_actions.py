@@ -542,3 +542,105 @@ def test_the_past_tense_of_another_verb_is_no_imperative():
     assert not imperative(cues, "Saw the north hatch cycle four times last watch.")
     assert not imperative(cues, "Found a key under the mat.")
     assert imperative(cues, "Lead me to the north hatch.") and imperative(cues, "Hand me a lantern.")
+
+
+# found on a fourth development world (Tallis Junction, corpora/ridge): lengths of time, typed numbers, messages,
+# stories told in the past tense, talk about a value, and another character's action
+
+STAY = {"type": "object", "properties": {"room": {"enum": ["attic room", "front room"]},
+                                        "nights": {"type": "integer", "minimum": 1, "maximum": 14,
+                                                   "description": "how many nights"},
+                                        "minutes": {"type": "integer", "minimum": 1, "maximum": 30},
+                                        "passengers": {"type": "integer", "minimum": 1, "maximum": 6,
+                                                       "description": "how many passengers travel"}}}
+WIRE = {"type": "object", "properties": {"recipient": {"type": "string", "minLength": 2, "maxLength": 60,
+                                                       "description": "the name of the person it is for"},
+                                         "message": {"type": "string", "minLength": 1, "maxLength": 300,
+                                                     "description": "the text of the telegram"}}}
+
+
+@pytest.mark.parametrize("line, want", [
+    ("Keep it waiting a quarter of an hour.", {"minutes": 15}),
+    ("Hold on for half an hour, would you?", {"minutes": 30}),
+    ("Ten minutes, no more.", {"minutes": 10}),
+    ("I'm staying a fortnight, the attic will do.", {"nights": 14, "room": "attic room"}),
+    ("Can I take the front room for a week?", {"nights": 7, "room": "front room"}),
+    ("A bed for the night, please.", {"nights": 1}),
+    ("The attic room, 3 nights.", {"nights": 3, "room": "attic room"}),
+])
+def test_a_length_of_time_is_counted_in_the_parameters_unit(line, want):
+    got = extract_args(STAY, line)
+    assert {k: got.get(k) for k in want} == want, got
+    assert "passengers" not in got  # a length of time is no count of people
+
+
+def test_a_capitalised_unit_is_a_name_and_a_dropped_letter_still_counts():
+    assert "nights" not in extract_args(STAY, "Could you hold the Night Mail?")
+    fares = {"type": "object", "properties": {"passengers": STAY["properties"]["passengers"]}}
+    assert extract_args(fares, "thre tickets please", things={"ticket"})["passengers"] == 3
+    assert "passengers" not in extract_args(fares, "the tree by the depot", things={"ticket"})
+
+
+def test_the_actions_own_thing_said_once_counts_one_but_never_a_length_of_time():
+    assert extract_args(STAY, "My brother needs a ticket up the line.", things={"ticket"})["passengers"] == 1
+    assert "passengers" not in extract_args(STAY, "My brother needs tickets up the line.", things={"ticket"})
+    got = extract_args(STAY, "I need a room, the attic room.", things={"room"})
+    assert "nights" not in got and "minutes" not in got
+
+
+def test_a_message_is_quoted_or_told_and_never_the_recipients_name():
+    got = extract_args(WIRE, "Send a wire saying 'all is forgiven, come home.'")
+    assert "recipient" not in got and got["message"].startswith("all is forgiven")
+    got = extract_args(WIRE, "Would you be so good as to send a telegram to Silas Mott in Fort Ashby?")
+    assert got == {"recipient": "Silas Mott"}  # a place's name is no message
+    assert norm_msg(extract_args(WIRE, "tell him I'll be a day late")["message"]) == "i ll be a day late"
+    assert extract_args(WIRE, "Wire Mr. Gorman for me.")["recipient"] == "Gorman"  # a title alone is no name
+
+
+def norm_msg(text: str) -> str:
+    from app.action_args import norm
+
+    return norm(text)
+
+
+@pytest.mark.parametrize("line, story", [
+    ("My grandfather sent a telegram to the President once, or so he always said.", True),
+    ("My father held the ticket window for twenty years.", True),
+    ("Grandpa wired me forty dollars.", True),
+    ("I lost my ticket, it was a bad day.", True),
+    ("Tomas Reyes broke his arm, book him in.", False),
+    ("I sent a telegram yesterday but could you send another?", False),
+    ("My brother needs a ticket up to the pass.", False),
+    ("I wanted to ask you for a ticket.", False),
+    ("I've got a telegram that needs sending.", False),
+    ("Put me on the night train.", False),
+])
+def test_a_story_told_in_the_past_tense_is_told_from_a_request(line, story):
+    from app.action_detect import told
+    from app.cues import Cues
+
+    assert told(line, Cues.load()) is story
+
+
+def test_talk_about_a_value_is_no_request_but_another_verb_of_service_is(tmp_path):
+    from app.action_detect import by_values_only
+
+    ferry, _ = Cast.load(write_cast(tmp_path, CAST)).get("warden").actions
+    own = vocabulary([ferry])["ferry_passage"]
+    assert by_values_only(ferry, "Could you tell the boatman at Stiltend that his cap blew off?", own)
+    assert not by_values_only(ferry, "Could you fix us up for Stiltend?", own)  # a service, in other words
+    assert not by_values_only(ferry, "Could you tell me the way to the ferry for Stiltend?", own)  # the ferry's word
+
+
+def test_a_line_for_another_characters_action_returns_none(engine):
+    other = engine.variant(cast=Cast.model_validate({"npcs": [
+        *[n.model_dump() for n in engine.cast.npcs if n.id != "archivist"],
+        {**engine.cast.get("archivist").model_dump(), "actions": [{
+            "name": "lend_ledger", "description": "Lend the player a ledger of the archive.",
+            "params": {"type": "object", "properties": {"ledger": {"enum": ["Tide Ledger", "Stiltend Rolls"]}},
+                       "required": ["ledger"]},
+            "examples": ["Could I borrow the Tide Ledger?", "Lend me the Stiltend Rolls."]}]}]}))
+    r = other.say("archivist", "Could you row two of us over to Stiltend?", remember=False)
+    assert r.actions == [] and not any(f.startswith("action_") for f in r.flags), r.flags
+    r = other.say("archivist", "Lend me the Stiltend Rolls, please.", remember=False)
+    assert r.actions == [{"name": "lend_ledger", "args": {"ledger": "Stiltend Rolls"}}]
