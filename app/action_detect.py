@@ -141,8 +141,10 @@ def informs(cues: Cues, clause: str) -> bool:
     """A question for information ("tell me", "explain", "can I ask why", a clause that opens with a question
     word), or a story of the past ("used to", "last night", "two days ago", "My father held the ticket window"): no
     action, however close to one it is."""
-    return cues.find("narration", clause) is not None or any(cues.find("inform", s) is not None or told(s, cues)
-                                                             for s in split_sentences(clause))
+    sentences = split_sentences(clause)
+    return cues.find("narration", clause) is not None or any(cues.find("inform", s) is not None
+                                                             for s in sentences) \
+        or (len(sentences) == 1 and told(sentences[0], cues))  # (a story beside a request: the request's clause)
 
 
 _SUBJECTS = frozenset("i he she they we it someone somebody everyone everybody nobody".split())
@@ -249,6 +251,8 @@ def imperative(cues: Cues, clause: str) -> bool:
     return False
 
 
+# verbs that ask the listener to pass words on, not to do a service ("could you tell the keeper of the gate ...")
+_TALK = frozenset("tell say ask remind warn explain describe mention thank greet inform".split())
 _MODAL_YOU = re.compile(r"(?:can|could|would|will|won['’]?t|wouldn['’]?t)\s+(?:you|u|ya)\s+(?:please\s+|just\s+)*"
                         r"([^\W\d_]+)", re.I)
 
@@ -270,7 +274,7 @@ def by_values_only(action: ActionSpec, clause: str, own: frozenset[str]) -> bool
     values = stems(" ".join(str(v) for schema in (action.params.get("properties") or {}).values()
                             if isinstance(schema, dict) for v in schema.get("enum") or [] if isinstance(v, str)))
     verb = request_verb(clause)
-    if not found or not found <= values or verb is None or verb not in _NOT_SERVICE:
+    if not found or not found <= values or verb not in _TALK:
         return False
     return not (stems(verb) & declared_words(action) - values)
 

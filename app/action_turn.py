@@ -181,16 +181,18 @@ ELSEWHERE = 0.05  # another character's action this much closer (cosine), with m
 def elsewhere(engine: DialogueEngine, turn: Turn, ev: Evidence, vecs: np.ndarray) -> bool:
     """The line asks for another character's action ("send a telegram" to the stationmaster, whose ticket action
     shares only a town's name with it): closer to that action's examples by ELSEWHERE and naming more of its
-    declared words. The character does not declare it, so it returns no action."""
+    declared words than any of the character's own actions' declarations. The character does not declare it, so it
+    returns no action."""
     if ev.named:
         return False
     said = stems(turn.text)
     ab = book(engine)
+    mine = max((len(said & declared_words(a)) for a in turn.npc.actions), default=0)
     for other in engine.cast.npcs:
         if other.id == turn.npc.id or not other.actions:
             continue
         for action, mat in ab.vectors(other):
-            if float((vecs @ mat.T).max()) >= ev.cosine + ELSEWHERE and len(said & declared_words(action)) > ev.words:
+            if float((vecs @ mat.T).max()) >= ev.cosine + ELSEWHERE and len(said & declared_words(action)) > mine:
                 return True
     return False
 
