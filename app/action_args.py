@@ -185,7 +185,7 @@ def _enum(schema: dict, text: str, taken: set) -> object:
                        or (len(w) > 3 and stems[i] == _stem(w))]
                 if pos:
                     hits.append((starts[pos[0]], 0, next(iter(vs))))
-    hits = [h for h in hits if h[2] not in taken]
+    hits = [h for h in hits if h[2] not in taken and not _possessive(text, h[2])]
     hits = [h for h in hits if not _NEGATED.search(said[:h[0]])]  # "nothing urgent, just routine": not urgent
     if not hits:
         return None
@@ -194,6 +194,14 @@ def _enum(schema: dict, text: str, taken: set) -> object:
                re.search(rf"\b(to|into|for)\s+(the\s+)?{re.escape(norm(h[2]).split()[0])}", said)]
         hits = led or hits
     return min(hits)[2]
+
+
+def _possessive(text: str, value: object) -> bool:
+    """The value is said only as an owner ("the front room's guest"): it names someone else's thing, not itself."""
+    if not isinstance(value, str) or not value.strip():
+        return False
+    said = [m for m in re.finditer(rf"(?<!\w){re.escape(value)}", text, re.I)]
+    return bool(said) and all(re.match(r"['’]s\b", text[m.end():]) for m in said)
 
 
 def _stem(word: str) -> str:
@@ -330,7 +338,9 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                     args[name] = _as_type(schema, got[0][2])
                     used += [n for n in found if got[0][0] <= n[0] and n[1] <= got[0][1]]
                     continue
-            for n in _number_order(text, found, _unit_words(name, schema)):
+            spent = durations(text) if per is None else []  # "lost four minutes": a length of time counts nothing
+            counted = [n for n in found if not any(a <= n[0] and n[1] <= b for a, b, _ in spent)]
+            for n in _number_order(text, counted, _unit_words(name, schema)):
                 if n in used:
                     continue
                 v = _as_type(schema, n[2])
@@ -339,6 +349,11 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                     used.append(n)
                     break
             else:  # "a rope", "an oil flask": an article or "one" just before a value taken in the singular
+                two = _as_type(schema, 2)
+                if two is not None and valid(schema, two) and _counts(name, schema) and per is None and \
+                        _people(name, schema) and _PAIR.search(text):
+                    args[name] = two  # "my wife and me"
+                    continue
                 one = _as_type(schema, 1)
                 if one is not None and valid(schema, one) and _counts(name, schema) and per is None and \
                         (_singular(text, args, props) or _one_thing(text, things)):
@@ -371,6 +386,16 @@ def _singular(text: str, args: dict, props: dict) -> bool:
             if re.search(rf"\b(?:a|an|one|single|a single)\s+{re.escape(norm(v))}(?!\w)", norm(text)):
                 return True
     return False
+
+
+_PAIR = re.compile(r"\b(?:(?:me|myself) and (?:my|our) [^\W\d_]+|(?:my|our) [^\W\d_]+ and (?:me|i|myself))\b", re.I)
+_PEOPLE = {"people", "person", "persons", "passenger", "passengers", "guest", "guests", "traveller", "travellers",
+           "traveler", "travelers", "party", "heads", "riders", "rider", "visitors", "visitor"}
+
+
+def _people(name: str, schema: dict) -> bool:
+    """A parameter that counts people ("how many passengers travel")."""
+    return bool(set(norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}").split()) & _PEOPLE)
 
 
 def _one_thing(text: str, things: set[str]) -> bool:

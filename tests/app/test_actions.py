@@ -644,3 +644,21 @@ def test_a_line_for_another_characters_action_returns_none(engine):
     assert r.actions == [] and not any(f.startswith("action_") for f in r.flags), r.flags
     r = other.say("archivist", "Lend me the Stiltend Rolls, please.", remember=False)
     assert r.actions == [{"name": "lend_ledger", "args": {"ledger": "Stiltend Rolls"}}]
+
+
+def test_two_people_a_possessive_and_a_length_of_time_are_read_as_said():
+    fares = {"type": "object", "properties": {"destination": {"enum": ["Denholm", "Silverhorn"]},
+                                              "passengers": STAY["properties"]["passengers"]}}
+    assert extract_args(fares, "Sell my wife and me our fares to Denholm.")["passengers"] == 2
+    assert extract_args(fares, "Me and my brother, to Silverhorn.")["passengers"] == 2
+    assert "passengers" not in extract_args(fares, "My watch lost four minutes since Denholm.")  # time, no count
+    assert "room" not in extract_args(STAY, "Give the front room's guest his boots back.")  # an owner, not the room
+    assert extract_args(STAY, "The front room, if it's free.")["room"] == "front room"
+
+
+def test_an_idiom_of_persuasion_is_no_request():
+    from app.cues import Cues
+
+    cues = Cues.load()
+    assert not request(cues, "Sell me on this town; why would anyone stay?")
+    assert request(cues, "Sell me a ticket on the night train.")
