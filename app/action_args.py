@@ -31,7 +31,7 @@ _NUMWORD = re.compile(r"\b(?:(?:a|an|one|two|three|four|five|six|seven|eight|nin
                       r"dozen|score|hundred)\b", re.I)
 _QUOTED = re.compile(r"[\"“«]([^\"”»]{2,80})[\"”»]|(?<!\w)'([^']{2,80})'(?!\w)")
 _NAME = re.compile(r"\b([A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+(?:(?:de|del|la|las|los|of|the|van|von|y)\s+){0,2}[A-ZÁÉÍÓÚÑ][\w’'-]+)*)")
-# an abbreviated title before a name ("Mr. Gorman" is "Gorman"; "Mr" alone is no name)
+# an abbreviated title before a name ("Mr. Hale" is "Hale"; "Mr" alone is no name)
 _TITLE = re.compile(r"\b(?:" + "|".join(sorted((a for a in ABBREVIATIONS if "." not in a), key=len, reverse=True))
                     + r")\.?\s+(?=[A-ZÁÉÍÓÚÑ])", re.I)
 _AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name|by the name of)\s+(?:the\s+|a\s+|an\s+|my\s+)?"
@@ -197,7 +197,7 @@ def _enum(schema: dict, text: str, taken: set) -> object:
 
 
 def _possessive(text: str, value: object) -> bool:
-    """The value is said only as an owner ("the front room's guest"): it names someone else's thing, not itself."""
+    """The value is said only as an owner ("the blue cabin's owner"): it names someone else's thing, not itself."""
     if not isinstance(value, str) or not value.strip():
         return False
     said = [m for m in re.finditer(rf"(?<!\w){re.escape(value)}", text, re.I)]
@@ -285,7 +285,7 @@ def durations(text: str) -> list[tuple[int, int, float]]:
     nums = spans(text)
     for m in _UNIT.finditer(text):
         if any(a <= m.start() < b for a, b, _ in found) or (m.start() and m.group(0)[0].isupper()):
-            continue  # (inside an idiom; a capitalised word is a name: "the Night Mail")
+            continue  # (inside an idiom; a capitalised word is a name: "the Day Coach")
         per = _MINUTES[m.group(1).lower()]
         before = [n for n in nums if n[1] <= m.start() and not text[n[1]:m.start()].strip()]
         if before:
@@ -307,7 +307,7 @@ def _time_unit(name: str, schema: dict) -> float | None:
 def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), things: set[str] = frozenset()) -> dict:
     """The arguments the words give, each valid under its own schema (invalid candidates are not given).
     `exclude`: names that are never a free string (the character's own name). `things`: the nouns of the action's
-    name ("ticket"): "a ticket" counts one for a parameter that counts (not for a length of time)."""
+    name ("lamp"): "a lamp" counts one for a parameter that counts (not for a length of time)."""
     props = params.get("properties") or {}
     args: dict = {}
     used: list[tuple[int, int, float]] = []
@@ -352,7 +352,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                 two = _as_type(schema, 2)
                 if two is not None and valid(schema, two) and _counts(name, schema) and per is None and \
                         _people(name, schema) and _PAIR.search(text):
-                    args[name] = two  # "my wife and me"
+                    args[name] = two  # "my sister and me"
                     continue
                 one = _as_type(schema, 1)
                 if one is not None and valid(schema, one) and _counts(name, schema) and per is None and \
@@ -399,7 +399,7 @@ def _people(name: str, schema: dict) -> bool:
 
 
 def _one_thing(text: str, things: set[str]) -> bool:
-    """The action's own thing said in the singular with "a", "an", "one" or "single" ("a ticket")."""
+    """The action's own thing said in the singular with "a", "an", "one" or "single" ("a lamp")."""
     said = norm(text)
     return any(re.search(rf"\b(?:a|an|one|single)\s+{re.escape(norm(t))}(?!\w)", said) for t in things if norm(t))
 

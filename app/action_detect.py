@@ -139,7 +139,7 @@ def named(action: ActionSpec, text: str) -> bool:
 
 def informs(cues: Cues, clause: str) -> bool:
     """A question for information ("tell me", "explain", "can I ask why", a clause that opens with a question
-    word), or a story of the past ("used to", "last night", "two days ago", "My father held the ticket window"): no
+    word), or a story of the past ("used to", "last night", "two days ago", "My father held the gate for years"): no
     action, however close to one it is."""
     sentences = split_sentences(clause)
     return cues.find("narration", clause) is not None or any(cues.find("inform", s) is not None
@@ -186,7 +186,7 @@ def _asks_after(cues: Cues | None, sentence: str) -> bool:
 
 def told(sentence: str, cues: Cues | None = None) -> bool:
     """A sentence that tells what someone did: a subject (a pronoun, "my father", a capitalised name) and then a
-    verb in the past tense ("My grandfather sent a telegram to the President once"). A story, not a request."""
+    verb in the past tense ("My grandfather sent a letter to the king once"). A story, not a request."""
     rest = sentence[_OPENER.match(sentence).end():]
     toks = re.findall(r"[^\W\d_]+(?:['’][^\W\d_]+)?", rest)
     if len(toks) < 2:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 _WH = r"what|who|whom|where|when|why|how|which|whose|is|are|was|were|do|does|did"
 # sentences; questions joined by "and ..."; a question after a colon or dash ("About the north room: how many ...";
 # not "Message for the cook: tell her ...", whose text after the colon is the message)
-# (not after a title: "Mr. Teague, could you ...")
+# (not after a title: "Mr. Hale, could you ...")
 _NOT_TITLE = "".join(rf"(?<!\b{a}\.)" for a in sorted(ABBREVIATIONS) if "." not in a)
 _CLAUSES = re.compile(rf"(?<=[.!?;]){_NOT_TITLE}\s+"
                       rf"|,?\s+(?:and|but|also|then|while)\s+(?=(?:{_WH}|can|could|tell|say|explain)\b)"
@@ -152,7 +152,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     rest_vec = vecs[others[0]] if len(others) == 1 else (engine.embedder.encode([rest])[0] if rest else None)
     outcome = Outcome(action, "accepted", score=round(ev.cosine, 3))
     never = {spec.name, *spec.name.split()}
-    things = set(action.name.split("_"))  # "a ticket" is one, for an action named sell_ticket
+    things = set(action.name.split("_"))  # "a lamp" is one, for an action named sell_lamp
     args = extract_args(action.params, clause, exclude=never, things=things)
     for i in others:  # "A candle? Just the one.": what the action's clause lacks, from the other clauses
         more = extract_args(action.params, parts[i], exclude=never | {str(v) for v in args.values()}, things=things)
@@ -161,7 +161,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
         # only a word of the action's own and nothing of its arguments: "Open your heart to me" asks for no gate
         return None, "", None
     if ev.by_words_only() and by_values_only(action, clause, book(engine).words(spec)[action.name]):
-        return None, "", None  # "could you tell the conductor of <a train>": another verb, only a value's words
+        return None, "", None  # "could you tell the keeper of <a gate>": another verb, only a value's words
     if elsewhere(engine, turn, ev, vecs):
         return None, "", None
     if not action.allowed(turn.state):
@@ -179,7 +179,7 @@ ELSEWHERE = 0.05  # another character's action this much closer (cosine), with m
 
 
 def elsewhere(engine: DialogueEngine, turn: Turn, ev: Evidence, vecs: np.ndarray) -> bool:
-    """The line asks for another character's action ("send a telegram" to the stationmaster, whose ticket action
+    """The line asks for another character's action ("send a letter" to the ferryman, whose ferry action
     shares only a town's name with it): closer to that action's examples by ELSEWHERE and naming more of its
     declared words than any of the character's own actions' declarations. The character does not declare it, so it
     returns no action."""

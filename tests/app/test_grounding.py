@@ -159,7 +159,8 @@ def test_prompts_come_from_the_world(tmp_path, tiny_llm_dir, embedder):
 def test_framework_code_holds_no_world():
     from tests.conftest import REPO
 
-    words = ("biblioteca", "library", "valdescura", "archivist", "warden", "kestrel", "códice")
+    words = ("biblioteca", "library", "valdescura", "archivist", "warden", "kestrel", "códice", "tallis", "teague",
+             "silverhorn", "stationmaster", "telegrapher")
     for pkg in ("app", "retrieval", "tuning"):
         for path in (REPO / pkg).rglob("*"):
             if path.suffix in (".py", ".yaml") and path.is_file():
