@@ -110,7 +110,7 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
 
     asked = [request(engine.cues, p) for p in parts]
     questions = [informs(engine.cues, p) for p in parts]
-    said = [stems(p) for p in parts]
+    said = [stems(p) | stems(" ".join(engine.cues.meant(p))) for p in parts]  # "fit her in" says "book"
     beside = len(parts) > 1 and any(questions[1:])  # (parts[0] is the whole line, the rest its clauses)
     out = []
     for _, rows, action in ab.scores(spec, vecs, turn.tools):

@@ -1,9 +1,10 @@
 """Surface cues as data: the built-in English cue file (app/data/cues.yaml) extended by a world's own file.
 
 A cue file maps a category (fact, form, social, action, self, offworld, idk, look, request, inform, answer_types,
-number_words) to phrases matched case-insensitively on word boundaries; a world's file adds phrases and may
-`exclude:` built-in ones (a phone is no anachronism in a modern city). The router, evidence selection, the action
-detector and `eterna eval facts` read them here.
+number_words) to phrases matched case-insensitively on word boundaries, and `senses` maps a plain word to phrases
+that mean it ("fit her in" means "book": the action detector counts the word among the line's); a world's file adds
+phrases and may `exclude:` built-in ones (a phone is no anachronism in a modern city). The router, evidence
+selection, the action detector and `eterna eval facts` read them here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ BUILTIN = Path(__file__).with_name("data") / "cues.yaml"
 LISTS = ("fact", "form", "social", "action", "self", "offworld", "idk", "number_words", "fourth_wall", "look",
          "request", "inform", "narration")
 ANSWER_TYPES = ("number", "time", "person", "place")
-KEYS = (*LISTS, "answer_types", "exclude", "language")
+KEYS = (*LISTS, "answer_types", "senses", "exclude", "language")
 
 
 def _read(path: Path) -> dict:
@@ -36,12 +37,16 @@ def _read(path: Path) -> dict:
             raise ConfigError(f"{path}: unknown cue category {key!r}; use {', '.join(KEYS)}")
         if key == "language":
             continue
-        if key in ("answer_types", "exclude"):
+        if key in ("answer_types", "exclude", "senses"):
             if not isinstance(value, dict):
-                raise ConfigError(f"{path}: {key} must map a category to a list of phrases")
+                raise ConfigError(f"{path}: {key} must map a {'word' if key == 'senses' else 'category'} to a list "
+                                  "of phrases")
             for sub, phrases in value.items():
                 allowed = ANSWER_TYPES if key == "answer_types" else LISTS
-                if sub not in allowed:
+                if key == "senses":
+                    if not isinstance(sub, str) or not re.fullmatch(r"[^\W\d_]+", sub):
+                        raise ConfigError(f"{path}: senses.{sub}: a sense is one plain word")
+                elif sub not in allowed:
                     raise ConfigError(f"{path}: {key}.{sub}: unknown; use {', '.join(allowed)}")
                 _check_list(path, f"{key}.{sub}", phrases)
         else:
@@ -75,12 +80,14 @@ class Cues:
     phrases: dict[str, tuple[str, ...]]
     answer_types: dict[str, tuple[str, ...]]
     sources: tuple[str, ...]
+    senses: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (plain word, phrases that mean it: "fit her in" = book)
 
     @classmethod
     def load(cls, world_file: Path | None = None) -> Cues:
         base = _read(BUILTIN)
         lists = {k: list(base.get(k) or []) for k in LISTS}
         types = {k: list((base.get("answer_types") or {}).get(k) or []) for k in ANSWER_TYPES}
+        senses = {k: list(v or []) for k, v in (base.get("senses") or {}).items()}
         sources = [str(BUILTIN)]
         if world_file is not None:
             extra = _read(Path(world_file))
@@ -88,11 +95,14 @@ class Cues:
                 lists[k] += list(extra.get(k) or [])
             for k, v in (extra.get("answer_types") or {}).items():
                 types[k] += list(v or [])
+            for k, v in (extra.get("senses") or {}).items():
+                senses.setdefault(k, []).extend(v or [])
             for k, v in (extra.get("exclude") or {}).items():
                 drop = {p.lower() for p in v or []}
                 lists[k] = [p for p in lists[k] if p.lower() not in drop]
             sources.append(str(world_file))
-        return cls({k: tuple(v) for k, v in lists.items()}, {k: tuple(v) for k, v in types.items()}, tuple(sources))
+        return cls({k: tuple(v) for k, v in lists.items()}, {k: tuple(v) for k, v in types.items()}, tuple(sources),
+                   tuple((k, tuple(v)) for k, v in senses.items() if v))
 
     def __post_init__(self):
         p = self.phrases
@@ -114,6 +124,11 @@ class Cues:
             else re.compile(r"\d"),
         })
         object.__setattr__(self, "_types", {k: _words(list(v)) for k, v in self.answer_types.items() if v})
+        object.__setattr__(self, "_senses", tuple((w, _words(list(v))) for w, v in self.senses))
+
+    def meant(self, text: str) -> set[str]:
+        """The plain words that phrases of `text` mean (`senses`): "can you fit her in" → {"book", ...}."""
+        return {w for w, rx in self._senses if rx.search(text)}
 
     def find(self, category: str, text: str) -> str | None:
         """The first matching phrase of a category in `text`, or None."""

@@ -662,3 +662,25 @@ def test_an_idiom_of_persuasion_is_no_request():
     cues = Cues.load()
     assert not request(cues, "Sell me on this town; why would anyone stay?")
     assert request(cues, "Sell me a ticket on the night train.")
+
+
+def test_a_phrase_that_means_a_plain_word_counts_as_that_word(tmp_path, engine):
+    from app.cues import Cues
+
+    cues = Cues.load()
+    assert {"book", "appointment"} <= cues.meant("Can you fit her in?") and not cues.meant("Fit the lid in the box.")
+    world = tmp_path / "cues.yaml"
+    world.write_text("senses:\n  open: ['crack (it|the \\w+) open']\n", encoding="utf-8")
+    assert "open" in Cues.load(world).meant("Crack the hatch open for me.")
+    world.write_text("senses:\n  two words: ['x']\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="one plain word"):
+        Cues.load(world)
+    other = engine.variant(cast=Cast.model_validate({"npcs": [
+        *[n.model_dump() for n in engine.cast.npcs if n.id != "archivist"],
+        {**engine.cast.get("archivist").model_dump(), "actions": [{
+            "name": "book_visit", "description": "Book a visit to the reading room for a reader.",
+            "params": {"type": "object", "properties": {"reader": {"type": "string", "minLength": 2}},
+                       "required": ["reader"]},
+            "examples": ["Could you book a visit for Ana Ruiz?", "Put Lio Marsh on your list."]}]}]}))
+    r = other.say("archivist", "Can you fit in Teodoro Salas?", remember=False)
+    assert r.actions == [{"name": "book_visit", "args": {"reader": "Teodoro Salas"}}], (r.flags, r.route)
