@@ -661,6 +661,9 @@ def test_an_idiom_of_persuasion_is_no_request():
 
     cues = Cues.load()
     assert not request(cues, "Sell me on this town; why would anyone stay?")
+    for line in ("Fill me in on the ferry's last crossing, would you?", "Talk me through the bell's history, please.",
+                 "Could you bring me up to speed on the ferry?", "Help me understand why the bell rings twice."):
+        assert not request(cues, line), line  # requests for information, phrased as favours
     assert request(cues, "Sell me a ticket on the night train.")
 
 
