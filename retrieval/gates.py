@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import ast
 import json
+import keyword
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -116,13 +118,25 @@ def _literal(node: ast.expr):
     raise KeyError
 
 
+# a part of a dotted name that is a Python keyword ("carries.pass", "flags.import") is read under a mangled name
+_MANGLE = "__gate_kw_"
+_KEYWORD_PART = re.compile(r"(?<=\.)(" + "|".join(keyword.kwlist) + r")(?!\w)"
+                           r"|(?<![\w.])(" + "|".join(k for k in keyword.kwlist if k not in
+                                                       ("and", "or", "not", "in", "is", "True", "False", "None"))
+                           + r")(?=\.)")
+
+
+def _unmangle(part: str) -> str:
+    return part[len(_MANGLE):] if part.startswith(_MANGLE) else part
+
+
 def _dotted(node: ast.expr) -> str | None:
     parts = []
     while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
+        parts.append(_unmangle(node.attr))
         node = node.value
     if isinstance(node, ast.Name) and node.id not in _LITERAL_NAMES:
-        return ".".join([node.id, *reversed(parts)])
+        return ".".join([_unmangle(node.id), *reversed(parts)])
     return None
 
 
@@ -278,10 +292,17 @@ def compile_gate(source: str) -> Gate:
         raise GateError(f"expression is {len(source)} characters; the limit is {MAX_SOURCE}")
     if "\n" in source.strip():
         raise GateError("an expression is one line", source.strip().index("\n") + 1)
+    text = source.strip()
+    if "." in text:  # (outside string literals only: a quoted "x.pass" stays as written)
+        pieces = re.split(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""", text)
+        text = "".join(p if i % 2 else _KEYWORD_PART.sub(lambda m: _MANGLE + m.group(0), p)
+                       for i, p in enumerate(pieces))
     try:
-        expr = ast.parse(source.strip(), mode="eval")
+        expr = ast.parse(text, mode="eval")
     except SyntaxError as e:
-        raise GateError(f"syntax error ({e.msg})", e.offset or 1) from None
+        at = e.offset or 1  # (a column in the source as written: the mangled names before it are longer)
+        at -= len(_MANGLE) * text[:max(at - 1, 0)].count(_MANGLE)
+        raise GateError(f"syntax error ({e.msg})", max(at, 1)) from None
     except (ValueError, RecursionError, MemoryError):
         raise GateError("expression cannot be parsed (too deeply nested?)") from None
     try:

@@ -238,3 +238,14 @@ def test_problems_warn_on_unknown_names_and_comparisons_across_types():
     assert not any("inv" in p for p in problems)  # a prefix of declared names is an object
     assert not any("time.watch" in p for p in problems)  # one list member of its type is enough
     assert [p for p in compile_gate("rep.other > 1").problems(None)] == []  # no schema: names are not checked
+
+
+def test_a_name_part_that_is_a_python_keyword_is_a_name():
+    """A fourth development world's `carries.pass` was refused as a syntax error: `pass` is a Python keyword."""
+    gate = compile_gate('carries.pass == "company" and not flags.import and quest.class >= 2')
+    assert gate.names == {"carries.pass", "flags.import", "quest.class"}
+    assert gate.test({"carries": {"pass": "company"}, "quest": {"class": 3}})
+    assert not gate.test({"carries": {"pass": "company"}, "flags": {"import": True}, "quest": {"class": 3}})
+    assert compile_gate('flags.note == "a.pass"').test({"flags": {"note": "a.pass"}})  # a string stays as written
+    with pytest.raises(GateError):
+        compile_gate("flags.pass and")
