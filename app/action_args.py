@@ -4,9 +4,11 @@
 
 Per parameter, by its schema: an `enum` value found in the words (case-, whitespace- and punctuation-insensitively,
 or by a word that only that value has); a number (digits or number words, "a dozen"); a free string from quotes,
-then from a proper name, then from the words after "named", "called" or "titled". Every candidate is
-validated with `jsonschema` on its own: a value outside the schema is treated as not given, so an argument can never
-take a value outside its schema however the line is phrased. Nothing here knows any world.
+then from a proper name, then from the words after "named", "called" or "titled" (a message: quoted text or what
+follows a colon, "that", "saying" or "tell him"); a length of time in the parameter's unit ("a quarter of an hour" for
+minutes). Every candidate is validated with `jsonschema` on its own: a value outside the schema is treated as not
+given, so an argument can never take a value outside its schema however the line is phrased. Nothing here knows any
+world.
 """
 
 from __future__ import annotations
@@ -240,7 +242,7 @@ def _strings(text: str, exclude: set[str], long: bool = False) -> list[str]:
         names.append(name)
     names += [m.group(1).strip(" .,!?;:") for m in _AFTER.finditer(text)]
     said = [m.group(1).strip() for m in _SAYING.finditer(text)] if long else []
-    if long:  # a message keeps its article; a name alone is no message ("to Silas Mott in Fort Ashby")
+    if long:  # a message keeps its article; a name alone is no message ("to Ana Ruiz in the harbour town")
         out = [*quoted, *said]
     else:
         short = [q for q in quoted if len(q.split()) <= 4]

@@ -168,7 +168,7 @@ _AFTER_STORY = re.compile(r"[,;]\s*|\s+(?:so|and|but|then)\s+", re.I)
 
 
 def _asks_after(cues: Cues | None, sentence: str) -> bool:
-    """A later part of the sentence asks: "Tomas broke his arm, book him in", "..., but could you send another?"."""
+    """A later part of the sentence asks: "Ana broke her arm, book her in", "..., but could you send another?"."""
     for part in _AFTER_STORY.split(sentence)[1:]:
         part = re.sub(r"^\W*(?:(?:so|and|but|then)\s+)?", "", part, flags=re.I)
         if cues is not None and cues.find("request", part) is not None:
