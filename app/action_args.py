@@ -85,6 +85,8 @@ def spans(text: str) -> list[tuple[int, int, float]]:
     """(start, end, value) of each number in `text`, in order: digits ("3", "2.5", "1,200") and number words
     ("twenty-two", "a dozen")."""
     found: list[tuple[int, int, float]] = []
+    for m in re.finditer(r"(?<![\w.])[x×](\d{1,3})(?!\w)|(?<![\w.])(\d{1,3})[x×](?!\w)", text, re.I):  # "x4", "4x"
+        found.append((m.start(), m.end(), float(m.group(1) or m.group(2))))
     for m in _NUMBER.finditer(text):
         raw = m.group(0)
         raw = raw.replace(",", "") if re.fullmatch(r"-?\d{1,3}(,\d{3})+", raw) else raw.replace(",", ".")
@@ -259,7 +261,7 @@ def _english(word: str) -> bool:
     from lemminflect import getAllLemmas
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    w = word.casefold()
+    w = re.sub(r"['’]s$", "", word.casefold())  # "Name's Ada Ruiz": "name"
     return w in _STOP or w in ENGLISH_STOP_WORDS or bool(getAllLemmas(w))
 
 
@@ -356,6 +358,10 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                         _people(name, schema) and _PAIR.search(text):
                     args[name] = two  # "my sister and me"
                     continue
+                if valid(schema, _as_type(schema, 1)) and _counts(name, schema) and per is None and \
+                        _people(name, schema) and _SOLO.search(text):
+                    args[name] = _as_type(schema, 1)  # "just me", "travelling alone"
+                    continue
                 one = _as_type(schema, 1)
                 if one is not None and valid(schema, one) and _counts(name, schema) and per is None and \
                         (_singular(text, args, props) or _one_thing(text, things)):
@@ -391,6 +397,7 @@ def _singular(text: str, args: dict, props: dict) -> bool:
 
 
 _PAIR = re.compile(r"\b(?:(?:me|myself) and (?:my|our) [^\W\d_]+|(?:my|our) [^\W\d_]+ and (?:me|i|myself))\b", re.I)
+_SOLO = re.compile(r"\b(?:(?:just|only) (?:me|myself)|by myself|on my own|(?:travell?ing|going|riding) alone)\b", re.I)
 _PEOPLE = {"people", "person", "persons", "passenger", "passengers", "guest", "guests", "traveller", "travellers",
            "traveler", "travelers", "party", "heads", "riders", "rider", "visitors", "visitor"}
 

@@ -687,3 +687,20 @@ def test_a_phrase_that_means_a_plain_word_counts_as_that_word(tmp_path, engine):
             "examples": ["Could you book a visit for Ana Ruiz?", "Put Lio Marsh on your list."]}]}]}))
     r = other.say("archivist", "Can you fit in Teodoro Salas?", remember=False)
     assert r.actions == [{"name": "book_visit", "args": {"reader": "Teodoro Salas"}}], (r.flags, r.route)
+
+
+def test_shorthand_counts_a_lone_traveller_and_a_name_after_names():
+    fares = {"type": "object", "properties": {"destination": {"enum": ["Denholm", "Fort Ashby"]},
+                                              "passengers": STAY["properties"]["passengers"]}}
+    assert extract_args(fares, "tickts to fort ashby x4 pls")["passengers"] == 4
+    assert extract_args(fares, "Denholm. Just me, travelling alone.")["passengers"] == 1
+    assert extract_args(WIRE, "Need to wire somebody. Name's Ada Ruiz, at the mill.")["recipient"] == "Ada Ruiz"
+
+
+def test_a_story_of_a_past_year_and_a_period_request_are_read_as_such():
+    from app.action_detect import informs
+    from app.cues import Cues
+
+    cues = Cues.load()
+    assert informs(cues, "Back in '91 the ferryman rowed six of us to Stiltend in a storm.")
+    assert request(cues, "I should very much like to take the front room.")
