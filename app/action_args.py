@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 
 from jsonschema import Draft202012Validator
 
@@ -63,6 +64,7 @@ def valid(schema: dict, value: object) -> bool:
     return validator.is_valid(value)
 
 
+@lru_cache(maxsize=1)
 def _typos() -> dict[str, int]:
     """Number words with one letter dropped or two swapped ("thre", "fiev"), when that is no English word."""
     from lemminflect import getAllLemmas
@@ -78,9 +80,6 @@ def _typos() -> dict[str, int]:
     return out
 
 
-_TYPO: dict[str, int] = {}
-
-
 def spans(text: str) -> list[tuple[int, int, float]]:
     """(start, end, value) of each number in `text`, in order: digits ("3", "2.5", "1,200") and number words
     ("twenty-two", "a dozen")."""
@@ -94,10 +93,9 @@ def spans(text: str) -> list[tuple[int, int, float]]:
             found.append((m.start(), m.end(), float(raw)))
         except ValueError:
             continue
-    if not _TYPO:
-        _TYPO.update(_typos())
-    found += [(m.start(), m.end(), float(_TYPO[m.group(0).casefold()])) for m in re.finditer(r"[^\W\d_]{4,}", text)
-              if m.group(0).casefold() in _TYPO]
+    typos = _typos()
+    found += [(m.start(), m.end(), float(typos[m.group(0).casefold()])) for m in re.finditer(r"[^\W\d_]{4,}", text)
+              if m.group(0).casefold() in typos]
     for m in _NUMWORD.finditer(text):
         parts = re.split(r"[\s-]+", m.group(0).lower())
         if parts[0] in ("a", "an"):
@@ -328,6 +326,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
     taken = [(m.start(), m.end()) for v in args.values() if isinstance(v, str)
              for m in re.finditer(re.escape(v), text, re.I)]
     found = [n for n in spans(text) if not any(a <= n[0] and n[1] <= b for a, b in taken)]
+    times = durations(text)
     for name, schema in props.items():
         if name in args or not isinstance(schema, dict) or "enum" in schema or "const" in schema:
             continue
@@ -336,14 +335,15 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
         if types & {"integer", "number"}:
             per = _time_unit(name, schema)
             if per is not None:  # "a quarter of an hour" for minutes, "a fortnight" for nights
-                got = [(a, b, v / per) for a, b, v in durations(text) if (v / per).is_integer()]
+                got = [(a, b, v / per) for a, b, v in times if (v / per).is_integer()]
                 got = [n for n in got if valid(schema, _as_type(schema, n[2]))]
                 if got:
                     args[name] = _as_type(schema, got[0][2])
                     used += [n for n in found if got[0][0] <= n[0] and n[1] <= got[0][1]]
                     continue
-            spent = durations(text) if per is None else []  # "lost four minutes": a length of time counts nothing
-            counted = [n for n in found if not any(a <= n[0] and n[1] <= b for a, b, _ in spent)]
+            # "lost four minutes": a length of time counts nothing
+            counted = found if per is not None else [n for n in found if not any(a <= n[0] and n[1] <= b
+                                                                                 for a, b, _ in times)]
             for n in _number_order(text, counted, _unit_words(name, schema)):
                 if n in used:
                     continue
@@ -364,7 +364,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                     continue
                 one = _as_type(schema, 1)
                 if one is not None and valid(schema, one) and _counts(name, schema) and per is None and \
-                        (_singular(text, args, props) or _one_thing(text, things)):
+                        (_singular(text, args, props) or _said_once(text, things)):
                     args[name] = one
         elif "string" in types:
             never = exclude | enum_words | {str(v) for v in args.values()}
@@ -388,12 +388,8 @@ def _counts(name: str, schema: dict) -> bool:
 def _singular(text: str, args: dict, props: dict) -> bool:
     """A value of an enum parameter already taken is said with "a", "an", "one" or "single" just before it, in the
     singular as the enum spells it ("Sell me a rope": one; "some ropes": not said)."""
-    for name, v in args.items():
-        schema = props.get(name)
-        if isinstance(v, str) and isinstance(schema, dict) and "enum" in schema:
-            if re.search(rf"\b(?:a|an|one|single|a single)\s+{re.escape(norm(v))}(?!\w)", norm(text)):
-                return True
-    return False
+    return _said_once(text, [v for name, v in args.items() if isinstance(v, str)
+                             and isinstance(props.get(name), dict) and "enum" in props[name]])
 
 
 _PAIR = re.compile(r"\b(?:(?:me|myself) and (?:my|our) [^\W\d_]+|(?:my|our) [^\W\d_]+ and (?:me|i|myself))\b", re.I)
@@ -407,8 +403,8 @@ def _people(name: str, schema: dict) -> bool:
     return bool(set(norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}").split()) & _PEOPLE)
 
 
-def _one_thing(text: str, things: set[str]) -> bool:
-    """The action's own thing said in the singular with "a", "an", "one" or "single" ("a lamp")."""
+def _said_once(text: str, things) -> bool:
+    """One of `things` said in the singular with "a", "an", "one" or "single" just before it ("a lamp")."""
     said = norm(text)
     return any(re.search(rf"\b(?:a|an|one|single)\s+{re.escape(norm(t))}(?!\w)", said) for t in things if norm(t))
 

@@ -151,7 +151,8 @@ _SUBJECTS = frozenset("i he she they we it someone somebody everyone everybody n
 _DETERMINERS = frozenset("my his her their our your the a an that this some one".split())
 _ADVERBS = frozenset("once already just never always even also only finally really actually first then".split())
 # verbs whose past tense still asks ("I wanted ...", "I was hoping ..."), and modals
-_STILL_ASKS = frozenset("be have do get want need hope wonder like love mean think wish can will shall may must".split())
+_STILL_ASKS = frozenset("be have do get want need hope wonder like love mean think wish can will shall may must"
+                        .split())
 
 
 def _past_only(word: str) -> bool:
@@ -167,28 +168,26 @@ def _past_only(word: str) -> bool:
 _AFTER_STORY = re.compile(r"[,;]\s*|\s+(?:so|and|but|then)\s+", re.I)
 
 
-def _asks_after(cues: Cues | None, sentence: str) -> bool:
+def _asks_after(cues: Cues, sentence: str) -> bool:
     """A later part of the sentence asks: "Ana broke her arm, book her in", "..., but could you send another?"."""
     for part in _AFTER_STORY.split(sentence)[1:]:
         part = re.sub(r"^\W*(?:(?:so|and|but|then)\s+)?", "", part, flags=re.I)
-        if cues is not None and cues.find("request", part) is not None:
+        if cues.find("request", part) is not None:  # "could you ...", "please ...", "I need ..."
             return True
-        first = re.match(r"\W*(?:please\s+)?([^\W\d_]+)(?:\s+([^\W\d_]+))?", part)
+        first = re.match(r"\W*(?:please\s+)?([^\W\d_]+)", part)
         if first is None:
             continue
-        word, nxt = first.group(1).casefold(), (first.group(2) or "").casefold()
-        if word in ("can", "could", "would", "will", "please") and nxt in ("you", "u", "ya", ""):
-            return True
+        word = first.group(1).casefold()
         if word not in _NOT_SERVICE and word not in _SUBJECTS and _base_verb(word) and not _past_only(word):
             return True
     return False
 
 
-def told(sentence: str, cues: Cues | None = None) -> bool:
+def told(sentence: str, cues: Cues) -> bool:
     """A sentence that tells what someone did: a subject (a pronoun, "my father", a capitalised name) and then a
     verb in the past tense ("My grandfather sent a letter to the king once"). A story, not a request."""
     rest = sentence[_OPENER.match(sentence).end():]
-    toks = re.findall(r"[^\W\d_]+(?:['’][^\W\d_]+)?", rest)
+    toks = _WORD.findall(rest)
     if len(toks) < 2:
         return False
     first = toks[0].casefold()

@@ -57,6 +57,7 @@ class ActionBook:
         self.embedder = embedder
         self._vecs: dict[tuple, list[tuple[object, np.ndarray]]] = {}
         self._words: dict[tuple, dict[str, frozenset[str]]] = {}
+        self._declared: dict[tuple, dict[str, set[str]]] = {}
 
     @staticmethod
     def _key(spec: NpcSpec) -> tuple:
@@ -74,6 +75,13 @@ class ActionBook:
         if key not in self._words:
             self._words[key] = vocabulary(spec.actions, spec.name)
         return self._words[key]
+
+    def declared(self, spec: NpcSpec) -> dict[str, set[str]]:
+        """Per action, every stem its declaration uses (`declared_words`), computed once per cast entry."""
+        key = self._key(spec)
+        if key not in self._declared:
+            self._declared[key] = {a.name: declared_words(a) for a in spec.actions}
+        return self._declared[key]
 
     def scores(self, spec: NpcSpec, vecs: np.ndarray, names: frozenset[str] | None) -> list[tuple[float, np.ndarray,
                                                                                                   object]]:
@@ -187,12 +195,13 @@ def elsewhere(engine: DialogueEngine, turn: Turn, ev: Evidence, vecs: np.ndarray
         return False
     said = stems(turn.text)
     ab = book(engine)
-    mine = max((len(said & declared_words(a)) for a in turn.npc.actions), default=0)
+    mine = max((len(said & words) for words in ab.declared(turn.npc).values()), default=0)
     for other in engine.cast.npcs:
         if other.id == turn.npc.id or not other.actions:
             continue
+        theirs = ab.declared(other)
         for action, mat in ab.vectors(other):
-            if float((vecs @ mat.T).max()) >= ev.cosine + ELSEWHERE and len(said & declared_words(action)) > mine:
+            if float((vecs @ mat.T).max()) >= ev.cosine + ELSEWHERE and len(said & theirs[action.name]) > mine:
                 return True
     return False
 
