@@ -34,13 +34,17 @@ _NUMWORD = re.compile(r"\b(?:(?:a|an|one|two|three|four|five|six|seven|eight|nin
                       r"dozen|score|hundred)\b", re.I)
 _QUOTED = re.compile(r"[\"“«]([^\"”»]{2,80})[\"”»]|(?<!\w)'([^']{2,80})'(?!\w)")
 _NAME = re.compile(r"\b([A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+(?:(?:de|del|la|las|los|of|the|van|von|y)\s+){0,2}[A-ZÁÉÍÓÚÑ][\w’'-]+)*)")
-# an abbreviated title before a name ("Mr. Hale" is "Hale"; "Mr" alone is no name)
-_TITLE = re.compile(r"\b(?:" + "|".join(sorted((a for a in ABBREVIATIONS if "." not in a), key=len, reverse=True))
-                    + r")\.?\s+(?=[A-ZÁÉÍÓÚÑ])", re.I)
+# a title before a name, abbreviated or spelt out ("Mr. Hale" is "Hale", "Captain Ezra Bell" is "Ezra Bell"; "Mr"
+# alone is no name)
+_SPELT_TITLES = ("captain colonel major general lieutenant sergeant corporal admiral commander commodore doctor "
+                 "professor reverend judge sheriff marshal deputy governor senator mister madam madame miss missus "
+                 "sir dame lady lord").split()
+_TITLE = re.compile(r"\b(?:(?i:" + "|".join(sorted((a for a in ABBREVIATIONS if "." not in a), key=len, reverse=True))
+                    + r")\.?|(?:" + "|".join(t.capitalize() for t in _SPELT_TITLES) + r"))\s+(?=[A-ZÁÉÍÓÚÑ])")
 _AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name|by the name of)\s+(?:the\s+|a\s+|an\s+|my\s+)?"
                     r"([\w’'-]+(?:\s+[\w’'-]+){0,3})", re.I)
 _SAYING = re.compile(r"(?::|\bthat|\bsaying|\btell (?:him|her|them)(?: that)?)\s+"
-                     r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*[.!]?$", re.I)
+                     r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*[.!?]?$", re.I)
 _LONG = {"message", "note", "text", "words", "letter", "content", "say", "said", "body"}
 _STOP = {"the", "a", "an", "of", "to", "and", "or", "in", "on", "at", "for", "my", "your", "me", "please", "i", "you"}
 # capitalised words that are never a name: the pronoun I and its contractions ("I'd", "I've")
@@ -344,7 +348,8 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
             # "lost four minutes": a length of time counts nothing
             counted = found if per is not None else [n for n in found if not any(a <= n[0] and n[1] <= b
                                                                                  for a, b, _ in times)]
-            for n in _number_order(text, counted, _unit_words(name, schema)):
+            units = _unit_words(name, schema) | ({"us"} if _people(name, schema) else set())  # "six of us"
+            for n in _number_order(text, counted, units):
                 if n in used:
                     continue
                 v = _as_type(schema, n[2])

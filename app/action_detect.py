@@ -174,11 +174,11 @@ def _asks_after(cues: Cues, sentence: str) -> bool:
         part = re.sub(r"^\W*(?:(?:so|and|but|then)\s+)?", "", part, flags=re.I)
         if cues.find("request", part) is not None:  # "could you ...", "please ...", "I need ..."
             return True
-        first = re.match(r"\W*(?:please\s+)?([^\W\d_]+)", part)
+        first = re.match(r"\W*(?:please\s+)?(([^\W\d_]+).*)", part)
         if first is None:
             continue
-        word = first.group(1).casefold()
-        if word not in _NOT_SERVICE and word not in _SUBJECTS and _base_verb(word) and not _past_only(word):
+        word = first.group(2).casefold()
+        if word not in _SUBJECTS and _service_verb(first.group(1)) and not _past_only(word):
             return True
     return False
 
@@ -215,9 +215,18 @@ def told(sentence: str, cues: Cues) -> bool:
 _OPENER = re.compile(r"^\W*(?:[\w.'’-]+(?:\s[\w.'’-]+)?,\s*)?(?:(?:please|just|now|so|ok|okay|go on and|quick|then)"
                      r",?\s+)*", re.I)
 # verbs whose imperative is talk, not a request for a service ("thank you", "look, ...", "wait", "never mind")
-_NOT_SERVICE = frozenset("""thank look listen wait see hear know think guess mind imagine remember forget hold say tell
+_NOT_SERVICE = frozenset("""thank look listen wait see hear know think guess mind imagine remember forget say tell
 excuse pardon forgive welcome love like hate wish hope believe trust relax calm stop sorry be have do let try
 consider suppose picture""".split())
+# ... and "hold" or "hang" as "wait" ("hold on", "hold it", "hang tight"); "hold the train" is a service
+_WAIT = re.compile(r"(?:hold|hang)\s+(?:on|it|still|tight|up|off|back|fire|your)\b", re.I)
+
+
+def _service_verb(rest: str) -> bool:
+    """The text opens with a verb's base form that is not one of talk or of waiting."""
+    first = re.match(r"[^\W\d_]+", rest)
+    return first is not None and first.group(0).casefold() not in _NOT_SERVICE and _WAIT.match(rest) is None \
+        and _base_verb(first.group(0))
 
 
 # "I have business upstairs, so take me up": a reason, then the request
@@ -241,11 +250,7 @@ def imperative(cues: Cues, clause: str) -> bool:
     and the verb is not one of talk ("thank you", "look, ...")."""
     for sentence in (part for s in split_sentences(clause) for part in _THEREFORE.split(s)):
         rest = sentence[_OPENER.match(sentence).end():]
-        first = re.match(r"[^\W\d_]+", rest)
-        if first is None or cues.find("social", sentence) is not None:
-            continue
-        word = first.group(0)
-        if word.casefold() not in _NOT_SERVICE and _base_verb(word):
+        if cues.find("social", sentence) is None and _service_verb(rest):
             return True
     return False
 

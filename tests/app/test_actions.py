@@ -704,3 +704,26 @@ def test_a_story_of_a_past_year_and_a_period_request_are_read_as_such():
     cues = Cues.load()
     assert informs(cues, "Back in '91 the ferryman rowed six of us to Stiltend in a storm.")
     assert request(cues, "I should very much like to take the front room.")
+
+
+def test_a_spelt_out_title_a_party_of_us_and_a_question_mark_are_read_as_said():
+    fares = {"type": "object", "properties": {"destination": {"enum": ["Denholm", "Silverhorn"]},
+                                              "passengers": STAY["properties"]["passengers"]}}
+    got = extract_args(fares, "My wife and our four children, to Silverhorn. That's six of us, so six fares.")
+    assert got["passengers"] == 6  # "six of us" counts the party, not the children
+    assert extract_args(fares, "Four children want to see Denholm.")["passengers"] == 4  # no party said: as before
+    assert extract_args(WIRE, "It's for Captain Ezra Bell at the fort.")["recipient"] == "Ezra Bell"
+    got = extract_args(WIRE, "Could you wire Samuel Pike and tell him I'll be a day late?")
+    assert got["message"] == "I'll be a day late"  # the question is the request's, not the message's
+
+
+def test_hold_is_a_service_unless_it_means_wait_and_an_elliptical_question_informs():
+    from app.cues import Cues
+
+    cues = Cues.load()
+    assert request(cues, "hold the flyer, my partner's still up at the office")
+    for line in ("Hold on, I've lost my glove.", "Hold it right there.", "Hang tight a moment."):
+        assert not request(cues, line), line
+    for line in ("Anything come over the wire for me?", "Any word from my sister?", "Anything new today?"):
+        assert not request(cues, line), line  # questions for information, without their verb
+    assert request(cues, "Any chance you could hold the train?")
