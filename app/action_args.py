@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from jsonschema import Draft202012Validator
 
-from retrieval.text import ABBREVIATIONS
+from retrieval.text import ABBREVIATIONS, EVERYDAY
 
 _UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
                                      "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
@@ -101,6 +101,8 @@ def spans(text: str) -> list[tuple[int, int, float]]:
     found += [(m.start(), m.end(), float(typos[m.group(0).casefold()])) for m in re.finditer(r"[^\W\d_]{4,}", text)
               if m.group(0).casefold() in typos]
     for m in _NUMWORD.finditer(text):
+        if m.group(0).lower() == "one" and _PRONOUN_ONE.search(text[:m.start()]):
+            continue  # "the Kaltstock one", "that one": a pronoun, not a number
         parts = re.split(r"[\s-]+", m.group(0).lower())
         if parts[0] in ("a", "an"):
             parts = parts[1:]  # "a dozen", "a couple": the article is not a number
@@ -120,6 +122,9 @@ def spans(text: str) -> list[tuple[int, int, float]]:
         total += current
         found.append((m.start(), m.end(), total))
     return sorted(found)
+
+
+_PRONOUN_ONE = re.compile(r"\b(?:the|that|this|which|another|each|every|other)\s+(?:[\w’'-]+\s+){0,2}$", re.I)
 
 
 def numbers(text: str) -> list[float]:
@@ -182,6 +187,9 @@ def _enum(schema: dict, text: str, taken: set) -> object:
                 for w in norm(v).split():
                     if w not in _STOP and len(w) > 2:
                         owners.setdefault(w, set()).add(v)
+                        if v == v.lower():  # a compound's last word: "board" for "snowboard" (not in a name)
+                            for tail in _tails(w):
+                                owners.setdefault(tail, set()).add(v)
         found = list(re.finditer(r"\S+", said))
         words, starts = [m.group(0) for m in found], [m.start() for m in found]  # each word and its place in `said`
         stems = [_stem(x) for x in words]
@@ -200,6 +208,15 @@ def _enum(schema: dict, text: str, taken: set) -> object:
                re.search(rf"\b(to|into|for)\s+(the\s+)?{re.escape(norm(h[2]).split()[0])}", said)]
         hits = led or hits
     return min(hits)[2]
+
+
+def _tails(word: str) -> list[str]:
+    """The last noun of a compound of two nouns, four letters or more ("board" in "snowboard"; not "ring"
+    in "touring")."""
+    from lemminflect import getAllLemmas
+
+    return [word[k:] for k in range(3, len(word) - 3)
+            if "NOUN" in getAllLemmas(word[k:]) and "NOUN" in getAllLemmas(word[:k])] if len(word) >= 7 else []
 
 
 def _possessive(text: str, value: object) -> bool:
@@ -241,8 +258,8 @@ def _strings(text: str, exclude: set[str], long: bool = False) -> list[str]:
             name, initial = (" ".join(words[1:]) if _english(words[0]) else name), False
         if _PRONOUN.match(words[0]):
             name = " ".join(words[1:])  # "I'd" alone is no name; "I Tomas" → "Tomas"
-        if not name or norm(name) in _STOP or initial:
-            continue
+        if not name or norm(name) in _STOP or initial or set(norm(name).split()) <= EVERYDAY:
+            continue  # (a day or a month is no name: "on Thursday")
         names.append(name)
     names += [m.group(1).strip(" .,!?;:") for m in _AFTER.finditer(text)]
     said = [m.group(1).strip() for m in _SAYING.finditer(text)] if long else []
@@ -369,7 +386,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                     continue
                 one = _as_type(schema, 1)
                 if one is not None and valid(schema, one) and _counts(name, schema) and per is None and \
-                        (_singular(text, args, props) or _said_once(text, things)):
+                        ((_singular(text, args, props) and not _people(name, schema)) or _said_once(text, things)):
                     args[name] = one
         elif "string" in types:
             never = exclude | enum_words | {str(v) for v in args.values()}

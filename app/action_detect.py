@@ -283,6 +283,50 @@ def by_values_only(action: ActionSpec, clause: str, own: frozenset[str]) -> bool
     return not (stems(verb) & declared_words(action) - values)
 
 
+_SEGMENT = re.compile(r"\s*[,;:–—]\s*|\s+-+\s+")
+# a subject or the verb "to be": a statement about something, not an order said as a noun phrase
+_STATES = frozenset("""i you he she it we they there is are was were be been am isn't aren't wasn't weren't it's that's
+there's i'm you're we're they're he's she's""".split())
+
+
+def terse(clause: str, action: ActionSpec) -> bool:
+    """An order said as a noun phrase ("adult pass for a fortnight", "ferner traverse for 2 tmrw?"): a part of the
+    clause between commas or dashes opens with a number or a word of the action's declaration, has no subject, no
+    verb "to be" and no other verb in the past or third person ("my adult son phones every day" tells), and gives
+    the action every argument it requires (at least one)."""
+    from app.action_args import complete, extract_args
+
+    if not action.params.get("required"):
+        return False
+    declared = declared_words(action)
+    for seg in _SEGMENT.split(clause):
+        toks = [w.casefold().replace("’", "'") for w in _WORD.findall(seg)]
+        first = re.match(r"\W*([\w'’-]+)", seg)
+        if not toks or first is None or set(toks) & _STATES:
+            continue
+        lead = first.group(1)
+        if not (lead[0].isdigit() or lead.casefold() in _NUMBERS or stems(lead) & declared):
+            continue
+        if any(_finite(w) for w in toks if not stems(w) & declared):
+            continue
+        args = extract_args(action.params, seg)
+        if args and complete(action.params, args):
+            return True
+    return False
+
+
+_NUMBERS = frozenset("a an one two three four five six seven eight nine ten eleven twelve".split())
+
+
+@lru_cache(maxsize=4096)
+def _finite(word: str) -> bool:
+    """Is `word` a verb in the past tense or the third person ("phones", "gave"), and not its base form?"""
+    from lemminflect import getAllInflections
+
+    return any(word in getAllInflections(x, upos="VERB").get(tag, ()) for x in _lemmas(word) if x != word
+               for tag in ("VBZ", "VBD"))
+
+
 def request(cues: Cues, clause: str) -> bool:
     """A request directed at the listener ("can you", "for me", "X me ...", an imperative), and not a question for
     information."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from app.action_args import complete, extract_args, missing
 from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, paraphrases,
-                               request, stems, vocabulary)
+                               request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
 from app.router import Route, lore_match
 from retrieval.text import ABBREVIATIONS
@@ -124,7 +124,8 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
     for _, rows, action in ab.scores(spec, vecs, turn.tools):
         best = None
         for i in range(len(parts)):
-            ev = Evidence(float(rows[i]), p_action(i), asked[i], len(said[i] & words[action.name]),
+            ordered = asked[i] or (not questions[i] and terse(parts[i], action))  # "adult pass for a fortnight"
+            ev = Evidence(float(rows[i]), p_action(i), ordered, len(said[i] & words[action.name]),
                           named(action, parts[i]), questions[i], beside and not questions[i])
             key = (ev.asks(), ev.rank())
             if best is None or key > best[0]:

@@ -727,3 +727,38 @@ def test_hold_is_a_service_unless_it_means_wait_and_an_elliptical_question_infor
     for line in ("Anything come over the wire for me?", "Any word from my sister?", "Anything new today?"):
         assert not request(cues, line), line  # questions for information, without their verb
     assert request(cues, "Any chance you could hold the train?")
+
+
+def test_an_order_said_as_a_noun_phrase_asks_but_a_statement_does_not(tmp_path):
+    from app.action_detect import terse
+
+    ferry, _ = Cast.load(write_cast(tmp_path, CAST)).get("warden").actions
+    for line in ("Stiltend for two - and is the lake calm today?", "cobble reach x3 tmrw?",
+                 "Passage to Stiltend for the six of us, it's a wedding party"):
+        assert terse(line, ferry), line
+    for line in ("My brother rows to Stiltend for two every day.", "Saw three boats go to Stiltend.",
+                 "Stiltend is lovely for two, isn't it", "Stiltend, soon."):  # a story, a statement, no count
+        assert not terse(line, ferry), line
+    _, bell = Cast.load(write_cast(tmp_path, CAST)).get("warden").actions
+    assert not terse("The great bell.", bell)  # an action that requires nothing is never ordered by a noun alone
+
+
+def test_a_day_is_no_name_the_pronoun_one_no_count_and_a_compound_meets_its_last_noun():
+    lesson = {"type": "object", "properties": {
+        "level": {"enum": ["beginner", "advanced"]}, "people": {"type": "integer", "minimum": 1, "maximum": 8,
+                                                                "description": "how many people"},
+        "name": {"type": "string", "minLength": 2}, "item": {"enum": ["snowboard", "touring skis"]}}}
+    got = extract_args(lesson, "Five intermediate skiers want a lesson on Thursday morning.")
+    assert "name" not in got and got["people"] == 5
+    assert extract_args(lesson, "The advanced one for me and my partner, please.")["people"] == 2
+    assert "people" not in extract_args(lesson, "Could you book an advanced lesson?")  # a level counts no one
+    assert extract_args(lesson, "can i rent a board")["item"] == "snowboard"
+    assert "item" not in extract_args(lesson, "A ring for my finger.")  # "ring" ends no compound ("touring")
+
+
+def test_wanting_to_learn_a_skill_is_a_request_and_wanting_to_learn_a_fact_is_not():
+    from app.cues import Cues
+
+    cues = Cues.load()
+    assert request(cues, "My two kids want to learn to ski. Could you take them?")
+    assert not request(cues, "I want to learn why the lift stopped, could you say?")
