@@ -196,7 +196,7 @@ def _enum(schema: dict, text: str, taken: set) -> object:
         for w, vs in owners.items():
             if len(vs) == 1:  # the word as written, or its stem ("urgently" for "urgent")
                 pos = [i for i, x in enumerate(words) if x in (w, w + "s", w + "es") or (w.endswith("s") and x == w[:-1])
-                       or (len(w) > 3 and stems[i] == _stem(w))]
+                       or (len(w) > 3 and stems[i] == _stem(w)) or _skeleton_of(x, w)]
                 if pos:
                     hits.append((starts[pos[0]], 0, next(iter(vs))))
     hits = [h for h in hits if h[2] not in taken and not _possessive(text, h[2])]
@@ -208,6 +208,17 @@ def _enum(schema: dict, text: str, taken: set) -> object:
                re.search(rf"\b(to|into|for)\s+(the\s+)?{re.escape(norm(h[2]).split()[0])}", said)]
         hits = led or hits
     return min(hits)[2]
+
+
+def _skeleton_of(said: str, word: str) -> bool:
+    """`said` is `word` written without its vowels ("advncd" for "advanced"), and no English word itself."""
+    from lemminflect import getAllLemmas
+
+    def bones(w: str) -> str:
+        return w[0] + re.sub(r"[aeiouy]", "", w[1:])
+
+    return len(word) >= 5 and 3 <= len(said) < len(word) and said[0] == word[0] and bones(said) == bones(word) \
+        and not getAllLemmas(said)
 
 
 def _tails(word: str) -> list[str]:
@@ -297,6 +308,8 @@ _IDIOMS = ((re.compile(r"\b(?:a\s+)?quarter(?:\s+of)?\s+an?\s+hour\b", re.I), 15
            (re.compile(r"\b(?:an|one)\s+hour\s+and\s+a\s+half\b", re.I), 90),
            (re.compile(r"\b(?:to|for)\s+(?:tonight|the\s+night)\b", re.I), 1440))
 _UNIT = re.compile(r"\b(minute|min|hour|hr|day|night|week|fortnight)s?\b", re.I)
+_ONE_UNIT = re.compile(r"\b(?:(?:a|an|one)(?:\s+(?:whole|entire|full))?|(?:the|all)\s+(?:whole|entire|full)|all|for\s+the)\s+$",
+                       re.I)
 
 
 def durations(text: str) -> list[tuple[int, int, float]]:
@@ -313,8 +326,8 @@ def durations(text: str) -> list[tuple[int, int, float]]:
         before = [n for n in nums if n[1] <= m.start() and not text[n[1]:m.start()].strip()]
         if before:
             found.append((before[-1][0], m.end(), before[-1][2] * per))
-        elif re.search(r"\b(?:a|an|one)\s+$", text[:m.start()], re.I) and m.group(0).lower() == m.group(1).lower():
-            found.append((m.start(), m.end(), float(per)))  # "a week", "a fortnight": one, in the singular
+        elif _ONE_UNIT.search(text[:m.start()]) and m.group(0).lower() == m.group(1).lower():
+            found.append((m.start(), m.end(), float(per)))  # "a week", "the whole fortnight": one, in the singular
     return sorted(found)
 
 
@@ -346,6 +359,8 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
     # a number inside a value already taken ("Cold Store Nine") is not another argument
     taken = [(m.start(), m.end()) for v in args.values() if isinstance(v, str)
              for m in re.finditer(re.escape(v), text, re.I)]
+    if any(isinstance(v, dict) and _is_long(k, v) for k, v in props.items()):
+        taken += [m.span() for m in _QUOTED.finditer(text)]  # "two of us are slow": the message's, not a count
     found = [n for n in spans(text) if not any(a <= n[0] and n[1] <= b for a, b in taken)]
     times = durations(text)
     for name, schema in props.items():
@@ -363,8 +378,8 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                     used += [n for n in found if got[0][0] <= n[0] and n[1] <= got[0][1]]
                     continue
             # "lost four minutes": a length of time counts nothing
-            counted = found if per is not None else [n for n in found if not any(a <= n[0] and n[1] <= b
-                                                                                 for a, b, _ in times)]
+            counted = [n for n in found if not _of_things(text, n)] if per is not None else \
+                [n for n in found if not any(a <= n[0] and n[1] <= b for a, b, _ in times)]
             units = _unit_words(name, schema) | ({"us"} if _people(name, schema) else set())  # "six of us"
             for n in _number_order(text, counted, units):
                 if n in used:
@@ -401,6 +416,12 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
     return args
 
 
+def _of_things(text: str, n: tuple[int, int, float]) -> bool:
+    """The number counts things, not time: "a pair of ski boots", "two of my kids" (but "a couple of days")."""
+    m = re.match(r"\s+of\s+(?:(?:the|my|our|your|his|her|their|these|those)\s+)?([^\W\d_]+)", text[n[1]:], re.I)
+    return m is not None and _UNIT.fullmatch(m.group(1)) is None
+
+
 def _counts(name: str, schema: dict) -> bool:
     """A parameter that counts things ("count", "quantity", "how many"), not one that numbers them (a berth)."""
     said = norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}")
@@ -414,8 +435,10 @@ def _singular(text: str, args: dict, props: dict) -> bool:
                              and isinstance(props.get(name), dict) and "enum" in props[name]])
 
 
-_PAIR = re.compile(r"\b(?:(?:me|myself) and (?:my|our) [^\W\d_]+|(?:my|our) [^\W\d_]+ and (?:me|i|myself))\b", re.I)
-_SOLO = re.compile(r"\b(?:(?:just|only) (?:me|myself)|by myself|on my own|(?:travell?ing|going|riding) alone)\b", re.I)
+_PAIR = re.compile(r"\b(?:(?:me|myself) (?:and|n|&) (?:my|our) [^\W\d_]+|(?:my|our) [^\W\d_]+ (?:and|n|&) (?:me|i|myself))\b",
+                   re.I)
+_SOLO = re.compile(r"\b(?:(?:just|only) (?:me|myself)|by myself|on my own|solo|(?:travell?ing|going|riding) alone)\b",
+                   re.I)
 _PEOPLE = {"people", "person", "persons", "passenger", "passengers", "guest", "guests", "traveller", "travellers",
            "traveler", "travelers", "party", "heads", "riders", "rider", "visitors", "visitor"}
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.action_args import extract_args, numbers, valid
-from app.action_detect import paraphrases, request, stems, vocabulary
+from app.action_detect import informs, paraphrases, request, stems, vocabulary
 from app.actions import Outcome
 from app.config import Cast
 from retrieval.errors import ConfigError
@@ -762,3 +762,24 @@ def test_wanting_to_learn_a_skill_is_a_request_and_wanting_to_learn_a_fact_is_no
     cues = Cues.load()
     assert request(cues, "My two kids want to learn to ski. Could you take them?")
     assert not request(cues, "I want to learn why the lift stopped, could you say?")
+
+
+def test_chat_shorthand_a_whole_fortnight_and_a_quoted_number_are_read_as_said():
+    from app.cues import Cues
+
+    cues = Cues.load()
+    tour = {"type": "object", "properties": {
+        "level": {"enum": ["beginner", "advanced"]},
+        "people": {"type": "integer", "minimum": 1, "maximum": 8, "description": "how many people"},
+        "note": {"type": "string", "maxLength": 200, "description": "a message for the guide"}}}
+    assert extract_args(tour, "advncd lesson for me n my mate")["level"] == "advanced"  # vowels dropped
+    assert extract_args(tour, "advncd lesson for me n my mate")["people"] == 2
+    assert extract_args(tour, "Book me solo, the advanced one.")["people"] == 1
+    got = extract_args(tour, 'Advanced, for four, and tell the guide: "two of us are slow"')
+    assert got["people"] == 4  # the number inside the message is the message's
+    rent = {"type": "object", "properties": {"item": {"enum": ["ski boots", "helmet"]},
+                                             "days": {"type": "integer", "minimum": 1, "maximum": 14}}}
+    assert extract_args(rent, "an adult pass for the whole fortnight we're here")["days"] == 14
+    assert "days" not in extract_args(rent, "I need a pair of ski boots for the rest of the week.")  # a pair of boots
+    assert request(cues, "hey toni can u put 3 of us in the beginners group")
+    assert informs(cues, "Years ago my dad did the traverse with your grandfather.")
