@@ -34,7 +34,7 @@ _NUMWORD = re.compile(r"\b(?:(?:a|an|one|two|three|four|five|six|seven|eight|nin
                       r"dozen|score|hundred)\b", re.I)
 _QUOTED = re.compile(r"[\"“«]([^\"”»]{2,80})[\"”»]|(?<!\w)'([^']{2,80})'(?!\w)")
 _NAME = re.compile(r"\b([A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+(?:(?:de|del|la|las|los|of|the|van|von|y)\s+){0,2}[A-ZÁÉÍÓÚÑ][\w’'-]+)*)")
-# a title before a name, abbreviated or spelt out ("Mr. Hale" is "Hale", "Captain Ezra Bell" is "Ezra Bell"; "Mr"
+# a title before a name, abbreviated or spelt out ("Mr. Hale" is "Hale", "Captain Ines Vale" is "Ines Vale"; "Mr"
 # alone is no name)
 _SPELT_TITLES = ("captain colonel major general lieutenant sergeant corporal admiral commander commodore doctor "
                  "professor reverend judge sheriff marshal deputy governor senator mister madam madame miss missus "
@@ -102,7 +102,7 @@ def spans(text: str) -> list[tuple[int, int, float]]:
               if m.group(0).casefold() in typos]
     for m in _NUMWORD.finditer(text):
         if m.group(0).lower() == "one" and _PRONOUN_ONE.search(text[:m.start()]):
-            continue  # "the Kaltstock one", "that one": a pronoun, not a number
+            continue  # "the blue one", "that one": a pronoun, not a number
         parts = re.split(r"[\s-]+", m.group(0).lower())
         if parts[0] in ("a", "an"):
             parts = parts[1:]  # "a dozen", "a couple": the article is not a number
@@ -187,7 +187,7 @@ def _enum(schema: dict, text: str, taken: set) -> object:
                 for w in norm(v).split():
                     if w not in _STOP and len(w) > 2:
                         owners.setdefault(w, set()).add(v)
-                        if v == v.lower():  # a compound's last word: "board" for "snowboard" (not in a name)
+                        if v == v.lower():  # a compound's last word: "watch" for "wristwatch" (not in a name)
                             for tail in _tails(w):
                                 owners.setdefault(tail, set()).add(v)
         found = list(re.finditer(r"\S+", said))
@@ -195,8 +195,9 @@ def _enum(schema: dict, text: str, taken: set) -> object:
         stems = [_stem(x) for x in words]
         for w, vs in owners.items():
             if len(vs) == 1:  # the word as written, or its stem ("urgently" for "urgent")
-                pos = [i for i, x in enumerate(words) if x in (w, w + "s", w + "es") or (w.endswith("s") and x == w[:-1])
-                       or (len(w) > 3 and stems[i] == _stem(w)) or _skeleton_of(x, w)]
+                pos = [i for i, x in enumerate(words) if x in (w, w + "s", w + "es")
+                       or (w.endswith("s") and x == w[:-1]) or (len(w) > 3 and stems[i] == _stem(w))
+                       or _skeleton_of(x, w)]
                 if pos:
                     hits.append((starts[pos[0]], 0, next(iter(vs))))
     hits = [h for h in hits if h[2] not in taken and not _possessive(text, h[2])]
@@ -222,7 +223,7 @@ def _skeleton_of(said: str, word: str) -> bool:
 
 
 def _tails(word: str) -> list[str]:
-    """The last noun of a compound of two nouns, four letters or more ("board" in "snowboard"; not "ring"
+    """The last noun of a compound of two nouns, four letters or more ("watch" in "wristwatch"; not "ring"
     in "touring")."""
     from lemminflect import getAllLemmas
 
@@ -308,8 +309,8 @@ _IDIOMS = ((re.compile(r"\b(?:a\s+)?quarter(?:\s+of)?\s+an?\s+hour\b", re.I), 15
            (re.compile(r"\b(?:an|one)\s+hour\s+and\s+a\s+half\b", re.I), 90),
            (re.compile(r"\b(?:to|for)\s+(?:tonight|the\s+night)\b", re.I), 1440))
 _UNIT = re.compile(r"\b(minute|min|hour|hr|day|night|week|fortnight)s?\b", re.I)
-_ONE_UNIT = re.compile(r"\b(?:(?:a|an|one)(?:\s+(?:whole|entire|full))?|(?:the|all)\s+(?:whole|entire|full)|all|for\s+the)\s+$",
-                       re.I)
+_ONE_UNIT = re.compile(r"\b(?:(?:a|an|one)(?:\s+(?:whole|entire|full))?|(?:the|all)\s+(?:whole|entire|full)|all"
+                       r"|for\s+the)\s+$", re.I)
 
 
 def durations(text: str) -> list[tuple[int, int, float]]:
@@ -417,7 +418,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
 
 
 def _of_things(text: str, n: tuple[int, int, float]) -> bool:
-    """The number counts things, not time: "a pair of ski boots", "two of my kids" (but "a couple of days")."""
+    """The number counts things, not time: "a pair of boots", "two of my kids" (but "a couple of days")."""
     m = re.match(r"\s+of\s+(?:(?:the|my|our|your|his|her|their|these|those)\s+)?([^\W\d_]+)", text[n[1]:], re.I)
     return m is not None and _UNIT.fullmatch(m.group(1)) is None
 
@@ -435,8 +436,8 @@ def _singular(text: str, args: dict, props: dict) -> bool:
                              and isinstance(props.get(name), dict) and "enum" in props[name]])
 
 
-_PAIR = re.compile(r"\b(?:(?:me|myself) (?:and|n|&) (?:my|our) [^\W\d_]+|(?:my|our) [^\W\d_]+ (?:and|n|&) (?:me|i|myself))\b",
-                   re.I)
+_PAIR = re.compile(r"\b(?:(?:me|myself) (?:and|n|&) (?:my|our) [^\W\d_]+"
+                   r"|(?:my|our) [^\W\d_]+ (?:and|n|&) (?:me|i|myself))\b", re.I)
 _SOLO = re.compile(r"\b(?:(?:just|only) (?:me|myself)|by myself|on my own|solo|(?:travell?ing|going|riding) alone)\b",
                    re.I)
 _PEOPLE = {"people", "person", "persons", "passenger", "passengers", "guest", "guests", "traveller", "travellers",

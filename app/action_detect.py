@@ -290,7 +290,7 @@ there's i'm you're we're they're he's she's""".split())
 
 
 def terse(clause: str, action: ActionSpec) -> bool:
-    """An order said as a noun phrase ("adult pass for a fortnight", "ferner traverse for 2 tmrw?"): a part of the
+    """An order said as a noun phrase ("adult pass for a fortnight", "north route for 2 tmrw?"): a part of the
     clause between commas or dashes opens with a number or a word of the action's declaration, has no subject, no
     verb "to be" and no other verb in the past or third person ("my adult son phones every day" tells), and gives
     the action every argument it requires (at least one)."""

@@ -124,7 +124,7 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
     for _, rows, action in ab.scores(spec, vecs, turn.tools):
         best = None
         for i in range(len(parts)):
-            ordered = asked[i] or (not questions[i] and terse(parts[i], action))  # "adult pass for a fortnight"
+            ordered = asked[i] or (not questions[i] and terse(parts[i], action))  # "adult pass for a week"
             ev = Evidence(float(rows[i]), p_action(i), ordered, len(said[i] & words[action.name]),
                           named(action, parts[i]), questions[i], beside and not questions[i])
             key = (ev.asks(), ev.rank())

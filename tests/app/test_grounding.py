@@ -160,7 +160,7 @@ def test_framework_code_holds_no_world():
     from tests.conftest import REPO
 
     words = ("biblioteca", "library", "valdescura", "archivist", "warden", "kestrel", "códice", "tallis", "teague",
-             "silverhorn", "stationmaster", "telegrapher")
+             "silverhorn", "stationmaster", "telegrapher", "hochfeld", "kaltstock", "gamsjagd", "ferner", "gstrein")
     for pkg in ("app", "retrieval", "tuning"):
         for path in (REPO / pkg).rglob("*"):
             if path.suffix in (".py", ".yaml") and path.is_file():
