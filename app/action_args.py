@@ -222,13 +222,14 @@ def _skeleton_of(said: str, word: str) -> bool:
         and not getAllLemmas(said)
 
 
-def _tails(word: str) -> list[str]:
+@lru_cache(maxsize=4096)
+def _tails(word: str) -> tuple[str, ...]:
     """The last noun of a compound of two nouns, four letters or more ("watch" in "wristwatch"; not "ring"
     in "touring")."""
     from lemminflect import getAllLemmas
 
-    return [word[k:] for k in range(3, len(word) - 3)
-            if "NOUN" in getAllLemmas(word[k:]) and "NOUN" in getAllLemmas(word[:k])] if len(word) >= 7 else []
+    return tuple(word[k:] for k in range(3, len(word) - 3)
+                 if "NOUN" in getAllLemmas(word[k:]) and "NOUN" in getAllLemmas(word[:k])) if len(word) >= 7 else ()
 
 
 def _possessive(text: str, value: object) -> bool:

@@ -289,23 +289,22 @@ _STATES = frozenset("""i you he she it we they there is are was were be been am 
 there's i'm you're we're they're he's she's""".split())
 
 
-def terse(clause: str, action: ActionSpec) -> bool:
+def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
     """An order said as a noun phrase ("adult pass for a fortnight", "north route for 2 tmrw?"): a part of the
     clause between commas or dashes opens with a number or a word of the action's declaration, has no subject, no
     verb "to be" and no other verb in the past or third person ("my adult son phones every day" tells), and gives
-    the action every argument it requires (at least one)."""
-    from app.action_args import complete, extract_args
+    the action every argument it requires (at least one). `declared`: the action's `declared_words`."""
+    from app.action_args import complete, extract_args, numbers
 
     if not action.params.get("required"):
         return False
-    declared = declared_words(action)
     for seg in _SEGMENT.split(clause):
         toks = [w.casefold().replace("’", "'") for w in _WORD.findall(seg)]
         first = re.match(r"\W*([\w'’-]+)", seg)
         if not toks or first is None or set(toks) & _STATES:
             continue
         lead = first.group(1)
-        if not (lead[0].isdigit() or lead.casefold() in _NUMBERS or stems(lead) & declared):
+        if not (numbers(lead) or lead.casefold() in ("a", "an") or stems(lead) & declared):
             continue
         if any(_finite(w) for w in toks if not stems(w) & declared):
             continue
@@ -313,9 +312,6 @@ def terse(clause: str, action: ActionSpec) -> bool:
         if args and complete(action.params, args):
             return True
     return False
-
-
-_NUMBERS = frozenset("a an one two three four five six seven eight nine ten eleven twelve".split())
 
 
 @lru_cache(maxsize=4096)

@@ -121,10 +121,11 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
     said = [stems(p) | stems(" ".join(engine.cues.meant(p))) for p in parts]  # "fit her in" says "book"
     beside = len(parts) > 1 and any(questions[1:])  # (parts[0] is the whole line, the rest its clauses)
     out = []
+    declared = ab.declared(spec)
     for _, rows, action in ab.scores(spec, vecs, turn.tools):
         best = None
-        for i in range(len(parts)):
-            ordered = asked[i] or (not questions[i] and terse(parts[i], action))  # "adult pass for a week"
+        for i in range(len(parts)):  # an order said as a noun phrase ("adult pass for a week") asks too
+            ordered = asked[i] or (not questions[i] and terse(parts[i], action, declared[action.name]))
             ev = Evidence(float(rows[i]), p_action(i), ordered, len(said[i] & words[action.name]),
                           named(action, parts[i]), questions[i], beside and not questions[i])
             key = (ev.asks(), ev.rank())

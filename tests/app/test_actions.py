@@ -730,17 +730,17 @@ def test_hold_is_a_service_unless_it_means_wait_and_an_elliptical_question_infor
 
 
 def test_an_order_said_as_a_noun_phrase_asks_but_a_statement_does_not(tmp_path):
-    from app.action_detect import terse
+    from app.action_detect import declared_words, terse
 
     ferry, _ = Cast.load(write_cast(tmp_path, CAST)).get("warden").actions
     for line in ("Stiltend for two - and is the lake calm today?", "cobble reach x3 tmrw?",
                  "Passage to Stiltend for the six of us, it's a wedding party"):
-        assert terse(line, ferry), line
+        assert terse(line, ferry, declared_words(ferry)), line
     for line in ("My brother rows to Stiltend for two every day.", "Saw three boats go to Stiltend.",
                  "Stiltend is lovely for two, isn't it", "Stiltend, soon."):  # a story, a statement, no count
-        assert not terse(line, ferry), line
+        assert not terse(line, ferry, declared_words(ferry)), line
     _, bell = Cast.load(write_cast(tmp_path, CAST)).get("warden").actions
-    assert not terse("The great bell.", bell)  # an action that requires nothing is never ordered by a noun alone
+    assert not terse("The great bell.", bell, declared_words(bell))  # an action that requires nothing is never ordered by a noun alone
 
 
 def test_a_day_is_no_name_the_pronoun_one_no_count_and_a_compound_meets_its_last_noun():
