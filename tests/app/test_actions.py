@@ -646,12 +646,14 @@ def test_a_line_for_another_characters_action_returns_none(engine):
     assert r.actions == [{"name": "lend_ledger", "args": {"ledger": "Stiltend Rolls"}}]
 
 
+FARES = {"type": "object", "properties": {"destination": {"enum": ["Denholm", "Silverhorn"]},
+                                          "passengers": STAY["properties"]["passengers"]}}
+
+
 def test_two_people_a_possessive_and_a_length_of_time_are_read_as_said():
-    fares = {"type": "object", "properties": {"destination": {"enum": ["Denholm", "Silverhorn"]},
-                                              "passengers": STAY["properties"]["passengers"]}}
-    assert extract_args(fares, "Sell my wife and me our fares to Denholm.")["passengers"] == 2
-    assert extract_args(fares, "Me and my brother, to Silverhorn.")["passengers"] == 2
-    assert "passengers" not in extract_args(fares, "My watch lost four minutes since Denholm.")  # time, no count
+    assert extract_args(FARES, "Sell my wife and me our fares to Denholm.")["passengers"] == 2
+    assert extract_args(FARES, "Me and my brother, to Silverhorn.")["passengers"] == 2
+    assert "passengers" not in extract_args(FARES, "My watch lost four minutes since Denholm.")  # time, no count
     assert "room" not in extract_args(STAY, "Give the front room's guest his boots back.")  # an owner, not the room
     assert extract_args(STAY, "The front room, if it's free.")["room"] == "front room"
 
@@ -707,11 +709,9 @@ def test_a_story_of_a_past_year_and_a_period_request_are_read_as_such():
 
 
 def test_a_spelt_out_title_a_party_of_us_and_a_question_mark_are_read_as_said():
-    fares = {"type": "object", "properties": {"destination": {"enum": ["Denholm", "Silverhorn"]},
-                                              "passengers": STAY["properties"]["passengers"]}}
-    got = extract_args(fares, "My wife and our four children, to Silverhorn. That's six of us, so six fares.")
+    got = extract_args(FARES, "My wife and our four children, to Silverhorn. That's six of us, so six fares.")
     assert got["passengers"] == 6  # "six of us" counts the party, not the children
-    assert extract_args(fares, "Four children want to see Denholm.")["passengers"] == 4  # no party said: as before
+    assert extract_args(FARES, "Four children want to see Denholm.")["passengers"] == 4  # no party said: as before
     assert extract_args(WIRE, "It's for Captain Ezra Bell at the fort.")["recipient"] == "Ezra Bell"
     got = extract_args(WIRE, "Could you wire Samuel Pike and tell him I'll be a day late?")
     assert got["message"] == "I'll be a day late"  # the question is the request's, not the message's
