@@ -32,7 +32,7 @@ _NUMWORD = re.compile(r"\b(?:(?:a|an|one|two|three|four|five|six|seven|eight|nin
                       r"five|six|seven|eight|nine))?|zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|"
                       r"twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|single|couple|pair|"
                       r"dozen|score|hundred)\b", re.I)
-_QUOTED = re.compile(r"[\"“«]([^\"”»]{2,80})[\"”»]|(?<!\w)'([^']{2,80})'(?!\w)")
+QUOTED = re.compile(r"[\"“«]([^\"”»]{2,80})[\"”»]|(?<!\w)'([^']{2,80})'(?!\w)")
 _NAME = re.compile(r"\b([A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+(?:(?:de|del|la|las|los|of|the|van|von|y)\s+){0,2}[A-ZÁÉÍÓÚÑ][\w’'-]+)*)")
 # a title before a name, abbreviated or spelt out ("Mr. Hale" is "Hale", "Captain Ines Vale" is "Ines Vale"; "Mr"
 # alone is no name)
@@ -41,7 +41,8 @@ _SPELT_TITLES = ("captain colonel major general lieutenant sergeant corporal adm
                  "sir dame lady lord").split()
 _TITLE = re.compile(r"\b(?:(?i:" + "|".join(sorted((a for a in ABBREVIATIONS if "." not in a), key=len, reverse=True))
                     + r")\.?|(?:" + "|".join(t.capitalize() for t in _SPELT_TITLES) + r"))\s+(?=[A-ZÁÉÍÓÚÑ])")
-_AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name|by the name of)\s+(?:the\s+|a\s+|an\s+|my\s+)?"
+_AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name(?: of)?|(?:by )?the name of|name of)\s+"
+                    r"(?:the\s+|a\s+|an\s+|my\s+)?"
                     r"([\w’'-]+(?:\s+[\w’'-]+){0,3})", re.I)
 _SAYING = re.compile(r"(?::|\bthat|\bsaying|\btell (?:him|her|them)(?: that)?)\s+"
                      r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*[.!?]?$", re.I)
@@ -121,7 +122,15 @@ def spans(text: str) -> list[tuple[int, int, float]]:
                 current += v
         total += current
         found.append((m.start(), m.end(), total))
-    return sorted(found)
+    found.sort()
+    merged: list[tuple[int, int, float]] = []
+    for n in found:  # "a hundred and twenty": one number
+        if merged and text[merged[-1][0]:merged[-1][1]].lower().endswith("hundred") and 0 < n[2] < 100 and \
+                not text[n[0]].isdigit() and re.fullmatch(r"\s+and\s+", text[merged[-1][1]:n[0]], re.I):
+            merged[-1] = (merged[-1][0], n[1], merged[-1][2] + n[2])
+        else:
+            merged.append(n)
+    return merged
 
 
 _PRONOUN_ONE = re.compile(r"\b(?:the|that|this|which|another|each|every|other)\s+(?:[\w’'-]+\s+){0,2}$", re.I)
@@ -138,25 +147,35 @@ def _unit_words(name: str, schema: dict) -> set[str]:
             if len(w) > 2 and w not in _STOP and w not in _WORDS and w not in ("how", "many", "much", "number")}
 
 
-def _number_order(text: str, found: list[tuple[int, int, float]], units: set[str]) -> list[tuple[int, int, float]]:
+def _number_order(text: str, found: list[tuple[int, int, float]], units: set[str],
+                  others: set[str] = frozenset()) -> list[tuple[int, int, float]]:
     """The numbers, the one next to a word that names the parameter first ("one of those slips, berth six": 6),
-    then the others in order."""
+    then the others in order; a number next to a word that names another number parameter, and nearer to it, is
+    not this one's ("gate 14, thirty litres": 14 is the gate's, not the litres')."""
     if not units:
         return found
-    words = [(m.start(), m.end()) for m in re.finditer(r"\w+", text)
-             if any(norm(m.group(0)) in (u, u + "s", u[:-1] if u.endswith("s") else u) for u in units)]
 
-    def gap(n: tuple[int, int, float]) -> int:  # words between the number and the nearest such word
+    def places(said: set[str]) -> list[tuple[int, int]]:
+        return [(m.start(), m.end()) for m in re.finditer(r"\w+", text)
+                if any(norm(m.group(0)) in (u, u + "s", u[:-1] if u.endswith("s") else u) for u in said)]
+
+    def gap(n: tuple[int, int, float], words: list[tuple[int, int]]) -> int:  # words between it and the nearest
         between = [text[w[1]:n[0]] if w[1] <= n[0] else text[n[1]:w[0]] for w in words if w[1] <= n[0] or
                    w[0] >= n[1]]
         return min((len(re.findall(r"\w+", b)) for b in between), default=99)
 
-    return sorted(found, key=lambda n: (gap(n) > 1, found.index(n)))
+    mine, theirs = places(units), places(others - units)
+    found = [n for n in found if not gap(n, theirs) < min(gap(n, mine), 2)]
+    return sorted(found, key=lambda n: (gap(n, mine) > 1, found.index(n)))
+
+
+def _types(schema: dict) -> list:
+    types = schema.get("type")
+    return types if isinstance(types, list) else [types]
 
 
 def _as_type(schema: dict, value: float) -> object:
-    types = schema.get("type")
-    types = types if isinstance(types, list) else [types]
+    types = _types(schema)
     if "integer" in types and float(value).is_integer():
         return int(value)
     if "number" in types:
@@ -254,13 +273,15 @@ def _bare(name: str) -> str:
     return got if norm(got) else name
 
 
-def _strings(text: str, exclude: set[str], long: bool = False) -> list[str]:
+def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = False) -> list[str]:
     """Free-string candidates, best first, without a leading article. A name: a short quote, a proper name (not at
     a sentence start unless it has more words), the words after "named", "called", "titled", a longer quote.
-    `long` (a message, a note): quoted text, what follows a colon, "that", "saying" or "tell him"."""
+    `long` (a message, a note): quoted text, what follows a colon, "that", "saying" or "tell him". `to_whom` (a
+    recipient): a proper name after "to" or "for" ("for my sister Ada Ruiz") first."""
     bad = {norm(x) for x in exclude}
-    quoted = [a or b for a, b in (m.groups() for m in _QUOTED.finditer(text))]
-    names = []
+    quoted = [a or b for a, b in (m.groups() for m in QUOTED.finditer(text))]
+    names: list[str] = []
+    addressed: list[str] = []  # names after "to" or "for", for a recipient
     plain = _TITLE.sub("", text)
     for m in _NAME.finditer(plain):
         name = m.group(1).strip()
@@ -273,18 +294,41 @@ def _strings(text: str, exclude: set[str], long: bool = False) -> list[str]:
             name = " ".join(words[1:])  # "I'd" alone is no name; "I Tomas" → "Tomas"
         if not name or norm(name) in _STOP or initial or set(norm(name).split()) <= EVERYDAY:
             continue  # (a day or a month is no name: "on Thursday")
-        names.append(name)
-    names += [m.group(1).strip(" .,!?;:") for m in _AFTER.finditer(text)]
+        (addressed if to_whom and _TO_WHOM.search(plain[:start]) else names).append(name)
+    # a proper name after "named", "under" ("put it under Ada Ruiz"): said as the name, it goes first
+    led = named_as(text)
+    names = [*addressed, *led, *(n for n in names if n not in led)]
+    names += [m.group(1).strip(" .,!?;:") for m in _AFTER.finditer(text) if not _capitalised(m.group(1))]
     said = [m.group(1).strip() for m in _SAYING.finditer(text)] if long else []
     if long:  # a message keeps its article; a name alone is no message ("to Ana Ruiz in the harbour town")
         out = [*quoted, *said]
     else:
         short = [q for q in quoted if len(q.split()) <= 4]
         out = [*short, *names, *(q for q in quoted if q not in short)]
-    out = [x if x in said else _bare(x) for x in out]
+    out = [x if long else _bare(x) for x in out]  # a message keeps its article ("the parcel is late")
     bad_words = {w for x in bad for w in x.split()}  # "Captain Moreau" for a speaker named "Captain Ines Moreau"
     return list(dict.fromkeys(y for y in out
                               if norm(y) and norm(y) not in bad and not set(norm(y).split()) <= bad_words))
+
+
+_TO_WHOM = re.compile(r"\b(?:to|for)\s+(?:(?:my|our|his|her|their|the)\s+)?(?:[a-z]+\s+)?$")
+_RECIPIENT = re.compile(r"\b(?:recipient|addressee|addressed|to whom|is for|receiv\w*)\b")
+_UNDER = re.compile(r"\b(?:it|them|that|us|me|booked|book|put|register(?:ed)?)\s+under\s+"
+                    r"([A-Z][\w’'-]+(?:\s+[A-Z][\w’'-]+){0,2})")
+
+
+def named_as(text: str) -> list[str]:
+    """Proper names the line gives as a name: after "named", "called", "under the name", "name of" or "put it
+    under" ("put it under Ada Ruiz")."""
+    plain = _TITLE.sub("", text)  # "under Mr Okafor": "Okafor"
+    led = [_capitalised(m.group(1)) for m in (*_AFTER.finditer(plain), *_UNDER.finditer(plain))]
+    return [x for x in led if x and norm(x) not in _STOP]
+
+
+def _capitalised(words: str) -> str:
+    """The leading run of capitalised words ("Kit Amsel for a week" → "Kit Amsel"; "grace" → "")."""
+    m = re.match(r"[A-ZÁÉÍÓÚÑ][\w’'-]*(?:\s+[A-ZÁÉÍÓÚÑ][\w’'-]*)*", words.strip())
+    return "" if m is None or _PRONOUN.match(m.group(0).split()[0]) else m.group(0).strip(" .,!?;:")
 
 
 def _english(word: str) -> bool:
@@ -298,9 +342,11 @@ def _english(word: str) -> bool:
 
 
 def _is_long(name: str, schema: dict) -> bool:
-    """A parameter that holds a message rather than a name: long, or named or described so."""
-    words = set(norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}").split())
-    return (schema.get("maxLength") or 0) > 80 or bool(words & _LONG)
+    """A parameter that holds a message rather than a name: long, or named so, or described so by the description's
+    first noun ("the text of the telegram", "a message for the guide"; not "the person the message is for")."""
+    head = [w for w in norm(schema.get("description") or "").split() if w not in _STOP and w not in ("name", "s")]
+    return (schema.get("maxLength") or 0) > 80 or bool(set(norm(name.replace("_", " ")).split()) & _LONG) or \
+        bool(head and head[0] in _LONG)
 
 
 # lengths of time in minutes, and the spans that say them: "ten minutes", "a quarter of an hour", "a fortnight"
@@ -362,7 +408,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
     taken = [(m.start(), m.end()) for v in args.values() if isinstance(v, str)
              for m in re.finditer(re.escape(v), text, re.I)]
     if any(isinstance(v, dict) and _is_long(k, v) for k, v in props.items()):
-        taken += [m.span() for m in _QUOTED.finditer(text)]  # "two of us are slow": the message's, not a count
+        taken += [m.span() for m in QUOTED.finditer(text)]  # "two of us are slow": the message's, not a count
     found = [n for n in spans(text) if not any(a <= n[0] and n[1] <= b for a, b in taken)]
     times = durations(text)
     for name, schema in props.items():
@@ -383,10 +429,12 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
             counted = [n for n in found if not _of_things(text, n)] if per is not None else \
                 [n for n in found if not any(a <= n[0] and n[1] <= b for a, b, _ in times)]
             units = _unit_words(name, schema) | ({"us"} if _people(name, schema) else set())  # "six of us"
-            for n in _number_order(text, counted, units):
+            others = {w for k, v in props.items() if k != name and isinstance(v, dict) and "enum" not in v
+                      and set(_types(v)) & {"integer", "number"} for w in _unit_words(k, v)}
+            for n in _number_order(text, counted, units, others):
                 if n in used:
                     continue
-                v = _as_type(schema, n[2])
+                v = _as_type(schema, n[2] + (_with_me(text, n) if _people(name, schema) else 0))
                 if v is not None and valid(schema, v):
                     args[name] = v
                     used.append(n)
@@ -409,7 +457,8 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
             never = exclude | enum_words | {str(v) for v in args.values()}
             if not _is_long(name, schema) and any(_is_long(k, v) for k, v in props.items() if isinstance(v, dict)):
                 never |= set(_strings(text, set(), long=True))  # a quoted message is not the recipient's name
-            for cand in _strings(text, never, _is_long(name, schema)):
+            to_whom = _RECIPIENT.search(norm(f"{name} {schema.get('description') or ''}")) is not None
+            for cand in _strings(text, never, _is_long(name, schema), to_whom):
                 if valid(schema, cand):
                     args[name] = cand
                     break
@@ -443,6 +492,21 @@ _SOLO = re.compile(r"\b(?:(?:just|only) (?:me|myself)|by myself|on my own|solo|(
                    re.I)
 _PEOPLE = {"people", "person", "persons", "passenger", "passengers", "guest", "guests", "traveller", "travellers",
            "traveler", "travelers", "party", "heads", "riders", "rider", "visitors", "visitor"}
+
+
+_ME_AND = re.compile(r"\b(?:(?:(?:my|our) [^\W\d_]+|[A-Z][a-z]+) (?:and|n|&) (?P<two>i|me|myself) "
+                     r"(?:and|n|&|plus|with) |(?:i|me|myself) (?:and|n|&|\+|plus|with) )(?:my |our |the |his |her )?$",
+                     re.I)
+_AND_ME = re.compile(r"^(?: [^\W\d_]+){1,2}? (?:and|n|&|plus) (?:i|me|myself)\b", re.I)
+
+
+def _with_me(text: str, n: tuple[int, int, float]) -> int:
+    """The people a counted party leaves out of its number: "me and my two mates" (3), "my wife and I and our three
+    teenagers" (5), "two friends and me" (3)."""
+    m = _ME_AND.search(text[:n[0]])
+    if m:
+        return 2 if m.group("two") else 1
+    return 1 if _AND_ME.match(text[n[1]:]) else 0
 
 
 def _people(name: str, schema: dict) -> bool:

@@ -283,6 +283,20 @@ def by_values_only(action: ActionSpec, clause: str, own: frozenset[str]) -> bool
     return not (stems(verb) & declared_words(action) - values)
 
 
+_RELAY = re.compile(r"\b(tell|ask|remind|warn)\s+(?!(?:me|us)\b)(?:[\w'’-]+\s+){1,5}?to\s+([^\W\d_]+)", re.I)
+
+
+def relayed(action: ActionSpec, clause: str) -> bool:
+    """An order for somebody else, passed through the character ("Tell the porter at gate 4 to stop blocking the
+    way"): neither the verb of talk nor the order's own verb is one of the action's declaration."""
+    m = _RELAY.search(clause)
+    if m is None or request_verb(clause) != m.group(1).casefold() or not m.group(2).islower() or \
+            not _base_verb(m.group(2)):
+        return False  # ("get word to Captain Ines Vale": a name, not an order)
+    return not (stems(f"{m.group(1)} {m.group(2)}") & declared_words(action))
+
+
+_THANKS = frozenset("cheers thanks thank you thx ta please pls plz ok okay mate".split())  # a part that only thanks
 _SEGMENT = re.compile(r"\s*[,;:–—]\s*|\s+-+\s+")
 # a subject or the verb "to be": a statement about something, not an order said as a noun phrase
 _STATES = frozenset("""i you he she it we they there is are was were be been am isn't aren't wasn't weren't it's that's
@@ -298,19 +312,27 @@ def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
 
     if not action.params.get("required"):
         return False
-    for seg in _SEGMENT.split(clause):
+    segs = [seg for seg in _SEGMENT.split(clause) if _WORD.search(seg)
+            and not {w.casefold() for w in _WORD.findall(seg)} <= _THANKS]
+    plain = []  # each segment: said without a subject, "to be" or a finite verb?
+    for seg in segs:
         toks = [w.casefold().replace("’", "'") for w in _WORD.findall(seg)]
         first = re.match(r"\W*([\w'’-]+)", seg)
-        if not toks or first is None or set(toks) & _STATES:
+        plain.append(first is not None and not set(toks) & _STATES and
+                     not any(_finite(w) for w in toks if not stems(w) & declared))
+        if not plain[-1]:
             continue
         lead = first.group(1)
         if not (numbers(lead) or lead.casefold() in ("a", "an") or stems(lead) & declared):
             continue
-        if any(_finite(w) for w in toks if not stems(w) & declared):
-            continue
         args = extract_args(action.params, seg)
         if args and complete(action.params, args):
             return True
+    # an order over several such parts ("North Quay, five passengers, name of Ada Ruiz"): every part plain,
+    # the first opening with a word of the declaration, and the parts together give every required argument
+    if len(segs) > 1 and all(plain) and stems(re.match(r"\W*([\w'’-]+)", segs[0]).group(1)) & declared:
+        args = extract_args(action.params, clause)
+        return bool(args) and complete(action.params, args)
     return False
 
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import complete, extract_args, missing
-from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, paraphrases,
+from app.action_args import QUOTED, complete, extract_args, missing, named_as
+from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, paraphrases, relayed,
                                request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
 from app.router import Route, lore_match
@@ -46,8 +46,15 @@ _CLAUSES = re.compile(rf"(?<=[.!?;]){_NOT_TITLE}\s+"
 
 def clauses(text: str) -> list[str]:
     """The line's clauses (sentences, and questions joined by "and ..." or after a colon), each with a word at
-    least."""
-    return [c.strip() for c in _CLAUSES.split(text) if c and re.search(r"\w", c)]
+    least; never split inside a quotation ("message: 'Arrived. Home by spring.'")."""
+    quoted = [m.span() for m in QUOTED.finditer(text)]
+    pieces, at = [], 0
+    for m in _CLAUSES.finditer(text):
+        if not any(a < m.start() < b for a, b in quoted):
+            pieces.append(text[at:m.start()])
+            at = m.end()
+    pieces.append(text[at:])
+    return [c.strip() for c in pieces if c and re.search(r"\w", c)]
 
 
 class ActionBook:
@@ -166,13 +173,18 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     args = extract_args(action.params, clause, exclude=never, things=things)
     for i in others:  # "A candle? Just the one.": what the action's clause lacks, from the other clauses
         more = extract_args(action.params, parts[i], exclude=never | {str(v) for v in args.values()}, things=things)
-        args.update({k: v for k, v in more.items() if k not in args})
+        # a name given as the name ("Put it under Ada Ruiz.") outranks a proper noun of the action's clause
+        given = {k: v for k, v in more.items() if k in args and isinstance(v, str) and v in named_as(parts[i])
+                 and not named_as(clause)}
+        args.update({k: v for k, v in more.items() if k not in args} | given)
     if not args and ev.by_words_only() and action.params.get("properties"):
         # only a word of the action's own and nothing of its arguments: "Open your heart to me" asks for no gate
         return None, "", None
     if ev.by_words_only() and by_values_only(action, clause, book(engine).words(spec)[action.name]):
         return None, "", None  # "could you tell the keeper of <a gate>": another verb, only a value's words
-    if elsewhere(engine, turn, ev, vecs):
+    if not ev.named and relayed(action, clause):
+        return None, "", None  # "tell the porter to stop ...": an order for somebody else
+    if elsewhere(engine, turn, ev, vecs, args):
         return None, "", None
     if not action.allowed(turn.state):
         outcome.status = "refused"
@@ -188,16 +200,22 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
 ELSEWHERE = 0.05  # another character's action this much closer (cosine), with more of its words: not ours
 
 
-def elsewhere(engine: DialogueEngine, turn: Turn, ev: Evidence, vecs: np.ndarray) -> bool:
+def elsewhere(engine: DialogueEngine, turn: Turn, ev: Evidence, vecs: np.ndarray, args: dict | None = None) -> bool:
     """The line asks for another character's action ("send a letter" to the ferryman, whose ferry action
     shares only a town's name with it): closer to that action's examples by ELSEWHERE and naming more of its
     declared words than any of the character's own actions' declarations. The character does not declare it, so it
-    returns no action."""
+    returns no action. The words of a free-string argument taken (a message, a name) ask nothing of another
+    character: "send X a message saying the parcel is on the night train" does not ask for the train."""
     if ev.named:
         return False
-    said = stems(turn.text)
+    text = turn.text
+    for v in (args or {}).values():
+        if isinstance(v, str) and len(v) > 1 and v.lower() in text.lower():
+            at = text.lower().index(v.lower())
+            text = text[:at] + " " + text[at + len(v):]
+    said = stems(text)
     ab = book(engine)
-    mine = max((len(said & words) for words in ab.declared(turn.npc).values()), default=0)
+    mine = max((len(stems(turn.text) & words) for words in ab.declared(turn.npc).values()), default=0)
     for other in engine.cast.npcs:
         if other.id == turn.npc.id or not other.actions:
             continue

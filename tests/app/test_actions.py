@@ -783,3 +783,67 @@ def test_chat_shorthand_a_whole_fortnight_and_a_quoted_number_are_read_as_said()
     assert "days" not in extract_args(rent, "I need a pair of ski boots for the rest of the week.")  # a pair of boots
     assert request(cues, "hey toni can u put 3 of us in the beginners group")
     assert informs(cues, "Years ago my dad did the traverse with your grandfather.")
+
+
+# found on a sixth development world (Tethys Relay, corpora/station): a number that names a place beside one that
+# counts, hundreds in words, a recipient described by its message, names after "under", parties that count the
+# speaker, quotations across sentences, orders over several comma parts and orders relayed to somebody else
+
+PUMP = {"type": "object", "properties": {
+    "fuel": {"enum": ["deuterium", "reaction water"]},
+    "tonnes": {"type": "integer", "minimum": 1, "maximum": 400, "description": "how many tonnes of fuel to pump"},
+    "bay": {"type": "integer", "minimum": 1, "maximum": 24, "description": "the number of the docking bay"}},
+    "required": ["fuel", "tonnes", "bay"]}
+RELAY = {"type": "object", "properties": {
+    "recipient": {"type": "string", "minLength": 2, "maxLength": 60,
+                  "description": "the person the message is addressed to"},
+    "message": {"type": "string", "minLength": 1, "maxLength": 400, "description": "the text of the message"}}}
+BUNKS = {"type": "object", "properties": {
+    "destination": {"enum": ["Camp Nine", "Anvil Deep"]},
+    "passengers": {"type": "integer", "minimum": 1, "maximum": 6, "description": "how many passengers travel"},
+    "name": {"type": "string", "minLength": 2, "maxLength": 60, "description": "the name it is booked under"}}}
+
+
+def test_a_number_beside_another_parameters_word_is_that_ones_and_hundreds_are_one_number():
+    assert extract_args(PUMP, "bay 14, thirty tonnes of deuterium, cheers") == {"fuel": "deuterium", "tonnes": 30,
+                                                                                 "bay": 14}
+    assert extract_args(PUMP, "bay 6.") == {"bay": 6}  # alone in its sentence, still the bay's, never the tonnes'
+    got = extract_args(PUMP, "put a hundred and twenty tonnes of reaction water in us, we're at bay 17")
+    assert (got["tonnes"], got["bay"]) == (120, 17)
+    assert numbers("100 and 5") == [100, 5]  # digits joined by "and" stay two numbers
+
+
+def test_a_recipient_described_by_its_message_is_a_name_and_the_message_keeps_its_article():
+    got = extract_args(RELAY, "pls send Captain Ruiz a message, just 'the Wren is docked'")
+    assert got == {"recipient": "Ruiz", "message": "the Wren is docked"}
+    got = extract_args(RELAY, "A letter in the Sunday Burst for my sister Imogen Hart. Tell her I'm sorry.")
+    assert got["recipient"] == "Imogen Hart"  # the name after "for", not the capitalised service
+    assert extract_args(RELAY, "send to Marcus Odell: running late")["message"] == "running late"
+
+
+def test_a_name_after_under_or_name_of_goes_first_and_a_party_counts_the_speaker():
+    assert extract_args(BUNKS, "My wife and I, to Anvil Deep on the Mule. Put it under Haverford.")["name"] == \
+        "Haverford"
+    assert extract_args(BUNKS, "Camp Nine, five passengers, name of Delacourt")["name"] == "Delacourt"
+    for line, n in (("me and my two mates need to get out to Camp Nine", 3), ("me and the two lads, Camp Nine", 3),
+                    ("My wife and I and our three teenagers, Anvil Deep", 5), ("two friends and me to Camp Nine", 3),
+                    ("Camp Nine, five passengers", 5), ("Camp Nine for the three of us", 3)):
+        assert extract_args(BUNKS, line)["passengers"] == n, line
+
+
+def test_a_quotation_is_one_clause_and_an_order_may_run_over_comma_parts(tmp_path):
+    from app.action_detect import declared_words, relayed, terse
+    from app.action_turn import clauses
+    from app.cues import Cues
+
+    assert clauses("message for Ilya on colony link: 'Contract signed. Home by spring.'") == [
+        "message for Ilya on colony link: 'Contract signed. Home by spring.'"]
+    assert clauses("deuterium pls. 75 tonnes. bay 6.") == ["deuterium pls.", "75 tonnes.", "bay 6."]
+    ferry, _ = Cast.load(write_cast(tmp_path, CAST)).get("warden").actions
+    assert terse("Stiltend, the three of us, cheers", ferry, declared_words(ferry))
+    assert not terse("Stiltend, the three of us went there", ferry, declared_words(ferry))  # a story
+    assert relayed(ferry, "Tell the boatman in the reeds to stop shouting.")
+    assert not relayed(ferry, "Tell your boatman to row us to Stiltend.")  # the order is the action's
+    cues = Cues.load()
+    assert request(cues, "yo dock control, need 80 tonnes pumped into bay 6")
+    assert informs(cues, "You'd think clearing cargo would be quicker.")
