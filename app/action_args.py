@@ -25,13 +25,14 @@ _UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eig
                                      "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
 _TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if i > 1}
 _WORDS = {**_UNITS, **_TENS, "a": 1, "an": 1, "single": 1, "couple": 2, "pair": 2, "dozen": 12, "score": 20,
-          "hundred": 100, "half": 0.5}
+          "hundred": 100, "thousand": 1000, "grand": 1000, "half": 0.5}
+_TIMES = ("hundred", "thousand", "grand", "dozen", "score")  # words that multiply the number before them
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:[.,]\d+)?(?![\w])")
 _NUMWORD = re.compile(r"\b(?:(?:a|an|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|half)\s+)?"
                       r"(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[\s-](?:one|two|three|four|"
                       r"five|six|seven|eight|nine))?|zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|"
                       r"twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|single|couple|pair|"
-                      r"dozen|score|hundred)\b", re.I)
+                      r"dozen|score|hundred|thousand|grand)\b", re.I)
 QUOTED = re.compile(r"[\"“«]([^\"”»]{2,80})[\"”»]|(?<!\w)'([^']{2,80})'(?!\w)")
 _NAME = re.compile(r"\b([A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+(?:(?:de|del|la|las|los|of|the|van|von|y)\s+){0,2}[A-ZÁÉÍÓÚÑ][\w’'-]+)*)")
 # a title before a name, abbreviated or spelt out ("Mr. Hale" is "Hale", "Captain Ines Vale" is "Ines Vale"; "Mr"
@@ -114,7 +115,7 @@ def spans(text: str) -> list[tuple[int, int, float]]:
             v = _WORDS.get(p)
             if v is None:
                 continue
-            if p in ("hundred", "dozen", "score") and current:
+            if p in _TIMES and current:
                 current *= v
             elif p == "half" and len(parts) > 1:
                 current += 0.5
@@ -122,14 +123,23 @@ def spans(text: str) -> list[tuple[int, int, float]]:
                 current += v
         total += current
         found.append((m.start(), m.end(), total))
+    found += [(m.start(), m.end(), float(m.group(1)) * 1000) for m in re.finditer(r"(?<![\w.])(\d{1,3})k(?!\w)", text)]
     found.sort()
     merged: list[tuple[int, int, float]] = []
-    for n in found:  # "a hundred and twenty": one number
-        if merged and text[merged[-1][0]:merged[-1][1]].lower().endswith("hundred") and 0 < n[2] < 100 and \
-                not text[n[0]].isdigit() and re.fullmatch(r"\s+and\s+", text[merged[-1][1]:n[0]], re.I):
-            merged[-1] = (merged[-1][0], n[1], merged[-1][2] + n[2])
-        else:
-            merged.append(n)
+    for n in found:
+        said = text[n[0]:n[1]].lower()
+        if merged:
+            last, between = text[merged[-1][0]:merged[-1][1]].lower(), text[merged[-1][1]:n[0]]
+            if said in _TIMES and not between.strip():  # "3 grand", "a couple hundred": one number
+                merged[-1] = (merged[-1][0], n[1], merged[-1][2] * _WORDS[said])
+                continue
+            if not text[n[0]].isdigit() and ((last.endswith("hundred") and 0 < n[2] < 100 and
+                                              re.fullmatch(r"\s+and\s+", between, re.I)) or
+                                             (last.endswith(("thousand", "grand")) and 0 < n[2] < 1000 and
+                                              re.fullmatch(r"\s+(?:and\s+)?", between, re.I))):
+                merged[-1] = (merged[-1][0], n[1], merged[-1][2] + n[2])  # "a hundred and twenty": one number
+                continue
+        merged.append(n)
     return merged
 
 

@@ -847,3 +847,17 @@ def test_a_quotation_is_one_clause_and_an_order_may_run_over_comma_parts(tmp_pat
     cues = Cues.load()
     assert request(cues, "yo dock control, need 80 tonnes pumped into bay 6")
     assert informs(cues, "You'd think clearing cargo would be quicker.")
+
+
+def test_thousands_multipliers_and_slang_requests_are_read_as_said():
+    from app.cues import Cues
+
+    for line, want in (("two thousand crates", [2000]), ("a thousand", [1000]), ("3 grand", [3000]),
+                       ("two thousand five hundred", [2500]), ("a couple hundred", [200]), ("5k", [5000]),
+                       ("3 dozen eggs", [36]), ("100 and 5", [100, 5])):
+        assert numbers(line) == want, line
+    cues = Cues.load()
+    for line in ("gimme a bottle of rye", "lemme get two tickets", "we gotta get across tonight",
+                 "could youse take us over"):
+        assert request(cues, line), line
+    assert informs(cues, "I wanna know who runs the docks") and not request(cues, "I wanna know who runs the docks")
