@@ -124,6 +124,9 @@ def spans(text: str) -> list[tuple[int, int, float]]:
         total += current
         found.append((m.start(), m.end(), total))
     found += [(m.start(), m.end(), float(m.group(1)) * 1000) for m in re.finditer(r"(?<![\w.])(\d{1,3})k(?!\w)", text)]
+    # a number glued to a unit's first letters ("25t", "3d", "2hrs"; not "1st", "4x", "5k"): the digits
+    found += [(m.start(), m.start(2), float(m.group(1))) for m in _GLUED.finditer(text)
+              if m.group(2).lower() not in ("st", "nd", "rd", "th", "x", "k")]
     found.sort()
     merged: list[tuple[int, int, float]] = []
     for n in found:
@@ -143,6 +146,7 @@ def spans(text: str) -> list[tuple[int, int, float]]:
     return merged
 
 
+_GLUED = re.compile(r"(?<![\w.])(\d{1,4})([^\W\d_]{1,4})(?!\w)")
 _PRONOUN_ONE = re.compile(r"\b(?:the|that|this|which|another|each|every|other)\s+(?:[\w’'-]+\s+){0,2}$", re.I)
 
 
@@ -165,9 +169,10 @@ def _number_order(text: str, found: list[tuple[int, int, float]], units: set[str
     if not units:
         return found
 
-    def places(said: set[str]) -> list[tuple[int, int]]:
+    def places(said: set[str]) -> list[tuple[int, int]]:  # the words, and units glued to a number ("25t")
         return [(m.start(), m.end()) for m in re.finditer(r"\w+", text)
-                if any(norm(m.group(0)) in (u, u + "s", u[:-1] if u.endswith("s") else u) for u in said)]
+                if any(norm(m.group(0)) in (u, u + "s", u[:-1] if u.endswith("s") else u) for u in said)] + \
+            [m.span(2) for m in _GLUED.finditer(text) if any(u.startswith(m.group(2).lower()) for u in said)]
 
     def gap(n: tuple[int, int, float], words: list[tuple[int, int]]) -> int:  # words between it and the nearest
         between = [text[w[1]:n[0]] if w[1] <= n[0] else text[n[1]:w[0]] for w in words if w[1] <= n[0] or
@@ -365,7 +370,8 @@ _IDIOMS = ((re.compile(r"\b(?:a\s+)?quarter(?:\s+of)?\s+an?\s+hour\b", re.I), 15
            (re.compile(r"\bhalf(?:\s+an|-an)?[\s-]hour\b", re.I), 30),
            (re.compile(r"\b(?:an|one)\s+hour\s+and\s+a\s+half\b", re.I), 90),
            (re.compile(r"\b(?:to|for)\s+(?:tonight|the\s+night)\b", re.I), 1440))
-_UNIT = re.compile(r"\b(minute|min|hour|hr|day|night|week|fortnight)s?\b", re.I)
+_UNIT = re.compile(r"(?:\b|(?<=\d))(minute|min|hour|hr|day|night|week|fortnight)s?\b|(?<=\d)(h|d|wk)s?\b", re.I)
+_SHORT = {"h": "hour", "d": "day", "wk": "week"}  # "2h", "3d", "2wks": glued to the number
 _ONE_UNIT = re.compile(r"\b(?:(?:a|an|one)(?:\s+(?:whole|entire|full))?|(?:the|all)\s+(?:whole|entire|full)|all"
                        r"|for\s+the)\s+$", re.I)
 
@@ -380,11 +386,11 @@ def durations(text: str) -> list[tuple[int, int, float]]:
     for m in _UNIT.finditer(text):
         if any(a <= m.start() < b for a, b, _ in found) or (m.start() and m.group(0)[0].isupper()):
             continue  # (inside an idiom; a capitalised word is a name: "the Day Coach")
-        per = _MINUTES[m.group(1).lower()]
+        per = _MINUTES[(m.group(1) or _SHORT[m.group(2).lower()]).lower()]
         before = [n for n in nums if n[1] <= m.start() and not text[n[1]:m.start()].strip()]
         if before:
             found.append((before[-1][0], m.end(), before[-1][2] * per))
-        elif _ONE_UNIT.search(text[:m.start()]) and m.group(0).lower() == m.group(1).lower():
+        elif m.group(1) and _ONE_UNIT.search(text[:m.start()]) and m.group(0).lower() == m.group(1).lower():
             found.append((m.start(), m.end(), float(per)))  # "a week", "the whole fortnight": one, in the singular
     return sorted(found)
 
@@ -438,7 +444,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
             # "lost four minutes": a length of time counts nothing
             counted = [n for n in found if not _of_things(text, n)] if per is not None else \
                 [n for n in found if not any(a <= n[0] and n[1] <= b for a, b, _ in times)]
-            units = _unit_words(name, schema) | ({"us"} if _people(name, schema) else set())  # "six of us"
+            units = _unit_words(name, schema) | (_PARTY if _people(name, schema) else set())  # "six of us", "3 ppl"
             others = {w for k, v in props.items() if k != name and isinstance(v, dict) and "enum" not in v
                       and set(_types(v)) & {"integer", "number"} for w in _unit_words(k, v)}
             for n in _number_order(text, counted, units, others):
@@ -517,6 +523,9 @@ def _with_me(text: str, n: tuple[int, int, float]) -> int:
     if m:
         return 2 if m.group("two") else 1
     return 1 if _AND_ME.match(text[n[1]:]) else 0
+
+
+_PARTY = {"us", "people", "persons", "ppl", "pax", "heads"}  # words that count a party in a line
 
 
 def _people(name: str, schema: dict) -> bool:

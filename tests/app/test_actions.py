@@ -861,3 +861,13 @@ def test_thousands_multipliers_and_slang_requests_are_read_as_said():
                  "could youse take us over"):
         assert request(cues, line), line
     assert informs(cues, "I wanna know who runs the docks") and not request(cues, "I wanna know who runs the docks")
+
+
+def test_a_unit_glued_to_its_number_counts_in_that_unit():
+    assert extract_args(PUMP, "top me off w/ deuterium pls, 25t, bay 11") == {"fuel": "deuterium", "tonnes": 25,
+                                                                              "bay": 11}
+    rent = {"type": "object", "properties": {"item": {"enum": ["skis", "helmet"]},
+                                             "days": {"type": "integer", "minimum": 1, "maximum": 14}}}
+    assert extract_args(rent, "skis for 3d")["days"] == 3 and extract_args(rent, "helmet 2wks")["days"] == 14
+    assert numbers("the 1st of May") == [] and numbers("mp3") == []  # an ordinal, a name: no count
+    assert extract_args(BUNKS, "camp nine, 3 ppl, the 2nd loop")["passengers"] == 3
