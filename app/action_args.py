@@ -124,9 +124,9 @@ def spans(text: str) -> list[tuple[int, int, float]]:
         total += current
         found.append((m.start(), m.end(), total))
     found += [(m.start(), m.end(), float(m.group(1)) * 1000) for m in re.finditer(r"(?<![\w.])(\d{1,3})k(?!\w)", text)]
-    # a number glued to a unit's first letters ("25t", "3d", "2hrs"; not "1st", "4x", "5k"): the digits
+    # a number glued to a unit's first letters ("25t", "3d", "2hrs"; not "1st", "4x", "5k", "7pm", "1920s"): the digits
     found += [(m.start(), m.start(2), float(m.group(1))) for m in _GLUED.finditer(text)
-              if m.group(2).lower() not in ("st", "nd", "rd", "th", "x", "k")]
+              if m.group(2).lower() not in ("st", "nd", "rd", "th", "x", "k", "am", "pm", "s")]
     found.sort()
     merged: list[tuple[int, int, float]] = []
     for n in found:

@@ -869,5 +869,6 @@ def test_a_unit_glued_to_its_number_counts_in_that_unit():
     rent = {"type": "object", "properties": {"item": {"enum": ["skis", "helmet"]},
                                              "days": {"type": "integer", "minimum": 1, "maximum": 14}}}
     assert extract_args(rent, "skis for 3d")["days"] == 3 and extract_args(rent, "helmet 2wks")["days"] == 14
-    assert numbers("the 1st of May") == [] and numbers("mp3") == []  # an ordinal, a name: no count
+    for line in ("the 1st of May", "mp3", "at 7pm", "in the 1920s"):  # an ordinal, a name, a time, a decade
+        assert numbers(line) == [], line
     assert extract_args(BUNKS, "camp nine, 3 ppl, the 2nd loop")["passengers"] == 3
