@@ -84,6 +84,7 @@ def build_router(config: EternaConfig, cast: Cast, embedder, lore: LoreIndex, cu
     if config.paths.router_seeds is not None:
         examples += load_seeds(config.paths.router_seeds)
     return Router(embedder, cues, examples, lore, lore_threshold=config.router.lore_threshold,
+                  offworld_min=config.router.offworld_min,
                   cache_dir=config.models.cache_dir / "router", retriever=config.retrieval.retriever(embedder),
                   k=config.retrieval.k)
 

@@ -349,6 +349,11 @@ class MemoryConfig(_Strict):
 
 class RouterConfig(_Strict):
     lore_threshold: float = Field(0.45, description="top lore cosine above which a question is about the world")
+    offworld_min: float = Field(
+        0.5, ge=0.0, le=1.0, description="a line is `offworld` only when the router gives that label at least this "
+        "probability or a `self`/`offworld` cue fires; below it, the next most likely label (an in-world line the "
+        "synthesised labels fit badly, such as \"how wide is the wheel?\", wins a five-way argmax with a third of "
+        "the mass; out-of-world lines mostly score above 0.9; docs/benchmarks.md). 0: the plain argmax")
 
 
 class EternaConfig(_Strict):

@@ -75,10 +75,12 @@ class Router:
 
     def __init__(self, embedder, cues: Cues, examples: list[tuple[str, str]], lore, *,
                  lore_threshold: float = 0.45, cache_dir: Path | None = None, c: float = 1.0,
-                 retriever=None, k: int = 1):
+                 retriever=None, k: int = 1, offworld_min: float = 0.0):
         """`lore`: the LoreIndex searched for the lore-match feature, by `retriever` (its top `k`; None: the dense
-        top 1), in training as the engine does in a turn."""
+        top 1), in training as the engine does in a turn. `offworld_min`: the least probability of `offworld` that
+        routes there (below it, the next most likely label; applied after the fit, so not part of the cache key)."""
         self.embedder, self.cues, self.lore_threshold = embedder, cues, lore_threshold
+        self.offworld_min = offworld_min
         self.retriever, self.k = retriever, k
         if not examples:
             raise CorpusError("the router has no training utterances (no seeds and nothing to synthesise)")
@@ -149,10 +151,17 @@ class Router:
         cues = self._cue_hits(text)
         p = self.probabilities(text, qvec, lore_score, cues)
         best = int(np.argmax(p))
+        doubt = ""
+        if LABELS[best] == "offworld" and p[best] < self.offworld_min and not (cues["self"] or cues["offworld"]):
+            # an in-world line that none of the world's labels fits well ("What's your cat called?") is not out of
+            # the world: that takes a majority, or a cue that names the machine or the world outside ("are you
+            # chatgpt"); else the next most likely label
+            doubt = f"offworld {p[best]:.2f} < {self.offworld_min:g}, so "
+            best = max((i for i in range(len(LABELS)) if LABELS[i] != "offworld"), key=lambda i: p[i])
         label = LABELS[best]
         probs = dict(zip(LABELS, p.round(3).tolist()))
         said = [f"{c} '{m}'" for c, m in cues.items() if m and not (c == "fact" and m == "?")]
-        reason = f"{label} {p[best]:.2f} (lore match {lore_score:.2f}" + (f"; cues: {', '.join(said)}" if said
-                                                                          else "") + ")"
+        reason = f"{doubt}{label} {p[best]:.2f} (lore match {lore_score:.2f}" + (
+            f"; cues: {', '.join(said)}" if said else "") + ")"
         return Route(label, reason, {"probabilities": probs, "lore_score": round(lore_score, 3),
                                      "cues": {c: m for c, m in cues.items() if m}})

@@ -168,3 +168,29 @@ def test_the_lore_feature_is_one_search_in_training_a_turn_and_eval(tiny_world, 
         assert f"lore match {lex:.2f}" in why  # eval searched as the router does
         differ.append(round(lex, 2) != round(top, 2))
     assert any(differ)  # the two searches do disagree on some line, so the assertion above can fail
+
+
+def test_offworld_takes_a_majority_or_a_cue(tiny_world, embedder):
+    """An in-world line no synthesised label fits well wins `offworld` with a plurality ("What's your cat
+    called?" at about 0.4): below `router.offworld_min` it takes the next most likely label. A clear out-of-world
+    line keeps `offworld`, and so does a line with an `offworld` cue, whatever the floor."""
+    index, cues = tiny_world
+    plain = _router(embedder, index, cues)
+    floor = _router(embedder, index, cues)
+    floor.offworld_min = EternaConfig().router.offworld_min
+
+    def route(router, text):
+        v = embedder.encode([text])[0]
+        return router.route(text, v, index.search_vector(v, 1)[0].score)
+
+    cat = "What's your cat called?"
+    before, after = route(plain, cat), route(floor, cat)
+    p = before.signals["probabilities"]
+    assert before.label == "offworld" and p["offworld"] < floor.offworld_min  # the plurality the floor is for
+    nxt = max((k for k in p if k != "offworld"), key=p.get)
+    assert after.label == nxt != "offworld" and after.reason.startswith(f"offworld {p['offworld']:.2f} < 0.5, so ")
+    assert route(floor, "is this game made in unity or unreal").label == "offworld"  # a majority
+    floor.offworld_min = 1.0
+    cued = route(floor, "What's the best smartphone to buy?")
+    assert cued.label == "offworld" and cued.signals["cues"]["offworld"] == "smartphone"
+    assert route(floor, "is this game made in unity or unreal").label != "offworld"  # no cue: the floor applies
