@@ -212,6 +212,8 @@ def _enum(schema: dict, text: str, taken: set) -> object:
     for v in values:
         if isinstance(v, str) and norm(v) and f" {norm(v)} " in said:
             hits.append((said.index(f" {norm(v)} "), -len(v), v))
+        elif isinstance(v, str) and (at := _short_form(v, text)) is not None:  # "he-3" for "helium-3"
+            hits.append((at, 0, v))
         elif isinstance(v, (int, float)) and not isinstance(v, bool) and v in numbers(text):
             hits.append((0, 0, v))
     if not hits:  # a word that only one value has ("the Reach" for "Cobble Reach"), singular or plural
@@ -231,7 +233,7 @@ def _enum(schema: dict, text: str, taken: set) -> object:
             if len(vs) == 1:  # the word as written, or its stem ("urgently" for "urgent")
                 pos = [i for i, x in enumerate(words) if x in (w, w + "s", w + "es")
                        or (w.endswith("s") and x == w[:-1]) or (len(w) > 3 and stems[i] == _stem(w))
-                       or _skeleton_of(x, w)]
+                       or _skeleton_of(x, w) or _one_slip(x, w)]
                 if pos:
                     hits.append((starts[pos[0]], 0, next(iter(vs))))
     hits = [h for h in hits if h[2] not in taken and not _possessive(text, h[2])]
@@ -254,6 +256,33 @@ def _skeleton_of(said: str, word: str) -> bool:
 
     return len(word) >= 5 and 3 <= len(said) < len(word) and said[0] == word[0] and bones(said) == bones(word) \
         and not getAllLemmas(said)
+
+
+def _one_slip(said: str, word: str) -> bool:
+    """`said` is `word` (six letters or more) with one slip of the keys: a letter dropped, added or changed, or two
+    swapped ("deuterim", "deutreium" for "deuterium"); the first letter kept, and no English word itself (so a
+    real word is never read as a value it happens to be one letter from)."""
+    if len(word) < 6 or said == word or said[:1] != word[:1] or abs(len(said) - len(word)) > 1 or _english(said):
+        return False
+    if len(said) == len(word):
+        diff = [i for i in range(len(word)) if said[i] != word[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and said[diff[0]] == word[diff[1]]
+                                  and said[diff[1]] == word[diff[0]])
+    short, long = sorted((said, word), key=len)
+    return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
+
+
+def _short_form(value: str, text: str) -> int | None:
+    """Where `text` says a value made of a word and a number ("helium-3", "Model 7") by the word's first letters
+    and the number ("he-3", "mod7"), or None."""
+    m = re.fullmatch(r"([^\W\d_]{3,})[\s-]?(\d+)", value.strip().casefold())
+    if m is None:
+        return None
+    word, num = m.groups()
+    for said in re.finditer(rf"(?<![\w-])([^\W\d_]{{2,}})-?{num}(?![\w])", text.casefold()):
+        if word.startswith(said.group(1)) and said.group(1) != word:
+            return said.start()
+    return None
 
 
 @lru_cache(maxsize=4096)

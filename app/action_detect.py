@@ -303,6 +303,9 @@ _STATES = frozenset("""i you he she it we they there is are was were be been am 
 there's i'm you're we're they're he's she's""".split())
 
 
+_LABEL = re.compile(r"\b(?:reads|says|goes)\s*:?\s*(?=quotation\b)", re.I)
+
+
 def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
     """An order said as a noun phrase ("adult pass for a fortnight", "north route for 2 tmrw?"): a part of the
     clause between commas or dashes opens with a number or a word of the action's declaration, has no subject, no
@@ -310,9 +313,13 @@ def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
     the action every argument it requires (at least one). `declared`: the action's `declared_words`."""
     from app.action_args import complete, extract_args, numbers
 
+    from app.action_args import QUOTED
+
     if not action.params.get("required"):
         return False
-    segs = [seg for seg in _SEGMENT.split(clause) if _WORD.search(seg)
+    # a quotation is one part, and the verb that labels it ("text reads: '...'") is no statement
+    masked = _LABEL.sub("", QUOTED.sub(" quotation ", clause))
+    segs = [seg for seg in _SEGMENT.split(masked) if _WORD.search(seg)
             and not {w.casefold() for w in _WORD.findall(seg)} <= _THANKS]
     plain = []  # each segment: said without a subject, "to be" or a finite verb?
     for seg in segs:

@@ -170,13 +170,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     outcome = Outcome(action, "accepted", score=round(ev.cosine, 3))
     never = {spec.name, *spec.name.split()}
     things = set(action.name.split("_"))  # "a lamp" is one, for an action named sell_lamp
-    args = extract_args(action.params, clause, exclude=never, things=things)
-    for i in others:  # "A candle? Just the one.": what the action's clause lacks, from the other clauses
-        more = extract_args(action.params, parts[i], exclude=never | {str(v) for v in args.values()}, things=things)
-        # a name given as the name ("Put it under Ada Ruiz.") outranks a proper noun of the action's clause
-        given = {k: v for k, v in more.items() if k in args and isinstance(v, str) and v in named_as(parts[i])
-                 and not named_as(clause)}
-        args.update({k: v for k, v in more.items() if k not in args} | given)
+    args = line_args(action.params, clause, [parts[i] for i in others], never, things)
     if not args and ev.by_words_only() and action.params.get("properties"):
         # only a word of the action's own and nothing of its arguments: "Open your heart to me" asks for no gate
         return None, "", None
@@ -195,6 +189,23 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
             outcome.status = "incomplete"
             outcome.missing = outcome.missing or list(action.params.get("required") or [])
     return outcome, rest, rest_vec
+
+
+def line_args(params: dict, clause: str, others: list[str], never: set[str], things: set[str]) -> dict:
+    """The arguments of the action's clause, then what it lacks from the line's other clauses ("A candle? Just the
+    one."). A number there is one the action's clause did not give ("in berth twenty-two", before "three hundred
+    tonnes", is the bay); a name given as the name ("Put it under Ada Ruiz.") outranks a proper noun of the action's
+    clause."""
+    args = extract_args(params, clause, exclude=never, things=things)
+    props = params.get("properties") or {}
+    for other in others:
+        open_params = {**params, "properties": {k: v for k, v in props.items()
+                                                if k not in args or isinstance(args[k], str)}}
+        more = extract_args(open_params, other, exclude=never | {str(v) for v in args.values()}, things=things)
+        given = {k: v for k, v in more.items() if k in args and isinstance(v, str) and v in named_as(other)
+                 and not named_as(clause)}
+        args.update({k: v for k, v in more.items() if k not in args} | given)
+    return args
 
 
 ELSEWHERE = 0.05  # another character's action this much closer (cosine), with more of its words: not ours

@@ -872,3 +872,28 @@ def test_a_unit_glued_to_its_number_counts_in_that_unit():
     for line in ("the 1st of May", "mp3", "at 7pm", "in the 1920s"):  # an ordinal, a name, a time, a decade
         assert numbers(line) == [], line
     assert extract_args(BUNKS, "camp nine, 3 ppl, the 2nd loop")["passengers"] == 3
+
+
+def test_a_slip_of_the_keys_a_short_form_and_a_number_in_another_clause_find_their_values():
+    from app.action_turn import line_args
+
+    fuel = {**PUMP, "properties": {**PUMP["properties"], "fuel": {"enum": ["deuterium", "helium-3", "reaction water"]}}}
+    assert extract_args(fuel, "three hundred tonnes of deuterim")["fuel"] == "deuterium"  # a letter dropped
+    assert extract_args(fuel, "30 tonnes of deuteruim")["fuel"] == "deuterium"  # two letters swapped
+    assert "fuel" not in extract_args(fuel, "30 tonnes of delirium")  # a word of its own, not a slip
+    assert extract_args(fuel, "top me off w/ he-3 pls, 25t, bay 11") == {"fuel": "helium-3", "tonnes": 25, "bay": 11}
+    assert "fuel" not in extract_args(fuel, "he said 3 tonnes, bay 2")  # "he" alone is no short form
+    assert "fuel" not in extract_args(fuel, "he-4, 30 tonnes")  # nor with another number
+    clause, other = "Requesting three hundred tonnes of deuterium, over.", "This is the Marigold in berth twenty-two."
+    assert extract_args(fuel, other) == {"tonnes": 22}  # alone, the number would be the first count
+    assert line_args(fuel, clause, [other], set(), set()) == {"fuel": "deuterium", "tonnes": 300, "bay": 22}
+    assert line_args(fuel, "bay 6, 30 tonnes of deuterium", ["Put it under Ada Ruiz."], set(), set()) == {
+        "fuel": "deuterium", "tonnes": 30, "bay": 6}  # nothing left open: the other clause adds nothing
+
+
+def test_a_quotation_labelled_by_a_verb_of_saying_keeps_an_order_terse(tmp_path):
+    from app.action_detect import declared_words, terse
+
+    ferry, _ = Cast.load(write_cast(tmp_path, CAST)).get("warden").actions
+    assert terse("Stiltend, the three of us, note reads: 'running late, wait for us'", ferry, declared_words(ferry))
+    assert not terse("Stiltend, the three of us, my brother reads the news", ferry, declared_words(ferry))
