@@ -897,3 +897,18 @@ def test_a_quotation_labelled_by_a_verb_of_saying_keeps_an_order_terse(tmp_path)
     ferry, _ = Cast.load(write_cast(tmp_path, CAST)).get("warden").actions
     assert terse("Stiltend, the three of us, note reads: 'running late, wait for us'", ferry, declared_words(ferry))
     assert not terse("Stiltend, the three of us, my brother reads the news", ferry, declared_words(ferry))
+
+
+@pytest.mark.parametrize("line, asks", [
+    ("I'd be obliged if you'd row us to Stiltend.", True), ("Be a pal and ring the bell.", True),
+    ("How about a ride to Stiltend?", True), ("Any chance of a ride to Stiltend?", True),
+    ("Let's have a crossing to Stiltend.", True), ("I'm in the market for a crossing.", True),
+    ("I was hoping to get across to Stiltend.", True), ("You wouldn't happen to have room for two?", True),
+    ("Kindly ring the bell.", True), ("I require passage to Stiltend.", True), ("Think you could row us over?", True),
+    ("How about the weather, is it calm?", False), ("I'm hoping the rain stops.", False),
+    ("Kindly old man, isn't he?", False), ("I was hoping he'd be there.", False),
+])
+def test_more_polite_and_roundabout_forms_of_request(line, asks):
+    from app.cues import Cues
+
+    assert request(Cues.load(), line) is asks
