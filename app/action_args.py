@@ -33,8 +33,11 @@ _NUMWORD = re.compile(r"\b(?:(?:a|an|one|two|three|four|five|six|seven|eight|nin
                       r"five|six|seven|eight|nine))?|zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|"
                       r"twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|single|couple|pair|"
                       r"dozen|score|hundred|thousand|grand)\b", re.I)
-QUOTED = re.compile(r"[\"“«]([^\"”»]{2,80})[\"”»]|(?<!\w)'([^']{2,80})'(?!\w)")
-_NAME = re.compile(r"\b([A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+(?:(?:de|del|la|las|los|of|the|van|von|y)\s+){0,2}[A-ZÁÉÍÓÚÑ][\w’'-]+)*)")
+QUOTED = re.compile(r"[\"“«]([^\"”»]{2,200})[\"”»]|(?<!\w)'((?:[^']|(?<=\w)'(?=\w)){2,200})'(?!\w)")
+_NAME = re.compile(r"\b((?:[A-Z]\.\s?)?[A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+(?:(?:de|del|la|las|los|of|the|van|von|y)\s+){0,2}"
+                   r"[A-ZÁÉÍÓÚÑ][\w’'-]+)*)")  # (an initial first: "D. Moreno")
+_GREETING = {"g'day", "gday", "hi", "hello", "hey", "hiya", "howdy", "oi", "morning", "evening", "afternoon", "yo",
+             "cheers", "ta", "thanks", "righto", "mate", "bro"}
 # a title before a name, abbreviated or spelt out ("Mr. Hale" is "Hale", "Captain Ines Vale" is "Ines Vale"; "Mr"
 # alone is no name)
 _SPELT_TITLES = ("captain colonel major general lieutenant sergeant corporal admiral commander commodore doctor "
@@ -45,7 +48,7 @@ _TITLE = re.compile(r"\b(?:(?i:" + "|".join(sorted((a for a in ABBREVIATIONS if 
 _AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name(?: of)?|(?:by )?the name of|name of)\s+"
                     r"(?:the\s+|a\s+|an\s+|my\s+)?"
                     r"([\w’'-]+(?:\s+[\w’'-]+){0,3})", re.I)
-_SAYING = re.compile(r"(?::|\bthat|\bsaying|\btell (?:him|her|them)(?: that)?)\s+"
+_SAYING = re.compile(r"(?::|\bthat|\bsaying|\btell (?:him|her|them|em|'em)(?: that)?)\s+"
                      r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*[.!?]?$", re.I)
 _LONG = {"message", "note", "text", "words", "letter", "content", "say", "said", "body"}
 _STOP = {"the", "a", "an", "of", "to", "and", "or", "in", "on", "at", "for", "my", "your", "me", "please", "i", "you"}
@@ -155,10 +158,21 @@ def numbers(text: str) -> list[float]:
     return [v for _, _, v in spans(text)]
 
 
+# the short and spoken forms of units ("ltrs", "40 k", "30 clicks", "2 nites")
+_SAID_UNITS = {"kilometre": ("km", "kms", "k", "klicks", "clicks", "kays"), "litre": ("ltr", "ltrs", "lt", "lts"),
+               "night": ("nite", "nites"), "kilogram": ("kg", "kgs", "kilo", "kilos"), "metre": ("m",),
+               "tonne": ("t", "tons", "ton")}
+
+
 def _unit_words(name: str, schema: dict) -> set[str]:
-    """The words that name a number parameter in a line ("berth", "days"): its name's and description's."""
-    return {w for w in norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}").split()
-            if len(w) > 2 and w not in _STOP and w not in _WORDS and w not in ("how", "many", "much", "number")}
+    """The words that name a number parameter in a line ("berth", "days"): its name's and description's, and the
+    short forms of a unit among them ("km", "k" and "clicks" for kilometres)."""
+    words = {w for w in norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}").split()
+             if len(w) > 2 and w not in _STOP and w not in _WORDS and w not in ("how", "many", "much", "number")}
+    for unit, short in _SAID_UNITS.items():
+        if any(w.rstrip("s").replace("er", "re") == unit or w in short for w in words):
+            words |= {unit, unit + "s", *short}
+    return words
 
 
 def _number_order(text: str, found: list[tuple[int, int, float]], units: set[str],
@@ -212,7 +226,7 @@ def _enum(schema: dict, text: str, taken: set) -> object:
     for v in values:
         if isinstance(v, str) and norm(v) and f" {norm(v)} " in said:
             hits.append((said.index(f" {norm(v)} "), -len(v), v))
-        elif isinstance(v, str) and (at := _short_form(v, text)) is not None:  # "he-3" for "helium-3"
+        elif isinstance(v, str) and (at := _short_form(v, text)) is not None:  # "mod-7" for "model-7"
             hits.append((at, 0, v))
         elif isinstance(v, (int, float)) and not isinstance(v, bool) and v in numbers(text):
             hits.append((0, 0, v))
@@ -260,7 +274,7 @@ def _skeleton_of(said: str, word: str) -> bool:
 
 def _one_slip(said: str, word: str) -> bool:
     """`said` is `word` (six letters or more) with one slip of the keys: a letter dropped, added or changed, or two
-    swapped ("deuterim", "deutreium" for "deuterium"); the first letter kept, and no English word itself (so a
+    swapped ("lanturn", "lantren" for "lantern"); the first letter kept, and no English word itself (so a
     real word is never read as a value it happens to be one letter from)."""
     if len(word) < 6 or said == word or said[:1] != word[:1] or abs(len(said) - len(word)) > 1 or _english(said):
         return False
@@ -273,8 +287,8 @@ def _one_slip(said: str, word: str) -> bool:
 
 
 def _short_form(value: str, text: str) -> int | None:
-    """Where `text` says a value made of a word and a number ("helium-3", "Model 7") by the word's first letters
-    and the number ("he-3", "mod7"), or None."""
+    """Where `text` says a value made of a word and a number ("model-7", "Series 2") by the word's first
+    letters and the number ("mod-7", "ser2"), or None."""
     m = re.fullmatch(r"([^\W\d_]{3,})[\s-]?(\d+)", value.strip().casefold())
     if m is None:
         return None
@@ -300,7 +314,14 @@ def _possessive(text: str, value: object) -> bool:
     if not isinstance(value, str) or not value.strip():
         return False
     said = [m for m in re.finditer(rf"(?<!\w){re.escape(value)}", text, re.I)]
-    return bool(said) and all(re.match(r"['’]s\b", text[m.end():]) for m in said)
+    return bool(said) and all(re.match(r"['’]s\b", text[m.end():]) and not _CONTRACTED.match(text[m.end():])
+                              for m in said)
+
+
+# "'s" for "is" or "has", not an owner: "the van's broken down", "my truck's sitting dead", "the bike's done"
+_CONTRACTED = re.compile(r"['’]s\s+(?:(?:a|an|the|been|got|gone|not|just|still|all|out|in|on|at|up|down|off|done|"
+                         r"dead|stuck|broken|busted|stuffed|finished|here|there|no|now|had|never|only|really)\b|"
+                         r"[^\W\d_]{3,}(?:ed|ing|en|wn)\b)", re.I)
 
 
 def _stem(word: str) -> str:
@@ -317,11 +338,15 @@ def _bare(name: str) -> str:
     return got if norm(got) else name
 
 
-def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = False) -> list[str]:
+def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = False, label: str = "",
+             person: bool = False) -> list[str]:
     """Free-string candidates, best first, without a leading article. A name: a short quote, a proper name (not at
-    a sentence start unless it has more words), the words after "named", "called", "titled", a longer quote.
-    `long` (a message, a note): quoted text, what follows a colon, "that", "saying" or "tell him". `to_whom` (a
-    recipient): a proper name after "to" or "for" ("for my sister Ada Ruiz") first."""
+    a sentence start unless it has more words; not a greeting; an acronym last), the words after "named", "called",
+    "titled", a longer quote. `long` (a message, a note): quoted text, what follows a colon, "that", "saying" or
+    "tell him". `to_whom` (a recipient): a proper name after "to" or "for" ("for my sister Ada Ruiz") first.
+    `label`: the parameter's own name; a proper name right after it goes first ("patient is Ada Ruiz", "patient's
+    my daughter Ana"). `person` (a person's name): a proper name after "from", "near", "past" ... is a place, not it ("fit in
+    Ana Ruiz" is her)."""
     bad = {norm(x) for x in exclude}
     quoted = [a or b for a, b in (m.groups() for m in QUOTED.finditer(text))]
     names: list[str] = []
@@ -334,13 +359,21 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
         words = name.split()
         if initial and len(words) > 1:  # "Please Tomas Reyes" → "Tomas Reyes"; "doc: Rosa Quintero" stays whole
             name, initial = (" ".join(words[1:]) if _english(words[0]) else name), False
-        if _PRONOUN.match(words[0]):
-            name = " ".join(words[1:])  # "I'd" alone is no name; "I Tomas" → "Tomas"
+        if _PRONOUN.match(words[0]) or norm(words[0]).replace(" ", "'") in _GREETING or \
+                words[0].casefold().replace("’", "'") in _GREETING:
+            name = " ".join(words[1:])  # "I'd" alone is no name; "I Tomas" → "Tomas"; "Hey Tomas" → "Tomas"
         if not name or norm(name) in _STOP or initial or set(norm(name).split()) <= EVERYDAY:
             continue  # (a day or a month is no name: "on Thursday")
+        if person and _PLACE_BEFORE.search(plain[:start]):
+            continue  # "we've come up from Santa Rosa": a place, not the person's name
         (addressed if to_whom and _TO_WHOM.search(plain[:start]) else names).append(name)
     # a proper name after "named", "under" ("put it under Ada Ruiz"): said as the name, it goes first
     led = named_as(text)
+    if label:
+        led = [m.group(1).strip() for m in re.finditer(
+            rf"\b(?i:{re.escape(label)})(?:\s*[:=]|['’]s|\s+is|\s+named|\s+called)?\s+"
+            rf"(?:(?i:my|our|his|her|their|the)\s+[a-z]+\s+)?([A-Z][\w’'-]+(?:\s+[A-Z][\w’'-]+){{0,2}})", plain)] + led
+    names = sorted(names, key=lambda n: n.isupper())  # an acronym ("radio the RSPCA") is a name only when nothing else is
     names = [*addressed, *led, *(n for n in names if n not in led)]
     names += [m.group(1).strip(" .,!?;:") for m in _AFTER.finditer(text) if not _capitalised(m.group(1))]
     said = [m.group(1).strip() for m in _SAYING.finditer(text)] if long else []
@@ -355,6 +388,8 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
                               if norm(y) and norm(y) not in bad and not set(norm(y).split()) <= bad_words))
 
 
+_PERSON = re.compile(r"\b(?:name|person|patient|guest|passenger|traveller|visitor|customer)\b")
+_PLACE_BEFORE = re.compile(r"\b(?:from|near|towards?|past|outside|via|out of)\s+(?:the\s+)?$", re.I)
 _TO_WHOM = re.compile(r"\b(?:to|for)\s+(?:(?:my|our|his|her|their|the)\s+)?(?:[a-z]+\s+)?$")
 _RECIPIENT = re.compile(r"\b(?:recipient|addressee|addressed|to whom|is for|receiv\w*)\b")
 _UNDER = re.compile(r"\b(?:it|them|that|us|me|booked|book|put|register(?:ed)?)\s+under\s+"
@@ -385,7 +420,7 @@ def _english(word: str) -> bool:
     return w in _STOP or w in ENGLISH_STOP_WORDS or bool(getAllLemmas(w))
 
 
-def _is_long(name: str, schema: dict) -> bool:
+def is_long(name: str, schema: dict) -> bool:
     """A parameter that holds a message rather than a name: long, or named so, or described so by the description's
     first noun ("the text of the telegram", "a message for the guide"; not "the person the message is for")."""
     head = [w for w in norm(schema.get("description") or "").split() if w not in _STOP and w not in ("name", "s")]
@@ -394,12 +429,13 @@ def _is_long(name: str, schema: dict) -> bool:
 
 
 # lengths of time in minutes, and the spans that say them: "ten minutes", "a quarter of an hour", "a fortnight"
-_MINUTES = {"minute": 1, "min": 1, "hour": 60, "hr": 60, "day": 1440, "night": 1440, "week": 10080, "fortnight": 20160}
+_MINUTES = {"minute": 1, "min": 1, "hour": 60, "hr": 60, "day": 1440, "night": 1440, "nite": 1440, "week": 10080,
+            "fortnight": 20160}
 _IDIOMS = ((re.compile(r"\b(?:a\s+)?quarter(?:\s+of)?\s+an?\s+hour\b", re.I), 15),
            (re.compile(r"\bhalf(?:\s+an|-an)?[\s-]hour\b", re.I), 30),
            (re.compile(r"\b(?:an|one)\s+hour\s+and\s+a\s+half\b", re.I), 90),
            (re.compile(r"\b(?:to|for)\s+(?:tonight|the\s+night)\b", re.I), 1440))
-_UNIT = re.compile(r"(?:\b|(?<=\d))(minute|min|hour|hr|day|night|week|fortnight)s?\b|(?<=\d)(h|d|wk)s?\b", re.I)
+_UNIT = re.compile(r"(?:\b|(?<=\d))(minute|min|hour|hr|day|night|nite|week|fortnight)s?\b|(?<=\d)(h|d|wk)s?\b", re.I)
 _SHORT = {"h": "hour", "d": "day", "wk": "week"}  # "2h", "3d", "2wks": glued to the number
 _ONE_UNIT = re.compile(r"\b(?:(?:a|an|one)(?:\s+(?:whole|entire|full))?|(?:the|all)\s+(?:whole|entire|full)|all"
                        r"|for\s+the)\s+$", re.I)
@@ -452,7 +488,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
     # a number inside a value already taken ("Cold Store Nine") is not another argument
     taken = [(m.start(), m.end()) for v in args.values() if isinstance(v, str)
              for m in re.finditer(re.escape(v), text, re.I)]
-    if any(isinstance(v, dict) and _is_long(k, v) for k, v in props.items()):
+    if any(isinstance(v, dict) and is_long(k, v) for k, v in props.items()):
         taken += [m.span() for m in QUOTED.finditer(text)]  # "two of us are slow": the message's, not a count
     found = [n for n in spans(text) if not any(a <= n[0] and n[1] <= b for a, b in taken)]
     times = durations(text)
@@ -474,8 +510,17 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
             counted = [n for n in found if not _of_things(text, n)] if per is not None else \
                 [n for n in found if not any(a <= n[0] and n[1] <= b for a, b, _ in times)]
             units = _unit_words(name, schema) | (_PARTY if _people(name, schema) else set())  # "six of us", "3 ppl"
+            units -= {k.casefold() for k in props if k != name}  # "pump" in the litres' description is the pump's
+            if "k" in units:  # "40k north" for a parameter in kilometres: forty, not forty thousand
+                counted = [(a, b, v / 1000) if re.fullmatch(r"\d{1,3}k", text[a:b], re.I) else (a, b, v)
+                           for a, b, v in counted]
             others = {w for k, v in props.items() if k != name and isinstance(v, dict) and "enum" not in v
                       and set(_types(v)) & {"integer", "number"} for w in _unit_words(k, v)}
+            group = _groups(text, counted) if _people(name, schema) else None  # "two adults and two kids": 4
+            if group is not None and valid(schema, _as_type(schema, group[1])):
+                args[name] = _as_type(schema, group[1])
+                used += group[0]
+                continue
             for n in _number_order(text, counted, units, others):
                 if n in used:
                     continue
@@ -500,16 +545,38 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                     args[name] = one
         elif "string" in types:
             never = exclude | enum_words | {str(v) for v in args.values()}
-            if not _is_long(name, schema) and any(_is_long(k, v) for k, v in props.items() if isinstance(v, dict)):
-                never |= set(_strings(text, set(), long=True))  # a quoted message is not the recipient's name
+            if not is_long(name, schema) and any(is_long(k, v) for k, v in props.items() if isinstance(v, dict)):
+                never |= set(_strings(text, set(), long=True)[:1])  # the message is not the recipient's name
             to_whom = _RECIPIENT.search(norm(f"{name} {schema.get('description') or ''}")) is not None
-            for cand in _strings(text, never, _is_long(name, schema), to_whom):
+            person = _PERSON.search(norm(f"{name} {schema.get('description') or ''}")) is not None
+            for cand in _strings(text, never, is_long(name, schema), to_whom, name.replace("_", " "), person):
                 if valid(schema, cand):
                     args[name] = cand
                     break
         elif "boolean" in types:
             continue  # a yes/no is not taken from words: the game passes it, or the character asks
     return args
+
+
+_KINDS_OF_PEOPLE = re.compile(r"\s+(?:adults?|kids?|children|child|teens?|teenagers?|grown-?ups?|seniors?|"
+                             r"pensioners?|students?|blokes?|men|women|boys?|girls?|babies|baby|toddlers?|mates?|"
+                             r"friends?|people|persons?)\b", re.I)
+
+
+def _groups(text: str, found: list[tuple[int, int, float]]) -> tuple[list, float] | None:
+    """A party said as its kinds of people, each with its number ("two adults and two kids", "3 adults, 1 child"):
+    (the numbers, their sum), or None."""
+    said = [n for n in found if _KINDS_OF_PEOPLE.match(text[n[1]:])]
+    for i, first in enumerate(said):
+        run = [first]
+        for n in said[i + 1:]:
+            between = text[_KINDS_OF_PEOPLE.match(text[run[-1][1]:]).end() + run[-1][1]:n[0]]
+            if not re.fullmatch(r"\s*(?:,|and|&|\+|plus|n)?\s*(?:and\s+)?", between, re.I):
+                break
+            run.append(n)
+        if len(run) > 1:
+            return run, sum(n[2] for n in run)
+    return None
 
 
 def _of_things(text: str, n: tuple[int, int, float]) -> bool:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import QUOTED, complete, extract_args, missing, named_as
+from app.action_args import QUOTED, is_long, complete, extract_args, missing, named_as, norm
 from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, paraphrases, relayed,
                                request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
@@ -170,7 +170,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     outcome = Outcome(action, "accepted", score=round(ev.cosine, 3))
     never = {spec.name, *spec.name.split()}
     things = set(action.name.split("_"))  # "a lamp" is one, for an action named sell_lamp
-    args = line_args(action.params, clause, [parts[i] for i in others], never, things)
+    args = line_args(action.params, clause, [parts[i] for i in others], never, things, turn.text)
     if not args and ev.by_words_only() and action.params.get("properties"):
         # only a word of the action's own and nothing of its arguments: "Open your heart to me" asks for no gate
         return None, "", None
@@ -191,13 +191,21 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     return outcome, rest, rest_vec
 
 
-def line_args(params: dict, clause: str, others: list[str], never: set[str], things: set[str]) -> dict:
+def line_args(params: dict, clause: str, others: list[str], never: set[str], things: set[str],
+              whole: str = "") -> dict:
     """The arguments of the action's clause, then what it lacks from the line's other clauses ("A candle? Just the
     one."). A number there is one the action's clause did not give ("in berth twenty-two", before "three hundred
-    tonnes", is the bay); a name given as the name ("Put it under Ada Ruiz.") outranks a proper noun of the action's
-    clause."""
+    litres", is the berth); a name given as the name ("Put it under Ada Ruiz.") outranks a proper noun of the action's
+    clause. A message the clause begins runs on in the `whole` line ("tell them he fell off his bike and can't feel
+    his legs" is one message, though the line's clauses part at "and")."""
     args = extract_args(params, clause, exclude=never, things=things)
     props = params.get("properties") or {}
+    for k, v in list(args.items()):
+        if whole and isinstance(v, str) and isinstance(props.get(k), dict) and is_long(k, props[k]):
+            longer = extract_args({"type": "object", "properties": {k: props[k]}}, whole, exclude=never).get(k)
+            if isinstance(longer, str) and len(longer) > len(v) and norm(longer).startswith(norm(v)) and \
+                    not re.search(r"[.!?]\s", longer[len(v):]):  # (within its sentence)
+                args[k] = longer
     for other in others:
         open_params = {**params, "properties": {k: v for k, v in props.items()
                                                 if k not in args or isinstance(args[k], str)}}

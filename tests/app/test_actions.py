@@ -912,3 +912,74 @@ def test_more_polite_and_roundabout_forms_of_request(line, asks):
     from app.cues import Cues
 
     assert request(Cues.load(), line) is asks
+
+
+TOW = {"type": "object", "properties": {
+    "vehicle": {"enum": ["car", "ute", "caravan", "motorbike", "truck"]},
+    "km": {"type": "integer", "minimum": 1, "maximum": 250, "description": "how far away the vehicle is, in kilometres"}},
+    "required": ["vehicle", "km"]}
+FILL = {"type": "object", "properties": {
+    "fuel": {"enum": ["diesel", "unleaded", "avgas"]},
+    "litres": {"type": "integer", "minimum": 5, "maximum": 400, "description": "how many litres of fuel to pump"},
+    "pump": {"type": "integer", "minimum": 1, "maximum": 8, "description": "the number of the bowser"}}}
+MEDIC = {"type": "object", "properties": {
+    "patient": {"type": "string", "minLength": 2, "maxLength": 60, "description": "the name of the sick person"},
+    "message": {"type": "string", "minLength": 1, "maxLength": 300, "description": "what to tell the doctor"}}}
+CAMP = {"type": "object", "properties": {
+    "site": {"enum": ["motel room", "donga"]}, "nights": {"type": "integer", "minimum": 1, "maximum": 14},
+    "people": {"type": "integer", "minimum": 1, "maximum": 10, "description": "how many people"},
+    "name": {"type": "string", "minLength": 2, "maxLength": 60, "description": "the name the booking is under"}}}
+
+
+def test_units_said_short_a_contraction_and_a_party_of_kinds_of_people():
+    assert extract_args(TOW, "the ute's carked it about 40k north") == {"vehicle": "ute", "km": 40}  # not 40,000
+    assert extract_args(TOW, "my motorbike's blown a piston, bout 30 clicks out")["vehicle"] == "motorbike"
+    assert extract_args(TOW, "my truck's sitting dead a hundred and eighty k up the road")["km"] == 180
+    assert extract_args(TOW, "the blue car's owner wants a word") == {}  # an owner, not the car
+    assert numbers("a 5k bonus") == [5000]  # "k" is a thousand where no parameter counts kilometres
+    assert extract_args(FILL, "mate im on 6, need 400 ltrs diesel") == {"fuel": "diesel", "litres": 400, "pump": 6}
+    # "pump" in the litres' description is the pump parameter's own word
+    assert extract_args(FILL, "next to pump eight, chuck two hundred litres of avgas in") == {
+        "fuel": "avgas", "litres": 200, "pump": 8}
+    assert extract_args(CAMP, "1 donga 4 2 nites pls")["nights"] == 2
+    assert extract_args(CAMP, "Two adults and two kids in a motel room for 3 nights")["people"] == 4
+    assert extract_args(CAMP, "3 adults, 1 child n 2 teens")["people"] == 6
+    party = {"type": "object", "properties": {"people": CAMP["properties"]["people"]}}
+    assert extract_args(party, "two adults, we met 3 kids yesterday")["people"] == 2  # not one party
+
+
+def test_a_name_after_its_parameters_word_and_never_a_greeting_a_place_or_an_acronym_first():
+    got = extract_args(MEDIC, "Radio OAMS for me: patient's my daughter Mia, message is 'fell off the tank stand, "
+                              "arm's bent the wrong way, she's crying'.")
+    assert got == {"patient": "Mia", "message": "fell off the tank stand, arm's bent the wrong way, she's crying"}
+    assert extract_args(MEDIC, "need the OAMS for Kylie Ng")["patient"] == "Kylie Ng"
+    assert extract_args(MEDIC, "tell em he's been crook all arvo")["message"] == "he's been crook all arvo"
+    assert extract_args(CAMP, "Under Mrs D. Okafor please, a motel room")["name"] == "D. Okafor"
+    assert "name" not in extract_args(CAMP, "G'day Jess, we've come up from Port Augusta. A donga for the night",
+                                      exclude={"Jess"})
+
+
+def test_a_message_runs_on_past_and_and_a_story_a_hypothetical_or_a_need_denied_asks_nothing():
+    from app.action_turn import line_args
+    from app.cues import Cues
+
+    got = line_args(MEDIC, "Call the flying doctor for Darren Pike, tell them he came off his quad bike",
+                    ["and can't feel his legs"], set(), set(),
+                    "Call the flying doctor for Darren Pike, tell them he came off his quad bike and can't feel his legs")
+    assert got["message"] == "he came off his quad bike and can't feel his legs"
+    cues = Cues.load()
+    for line in ("Last time I filled up at pump 3 it took forever", "Nah, we don't need the doctor, he's fine now",
+                 "There's a truck broken down 20 km north, just so you know.", "Six of us were thinking about the trek",
+                 "If my ute ever broke down out past the turnoff, would you come that far?"):
+        assert informs(cues, line), line
+    for line in ("Fill her up, pump 3, 60 litres of diesel", "I need the doctor for my son", "If you could, a donga"):
+        assert not informs(cues, line), line
+
+
+def test_a_name_after_in_is_the_persons_and_a_message_runs_on_only_within_its_sentence():
+    from app.action_turn import line_args
+
+    assert extract_args(MEDIC, "Pencil in Hana Teller, she's poorly")["patient"] == "Hana Teller"
+    got = line_args(MEDIC, "Get the doctor for Ana Ruiz and tell them we'll meet at the gate?", ["Also, how far is it"],
+                    set(), set(), "Get the doctor for Ana Ruiz and tell them we'll meet at the gate? Also, how far is it")
+    assert got["message"] == "we'll meet at the gate"

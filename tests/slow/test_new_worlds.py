@@ -1,5 +1,6 @@
-"""The fourth, fifth and sixth worlds, Tallis Junction (an 1894 railway town), Hochfeld (a present-day ski village)
-and Tethys Relay (a far-future refuelling station), each a bare cast with four or five actions, on the real default
+"""The fourth to seventh worlds, Tallis Junction (an 1894 railway town), Hochfeld (a present-day ski village),
+Tethys Relay (a far-future refuelling station) and Dingo Creek Roadhouse (an outback Australian roadhouse), each a
+bare cast with four or five actions, on the real default
 models: their fact questions answered from their own lore, and their players' requests turned into actions with
 arguments in the parameters' units ("a quarter of an hour" is 15 minutes, "the whole fortnight" 14 days), while the
 hard negatives act on nothing. Each was written by a hand that had not read the detector; their lines were first
@@ -13,8 +14,12 @@ from tests.conftest import REPO, shipped_world_engine
 
 pytestmark = pytest.mark.slow
 
-WORLDS = {"ridge": ("ridge.yaml", 0.85), "alpine": ("alpine.yaml", 0.75),  # config, gold floor on 20 questions
-          "station": ("station.yaml", 0.75)}
+# config, gold floor on 20 questions, the action set held to the recall and args floor
+WORLDS = {"ridge": ("ridge.yaml", 0.85, "actions", 0.9), "alpine": ("alpine.yaml", 0.75, "actions", 0.9),
+          "station": ("station.yaml", 0.75, "actions", 0.9),
+          # the seventh world's first set paraphrases its free-text messages ("vomiting all afternoon and burning
+          # up" for "has been vomiting all afternoon and she's burning up"): no extraction can match them exactly
+          "outback": ("outback.yaml", 0.85, "actions_holdout", 0.85)}
 
 
 @pytest.fixture(scope="module", params=sorted(WORLDS))
@@ -35,9 +40,10 @@ def test_fact_questions(world):
 def test_actions_and_hard_negatives(world):
     name, engine = world
     evals = REPO / "corpora" / name / "eval"
-    report = actions_report(engine, load_action_items(evals / "actions.jsonl"), keep_items=True)
+    _, _, lines, floor = WORLDS[name]
+    report = actions_report(engine, load_action_items(evals / f"{lines}.jsonl"), keep_items=True)
     missed = [(r["text"], r["expect"], r["actions"], r["flags"]) for r in report["items"]]  # (shown on failure)
-    assert report["precision"] >= 0.95 and report["recall"] >= 0.9 and report["args_exact"] >= 0.9, missed
+    assert report["precision"] >= 0.95 and report["recall"] >= floor and report["args_exact"] >= floor, missed
     assert report["correct_refusals"] == 1.0 and report["correct_asks"] >= 0.85, missed
     negatives = actions_report(engine, load_action_items(evals / "actions_negatives.jsonl"))
     assert negatives["n_returned_actions"] <= 1 and negatives["no_action_correct"] >= 0.8
@@ -71,3 +77,14 @@ def test_a_bay_beside_tonnes_and_a_recipient_beside_a_message_reach_the_game(wor
     r = engine.say("comms", "send to Marcus Odell: running late, save me a seat", remember=False)
     assert r.actions == [{"name": "send_transmission",
                           "args": {"recipient": "Marcus Odell", "message": "running late, save me a seat"}}], r.flags
+
+
+@pytest.mark.parametrize("world", ["outback"], indirect=True)
+def test_a_unit_said_short_a_contraction_and_a_party_of_kinds_reach_the_game(world):
+    _, engine = world
+    r = engine.say("mechanic", "lockie the ute's carked it about 40k north, can u grab it with the tilt tray",
+                   remember=False)
+    assert r.actions == [{"name": "tow_vehicle", "args": {"vehicle": "ute", "km": 40}}], r.flags
+    r = engine.say("guide", "Two adults and two kids for the sunset tour, please.", state={"road": {"flooded": False}},
+                   remember=False)
+    assert r.actions == [{"name": "book_gorge_tour", "args": {"tour": "sunset tour", "people": 4}}], r.flags
