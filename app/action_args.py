@@ -158,10 +158,10 @@ def numbers(text: str) -> list[float]:
     return [v for _, _, v in spans(text)]
 
 
-# the short and spoken forms of units ("ltrs", "40 k", "30 clicks", "2 nites")
+# the short and spoken forms of units ("ltrs", "40 k", "30 clicks", "2 nites"; no single letter but "k", which no
+# contraction leaves behind as "I'm" does "m"; a letter glued to its number, "25t", is read by _GLUED)
 _SAID_UNITS = {"kilometre": ("km", "kms", "k", "klicks", "clicks", "kays"), "litre": ("ltr", "ltrs", "lt", "lts"),
-               "night": ("nite", "nites"), "kilogram": ("kg", "kgs", "kilo", "kilos"), "metre": ("m",),
-               "tonne": ("t", "tons", "ton")}
+               "night": ("nite", "nites"), "kilogram": ("kg", "kgs", "kilo", "kilos"), "tonne": ("tons", "ton")}
 
 
 def _unit_words(name: str, schema: dict) -> set[str]:
@@ -345,8 +345,8 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     "titled", a longer quote. `long` (a message, a note): quoted text, what follows a colon, "that", "saying" or
     "tell him". `to_whom` (a recipient): a proper name after "to" or "for" ("for my sister Ada Ruiz") first.
     `label`: the parameter's own name; a proper name right after it goes first ("patient is Ada Ruiz", "patient's
-    my daughter Ana"). `person` (a person's name): a proper name after "from", "near", "past" ... is a place, not it ("fit in
-    Ana Ruiz" is her)."""
+    my daughter Ana"). `person` (a person's name): a proper name after "from", "near", "past" ... is a place, not
+    it ("fit in Ana Ruiz" is her)."""
     bad = {norm(x) for x in exclude}
     quoted = [a or b for a, b in (m.groups() for m in QUOTED.finditer(text))]
     names: list[str] = []
@@ -370,10 +370,11 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     # a proper name after "named", "under" ("put it under Ada Ruiz"): said as the name, it goes first
     led = named_as(text)
     if label:
-        led = [m.group(1).strip() for m in re.finditer(
-            rf"\b(?i:{re.escape(label)})(?:\s*[:=]|['’]s|\s+is|\s+named|\s+called)?\s+"
-            rf"(?:(?i:my|our|his|her|their|the)\s+[a-z]+\s+)?([A-Z][\w’'-]+(?:\s+[A-Z][\w’'-]+){{0,2}})", plain)] + led
-    names = sorted(names, key=lambda n: n.isupper())  # an acronym ("radio the RSPCA") is a name only when nothing else is
+        after = re.finditer(rf"\b(?i:{re.escape(label)})(?:\s*[:=]|['’]s|\s+is|\s+named|\s+called)?\s+"
+                            r"(?:(?i:my|our|his|her|their|the)\s+[a-z]+\s+)?"
+                            r"([A-Z][\w’'-]+(?:\s+[A-Z][\w’'-]+){0,2})", plain)
+        led = [m.group(1).strip() for m in after] + led
+    names = sorted(names, key=lambda n: n.isupper())  # an acronym ("radio the RSPCA"): a name when no other is
     names = [*addressed, *led, *(n for n in names if n not in led)]
     names += [m.group(1).strip(" .,!?;:") for m in _AFTER.finditer(text) if not _capitalised(m.group(1))]
     said = [m.group(1).strip() for m in _SAYING.finditer(text)] if long else []

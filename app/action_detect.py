@@ -311,9 +311,7 @@ def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
     clause between commas or dashes opens with a number or a word of the action's declaration, has no subject, no
     verb "to be" and no other verb in the past or third person ("my adult son phones every day" tells), and gives
     the action every argument it requires (at least one). `declared`: the action's `declared_words`."""
-    from app.action_args import complete, extract_args, numbers
-
-    from app.action_args import QUOTED
+    from app.action_args import QUOTED, complete, extract_args, numbers
 
     if not action.params.get("required"):
         return False

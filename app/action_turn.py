@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import QUOTED, is_long, complete, extract_args, missing, named_as, norm
+from app.action_args import QUOTED, complete, extract_args, is_long, missing, named_as, norm
 from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, paraphrases, relayed,
                                request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
