@@ -359,8 +359,7 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
         words = name.split()
         if initial and len(words) > 1:  # "Please Tomas Reyes" → "Tomas Reyes"; "doc: Rosa Quintero" stays whole
             name, initial = (" ".join(words[1:]) if _english(words[0]) else name), False
-        if _PRONOUN.match(words[0]) or norm(words[0]).replace(" ", "'") in _GREETING or \
-                words[0].casefold().replace("’", "'") in _GREETING:
+        if _PRONOUN.match(words[0]) or norm(words[0]).replace(" ", "'") in _GREETING:  # ("G’day": "g'day")
             name = " ".join(words[1:])  # "I'd" alone is no name; "I Tomas" → "Tomas"; "Hey Tomas" → "Tomas"
         if not name or norm(name) in _STOP or initial or set(norm(name).split()) <= EVERYDAY:
             continue  # (a day or a month is no name: "on Thursday")
