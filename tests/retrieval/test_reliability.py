@@ -200,6 +200,48 @@ def test_sigkill_during_rebuilds_never_breaks_the_index(tmp_path, embedder):
     assert phases == {"staging": 8, "finished": 7, "random": 7}
 
 
+# A child forked from a process that has encoded takes tqdm's lock (sentence-transformers does, in every encode,
+# bar or not) and is SIGKILLed holding it; a second child forked afterwards must still encode. tqdm's default lock
+# is a semaphore shared across fork, so without a lock of its own the second child blocks for ever (a CI run of the
+# test above hung so, after a random-delay kill). SIGALRM turns a hang into a failure.
+HELD_PROGRESS_LOCK = r"""
+import os, signal, time
+import torch
+torch.set_num_threads(1)
+import tqdm
+from retrieval.embeddings import SentenceTransformerEmbedder
+emb = SentenceTransformerEmbedder("builtin:all-minilm-l6-v2")
+emb.encode(["warm up"])
+r, w = os.pipe()
+holder = os.fork()
+if holder == 0:
+    tqdm.tqdm.get_lock().acquire()
+    os.write(w, b"x")
+    time.sleep(600)
+    os._exit(0)
+assert os.read(r, 1) == b"x"
+os.kill(holder, signal.SIGKILL)
+os.waitpid(holder, 0)
+child = os.fork()
+if child == 0:
+    signal.alarm(60)
+    emb.encode(["after a sibling was killed"])
+    os._exit(0)
+_, status = os.waitpid(child, 0)
+print(status, flush=True)
+"""
+
+
+def test_a_sibling_killed_inside_the_progress_lock_does_not_block_encoding():
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    out = subprocess.run([sys.executable, "-c", HELD_PROGRESS_LOCK], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    status = int(out.stdout.split()[-1])
+    assert not os.WIFSIGNALED(status), f"the second child hung (signal {os.WTERMSIG(status)})"
+    assert os.WEXITSTATUS(status) == 0
+
+
 def test_stale_lock_of_a_killed_holder_does_not_block(tmp_path, embedder):
     corpus = marker_corpus(tmp_path / "a", "alpha", 3)
     root = tmp_path / "index"
