@@ -49,7 +49,7 @@ from tuning.checkpoints import TrainingRun
 from tuning.data import data_fingerprint, load_preferences
 from tuning.kinds import kind_for_dir, kind_of
 from tuning.methods import get_method
-from tuning.speed import cpu_training
+from tuning.speed import BF16_HELP, cpu_training, use_bf16
 
 
 class DPORecipe(BaseModel):
@@ -72,7 +72,7 @@ class DPORecipe(BaseModel):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     held_out: float = Field(0.2, ge=0, lt=1, description="share of pairs kept out of training and scored before "
                                                          "and after (at least one pair when > 0)")
-    bf16: bool = Field(True, description="bf16 autocast (master weights stay fp32)")
+    bf16: bool | Literal["auto"] = Field("auto", description=BF16_HELP)
     seed: int = 0
     logging_steps: int = Field(5, ge=1)
     save_dtype: Literal["float32", "float16"] = "float32"
@@ -158,9 +158,10 @@ def train_dpo(base_dir: Path, data: Path, out_dir: Path, recipe: DPORecipe, *, s
                                 "system": system, "start": start_info,
                                 "recipe": {**recipe.model_dump(), "params": params_dump}},
                       save_steps=recipe.save_steps, resume=resume, keep_checkpoints=keep_checkpoints, log=log)
+    bf16 = use_bf16(recipe.bf16)
     with staging(out_dir, "train") as work:
         args = DPOConfig(
-            use_cpu=True, bf16=recipe.bf16, fp16=False,
+            use_cpu=True, bf16=bf16, fp16=False,
             gradient_checkpointing=False,  # CPU + small model: recomputation costs more than it saves
             per_device_train_batch_size=recipe.batch_size, per_device_eval_batch_size=recipe.batch_size,
             gradient_accumulation_steps=recipe.grad_accum, num_train_epochs=recipe.epochs,
@@ -187,7 +188,7 @@ def train_dpo(base_dir: Path, data: Path, out_dir: Path, recipe: DPORecipe, *, s
                      "last_loss": history[-1]["loss"] if history else None, "steps": trainer.state.global_step,
                      "train_pairs": len(train_pairs), "held_out_pairs": len(held_pairs),
                      "held_out": {"before": before, "after": after} if held_ds is not None else None,
-                     "seconds": round(time.perf_counter() - t0, 1)},
+                     "seconds": round(time.perf_counter() - t0, 1), "bf16": bf16},
             **run.info(trainer))
         if run.is_main(trainer):
             staged = save_trained(trainer.model, tok, kind, params_dump, work / "adapter", recipe.save_dtype)

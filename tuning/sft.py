@@ -34,7 +34,7 @@ from tuning.data import data_fingerprint, to_prompt_completion
 from tuning.facts import FactLinter
 from tuning.gate import GateReport, gate_file
 from tuning.methods import get_method
-from tuning.speed import cpu_training, train_speed
+from tuning.speed import BF16_HELP, cpu_training, train_speed, use_bf16
 
 
 class SFTRecipe(BaseModel):
@@ -65,8 +65,7 @@ class SFTRecipe(BaseModel):
                           "(null): on for methods that quantise the base (qlora: memory is why one picks it, and "
                           "the QLoRA recipe checkpoints), off otherwise (a small model on a CPU trains faster "
                           "without)")
-    bf16: bool = Field(True, description="bf16 autocast (master weights stay fp32): ~2.4x faster on CPUs with "
-                                         "AVX-512 BF16; set false on CPUs without native bf16")
+    bf16: bool | Literal["auto"] = Field("auto", description=BF16_HELP)
     seed: int = 0
     logging_steps: int = Field(5, ge=1)
     save_dtype: Literal["float32", "float16"] = Field("float32", description="dtype of the saved adapter weights "
@@ -116,9 +115,10 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
                                 "recipe": {**recipe.model_dump(), "params": params.model_dump()}},
                       save_steps=recipe.save_steps, resume=resume, keep_checkpoints=keep_checkpoints, log=log)
     model, tok, peft_config = load_for_training(base_dir, method, params, recipe.seed, recipe.device)
+    bf16 = use_bf16(recipe.bf16, recipe.device)
     with staging(out_dir, "train") as work:
         args = SFTConfig(
-            use_cpu=recipe.device == "cpu", bf16=recipe.bf16, fp16=False,
+            use_cpu=recipe.device == "cpu", bf16=bf16, fp16=False,
             gradient_checkpointing=checkpointing(recipe, method),
             gradient_checkpointing_kwargs={"use_reentrant": False},
             train_sampling_strategy="group_by_length",  # batches of similar lengths: little padding
@@ -143,7 +143,7 @@ def train_sft(base_dir: Path, data: Path, out_dir: Path, recipe: SFTRecipe, *, s
             recipe={**recipe.model_dump(), "params": params.model_dump()}, system=system,
             metrics={"train_loss": result.training_loss, "first_loss": losses[0] if losses else None,
                      "last_loss": losses[-1] if losses else None, "losses": [round(x, 4) for x in losses],
-                     "steps": trainer.state.global_step,
+                     "steps": trainer.state.global_step, "bf16": bf16,
                      "seconds": round(time.perf_counter() - t0, 1), **train_speed(trainer, result)},
             **run.info(trainer))
         if run.is_main(trainer):

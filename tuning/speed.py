@@ -19,6 +19,27 @@ import contextlib
 import os
 
 
+BF16_HELP = ("bf16 autocast (master weights stay fp32): true, false, or auto (the default): on where the device "
+             "computes bf16 natively (a CPU with AVX-512 BF16 or AMX, a GPU that supports it), off elsewhere. On a "
+             "CPU without it bf16 is emulated: 3 SFT steps of the 135M default took 366 s with it and 35 s without "
+             "on a 2-core AVX2 machine, against about 2.4x faster with it on AVX-512 BF16")
+
+
+def use_bf16(setting: bool | str, device: str = "cpu") -> bool:
+    """Whether a run trains under bf16 autocast: the recipe's true/false, or for `auto` whether this machine's
+    device computes bf16 natively (decided where the run runs, never where the recipe was written)."""
+    if setting != "auto":
+        return bool(setting)
+    if device != "cpu":
+        import torch
+
+        if torch.cuda.is_available():
+            return bool(torch.cuda.is_bf16_supported())
+    from retrieval.embeddings import native_bf16
+
+    return native_bf16()
+
+
 def physical_cores() -> int:
     """Physical cores this process may run on (hyper-threads share one core's vector units)."""
     try:

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from app.config import GenerationConfig
 from app.backends.transformers import Generator
+from retrieval.embeddings import native_bf16
 from retrieval.errors import AdapterError, ConfigError
 from tuning.adapters import ADAPTER_MANIFEST
 from tuning.sft import SFTRecipe, train_sft
@@ -37,6 +38,7 @@ def test_adapter_is_standard_peft_with_manifest(trained, tiny_llm_dir):
     assert manifest["npc"] == "warden" and manifest["data"]["examples"] == 8
     assert manifest["recipe"]["params"]["r"] == 4 and manifest["metrics"]["steps"] == 6
     assert manifest["recipe"]["params"]["dropout"] == 0.05  # the method's defaults are recorded too
+    assert manifest["recipe"]["bf16"] == "auto" and manifest["metrics"]["bf16"] is native_bf16()  # what ran
     assert math.isfinite(manifest["metrics"]["train_loss"])
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
 

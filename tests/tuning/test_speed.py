@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.fixtures_data import STYLE
-from tuning.speed import cpu_training, physical_cores, train_speed
+from tuning.speed import cpu_training, physical_cores, train_speed, use_bf16
 
 SYSTEM = "You are the Warden of the gate."
 
@@ -83,3 +83,18 @@ def test_training_records_speed_and_restores_threads(trainer, monkeypatch):
     speed = train_speed(trainer, result)
     assert speed["train_tokens"] > 0 and speed["train_seconds"] > 0
     assert math.isclose(speed["tokens_per_second"], speed["train_tokens"] / speed["train_seconds"], rel_tol=0.05)
+
+
+
+def test_bf16_auto_is_decided_by_the_machine_that_trains():
+    """`auto` trains in bf16 only where the CPU computes it natively (emulated bf16 was ~10x slower on an AVX2
+    machine); true and false are kept as written."""
+    from pathlib import Path
+
+    from retrieval.embeddings import native_bf16
+
+    assert use_bf16(True) is True and use_bf16(False) is False
+    assert use_bf16("auto") is native_bf16()
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    if not flags & {"avx512_bf16", "amx_bf16"}:  # this CPU emulates bf16: auto must train in fp32
+        assert use_bf16("auto") is False
