@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from jsonschema import Draft202012Validator
 
-from retrieval.text import ABBREVIATIONS, EVERYDAY
+from retrieval.text import ABBREVIATIONS, EVERYDAY, split_sentences
 
 _UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
                                      "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
@@ -353,7 +353,7 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     addressed: list[str] = []  # names after "to" or "for", for a recipient
     plain = _TITLE.sub("", text)
     for m in _NAME.finditer(plain):
-        name = m.group(1).strip()
+        name = re.sub(r"['’]s$", "", m.group(1).strip())  # "Lola's breath": Lola
         start = m.start(1)
         initial = start == 0 or re.search(r"[.!?:]\s*$", plain[:start]) is not None
         words = name.split()
@@ -386,6 +386,18 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     bad_words = {w for x in bad for w in x.split()}  # "Captain Moreau" for a speaker named "Captain Ines Moreau"
     return list(dict.fromkeys(y for y in out
                               if norm(y) and norm(y) not in bad and not set(norm(y).split()) <= bad_words))
+
+
+# the speaker's own name ("I'm Karim Benali", "my name's Ada Ruiz"), for a parameter that names a person
+_SELF = re.compile(r"\b(?:I['’]m|I am|[Mm]y name(?:['’]s| is)|[Nn]ame['’]s|[Cc]all me)\s+"
+                   r"([A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+[A-ZÁÉÍÓÚÑ][\w’'-]+){0,2})")
+_HUMAN = re.compile(r"\b(?:person|people|guest|passenger|traveller|visitor|customer|client|owner|buyer|adopters?|"
+                    r"signs?|who|applicant|sender|caller|player|holder)\b")
+
+
+def _human(name: str, schema: dict) -> bool:
+    """Does a string parameter name a person ("the person adopting", "the customer"), not a pet or a thing?"""
+    return bool(_HUMAN.search(norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}")))
 
 
 _PERSON = re.compile(r"\b(?:name|person|patient|guest|passenger|traveller|visitor|customer)\b")
@@ -460,6 +472,44 @@ def durations(text: str) -> list[tuple[int, int, float]]:
     return sorted(found)
 
 
+# a time of day: "3pm", "8 a.m.", "18h", "9h30", "noon", "four in the afternoon", "nine this morning", "5 o'clock"
+_CLOCK_PARAM = re.compile(r"\b(?:o'?clock|clock|time of day|am|pm|a\.m|p\.m|24-hour|noon)\b")
+_AMPM = re.compile(r"(?<![\w.])(\d{1,2})(?:[:.](\d{2}))?\s*([ap])\.?\s?m\b\.?|(?<![\w.])(\d{1,2})h(\d{2})?(?!\w)"
+                   r"|(?<![\w.:])(\d{1,2}):(\d{2})(?![\w:])", re.I)  # (and "13:00")
+_AT = re.compile(r"(?:\b(?:at|around|by|before|after|from|until|til|till)|@)\s+(?:about\s+|around\s+)?$", re.I)
+_NOON = re.compile(r"\b(?:noon|midday|mid-day|lunchtime)\b", re.I)
+_PART_OF_DAY = re.compile(r"^\s*(?:o['’]?clock\s*)?(?:(?:in|this|tomorrow|on|during|one|monday|tuesday|wednesday|"
+                          r"thursday|friday|saturday|sunday)\s+(?:the\s+)?)?"
+                          r"(morning|afternoon|evening|night|tonight)\b", re.I)
+
+
+def clock_param(name: str, schema: dict) -> bool:
+    """Does an integer parameter hold an hour of the day (its name or description speaks of the clock: "hour on
+    the 24-hour clock", "time of day", "3 pm is 15"), not a length of time?"""
+    said = f"{name.replace('_', ' ')} {schema.get('description') or ''}".lower()
+    return bool(_CLOCK_PARAM.search(said)) and (schema.get("maximum") or 24) <= 24
+
+
+def clock_hours(text: str) -> list[tuple[int, int, float]]:
+    """(start, end, hour 0-23) of each time of day said with its part of the day: "3pm" 15, "8 a.m." 8, "18h" 18,
+    "noon" 12, "four in the afternoon" 16, "nine this morning" 9."""
+    found = []
+    for m in _AMPM.finditer(text):
+        if m.group(1):
+            h = int(m.group(1)) % 12 + (12 if m.group(3).lower() == "p" else 0)
+        else:
+            h = int(m.group(4) or m.group(6))
+        if 0 <= h <= 23:
+            found.append((m.start(), m.end(), float(h)))
+    found += [(m.start(), m.end(), 12.0) for m in _NOON.finditer(text)]
+    for a, b, v in spans(text):
+        part = _PART_OF_DAY.match(text[b:])
+        if part and v == int(v) and 1 <= v <= 12 and not any(x <= a < y for x, y, _ in found):
+            late = part.group(1).lower() in ("afternoon", "evening", "night", "tonight") and v < 12
+            found.append((a, b + part.end(), v + 12 if late else v))
+    return sorted(found)
+
+
 def _time_unit(name: str, schema: dict) -> float | None:
     """Minutes per unit of a number parameter that counts a length of time ("minutes", "how many nights")."""
     for w in _unit_words(name, schema):
@@ -469,10 +519,12 @@ def _time_unit(name: str, schema: dict) -> float | None:
     return None
 
 
-def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), things: set[str] = frozenset()) -> dict:
+def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), things: set[str] = frozenset(),
+                 told: bool = True) -> dict:
     """The arguments the words give, each valid under its own schema (invalid candidates are not given).
     `exclude`: names that are never a free string (the character's own name). `things`: the nouns of the action's
-    name ("lamp"): "a lamp" counts one for a parameter that counts (not for a length of time)."""
+    name ("lamp"): "a lamp" counts one for a parameter that counts (not for a length of time). `told`: a required
+    message no marker gives may be what the line says about whom it names (`told_message`)."""
     props = params.get("properties") or {}
     args: dict = {}
     used: list[tuple[int, int, float]] = []
@@ -498,6 +550,20 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
         types = schema.get("type")
         types = set(types if isinstance(types, list) else [types])
         if types & {"integer", "number"}:
+            if clock_param(name, schema):  # "3pm", "noon", "four in the afternoon"; a bare "at 5" is 17 if 5 is not
+                said = [(a, b, v) for a, b, v in clock_hours(text) if valid(schema, _as_type(schema, v))]
+                if said:
+                    args[name] = _as_type(schema, said[0][2])
+                    used += [n for n in found if said[0][0] <= n[0] and n[1] <= said[0][1]]
+                    continue
+                bare = [(a, b, v if valid(schema, _as_type(schema, v)) else v + 12) for a, b, v in found
+                        if v == int(v) and (a, b, v) not in used and _AT.search(text[:a])
+                        and not any(x <= a < y for x, y, _ in times)]
+                bare = [n for n in bare if valid(schema, _as_type(schema, n[2]))]
+                if bare:
+                    args[name] = _as_type(schema, bare[0][2])
+                    used.append(next(n for n in found if n[0] == bare[0][0]))
+                continue
             per = _time_unit(name, schema)
             if per is not None:  # "a quarter of an hour" for minutes, "a fortnight" for nights
                 got = [(a, b, v / per) for a, b, v in times if (v / per).is_integer()]
@@ -549,13 +615,70 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                 never |= set(_strings(text, set(), long=True)[:1])  # the message is not the recipient's name
             to_whom = _RECIPIENT.search(norm(f"{name} {schema.get('description') or ''}")) is not None
             person = _PERSON.search(norm(f"{name} {schema.get('description') or ''}")) is not None
-            for cand in _strings(text, never, is_long(name, schema), to_whom, name.replace("_", " "), person):
+            selves = [m.group(1) for m in _SELF.finditer(text) if norm(m.group(1)) not in never]
+            if selves and not _human(name, schema):
+                if any(_human(k, v) for k, v in props.items() if k != name and isinstance(v, dict)):
+                    never |= set(selves)  # "I'm Karim Benali": the adopter's name, not the animal's
+                selves = []
+            for cand in [*selves, *_strings(text, never, is_long(name, schema), to_whom, name.replace("_", " "),
+                                            person)]:
                 if valid(schema, cand):
                     args[name] = cand
                     break
         elif "boolean" in types:
             continue  # a yes/no is not taken from words: the game passes it, or the character asks
-    return args
+    return told_message(params, args, text) if told else args
+
+
+def told_message(params: dict, args: dict, text: str) -> dict:
+    """`args` with each required message that no marker gave filled, when the line says something about a name it
+    gave (`_told`): "Get the vet for Minou, she's been throwing up" tells "she's been throwing up"."""
+    props = params.get("properties") or {}
+    out = dict(args)
+    for name in params.get("required") or []:
+        schema = props.get(name)
+        if name in out or not isinstance(schema, dict) or "string" not in _types(schema) or not is_long(name, schema):
+            continue
+        said = _told(text, [v for k, v in out.items() if isinstance(v, str) and k != name and not v.isupper()])
+        if said and valid(schema, said):
+            out[name] = said
+    return out
+
+
+_NOT_TOLD = {"for", "at", "in", "on", "to", "with", "and", "or", "please", "about", "from", "into", "if", "so"}
+
+
+def _told(text: str, names: list[str]) -> str | None:
+    """What a line says about someone it names, when no colon, quote or "tell them" marks a message: the rest of
+    the name's sentence ("my dog Rocket just ate a bar of chocolate", "for Minou, she's been throwing up"), or the
+    next sentence when the name ends its own ("It's about Duchess. She collapsed on the walk."); never a question,
+    and only a clause that starts like one (a verb or a pronoun, not "for me")."""
+    from lemminflect import getAllLemmas
+
+    for name in names:
+        m = re.search(rf"(?<!\w){re.escape(name)}(?:['’]s(?=\s))?(?!\w)", text, re.I)
+        if m is None:
+            continue
+        rest = text[m.end():].lstrip(" ,;:-–—")
+        if not rest:
+            continue
+        ended = rest[0] in ".!?"  # the name ends its sentence: the next one tells, if it speaks of them
+        if ended:
+            rest = rest[1:].lstrip()
+            if not re.match(r"(?:he|she|they|it|his|her|their)\b", rest, re.I):
+                continue  # ("It's Poppy! Get the vet!": an order, no message)
+        said = next(iter(split_sentences(rest)), "").strip()
+        said = said.rstrip(".!").strip()
+        words = said.split()
+        if len(words) < 3 or said.endswith("?"):
+            continue
+        first = norm(words[0]).replace(" ", "'")
+        lemmas = getAllLemmas(first.split("'")[0])
+        if first in _NOT_TOLD or not (lemmas.get("VERB") or lemmas.get("AUX") or lemmas.get("PRON")
+                                      or first.split("'")[0] in ("he", "she", "it", "they", "just", "we", "i")):
+            continue
+        return said
+    return None
 
 
 _KINDS_OF_PEOPLE = re.compile(r"\s+(?:adults?|kids?|children|child|teens?|teenagers?|grown-?ups?|seniors?|"

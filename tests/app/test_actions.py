@@ -983,3 +983,53 @@ def test_a_name_after_in_is_the_persons_and_a_message_runs_on_only_within_its_se
     got = line_args(MEDIC, "Get the doctor for Ana Ruiz and tell them we'll meet at the gate?", ["Also, how far is it"],
                     set(), set(), "Get the doctor for Ana Ruiz and tell them we'll meet at the gate? Also, how far is it")
     assert got["message"] == "we'll meet at the gate"
+
+
+VISIT = {"type": "object", "properties": {
+    "pet": {"type": "string", "minLength": 1, "maxLength": 40, "description": "the pet's name"},
+    "hour": {"type": "integer", "minimum": 8, "maximum": 19, "description": "the hour it starts, on the 24-hour clock"}}}
+ADOPT = {"type": "object", "properties": {
+    "animal": {"type": "string", "minLength": 1, "maxLength": 40, "description": "the name of the animal to adopt"},
+    "adopter": {"type": "string", "minLength": 2, "maxLength": 60, "description": "the name of the person adopting"}}}
+
+
+@pytest.mark.parametrize("line, hour", [
+    ("vaccines for Poutine, 3pm", 15), ("Biscuit at 8 a.m. please", 8), ("Biscuit, 18h if you can", 18),
+    ("Biscuit around noon?", 12), ("Biscuit at four in the afternoon", 16), ("nine this morning for Biscuit", 9),
+    ("Biscuit at 5", 17),  # 5 is before opening: five in the afternoon
+    ("Biscuit at 11", 11), ("Biscuit for 13:00?", 13), ("one o'clock in the afternoon for Biscuit", 13),
+    ("Biscuit, he's eight months old", None),  # an age is no time of day
+])
+def test_a_time_of_day_is_read_on_the_24_hour_clock(line, hour):
+    assert extract_args(VISIT, line).get("hour") == hour
+
+
+def test_a_length_of_time_is_no_time_of_day_and_a_clock_word_in_the_description_decides():
+    assert extract_args(VISIT, "Biscuit for 3 hours at 2pm")["hour"] == 14
+    hours = {"type": "object", "properties": {"hours": {"type": "integer", "minimum": 1, "maximum": 12,
+                                                        "description": "how many hours to rent it"}}}
+    assert extract_args(hours, "rent it for 3 hours from 2pm") == {"hours": 3}  # a length of time: not the clock
+
+
+SICK = {**MEDIC, "required": ["patient", "message"]}  # the message required: the line may tell it unmarked
+
+
+def test_a_message_said_without_a_marker_is_what_the_line_says_about_whom_it_names():
+    got = extract_args(SICK, "Get the doctor for Sue Lindqvist, she's got chest pains and can't breathe")
+    assert got == {"patient": "Sue Lindqvist", "message": "she's got chest pains and can't breathe"}
+    got = extract_args(SICK, "It's about our old friend Dale Moyes. He collapsed at the bowser. Can you call them?")
+    assert got["message"] == "He collapsed at the bowser"  # the next sentence; the question is no message
+    assert "message" not in extract_args(SICK, "Call the doctor for Dale Moyes, please")  # nothing said: ask
+    assert "message" not in extract_args(SICK, "Call the doctor for Dale Moyes at the gate")  # no clause
+    assert "message" not in extract_args(SICK, "Can you call for Dale Moyes? Is it expensive?")
+    assert "message" not in extract_args(SICK, "It's Dale Moyes! Get the doctor now!")  # an order, nothing told
+    assert "message" not in extract_args(MEDIC, "Get the doctor for Sue Lindqvist, she's got chest pains")  # optional
+    assert "message" not in extract_args(SICK, "BEV QUICK call the doctor he's not breathing")  # shouting: no name
+
+
+def test_a_possessive_name_and_the_speakers_own_name():
+    assert extract_args(VISIT, "My partner says Lola's breath is awful, can she come at 9?")["pet"] == "Lola"
+    assert extract_args(ADOPT, "I've visited Brutus three Saturdays in a row. I'm Karim Benali, can I adopt him?") \
+        == {"animal": "Brutus", "adopter": "Karim Benali"}
+    assert extract_args(ADOPT, "I want to adopt Gaspard! My name's Amélie Girard.") == \
+        {"animal": "Gaspard", "adopter": "Amélie Girard"}

@@ -1,5 +1,6 @@
-"""The fourth to seventh worlds, Tallis Junction (an 1894 railway town), Hochfeld (a present-day ski village),
-Tethys Relay (a far-future refuelling station) and Dingo Creek Roadhouse (an outback Australian roadhouse), each a
+"""The fourth to eighth worlds, Tallis Junction (an 1894 railway town), Hochfeld (a present-day ski village),
+Tethys Relay (a far-future refuelling station), Dingo Creek Roadhouse (an outback Australian roadhouse) and the Rue
+Saint-Denis Veterinary Clinic (a present-day Montreal vet clinic), each a
 bare cast with four or five actions, on the real default
 models: their fact questions answered from their own lore, and their players' requests turned into actions with
 arguments in the parameters' units ("a quarter of an hour" is 15 minutes, "the whole fortnight" 14 days), while the
@@ -88,3 +89,23 @@ def test_a_unit_said_short_a_contraction_and_a_party_of_kinds_reach_the_game(wor
     r = engine.say("guide", "Two adults and two kids for the sunset tour, please.", state={"road": {"flooded": False}},
                    remember=False)
     assert r.actions == [{"name": "book_gorge_tour", "args": {"tour": "sunset tour", "people": 4}}], r.flags
+
+
+def test_the_eighth_worlds_time_of_day_unmarked_message_and_speaker_reach_the_game(tmp_path_factory, embedder):
+    """Rue Saint-Denis Veterinary Clinic (a present-day Montreal vet clinic, configs/clinic.yaml), whose first sets
+    taught these rules: an hour of the day on the 24-hour clock, a required message told without a marker after
+    whom it is about, and the speaker's own name for the person's parameter, not the animal's."""
+    engine = shipped_world_engine(tmp_path_factory.mktemp("clinic"), embedder, "clinic.yaml")
+    r = engine.say("receptionist", "Could you schedule a checkup at four in the afternoon for Biscuit? She's our dog.",
+                   remember=False)
+    assert r.actions == [{"name": "book_appointment",
+                          "args": {"species": "dog", "pet": "Biscuit", "visit": "checkup", "hour": 16}}], r.flags
+    r = engine.say("tech", "please get the doctor for Minou, she's been throwing up since this morning",
+                   remember=False)
+    told = {"patient": "Minou", "message": "she's been throwing up since this morning"}
+    assert r.actions == [{"name": "page_vet", "args": told}], r.flags
+    r = engine.say("tech", "It's Minou! Get the vet!", remember=False)
+    assert r.actions == [] and "action_incomplete:page_vet" in r.flags  # an order tells the vet nothing
+    r = engine.say("shelter", "I've visited Brutus three times. I'm Karim Benali, can I start the adoption?",
+                   remember=False)
+    assert r.actions == [{"name": "start_adoption", "args": {"animal": "Brutus", "adopter": "Karim Benali"}}], r.flags
