@@ -148,12 +148,24 @@ def _doing(description: str) -> str:
     return d[:1].lower() + d[1:]
 
 
+_WH = re.compile(r"^(?:what|which|who|whom|whose|how|where|when|why|whether)\b", re.I)
+
+
 def _param_label(params: dict, name: str) -> str:
+    """A missing parameter as a noun phrase for "tell me the {missing}": its description's head up to the first
+    colon, comma or bracket ("name of the person adopting"), or, where the description is a question ("what kind
+    of animal the pet is: ...", "how many nights the pet stays") or long, the parameter's own name ("species",
+    "number of nights"); an enum's values follow unless the phrase already says them."""
     schema = (params.get("properties") or {}).get(name) or {}
-    label = re.sub(r"^(the|a|an)\s+", "", schema.get("description") or name.replace("_", " "), flags=re.I)
-    options = schema.get("enum")
-    if options:
-        label += " (" + ", ".join(str(o) for o in options[:8]) + ")"
+    head = re.split(r"\s*[:;(]|,\s", schema.get("description") or "", maxsplit=1)[0].strip()
+    label = re.sub(r"^(the|a|an)\s+", "", head, flags=re.I)
+    if not label or _WH.match(label) or len(label.split()) > 8:
+        label = name.replace("_", " ")
+        if schema.get("type") in ("integer", "number") and label not in ("count", "number", "amount", "quantity"):
+            label = f"number of {label}"  # "number of nights", "number of people", "number of km"
+    options = [str(o) for o in schema.get("enum") or []]
+    if options and not all(o.lower() in label.lower() for o in options[:8]):
+        label += " (" + ", ".join(options[:8]) + ")"
     return label
 
 

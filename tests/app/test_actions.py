@@ -1033,3 +1033,19 @@ def test_a_possessive_name_and_the_speakers_own_name():
         == {"animal": "Brutus", "adopter": "Karim Benali"}
     assert extract_args(ADOPT, "I want to adopt Gaspard! My name's Amélie Girard.") == \
         {"animal": "Gaspard", "adopter": "Amélie Girard"}
+
+
+def test_a_missing_parameter_is_named_as_a_noun_phrase_in_the_ask():
+    from app.actions import _param_label
+
+    params = {"type": "object", "properties": {
+        "species": {"enum": ["dog", "cat"], "description": "what kind of animal the pet is: dog or cat"},
+        "nights": {"type": "integer", "description": "how many nights the pet stays"},
+        "people": {"type": "integer", "description": "how many people go"}, "count": {"type": "integer"},
+        "adopter": {"type": "string", "description": "the name of the person adopting, who signs the application"},
+        "message": {"type": "string", "description": "what to tell the vet: the symptoms, in the player's words"},
+        "fuel": {"enum": ["diesel", "avgas"], "description": "the fuel to pump"}}}
+    labels = {k: _param_label(params, k) for k in params["properties"]}
+    assert labels == {"species": "species (dog, cat)", "nights": "number of nights", "people": "number of people",
+                      "count": "count", "adopter": "name of the person adopting", "message": "message",
+                      "fuel": "fuel to pump (diesel, avgas)"}
