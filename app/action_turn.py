@@ -246,14 +246,18 @@ def elsewhere(engine: DialogueEngine, turn: Turn, ev: Evidence, vecs: np.ndarray
     return False
 
 
-def next_best(route: Route, why: str, question: bool = False) -> Route:
+def next_best(route: Route, why: str, question: bool = False, offworld_min: float = 0.0) -> Route:
     """A line routed `action` that asks for no action the character declares: the router's next most likely label
     ("how thick is the door that seals the vault?" is a fact question that reads like a request to open it). A
     question for information (`informs`) is a question about the world here (`fact` or `both`): the router's
     `action` mass came from its words sounding like a request, and with the request gone, what is left is the
-    question (the grounded answer says "I do not know" when the lore has nothing)."""
+    question (the grounded answer says "I do not know" when the lore has nothing). `offworld` is held to the
+    router's own rule (`router.offworld_min`, or a `self`/`offworld` cue): "My cat has been sneezing" at a vet's
+    (development, the clinic) was action 0.65, offworld 0.2, and the character said it did not follow."""
+    cues = route.signals.get("cues") or {}
     probs = {k: v for k, v in (route.signals.get("probabilities") or {}).items()
-             if k != "action" and (not question or k in ("fact", "both"))}
+             if k != "action" and (not question or k in ("fact", "both"))
+             and (k != "offworld" or v >= offworld_min or cues.get("self") or cues.get("offworld"))}
     label = max(probs, key=probs.get) if probs else ("fact" if question else "style")
     return Route(label, f"{route.reason}; {why}: {label}", route.signals)
 
@@ -264,7 +268,8 @@ def act(engine: DialogueEngine, turn: Turn) -> None:
     its refusal or ask is said (nothing reaches the game), an accepted action becomes the deflection."""
     if turn.forced is not None or not turn.npc.actions:
         if turn.route.label == "action":  # no action this character declares: a free reply
-            turn.route = next_best(turn.route, "no declared action", informs(engine.cues, turn.text))
+            turn.route = next_best(turn.route, "no declared action", informs(engine.cues, turn.text),
+                                   engine.router.offworld_min)
         return
     guarded = bool(turn.flags)
     outcome, rest, rest_vec = detect(engine, turn)
@@ -275,7 +280,8 @@ def act(engine: DialogueEngine, turn: Turn) -> None:
     turn.action = outcome
     if outcome is None:
         if turn.route.label == "action":
-            turn.route = next_best(turn.route, "no declared action asked for", informs(engine.cues, turn.text))
+            turn.route = next_best(turn.route, "no declared action asked for", informs(engine.cues, turn.text),
+                                   engine.router.offworld_min)
         turn.lap("action_ms")
         return
     flag = outcome.flag()

@@ -143,6 +143,20 @@ def test_a_line_routed_action_that_asks_for_none_takes_the_routers_next_label():
     assert next_best(Route("action", "forced", {}), "none").label == "style"
 
 
+def test_the_next_label_is_offworld_only_by_the_routers_own_rule():
+    """"My cat has been sneezing a lot lately." (development, the clinic): action 0.65, offworld 0.2; with no action
+    asked for, the next label was offworld and the receptionist said she did not follow. Off-world takes
+    `router.offworld_min` or a self/offworld cue, as in the router."""
+    from app.action_turn import next_best
+    from app.router import Route
+
+    probs = {"fact": 0.05, "style": 0.1, "both": 0.0, "offworld": 0.2, "action": 0.65}
+    assert next_best(Route("action", "r", {"probabilities": probs}), "none", offworld_min=0.5).label == "style"
+    assert next_best(Route("action", "r", {"probabilities": probs}), "none").label == "offworld"
+    cued = {"probabilities": probs, "cues": {"offworld": "the internet"}}
+    assert next_best(Route("action", "r", cued), "none", offworld_min=0.5).label == "offworld"
+
+
 def test_a_question_routed_action_that_asks_for_none_is_a_question_about_the_world():
     """"how thick is the plug that seals the gallery" (development, Kestrel) was routed `action` for its verb; with
     no action asked for, small talk made up an answer. A question goes to `fact` or `both`, whichever is likelier."""
