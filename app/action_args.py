@@ -520,11 +520,12 @@ def _time_unit(name: str, schema: dict) -> float | None:
 
 
 def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), things: set[str] = frozenset(),
-                 told: bool = True) -> dict:
+                 told: bool = False) -> dict:
     """The arguments the words give, each valid under its own schema (invalid candidates are not given).
     `exclude`: names that are never a free string (the character's own name). `things`: the nouns of the action's
     name ("lamp"): "a lamp" counts one for a parameter that counts (not for a length of time). `told`: a required
-    message no marker gives may be what the line says about whom it names (`told_message`)."""
+    message no marker gives may be what the line says about whom it names (`told_message`; off by default: the
+    turn's `line_args` applies it once, to the whole line, after every clause has given its arguments)."""
     props = params.get("properties") or {}
     args: dict = {}
     used: list[tuple[int, int, float]] = []

@@ -198,7 +198,7 @@ def line_args(params: dict, clause: str, others: list[str], never: set[str], thi
     litres", is the berth); a name given as the name ("Put it under Ada Ruiz.") outranks a proper noun of the action's
     clause. A message the clause begins runs on in the `whole` line ("tell them he fell off his bike and can't feel
     his legs" is one message, though the line's clauses part at "and")."""
-    args = extract_args(params, clause, exclude=never, things=things, told=False)
+    args = extract_args(params, clause, exclude=never, things=things)
     props = params.get("properties") or {}
     for k, v in list(args.items()):
         if whole and isinstance(v, str) and isinstance(props.get(k), dict) and is_long(k, props[k]):
@@ -209,8 +209,7 @@ def line_args(params: dict, clause: str, others: list[str], never: set[str], thi
     for other in others:
         open_params = {**params, "properties": {k: v for k, v in props.items()
                                                 if k not in args or isinstance(args[k], str)}}
-        more = extract_args(open_params, other, exclude=never | {str(v) for v in args.values()}, things=things,
-                            told=False)
+        more = extract_args(open_params, other, exclude=never | {str(v) for v in args.values()}, things=things)
         given = {k: v for k, v in more.items() if k in args and isinstance(v, str) and v in named_as(other)
                  and not named_as(clause)}
         args.update({k: v for k, v in more.items() if k not in args} | given)

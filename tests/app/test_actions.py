@@ -1029,16 +1029,19 @@ SICK = {**MEDIC, "required": ["patient", "message"]}  # the message required: th
 
 
 def test_a_message_said_without_a_marker_is_what_the_line_says_about_whom_it_names():
-    got = extract_args(SICK, "Get the doctor for Sue Lindqvist, she's got chest pains and can't breathe")
+    def told(params: dict, text: str) -> dict:  # as the turn's line_args applies it, to the whole line
+        return extract_args(params, text, told=True)
+
+    got = told(SICK, "Get the doctor for Sue Lindqvist, she's got chest pains and can't breathe")
     assert got == {"patient": "Sue Lindqvist", "message": "she's got chest pains and can't breathe"}
-    got = extract_args(SICK, "It's about our old friend Dale Moyes. He collapsed at the bowser. Can you call them?")
+    got = told(SICK, "It's about our old friend Dale Moyes. He collapsed at the bowser. Can you call them?")
     assert got["message"] == "He collapsed at the bowser"  # the next sentence; the question is no message
-    assert "message" not in extract_args(SICK, "Call the doctor for Dale Moyes, please")  # nothing said: ask
-    assert "message" not in extract_args(SICK, "Call the doctor for Dale Moyes at the gate")  # no clause
-    assert "message" not in extract_args(SICK, "Can you call for Dale Moyes? Is it expensive?")
-    assert "message" not in extract_args(SICK, "It's Dale Moyes! Get the doctor now!")  # an order, nothing told
-    assert "message" not in extract_args(MEDIC, "Get the doctor for Sue Lindqvist, she's got chest pains")  # optional
-    assert "message" not in extract_args(SICK, "BEV QUICK call the doctor he's not breathing")  # shouting: no name
+    assert "message" not in told(SICK, "Call the doctor for Dale Moyes, please")  # nothing said: ask
+    assert "message" not in told(SICK, "Call the doctor for Dale Moyes at the gate")  # no clause
+    assert "message" not in told(SICK, "Can you call for Dale Moyes? Is it expensive?")
+    assert "message" not in told(SICK, "It's Dale Moyes! Get the doctor now!")  # an order, nothing told
+    assert "message" not in told(MEDIC, "Get the doctor for Sue Lindqvist, she's got chest pains")  # optional
+    assert "message" not in told(SICK, "BEV QUICK call the doctor he's not breathing")  # shouting: no name
 
 
 def test_a_possessive_name_and_the_speakers_own_name():
