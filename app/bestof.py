@@ -126,6 +126,25 @@ def context_for(engine: DialogueEngine, turn: Turn, history: str = "") -> ScoreC
 _LORE: dict[int, str] = {}
 
 
+_KNOWN: dict[int, frozenset[str]] = {}
+
+
+def known_for(engine: DialogueEngine, turn: Turn) -> frozenset[str]:
+    """What a free reply of the turn may name without inventing it (`known_specifics` of the character's persona,
+    style and markers, the world's name and setting, the cast's names, the lore of the turn's index (cached per
+    generation), the remembered exchanges and the player's line)."""
+    from app.evaluation.quality import known_specifics
+
+    key = id(turn.index)
+    if key not in _KNOWN:
+        _KNOWN.clear()
+        _KNOWN[key] = known_specifics(lore_text(turn.index))
+    spec, world, m = turn.npc, engine.config.world, turn.npc.markers
+    own = " ".join([spec.name, spec.persona, spec.style, world.name, world.setting or "", turn.recalled, turn.text,
+                    *(n.name for n in engine.cast.npcs), *((m.opens + m.closes) if m else ())])
+    return _KNOWN[key] | known_specifics(own)
+
+
 def lore_text(index) -> str:
     """Every chunk's text of an index generation, joined (cached per generation object)."""
     key = id(index)

@@ -299,6 +299,11 @@ class GenerationConfig(_Strict):
     max_sentences: int | None = Field(3, ge=1, description="free (small-talk) replies stop after this many "
                                       "sentences, not counting the character's opening and closing markers; a "
                                       "reply also stops at its closing marker. null: only max_new_tokens")
+    stop_invented: bool = Field(True, description="a free (small-talk) reply ends before its first sentence, after "
+                                "the first, that names a name or number found in neither the character's persona "
+                                "and style, the world's name and setting, the lore, the cast's names, what was said "
+                                "before nor the player's line (app/evaluation/quality.py invented_specifics); the "
+                                "closing marker still ends it. false: said")
     best_of: BestOfConfig = Field(BestOfConfig(), description="free replies chosen from n candidates (app/bestof.py)")
 
 

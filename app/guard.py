@@ -135,17 +135,44 @@ class SentenceGate:
     _END = re.compile(r"[.!?…][\"'»”)\]]*\s")
 
     def __init__(self, check, *, max_sentences: int | None = None, markers: tuple[str, ...] = (),
-                 closes: tuple[str, ...] = ()):
+                 closes: tuple[str, ...] = (), invents=None):
         """`max_sentences`: the reply is complete after this many sentences (the character's `markers` not
         counted, nor a list number such as "1."); it is also complete once it ends with one of `closes` (the
         closing marker). A reply held to `max_sentences` still ends with the closing marker: the character says it
-        after the last sentence kept, as the model would have done."""
+        after the last sentence kept, as the model would have done. `invents(sentence)`: the names and numbers a
+        sentence brings that the character was never given; the reply is complete before the first sentence after
+        the first that invents one (no flag: nothing unsafe was said, only something made up), closed as above."""
         self.check, self.said, self.buffer, self.failed, self.flag = check, "", "", False, None
         self.max_sentences, self.markers, self.closes = max_sentences, {m.strip() for m in markers}, closes
+        self.invents = invents
         self.complete: str | None = None  # why the reply is complete before the model stopped
+        self.invented: list[str] = []  # what the sentence cut for inventing named
+
+    def _content(self, sentence: str) -> bool:
+        return sentence not in self.markers and bool(_LETTER.search(sentence))
+
+    def _invented_at(self, text: str) -> int | None:
+        """Where in `text` the first sentence that invents begins, past its first sentence of content; None."""
+        if self.invents is None:
+            return None
+        pos, seen = 0, 0
+        for sentence in split_sentences(text):
+            at = text.find(sentence, pos)
+            if at < 0:
+                return None
+            pos = at + len(sentence)
+            if not self._content(sentence):
+                continue
+            if seen:
+                made = self.invents(sentence)
+                if made:
+                    self.invented = list(made)
+                    return at
+            seen += 1
+        return None
 
     def feed(self, piece: str) -> list[str]:
-        if self.failed:
+        if self.failed or self.complete == "invented":
             return []
         self.buffer += piece
         # a sentence end only after some letters: a list number ("1. ") waits for the words of its item
@@ -162,6 +189,11 @@ class SentenceGate:
         if flag:
             self.failed, self.flag = True, flag
             return []
+        at = self._invented_at(self.said + chunk)
+        if at is not None and at >= len(self.said):
+            chunk, self.buffer, self.complete = (self.said + chunk)[len(self.said):at], "", "invented"
+            self.said += chunk
+            return [chunk] if chunk else []
         self.said += chunk
         said = self.said.strip()
         if self.closes and said.endswith(self.closes):
@@ -171,25 +203,38 @@ class SentenceGate:
             self.complete = "max_sentences"
         return [chunk]
 
+    def _closed(self) -> str:
+        """What was said with the closing marker after it ("" when there is none, or the check refuses it)."""
+        if not self.closes or not self.said.strip() or self.said.strip().endswith(self.closes):
+            return ""
+        closed = (self.said if self.said[-1:].isspace() else self.said + " ") + self.closes[0].strip()
+        return "" if self.check(closed) else closed
+
     def finish(self, final: str | None, deflection: str) -> tuple[str, str | None, str]:
         """(final text, flag, the last piece to stream). `final` is the backend's cleaned whole reply, or None
         when generation was stopped."""
         said = self.said.strip()
-        if not self.failed and final is not None:
+        if not self.failed and final is not None and self.complete != "invented":
+            at = self._invented_at(final)
+            if at is not None and at >= len(said):  # the model's own end came with an invented sentence
+                final, self.complete = final[:at].rstrip(), "invented"
             if final.startswith(said):
                 rest = final[len(said):]
                 flag = self.check(final) if rest.strip() else None
                 if not flag:
-                    if final.startswith(self.said):
-                        return final, None, final[len(self.said):]
-                    return final, None, final[len(said):].lstrip()
+                    out = final[len(self.said):] if final.startswith(self.said) else final[len(said):].lstrip()
+                    if self.complete != "invented":
+                        return final, None, out
+                    self.said = (self.said if final.startswith(self.said) else said + " ") + out
+                    said = self.said.strip()
+                    closed = self._closed()
+                    return (closed.strip(), None, out + closed[len(self.said):]) if closed else (said, None, out)
                 self.flag = flag
             elif not self.check(final):
                 return final, None, ""
-        if said and self.complete == "max_sentences" and self.closes and not self.failed:
-            closer = self.closes[0].strip()
-            closed = (self.said if self.said[-1:].isspace() else self.said + " ") + closer
-            if not self.check(closed):
+        if said and self.complete in ("max_sentences", "invented") and self.closes and not self.failed:
+            closed = self._closed()
+            if closed:
                 return closed.strip(), None, closed[len(self.said):]
         if said:
             return said, self.flag, ""

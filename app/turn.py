@@ -211,10 +211,17 @@ def compose(engine: DialogueEngine, turn: Turn) -> None:
     # free replies pass the output guard sentence by sentence as they stream; a grounded reply waits for the
     # support check, which needs all of it
     m, world = spec.markers, config.world.name
+    invents = None
+    if gen_cfg.stop_invented:  # a made-up name or number ends the reply before it (after the first sentence)
+        from app.bestof import known_for
+        from app.evaluation.quality import invented_specifics
+
+        known = known_for(engine, turn)
+        invents = lambda sentence: invented_specifics(sentence, "", known)  # noqa: E731
     turn.new_gate = lambda: SentenceGate(lambda said: output_flag(spec, world, engine.cues, turn.instructions, said),
                                          max_sentences=gen_cfg.max_sentences,
                                          markers=tuple((m.opens + m.closes) if m else ()),
-                                         closes=tuple(m.closes if m else ()))
+                                         closes=tuple(m.closes if m else ()), invents=invents)
     turn.gate = turn.new_gate()
 
 

@@ -4,10 +4,12 @@
     .venv/bin/python benchmarks/small_talk.py --config C --bare --persona-adapter adapters/persona \
         --router-style --variants after --fluency
 
-Variants (same engine, same lines, greedy): `before` (no n-gram ban, no sentence limit: the decoding before
-2026-12-02) and `after` (the defaults: `generation.no_repeat_ngram` 3, `generation.max_sentences` 3, stop at the
-closing marker), each with the cast's adapters and with the base model alone (`--no-adapters` in the CLI). Lines:
-the world's `eval/style_prompts.jsonl`, plus with `--router-style` its `eval/router.jsonl` lines labelled `style`.
+Variants (same engine, same lines, greedy): `before` (no n-gram ban, no sentence limit, invented sentences said:
+the decoding before 2026-12-02), `after` (the defaults: `generation.no_repeat_ngram` 3, `generation.max_sentences`
+3, stop at the closing marker, end before an invented sentence) and `invented-said` (the defaults with
+`generation.stop_invented: false`), each with the cast's adapters and with the base model alone (`--no-adapters`
+in the CLI). Lines: the world's `eval/style_prompts.jsonl`, plus with `--router-style` its `eval/router.jsonl`
+lines labelled `style`.
 
 `--bare` runs the world as a new team has it: the same world, lore and index, and a cast of persona and style
 text only (no style sets, markers, adapters or models), written under a temporary folder. `--persona-adapter`
@@ -78,7 +80,7 @@ def main() -> None:
     ap.add_argument("--bare", action="store_true", help="the cast's persona and style text only (see above)")
     ap.add_argument("--persona-adapter", type=Path, help="serve this adapter for characters without their own")
     ap.add_argument("--router-style", action="store_true", help="add the router set's `style` lines")
-    ap.add_argument("--variants", nargs="+", choices=("before", "after"), default=["before", "after"])
+    ap.add_argument("--variants", nargs="+", choices=("before", "after", "invented-said"), default=["before", "after"])
     ap.add_argument("--speakers", nargs="+", choices=("adapters", "base"), default=["adapters", "base"],
                     help="the rows to run: with the adapters, with the base model alone")
     args = ap.parse_args()
@@ -96,8 +98,9 @@ def main() -> None:
         engine = DialogueEngine.from_settings(cfg)
         has_adapters = bool(engine.adapter_names)
         base_gen = engine.config.generation
-        variants = {"before": base_gen.model_copy(update={"no_repeat_ngram": 0, "max_sentences": None}),
-                    "after": base_gen}
+        variants = {"before": base_gen.model_copy(update={"no_repeat_ngram": 0, "max_sentences": None,
+                                                          "stop_invented": False}),
+                    "after": base_gen, "invented-said": base_gen.model_copy(update={"stop_invented": False})}
         for label in args.variants:
             engine.config = engine.config.model_copy(update={"generation": variants[label]})
             for adapters in [a for a, name in ((True, "adapters"), (False, "base"))

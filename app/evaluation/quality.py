@@ -164,15 +164,27 @@ def _fold(word: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
 
 
-def invented_specifics(text: str, allowed: str) -> list[str]:
+# capitalised words that name no one, beside EVERYDAY's: interjections and a pronoun's contractions, capitalised
+# after a stage direction ("(laughs) Ah, no worries.", "(pauses) You're an excellent doctor")
+_NOT_NAMES = EVERYDAY | {w.replace("'", q) for w in ("ah", "oh", "hey", "hi", "hello", "you're", "i'm", "it's",
+                                                     "we're", "they're") for q in "'’"}
+
+
+def known_specifics(allowed: str) -> frozenset[str]:
+    """The folded words and numbers of `allowed`, as `invented_specifics` compares them (compute once, reuse)."""
+    return frozenset({_fold(w) for w in words(allowed)} | {n.lower() for n in numbers(allowed)})
+
+
+def invented_specifics(text: str, allowed: str, known: frozenset[str] | None = None) -> list[str]:
     """Proper names and numbers of the reply found neither in `allowed` (persona, style and lore the caller gives;
     compared case- and accent-insensitively) nor among everyday capitalised words (I, weekdays, months, Sir...).
-    A multiword name counts as present when each of its words is; "twelve" and "12" are the same number."""
-    known = {_fold(w) for w in words(allowed)} | {n.lower() for n in numbers(allowed)}
+    A multiword name counts as present when each of its words is; "twelve" and "12" are the same number. `known`:
+    `known_specifics(allowed)` computed beforehand (then `allowed` is not read)."""
+    known = known_specifics(allowed) if known is None else known
     out = []
     for name in sorted(proper_names(text)):
         parts = [_fold(w) for w in words(name) if w.lower() not in NAME_JOINERS]
-        if not all(p in known or p in EVERYDAY for p in parts):
+        if not all(p in known or p in _NOT_NAMES for p in parts):
             out.append(name)
     for number in sorted(numbers(text)):
         if not _number_forms(number) & known:

@@ -125,6 +125,9 @@ def test_invented_specifics():
     assert invented_specifics("The captain is here.", allowed) == []
     assert invented_specifics("It cost seventeen coins.", allowed) == ["seventeen"]
     assert invented_specifics("Ask Orsino Vell at the Gate.", allowed) == []
+    # capitalised after a stage direction, an interjection or "You're" names no one; a name there still counts
+    assert invented_specifics("(laughs) Ah, no worries. (pauses) You’re right. (nods) Pedro agrees.", allowed) == \
+        ["Pedro"]
 
 
 STYLE_WARDEN = ('Terse, clipped military speech. Addresses the player as "reader". Starts with "Halt." or '

@@ -281,3 +281,35 @@ def test_generated_replies_hold_no_repeated_token_ngram(tiny_llm_dir):
     ids = gen.tokenizer(banned.text, add_special_tokens=False)["input_ids"]
     grams = Counter(zip(ids, ids[1:], ids[2:]))
     assert grams and max(grams.values()) == 1
+
+
+def test_a_free_reply_ends_before_a_sentence_that_invents_and_still_closes_in_voice():
+    """"I just finished a new case yesterday, a little one called the Lionel - a cat named Lina." (development, the
+    clinic's receptionist): names no lore, persona or line gave. The reply ends before such a sentence, never at its
+    first one, and the character still says its closing marker; what streamed is what was said."""
+    from app.evaluation.quality import invented_specifics, known_specifics
+
+    known = known_specifics("Nadia Ferreira, front desk of the clinic on Saint-Denis. Merci!")
+    invents = lambda s: invented_specifics(s, "", known)  # noqa: E731
+    ok = lambda said: None  # noqa: E731
+    closes = ("Merci!",)
+    g = _SentenceGate(ok, max_sentences=3, markers=closes, closes=closes, invents=invents)
+    streamed = "".join(g.feed("Busy day at the front desk. ") + g.feed("A cat named Lina came in. It was ")
+                       + g.feed("sweet. "))
+    assert g.complete == "invented" and g.invented == ["Lina"]
+    text, flag, rest = g.finish(None, "Begone.")
+    assert text == "Busy day at the front desk. Merci!" and flag is None
+    assert (streamed + rest).strip() == text
+    first = _SentenceGate(ok, closes=closes, invents=invents)  # the first sentence is said even when it invents
+    assert "".join(first.feed("Lina says hello to you. ")) == "Lina says hello to you. " and first.complete is None
+    end = _SentenceGate(ok, closes=closes, invents=invents)  # the model's own end brings the invented sentence
+    streamed = "".join(end.feed("Saint-Denis is busy. "))
+    text, flag, rest = end.finish("Saint-Denis is busy. I met Oscar at 10 o'clock.", "Begone.")
+    assert text == "Saint-Denis is busy. Merci!" and (streamed + rest).strip() == text
+    kept = _SentenceGate(ok, closes=closes, invents=invents)  # nothing invented: the model's reply, whole
+    kept.feed("Saint-Denis is busy. ")
+    said = "Saint-Denis is busy. Nadia is at the desk."
+    assert kept.finish(said, "B")[0] == said
+    off = _SentenceGate(ok, closes=closes)  # generation.stop_invented: false
+    off.feed("Busy day. A cat named Lina came in. ")
+    assert off.complete is None and "Lina" in off.said
