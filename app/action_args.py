@@ -400,6 +400,8 @@ def _human(name: str, schema: dict) -> bool:
     return bool(_HUMAN.search(norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}")))
 
 
+# a string parameter that holds a name (of a person or a pet: "patient"), so `_strings` prefers proper names for it;
+# wider than `_HUMAN` (a person, never an animal), which decides where the speaker's own name goes
 _PERSON = re.compile(r"\b(?:name|person|patient|guest|passenger|traveller|visitor|customer)\b")
 _PLACE_BEFORE = re.compile(r"\b(?:from|near|towards?|past|outside|via|out of)\s+(?:the\s+)?$", re.I)
 _TO_WHOM = re.compile(r"\b(?:to|for)\s+(?:(?:my|our|his|her|their|the)\s+)?(?:[a-z]+\s+)?$")
