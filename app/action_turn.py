@@ -26,7 +26,7 @@ from app.action_args import QUOTED, complete, extract_args, is_long, missing, na
 from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, paraphrases, relayed,
                                request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
-from app.router import Route, lore_match
+from app.router import Route, lore_match, offworld_allowed
 from retrieval.text import ABBREVIATIONS
 
 if TYPE_CHECKING:
@@ -256,7 +256,7 @@ def next_best(route: Route, why: str, question: bool = False, offworld_min: floa
     cues = route.signals.get("cues") or {}
     probs = {k: v for k, v in (route.signals.get("probabilities") or {}).items()
              if k != "action" and (not question or k in ("fact", "both"))
-             and (k != "offworld" or v >= offworld_min or cues.get("self") or cues.get("offworld"))}
+             and (k != "offworld" or offworld_allowed(v, cues, offworld_min))}
     label = max(probs, key=probs.get) if probs else ("fact" if question else "style")
     return Route(label, f"{route.reason}; {why}: {label}", route.signals)
 

@@ -151,8 +151,9 @@ class SentenceGate:
     def _content(self, sentence: str) -> bool:
         return sentence not in self.markers and bool(_LETTER.search(sentence))
 
-    def _invented_at(self, text: str) -> int | None:
-        """Where in `text` the first sentence that invents begins, past its first sentence of content; None."""
+    def _invented_at(self, text: str, start: int = 0) -> int | None:
+        """Where in `text` the first sentence that invents begins, past its first sentence of content; None.
+        Sentences that begin before `start` were checked when they were said and are only counted."""
         if self.invents is None:
             return None
         pos, seen = 0, 0
@@ -163,7 +164,7 @@ class SentenceGate:
             pos = at + len(sentence)
             if not self._content(sentence):
                 continue
-            if seen:
+            if seen and at >= start:
                 made = self.invents(sentence)
                 if made:
                     self.invented = list(made)
@@ -189,8 +190,8 @@ class SentenceGate:
         if flag:
             self.failed, self.flag = True, flag
             return []
-        at = self._invented_at(self.said + chunk)
-        if at is not None and at >= len(self.said):
+        at = self._invented_at(self.said + chunk, len(self.said))
+        if at is not None:
             chunk, self.buffer, self.complete = (self.said + chunk)[len(self.said):at], "", "invented"
             self.said += chunk
             return [chunk] if chunk else []
@@ -215,8 +216,8 @@ class SentenceGate:
         when generation was stopped."""
         said = self.said.strip()
         if not self.failed and final is not None and self.complete != "invented":
-            at = self._invented_at(final)
-            if at is not None and at >= len(said):  # the model's own end came with an invented sentence
+            at = self._invented_at(final, len(said))
+            if at is not None:  # the model's own end came with an invented sentence
                 final, self.complete = final[:at].rstrip(), "invented"
             if final.startswith(said):
                 rest = final[len(said):]

@@ -56,6 +56,12 @@ def load_seeds(path: Path) -> list[tuple[str, str]]:
     return [(it["text"], it["label"]) for it in load_router_items(path)]
 
 
+def offworld_allowed(p_offworld: float, cues: dict, offworld_min: float) -> bool:
+    """May a line be `offworld`: the router gives that label at least `offworld_min`, or a `self`/`offworld` cue
+    fired (the rule for the router's own choice and for any fallback among its labels)."""
+    return p_offworld >= offworld_min or bool(cues.get("self") or cues.get("offworld"))
+
+
 def lore_match(hits) -> float:
     """The lore-match feature from an unfiltered search's hits: their best (dense cosine) score."""
     return max((h.score for h in hits), default=0.0)
@@ -152,7 +158,7 @@ class Router:
         p = self.probabilities(text, qvec, lore_score, cues)
         best = int(np.argmax(p))
         doubt = ""
-        if LABELS[best] == "offworld" and p[best] < self.offworld_min and not (cues["self"] or cues["offworld"]):
+        if LABELS[best] == "offworld" and not offworld_allowed(p[best], cues, self.offworld_min):
             # an in-world line that none of the world's labels fits well ("What's your cat called?") is not out of
             # the world: that takes a majority, or a cue that names the machine or the world outside ("are you
             # chatgpt"); else the next most likely label
