@@ -16,8 +16,9 @@ from pathlib import Path
 from retrieval.errors import ConfigError
 
 BUILTIN = Path(__file__).with_name("data") / "cues.yaml"
-LISTS = ("fact", "form", "social", "action", "self", "offworld", "idk", "number_words", "fourth_wall", "look",
-         "request", "inform", "narration")
+_CLAUSE_END = re.compile(r"[,.!?:;\u2014-]\s*$")  # what may stand before a phrase that opens a clause
+LISTS = ("fact", "form", "social", "personal", "action", "self", "offworld", "idk", "number_words", "fourth_wall",
+         "look", "request", "inform", "narration")
 ANSWER_TYPES = ("number", "time", "person", "place")
 KEYS = (*LISTS, "answer_types", "senses", "exclude", "language")
 
@@ -112,6 +113,7 @@ class Cues:
             "social": re.compile(rf"^\W*(?:{_union(p['social'])})(?!\w)", re.I) if p["social"] else None,
             "action": re.compile(rf"^\s*\*?\s*(?:I\s+(?:{_union(p['action'])})\w*\b|\*[^*]+\*\s*$)", re.I)
             if p["action"] else re.compile(r"^\s*\*[^*]+\*\s*$"),
+            "personal": _words(p.get("personal", ())),  # the character's own tastes and life: small talk
             "self": _words(p["self"]),
             "offworld": _words(p["offworld"]),
             "idk": _words(p["idk"]),
@@ -136,11 +138,16 @@ class Cues:
         m = rx.search(text) if rx is not None else None
         return m.group(0) if m else None
 
-    def answer_type(self, question: str) -> str | None:
-        """number | time | person | place, from the question's wording; None when it does not say."""
+    def answer_type(self, question: str, *, opens: bool = False) -> str | None:
+        """number | time | person | place, from the question's wording; None when it does not say. `opens`: only a
+        phrase that opens the line or a clause of it ("hey, who was your captain?", not "everyone who is counting
+        on me"), so the line asks it."""
         best = None
         for kind, rx in self._types.items():
-            m = rx.search(question)
-            if m and (best is None or m.start() < best[1] or (m.start() == best[1] and len(m.group(0)) > best[2])):
-                best = (kind, m.start(), len(m.group(0)))
+            for m in rx.finditer(question):
+                if opens and question[:m.start()].strip() and not _CLAUSE_END.search(question[:m.start()]):
+                    continue
+                if best is None or m.start() < best[1] or (m.start() == best[1] and len(m.group(0)) > best[2]):
+                    best = (kind, m.start(), len(m.group(0)))
+                break
         return best[0] if best else None

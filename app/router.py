@@ -8,7 +8,9 @@ RAG for facts, fine-tuning for form. A calibrated logistic regression over
     vocabulary, addressing the AI; see app/cues.py),
 trained on utterances synthesised from the world's own lore and cast (app/router_data.py), the examples of the
 cast's declared actions (`action`; a world without actions never routes there), plus any labelled seeds the world
-ships. A new world gets a router without hand labels. The trained weights are cached by the hash of
+ships. A new world gets a router without hand labels. Two rules follow the fit: `offworld` takes a majority or a
+cue (`router.offworld_min`), and small talk asks no typed question (a `style` line that opens a clause with "who",
+"how many", ... and has no `personal` cue is a `fact`). The trained weights are cached by the hash of
 everything that made them.
 """
 
@@ -27,7 +29,7 @@ from retrieval.fileio import atomic_write_bytes, read_jsonl
 
 LABELS = ("fact", "style", "both", "offworld", "action")
 OPTIONAL = ("action",)  # labels a world may have no utterances for (a cast without actions)
-CUES = ("fact", "form", "social", "action", "self", "offworld")
+CUES = ("fact", "form", "social", "personal", "action", "self", "offworld")
 UNREAD = ("request", "inform", "narration")  # cue lists only the action detector reads (app/action_detect.py)
 
 
@@ -164,6 +166,12 @@ class Router:
             # chatgpt"); else the next most likely label
             doubt = f"offworld {p[best]:.2f} < {self.offworld_min:g}, so "
             best = max((i for i in range(len(LABELS)) if LABELS[i] != "offworld"), key=lambda i: p[i])
+        asks = self.cues.answer_type(text, opens=True)
+        if LABELS[best] == "style" and asks and not cues.get("personal"):
+            # small talk does not ask who, when, where or how many ("hey, who was your captain?"); a question about
+            # the character's own tastes or life (a `personal` cue: "who's your favourite ...") still is small talk
+            doubt += f"style {p[best]:.2f}, but it asks a {asks}, so "
+            best = LABELS.index("fact")
         label = LABELS[best]
         probs = dict(zip(LABELS, p.round(3).tolist()))
         said = [f"{c} '{m}'" for c, m in cues.items() if m and not (c == "fact" and m == "?")]

@@ -31,6 +31,17 @@ from retrieval.retriever import MODES, RetrieverSpec, make_retriever  # noqa: E4
 from retrieval.types import Scope  # noqa: E402
 
 
+def world_router(config: Path, emb, tmp: Path):
+    """A world's config, cast, index and router, built under `tmp` (index and router cache): (cfg, cast, index,
+    router)."""
+    cfg = EternaConfig.load(config)
+    cfg = cfg.model_copy(update={"models": cfg.models.model_copy(update={"cache_dir": tmp})})
+    rebuild_index(cfg.paths.corpus, tmp / "index", emb)
+    index = LoreIndex.open(tmp / "index", emb)
+    cast = Cast.load(cfg.paths.npcs, cfg.world)
+    return cfg, cast, index, build_router(cfg, cast, emb, index, Cues.load(cfg.world.cues))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", nargs="+", default=[str(REPO / "configs" / "eterna.yaml")])
@@ -39,13 +50,8 @@ def main() -> None:
     args = ap.parse_args()
     emb = SentenceTransformerEmbedder("builtin:all-minilm-l6-v2")
     for path in args.config:
-        cfg = EternaConfig.load(Path(path))
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = cfg.model_copy(update={"models": cfg.models.model_copy(update={"cache_dir": Path(tmp)})})
-            rebuild_index(cfg.paths.corpus, Path(tmp) / "index", emb)
-            index = LoreIndex.open(Path(tmp) / "index", emb)
-            cast = Cast.load(cfg.paths.npcs, cfg.world)
-            router = build_router(cfg, cast, emb, index, Cues.load(cfg.world.cues))
+            cfg, cast, index, router = world_router(Path(path), emb, Path(tmp))
             items = load_router_items(cfg.paths.eval / "router.jsonl")
             report = router_report(router, index, items, keep_errors=False)
             docs = {c.doc: c for c in index.chunks}

@@ -44,6 +44,16 @@ def _router(embedder, index, cues, seeds=(), cache=None):
     ("What's the best smartphone to buy?", "offworld"),
     ("Write me some JavaScript please", "offworld"),
     ("I close the book and look around the clock room.", "style"),
+    # the character's own tastes, life and chat are small talk, whatever question word they start with (each was
+    # `fact` or `offworld` before the router learnt social templates and the `personal` cue)
+    ("What's your favourite time of year, Ilse?", "style"),
+    ("What was it like growing up here?", "style"),
+    ("Got any good stories for me?", "style"),
+    ("Any advice for a newcomer?", "style"),
+    ("Cold out today, isn't it?", "style"),
+    ("What got you into this job?", "style"),
+    # ... while the character's own record is a fact
+    ("Where were you born, Rodrigo?", "fact"),
 ])
 def test_routes_a_world_it_has_no_labels_for(tiny_world, embedder, text, label):
     index, cues = tiny_world
@@ -125,6 +135,15 @@ def test_world_cues_extend_and_exclude_the_builtins(tmp_path):
     assert Cues.load().find("form", "sing a song") == "song" or Cues.load().find("form", "sing a song") == "sing"
     assert cues.find("form", "a song") is None
     assert cues.answer_type("How many bells are there?") == "number"
+    personal = Cues.load()
+    assert personal.find("personal", "What's your favourite time of day?") == "favourite"
+    assert personal.find("personal", "Do you ever miss the sea?") == "you ever"
+    assert personal.find("personal", "How many people live here?") is None
+    assert personal.find("personal", "Where is the nearest inn?") is None
+    assert personal.answer_type("What's your cat called?") == personal.answer_type("What's the name of it?") == "person"
+    assert personal.answer_type("hey, who was your captain", opens=True) == "person"
+    assert personal.answer_type("I'll fail everyone who is counting on me.") == "person"
+    assert personal.answer_type("I'll fail everyone who is counting on me.", opens=True) is None  # asks nothing
     assert cues.answer_type("What do the pages call the stair?") == "person"
 
 
@@ -171,8 +190,9 @@ def test_the_lore_feature_is_one_search_in_training_a_turn_and_eval(tiny_world, 
 
 
 def test_offworld_takes_a_majority_or_a_cue(tiny_world, embedder):
-    """An in-world line no synthesised label fits well wins `offworld` with a plurality ("What's your cat
-    called?" at about 0.4): below `router.offworld_min` it takes the next most likely label. A clear out-of-world
+    """A line no synthesised label fits well wins `offworld` with a plurality ("What's the wifi like?" at about
+    0.48; "What's your cat called?" was one before the router learnt the character's own record as `fact`): below
+    `router.offworld_min` it takes the next most likely label. A clear out-of-world
     line keeps `offworld`, and so does a line with an `offworld` cue, whatever the floor."""
     index, cues = tiny_world
     plain = _router(embedder, index, cues)
@@ -183,8 +203,8 @@ def test_offworld_takes_a_majority_or_a_cue(tiny_world, embedder):
         v = embedder.encode([text])[0]
         return router.route(text, v, index.search_vector(v, 1)[0].score)
 
-    cat = "What's your cat called?"
-    before, after = route(plain, cat), route(floor, cat)
+    odd = "What's the wifi like?"
+    before, after = route(plain, odd), route(floor, odd)
     p = before.signals["probabilities"]
     assert before.label == "offworld" and p["offworld"] < floor.offworld_min  # the plurality the floor is for
     nxt = max((k for k in p if k != "offworld"), key=p.get)
@@ -194,3 +214,26 @@ def test_offworld_takes_a_majority_or_a_cue(tiny_world, embedder):
     cued = route(floor, "What's the best smartphone to buy?")
     assert cued.label == "offworld" and cued.signals["cues"]["offworld"] == "smartphone"
     assert route(floor, "is this game made in unity or unreal").label != "offworld"  # no cue: the floor applies
+
+
+@pytest.mark.parametrize("text, label", [
+    ("Who was your captain?", "fact"),  # style by probability; a typed question opens the line
+    ("hey Ilse, who was your teacher", "fact"),  # ... or a clause after a greeting
+    ("how many friends do you have?", "fact"),
+    ("I'm afraid I'll fail everyone who is counting on me.", "style"),  # "who" opens no clause: asks nothing
+    ("Who do you like most here, Ilse?", "style"),  # the character's own taste (a `personal` cue)
+])
+def test_small_talk_does_not_ask_who_when_where_or_how_many(tiny_world, embedder, text, label):
+    """A line whose probabilities say `style` but which asks a name, time, place or number goes to `fact` (the
+    character's record is in the lore), and the reason says why; a question about the character's own tastes or a
+    "who" inside a statement stays small talk."""
+    index, cues = tiny_world
+    router = _router(embedder, index, cues)
+    v = embedder.encode([text])[0]
+    lore = index.search_vector(v, 1)[0].score
+    probs = dict(zip(LABELS, router.probabilities(text, v, lore)))
+    route = router.route(text, v, lore)
+    assert max(probs, key=probs.get) == "style"  # the probabilities alone would make each of these small talk
+    assert route.label == label, route.reason
+    if label == "fact":
+        assert f"style {probs['style']:.2f}, but it asks a {cues.answer_type(text)}, so fact" in route.reason
