@@ -65,6 +65,16 @@ class ActionBook:
         self._vecs: dict[tuple, list[tuple[object, np.ndarray]]] = {}
         self._words: dict[tuple, dict[str, frozenset[str]]] = {}
         self._declared: dict[tuple, dict[str, set[str]]] = {}
+        self._said: dict[str, np.ndarray] = {}  # a word or two of a line, embedded (`kinds`), bounded
+
+    def embedded(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) vectors of short texts, each embedded once (a cache of at most 20,000)."""
+        new = [t for t in dict.fromkeys(texts) if t not in self._said]
+        if new:
+            if len(self._said) + len(new) > 20000:
+                self._said.clear()
+            self._said.update(zip(new, self.embedder.encode(new)))
+        return np.stack([self._said[t] for t in texts]) if texts else np.zeros((0, 1))
 
     @staticmethod
     def _key(spec: NpcSpec) -> tuple:
@@ -180,6 +190,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
         return None, "", None  # "tell the porter to stop ...": an order for somebody else
     if elsewhere(engine, turn, ev, vecs, args):
         return None, "", None
+    args = kinds(book(engine), action.params, turn.text, args, never, book(engine).declared(spec)[action.name])
     if not action.allowed(turn.state):
         outcome.status = "refused"
     else:
@@ -214,6 +225,54 @@ def line_args(params: dict, clause: str, others: list[str], never: set[str], thi
                  and not named_as(clause)}
         args.update({k: v for k, v in more.items() if k not in args} | given)
     return told_message(params, args, whole or clause)  # a message no marker gave, anywhere in the line: last
+
+
+KIND_COSINE, KIND_MARGIN = 0.5, 0.1  # a word means an enum value: this close, and this much closer than to another
+
+
+def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
+          declared: set[str] = frozenset()) -> dict:
+    """`args` with the required enum parameters the words did not give, by meaning: a word or two of the line that means one
+    of the values ("puppy" or "Labrador" for "dog", "shots" for "vaccination", "bunny" for "rabbit"). Only values
+    written as plain lower-case words (kinds, not names), and only a word whose cosine to that value is at least
+    KIND_COSINE and KIND_MARGIN above its cosine to any other value of the parameter ("vet" is as close to "cat" as
+    to "dog": neither; "hamster" is no ferret), and never a word of the action's own declaration (`declared`,
+    stems: "gear" in "rent some gear" names the action's whole range, not one value of it). Each value still passes
+    its schema."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    from app.action_args import valid
+
+    props = params.get("properties") or {}
+    open_ = {k: [v for v in sch["enum"] if isinstance(v, str) and v == v.lower() and v.strip()]
+             for k, sch in props.items()
+             if k not in args and isinstance(sch, dict) and isinstance(sch.get("enum"), list)}
+    required = set(params.get("required") or [])
+    open_ = {k: vs for k, vs in open_.items() if len(vs) > 1 and k in required}  # (an optional one is not asked for)
+    if not open_:
+        return args
+    taken = " ".join(norm(v) for v in args.values() if isinstance(v, str)).split()
+    skip = {w.lower() for w in never} | set(taken) | ENGLISH_STOP_WORDS
+    words = [w.lower() for w in re.findall(r"[^\W\d_][\w'’-]*", text)]
+    content = [w if len(w) > 2 and w not in skip else None for w in words]
+    said = [w for w in content if w] + [f"{a} {b}" for a, b in zip(content, content[1:]) if a and b]
+    said = [w for w in said if not stems(w) <= declared]
+    if not said:
+        return args
+    out = dict(args)
+    for name, values in open_.items():
+        values = [v for v in values if v not in out.values()]
+        if len(values) < 2:
+            continue
+        sims = ab.embedded(said) @ ab.embedded(values).T  # (said, values)
+        order = np.sort(sims, axis=1)
+        ok = (order[:, -1] >= KIND_COSINE) & (order[:, -1] - order[:, -2] >= KIND_MARGIN)
+        if ok.any():
+            best = int(np.argmax(np.where(ok, order[:, -1], -1.0)))
+            value = values[int(np.argmax(sims[best]))]
+            if valid(props[name], value):
+                out[name] = value
+    return out
 
 
 ELSEWHERE = 0.05  # another character's action this much closer (cosine), with more of its words: not ours

@@ -1066,3 +1066,35 @@ def test_a_missing_parameter_is_named_as_a_noun_phrase_in_the_ask():
     assert labels == {"species": "species (dog, cat)", "nights": "number of nights", "people": "number of people",
                       "count": "count", "adopter": "name of the person adopting", "message": "message",
                       "fuel": "fuel to pump (diesel, avgas)"}
+
+
+CLINIC = {"type": "object", "properties": {
+    "species": {"enum": ["dog", "cat", "rabbit", "bird", "ferret"]},
+    "visit": {"enum": ["checkup", "vaccination", "dental cleaning", "spay or neuter", "nail trim"]},
+    "gate": {"enum": ["North Gate", "South Gate"]}, "pet": {"type": "string"}},
+    "required": ["species", "visit", "gate"]}
+
+
+def test_a_word_that_means_an_enum_value_gives_it_and_a_near_miss_does_not(embedder):
+    """A kind said in other words ("puppy", "Labrador", "shots", "bunny") gives the enum value it means; a word as
+    close to two values ("vet"), a kind that is none of them ("hamster"), a value already given and a value that is
+    a name (not a plain lower-case word) are left alone."""
+    from app.action_turn import ActionBook, kinds
+
+    ab = ActionBook(embedder)
+    assert extract_args(CLINIC, "need to get my puppy Waffle his shots at 7pm").get("species") is None  # the words alone
+    got = kinds(ab, CLINIC, "need to get my puppy Waffle his shots at 7pm", {"pet": "Waffle"}, set())
+    assert got == {"pet": "Waffle", "species": "dog", "visit": "vaccination"}
+    assert kinds(ab, CLINIC, "our golden retriever is overdue for a teeth cleaning", {}, set()) == {
+        "species": "dog", "visit": "dental cleaning"}
+    assert kinds(ab, CLINIC, "my bunny Caramel", {}, set())["species"] == "rabbit"
+    assert "species" not in kinds(ab, CLINIC, "the vet said she should come back", {}, set())
+    assert "species" not in kinds(ab, CLINIC, "my hamster Biscuit needs looking at", {}, set())
+    assert kinds(ab, CLINIC, "my kitten, a checkup", {"species": "dog"}, set())["species"] == "dog"  # given stays
+    assert "gate" not in kinds(ab, CLINIC, "take me out by the northern door", {}, set())  # names: words only
+    gear = {"type": "object", "properties": {"item": {"enum": ["skis", "boots", "helmet", "snowboard"]}},
+            "required": ["item"]}
+    assert kinds(ab, {**gear, "required": []}, "could I rent some footwear?", {}, set()) == {}  # not asked for
+    assert kinds(ab, gear, "could I rent some footwear for the day?", {}, set())["item"] == "boots"
+    assert kinds(ab, gear, "could I rent some gear?", {}, set())["item"] == "helmet"  # ... without `declared`
+    assert kinds(ab, gear, "could I rent some gear?", {}, set(), stems("rent gear")) == {}  # the action's own word
