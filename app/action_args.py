@@ -400,6 +400,21 @@ def _human(name: str, schema: dict) -> bool:
     return bool(_HUMAN.search(norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}")))
 
 
+_ANIMAL = re.compile(r"\b(?:pets?|animals?|creatures?|beasts?|mounts?)\b")
+
+
+def _titled(text: str, name: str, schema_name: str, schema: dict) -> str:
+    """An animal's name keeps the title the line gives it ("Mr. Whiskers", "Captain Crunch", "Lady Marmalade"): a
+    title names a person's rank, but a pet's is part of its name."""
+    if not _ANIMAL.search(norm(f"{schema_name.replace('_', ' ')} {schema.get('description') or ''}")):
+        return name
+    m = re.search(rf"(?<![\w.])((?:\w+\.?)\s+){re.escape(name)}\b", text)
+    t = _TITLE.match(m.group(0)) if m else None
+    if t and t.end() == len(m.group(1)) and valid(schema, f"{m.group(1)}{name}"):
+        return f"{m.group(1)}{name}"
+    return name
+
+
 # a string parameter that holds a name (of a person or a pet: "patient"), so `_strings` prefers proper names for it;
 # wider than `_HUMAN` (a person, never an animal), which decides where the speaker's own name goes
 _PERSON = re.compile(r"\b(?:name|person|patient|guest|passenger|traveller|visitor|customer)\b")
@@ -626,7 +641,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
             for cand in [*selves, *_strings(text, never, is_long(name, schema), to_whom, name.replace("_", " "),
                                             person)]:
                 if valid(schema, cand):
-                    args[name] = cand
+                    args[name] = cand if is_long(name, schema) else _titled(text, cand, name, schema)
                     break
         elif "boolean" in types:
             continue  # a yes/no is not taken from words: the game passes it, or the character asks

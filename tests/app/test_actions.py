@@ -1098,3 +1098,14 @@ def test_a_word_that_means_an_enum_value_gives_it_and_a_near_miss_does_not(embed
     assert kinds(ab, gear, "could I rent some footwear for the day?", {}, set())["item"] == "boots"
     assert kinds(ab, gear, "could I rent some gear?", {}, set())["item"] == "helmet"  # ... without `declared`
     assert kinds(ab, gear, "could I rent some gear?", {}, set(), stems("rent gear")) == {}  # the action's own word
+
+
+def test_an_animals_name_keeps_its_title_and_a_persons_loses_it():
+    """A pet's title is part of its name ("Mr. Whiskers", "Captain Crunch"); a person's is a rank ("Mr. Hale" is
+    "Hale" for a guest)."""
+    pet = {"type": "object", "properties": {"pet": {"type": "string", "description": "the name of the pet to board"}}}
+    guest = {"type": "object", "properties": {"guest": {"type": "string", "description": "the guest's name"}}}
+    assert extract_args(pet, "I'd like to get Mr. Whiskers neutered.") == {"pet": "Mr. Whiskers"}
+    assert extract_args(pet, "a checkup for Captain Crunch at 11") == {"pet": "Captain Crunch"}
+    assert extract_args(pet, "Can Biscuit stay the night?") == {"pet": "Biscuit"}
+    assert extract_args(guest, "A room for Mr. Hale, please.") == {"guest": "Hale"}
