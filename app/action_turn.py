@@ -232,13 +232,13 @@ KIND_COSINE, KIND_MARGIN = 0.5, 0.1  # a word means an enum value: this close, a
 
 def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
           declared: set[str] = frozenset()) -> dict:
-    """`args` with the required enum parameters the words did not give, by meaning: a word or two of the line that means one
-    of the values ("puppy" or "Labrador" for "dog", "shots" for "vaccination", "bunny" for "rabbit"). Only values
-    written as plain lower-case words (kinds, not names), and only a word whose cosine to that value is at least
-    KIND_COSINE and KIND_MARGIN above its cosine to any other value of the parameter ("vet" is as close to "cat" as
-    to "dog": neither; "hamster" is no ferret), and never a word of the action's own declaration (`declared`,
-    stems: "gear" in "rent some gear" names the action's whole range, not one value of it). Each value still passes
-    its schema."""
+    """`args` with the required enum parameters the words did not give, by meaning: a word or two of the line that
+    means one of the values ("puppy" or "Labrador" for "dog", "shots" for "vaccination", "bunny" for "rabbit").
+    Only values written as plain lower-case words (kinds, not names), and only a word whose cosine to that value is
+    at least KIND_COSINE and KIND_MARGIN above its cosine to any other value of the parameter ("vet" is as close to
+    "cat" as to "dog": neither; "hamster" is no ferret), and never a word of the action's own declaration
+    (`declared`, stems: "gear" in "rent some gear" names the action's whole range, not one value of it). Each value
+    still passes its schema."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     from app.action_args import valid
