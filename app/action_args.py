@@ -404,7 +404,7 @@ _ANIMAL = re.compile(r"\b(?:pets?|animals?|creatures?|beasts?|mounts?)\b")
 
 
 def _titled(text: str, name: str, schema_name: str, schema: dict) -> str:
-    """An animal's name keeps the title the line gives it ("Mr. Whiskers", "Captain Crunch", "Lady Marmalade"): a
+    """An animal's name keeps the title the line gives it ("Mr. Pickles", "Captain Fluff", "Lady Sprinkles"): a
     title names a person's rank, but a pet's is part of its name."""
     if not _ANIMAL.search(norm(f"{schema_name.replace('_', ' ')} {schema.get('description') or ''}")):
         return name

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import QUOTED, complete, extract_args, is_long, missing, named_as, norm, told_message
+from app.action_args import QUOTED, complete, extract_args, is_long, missing, named_as, norm, told_message, valid
 from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, paraphrases, relayed,
                                request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
@@ -190,7 +190,8 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
         return None, "", None  # "tell the porter to stop ...": an order for somebody else
     if elsewhere(engine, turn, ev, vecs, args):
         return None, "", None
-    args = kinds(book(engine), action.params, turn.text, args, never, book(engine).declared(spec)[action.name])
+    ab = book(engine)
+    args = kinds(ab, action.params, turn.text, args, never, ab.declared(spec)[action.name])
     if not action.allowed(turn.state):
         outcome.status = "refused"
     else:
@@ -241,8 +242,6 @@ def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
     still passes its schema."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    from app.action_args import valid
-
     props = params.get("properties") or {}
     open_ = {k: [v for v in sch["enum"] if isinstance(v, str) and v == v.lower() and v.strip()]
              for k, sch in props.items()
@@ -259,12 +258,12 @@ def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
     said = [w for w in said if not stems(w) <= declared]
     if not said:
         return args
-    out = dict(args)
+    out, vecs = dict(args), ab.embedded(said)  # (said, dim)
     for name, values in open_.items():
         values = [v for v in values if v not in out.values()]
         if len(values) < 2:
             continue
-        sims = ab.embedded(said) @ ab.embedded(values).T  # (said, values)
+        sims = vecs @ ab.embedded(values).T  # (said, values)
         order = np.sort(sims, axis=1)
         ok = (order[:, -1] >= KIND_COSINE) & (order[:, -1] - order[:, -2] >= KIND_MARGIN)
         if ok.any():

@@ -166,8 +166,7 @@ class Router:
             # chatgpt"); else the next most likely label
             doubt = f"offworld {p[best]:.2f} < {self.offworld_min:g}, so "
             best = max((i for i in range(len(LABELS)) if LABELS[i] != "offworld"), key=lambda i: p[i])
-        asks = self.cues.answer_type(text, opens=True)
-        if LABELS[best] == "style" and asks and not cues.get("personal"):
+        if LABELS[best] == "style" and not cues.get("personal") and (asks := self.cues.answer_type(text, opens=True)):
             # small talk does not ask who, when, where or how many ("hey, who was your captain?"); a question about
             # the character's own tastes or life (a `personal` cue: "who's your favourite ...") still is small talk
             doubt += f"style {p[best]:.2f}, but it asks a {asks}, so "
