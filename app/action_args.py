@@ -163,6 +163,10 @@ def numbers(text: str) -> list[float]:
 _SAID_UNITS = {"kilometre": ("km", "kms", "k", "klicks", "clicks", "kays"), "litre": ("ltr", "ltrs", "lt", "lts"),
                "night": ("nite", "nites"), "kilogram": ("kg", "kgs", "kilo", "kilos"), "tonne": ("tons", "ton")}
 
+# units of measure: a number said with one measures something, it does not count the things a parameter counts
+_MEASURES = {*_SAID_UNITS, *(x for v in _SAID_UNITS.values() for x in v), "g", "gram", "lb", "lbs", "pound", "ml",
+             "cm", "mm", "metre", "meter", "kilogramme", "oz", "ounce", "gallon", "l"} - {"nite", "nites", "night"}
+
 
 def _unit_words(name: str, schema: dict) -> set[str]:
     """The words that name a number parameter in a line ("berth", "days"): its name's and description's, and the
@@ -188,14 +192,23 @@ def _number_order(text: str, found: list[tuple[int, int, float]], units: set[str
                 if any(norm(m.group(0)) in (u, u + "s", u[:-1] if u.endswith("s") else u) for u in said)] + \
             [m.span(2) for m in _GLUED.finditer(text) if any(u.startswith(m.group(2).lower()) for u in said)]
 
+    measures = places(_MEASURES - units)  # "four 10 kg bags": 10 measures a bag, four counts them
+
+    def measured(n: tuple[int, int, float]) -> bool:
+        return any(0 <= a - n[1] <= 1 for a, _ in measures)
+    sized = [(n[0], b) for n in found for a, b in measures if 0 <= a - n[1] <= 1]  # "10 kg"
+
+    def reach(n: tuple[int, int, float]) -> int:  # its end, past a measure said right after it ("four 10 kg bags")
+        return next((b for a, b in sized if a >= n[1] and not text[n[1]:a].strip()), n[1])
+
     def gap(n: tuple[int, int, float], words: list[tuple[int, int]]) -> int:  # words between it and the nearest
-        between = [text[w[1]:n[0]] if w[1] <= n[0] else text[n[1]:w[0]] for w in words if w[1] <= n[0] or
+        between = [text[w[1]:n[0]] if w[1] <= n[0] else text[reach(n):w[0]] for w in words if w[1] <= n[0] or
                    w[0] >= n[1]]
         return min((len(re.findall(r"\w+", b)) for b in between), default=99)
 
     mine, theirs = places(units), places(others - units)
     found = [n for n in found if not gap(n, theirs) < min(gap(n, mine), 2)]
-    return sorted(found, key=lambda n: (gap(n, mine) > 1, found.index(n)))
+    return sorted(found, key=lambda n: (measured(n), gap(n, mine) > 1, found.index(n)))
 
 
 def _types(schema: dict) -> list:
@@ -339,14 +352,15 @@ def _bare(name: str) -> str:
 
 
 def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = False, label: str = "",
-             person: bool = False) -> list[str]:
+             person: bool = False, lower: bool = False) -> list[str]:
     """Free-string candidates, best first, without a leading article. A name: a short quote, a proper name (not at
     a sentence start unless it has more words; not a greeting; an acronym last), the words after "named", "called",
     "titled", a longer quote. `long` (a message, a note): quoted text, what follows a colon, "that", "saying" or
     "tell him". `to_whom` (a recipient): a proper name after "to" or "for" ("for my sister Ada Ruiz") first.
     `label`: the parameter's own name; a proper name right after it goes first ("patient is Ada Ruiz", "patient's
     my daughter Ana"). `person` (a person's name): a proper name after "from", "near", "past" ... is a place, not
-    it ("fit in Ana Ruiz" is her)."""
+    it ("fit in Ana Ruiz" is her). `lower` (a pet's or a patient's name): a lower-case name after a kind, last
+    ("my parakeet kiwi needs ...": `_lower_names`)."""
     bad = {norm(x) for x in exclude}
     quoted = [a or b for a, b in (m.groups() for m in QUOTED.finditer(text))]
     names: list[str] = []
@@ -355,8 +369,9 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     for m in _NAME.finditer(plain):
         name = re.sub(r"['’]s$", "", m.group(1).strip())  # "Lola's breath": Lola
         start = m.start(1)
-        initial = start == 0 or re.search(r"[.!?:]\s*$", plain[:start]) is not None
         words = name.split()
+        initial = start == 0 or re.search(r"[.!?:]\s*$", plain[:start]) is not None or (
+            re.search(r"\*\s*$", plain[:start]) is not None and _english(words[0]))  # "*waves* This is Ziggy"
         if initial and len(words) > 1:  # "Please Tomas Reyes" → "Tomas Reyes"; "doc: Rosa Quintero" stays whole
             name, initial = (" ".join(words[1:]) if _english(words[0]) else name), False
         if _PRONOUN.match(words[0]) or norm(words[0]).replace(" ", "'") in _GREETING:  # ("G’day": "g'day")
@@ -366,6 +381,8 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
         if person and _PLACE_BEFORE.search(plain[:start]):
             continue  # "we've come up from Santa Rosa": a place, not the person's name
         (addressed if to_whom and _TO_WHOM.search(plain[:start]) else names).append(name)
+    kinds = {m.group(1) for m in _KIND_THEN_NAME.finditer(plain) if m.group(2) in names}
+    names = [n for n in names if n not in kinds]  # "my Labrador, Hercule": a kind, then the name
     # a proper name after "named", "under" ("put it under Ada Ruiz"): said as the name, it goes first
     led = named_as(text)
     if label:
@@ -376,6 +393,8 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     names = sorted(names, key=lambda n: n.isupper())  # an acronym ("radio the RSPCA"): a name when no other is
     names = [*addressed, *led, *(n for n in names if n not in led)]
     names += [m.group(1).strip(" .,!?;:") for m in _AFTER.finditer(text) if not _capitalised(m.group(1))]
+    if lower:
+        names += _lower_names(text)
     said = [m.group(1).strip() for m in _SAYING.finditer(text)] if long else []
     if long:  # a message keeps its article; a name alone is no message ("to Ana Ruiz in the harbour town")
         out = [*quoted, *said]
@@ -418,6 +437,30 @@ def _titled(text: str, name: str, schema_name: str, schema: dict) -> str:
 # a string parameter that holds a name (of a person or a pet: "patient"), so `_strings` prefers proper names for it;
 # wider than `_HUMAN` (a person, never an animal), which decides where the speaker's own name goes
 _PERSON = re.compile(r"\b(?:name|person|patient|guest|passenger|traveller|visitor|customer)\b")
+_KIND_THEN_NAME = re.compile(r"\b(?i:my|our|his|her|their)\s+([A-ZÁÉÍÓÚÑ][\w’'-]+),\s+([A-ZÁÉÍÓÚÑ][\w’'-]+"
+                             r"(?:\s+[A-ZÁÉÍÓÚÑ][\w’'-]+)?)")
+_LOWER_NAME = re.compile(r"\b(?i:my|our|his|her|their)\s+([a-z]+)\s+([a-z]+)(?=\s*(?:[,.!?]|$)|\s+([a-z']+))")
+
+
+def _lower_names(text: str) -> list[str]:
+    """Lower-case names said after a kind ("my parakeet kiwi needs a checkup", "my dog poutine, 3pm"): the word
+    after a possessive and a noun, when it is no verb, adverb, adjective or stop word and a verb or a stop follows
+    ("my dog really needs", "my cat just ate" give none)."""
+    from lemminflect import getAllLemmas
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    out = []
+    for m in _LOWER_NAME.finditer(text):
+        kind, word, after = m.group(1), m.group(2), m.group(3)
+        lemmas = getAllLemmas(word)
+        if "NOUN" not in getAllLemmas(kind) or word in ENGLISH_STOP_WORDS or kind in ENGLISH_STOP_WORDS or \
+                set(lemmas) & {"VERB", "AUX", "ADV", "ADJ"}:
+            continue
+        if after is None or set(getAllLemmas(after.split("'")[0])) & {"VERB", "AUX"}:
+            out.append(word)
+    return out
+
+
 _PLACE_BEFORE = re.compile(r"\b(?:from|near|towards?|past|outside|via|out of)\s+(?:the\s+)?$", re.I)
 _TO_WHOM = re.compile(r"\b(?:to|for)\s+(?:(?:my|our|his|her|their|the)\s+)?(?:[a-z]+\s+)?$")
 _RECIPIENT = re.compile(r"\b(?:recipient|addressee|addressed|to whom|is for|receiv\w*)\b")
@@ -638,14 +681,53 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                 if any(_human(k, v) for k, v in props.items() if k != name and isinstance(v, dict)):
                     never |= set(selves)  # "I'm Karim Benali": the adopter's name, not the animal's
                 selves = []
+            pet = (person or _ANIMAL.search(norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}"))
+                   is not None) and not (to_whom or _human(name, schema) or is_long(name, schema))
             for cand in [*selves, *_strings(text, never, is_long(name, schema), to_whom, name.replace("_", " "),
-                                            person)]:
+                                            person, lower=pet)]:
                 if valid(schema, cand):
                     args[name] = cand if is_long(name, schema) else _titled(text, cand, name, schema)
                     break
         elif "boolean" in types:
             continue  # a yes/no is not taken from words: the game passes it, or the character asks
+    args = _message_subject(props, args, exclude)
     return told_message(params, args, text) if told else args
+
+
+# a message that opens with whom it is about ("my dog Filou has swallowed a sock", "Lady Marmalade, my elderly
+# ferret, is breathing fast"): the name, then what is told of it
+_SUBJECT = re.compile(r"(?:(?i:my|our|his|her|their)\s+(?:[\w-]+\s+){0,2}?)?((?:[A-Z][\w]*\.?\s+)?[A-ZÁÉÍÓÚÑ][\w’'-]+"
+                      r"(?:\s+[A-ZÁÉÍÓÚÑ][\w’'-]+)?)(?:\s*,\s*(?i:my|our|his|her|their|the)\s+[^,]{1,40},)?\s+(?=\S)")
+
+
+def _message_subject(props: dict, args: dict, exclude: set[str]) -> dict:
+    """A patient's or a pet's name that the line gives only as the subject of its message ("please inform the
+    doctor that my dog Filou has swallowed a sock"): the name to that parameter, what is told of it to the message.
+    Never for a recipient or a person's own name ("tell them that Ada is late" is no patient)."""
+    from lemminflect import getAllLemmas
+
+    out = dict(args)
+    for name, schema in props.items():
+        if name in out or not isinstance(schema, dict) or "string" not in _types(schema) or is_long(name, schema):
+            continue
+        about = f"{name.replace('_', ' ')} {schema.get('description') or ''}"
+        if not (_PERSON.search(norm(about)) or _ANIMAL.search(norm(about))) or _human(name, schema) or \
+                _RECIPIENT.search(norm(about)):
+            continue
+        for key, said in args.items():
+            m = _SUBJECT.match(said) if isinstance(said, str) and is_long(key, props.get(key) or {}) else None
+            if m is None:
+                continue
+            who, rest = _TITLE.sub("", m.group(1)).strip(), said[m.end():]
+            first = norm(rest.split()[0]).split(" ")[0] if rest.split() else ""
+            marked = who != m.group(1).strip() or "," in m.group(0) or not said.startswith(m.group(1))
+            if (_english(who) and not marked) or norm(who) in {norm(x) for x in exclude} or \
+                    not set(getAllLemmas(first)) & {"VERB", "AUX"} or not valid(schema, who):
+                continue
+            if valid(props[key], rest):
+                out[name], out[key] = _titled(said, who, name, schema), rest
+                break
+    return out
 
 
 def told_message(params: dict, args: dict, text: str) -> dict:

@@ -1109,3 +1109,49 @@ def test_an_animals_name_keeps_its_title_and_a_persons_loses_it():
     assert extract_args(pet, "a checkup for Captain Crunch at 11") == {"pet": "Captain Crunch"}
     assert extract_args(pet, "Can Biscuit stay the night?") == {"pet": "Biscuit"}
     assert extract_args(guest, "A room for Mr. Hale, please.") == {"guest": "Hale"}
+
+
+PAGE = {"type": "object", "properties": {
+    "patient": {"type": "string", "description": "the animal's name"},
+    "message": {"type": "string", "description": "what is wrong, for the vet", "maxLength": 200}},
+    "required": ["patient", "message"]}
+TELL = {"type": "object", "properties": {
+    "recipient": {"type": "string", "description": "who the message is for"},
+    "message": {"type": "string", "maxLength": 200}}, "required": ["recipient", "message"]}
+
+
+def test_a_pets_name_said_after_its_kind_or_inside_the_message_is_found():
+    """"my Collie, Rufus": the kind, then the name; "my gecko mango needs": a lower-case name after a kind; a
+    message that opens with whom it is about gives the name and what is told of it; none of this for an adverb
+    ("my dog really needs"), a plain opening word ("that Nothing works") or a recipient."""
+    pet = {"type": "object", "properties": {"pet": {"type": "string", "description": "the name of the pet"}}}
+    assert extract_args(pet, "a checkup for my Collie, Rufus, at noon") == {"pet": "Rufus"}
+    assert extract_args(pet, "my gecko mango needs a checkup") == {"pet": "mango"}
+    assert extract_args(pet, "nail trim for my dog pretzel, 4pm") == {"pet": "pretzel"}
+    assert extract_args(pet, "my dog really needs a checkup") == {}
+    assert extract_args(pet, "my cat just ate a spider") == {}
+    got = extract_args(PAGE, "Could you tell the vet that my cat Noodle has eaten a lily and is drooling?")
+    assert got == {"patient": "Noodle", "message": "has eaten a lily and is drooling"}
+    got = extract_args(PAGE, "Alert the doctor: Sir Fluff, my old tomcat, is limping badly.")
+    assert got == {"patient": "Sir Fluff", "message": "is limping badly"}
+    assert "patient" not in extract_args(PAGE, "Tell the vet that Nothing seems to help with the cough.")
+    got = extract_args(TELL, "Tell them that Ada is running late tonight.")
+    assert "recipient" not in got and got["message"] == "Ada is running late tonight"
+
+
+def test_a_name_after_a_stage_direction_is_not_its_first_word():
+    """"*runs in* This is Pistache, ...": the line's first word after an emote opens a sentence, so "This" is no
+    name."""
+    got = extract_args(PAGE, "*runs in with a box* This is Pistache, she cut her paw on glass! Get the vet!", told=True)
+    assert got["patient"] == "Pistache" and got["message"].startswith("she cut her paw on glass")
+
+
+def test_a_number_said_with_a_unit_of_measure_does_not_count_things():
+    """"four 10 kg bags": ten measures each bag, four counts them; a parameter in that unit still takes it."""
+    bags = {"type": "object", "properties": {"bags": {"type": "integer", "minimum": 1, "maximum": 20,
+                                                      "description": "how many bags"}}}
+    assert extract_args(bags, "Rex turns eleven soon. Put me down for four 10 kg bags of the senior mix.") == {
+        "bags": 4}
+    assert extract_args(bags, "3 x 10kg bags please") == {"bags": 3}
+    weight = {"type": "object", "properties": {"kilograms": {"type": "integer", "description": "weight in kg"}}}
+    assert extract_args(weight, "two crates, 40 kg in all") == {"kilograms": 40}
