@@ -140,10 +140,12 @@ def named(action: ActionSpec, text: str) -> bool:
 def informs(cues: Cues, clause: str) -> bool:
     """A question for information ("tell me", "explain", "can I ask why", a clause that opens with a question
     word), or a story of the past ("used to", "last night", "two days ago", "My father held the gate for years"): no
-    action, however close to one it is."""
+    action, however close to one it is. A time of the past after "since" is how long a state has lasted, not a story
+    ("Get the vet, he hasn't eaten since yesterday")."""
     sentences = split_sentences(clause)
-    return cues.find("narration", clause) is not None or any(cues.find("inform", s) is not None
-                                                             for s in sentences) \
+    told_when = cues.find("narration", clause)
+    narrated = told_when is not None and re.search(rf"\bsince\s+{re.escape(told_when)}", clause, re.I) is None
+    return narrated or any(cues.find("inform", s) is not None for s in sentences) \
         or (len(sentences) == 1 and told(sentences[0], cues))  # (a story beside a request: the request's clause)
 
 

@@ -1155,3 +1155,19 @@ def test_a_number_said_with_a_unit_of_measure_does_not_count_things():
     assert extract_args(bags, "3 x 10kg bags please") == {"bags": 3}
     weight = {"type": "object", "properties": {"kilograms": {"type": "integer", "description": "weight in kg"}}}
     assert extract_args(weight, "two crates, 40 kg in all") == {"kilograms": 40}
+
+
+def test_a_time_of_the_past_after_since_is_how_long_not_a_story():
+    """"Get the vet, she hasn't eaten since yesterday" orders; "Last year I booked ...", "Yesterday you paged the
+    vet for us" and "Fray Cosme burnt through six candles last night" (a title that reads as a verb) tell."""
+    from app.cues import Cues
+
+    cues = Cues.load()
+    for line in ("Get the doctor for my son Tavi, he has had a fever since yesterday",
+                 "Send the tow truck, the ute has been stuck since last night"):
+        assert not informs(cues, line) and request(cues, line), line
+    for line in ("Last year I booked a checkup here for my cat and it went well",
+                 "Yesterday you paged the vet for us and she came in ten minutes",
+                 "Fray Cosme burnt through six candles last night copying a psalm",
+                 "Last time I filled up at pump 3 it took forever"):
+        assert informs(cues, line), line
