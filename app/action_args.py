@@ -48,7 +48,7 @@ _TITLE = re.compile(r"\b(?:(?i:" + "|".join(sorted((a for a in ABBREVIATIONS if 
 _AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name(?: of)?|(?:by )?the name of|name of)\s+"
                     r"(?:the\s+|a\s+|an\s+|my\s+)?"
                     r"([\w’'-]+(?:\s+[\w’'-]+){0,3})", re.I)
-_SAYING = re.compile(r"(?::|\bthat|\bsaying|\btell (?:him|her|them|em|'em)(?: that)?)\s+"
+_SAYING = re.compile(r"(?::|\bthat|\bsay(?:ing|in['’]?)|\btell (?:him|her|them|em|'em)(?: that)?)\s+"
                      r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*[.!?]?$", re.I)
 _LONG = {"message", "note", "text", "words", "letter", "content", "say", "said", "body"}
 _STOP = {"the", "a", "an", "of", "to", "and", "or", "in", "on", "at", "for", "my", "your", "me", "please", "i", "you"}
@@ -263,6 +263,9 @@ def _enum(schema: dict, text: str, taken: set) -> object:
                        or _skeleton_of(x, w) or _one_slip(x, w)]
                 if pos:
                     hits.append((starts[pos[0]], 0, next(iter(vs))))
+        if not hits:  # a compound said whose last noun is a plain value: "longsword" for "sword"
+            plain = {norm(v): v for v in values if isinstance(v, str) and v == v.lower() and len(norm(v).split()) == 1}
+            hits += [(starts[i], 0, plain[t]) for i, x in enumerate(words) for t in _tails(x) if t in plain]
     hits = [h for h in hits if h[2] not in taken and not _possessive(text, h[2])]
     hits = [h for h in hits if not _NEGATED.search(said[:h[0]])]  # "nothing urgent, just routine": not urgent
     if not hits:
@@ -352,7 +355,7 @@ def _bare(name: str) -> str:
 
 
 def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = False, label: str = "",
-             person: bool = False, lower: bool = False) -> list[str]:
+             person: bool = False, lower: bool = False, opening: bool = False) -> list[str]:
     """Free-string candidates, best first, without a leading article. A name: a short quote, a proper name (not at
     a sentence start unless it has more words; not a greeting; an acronym last), the words after "named", "called",
     "titled", a longer quote. `long` (a message, a note): quoted text, what follows a colon, "that", "saying" or
@@ -360,11 +363,13 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     `label`: the parameter's own name; a proper name right after it goes first ("patient is Ada Ruiz", "patient's
     my daughter Ana"). `person` (a person's name): a proper name after "from", "near", "past" ... is a place, not
     it ("fit in Ana Ruiz" is her). `lower` (a pet's or a patient's name): a lower-case name after a kind, last
-    ("my parakeet kiwi needs ...": `_lower_names`)."""
+    ("my parakeet kiwi needs ...": `_lower_names`). `opening` (an animal's name): a word no English lexicon knows
+    may be it though it opens a sentence ("Percival here is my warhorse"), last."""
     bad = {norm(x) for x in exclude}
     quoted = [a or b for a, b in (m.groups() for m in QUOTED.finditer(text))]
     names: list[str] = []
     addressed: list[str] = []  # names after "to" or "for", for a recipient
+    late: list[str] = []  # a pet's name that opens a sentence
     plain = _TITLE.sub("", text)
     for m in _NAME.finditer(plain):
         name = re.sub(r"['’]s$", "", m.group(1).strip())  # "Lola's breath": Lola
@@ -376,6 +381,9 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
             name, initial = (" ".join(words[1:]) if _english(words[0]) else name), False
         if _PRONOUN.match(words[0]) or norm(words[0]).replace(" ", "'") in _GREETING:  # ("G’day": "g'day")
             name = " ".join(words[1:])  # "I'd" alone is no name; "I Tomas" → "Tomas"; "Hey Tomas" → "Tomas"
+        if opening and initial and name and len(name.split()) == 1 and not _english(name) and "'" not in name and \
+                norm(name) not in _STOP and not set(norm(name).split()) <= EVERYDAY:
+            late.append(name)  # "Percival here is my warhorse": a pet's name may open the line, after all others
         if not name or norm(name) in _STOP or initial or set(norm(name).split()) <= EVERYDAY:
             continue  # (a day or a month is no name: "on Thursday")
         if person and _PLACE_BEFORE.search(plain[:start]):
@@ -394,7 +402,7 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     names = [*addressed, *led, *(n for n in names if n not in led)]
     names += [m.group(1).strip(" .,!?;:") for m in _AFTER.finditer(text) if not _capitalised(m.group(1))]
     if lower:
-        names += _lower_names(text)
+        names += _lower_names(text) + late
     said = [m.group(1).strip() for m in _SAYING.finditer(text)] if long else []
     if long:  # a message keeps its article; a name alone is no message ("to Ana Ruiz in the harbour town")
         out = [*quoted, *said]
@@ -440,12 +448,13 @@ _PERSON = re.compile(r"\b(?:name|person|patient|guest|passenger|traveller|visito
 _KIND_THEN_NAME = re.compile(r"\b(?i:my|our|his|her|their)\s+([A-ZÁÉÍÓÚÑ][\w’'-]+),\s+([A-ZÁÉÍÓÚÑ][\w’'-]+"
                              r"(?:\s+[A-ZÁÉÍÓÚÑ][\w’'-]+)?)")
 _LOWER_NAME = re.compile(r"\b(?i:my|our|his|her|their)\s+([a-z]+)\s+([a-z]+)(?=\s*(?:[,.!?]|$)|\s+([a-z']+))")
+_LEADS_ON = {"for", "in", "at", "to", "with", "on", "from", "until", "till", "til", "tonight", "today", "tomorrow"}
 
 
 def _lower_names(text: str) -> list[str]:
     """Lower-case names said after a kind ("my parakeet kiwi needs a checkup", "my dog poutine, 3pm"): the word
-    after a possessive and a noun, when it is no verb, adverb, adjective or stop word and a verb or a stop follows
-    ("my dog really needs", "my cat just ate" give none)."""
+    after a possessive and a noun, when it is no verb, adverb, adjective or stop word and a verb, a preposition or a
+    stop follows ("my pony pip for a fortnight"; "my dog really needs", "my cat just ate" give none)."""
     from lemminflect import getAllLemmas
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
@@ -453,10 +462,11 @@ def _lower_names(text: str) -> list[str]:
     for m in _LOWER_NAME.finditer(text):
         kind, word, after = m.group(1), m.group(2), m.group(3)
         lemmas = getAllLemmas(word)
+        verbs = lemmas.get("VERB", ())  # a verb's base form may name ("pip"), an inflected one does not ("needs")
         if "NOUN" not in getAllLemmas(kind) or word in ENGLISH_STOP_WORDS or kind in ENGLISH_STOP_WORDS or \
-                set(lemmas) & {"VERB", "AUX", "ADV", "ADJ"}:
+                set(lemmas) & {"AUX", "ADV", "ADJ"} or (verbs and word not in verbs):
             continue
-        if after is None or set(getAllLemmas(after.split("'")[0])) & {"VERB", "AUX"}:
+        if after is None or after in _LEADS_ON or set(getAllLemmas(after.split("'")[0])) & {"VERB", "AUX"}:
             out.append(word)
     return out
 
@@ -668,7 +678,8 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                     continue
                 one = _as_type(schema, 1)
                 if one is not None and valid(schema, one) and _counts(name, schema) and per is None and \
-                        ((_singular(text, args, props) and not _people(name, schema)) or _said_once(text, things)):
+                        ((_singular(text, args, props) and not _people(name, schema)) or
+                         (_said_once(text, things) and not (_people(name, schema) and _WE.search(text)))):
                     args[name] = one
         elif "string" in types:
             never = exclude | enum_words | {str(v) for v in args.values()}
@@ -681,10 +692,10 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                 if any(_human(k, v) for k, v in props.items() if k != name and isinstance(v, dict)):
                     never |= set(selves)  # "I'm Karim Benali": the adopter's name, not the animal's
                 selves = []
-            pet = (person or _ANIMAL.search(norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}"))
-                   is not None) and not (to_whom or _human(name, schema) or is_long(name, schema))
+            animal = _ANIMAL.search(norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}")) is not None
+            pet = (person or animal) and not (to_whom or _human(name, schema) or is_long(name, schema))
             for cand in [*selves, *_strings(text, never, is_long(name, schema), to_whom, name.replace("_", " "),
-                                            person, lower=pet)]:
+                                            person, lower=pet, opening=pet and animal)]:
                 if valid(schema, cand):
                     args[name] = cand if is_long(name, schema) else _titled(text, cand, name, schema)
                     break
@@ -844,6 +855,7 @@ def _with_me(text: str, n: tuple[int, int, float]) -> int:
     return 1 if _AND_ME.match(text[n[1]:]) else 0
 
 
+_WE = re.compile(r"\b(?:we|us|our|ours)\b", re.I)  # a group speaks: "we need a guide" does not count one of them
 _PARTY = {"us", "people", "persons", "ppl", "pax", "heads"}  # words that count a party in a line
 
 

@@ -306,6 +306,9 @@ there's i'm you're we're they're he's she's""".split())
 
 
 _LABEL = re.compile(r"\b(?:reads|says|goes)\s*:?\s*(?=quotation\b)", re.I)
+# "the horse's name is Whisper", "her name's Pepper": a name given as a label, no statement
+_NAME_LABEL = re.compile(r"\b(?:(?:the|my|his|her|its|their|our)\s+[\w-]+['’]s\s+|(?:his|her|its|their)\s+)?"
+                         r"name(?:['’]s|\s+is)\s+(?=[A-ZÁÉÍÓÚÑ])", re.I)
 
 
 def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
@@ -318,7 +321,7 @@ def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
     if not action.params.get("required"):
         return False
     # a quotation is one part, and the verb that labels it ("text reads: '...'") is no statement
-    masked = _LABEL.sub("", QUOTED.sub(" quotation ", clause))
+    masked = _NAME_LABEL.sub("name ", _LABEL.sub("", QUOTED.sub(" quotation ", clause)))
     segs = [seg for seg in _SEGMENT.split(masked) if _WORD.search(seg)
             and not {w.casefold() for w in _WORD.findall(seg)} <= _THANKS]
     plain = []  # each segment: said without a subject, "to be" or a finite verb?
@@ -335,9 +338,11 @@ def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
         args = extract_args(action.params, seg)
         if args and complete(action.params, args):
             return True
-    # an order over several such parts ("North Quay, five passengers, name of Ada Ruiz"): every part plain,
-    # the first opening with a word of the declaration, and the parts together give every required argument
-    if len(segs) > 1 and all(plain) and stems(re.match(r"\W*([\w'’-]+)", segs[0]).group(1)) & declared:
+    # an order over several such parts ("North Quay, five passengers, name of Ada Ruiz", "My bay, Copperpot,
+    # standard stall, six nights"): every part plain, one opening with a word of the declaration or a number, and
+    # the parts together give every required argument
+    leads = [re.match(r"\W*([\w'’-]+)", g).group(1) for g in segs]
+    if len(segs) > 1 and all(plain) and any(stems(w) & declared or numbers(w) for w in leads):
         args = extract_args(action.params, clause)
         return bool(args) and complete(action.params, args)
     return False

@@ -1171,3 +1171,43 @@ def test_a_time_of_the_past_after_since_is_how_long_not_a_story():
                  "Fray Cosme burnt through six candles last night copying a psalm",
                  "Last time I filled up at pump 3 it took forever"):
         assert informs(cues, line), line
+
+
+def test_a_group_asking_for_one_thing_is_not_a_party_of_one_and_a_compound_names_its_kind():
+    """"we need a guide" is no party of one (a count follows in another clause or is asked for), "my brother needs a
+    ticket" still counts one; "a longsword" is the plain value "sword", "a password" is no "sword"; a lower-case
+    name that is also a verb's base form ("my donkey skip for a week")."""
+    hire = {"type": "object", "properties": {"route": {"enum": ["North Col", "Deep Vale"]},
+                                             "party": {"type": "integer", "minimum": 1, "maximum": 8,
+                                                       "description": "how many people in the party"}}}
+    assert extract_args(hire, "We need a guide to Deep Vale, soon.", things={"hire", "guide"}) == {"route": "Deep Vale"}
+    assert extract_args(hire, "My uncle needs a guide to Deep Vale.", things={"guide"})["party"] == 1
+    blade = {"type": "object", "properties": {"blade": {"enum": ["sword", "dagger", "axe"]}}}
+    assert extract_args(blade, "I'd like a longsword forged") == {"blade": "sword"}
+    assert extract_args(blade, "a new password for the forge") == {}
+    mount = {"type": "object", "properties": {"mount": {"type": "string", "description": "the animal's name"}}}
+    assert extract_args(mount, "can u stable my donkey skip for a week") == {"mount": "skip"}
+    assert extract_args(mount, "my horse needs to rest for a week") == {}
+    assert extract_args(mount, "Barnabas here is my mule, he needs a stall.") == {"mount": "Barnabas"}
+    guest = {"type": "object", "properties": {"name": {"type": "string", "description": "the guest's name"}}}
+    assert extract_args(guest, "Book us a room. Oh and do you have a laundry?") == {}  # a person's: never opening
+
+
+def test_an_order_in_parts_may_name_its_thing_first_and_label_a_name():
+    """"Medium cage, three nights, the cat's name is Mochi" and "My tabby, Mochi, medium cage, three nights" are
+    orders in parts (a name given as a label is no statement; a part other than the first may open with the
+    action's word or a number); "My tabby, Mochi, is the best cat, medium cage or not" tells."""
+    from app.action_detect import declared_words, terse
+    from app.actions import ActionSpec
+
+    board = ActionSpec(name="board_cat", description="Board the player's cat in the cattery.",
+                       params={"type": "object", "properties": {
+                           "cat": {"type": "string", "description": "the animal's name"},
+                           "nights": {"type": "integer", "minimum": 1, "maximum": 30},
+                           "cage": {"enum": ["small", "medium", "large"]}}, "required": ["cat", "nights", "cage"]},
+                       examples=["Can you board my cat for a week?"])
+    words = declared_words(board)
+    for line in ("Medium cage, three nights, the cat's name is Mochi.", "My tabby, Mochi, medium cage, three nights.",
+                 "two nights in a small cage for the cat, her name's Mochi"):
+        assert terse(line, board, words), line
+    assert not terse("My tabby, Mochi, is the best cat, medium cage or not.", board, words)

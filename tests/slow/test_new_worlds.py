@@ -109,3 +109,19 @@ def test_the_eighth_worlds_time_of_day_unmarked_message_and_speaker_reach_the_ga
     r = engine.say("shelter", "I've visited Brutus three times. I'm Karim Benali, can I start the adoption?",
                    remember=False)
     assert r.actions == [{"name": "start_adoption", "args": {"animal": "Brutus", "adopter": "Karim Benali"}}], r.flags
+
+
+def test_the_ninth_worlds_labelled_name_party_and_compound_reach_the_game(tmp_path_factory, embedder):
+    """Emberfall Crossing (a high-fantasy market town at a mountain pass, configs/ember.yaml), whose first sets
+    taught these rules: an order in parts that labels a name ("the horse's name is ..."), a group asking for one
+    guide is no party of one, and a compound said for a plain value ("broadsword" is a sword)."""
+    engine = shipped_world_engine(tmp_path_factory.mktemp("ember"), embedder, "ember.yaml")
+    r = engine.say("stablemaster", "Large stall, five nights, the horse's name is Thunder.", remember=False)
+    assert r.actions == [{"name": "stable_mount", "args": {"stall": "large", "mount": "Thunder", "nights": 5}}], \
+        r.flags
+    r = engine.say("guide", "We need a guide to Vossgard, there are three of us.", remember=False)
+    assert r.actions == [{"name": "hire_guide", "args": {"destination": "Vossgard", "party": 3}}], r.flags
+    r = engine.say("guide", "We need a guide to Highmere.", remember=False)
+    assert r.actions == [] and "action_incomplete:hire_guide" in r.flags
+    r = engine.say("smith", "I'd like a broadsword made, plain, no engraving.", remember=False)
+    assert r.actions == [{"name": "commission_blade", "args": {"blade": "sword"}}], r.flags
