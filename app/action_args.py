@@ -363,8 +363,8 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     `label`: the parameter's own name; a proper name right after it goes first ("patient is Ada Ruiz", "patient's
     my daughter Ana"). `person` (a person's name): a proper name after "from", "near", "past" ... is a place, not
     it ("fit in Ana Ruiz" is her). `lower` (a pet's or a patient's name): a lower-case name after a kind, last
-    ("my parakeet kiwi needs ...": `_lower_names`). `opening` (an animal's name): a word no English lexicon knows
-    may be it though it opens a sentence ("Percival here is my warhorse"), last."""
+    ("my gecko mango needs ...": `_lower_names`). `opening` (an animal's name): a word no English lexicon knows
+    may be it though it opens a sentence ("Barnabas here is my mule"), last."""
     bad = {norm(x) for x in exclude}
     quoted = [a or b for a, b in (m.groups() for m in QUOTED.finditer(text))]
     names: list[str] = []
@@ -376,21 +376,21 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
         start = m.start(1)
         words = name.split()
         initial = start == 0 or re.search(r"[.!?:]\s*$", plain[:start]) is not None or (
-            re.search(r"\*\s*$", plain[:start]) is not None and _english(words[0]))  # "*waves* This is Ziggy"
+            re.search(r"\*\s*$", plain[:start]) is not None and _english(words[0]))  # "*waves* This is Nugget"
         if initial and len(words) > 1:  # "Please Tomas Reyes" → "Tomas Reyes"; "doc: Rosa Quintero" stays whole
             name, initial = (" ".join(words[1:]) if _english(words[0]) else name), False
         if _PRONOUN.match(words[0]) or norm(words[0]).replace(" ", "'") in _GREETING:  # ("G’day": "g'day")
             name = " ".join(words[1:])  # "I'd" alone is no name; "I Tomas" → "Tomas"; "Hey Tomas" → "Tomas"
         if opening and initial and name and len(name.split()) == 1 and not _english(name) and "'" not in name and \
                 norm(name) not in _STOP and not set(norm(name).split()) <= EVERYDAY:
-            late.append(name)  # "Percival here is my warhorse": a pet's name may open the line, after all others
+            late.append(name)  # "Barnabas here is my mule": a pet's name may open the line, after all others
         if not name or norm(name) in _STOP or initial or set(norm(name).split()) <= EVERYDAY:
             continue  # (a day or a month is no name: "on Thursday")
         if person and _PLACE_BEFORE.search(plain[:start]):
             continue  # "we've come up from Santa Rosa": a place, not the person's name
         (addressed if to_whom and _TO_WHOM.search(plain[:start]) else names).append(name)
     kinds = {m.group(1) for m in _KIND_THEN_NAME.finditer(plain) if m.group(2) in names}
-    names = [n for n in names if n not in kinds]  # "my Labrador, Hercule": a kind, then the name
+    names = [n for n in names if n not in kinds]  # "my Collie, Rufus": a kind, then the name
     # a proper name after "named", "under" ("put it under Ada Ruiz"): said as the name, it goes first
     led = named_as(text)
     if label:
@@ -452,9 +452,9 @@ _LEADS_ON = {"for", "in", "at", "to", "with", "on", "from", "until", "till", "ti
 
 
 def _lower_names(text: str) -> list[str]:
-    """Lower-case names said after a kind ("my parakeet kiwi needs a checkup", "my dog poutine, 3pm"): the word
+    """Lower-case names said after a kind ("my gecko mango needs a checkup", "my dog waffle, 3pm"): the word
     after a possessive and a noun, when it is no verb, adverb, adjective or stop word and a verb, a preposition or a
-    stop follows ("my pony pip for a fortnight"; "my dog really needs", "my cat just ate" give none)."""
+    stop follows ("my donkey skip for a week"; "my dog really needs", "my cat just ate" give none)."""
     from lemminflect import getAllLemmas
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
@@ -705,15 +705,15 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
     return told_message(params, args, text) if told else args
 
 
-# a message that opens with whom it is about ("my dog Filou has swallowed a sock", "Lady Marmalade, my elderly
-# ferret, is breathing fast"): the name, then what is told of it
+# a message that opens with whom it is about ("my cat Noodle has eaten a lily", "Sir Fluff, my old tomcat,
+# is limping badly"): the name, then what is told of it
 _SUBJECT = re.compile(r"(?:(?i:my|our|his|her|their)\s+(?:[\w-]+\s+){0,2}?)?((?:[A-Z][\w]*\.?\s+)?[A-ZÁÉÍÓÚÑ][\w’'-]+"
                       r"(?:\s+[A-ZÁÉÍÓÚÑ][\w’'-]+)?)(?:\s*,\s*(?i:my|our|his|her|their|the)\s+[^,]{1,40},)?\s+(?=\S)")
 
 
 def _message_subject(props: dict, args: dict, exclude: set[str]) -> dict:
-    """A patient's or a pet's name that the line gives only as the subject of its message ("please inform the
-    doctor that my dog Filou has swallowed a sock"): the name to that parameter, what is told of it to the message.
+    """A patient's or a pet's name that the line gives only as the subject of its message ("please tell the vet
+    that my cat Noodle has eaten a lily"): the name to that parameter, what is told of it to the message.
     Never for a recipient or a person's own name ("tell them that Ada is late" is no patient)."""
     from lemminflect import getAllLemmas
 

@@ -306,7 +306,7 @@ there's i'm you're we're they're he's she's""".split())
 
 
 _LABEL = re.compile(r"\b(?:reads|says|goes)\s*:?\s*(?=quotation\b)", re.I)
-# "the horse's name is Whisper", "her name's Pepper": a name given as a label, no statement
+# "the horse's name is Storm", "her name's Moss": a name given as a label, no statement
 _NAME_LABEL = re.compile(r"\b(?:(?:the|my|his|her|its|their|our)\s+[\w-]+['’]s\s+|(?:his|her|its|their)\s+)?"
                          r"name(?:['’]s|\s+is)\s+(?=[A-ZÁÉÍÓÚÑ])", re.I)
 
@@ -338,8 +338,8 @@ def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
         args = extract_args(action.params, seg)
         if args and complete(action.params, args):
             return True
-    # an order over several such parts ("North Quay, five passengers, name of Ada Ruiz", "My bay, Copperpot,
-    # standard stall, six nights"): every part plain, one opening with a word of the declaration or a number, and
+    # an order over several such parts ("North Quay, five passengers, name of Ada Ruiz", "My grey, Tamsin,
+    # large stall, two nights"): every part plain, one opening with a word of the declaration or a number, and
     # the parts together give every required argument
     leads = [re.match(r"\W*([\w'’-]+)", g).group(1) for g in segs]
     if len(segs) > 1 and all(plain) and any(stems(w) & declared or numbers(w) for w in leads):

@@ -162,7 +162,8 @@ def test_framework_code_holds_no_world():
     words = ("biblioteca", "library", "valdescura", "archivist", "warden", "kestrel", "códice", "tallis", "teague",
              "silverhorn", "stationmaster", "telegrapher", "hochfeld", "kaltstock", "gamsjagd", "ferner", "gstrein",
              "tethys", "oceanus", "kallinikos", "deuterium", "haverford", "dingo creek", "tarrawong", "oams", "maddock",
-             "warrul", "kalkarra", "saint-denis", "diallo", "paquette", "lévesque", "poutine")
+             "warrul", "kalkarra", "saint-denis", "diallo", "paquette", "lévesque", "poutine", "filou", "pistou",
+             "emberfall", "cinderhelm", "vossgard", "highmere", "copperpot")
     for pkg in ("app", "retrieval", "tuning"):
         for path in (REPO / pkg).rglob("*"):
             if path.suffix in (".py", ".yaml") and path.is_file():
