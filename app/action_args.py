@@ -168,10 +168,15 @@ _MEASURES = {*_SAID_UNITS, *(x for v in _SAID_UNITS.values() for x in v), "g", "
              "cm", "mm", "metre", "meter", "kilogramme", "oz", "ounce", "gallon", "l"} - {"nite", "nites", "night"}
 
 
+def _about(name: str, schema: dict) -> str:
+    """What a parameter says of itself: its name (underscores as spaces) and description, normalised."""
+    return norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}")
+
+
 def _unit_words(name: str, schema: dict) -> set[str]:
     """The words that name a number parameter in a line ("berth", "days"): its name's and description's, and the
     short forms of a unit among them ("km", "k" and "clicks" for kilometres)."""
-    words = {w for w in norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}").split()
+    words = {w for w in _about(name, schema).split()
              if len(w) > 2 and w not in _STOP and w not in _WORDS and w not in ("how", "many", "much", "number")}
     for unit, short in _SAID_UNITS.items():
         if any(w.rstrip("s").replace("er", "re") == unit or w in short for w in words):
@@ -194,9 +199,10 @@ def _number_order(text: str, found: list[tuple[int, int, float]], units: set[str
 
     measures = places(_MEASURES - units)  # "four 10 kg bags": 10 measures a bag, four counts them
 
+    sized = [(n[0], b) for n in found for a, b in measures if 0 <= a - n[1] <= 1]  # "10 kg": a number, its unit
+
     def measured(n: tuple[int, int, float]) -> bool:
-        return any(0 <= a - n[1] <= 1 for a, _ in measures)
-    sized = [(n[0], b) for n in found for a, b in measures if 0 <= a - n[1] <= 1]  # "10 kg"
+        return any(a == n[0] for a, _ in sized)
 
     def reach(n: tuple[int, int, float]) -> int:  # its end, past a measure said right after it ("four 10 kg bags")
         return next((b for a, b in sized if a >= n[1] and not text[n[1]:a].strip()), n[1])
@@ -424,7 +430,7 @@ _HUMAN = re.compile(r"\b(?:person|people|guest|passenger|traveller|visitor|custo
 
 def _human(name: str, schema: dict) -> bool:
     """Does a string parameter name a person ("the person adopting", "the customer"), not a pet or a thing?"""
-    return bool(_HUMAN.search(norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}")))
+    return bool(_HUMAN.search(_about(name, schema)))
 
 
 _ANIMAL = re.compile(r"\b(?:pets?|animals?|creatures?|beasts?|mounts?)\b")
@@ -433,7 +439,7 @@ _ANIMAL = re.compile(r"\b(?:pets?|animals?|creatures?|beasts?|mounts?)\b")
 def _titled(text: str, name: str, schema_name: str, schema: dict) -> str:
     """An animal's name keeps the title the line gives it ("Mr. Pickles", "Captain Fluff", "Lady Sprinkles"): a
     title names a person's rank, but a pet's is part of its name."""
-    if not _ANIMAL.search(norm(f"{schema_name.replace('_', ' ')} {schema.get('description') or ''}")):
+    if not _ANIMAL.search(_about(schema_name, schema)):
         return name
     m = re.search(rf"(?<![\w.])((?:\w+\.?)\s+){re.escape(name)}\b", text)
     t = _TITLE.match(m.group(0)) if m else None
@@ -692,7 +698,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                 if any(_human(k, v) for k, v in props.items() if k != name and isinstance(v, dict)):
                     never |= set(selves)  # "I'm Karim Benali": the adopter's name, not the animal's
                 selves = []
-            animal = _ANIMAL.search(norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}")) is not None
+            animal = _ANIMAL.search(_about(name, schema)) is not None
             pet = (person or animal) and not (to_whom or _human(name, schema) or is_long(name, schema))
             for cand in [*selves, *_strings(text, never, is_long(name, schema), to_whom, name.replace("_", " "),
                                             person, lower=pet, opening=pet and animal)]:
@@ -721,9 +727,8 @@ def _message_subject(props: dict, args: dict, exclude: set[str]) -> dict:
     for name, schema in props.items():
         if name in out or not isinstance(schema, dict) or "string" not in _types(schema) or is_long(name, schema):
             continue
-        about = f"{name.replace('_', ' ')} {schema.get('description') or ''}"
-        if not (_PERSON.search(norm(about)) or _ANIMAL.search(norm(about))) or _human(name, schema) or \
-                _RECIPIENT.search(norm(about)):
+        about = _about(name, schema)
+        if not (_PERSON.search(about) or _ANIMAL.search(about)) or _human(name, schema) or _RECIPIENT.search(about):
             continue
         for key, said in args.items():
             m = _SUBJECT.match(said) if isinstance(said, str) and is_long(key, props.get(key) or {}) else None
@@ -821,7 +826,7 @@ def _of_things(text: str, n: tuple[int, int, float]) -> bool:
 
 def _counts(name: str, schema: dict) -> bool:
     """A parameter that counts things ("count", "quantity", "how many"), not one that numbers them (a berth)."""
-    said = norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}")
+    said = _about(name, schema)
     return re.search(r"\b(count|quantity|amount|how many|number of)\b", said) is not None
 
 
@@ -861,7 +866,7 @@ _PARTY = {"us", "people", "persons", "ppl", "pax", "heads"}  # words that count 
 
 def _people(name: str, schema: dict) -> bool:
     """A parameter that counts people ("how many passengers travel")."""
-    return bool(set(norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}").split()) & _PEOPLE)
+    return bool(set(_about(name, schema).split()) & _PEOPLE)
 
 
 def _said_once(text: str, things) -> bool:
