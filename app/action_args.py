@@ -48,9 +48,13 @@ _TITLE = re.compile(r"\b(?:(?i:" + "|".join(sorted((a for a in ABBREVIATIONS if 
 _AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name(?: of)?|(?:by )?the name of|name of)\s+"
                     r"(?:the\s+|a\s+|an\s+|my\s+)?"
                     r"([\w’'-]+(?:\s+[\w’'-]+){0,3})", re.I)
-_SAYING = re.compile(r"(?::|\bthat|\bsay(?:ing|in['’]?)|\btell (?:him|her|them|em|'em)(?: that)?)\s+"
+_SAYING = re.compile(r"(?:(?<!\bto)(?<!\bto )(?<!\bdear)(?<!\bdear ):"  # ("to: Ada Ruiz" names, it says nothing)
+                     r"|\bthat|\bsay(?:ing|in['’]?)|\btell (?:him|her|them|em|'em)(?: that)?)\s+"
                      r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*[.!?]?$", re.I)
 _LONG = {"message", "note", "text", "words", "letter", "content", "say", "said", "body"}
+# a message labelled as one ("msg: bring the horse", "note - feed him twice"): what follows the label
+_LABELLED = re.compile(r"\b(?:msg|message|note|text|words|body|content)(?:\s*[:=]|\s+[–—-])\s*"
+                       r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*$", re.I)
 _STOP = {"the", "a", "an", "of", "to", "and", "or", "in", "on", "at", "for", "my", "your", "me", "please", "i", "you"}
 # capitalised words that are never a name: the pronoun I and its contractions ("I'd", "I've")
 _PRONOUN = re.compile(r"^I(?:['’](?:d|ve|ll|m))?$")
@@ -207,13 +211,17 @@ def _number_order(text: str, found: list[tuple[int, int, float]], units: set[str
     def reach(n: tuple[int, int, float]) -> int:  # its end, past a measure said right after it ("four 10 kg bags")
         return next((b for a, b in sized if a >= n[1] and not text[n[1]:a].strip()), n[1])
 
-    def gap(n: tuple[int, int, float], words: list[tuple[int, int]]) -> int:  # words between it and the nearest
-        between = [text[w[1]:n[0]] if w[1] <= n[0] else text[reach(n):w[0]] for w in words if w[1] <= n[0] or
+    every = spans(text)
+
+    def gap(n: tuple[int, int, float], words: list[tuple[int, int]], own: bool = True) -> int:  # words between it
+        # and the nearest; another's word with a number of its own in between is not near ("for 2, six nights")
+        between = [(w[1], n[0]) if w[1] <= n[0] else (reach(n), w[0]) for w in words if w[1] <= n[0] or
                    w[0] >= n[1]]
-        return min((len(re.findall(r"\w+", b)) for b in between), default=99)
+        between = [(a, b) for a, b in between if own or not any(a <= m[0] and m[1] <= b for m in every)]
+        return min((len(re.findall(r"\w+", text[a:b])) for a, b in between), default=99)
 
     mine, theirs = places(units), places(others - units)
-    found = [n for n in found if not gap(n, theirs) < min(gap(n, mine), 2)]
+    found = [n for n in found if not gap(n, theirs, own=False) < min(gap(n, mine), 2)]
     return sorted(found, key=lambda n: (measured(n), gap(n, mine) > 1, found.index(n)))
 
 
@@ -361,7 +369,7 @@ def _bare(name: str) -> str:
 
 
 def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = False, label: str = "",
-             person: bool = False, lower: bool = False, opening: bool = False) -> list[str]:
+             person: bool = False, lower: bool = False, opening: bool = False, unknown: bool = False) -> list[str]:
     """Free-string candidates, best first, without a leading article. A name: a short quote, a proper name (not at
     a sentence start unless it has more words; not a greeting; an acronym last), the words after "named", "called",
     "titled", a longer quote. `long` (a message, a note): quoted text, what follows a colon, "that", "saying" or
@@ -370,7 +378,8 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     my daughter Ana"). `person` (a person's name): a proper name after "from", "near", "past" ... is a place, not
     it ("fit in Ana Ruiz" is her). `lower` (a pet's or a patient's name): a lower-case name after a kind, last
     ("my gecko mango needs ...": `_lower_names`). `opening` (an animal's name): a word no English lexicon knows
-    may be it though it opens a sentence ("Barnabas here is my mule"), last."""
+    may be it though it opens a sentence ("Barnabas here is my mule"), last. `unknown` (any name of a person or an
+    animal): a lower-case word no lexicon knows where the line gives a name ("name's tomek"), last of all."""
     bad = {norm(x) for x in exclude}
     quoted = [a or b for a, b in (m.groups() for m in QUOTED.finditer(text))]
     names: list[str] = []
@@ -409,7 +418,10 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     names += [m.group(1).strip(" .,!?;:") for m in _AFTER.finditer(text) if not _capitalised(m.group(1))]
     if lower:
         names += _lower_names(text) + late
-    said = [m.group(1).strip() for m in _SAYING.finditer(text)] if long else []
+    if unknown:
+        names += _unknown_names(text, to_whom, exclude)
+    said = [m.group(1).strip() for m in (*_LABELLED.finditer(text), *_SAYING.finditer(text))
+            if not _relative(text, m)] if long else []
     if long:  # a message keeps its article; a name alone is no message ("to Ana Ruiz in the harbour town")
         out = [*quoted, *said]
     else:
@@ -421,8 +433,21 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
                               if norm(y) and norm(y) not in bad and not set(norm(y).split()) <= bad_words))
 
 
+def _relative(text: str, m: re.Match) -> bool:
+    """The match opens with a "that" after a noun phrase and before a verb: a relative clause ("a lamp that won't
+    light"), not what is said ("tell him that", "word to Ada that", "tell the doctor that my dog ...", "a note that
+    says ...")."""
+    if not re.match(r"that\s+(?!(?:says|said|reads|goes|tells|i|i['’]\w+|you|he|she|it|we|they|my|your|his|her|its|"
+                    r"our|their|the|a|an|this|these|those|there|one|some|all|both|each|every|no|none|any|"
+                    r"\w*(?:one|body|thing)|two|three|four|five|six|seven|eight|nine|ten)\b)(?-i:[a-z])",
+                    text[m.start():], re.I):
+        return False
+    return re.search(r"\b(?:a|an|the|my|this|these|those|his|her|our|their|your|some|one)\s+(?:[\w-]+\s+)?[\w-]+\s*$",
+                     text[:m.start()], re.I) is not None
+
+
 # the speaker's own name ("I'm Karim Benali", "my name's Ada Ruiz"), for a parameter that names a person
-_SELF = re.compile(r"\b(?:I['’]m|I am|[Mm]y name(?:['’]s| is)|[Nn]ame['’]s|[Cc]all me)\s+"
+_SELF = re.compile(r"\b(?:I['’]m|I am|[Mm]y name(?:['’]s| is)|[Nn]ame['’]s|[Cc]all me|(?<!['’]s )[Nn]ame\s*[:=])\s*"
                    r"([A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+[A-ZÁÉÍÓÚÑ][\w’'-]+){0,2})")
 _HUMAN = re.compile(r"\b(?:person|people|guest|passenger|traveller|visitor|customer|client|owner|buyer|adopters?|"
                     r"signs?|who|applicant|sender|caller|player|holder)\b")
@@ -455,6 +480,43 @@ _KIND_THEN_NAME = re.compile(r"\b(?i:my|our|his|her|their)\s+([A-ZÁÉÍÓÚÑ][
                              r"(?:\s+[A-ZÁÉÍÓÚÑ][\w’'-]+)?)")
 _LOWER_NAME = re.compile(r"\b(?i:my|our|his|her|their)\s+([a-z]+)\s+([a-z]+)(?=\s*(?:[,.!?]|$)|\s+([a-z']+))")
 _LEADS_ON = {"for", "in", "at", "to", "with", "on", "from", "until", "till", "til", "tonight", "today", "tomorrow"}
+
+
+# where a line gives a name: "name: ", "name is", "named", "called", "under", "I'm", "to", "for", "dear", after a
+# possessive and a kind of person ("to my uncle jorge ruiz")
+_GIVES_NAME = re.compile(r"\b(?:name\s*(?:[:=]|is\b|['’]s\b)|named|called|under|i['’]m|i am|call me|for|"
+                         r"(?P<to>to\s*:|to|dear))\s+(?:(?:my|our|his|her|their|the)\s+(?:[a-z]+\s+)?)?(?=[a-z])", re.I)
+
+
+def _unknown_names(text: str, to_whom: bool = False, exclude: set[str] = frozenset()) -> list[str]:
+    """Lower-case names where a line gives a name, when no lexicon knows the first word ("for lena voss at the
+    inn", "name's tomek"; for a recipient, "to my uncle jorge ruiz"): that word and up to two more that are
+    names too or nouns ("jorge stone"), never a chat word ("pls"), a word a lexicon knows first ("for biscuit"),
+    nor a slip of a word of `exclude` ("to bayswter lane", for a value "Bayswater Lane")."""
+    from lemminflect import getAllLemmas
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    out = []
+    taken = {w for x in exclude for w in norm(x).split()}
+    for m in _GIVES_NAME.finditer(text):
+        if m.group("to") and not to_whom:
+            continue
+        words = re.match(r"[a-z][\w’'-]*(?:\s+[a-z][\w’'-]*){0,2}", text[m.end():])
+        if words and any(w in taken or any(_one_slip(w, x) for x in taken) for w in norm(words.group(0)).split()):
+            continue
+        words = re.match(r"[a-z][\w’'-]*(?:\s+[a-z][\w’'-]*){0,2}", text[m.end():])
+        run = []
+        for w in words.group(0).split() if words else []:
+            known = _english(w) or w in _CHAT
+            if run and (w in ENGLISH_STOP_WORDS or w in _LEADS_ON or w in _CHAT or
+                        (known and "NOUN" not in getAllLemmas(w))):
+                break
+            if not run and known:
+                break
+            run.append(w)
+        if run:
+            out.append(" ".join(run))
+    return list(dict.fromkeys(out))
 
 
 def _lower_names(text: str) -> list[str]:
@@ -506,6 +568,30 @@ def _english(word: str) -> bool:
 
     w = re.sub(r"['’]s$", "", word.casefold())  # "Name's Ada Ruiz": "name"
     return w in _STOP or w in ENGLISH_STOP_WORDS or bool(getAllLemmas(w))
+
+
+# chat words no lexicon knows that are still no names ("PLS", "U", "GONNA")
+_CHAT = frozenset("""pls plz thx ty u ur r ya yo lol omg tmrw tmr tmrw nite gonna wanna gotta gimme lemme ok okay hey hi
+asap btw msg w/ b4 cuz coz bc ppl pax""".split())
+
+
+def truecase(text: str) -> str:
+    """A line shouted in capitals, in the case a name is found by: lower case, a capital opening each sentence and
+    on each word no English lexicon knows ("SEND WORD TO LENA VOSS" → "Send word to Lena Voss"). Any other line
+    as it is. A name that is also an English word ("GRACE") stays lower case."""
+    if re.search(r"[a-zà-ÿ]", text) or len(re.findall(r"[A-ZÀ-Þ]{2,}", text)) < 2:
+        return text
+    low = text.lower()
+
+    def word(m: re.Match) -> str:
+        w = m.group(0)
+        before = low[:m.start()]
+        opens = re.search(r"(?:^|[.!?*:]\s*|\n)$", before.rstrip(" ")) is not None or not before.strip()
+        base = "" if re.search(r"n['’]t$", w) else re.sub(r"['’](?:s|re|ll|d|ve|m)$", "", w)  # "won't", "voss's"
+        if w == "i" or opens or (w not in _CHAT and base and not _english(base)):
+            return w[:1].upper() + w[1:]
+        return w
+    return re.sub(r"[^\W\d_][\w’'-]*", word, low)
 
 
 def is_long(name: str, schema: dict) -> bool:
@@ -701,7 +787,9 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
             animal = _ANIMAL.search(_about(name, schema)) is not None
             pet = (person or animal) and not (to_whom or _human(name, schema) or is_long(name, schema))
             for cand in [*selves, *_strings(text, never, is_long(name, schema), to_whom, name.replace("_", " "),
-                                            person, lower=pet, opening=pet and animal)]:
+                                            person, lower=pet, opening=pet and animal,
+                                            unknown=(person or animal or to_whom or _human(name, schema))
+                                            and not is_long(name, schema))]:
                 if valid(schema, cand):
                     args[name] = cand if is_long(name, schema) else _titled(text, cand, name, schema)
                     break
@@ -839,7 +927,8 @@ def _singular(text: str, args: dict, props: dict) -> bool:
 
 _PAIR = re.compile(r"\b(?:(?:me|myself) (?:and|n|&) (?:my|our) [^\W\d_]+"
                    r"|(?:my|our) [^\W\d_]+ (?:and|n|&) (?:me|i|myself))\b", re.I)
-_SOLO = re.compile(r"\b(?:(?:just|only) (?:me|myself)|by myself|on my own|solo|(?:travell?ing|going|riding) alone)\b",
+_SOLO = re.compile(r"\b(?:(?:just|only) (?:me|myself)|by myself|for myself(?! and)|on my own|solo|"
+                   r"(?:travel(?:s|l?ing|led)?|go(?:es|ing)?|rid(?:es|ing)|com(?:es|ing)) alone)\b",
                    re.I)
 _PEOPLE = {"people", "person", "persons", "passenger", "passengers", "guest", "guests", "traveller", "travellers",
            "traveler", "travelers", "party", "heads", "riders", "rider", "visitors", "visitor"}

@@ -167,7 +167,7 @@ def _past_only(word: str) -> bool:
     return any(w in getAllInflections(x, upos="VERB").get("VBD", ()) and x not in _STILL_ASKS for x in _lemmas(w))
 
 
-_AFTER_STORY = re.compile(r"[,;]\s*|\s+(?:so|and|but|then)\s+", re.I)
+_AFTER_STORY = re.compile(r"[,;:]\s*|\s+(?:so|and|but|then)\s+", re.I)
 
 
 def _asks_after(cues: Cues, sentence: str) -> bool:
@@ -208,6 +208,8 @@ def told(sentence: str, cues: Cues) -> bool:
             return False
         if _past_only(toks[i]):
             return not _asks_after(cues, rest)
+        if _present(toks[i].casefold()):
+            return False  # "The mayor wants it mended": the present tense, however past what follows
         if _lemmas(toks[i].casefold()) and not toks[i][:1].isupper() and first not in _DETERMINERS:
             return False
     return False
@@ -252,9 +254,14 @@ def imperative(cues: Cues, clause: str) -> bool:
     and the verb is not one of talk ("thank you", "look, ...")."""
     for sentence in (part for s in split_sentences(clause) for part in _THEREFORE.split(s)):
         rest = sentence[_OPENER.match(sentence).end():]
-        if cues.find("social", sentence) is None and _service_verb(rest):
-            return True
+        if cues.find("social", sentence) is not None:
+            continue
+        if _service_verb(rest) or (_VERB_OBJECT.match(sentence) and _service_verb(sentence.lstrip(" *\"'"))):
+            return True  # ("Mend it, and ...": a verb and its object, not a vocative)
     return False
+
+
+_VERB_OBJECT = re.compile(r"^\W*[^\W\d_]+\s+(?:it|them|me|us|this|that|these|those|him|her)\s*,", re.I)
 
 
 # verbs that ask the listener to pass words on, not to do a service ("could you tell the keeper of the gate ...")
@@ -316,12 +323,15 @@ def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
     clause between commas or dashes opens with a number or a word of the action's declaration, has no subject, no
     verb "to be" and no other verb in the past or third person ("my adult son phones every day" tells), and gives
     the action every argument it requires (at least one). `declared`: the action's `declared_words`."""
-    from app.action_args import QUOTED, complete, extract_args, numbers
+    from app.action_args import _SAYING, QUOTED, complete, extract_args, is_long, numbers
 
     if not action.params.get("required"):
         return False
     # a quotation is one part, and the verb that labels it ("text reads: '...'") is no statement
     masked = _NAME_LABEL.sub("name ", _LABEL.sub("", QUOTED.sub(" quotation ", clause)))
+    if any(isinstance(v, dict) and is_long(k, v) for k, v in (action.params.get("properties") or {}).items()):
+        said = _SAYING.search(masked)  # "A letter for Ada Ruiz saying the rent has been paid": the message's verbs
+        masked = masked if said is None else masked[:said.start(1)] + "quotation"  # are no statement
     segs = [seg for seg in _SEGMENT.split(masked) if _WORD.search(seg)
             and not {w.casefold() for w in _WORD.findall(seg)} <= _THANKS]
     plain = []  # each segment: said without a subject, "to be" or a finite verb?
@@ -346,6 +356,14 @@ def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
         args = extract_args(action.params, clause)
         return bool(args) and complete(action.params, args)
     return False
+
+
+@lru_cache(maxsize=4096)
+def _present(word: str) -> bool:
+    """Is `word` a verb in the third person of the present ("wants", "needs")?"""
+    from lemminflect import getAllInflections
+
+    return any(word in getAllInflections(x, upos="VERB").get("VBZ", ()) for x in _lemmas(word) if x != word)
 
 
 @lru_cache(maxsize=4096)

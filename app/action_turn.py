@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import QUOTED, complete, extract_args, is_long, missing, named_as, norm, told_message, valid
+from app.action_args import (QUOTED, complete, extract_args, is_long, missing, named_as, norm, told_message,
+                              truecase, valid)
 from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, paraphrases, relayed,
                                request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
@@ -44,15 +45,21 @@ _CLAUSES = re.compile(rf"(?<=[.!?;]){_NOT_TITLE}\s+"
                       rf"|\s*[:—–]\s*(?=(?:{_WH})\b)", re.I)
 
 
+STAGE = re.compile(r"(?<![\w*])\*[^*\n]{1,200}\*(?![\w*])")
+
+
 def clauses(text: str) -> list[str]:
     """The line's clauses (sentences, and questions joined by "and ..." or after a colon), each with a word at
     least; never split inside a quotation ("message: 'Arrived. Home by spring.'")."""
     quoted = [m.span() for m in QUOTED.finditer(text)]
+    cuts = [m.span() for m in _CLAUSES.finditer(text) if not any(a < m.start() < b for a, b in quoted)]
+    # a stage direction is a clause of its own ("*lays a lamp on the desk* Mend it"): it acts out, it asks nothing
+    cuts += [(m.start(), m.start()) for m in STAGE.finditer(text)] + [(m.end(), m.end()) for m in STAGE.finditer(text)]
     pieces, at = [], 0
-    for m in _CLAUSES.finditer(text):
-        if not any(a < m.start() < b for a, b in quoted):
-            pieces.append(text[at:m.start()])
-            at = m.end()
+    for a, b in sorted(cuts):
+        if a >= at:
+            pieces.append(text[at:a])
+            at = b
     pieces.append(text[at:])
     return [c.strip() for c in pieces if c and re.search(r"\w", c)]
 
@@ -137,14 +144,22 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
     questions = [informs(engine.cues, p) for p in parts]
     said = [stems(p) | stems(" ".join(engine.cues.meant(p))) for p in parts]  # "fit her in" says "book"
     beside = len(parts) > 1 and any(questions[1:])  # (parts[0] is the whole line, the rest its clauses)
+    # the line's statements without its questions: an order in parts beside a question ("North gate. Five of us.
+    # When can we leave?", "Private room for 2, six nights. Is supper on?")
+    statement = ", ".join(re.sub(r"[\s.!]+$", "", p) for p, q in zip(parts[1:], questions[1:]) if not q) \
+        if beside and len(parts) > 2 else ""
+    statement = "" if not statement or informs(engine.cues, statement) else statement
     out = []
     declared = ab.declared(spec)
     for _, rows, action in ab.scores(spec, vecs, turn.tools):
         best = None
         for i in range(len(parts)):  # an order said as a noun phrase ("adult pass for a week") asks too
             ordered = asked[i] or (not questions[i] and terse(parts[i], action, declared[action.name]))
+            question = questions[i]
+            if i == 0 and statement and not ordered and terse(statement, action, declared[action.name]):
+                ordered, question = True, False
             ev = Evidence(float(rows[i]), p_action(i), ordered, len(said[i] & words[action.name]),
-                          named(action, parts[i]), questions[i], beside and not questions[i])
+                          named(action, parts[i]), question, beside and not question)
             key = (ev.asks(), ev.rank())
             if best is None or key > best[0]:
                 best = (key, ev, i)
@@ -155,11 +170,12 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
 def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.ndarray | None]:
     """(the outcome, the rest of the line that is not the action, its vector)."""
     spec = turn.npc
-    parts = clauses(turn.text) or [turn.text]
+    text = truecase(turn.text)  # a line in capitals: its names found as in any other (the embedder is uncased)
+    parts = clauses(text) or [text]
     vecs = turn.qvec[None, :] if len(parts) == 1 else engine.embedder.encode(parts)  # (clauses, dim)
     if len(parts) > 1:
         vecs = np.vstack([turn.qvec[None, :], vecs])
-        parts = [turn.text, *parts]
+        parts = [text, *parts]
     weighed = _weigh(engine, turn, parts, vecs)
     if not weighed:
         return None, "", None
@@ -180,7 +196,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     outcome = Outcome(action, "accepted", score=round(ev.cosine, 3))
     never = {spec.name, *spec.name.split()}
     things = set(action.name.split("_"))  # "a lamp" is one, for an action named sell_lamp
-    args = line_args(action.params, clause, [parts[i] for i in others], never, things, turn.text)
+    args = line_args(action.params, clause, [parts[i] for i in others], never, things, text)
     if not args and ev.by_words_only() and action.params.get("properties"):
         # only a word of the action's own and nothing of its arguments: "Open your heart to me" asks for no gate
         return None, "", None
@@ -191,7 +207,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     if elsewhere(engine, turn, ev, vecs, args):
         return None, "", None
     ab = book(engine)
-    args = kinds(ab, action.params, turn.text, args, never, ab.declared(spec)[action.name])
+    args = kinds(ab, action.params, text, args, never, ab.declared(spec)[action.name])
     if not action.allowed(turn.state):
         outcome.status = "refused"
     else:

@@ -1211,3 +1211,83 @@ def test_an_order_in_parts_may_name_its_thing_first_and_label_a_name():
                  "two nights in a small cage for the cat, her name's Mochi"):
         assert terse(line, board, words), line
     assert not terse("My tabby, Mochi, is the best cat, medium cage or not.", board, words)
+
+
+def test_a_line_in_capitals_is_read_in_the_case_its_names_are_found_by():
+    """A shouted line is lower case with a capital on each sentence and on each word no lexicon knows, so its names
+    are found as in any other; a line with any lower-case letter is left as it is."""
+    from app.action_args import truecase
+
+    assert truecase("SEND WORD TO NAGAI KOHEI THAT THE DEBT IS SETTLED") == \
+        "Send word to Nagai Kohei that the debt is settled"
+    assert truecase("GOT A SICKLE THAT WON'T CUT. SHARPEN IT PLS") == "Got a sickle that won't cut. Sharpen it pls"
+    assert truecase("Send word to NAGAI") == "Send word to NAGAI" and truecase("OK") == "OK"
+    assert extract_args(WIRE, truecase("SEND WORD TO NAGAI KOHEI THAT THE DEBT IS SETTLED")) == {
+        "recipient": "Nagai Kohei", "message": "the debt is settled"}
+
+
+def test_a_lower_case_name_no_lexicon_knows_is_found_where_the_line_gives_a_name():
+    """"to my uncle kodama tasuke", "for fujii sato at", "name's kenta": names; an English word ("for biscuit",
+    "for one nite"), a chat word and a slip of an enum value ("to marow station") are not."""
+    assert extract_args(WIRE, "letter to my uncle kodama tasuke. tell him the horse died") == {
+        "recipient": "kodama tasuke", "message": "the horse died"}
+    assert extract_args(WIRE, "to: ikeda gonbei.") == {"recipient": "ikeda gonbei"}  # (the colon gives no message)
+    assert extract_args(WIRE, "to: ikeda gonbei. msg: bring the second horse by the full moon") == {
+        "recipient": "ikeda gonbei", "message": "bring the second horse by the full moon"}
+    assert extract_args(WIRE, "quick letter for garrick stone in the hills, sayin the goats r sold")["recipient"] == \
+        "garrick stone"
+    guest = {"type": "object", "properties": {"guest": {"type": "string", "description": "the guest's name"},
+                                              "nights": {"type": "integer", "minimum": 1, "maximum": 9}}}
+    assert extract_args(guest, "gimme a bed for one nite, name's kenta") == {"guest": "kenta", "nights": 1}
+    assert extract_args(guest, "a bed for one nite pls") == {"nights": 1}
+    ride = {"type": "object", "properties": {"destination": {"enum": ["Marrow Station", "Deep Vale"]},
+                                             "name": {"type": "string", "description": "the passenger's name"}}}
+    assert extract_args(ride, "my wife n me wanna ride to marow station lol") == {"destination": "Marrow Station"}
+
+
+def test_a_relative_that_is_no_message_and_a_count_for_a_party_is_not_another_parameters():
+    """"a sickle that won't cut" says nothing to engrave, "inform the doctor that my dog ..." does; "a room for 2,
+    six nights" is two guests (the nights' word has its own number); "he travels alone", "for myself": one."""
+    engrave = {"type": "object", "properties": {"item": {"enum": ["sickle", "knife"]},
+                                                "inscription": {"type": "string", "maxLength": 30,
+                                                                "description": "the words to inscribe"}}}
+    assert extract_args(engrave, "Got a sickle that won't cut grass. Sharpen it?") == {"item": "sickle"}
+    assert extract_args(WIRE, "Could you inform the doctor that my dog has swallowed a sock")["message"] == \
+        "my dog has swallowed a sock"
+    room = {"type": "object", "properties": {
+        "guests": {"type": "integer", "minimum": 1, "maximum": 6, "description": "how many guests"},
+        "nights": {"type": "integer", "minimum": 1, "maximum": 14, "description": "how many nights"}}}
+    assert extract_args(room, "private room for 2, six nights") == {"guests": 2, "nights": 6}
+    assert extract_args(room, "My master wants it for ten nights. He travels alone.") == {"guests": 1, "nights": 10}
+    assert extract_args(room, "A room for myself, one night.") == {"guests": 1, "nights": 1}
+
+
+def test_stage_directions_statements_beside_a_question_and_requests_for_another(engine):
+    """A stage direction is a clause of its own; an order in parts beside a question acts ("Stiltend. Two of us.
+    When do we leave?"); "I don't need any ..." and "I'm not here for ..." ask nothing; "he wants ..." after a
+    story asks."""
+    from app.action_detect import declared_words, imperative, terse
+    from app.action_turn import clauses
+    from app.actions import ActionSpec
+    from app.cues import Cues
+
+    letter = ActionSpec(name="send_letter", description="Send a letter.", params={**WIRE, "required": [
+        "recipient", "message"]}, examples=["Send a letter to Ada Ruiz saying I am well."])
+    assert terse("A letter for Hamada Tojiro saying the sake has been paid for", letter, declared_words(letter))
+    assert not terse("A letter for Hamada Tojiro has been paid for", letter, declared_words(letter))
+    assert clauses("*drops a coin on the bench* Row us to Stiltend.") == ["*drops a coin on the bench*",
+                                                                          "Row us to Stiltend."]
+    r = engine.say("warden", "*drops a coin on the bench* Row the two of us to Stiltend.", remember=False)
+    assert r.actions == [{"name": "ferry_passage", "args": {"destination": "Stiltend", "passengers": 2}}]
+    r = engine.say("warden", "Stiltend. Two of us. When do we leave?", remember=False)
+    assert r.actions == [{"name": "ferry_passage", "args": {"destination": "Stiltend", "passengers": 2}}]
+    r = engine.say("warden", "Stiltend. Two of us went there once. Was it far?", remember=False)
+    assert r.actions == []
+    cues = Cues.load()
+    for line in ("I don't need any ferry today, just looking around.", "I'm not here for the ferry today.",
+                 "Back in my youth I rowed the ferry to Stiltend."):
+        assert informs(cues, line), line
+    assert request(cues, "The headman wants it sharpened and marked.")
+    assert imperative(cues, "Sharpen it, and inscribe: Mujo.") and not imperative(cues, "Hana, the gate.")
+    assert not informs(cues, "My lord's steward sent me: he wants two places on the ferry.")
+    assert informs(cues, "My lord's steward sent me a letter.")

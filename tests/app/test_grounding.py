@@ -163,7 +163,8 @@ def test_framework_code_holds_no_world():
              "silverhorn", "stationmaster", "telegrapher", "hochfeld", "kaltstock", "gamsjagd", "ferner", "gstrein",
              "tethys", "oceanus", "kallinikos", "deuterium", "haverford", "dingo creek", "tarrawong", "oams", "maddock",
              "warrul", "kalkarra", "saint-denis", "diallo", "paquette", "lévesque", "poutine", "filou", "pistou",
-             "emberfall", "cinderhelm", "vossgard", "highmere", "copperpot")
+             "emberfall", "cinderhelm", "vossgard", "highmere", "copperpot", "yuzuhara", "kikyo", "karasu", "sekiyama",
+             "momiji", "hoshino", "kanemitsu", "tokubei")
     for pkg in ("app", "retrieval", "tuning"):
         for path in (REPO / pkg).rglob("*"):
             if path.suffix in (".py", ".yaml") and path.is_file():

@@ -125,3 +125,21 @@ def test_the_ninth_worlds_labelled_name_party_and_compound_reach_the_game(tmp_pa
     assert r.actions == [] and "action_incomplete:hire_guide" in r.flags
     r = engine.say("smith", "I'd like a broadsword made, plain, no engraving.", remember=False)
     assert r.actions == [{"name": "commission_blade", "args": {"blade": "sword"}}], r.flags
+
+
+def test_the_tenth_worlds_shouted_lower_case_and_stage_directed_orders_reach_the_game(tmp_path_factory, embedder):
+    """Yuzuhara-juku (an invented post town on a mountain highway, configs/yuzu.yaml), whose first sets taught
+    these rules: a line in capitals, a lower-case name no lexicon knows, a stage direction before the order, an
+    order in parts beside a question, and a count for a party before another parameter's number."""
+    engine = shipped_world_engine(tmp_path_factory.mktemp("yuzu"), embedder, "yuzu.yaml")
+    r = engine.say("courier", "SEND WORD TO NAGAI KOHEI THAT THE RICE HAS ARRIVED", remember=False)
+    assert r.actions == [{"name": "send_letter", "args": {"recipient": "Nagai Kohei",
+                                                          "message": "the rice has arrived"}}], r.flags
+    r = engine.say("courier", "letter to my aunt yoshida fumi. tell her the road is open", remember=False)
+    assert r.actions == [{"name": "send_letter", "args": {"recipient": "yoshida fumi",
+                                                          "message": "the road is open"}}], r.flags
+    r = engine.say("sharpener", "*sets a hatchet on the bench* Sharpen it, and inscribe: Kaze.", remember=False)
+    assert r.actions == [{"name": "sharpen_blade", "args": {"item": "hatchet", "inscription": "Kaze"}}], r.flags
+    r = engine.say("innkeeper", "shared room for 2, three nights, name Mori Ken. is supper still on?", remember=False)
+    assert r.actions == [{"name": "book_room", "args": {"room": "shared room", "guests": 2, "nights": 3,
+                                                        "guest": "Mori Ken"}}], r.flags
