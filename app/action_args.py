@@ -386,6 +386,7 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     addressed: list[str] = []  # names after "to" or "for", for a recipient
     late: list[str] = []  # a pet's name that opens a sentence
     plain = _TITLE.sub("", text)
+    told_of = _past_relatives(plain) if to_whom else []
     for m in _NAME.finditer(plain):
         name = re.sub(r"['’]s$", "", m.group(1).strip())  # "Lola's breath": Lola
         start = m.start(1)
@@ -403,6 +404,8 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
             continue  # (a day or a month is no name: "on Thursday")
         if person and _PLACE_BEFORE.search(plain[:start]):
             continue  # "we've come up from Santa Rosa": a place, not the person's name
+        if to_whom and any(a <= start < b for a, b in told_of):
+            continue  # "the telegram that came for Mr. Hale": whom a thing already sent was for, not a recipient
         (addressed if to_whom and _TO_WHOM.search(plain[:start]) else names).append(name)
     kinds = {m.group(1) for m in _KIND_THEN_NAME.finditer(plain) if m.group(2) in names}
     names = [n for n in names if n not in kinds]  # "my Collie, Rufus": a kind, then the name
@@ -444,6 +447,23 @@ def _relative(text: str, m: re.Match) -> bool:
         return False
     return re.search(r"\b(?:a|an|the|my|this|these|those|his|her|our|their|your|some|one)\s+(?:[\w-]+\s+)?[\w-]+\s*$",
                      text[:m.start()], re.I) is not None
+
+
+def _past_relatives(text: str) -> list[tuple[int, int]]:
+    """Spans of relative clauses in the past tense, to the end of their sentence ("the telegram that came for ...",
+    "a parcel that was sent to ..."): what they name is about a thing that already went."""
+    from lemminflect import getAllInflections, getAllLemmas
+
+    out = []
+    for m in re.finditer(r"\bthat\s+([a-z]+)", text):
+        word = m.group(1)
+        past = word in ("was", "were") or any(
+            word != x and word in getAllInflections(x, upos="VERB").get("VBD", ())
+            for x in getAllLemmas(word).get("VERB", ()))
+        if past and _relative(text, m):
+            end = re.search(r"[.!?](?:\s|$)", text[m.end():])
+            out.append((m.start(), m.end() + (end.start() if end else len(text))))
+    return out
 
 
 # the speaker's own name ("I'm Karim Benali", "my name's Ada Ruiz"), for a parameter that names a person

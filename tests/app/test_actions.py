@@ -1254,6 +1254,8 @@ def test_a_relative_that_is_no_message_and_a_count_for_a_party_is_not_another_pa
     assert extract_args(engrave, "Got a sickle that won't cut grass. Sharpen it?") == {"item": "sickle"}
     assert extract_args(WIRE, "Could you inform the doctor that my dog has swallowed a sock")["message"] == \
         "my dog has swallowed a sock"
+    assert "recipient" not in extract_args(WIRE, "would you read me the telegram that came for Mr. Hale today?")
+    assert extract_args(WIRE, "I have a letter that needs to go to Eli Marsh")["recipient"] == "Eli Marsh"
     room = {"type": "object", "properties": {
         "guests": {"type": "integer", "minimum": 1, "maximum": 6, "description": "how many guests"},
         "nights": {"type": "integer", "minimum": 1, "maximum": 14, "description": "how many nights"}}}
@@ -1285,7 +1287,7 @@ def test_stage_directions_statements_beside_a_question_and_requests_for_another(
     assert r.actions == []
     cues = Cues.load()
     for line in ("I don't need any ferry today, just looking around.", "I'm not here for the ferry today.",
-                 "Back in my youth I rowed the ferry to Stiltend."):
+                 "Back in my youth I rowed the ferry to Stiltend.", "price of the ferry for two?"):
         assert informs(cues, line), line
     assert request(cues, "The headman wants it sharpened and marked.")
     assert imperative(cues, "Sharpen it, and inscribe: Mujo.") and not imperative(cues, "Hana, the gate.")
