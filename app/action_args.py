@@ -524,7 +524,6 @@ def _unknown_names(text: str, to_whom: bool = False, exclude: set[str] = frozens
         words = re.match(r"[a-z][\w’'-]*(?:\s+[a-z][\w’'-]*){0,2}", text[m.end():])
         if words and any(w in taken or any(_one_slip(w, x) for x in taken) for w in norm(words.group(0)).split()):
             continue
-        words = re.match(r"[a-z][\w’'-]*(?:\s+[a-z][\w’'-]*){0,2}", text[m.end():])
         run = []
         for w in words.group(0).split() if words else []:
             known = _english(w) or w in _CHAT
@@ -591,8 +590,8 @@ def _english(word: str) -> bool:
 
 
 # chat words no lexicon knows that are still no names ("PLS", "U", "GONNA")
-_CHAT = frozenset("""pls plz thx ty u ur r ya yo lol omg tmrw tmr tmrw nite gonna wanna gotta gimme lemme ok okay hey hi
-asap btw msg w/ b4 cuz coz bc ppl pax""".split())
+_CHAT = frozenset("""pls plz thx ty u ur r ya yo lol omg tmrw tmr nite gonna wanna gotta gimme lemme ok okay hey hi
+asap btw msg b4 cuz coz bc ppl pax""".split())
 
 
 def truecase(text: str) -> str:

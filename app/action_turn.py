@@ -49,8 +49,8 @@ STAGE = re.compile(r"(?<![\w*])\*[^*\n]{1,200}\*(?![\w*])")
 
 
 def clauses(text: str) -> list[str]:
-    """The line's clauses (sentences, and questions joined by "and ..." or after a colon), each with a word at
-    least; never split inside a quotation ("message: 'Arrived. Home by spring.'")."""
+    """The line's clauses (sentences, stage directions, and questions joined by "and ..." or after a colon), each
+    with a word at least; never split inside a quotation ("message: 'Arrived. Home by spring.'")."""
     quoted = [m.span() for m in QUOTED.finditer(text)]
     cuts = [m.span() for m in _CLAUSES.finditer(text) if not any(a < m.start() < b for a, b in quoted)]
     # a stage direction is a clause of its own ("*lays a lamp on the desk* Mend it"): it acts out, it asks nothing
