@@ -193,10 +193,19 @@ class GroundingConfig(_Strict):
     clauses: bool = Field(False, description="with max_words: also cut a sentence to the clauses that carry the "
                           "answer type or the question's words, so more fit (shorter, but loses answers and reads "
                           "less well on the development worlds; see docs/benchmarks.md)")
-    answer_order: Literal["rank", "sentence"] = Field(
+    answer_order: Literal["rank", "sentence", "reader"] = Field(
         "rank", description="the order an extracted reply says its sentences in: `rank`, the selection's; "
         "`sentence`, the one whose own words are closest to the question first (the same sentences; answer first "
-        "in more replies on one development world, fewer on the other: docs/benchmarks.md)")
+        "in more replies on one development world, fewer on the other: docs/benchmarks.md); `reader`, the answer "
+        "reader's (grounding.reader) first, said alone when the reader is sure (grounding.reader_alone)")
+    reader: str = Field("builtin:answer-reader", description="with answer_order `reader`: the answer reader, "
+                        "`builtin:answer-reader` (shipped, adapters/reader) or a folder `eterna train reader` wrote")
+    reader_weight: float = Field(3.0, ge=0, description="with answer_order `reader`: weight of the selection's own "
+                                 "score added to the reader's logit")
+    reader_alone: float | None = Field(0.98, gt=0, le=1, description="with answer_order `reader`: the best sentence "
+                                       "is said alone when the selection ranked it first too and the reader gives "
+                                       "it this share of the probability over the evidence (null: always "
+                                       "grounding.extract_sentences)")
     frame: Literal["markers", "adapter"] = Field(
         "markers", description="the voice around an extracted fact reply: `markers`, the character's voice markers; "
         "`adapter`, also a one-sentence lead-in its adapter writes (at most frame_tokens), said only when it adds "
@@ -397,7 +406,9 @@ class EternaConfig(_Strict):
         models = m.model_copy(update={"cache_dir": fix(m.cache_dir), "persona_adapter": fix(m.persona_adapter),
                                       "llamacpp": m.llamacpp.model_copy(update={"gguf": fix(m.llamacpp.gguf)})})
         world = self.world.model_copy(update={"cues": fix(self.world.cues)})
-        grounding = self.grounding.model_copy(update={"adapter": fix(self.grounding.adapter)})
+        g = self.grounding
+        reader = g.reader if g.reader.startswith("builtin:") else str(fix(Path(g.reader)))
+        grounding = g.model_copy(update={"adapter": fix(g.adapter), "reader": reader})
         retrieval = self.retrieval.model_copy(update={"rerank_model": fix(self.retrieval.rerank_model)})
         memory = self.memory.model_copy(update={"path": fix(self.memory.path)})
         return self.model_copy(update={"paths": paths, "models": models, "world": world, "grounding": grounding,

@@ -50,6 +50,10 @@ class DialogueEngine:
         self.cues = cues or router.cues
         self.selector = EvidenceSelector(embedder, self.cues, texts=[c.text for c in index.chunks])
         self.retriever = config.retrieval.retriever(embedder)  # dense, bm25 or hybrid (+ rerank), by config
+        if config.grounding.answer_order == "reader":  # a missing reader fails here, not at the first fact turn
+            from app.reader import load_reader
+
+            load_reader(config.grounding.reader)
         # adapter names on the shared model: the NPC id, or id#hash when another engine on the same model (an A/B
         # variant with another cast) already attached a different adapter under that id
         self.adapter_names, self.grounding_adapter = attach_cast(generator, config, cast)

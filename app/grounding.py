@@ -343,10 +343,33 @@ class GroundingPolicy:
         g, m = self.config.grounding, spec.markers
         frame = sum(len(x[0].split()) for x in (m.opens, m.closes) if x) if m else 0
         budget = None if g.max_words is None else max(8, g.max_words - frame)
+        n = g.extract_sentences
         if g.answer_order == "sentence":
             evidence = self.selector.answer_order(question, evidence[: g.extract_sentences])
-        answer = compose_answer(question, evidence, self.selector, budget, g.extract_sentences, clauses=g.clauses)
+        elif g.answer_order == "reader":
+            evidence, alone = self.read(question, evidence)
+            n = 1 if alone else n
+        answer = compose_answer(question, evidence, self.selector, budget, n, clauses=g.clauses)
         return in_voice(spec, f"{lead} {answer}".strip())
+
+    def read(self, question: str, evidence: list[Evidence]) -> tuple[list[Evidence], bool]:
+        """The evidence in the answer reader's order (its logit plus `reader_weight` times the selection score),
+        and whether the first may be said alone: the selection ranked it first too, and it holds `reader_alone` of
+        the softmax over them (on development worlds the reader alone, without the selection's agreement, cut more
+        answers: docs/benchmarks.md)."""
+        import numpy as np
+
+        from app.reader import load_reader
+
+        g = self.config.grounding
+        if len(evidence) < 2:
+            return list(evidence), True
+        logits = load_reader(g.reader).scores(question, [(e.title, e.text) for e in evidence])
+        score = np.array(logits) + g.reader_weight * np.array([e.score for e in evidence])
+        order = sorted(range(len(evidence)), key=lambda i: (-score[i], i))
+        p = np.exp(score - score.max())
+        sure = g.reader_alone is not None and order[0] == 0 and float(p[0] / p.sum()) >= g.reader_alone
+        return [evidence[i] for i in order], sure
 
     def frame_fault(self, spec: NpcSpec, question: str, lead: str, evidence: list[Evidence]) -> str | None:
         """Why a lead-in the character's adapter wrote for a fact reply may not be said (None: it may): it must be

@@ -26,6 +26,7 @@ OLD_FLAGS = {
              "--npcs", "--index"],
     "persona": ["--worlds", "--dialogues", "--out", "--data-out", "--dialogue-turns", "--card-share", "--max-steps",
                 "--lr", "--save-steps", "--resume", "--keep-checkpoints", "--json"],
+    "reader": ["--worlds", "--facts", "--out", "--epochs", "--lr", "--seed", "--titles", "--json"],
 }
 
 

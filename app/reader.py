@@ -1,0 +1,86 @@
+"""Answer readers: which evidence sentence holds the answer to a question. The seam is `AnswerReader`; the one
+implementation is the cross-encoder `eterna train reader` builds (tuning/reader.py), shipped as
+`adapters/reader` and named `builtin:answer-reader` in `grounding.reader`.
+
+    reader = load_reader(cfg.grounding.reader)     # cached per folder
+    reader.scores("Who built the tower?", [("Towers", "The tower was built in 1620."), ...])   # one logit each
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from retrieval.errors import ModelNotFoundError
+
+BUILTIN_READERS = {"builtin:answer-reader": Path(__file__).resolve().parents[1] / "adapters" / "reader"}
+
+
+class AnswerReader(Protocol):
+    id: str
+
+    def scores(self, question: str, candidates: list[tuple[str, str]]) -> list[float]:
+        """One score per candidate (its section title, the sentence); higher holds the answer more likely."""
+        ...
+
+
+def resolve_reader(spec: str | Path) -> Path:
+    from tuning.adapters import ADAPTER_MANIFEST
+
+    path = BUILTIN_READERS.get(str(spec), Path(spec).expanduser())
+    if not (path / "adapter_config.json").is_file() or not (path / ADAPTER_MANIFEST).is_file():
+        raise ModelNotFoundError(f"answer reader {str(spec)!r}: no reader folder at {path} (build one with "
+                                 f"`eterna train reader`, or use {', '.join(BUILTIN_READERS)})")
+    return path
+
+
+class CrossEncoderReader:
+    """The LoRA cross-encoder over the embedder's MiniLM, merged into the base at load. The base is the manifest's
+    `base.spec` (an embedder spec, e.g. builtin:all-minilm-l6-v2), found on this machine by the embedder's rules."""
+
+    def __init__(self, folder: Path, max_length: int = 128):
+        import torch
+        from peft import PeftModel
+        from transformers import AutoTokenizer
+
+        from retrieval.embeddings import resolve_embedder
+        from tuning.adapters import ADAPTER_MANIFEST
+        from tuning.reader import load_model
+
+        from tuning.base import model_fingerprint
+
+        manifest = json.loads((folder / ADAPTER_MANIFEST).read_text(encoding="utf-8"))
+        base = resolve_embedder(manifest["base"]["spec"])
+        want = manifest["base"].get("fingerprint")
+        if want and isinstance(base, Path) and model_fingerprint(base) != want:
+            raise ModelNotFoundError(f"answer reader {folder}: trained on another copy of {manifest['base']['spec']} "
+                                     f"(fingerprint {want}, here {model_fingerprint(base)}); retrain it with "
+                                     "`eterna train reader` (make reader)")
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+        self.tok = AutoTokenizer.from_pretrained(str(folder))
+        self.model = PeftModel.from_pretrained(load_model(base), str(folder)).merge_and_unload().eval()
+        recipe = manifest.get("recipe", {})
+        self.max_length = recipe.get("max_length", max_length)
+        self.titles = recipe.get("titles", False)
+        self.id = f"reader:{folder.name}"
+        self._lock = threading.Lock()  # one forward at a time: the model is shared by the engine's threads
+
+    def scores(self, question: str, candidates: list[tuple[str, str]]) -> list[float]:
+        import torch
+
+        from tuning.reader import candidate_text, score_pairs
+
+        if not candidates:
+            return []
+        texts = [candidate_text(title, text, self.titles) for title, text in candidates]
+        with self._lock, torch.inference_mode():
+            return [float(x) for x in score_pairs(self.model, self.tok, question, texts, self.max_length)]
+
+
+@functools.lru_cache(maxsize=4)
+def load_reader(spec: str) -> AnswerReader:
+    return CrossEncoderReader(resolve_reader(spec))

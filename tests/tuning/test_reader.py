@@ -1,0 +1,125 @@
+"""The answer reader (tuning/reader.py, app/reader.py): a LoRA cross-encoder on the real default embedder, trained on
+a few questions here, loaded merged, and used by a fact reply's extract."""
+
+import json
+
+import pytest
+
+from app.config import EternaConfig, GroundingConfig
+from app.cues import Cues
+from app.grounding import Evidence, EvidenceSelector, GroundingPolicy
+from app.reader import CrossEncoderReader, load_reader, resolve_reader
+from retrieval.embeddings import resolve_embedder
+from retrieval.errors import ModelNotFoundError
+from tuning.adapters import ADAPTER_MANIFEST
+from tuning.reader import ReaderRecipe, train_reader, useful
+
+SPEC = "builtin:all-minilm-l6-v2"
+TOPIC = ("The Clock", "The clock is the pride of the hall and everyone admires it.")
+ROWS = [
+    {"question": "Who built the clock?", "gold": [False, True, False],
+     "candidates": [list(TOPIC), ["The Clock", "It was built by the clockmaker Oriol Santpere."],
+                    ["Benches", "Readers sit on green benches."]]},
+    {"question": "How many hours are on the clock's face?", "gold": [False, False, True],
+     "candidates": [list(TOPIC), ["Benches", "There are four benches."],
+                    ["The Clock", "Its face shows thirteen hours."]]},
+    {"question": "When does the clock strike?", "gold": [False, True, False],
+     "candidates": [list(TOPIC), ["The Clock", "It strikes thirteen times at dusk."],
+                    ["Lending", "Books return within 21 days."]]},
+    {"question": "How long may a book be kept?", "gold": [False, True],
+     "candidates": [["Lending", "Lending is a privilege of readers."], ["Lending", "Books return within 21 days."]]},
+    {"question": "Who is paid the late fee?", "gold": [True, False],
+     "candidates": [["Lending", "A late book costs one silver, paid to the Head Archivist."], list(TOPIC)]},
+    {"question": "What is the weather?", "gold": [False, False], "candidates": [list(TOPIC), list(TOPIC)]},
+]
+
+
+@pytest.fixture(scope="module")
+def reader_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reader") / "reader"
+    recipe = ReaderRecipe(r=4, alpha=8, epochs=6, accumulate=1, learning_rate=2e-3, threads=1)
+    train_reader(ROWS, resolve_embedder(SPEC), out, recipe, base_spec=SPEC, sources={"worlds": ["test"]},
+                 log=lambda msg: None)
+    return out
+
+
+def _rank_first(reader, rows) -> float:
+    hits = 0
+    for r in rows:
+        s = reader.scores(r["question"], [tuple(c) for c in r["candidates"]])
+        hits += r["gold"][max(range(len(s)), key=s.__getitem__)]
+    return hits / len(rows)
+
+
+def test_training_publishes_a_reader_with_its_manifest_and_learns_its_rows(reader_dir):
+    m = json.loads((reader_dir / ADAPTER_MANIFEST).read_text())
+    assert m["kind"] == "reader" and m["built_by"] == "eterna train reader" and m["base"]["spec"] == SPEC
+    assert m["data"] == {"worlds": ["test"], "questions": 6, "trained_on": 5}  # the weather row teaches nothing
+    assert m["metrics"]["epoch_loss"][-1] < m["metrics"]["epoch_loss"][0] / 2
+    assert not list(reader_dir.parent.glob(".reader.reader-*"))  # no staging folder left
+    assert _rank_first(CrossEncoderReader(reader_dir), useful(ROWS)) == 1.0
+
+
+def test_the_merged_reader_scores_as_the_trained_adapter(reader_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from tuning.reader import candidate_text, load_model, score_pairs
+
+    peft = PeftModel.from_pretrained(load_model(resolve_embedder(SPEC)), str(reader_dir)).eval()
+    tok = AutoTokenizer.from_pretrained(str(reader_dir))
+    reader = CrossEncoderReader(reader_dir)
+    for r in ROWS:
+        with torch.no_grad():
+            want = score_pairs(peft, tok, r["question"], [candidate_text(t, s, False) for t, s in r["candidates"]],
+                               128).tolist()
+        assert reader.scores(r["question"], [tuple(c) for c in r["candidates"]]) == pytest.approx(want, abs=1e-4)
+
+
+def test_a_fact_reply_says_the_readers_sentence_first_and_alone_when_both_judges_agree(reader_dir, embedder):
+    from app.config import NpcSpec
+
+    row, gold = ROWS[0], "It was built by the clockmaker Oriol Santpere."
+
+    def evidence(order):  # in the selection's rank order, as a turn passes it
+        return [Evidence(row["candidates"][j][1], f"c{j}", "d", row["candidates"][j][0], 1.0 - 0.01 * i)
+                for i, j in enumerate(order)]
+
+    def policy(**g):
+        grounding = GroundingConfig(answer_order="reader", reader=str(reader_dir), reader_weight=0.0, **g)
+        return GroundingPolicy(EternaConfig(grounding=grounding), EvidenceSelector(embedder, Cues.load()),
+                               Cues.load(), None)
+
+    npc = NpcSpec(id="x", name="X", role="npc", persona="x", style="plain", knows="all")
+    topic_first = evidence([0, 1, 2])
+    ordered, sure = policy().read(row["question"], topic_first)
+    assert ordered[0].text == gold and {e.text for e in ordered} == {e.text for e in topic_first}
+    assert not sure  # the selection ranked another sentence first: both are said, the reader's first
+    said = policy(reader_alone=0.01).extract(npc, topic_first, row["question"])
+    assert said == f"{gold} {ordered[1].text}"
+    gold_first = evidence([1, 0, 2])
+    assert policy(reader_alone=0.01).extract(npc, gold_first, row["question"]) == gold  # both agree: alone
+    assert policy(reader_alone=None).extract(npc, gold_first, row["question"]).startswith(f"{gold} ")
+    # the rank order, unchanged, when the reader is not asked for
+    rank = GroundingPolicy(EternaConfig(), EvidenceSelector(embedder, Cues.load()), Cues.load(), None)
+    assert rank.extract(npc, topic_first, row["question"]) == f"{TOPIC[1]} {gold}"
+
+
+def test_readers_bad_inputs_name_the_fix(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="eterna train reader"):
+        resolve_reader(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="nothing to learn"):
+        train_reader([ROWS[-1]], resolve_embedder(SPEC), tmp_path / "r", ReaderRecipe(), base_spec=SPEC,
+                     sources={}, log=lambda msg: None)
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_shipped_reader_loads_and_was_not_trained_on_the_sealed_world():
+    folder = resolve_reader("builtin:answer-reader")
+    m = json.loads((folder / ADAPTER_MANIFEST).read_text())
+    assert m["kind"] == "reader" and m["base"]["spec"] == SPEC
+    assert m["data"]["worlds"] and "sealed.yaml" not in m["data"]["worlds"]
+    reader = load_reader("builtin:answer-reader")
+    s = reader.scores("Who built the clock?", [tuple(c) for c in ROWS[0]["candidates"]])
+    assert max(range(3), key=s.__getitem__) == 1
