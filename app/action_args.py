@@ -528,7 +528,7 @@ def _unknown_names(text: str, to_whom: bool = False, exclude: set[str] = frozens
         for w in words.group(0).split() if words else []:
             known = _english(w) or w in _CHAT
             if run and (w in ENGLISH_STOP_WORDS or w in _LEADS_ON or w in _CHAT or
-                        (known and "NOUN" not in getAllLemmas(w))):
+                        (known and ("NOUN" not in getAllLemmas(w) or _participle(w)))):
                 break
             if not run and known:
                 break
@@ -536,6 +536,28 @@ def _unknown_names(text: str, to_whom: bool = False, exclude: set[str] = frozens
         if run:
             out.append(" ".join(run))
     return list(dict.fromkeys(out))
+
+
+def _participle(word: str) -> bool:
+    """A verb's -ing form ("saying", "asking"): after a name it goes on with the line ("to my brother ivo brandt
+    saying ..."), even where a lexicon also knows it as a noun ("a saying")."""
+    from lemminflect import getAllLemmas
+
+    return word.endswith("ing") and any(v != word for v in getAllLemmas(word).get("VERB", ()))
+
+
+# whom a sentence opens by calling, before an order ("Uncle Bram, take the Blue Heron up the slip"): a run of
+# capitalised words, a comma, then a verb in its base form
+_CALLED = re.compile(r"(?:^|[.!?]\s+)((?:[A-Z][\w’'-]*\s+){0,2}[A-Z][\w’'-]*)\s*,\s*([a-z]+)\b")
+
+
+def vocatives(text: str) -> set[str]:
+    """Names a line calls its listener by before an order: never an argument."""
+    from lemminflect import getAllLemmas
+
+    return {m.group(1) for m in _CALLED.finditer(text) if m.group(2) in getAllLemmas(m.group(2)).get("VERB", ())
+            and m.group(2) != "please" and not _english(m.group(1).split()[-1])
+            and not re.search(r"\b(?:Dr|Mr|Mrs|Ms|Mx|St|Sr|Jr|Prof|Capt|Sgt|Rev|Fr)\.\s*$", text[:m.start(1)])}
 
 
 def _lower_names(text: str) -> list[str]:
@@ -793,7 +815,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                          (_said_once(text, things) and not (_people(name, schema) and _WE.search(text)))):
                     args[name] = one
         elif "string" in types:
-            never = exclude | enum_words | {str(v) for v in args.values()}
+            never = exclude | enum_words | {str(v) for v in args.values()} | vocatives(text)
             if not is_long(name, schema) and any(is_long(k, v) for k, v in props.items() if isinstance(v, dict)):
                 never |= set(_strings(text, set(), long=True)[:1])  # the message is not the recipient's name
             to_whom = _RECIPIENT.search(norm(f"{name} {schema.get('description') or ''}")) is not None
@@ -812,10 +834,30 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                 if valid(schema, cand):
                     args[name] = cand if is_long(name, schema) else _titled(text, cand, name, schema)
                     break
-        elif "boolean" in types:
-            continue  # a yes/no is not taken from words: the game passes it, or the character asks
+        elif "boolean" in types:  # "and gift wrap it" / "no gift wrap needed"; unsaid, it is left out
+            v = _yes_no(name, text)
+            if v is not None and valid(schema, v):
+                args[name] = v
     args = _message_subject(props, args, exclude)
     return told_message(params, args, text) if told else args
+
+
+_NO = re.compile(r"\b(?:no|not|without|never|nor|skip|none)\b|n['’]?t\b", re.I)
+
+
+def _yes_no(name: str, text: str) -> bool | None:
+    """A yes/no parameter from the words its name holds ("gift_wrap", "insurance"): said, it is true, unless a
+    negation stands before it in its clause ("no gift wrap needed", "we don't want insurance") or just after it
+    ("insurance not needed"); unsaid, None."""
+    words = [w for w in name.replace("_", " ").split() if len(w) > 2 and w.lower() not in _STOP]
+    if not words:
+        return None
+    m = re.search(r"\b(?:" + r"\s+".join(re.escape(w) for w in words) + r")(?:e?s)?\b", text, re.I)
+    if m is None:
+        return None
+    before = " ".join(re.split(r"[,.;:!?]", text[:m.start()])[-1].split()[-4:])
+    after = " ".join(re.split(r"[,.;:!?]", text[m.end():])[0].split()[:2])
+    return not (_NO.search(before) or _NO.search(after))
 
 
 # a message that opens with whom it is about ("my cat Noodle has eaten a lily", "Sir Fluff, my old tomcat,

@@ -7,8 +7,9 @@ run through `eval facts` (app/evaluation/facts.py) with the shipped order (`rank
 
 A fold is a comma-separated list of config names under configs/ (eterna = the Library). Printed, one JSON line per
 world and a last `all` line: gold in reply, answer first, words p50 / p90, for `rank` and `reader`, over the
-world's `paths.eval/facts.jsonl`, as `eval facts` counts them (the `all` line pools the in-scope replies). The readers are
-written under --out (default a temporary folder), with every reply (`replies-<world>-<order>.jsonl`). Indexes are each config's own (`index rebuild` first).
+world's `paths.eval/facts.jsonl`, as `eval facts` counts them (the `all` line pools the in-scope replies). The
+readers are written under --out (default a temporary folder), with every reply (`replies-<world>-<order>.jsonl`).
+Indexes are each config's own (`index rebuild` first).
 """
 
 from __future__ import annotations

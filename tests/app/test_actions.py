@@ -1293,3 +1293,23 @@ def test_stage_directions_statements_beside_a_question_and_requests_for_another(
     assert imperative(cues, "Sharpen it, and inscribe: Mujo.") and not imperative(cues, "Hana, the gate.")
     assert not informs(cues, "My lord's steward sent me: he wants two places on the ferry.")
     assert informs(cues, "My lord's steward sent me a letter.")
+
+
+def test_yes_no_parameters_vocatives_and_participles_after_a_name():
+    """A yes/no parameter is read from the words its name holds, negated in its clause or not, and left out when
+    unsaid; a name the line calls its listener by before an order is no argument; a verb's -ing form after a
+    lower-case name ends it ("nikos andreou saying ...")."""
+    ferry = {"type": "object", "properties": {"destination": {"enum": ["Marenza", "Liscia"]},
+                                              "passengers": {"type": "integer", "minimum": 1, "maximum": 12},
+                                              "cabin": {"type": "boolean"}}}
+    assert extract_args(ferry, "Marenza. Three of us. And a cabin, the little one gets seasick.")["cabin"] is True
+    for line in ("MARENZA. TWELVE PASSENGERS. NO CABIN.", "Marenza for three, we don't want a cabin.",
+                 "Two to Liscia, cabin not needed."):
+        assert extract_args(ferry, line)["cabin"] is False, line
+    assert "cabin" not in extract_args(ferry, "Two to Liscia, please.")
+    boat = {"type": "object", "properties": {"boat_name": {"type": "string"},
+                                             "job": {"enum": ["caulking", "engine"]}}}
+    assert extract_args(boat, "Mastro Nico, take the Agios Giorgios up the slip and sort out her engine.") == {
+        "job": "engine", "boat_name": "Agios Giorgios"}
+    assert extract_args(WIRE, "send a wire to my brother nikos andreou saying 'the house is sold'")[
+        "recipient"] == "nikos andreou"
