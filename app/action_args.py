@@ -849,7 +849,10 @@ def _yes_no(name: str, text: str) -> bool | None:
     """A yes/no parameter from the words its name holds ("gift_wrap", "insurance"): said, it is true, unless a
     negation stands before it in its clause ("no gift wrap needed", "we don't want insurance") or just after it
     ("insurance not needed"); unsaid, None."""
-    words = [w for w in name.replace("_", " ").split() if len(w) > 2 and w.lower() not in _STOP]
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    words = [w for w in name.replace("_", " ").split()  # "with_cabin", "is_express": the cabin, express
+             if len(w) > 2 and w.lower() not in _STOP and w.lower() not in ENGLISH_STOP_WORDS]
     if not words:
         return None
     m = re.search(r"\b(?:" + r"\s+".join(re.escape(w) for w in words) + r")(?:e?s)?\b", text, re.I)

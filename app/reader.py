@@ -49,9 +49,8 @@ class CrossEncoderReader:
 
         from retrieval.embeddings import resolve_embedder
         from tuning.adapters import ADAPTER_MANIFEST
-        from tuning.reader import load_model
-
         from tuning.base import model_fingerprint
+        from tuning.reader import load_model
 
         manifest = json.loads((folder / ADAPTER_MANIFEST).read_text(encoding="utf-8"))
         base = resolve_embedder(manifest["base"]["spec"])
