@@ -3,7 +3,7 @@
 run through `eval facts` (app/evaluation/facts.py) with the shipped order (`rank`) and with `answer_order: reader`.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_reader.py \
-        --folds eterna,station,clinic kestrel,alpine,ember ridge,outback,yuzu [--alone 0.9] [--out DIR]
+        --folds eterna,station,clinic kestrel,alpine,ember ridge,outback,yuzu [--alone P] [--out DIR]
 
 A fold is a comma-separated list of config names under configs/ (eterna = the Library). Printed, one JSON line per
 world and a last `all` line: gold in reply, answer first, words p50 / p90, for `rank` and `reader`, over the
@@ -23,9 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.config import EternaConfig  # noqa: E402
+from app.config import EternaConfig, GroundingConfig  # noqa: E402
 from app.dialogue import DialogueEngine  # noqa: E402
-from app.evaluation.facts import facts_report, load_fact_items  # noqa: E402
+from app.evaluation.facts import facts_report, load_fact_items, quality_figures  # noqa: E402
 from app.recipes.reader import question_rows  # noqa: E402
 from retrieval.embeddings import resolve_embedder  # noqa: E402
 from tuning.reader import ReaderRecipe, train_reader  # noqa: E402
@@ -35,22 +35,19 @@ FIGURES = ("contains_gold", "answer_first", "answer_first_of_gold", "words_p50",
 
 
 def pooled(rows: list[dict]) -> dict:
-    """The in-scope replies of several worlds together: gold, answer first, words p50 / p90."""
-    import numpy as np
-
+    """The in-scope replies of several worlds together: gold, answer first, words p50 / p90 (as `eval facts`)."""
     ins = [r for r in rows if r["in_scope"]]
-    words = [r["words"] for r in ins]
     return {"n_in_scope": len(ins), "contains_gold": round(sum(r["contains_gold"] for r in ins) / len(ins), 4),
-            "answer_first": round(sum(r["answer_first"] for r in ins) / len(ins), 4),
-            "words_p50": float(np.median(words)), "words_p90": float(np.percentile(words, 90))}
+            **quality_figures(ins)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--folds", nargs="+", required=True, help="comma-separated config names, one fold each")
-    ap.add_argument("--alone", type=lambda v: None if v == "none" else float(v), default=0.9,
-                    help="grounding.reader_alone (none: never one sentence alone)")
-    ap.add_argument("--weight", type=float, default=3.0, help="grounding.reader_weight")
+    shipped = GroundingConfig()
+    ap.add_argument("--alone", type=lambda v: None if v == "none" else float(v), default=shipped.reader_alone,
+                    help=f"grounding.reader_alone (default {shipped.reader_alone}; none: never one sentence alone)")
+    ap.add_argument("--weight", type=float, default=shipped.reader_weight, help="grounding.reader_weight")
     ap.add_argument("--out", help="folder for the fold readers (default: a temporary one)")
     ap.add_argument("--reuse", action="store_true", help="keep a fold reader already in --out (another --alone or "
                                                          "--weight on the same readers)")

@@ -78,6 +78,7 @@ def train_reader(rows: list[dict], base_dir: Path, out_dir: Path, recipe: Reader
     from transformers import AutoTokenizer
 
     from retrieval.fileio import atomic_write_json, replace_dir, staging
+    from tuning.adapters import name_base_in_peft_config
     from tuning.artifact import ADAPTER_MANIFEST, trainable_parameters, versions
     from tuning.base import base_reference
 
@@ -134,6 +135,7 @@ def train_reader(rows: list[dict], base_dir: Path, out_dir: Path, recipe: Reader
     with staging(out_dir, "reader") as staged:
         model.save_pretrained(str(staged))
         (staged / "README.md").unlink(missing_ok=True)  # PEFT's model-card stub: the manifest says what built it
+        name_base_in_peft_config(staged, manifest["base"])  # not this machine's path to the base
         tok.save_pretrained(str(staged))
         atomic_write_json(staged / ADAPTER_MANIFEST, manifest)
         replace_dir(staged, out_dir)

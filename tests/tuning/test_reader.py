@@ -57,6 +57,8 @@ def test_training_publishes_a_reader_with_its_manifest_and_learns_its_rows(reade
     assert m["data"] == {"worlds": ["test"], "questions": 6, "trained_on": 5}  # the weather row teaches nothing
     assert m["metrics"]["epoch_loss"][-1] < m["metrics"]["epoch_loss"][0] / 2
     assert not list(reader_dir.parent.glob(".reader.reader-*"))  # no staging folder left
+    # the base is named as any machine finds it, not by this one's path
+    assert json.loads((reader_dir / "adapter_config.json").read_text())["base_model_name_or_path"] == SPEC
     assert _rank_first(CrossEncoderReader(reader_dir), useful(ROWS)) == 1.0
 
 
@@ -120,6 +122,7 @@ def test_the_shipped_reader_loads_and_was_not_trained_on_the_sealed_world():
     m = json.loads((folder / ADAPTER_MANIFEST).read_text())
     assert m["kind"] == "reader" and m["base"]["spec"] == SPEC
     assert m["data"]["worlds"] and "sealed.yaml" not in m["data"]["worlds"]
+    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == SPEC
     reader = load_reader("builtin:answer-reader")
     s = reader.scores("Who built the clock?", [tuple(c) for c in ROWS[0]["candidates"]])
     assert max(range(3), key=s.__getitem__) == 1
