@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from retrieval.lexical import english_stemmer
-from retrieval.text import split_sentences
+from retrieval.text import split_sentences, typed_sentences
 
 if TYPE_CHECKING:
     from app.actions import ActionSpec
@@ -142,7 +142,7 @@ def informs(cues: Cues, clause: str) -> bool:
     word), or a story of the past ("used to", "last night", "two days ago", "My father held the gate for years"): no
     action, however close to one it is. A time of the past after "since" is how long a state has lasted, not a story
     ("Get the vet, he hasn't eaten since yesterday")."""
-    sentences = split_sentences(clause)
+    sentences = typed_sentences(clause)
     told_when = cues.find("narration", clause)
     narrated = told_when is not None and re.search(rf"\bsince\s+{re.escape(told_when)}", clause, re.I) is None
     return narrated or any(cues.find("inform", s) is not None for s in sentences) \

@@ -87,13 +87,31 @@ def _lowercase_restarts(text: str) -> list[str]:
     """Places where a plain period ends a sentence and the next one starts in lower case ("old. and they"): two
     pieces glued together, the second cut mid-sentence. Ellipses, quotes ('"Stop!" he said') and abbreviations
     (e.g., etc.) are not counted."""
+    return [text[m.end():m.end() + 40] for m in _restarts(text)]
+
+
+def _restarts(text: str) -> list[re.Match]:
+    """The plain periods (with their whitespace) after which a lower-case word starts, abbreviations excepted."""
     out = []
     for m in re.finditer(r"(?<![.…])\.\s+(?=[^\W\d_])", text):
         nxt = text[m.end()]
         token = text[:m.start()].rsplit(None, 1)[-1].lower() if text[:m.start()].strip() else ""
         if nxt.islower() and token not in _SENTENCE_FINAL_ABBREVIATIONS and not _abbreviated(text, m.start(), nxt):
-            out.append(text[m.end():m.end() + 40])
+            out.append(m)
     return out
+
+
+def typed_sentences(text: str) -> list[str]:
+    """A player's typed line as sentences: `split_sentences`, where a plain period before a lower-case word also ends
+    one ("long day lol. anyway how many ..."), abbreviations (e.g., etc.) excepted. Lore keeps `split_sentences`."""
+    out = []
+    for sentence in split_sentences(text):
+        start = 0
+        for m in _restarts(sentence):
+            out.append(sentence[start:m.start() + 1].strip())
+            start = m.end()
+        out.append(sentence[start:].strip())
+    return [s for s in out if s]
 
 
 def _quoted_spans(par: str) -> list[tuple[int, int]]:

@@ -515,6 +515,8 @@ def test_a_plain_word_is_no_name_of_the_action():
     ("Morning, Chief. What is the reactor called?", True),  # the question is the second sentence
     ("Okay so what is the reactor called?", True),
     ("Quick question: which hatch is the oldest?", True),
+    ("long day lol. anyway how many folks came with the founder", True),  # typed: a period before lower case
+    ("Rough trip. anyway, row me over to the mill.", False),
     ("One more thing — which hatch is oldest?", True),
     ("Captain, do me a favour and row me over.", False),  # "do me", not "do you"
     ("Have a look at my arm, doctor.", False),

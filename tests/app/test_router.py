@@ -138,6 +138,9 @@ def test_world_cues_extend_and_exclude_the_builtins(tmp_path):
     personal = Cues.load()
     assert personal.find("personal", "What's your favourite time of day?") == "favourite"
     assert personal.find("personal", "Do you ever miss the sea?") == "you ever"
+    # "You ever find out who ...?" asks for a fact, not for the character's experience
+    assert personal.find("personal", "You ever find out who rang the bell?") is None
+    assert personal.find("personal", "You ever been out to the gorge?") == "You ever"
     assert personal.find("personal", "How many people live here?") is None
     assert personal.find("personal", "Where is the nearest inn?") is None
     assert personal.answer_type("What's your cat called?") == personal.answer_type("What's the name of it?") == "person"

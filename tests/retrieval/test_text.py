@@ -194,3 +194,12 @@ def test_is_fragment():
     assert not is_fragment("Which book?")
     assert not is_fragment("¿Qué pasa?")
     assert not is_fragment("3 May was cold.")
+
+
+def test_a_typed_line_also_ends_a_sentence_at_a_period_before_lower_case():
+    from retrieval.text import typed_sentences
+
+    assert typed_sentences("long day lol. anyway how many came?") == ["long day lol.", "anyway how many came?"]
+    assert split_sentences("long day lol. anyway how many came?") == ["long day lol. anyway how many came?"]
+    assert typed_sentences("I met Dr. smith, e.g. at noon. ok then.") == ["I met Dr. smith, e.g. at noon.", "ok then."]
+    assert typed_sentences("") == []
