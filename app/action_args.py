@@ -48,7 +48,7 @@ _TITLE = re.compile(r"\b(?:(?i:" + "|".join(sorted((a for a in ABBREVIATIONS if 
 _AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name(?: of)?|(?:by )?the name of|name of)\s+"
                     r"(?:the\s+|a\s+|an\s+|my\s+)?"
                     r"([\w’'-]+(?:\s+[\w’'-]+){0,3})", re.I)
-_SAYING = re.compile(r"(?:(?<!\bto)(?<!\bto )(?<!\bdear)(?<!\bdear ):"  # ("to: Ada Ruiz" names, it says nothing)
+SAYING = re.compile(r"(?:(?<!\bto)(?<!\bto )(?<!\bdear)(?<!\bdear ):"  # ("to: Ada Ruiz" names, it says nothing)
                      r"|\bthat|\bsay(?:ing|in['’]?)|\btell (?:him|her|them|em|'em)(?: that)?)\s+"
                      r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*[.!?]?$", re.I)
 _LONG = {"message", "note", "text", "words", "letter", "content", "say", "said", "body"}
@@ -423,7 +423,7 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
         names += _lower_names(text) + late
     if unknown:
         names += _unknown_names(text, to_whom, exclude)
-    said = [m.group(1).strip() for m in (*_LABELLED.finditer(text), *_SAYING.finditer(text))
+    said = [m.group(1).strip() for m in (*_LABELLED.finditer(text), *SAYING.finditer(text))
             if not _relative(text, m)] if long else []
     if long:  # a message keeps its article; a name alone is no message ("to Ana Ruiz in the harbour town")
         out = [*quoted, *said]

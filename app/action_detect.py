@@ -323,14 +323,14 @@ def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
     clause between commas or dashes opens with a number or a word of the action's declaration, has no subject, no
     verb "to be" and no other verb in the past or third person ("my adult son phones every day" tells), and gives
     the action every argument it requires (at least one). `declared`: the action's `declared_words`."""
-    from app.action_args import _SAYING, QUOTED, complete, extract_args, is_long, numbers
+    from app.action_args import QUOTED, SAYING, complete, extract_args, is_long, numbers
 
     if not action.params.get("required"):
         return False
     # a quotation is one part, and the verb that labels it ("text reads: '...'") is no statement
     masked = _NAME_LABEL.sub("name ", _LABEL.sub("", QUOTED.sub(" quotation ", clause)))
     if any(isinstance(v, dict) and is_long(k, v) for k, v in (action.params.get("properties") or {}).items()):
-        said = _SAYING.search(masked)  # "A letter for Ada Ruiz saying the rent has been paid": the message's verbs
+        said = SAYING.search(masked)  # "A letter for Ada Ruiz saying the rent has been paid": the message's verbs
         masked = masked if said is None else masked[:said.start(1)] + "quotation"  # are no statement
     segs = [seg for seg in _SEGMENT.split(masked) if _WORD.search(seg)
             and not {w.casefold() for w in _WORD.findall(seg)} <= _THANKS]
