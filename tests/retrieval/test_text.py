@@ -12,6 +12,7 @@ from retrieval.text import (
     numbers,
     proper_names,
     split_sentences,
+    typed_sentences,
     words,
 )
 
@@ -197,8 +198,6 @@ def test_is_fragment():
 
 
 def test_a_typed_line_also_ends_a_sentence_at_a_period_before_lower_case():
-    from retrieval.text import typed_sentences
-
     assert typed_sentences("long day lol. anyway how many came?") == ["long day lol.", "anyway how many came?"]
     assert split_sentences("long day lol. anyway how many came?") == ["long day lol. anyway how many came?"]
     assert typed_sentences("I met Dr. smith, e.g. at noon. ok then.") == ["I met Dr. smith, e.g. at noon.", "ok then."]
