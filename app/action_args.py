@@ -110,8 +110,9 @@ def spans(text: str) -> list[tuple[int, int, float]]:
     found += [(m.start(), m.end(), float(typos[m.group(0).casefold()])) for m in re.finditer(r"[^\W\d_]{4,}", text)
               if m.group(0).casefold() in typos]
     for m in _NUMWORD.finditer(text):
-        if m.group(0).lower() == "one" and _PRONOUN_ONE.search(text[:m.start()]):
-            continue  # "the blue one", "that one": a pronoun, not a number
+        if m.group(0).lower() == "one" and _PRONOUN_ONE.search(text[:m.start()]) and not \
+                _ONE_COUNTS.search(text[:m.start()]) and not _ONE_OF.match(text[m.end():]):
+            continue  # "the blue one", "that one": a pronoun, not a number ("just the one tin of tar" counts)
         parts = re.split(r"[\s-]+", m.group(0).lower())
         if parts[0] in ("a", "an"):
             parts = parts[1:]  # "a dozen", "a couple": the article is not a number
@@ -155,6 +156,8 @@ def spans(text: str) -> list[tuple[int, int, float]]:
 
 _GLUED = re.compile(r"(?<![\w.])(\d{1,4})([^\W\d_]{1,4})(?!\w)")
 _PRONOUN_ONE = re.compile(r"\b(?:the|that|this|which|another|each|every|other)\s+(?:[\w’'-]+\s+){0,2}$", re.I)
+_ONE_COUNTS = re.compile(r"\b(?:just|only)\s+the\s+$", re.I)  # "just the one": exactly one
+_ONE_OF = re.compile(r"\s+(?!of\b)[^\W\d_]+\s+of\b", re.I)  # "the one tin of tar": one, a measure of a thing
 
 
 def numbers(text: str) -> list[float]:
@@ -786,7 +789,9 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                            for a, b, v in counted]
             others = {w for k, v in props.items() if k != name and isinstance(v, dict) and "enum" not in v
                       and set(_types(v)) & {"integer", "number"} for w in _unit_words(k, v)}
-            group = _groups(text, counted) if _people(name, schema) else None  # "two adults and two kids": 4
+            total = _total(text, counted) if _people(name, schema) and per is None else None  # "six of us all told"
+            group = ([total], total[2]) if total else None
+            group = group or (_roster(text, counted) or _groups(text, counted) if _people(name, schema) else None)
             if group is not None and valid(schema, _as_type(schema, group[1])):
                 args[name] = _as_type(schema, group[1])
                 used += group[0]
@@ -996,6 +1001,75 @@ _SOLO = re.compile(r"\b(?:(?:just|only) (?:me|myself)|by myself|for myself(?! an
                    re.I)
 _PEOPLE = {"people", "person", "persons", "passenger", "passengers", "guest", "guests", "traveller", "travellers",
            "traveler", "travelers", "party", "heads", "riders", "rider", "visitors", "visitor"}
+
+
+# a party said as its members ("me, the wife and our three kids": 5; "me and the missus": 2): each person one,
+# "my parents" two, a number before people ("our three kids") its number
+_KIN = ("wife husband missus hubby partner spouse fiance fiancee fiancé fiancée boyfriend girlfriend brother sister "
+        "son daughter mum mom mother dad father grandma grandmother grandpa grandfather gran granny nan nana uncle "
+        "aunt auntie aunty cousin nephew niece friend mate pal buddy colleague neighbour neighbor kid child baby boy "
+        "girl lad lass teenager teen").split()
+_KIN_MANY = {"child": "children", "baby": "babies", "buddy": "buddies", "wife": "wives", "aunty": "aunties",
+             "nana": "nanas"}
+_KIN_PLURAL = [_KIN_MANY.get(w, w + "s") for w in _KIN]
+_KIN_TWO = {"parents": 2, "grandparents": 2, "twins": 2}
+_MEMBER = re.compile(r"\b(?:(?:the|my|our|his|her|your)\s+(?:(?:old|little|young|eldest|youngest|oldest|elder|older|"
+                     r"younger|baby|big|wee|dear|best)\s+)?(?P<kin>" + "|".join(_KIN) + r")|(?:the|my|our|his|her|your)"
+                     r"\s+(?P<two>" + "|".join(_KIN_TWO) + r")|(?P<me>me|myself|I(?!['’]))"
+                     r"|(?P<kin1>grandma|grandpa|granny|gran|nan|nana|mum|mom|dad))\b", re.I)
+_MEMBERS_OF = re.compile(r"\s+(?:[^\W\d_]+\s+)?(?:" + "|".join(_KIN_PLURAL) + r")\b|"  # ("nine people": a total)
+                         + _KINDS_OF_PEOPLE.pattern.replace("|people|persons?", ""), re.I)
+_JOINS = re.compile(r"\s*(?:,\s*)?(?:(?:and|n|&|\+|plus|with)\s+)?", re.I)
+_OWNED = re.compile(r"(?:the|my|our|his|her|your)\s+$", re.I)
+
+
+def _roster(text: str, found: list[tuple[int, int, float]]) -> tuple[list, float] | None:
+    """A party said as its members, joined as a list is ("me, the wife and our three kids", "me and the missus"):
+    (the numbers it used, how many people), or None. The last join is a conjunction ("me, my friend" is a vocative);
+    a person without a number counts one, "my parents" two, a number before people ("our three kids") its number."""
+    members = [(m.start(), m.end(), _KIN_TWO[m.group("two").lower()] if m.group("two") else 1, None)
+               for m in _MEMBER.finditer(text)]
+    for n in found:
+        if _MEMBERS_OF.match(text[n[1]:]):
+            owned = _OWNED.search(text[:n[0]])
+            members.append((owned.start() if owned else n[0], n[1] + _MEMBERS_OF.match(text[n[1]:]).end(), n[2], n))
+    members.sort()
+    for i in range(len(members)):
+        run = [members[i]]
+        for m in members[i + 1:]:
+            between = text[run[-1][1]:m[0]]
+            if m[0] < run[-1][1] or not between.strip() or not _JOINS.fullmatch(between):
+                break
+            run.append(m)
+        last = text[run[-2][1]:run[-1][0]] if len(run) > 1 else ","
+        if len(run) > 1 and re.search(r"\w|&|\+", last) and any(m[3] is None for m in run):
+            return [m[3] for m in run if m[3] is not None], sum(m[2] for m in run)
+    return None
+
+
+_TOTAL_AFTER = re.compile(r"\s+(?:of us\b|(?:(?:people|persons|souls|heads|passengers|guests|travell?ers|riders)\s+)?"
+                          r"(?:all told|in all|altogether|all up|in total|total)\b)", re.I)
+_TOTAL_BEFORE = re.compile(r"\b(?:party|group|total) of\s+$", re.I)
+
+
+def said_total(params: dict, text: str) -> dict:
+    """Each parameter that counts people, given the party's size the line states as its total ("that's six of us all
+    told", "a party of five", "seven in all"): a total outranks the numbers of its members told elsewhere."""
+    n = _total(text, spans(text))
+    out = {}
+    for name, schema in (params.get("properties") or {}).items():
+        if n is not None and isinstance(schema, dict) and _people(name, schema) and _time_unit(name, schema) is None:
+            v = _as_type(schema, n[2])
+            if v is not None and valid(schema, v):
+                out[name] = v
+    return out
+
+
+def _total(text: str, found: list[tuple[int, int, float]]) -> tuple[int, int, float] | None:
+    """The first number of `found` said as a party's total, outside quotes (see said_total)."""
+    taken = [m.span() for m in QUOTED.finditer(text)]
+    return next((n for n in found if n[2] >= 2 and not any(a <= n[0] and n[1] <= b for a, b in taken)
+                 and (_TOTAL_AFTER.match(text[n[1]:]) or _TOTAL_BEFORE.search(text[:n[0]]))), None)
 
 
 _ME_AND = re.compile(r"\b(?:(?:(?:my|our) [^\W\d_]+|[A-Z][a-z]+) (?:and|n|&) (?P<two>i|me|myself) "

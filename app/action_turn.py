@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import (QUOTED, complete, extract_args, is_long, missing, named_as, norm, told_message,
-                              truecase, valid)
+from app.action_args import (QUOTED, complete, extract_args, is_long, missing, named_as, norm, said_total,
+                              told_message, truecase, valid)
 from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, paraphrases, relayed,
                                request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
@@ -241,6 +241,8 @@ def line_args(params: dict, clause: str, others: list[str], never: set[str], thi
         given = {k: v for k, v in more.items() if k in args and isinstance(v, str) and v in named_as(other)
                  and not named_as(clause)}
         args.update({k: v for k, v in more.items() if k not in args} | given)
+    args.update(said_total(params, whole or " ".join([clause, *others])))  # "... my wife and our four children.
+    # That's six of us all told": the total
     return told_message(params, args, whole or clause)  # a message no marker gave, anywhere in the line: last
 
 

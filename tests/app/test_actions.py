@@ -1315,3 +1315,28 @@ def test_yes_no_parameters_vocatives_and_participles_after_a_name():
         "job": "engine", "boat_name": "Agios Giorgios"}
     assert extract_args(WIRE, "send a wire to my brother nikos andreou saying 'the house is sold'")[
         "recipient"] == "nikos andreou"
+
+
+def test_a_party_said_as_its_members_or_as_its_total_and_just_the_one_counts():
+    from app.action_args import said_total
+    from app.action_turn import line_args
+
+    for line, n in (("Me, the wife and our three kids to Camp Nine.", 5), ("Anvil Deep, me and the missus", 2),
+                    ("me and my parents to Camp Nine", 3), ("my wife and my son to Camp Nine", 2),
+                    ("Camp Nine, me and the two kids and grandma", 4), ("Camp Nine: a party of six", 6),
+                    ("We're three, my husband, my son and I, for Anvil Deep", 3)):
+        assert extract_args(BUNKS, line)["passengers"] == n, line
+    # a list ends with a conjunction: "me, my friend" calls the listener, it is no party of two
+    assert "passengers" not in extract_args(BUNKS, "Take me, my friend, to Camp Nine")
+    assert "passengers" not in extract_args(BUNKS, "Camp Nine with my kids")  # how many kids is not said
+    # a total the line states outranks its members told in another clause, and never counts nights
+    assert line_args(BUNKS, "I'm taking my wife and our four children up to Camp Nine.",
+                     ["That's six of us all told, so six fares if you please."], set(), set())["passengers"] == 6
+    assert said_total(CAMP, "The motel room for five of us, three nights") == {"people": 5}
+    assert extract_args(CAMP, "The motel room for five of us, three nights")["nights"] == 3
+    assert said_total(BUNKS, "'two of us are slow', tell them") == {}  # a quoted message counts nobody
+    # "the one" is a pronoun, but "just the one" and "the one tin of" count one
+    assert extract_args(SHOP, "Just the one lantern, thanks.")["count"] == 1
+    assert extract_args(SHOP, "the one tin of lantern oil")["count"] == 1
+    assert "count" not in extract_args(SHOP, "the lantern, that one there")
+    assert "count" not in extract_args(SHOP, "the lantern, the blue one")
