@@ -34,7 +34,8 @@ _NUMWORD = re.compile(r"\b(?:(?:a|an|one|two|three|four|five|six|seven|eight|nin
                       r"twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|single|couple|pair|"
                       r"dozen|score|hundred|thousand|grand)\b", re.I)
 QUOTED = re.compile(r"[\"“«]([^\"”»]{2,200})[\"”»]|(?<!\w)'((?:[^']|(?<=\w)'(?=\w)){2,200})'(?!\w)")
-_NAME = re.compile(r"\b((?:[A-Z]\.\s?)?[A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+(?:(?:de|del|la|las|los|of|the|van|von|y)\s+){0,2}"
+_NAME = re.compile(r"\b((?:[A-Z]\.\s?)?[A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+(?:(?:da|das|de|dei|del|della|den|der|di|dos|du|la|las|"
+                   r"los|of|the|van|von|y)\s+){0,2}"
                    r"[A-ZÁÉÍÓÚÑ][\w’'-]+)*)")  # (an initial first: "D. Moreno")
 _GREETING = {"g'day", "gday", "hi", "hello", "hey", "hiya", "howdy", "oi", "morning", "evening", "afternoon", "yo",
              "cheers", "ta", "thanks", "righto", "mate", "bro"}
@@ -405,6 +406,8 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
             late.append(name)  # "Barnabas here is my mule": a pet's name may open the line, after all others
         if not name or norm(name) in _STOP or initial or set(norm(name).split()) <= EVERYDAY:
             continue  # (a day or a month is no name: "on Thursday")
+        if name.isupper() and len(name) > 1 and all(_english(w) for w in name.split()):
+            continue  # "vet NOW", "HELP": English words in capitals are said loud, not a name (an acronym is none)
         if person and _PLACE_BEFORE.search(plain[:start]):
             continue  # "we've come up from Santa Rosa": a place, not the person's name
         if to_whom and any(a <= start < b for a, b in told_of):
@@ -936,21 +939,24 @@ def _told(text: str, names: list[str]) -> str | None:
         if not rest:
             continue
         ended = rest[0] in ".!?"  # the name ends its sentence: the next one tells, if it speaks of them
-        if ended:
-            rest = rest[1:].lstrip()
-            if not re.match(r"(?:he|she|they|it|his|her|their)\b", rest, re.I):
-                continue  # ("It's Poppy! Get the vet!": an order, no message)
-        said = next(iter(split_sentences(rest)), "").strip()
-        said = said.rstrip(".!").strip()
-        words = said.split()
-        if len(words) < 3 or said.endswith("?"):
-            continue
-        first = norm(words[0]).replace(" ", "'")
-        lemmas = getAllLemmas(first.split("'")[0])
-        if first in _NOT_TOLD or not (lemmas.get("VERB") or lemmas.get("AUX") or lemmas.get("PRON")
-                                      or first.split("'")[0] in ("he", "she", "it", "they", "just", "we", "i")):
-            continue
-        return said
+        sentences = split_sentences(rest[1:].lstrip() if ended else rest)
+        # the rest of the name's sentence; or the next sentence, when it speaks of them ("for old Mr Fenwick in
+        # room 4. He's gone all grey"; not "It's Poppy! Get the vet!", an order)
+        tries = [] if ended else sentences[:1]
+        after = next(iter(sentences[0 if ended else 1:]), "")
+        if re.match(r"(?:he|she|they|it|his|her|their|reckon)\b", after, re.I):
+            tries.append(after)
+        for said in tries:
+            said = said.strip().rstrip(".!").strip()
+            words = said.split()
+            if len(words) < 3 or said.endswith("?"):
+                continue
+            first = norm(words[0]).replace(" ", "'")
+            lemmas = getAllLemmas(first.split("'")[0])
+            if first in _NOT_TOLD or not (lemmas.get("VERB") or lemmas.get("AUX") or lemmas.get("PRON")
+                                          or first.split("'")[0] in ("he", "she", "it", "they", "just", "we", "i")):
+                continue
+            return said
     return None
 
 

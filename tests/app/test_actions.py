@@ -1340,3 +1340,22 @@ def test_a_party_said_as_its_members_or_as_its_total_and_just_the_one_counts():
     assert extract_args(SHOP, "the one tin of lantern oil")["count"] == 1
     assert "count" not in extract_args(SHOP, "the lantern, that one there")
     assert "count" not in extract_args(SHOP, "the lantern, the blue one")
+
+
+def test_a_message_told_in_the_next_sentence_a_word_said_loud_and_a_name_with_di():
+    from app.action_args import told_message
+
+    line = "We need the air ambulance for old Mr Fenwick in room 4. He's gone all grey and his chest feels tight."
+    assert told_message(SICK, {"patient": "Fenwick"}, line)["message"] == \
+        "He's gone all grey and his chest feels tight"
+    line = "Get the doctor for my mate Darko Vukovic? Reckon it's heat stroke, he's dizzy. How long do they take?"
+    assert told_message(SICK, {"patient": "Darko Vukovic"}, line)["message"] == "Reckon it's heat stroke, he's dizzy"
+    # the next sentence tells only when it speaks of them; a question or an order tells nothing
+    assert "message" not in told_message(SICK, {"patient": "Ana Ruiz"}, "Call the doctor for Ana Ruiz. Get going!")
+    assert "message" not in told_message(SICK, {"patient": "Ana Ruiz"}, "Call the doctor for Ana Ruiz in room 4.")
+    assert "message" not in told_message(SICK, {"patient": "Ana Ruiz"}, "Get the doctor for Ana Ruiz.")
+    assert extract_args(PAGE, "vet NOW my dog Rufus ate rat poison")["patient"] == "Rufus"  # "NOW" is said loud
+    assert "patient" not in extract_args(PAGE, "HELP, get the vet NOW")
+    assert extract_args(PAGE, "radio the RSPCA, it's urgent")["patient"] == "RSPCA"  # an acronym is no English word
+    boat = {"type": "object", "properties": {"boat": {"type": "string", "description": "the boat's name"}}}
+    assert extract_args(boat, "a new mast for the Ciuri di Mari, please") == {"boat": "Ciuri di Mari"}
