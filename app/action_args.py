@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from jsonschema import Draft202012Validator
 
-from retrieval.text import ABBREVIATIONS, EVERYDAY, split_sentences
+from retrieval.text import ABBREVIATIONS, EVERYDAY, NAME_JOINERS, split_sentences
 
 _UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
                                      "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
@@ -34,9 +34,8 @@ _NUMWORD = re.compile(r"\b(?:(?:a|an|one|two|three|four|five|six|seven|eight|nin
                       r"twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|single|couple|pair|"
                       r"dozen|score|hundred|thousand|grand)\b", re.I)
 QUOTED = re.compile(r"[\"“«]([^\"”»]{2,200})[\"”»]|(?<!\w)'((?:[^']|(?<=\w)'(?=\w)){2,200})'(?!\w)")
-_NAME = re.compile(r"\b((?:[A-Z]\.\s?)?[A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+(?:(?:da|das|de|dei|del|della|den|der|di|dos|du|la|las|"
-                   r"los|of|the|van|von|y)\s+){0,2}"
-                   r"[A-ZÁÉÍÓÚÑ][\w’'-]+)*)")  # (an initial first: "D. Moreno")
+_NAME = re.compile(r"\b((?:[A-Z]\.\s?)?[A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+(?:(?:" + "|".join(sorted(NAME_JOINERS)) + r")\s+){0,2}"
+                   r"[A-ZÁÉÍÓÚÑ][\w’'-]+)*)")  # (an initial first: "D. Moreno"; "Ciuri di Mari")
 _GREETING = {"g'day", "gday", "hi", "hello", "hey", "hiya", "howdy", "oi", "morning", "evening", "afternoon", "yo",
              "cheers", "ta", "thanks", "righto", "mate", "bro"}
 # a title before a name, abbreviated or spelt out ("Mr. Hale" is "Hale", "Captain Ines Vale" is "Ines Vale"; "Mr"
