@@ -562,7 +562,13 @@ def vocatives(text: str) -> set[str]:
 
     return {m.group(1) for m in _CALLED.finditer(text) if m.group(2) in getAllLemmas(m.group(2)).get("VERB", ())
             and m.group(2) != "please" and not _english(m.group(1).split()[-1])
-            and not re.search(r"\b(?:Dr|Mr|Mrs|Ms|Mx|St|Sr|Jr|Prof|Capt|Sgt|Rev|Fr)\.\s*$", text[:m.start(1)])}
+            and not _after_title(text[:m.start(1)])}
+
+
+def _after_title(before: str) -> bool:
+    """`before` ends with a title's full stop ("for Dr. "): what follows is the title's name, not a new sentence."""
+    m = re.search(r"(?<![\w.])(\w+)\.\s*$", before)
+    return m is not None and m.group(1).lower() in ABBREVIATIONS | {"jr"}
 
 
 def _lower_names(text: str) -> list[str]:

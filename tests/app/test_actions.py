@@ -1359,3 +1359,11 @@ def test_a_message_told_in_the_next_sentence_a_word_said_loud_and_a_name_with_di
     assert extract_args(PAGE, "radio the RSPCA, it's urgent")["patient"] == "RSPCA"  # an acronym is no English word
     boat = {"type": "object", "properties": {"boat": {"type": "string", "description": "the boat's name"}}}
     assert extract_args(boat, "a new mast for the Ciuri di Mari, please") == {"boat": "Ciuri di Mari"}
+
+
+def test_a_name_after_any_titles_full_stop_is_no_vocative():
+    from app.action_args import vocatives
+
+    assert vocatives("Ana Ruiz, bring me a ticket") == {"Ana Ruiz"}  # she is called on before an order
+    for title in ("Dr.", "Lt.", "Col.", "Hon."):  # the code base's one list of abbreviations (retrieval.text)
+        assert vocatives(f"A ticket for {title} Ana Ruiz, bring it to the hotel") == set(), title
