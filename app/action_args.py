@@ -734,12 +734,13 @@ def _time_unit(name: str, schema: dict) -> float | None:
 
 
 def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), things: set[str] = frozenset(),
-                 told: bool = False) -> dict:
+                 told: bool = False, cast: set[str] = frozenset()) -> dict:
     """The arguments the words give, each valid under its own schema (invalid candidates are not given).
     `exclude`: names that are never a free string (the character's own name). `things`: the nouns of the action's
     name ("lamp"): "a lamp" counts one for a parameter that counts (not for a length of time). `told`: a required
     message no marker gives may be what the line says about whom it names (`told_message`; off by default: the
-    turn's `line_args` applies it once, to the whole line, after every clause has given its arguments)."""
+    turn's `line_args` applies it once, to the whole line, after every clause has given its arguments). `cast`: the
+    world's characters' names, never an animal's ("page Dr. Diallo" names the vet, not the patient)."""
     props = params.get("properties") or {}
     args: dict = {}
     used: list[tuple[int, int, float]] = []
@@ -839,6 +840,8 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                     never |= set(selves)  # "I'm Karim Benali": the adopter's name, not the animal's
                 selves = []
             animal = _ANIMAL.search(_about(name, schema)) is not None
+            if animal:
+                never |= cast
             pet = (person or animal) and not (to_whom or _human(name, schema) or is_long(name, schema))
             for cand in [*selves, *_strings(text, never, is_long(name, schema), to_whom, name.replace("_", " "),
                                             person, lower=pet, opening=pet and animal,

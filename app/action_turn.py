@@ -196,7 +196,8 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     outcome = Outcome(action, "accepted", score=round(ev.cosine, 3))
     never = {spec.name, *spec.name.split()}
     things = set(action.name.split("_"))  # "a lamp" is one, for an action named sell_lamp
-    args = line_args(action.params, clause, [parts[i] for i in others], never, things, text)
+    args = line_args(action.params, clause, [parts[i] for i in others], never, things, text,
+                     cast={n.name for n in engine.cast.npcs})
     if not args and ev.by_words_only() and action.params.get("properties"):
         # only a word of the action's own and nothing of its arguments: "Open your heart to me" asks for no gate
         return None, "", None
@@ -220,13 +221,14 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
 
 
 def line_args(params: dict, clause: str, others: list[str], never: set[str], things: set[str],
-              whole: str = "") -> dict:
+              whole: str = "", cast: set[str] = frozenset()) -> dict:
     """The arguments of the action's clause, then what it lacks from the line's other clauses ("A candle? Just the
     one."). A number there is one the action's clause did not give ("in berth twenty-two", before "three hundred
     litres", is the berth); a name given as the name ("Put it under Ada Ruiz.") outranks a proper noun of the action's
     clause. A message the clause begins runs on in the `whole` line ("tell them he fell off his bike and can't feel
-    his legs" is one message, though the line's clauses part at "and")."""
-    args = extract_args(params, clause, exclude=never, things=things)
+    his legs" is one message, though the line's clauses part at "and"). `cast`: the world's characters' names, never
+    an animal's."""
+    args = extract_args(params, clause, exclude=never, things=things, cast=cast)
     props = params.get("properties") or {}
     for k, v in list(args.items()):
         if whole and isinstance(v, str) and isinstance(props.get(k), dict) and is_long(k, props[k]):
@@ -237,7 +239,8 @@ def line_args(params: dict, clause: str, others: list[str], never: set[str], thi
     for other in others:
         open_params = {**params, "properties": {k: v for k, v in props.items()
                                                 if k not in args or isinstance(args[k], str)}}
-        more = extract_args(open_params, other, exclude=never | {str(v) for v in args.values()}, things=things)
+        more = extract_args(open_params, other, exclude=never | {str(v) for v in args.values()}, things=things,
+                            cast=cast)
         given = {k: v for k, v in more.items() if k in args and isinstance(v, str) and v in named_as(other)
                  and not named_as(clause)}
         args.update({k: v for k, v in more.items() if k not in args} | given)

@@ -1367,3 +1367,11 @@ def test_a_name_after_any_titles_full_stop_is_no_vocative():
     assert vocatives("Ana Ruiz, bring me a ticket") == {"Ana Ruiz"}  # she is called on before an order
     for title in ("Dr.", "Lt.", "Col.", "Hon."):  # the code base's one list of abbreviations (retrieval.text)
         assert vocatives(f"A ticket for {title} Ana Ruiz, bring it to the hotel") == set(), title
+
+
+def test_a_characters_name_is_never_an_animals():
+    line = "Can someone page Dr. Diallo? My cat Mochi ate a lily."
+    assert extract_args(PAGE, line)["patient"] == "Dr. Diallo"  # without the cast, the first proper name
+    assert extract_args(PAGE, line, cast={"Dr. Amadou Diallo"})["patient"] == "Mochi"
+    assert extract_args(TELL, "Tell Dr. Diallo the bandages came", cast={"Dr. Amadou Diallo"})["recipient"] == \
+        "Diallo"  # a person may be a character: only an animal's name leaves the cast out
