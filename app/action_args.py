@@ -50,7 +50,7 @@ _AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name(?: of)?|(
                     r"([\w’'-]+(?:\s+[\w’'-]+){0,3})", re.I)
 SAYING = re.compile(r"(?:(?<!\bto)(?<!\bto )(?<!\bdear)(?<!\bdear ):"  # ("to: Ada Ruiz" names, it says nothing)
                      r"|(?<!\bis )(?<!\bwas )(?<!['’]s )\bthat"  # ("is that a word?": a demonstrative)
-                     r"|(?:^|(?<=[.!?]\s))\W*(?:and\s+)?say|\bsay(?:ing|in['’]?)"  # ("Say father is better.")
+                     r"|(?:^|(?<=[.!?]\s))\W*(?:and\s+)?say(?: that)?|\bsay(?:ing|in['’]?)"  # ("Say he's better.")
                      r"|\btell (?:him|her|them|em|'em|(?:the|my|your|our) [a-z]+)(?: that)?)\s+"
                      r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*[.!?]?$", re.I)
 _LONG = {"message", "note", "text", "words", "letter", "content", "say", "said", "body"}

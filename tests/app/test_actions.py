@@ -1403,6 +1403,7 @@ def test_a_message_after_say_or_tell_the_someone_and_a_story_or_a_hypothetical_i
     assert extract_args(TELL, "Wire Enzo Lo Cascio. Say father is better and he need not come.")["message"] == \
         "father is better and he need not come"
     assert "message" not in extract_args(TELL, "How much is that a word?")  # "is that": a demonstrative
+    assert extract_args(TELL, "Say that her brother arrived safely.")["message"] == "her brother arrived safely"
     note = {"type": "object", "properties": {"note": {"type": "string", "description": "a note for the guide"}}}
     assert extract_args(note, "the ridge, and tell the guide we'll meet at the hut at seven") == {
         "note": "we'll meet at the hut at seven"}
