@@ -1420,3 +1420,15 @@ def test_a_message_after_say_or_tell_the_someone_and_a_story_or_a_hypothetical_i
     for line in ("If you could take me to Stiltend, that would be grand", "Say, could you take me to Stiltend?",
                  "Can you sell me the lantern you showed me?", "Remember me? I need a room."):
         assert not informs(cues, line), line
+
+
+def test_a_hope_for_someone_and_a_party_that_needs_are_requests():
+    from app.action_detect import request
+    from app.cues import Cues
+
+    cues = Cues.load(None)
+    for line in ("I was hoping Moustache could stay in the cattery while I'm away.",
+                 "Me, my mother and my three cousins need to get over to Liscia.", "me and the two lads need bunks"):
+        assert request(cues, line), line
+    assert not request(cues, "My mother needed a cabin last year.")  # a party's need, told of the past
+    assert not request(cues, "I was hoping the rain would stop.")  # a hope about the weather asks nobody
