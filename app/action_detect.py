@@ -323,7 +323,7 @@ def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
     clause between commas or dashes opens with a number or a word of the action's declaration, has no subject, no
     verb "to be" and no other verb in the past or third person ("my adult son phones every day" tells), and gives
     the action every argument it requires (at least one). `declared`: the action's `declared_words`."""
-    from app.action_args import QUOTED, SAYING, complete, extract_args, is_long, numbers
+    from app.action_args import QUOTED, SAYING, complete, extract_args, is_long, numbers, spans
 
     if not action.params.get("required"):
         return False
@@ -343,7 +343,8 @@ def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
         if not plain[-1]:
             continue
         lead = first.group(1)
-        if not (numbers(lead) or lead.casefold() in ("a", "an") or stems(lead) & declared):
+        if not (numbers(lead) or lead.casefold() in ("a", "an") or stems(lead) & declared or
+                any(a == first.start(1) for a, _, _ in spans(seg))):  # ("half a dozen" opens with a number)
             continue
         args = extract_args(action.params, seg)
         if args and complete(action.params, args):

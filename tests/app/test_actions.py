@@ -1432,3 +1432,11 @@ def test_a_hope_for_someone_and_a_party_that_needs_are_requests():
         assert request(cues, line), line
     assert not request(cues, "My mother needed a cabin last year.")  # a party's need, told of the past
     assert not request(cues, "I was hoping the rain would stop.")  # a hope about the weather asks nobody
+
+
+def test_an_order_said_as_a_noun_phrase_may_open_with_half_a_dozen(tmp_path):
+    from app.action_detect import declared_words, terse
+
+    ferry, _ = Cast.load(write_cast(tmp_path, CAST)).get("warden").actions
+    assert terse("Half a dozen of us to Stiltend, and be quick", ferry, declared_words(ferry))
+    assert not terse("Half the crew went to Stiltend", ferry, declared_words(ferry))
