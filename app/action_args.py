@@ -1128,7 +1128,8 @@ def _with_me(text: str, n: tuple[int, int, float]) -> int:
     return 1 if _AND_ME.match(text[n[1]:]) else 0
 
 
-_WE = re.compile(r"\b(?:we|us|our|ours)\b", re.I)  # a group speaks: "we need a guide" does not count one of them
+# a group speaks: "we need a guide", "a guide for my lot" does not count one of them
+_WE = re.compile(r"\b(?:we|us|our|ours|my (?:lot|crew|party|group|family|people|gang|mob|team|folk|men|lads))\b", re.I)
 _PARTY = {"us", "people", "persons", "ppl", "pax", "heads"}  # words that count a party in a line
 
 

@@ -1183,6 +1183,8 @@ def test_a_group_asking_for_one_thing_is_not_a_party_of_one_and_a_compound_names
                                              "party": {"type": "integer", "minimum": 1, "maximum": 8,
                                                        "description": "how many people in the party"}}}
     assert extract_args(hire, "We need a guide to Deep Vale, soon.", things={"hire", "guide"}) == {"route": "Deep Vale"}
+    assert extract_args(hire, "Deep Vale. I'd like a guide for my lot.", things={"hire", "guide"}) == {
+        "route": "Deep Vale"}  # "my lot" is a group too
     assert extract_args(hire, "My uncle needs a guide to Deep Vale.", things={"guide"})["party"] == 1
     blade = {"type": "object", "properties": {"blade": {"enum": ["sword", "dagger", "axe"]}}}
     assert extract_args(blade, "I'd like a longsword forged") == {"blade": "sword"}
