@@ -35,7 +35,7 @@ _NUMWORD = re.compile(r"\b(?:(?:a|an|one|two|three|four|five|six|seven|eight|nin
                       r"dozen|score|hundred|thousand|grand)\b", re.I)
 QUOTED = re.compile(r"[\"“«]([^\"”»]{2,200})[\"”»]|(?<!\w)'((?:[^']|(?<=\w)'(?=\w)){2,200})'(?!\w)")
 _NAME = re.compile(r"\b((?:[A-Z]\.\s?)?[A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+(?:(?:" + "|".join(sorted(NAME_JOINERS)) + r")\s+){0,2}"
-                   r"[A-ZÁÉÍÓÚÑ][\w’'-]+)*)")  # (an initial first: "D. Moreno"; "Ciuri di Mari")
+                   r"[A-ZÁÉÍÓÚÑ][\w’'-]+)*)")  # (an initial first: "D. Moreno"; "Stella di Lune")
 _GREETING = {"g'day", "gday", "hi", "hello", "hey", "hiya", "howdy", "oi", "morning", "evening", "afternoon", "yo",
              "cheers", "ta", "thanks", "righto", "mate", "bro"}
 # a title before a name, abbreviated or spelt out ("Mr. Hale" is "Hale", "Captain Ines Vale" is "Ines Vale"; "Mr"
@@ -388,7 +388,7 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     may be it though it opens a sentence ("Barnabas here is my mule"), last. `unknown` (any name of a person or an
     animal): a lower-case word no lexicon knows where the line gives a name ("name's tomek"), last of all. `thing`
     (the name of a boat, a book, a train): a name after "the" may be it ("take the Agios Giorgios"), a person's is
-    not ("on the Mule")."""
+    not ("on the Valby")."""
     bad = {norm(x) for x in exclude}
     quoted = [a or b for a, b in (m.groups() for m in QUOTED.finditer(text))]
     names: list[str] = []
@@ -416,7 +416,7 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
         if (person and (_PLACE_BEFORE.search(plain[:start]) or
                         (not thing and re.search(r"\bthe\s+$", plain[:start], re.I)))) or \
                 ((person or lower) and not to_whom and _GOING_TO.search(plain[:start])):
-            continue  # "we've come up from Santa Rosa", "on the Mule", "we're off to Gaspé": a place or a thing
+            continue  # "we've come up from Santa Rosa", "on the Valby", "we're off to Ostend": a place or a thing
         if len(words) == 1 and (name.lower() in _SPELT_TITLES or name.lower().rstrip(".") in ABBREVIATIONS):
             continue  # "fit my daughter in, Doctor": a title alone calls the listener, it names nobody
         if to_whom and any(a <= start < b for a, b in told_of):
@@ -605,7 +605,7 @@ def _lower_names(text: str) -> list[str]:
 _THING = re.compile(r"\b(?:boat|ship|vessel|craft|barge|yacht|train|car|truck|ute|van|wagon|cart|book|title|work|"
                     r"item|room|place|shop|business|company)\b")
 _GOING_TO = re.compile(r"\b(?:off|go(?:es|ing)?|went|gone|head(?:s|ed|ing)?|bound|travel\w*|fl(?:y|ying|ew)|"
-                       r"driv\w*|mov\w*|back|over|across)\s+to\s+$", re.I)  # "we're off to Gaspé": a place
+                       r"driv\w*|mov\w*|back|over|across)\s+to\s+$", re.I)  # "we're off to Ostend": a place
 _PLACE_BEFORE = re.compile(r"\b(?:from|near|towards?|past|outside|via|out of)\s+(?:the\s+)?$", re.I)
 _TO_WHOM = re.compile(r"\b(?:to|for)\s+(?:(?:my|our|his|her|their|the)\s+)?(?:[a-z]+\s+)?$")
 _RECIPIENT = re.compile(r"\b(?:recipient|addressee|addressed|to whom|is for|receiv\w*)\b")
@@ -755,7 +755,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
     name ("lamp"): "a lamp" counts one for a parameter that counts (not for a length of time). `told`: a required
     message no marker gives may be what the line says about whom it names (`told_message`; off by default: the
     turn's `line_args` applies it once, to the whole line, after every clause has given its arguments). `cast`: the
-    world's characters' names, never an animal's ("page Dr. Diallo" names the vet, not the patient)."""
+    world's characters' names, never an animal's ("page Dr. Imre" names the vet, not the patient)."""
     props = params.get("properties") or {}
     args: dict = {}
     used: list[tuple[int, int, float]] = []
@@ -961,14 +961,14 @@ def _told(text: str, names: list[str]) -> str | None:
         if m is None:
             continue
         rest = text[m.end():].lstrip(" ,;:-–—")
-        # what the name is, said beside it: "Gribouille, my cat, she got hit", "Pistache the ferret has been limping"
+        # what the name is, said beside it: "Pippin, my cat, she got hit", "Biscotti the ferret has been limping"
         rest = re.sub(r"^(?:(?:my|our|his|her|their|the)\s+(?:[\w'’-]+\s+){0,2}?[\w'’-]+\s*,\s*|the\s+[a-z]+\s+"
                       r"(?=(?:has|had|is|was|got|gets|keeps|won['’]?t|can['’]?t|isn['’]?t|hasn['’]?t)\b))", "", rest)
         if not rest:
             continue
         ended = rest[0] in ".!?"  # the name ends its sentence: the next one tells, if it speaks of them
         sentences = split_sentences(rest[1:].lstrip() if ended else rest)
-        # the rest of the name's sentence; or the next sentence, when it speaks of them ("for old Mr Fenwick in
+        # the rest of the name's sentence; or the next sentence, when it speaks of them ("for old Mr Cranford in
         # room 4. He's gone all grey"; not "It's Poppy! Get the vet!", an order)
         tries = [] if ended else sentences[:1]
         after = next(iter(sentences[0 if ended else 1:]), "")
