@@ -1420,6 +1420,7 @@ def test_a_message_after_say_or_tell_the_someone_and_a_story_or_a_hypothetical_i
                  "Those three candles you nicked me were stubs, Pell."):
         assert informs(cues, line), line
     for line in ("If you could take me to Stiltend, that would be grand", "Say, could you take me to Stiltend?",
+                 "Say, I need a lantern for the stair.",
                  "Can you sell me the lantern you showed me?", "Remember me? I need a room."):
         assert not informs(cues, line), line
 
