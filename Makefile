@@ -107,7 +107,7 @@ redis:
 eval: index
 	$(BIN)/eterna eval ab --config configs/eval/library.yaml --out .eterna/eval/library --resume
 
-WORLDS := eterna kestrel ridge alpine station outback clinic ember yuzu calvo sealed
+WORLDS := eterna kestrel ridge alpine station outback clinic ember yuzu calvo fjord sealed
 test: setup browser redis
 	@for w in $(WORLDS); do $(BIN)/eterna --config configs/$$w.yaml validate > /dev/null || exit 1; echo "validate $$w: ok"; done
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)

@@ -875,7 +875,11 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
     return told_message(params, args, text) if told else args
 
 
-_NO = re.compile(r"\b(?:no|not|without|never|nor|skip|none)\b|n['’]?t\b", re.I)
+_NO = re.compile(r"\b(?:no|not|without|never|nor|skip|none)\b|n['’]t\b"  # ("want" is no "won't")
+                 r"|\b(?:do|does|did|ca|wo|is|are|was|were|have|has|had|should|would|could|need)nt\b", re.I)
+
+
+_WANTS = {"needs", "need", "wants", "want", "requires", "require", "has", "gets", "with", "is"}
 
 
 def _yes_no(name: str, text: str) -> bool | None:
@@ -886,9 +890,12 @@ def _yes_no(name: str, text: str) -> bool | None:
 
     words = [w for w in name.replace("_", " ").split()  # "with_cabin", "is_express": the cabin, express
              if len(w) > 2 and w.lower() not in _STOP and w.lower() not in ENGLISH_STOP_WORDS]
+    words = [w for w in words if w.lower() not in _WANTS] or words  # "needs_stitching": the stitching
     if not words:
         return None
-    m = re.search(r"\b(?:" + r"\s+".join(re.escape(w) for w in words) + r")(?:e?s)?\b", text, re.I)
+    # a verb's -ing form is said in any of its forms ("stitch it up", "stitched")
+    forms = [re.escape(w[:-3]) + r"\w*" if w.lower().endswith("ing") and len(w) > 6 else re.escape(w) for w in words]
+    m = re.search(r"\b(?:" + r"\s+".join(forms) + r")(?:e?s)?\b", text, re.I)
     if m is None:
         return None
     before = " ".join(re.split(r"[,.;:!?]", text[:m.start()])[-1].split()[-4:])

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import (QUOTED, complete, extract_args, is_long, missing, named_as, norm, said_total,
+from app.action_args import (QUOTED, SAYING, complete, extract_args, is_long, missing, named_as, norm, said_total,
                               told_message, truecase, valid)
-from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, paraphrases, relayed,
-                               request, stems, terse, vocabulary)
+from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, own_order,
+                               paraphrases, relayed, request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
 from app.router import Route, lore_match, offworld_allowed
 from retrieval.text import ABBREVIATIONS
@@ -127,6 +127,12 @@ def book(engine: DialogueEngine) -> ActionBook:
     return got
 
 
+def _names_value(action, clause: str) -> bool:
+    """Does the clause name a value of one of the action's enums ("axe fighting")?"""
+    props = {k: v for k, v in (action.params.get("properties") or {}).items() if isinstance(v, dict) and "enum" in v}
+    return bool(props) and bool(extract_args({"type": "object", "properties": props}, clause))
+
+
 def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarray) -> list[tuple[Evidence, int,
                                                                                                    object]]:
     """(the evidence of its best row, that row, the action) for each action the turn may return, best first."""
@@ -156,6 +162,8 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
         for i in range(len(parts)):  # an order said as a noun phrase ("adult pass for a week") asks too
             ordered = asked[i] or (not questions[i] and terse(parts[i], action, declared[action.name]))
             question = questions[i]
+            if question and own_order(engine.cues, parts[i], words[action.name], _names_value(action, parts[i])):
+                ordered, question = True, False  # "teach me axe fighting", to a character who teaches it
             if i == 0 and statement and not ordered and terse(statement, action, declared[action.name]):
                 ordered, question = True, False
             ev = Evidence(float(rows[i]), p_action(i), ordered, len(said[i] & words[action.name]),
@@ -165,6 +173,26 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
                 best = (key, ev, i)
         out.append((best[1], best[2], action))
     return sorted(out, key=lambda x: (-x[0].asks(), -x[0].rank()))
+
+
+def _carries_the_message(text: str, weighed: list) -> list:
+    """An action that takes no arguments is asked for by its own words or its likeness alone, and nothing checks
+    the line against it; so it goes after another of the character's actions that also asks and fits the line
+    better: one that carries a message, when the line quotes what is to be said ("a rune-stick for Imre, saying
+    'I will come back'"), or one whose own words the line uses when it uses none of the first's ("runes carved for
+    my brother" is no fortune read)."""
+    if not weighed or (weighed[0][2].params.get("properties") or {}):
+        return weighed
+    quotes = bool(QUOTED.search(text) or SAYING.search(text))
+
+    def fits(ev, action) -> bool:
+        carries = any(isinstance(v, dict) and is_long(k, v) for k, v in (action.params.get("properties") or {}).items())
+        return ev.asks() and ((quotes and carries) or (ev.words > 0 and weighed[0][0].words == 0))
+
+    for i, (ev, _, action) in enumerate(weighed[1:], 1):
+        if fits(ev, action):
+            return [weighed[i], *weighed[:i], *weighed[i + 1:]]
+    return weighed
 
 
 def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.ndarray | None]:
@@ -179,8 +207,11 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     weighed = _weigh(engine, turn, parts, vecs)
     if not weighed:
         return None, "", None
+    first = weighed[0][2]
+    weighed = _carries_the_message(text, weighed)
     ev, at, action = weighed[0]
     lead = ev.rank() - weighed[1][0].rank() if len(weighed) > 1 and weighed[1][0].asks() else 1.0
+    lead = lead if action is first else 1.0  # (the message decided it)
     turn.context["action_scores"] = {a.name: round(e.cosine, 3) for e, _, a in weighed}
     turn.context["action_router"] = round(ev.p_action, 3)
     turn.context["action_evidence"] = {"request": ev.is_request, "words": ev.words, "named": ev.named}

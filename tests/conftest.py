@@ -59,6 +59,14 @@ def embedder():
     return SentenceTransformerEmbedder("builtin:all-minilm-l6-v2")
 
 
+@pytest.fixture(scope="session")
+def shared_models(tmp_path_factory):
+    """One model cache for the shipped-world engines of a run: the default model is converted, the llama.cpp probe
+    run and each world's router fitted once, not per engine (about 28 s each; the caches are keyed by what made
+    them). Tests of the conversion and the probe themselves keep their own."""
+    return tmp_path_factory.mktemp("models")
+
+
 def write_corpus(root: Path, docs: dict[str, str] = LORE) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for name, text in docs.items():
@@ -78,9 +86,10 @@ def style_file(tmp_path) -> Path:
     return path
 
 
-def shipped_world_engine(root: Path, embedder, config: str = "kestrel.yaml", *, sessions: bool = False,
-                         **generation):
-    """A shipped world on the real default models, with its index, model cache and sessions under `root`."""
+def shipped_world_engine(root: Path, embedder, config: str = "kestrel.yaml", *, models: Path | None = None,
+                         sessions: bool = False, **generation):
+    """A shipped world on the real default models, with its index and sessions under `root`, and its model cache
+    in `models` (the `shared_models` fixture) or under `root`."""
     from app.config import EternaConfig
     from app.dialogue import DialogueEngine
     from retrieval.rebuild import rebuild_index
@@ -89,7 +98,7 @@ def shipped_world_engine(root: Path, embedder, config: str = "kestrel.yaml", *, 
     cfg = shipped.model_copy(update={
         "paths": shipped.paths.model_copy(update={"index": root / "index",
                                                   "sessions": root / "sessions" if sessions else None}),
-        "models": shipped.models.model_copy(update={"cache_dir": root / "models"}),
+        "models": shipped.models.model_copy(update={"cache_dir": models or root / "models"}),
         "generation": shipped.generation.model_copy(update=generation)})
     rebuild_index(cfg.paths.corpus, cfg.paths.index, embedder, kinds=cfg.world.kinds)
     return DialogueEngine.from_settings(cfg)

@@ -1443,3 +1443,67 @@ def test_an_order_said_as_a_noun_phrase_may_open_with_half_a_dozen(tmp_path):
     ferry, _ = Cast.load(write_cast(tmp_path, CAST)).get("warden").actions
     assert terse("Half a dozen of us to Stiltend, and be quick", ferry, declared_words(ferry))
     assert not terse("Half the crew went to Stiltend", ferry, declared_words(ferry))
+
+
+def test_teach_me_and_a_value_of_the_actions_own_is_an_order_and_teach_me_about_informs():
+    from app.action_detect import own_order
+    from app.cues import Cues
+
+    cues = Cues.load(None)
+    own = stems("teach teaching lesson")
+    assert informs(cues, "teach me axe fighting")  # in general a question for information ...
+    assert own_order(cues, "teach me axe fighting", own, True)  # ... to a character who teaches it, an order
+    assert own_order(cues, "I'd be obliged if you'd teach me spear throwing, smith.", own, True)
+    assert not own_order(cues, "teach me about the burning of the hall", own, False)  # no value of the action
+    assert not own_order(cues, "Can you teach me how the seals work?", own, False)
+    assert not own_order(cues, "teach me axe fighting", stems("forge mend"), True)  # not the action's own verb
+    assert not own_order(cues, "What does it cost to learn axe fighting?", own, True)  # a question word
+    assert not own_order(cues, "You taught me swordplay last winter", own, True)  # a story
+
+
+def test_room_aboard_is_asked_for_and_later_plans_and_someday_ask_nothing():
+    from app.cues import Cues
+
+    cues = Cues.load(None)
+    for line in ("Have you space for us?", "Is there room for my family on your next voyage?",
+                 "have you any room aboard for two"):
+        assert request(cues, line) and not informs(cues, line), line
+    assert informs(cues, "Is there a room in the hall where the assembly meets?")  # a question about a place
+    for line in ("I'll come back after the assembly about having a spearhead forged.",
+                 "Someday I'll have you carve a stone for my mother.",
+                 "If I came back at midwinter, would you still have furs to sell?"):
+        assert informs(cues, line), line
+    assert not informs(cues, "Forge me a spearhead, I'll come back for it tomorrow.")  # the plan after the order
+
+
+def test_a_yes_no_parameter_is_said_in_its_verbs_forms_and_want_is_no_negation():
+    from app.action_args import _yes_no
+
+    assert _yes_no("needs_stitching", "I think it needs stitching.") is True
+    assert _yes_no("needs_stitching", "Stitch it up, please.") is True
+    assert _yes_no("needs_stitching", "It's small, no stitching needed.") is False
+    assert _yes_no("needs_stitching", "it doesn't need stitches") is False
+    assert _yes_no("needs_stitching", "a burn on my forearm") is None
+    assert _yes_no("cabin", "we want a cabin") is True  # ("want" ends in "nt", and is no "won't")
+    assert _yes_no("cabin", "we dont want a cabin") is False
+
+
+def test_an_action_without_arguments_goes_after_one_that_fits_the_line_better():
+    from types import SimpleNamespace
+
+    from app.action_detect import Evidence
+    from app.action_turn import _carries_the_message
+
+    fortune = SimpleNamespace(name="read_fortune", params={"type": "object", "properties": {}})
+    carve = SimpleNamespace(name="carve_runes", params={"type": "object", "properties": {
+        "text": {"type": "string", "description": "the words to carve"}, "recipient": {"type": "string"}}})
+    close, far = Evidence(0.56, 0.9, True, 0, False), Evidence(0.40, 0.9, True, 0, False)
+    weighed = [(close, 0, fortune), (far, 0, carve)]
+    quoted = "A rune-stick for Ingrid, please, saying 'I will come back before midwinter'."
+    assert [a.name for _, _, a in _carries_the_message(quoted, weighed)] == ["carve_runes", "read_fortune"]
+    assert _carries_the_message("Read the runes for me.", weighed) == weighed  # nothing else fits better
+    own = Evidence(0.40, 0.9, True, 1, False)  # "runes carved for my brother": the other's own word
+    assert _carries_the_message("I want runes carved for my brother.", [(close, 0, fortune), (own, 0, carve)])[0][2] \
+        is carve
+    idle = Evidence(0.30, 0.05, False, 0, False)  # the other does not ask: the first stays
+    assert _carries_the_message(quoted, [(close, 0, fortune), (idle, 0, carve)])[0][2] is fortune

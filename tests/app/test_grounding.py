@@ -164,7 +164,9 @@ def test_framework_code_holds_no_world():
              "tethys", "oceanus", "kallinikos", "deuterium", "haverford", "dingo creek", "tarrawong", "oams", "maddock",
              "warrul", "kalkarra", "saint-denis", "diallo", "paquette", "lévesque", "poutine", "filou", "pistou",
              "emberfall", "cinderhelm", "vossgard", "highmere", "copperpot", "yuzuhara", "kikyo", "karasu", "sekiyama",
-             "calvo", "marenza", "favarossa", "curcuruto", "vrettos", "sferlazza", "lampara", "momiji", "hoshino", "kanemitsu", "tokubei")
+             "calvo", "marenza", "favarossa", "curcuruto", "vrettos", "sferlazza", "lampara", "momiji", "hoshino", "kanemitsu", "tokubei",
+             "brimhavn", "hladvik", "skarnsey", "austrhavn", "vindholm", "kaupstrand", "oddny", "skardsholt",
+             "gjallthing", "kolbeinsdottir")
     for pkg in ("app", "retrieval", "tuning"):
         for path in (REPO / pkg).rglob("*"):
             if path.suffix in (".py", ".yaml") and path.is_file():

@@ -24,9 +24,9 @@ WORLDS = {"ridge": ("ridge.yaml", 0.85, "actions", 0.9), "alpine": ("alpine.yaml
 
 
 @pytest.fixture(scope="module", params=sorted(WORLDS))
-def world(request, tmp_path_factory, embedder):
+def world(request, tmp_path_factory, embedder, shared_models):
     name = request.param
-    return name, shipped_world_engine(tmp_path_factory.mktemp(name), embedder, WORLDS[name][0])
+    return name, shipped_world_engine(tmp_path_factory.mktemp(name), embedder, WORLDS[name][0], models=shared_models)
 
 
 def test_fact_questions(world):
@@ -91,11 +91,13 @@ def test_a_unit_said_short_a_contraction_and_a_party_of_kinds_reach_the_game(wor
     assert r.actions == [{"name": "book_gorge_tour", "args": {"tour": "sunset tour", "people": 4}}], r.flags
 
 
-def test_the_eighth_worlds_time_of_day_unmarked_message_and_speaker_reach_the_game(tmp_path_factory, embedder):
+def test_the_eighth_worlds_time_of_day_unmarked_message_and_speaker_reach_the_game(tmp_path_factory, embedder,
+                                                                                   shared_models):
     """Rue Saint-Denis Veterinary Clinic (a present-day Montreal vet clinic, configs/clinic.yaml), whose first sets
     taught these rules: an hour of the day on the 24-hour clock, a required message told without a marker after
     whom it is about, and the speaker's own name for the person's parameter, not the animal's."""
-    engine = shipped_world_engine(tmp_path_factory.mktemp("clinic"), embedder, "clinic.yaml")
+    engine = shipped_world_engine(tmp_path_factory.mktemp("clinic"), embedder, "clinic.yaml",
+                                  models=shared_models)
     r = engine.say("receptionist", "Could you schedule a checkup at four in the afternoon for Biscuit? She's our dog.",
                    remember=False)
     assert r.actions == [{"name": "book_appointment",
@@ -111,11 +113,13 @@ def test_the_eighth_worlds_time_of_day_unmarked_message_and_speaker_reach_the_ga
     assert r.actions == [{"name": "start_adoption", "args": {"animal": "Brutus", "adopter": "Karim Benali"}}], r.flags
 
 
-def test_the_ninth_worlds_labelled_name_party_and_compound_reach_the_game(tmp_path_factory, embedder):
+def test_the_ninth_worlds_labelled_name_party_and_compound_reach_the_game(tmp_path_factory, embedder,
+                                                                          shared_models):
     """Emberfall Crossing (a high-fantasy market town at a mountain pass, configs/ember.yaml), whose first sets
     taught these rules: an order in parts that labels a name ("the horse's name is ..."), a group asking for one
     guide is no party of one, and a compound said for a plain value ("broadsword" is a sword)."""
-    engine = shipped_world_engine(tmp_path_factory.mktemp("ember"), embedder, "ember.yaml")
+    engine = shipped_world_engine(tmp_path_factory.mktemp("ember"), embedder, "ember.yaml",
+                                  models=shared_models)
     r = engine.say("stablemaster", "Large stall, five nights, the horse's name is Thunder.", remember=False)
     assert r.actions == [{"name": "stable_mount", "args": {"stall": "large", "mount": "Thunder", "nights": 5}}], \
         r.flags
@@ -127,11 +131,13 @@ def test_the_ninth_worlds_labelled_name_party_and_compound_reach_the_game(tmp_pa
     assert r.actions == [{"name": "commission_blade", "args": {"blade": "sword"}}], r.flags
 
 
-def test_the_tenth_worlds_shouted_lower_case_and_stage_directed_orders_reach_the_game(tmp_path_factory, embedder):
+def test_the_tenth_worlds_shouted_lower_case_and_stage_directed_orders_reach_the_game(tmp_path_factory, embedder,
+                                                                                      shared_models):
     """Yuzuhara-juku (an invented post town on a mountain highway, configs/yuzu.yaml), whose first sets taught
     these rules: a line in capitals, a lower-case name no lexicon knows, a stage direction before the order, an
     order in parts beside a question, and a count for a party before another parameter's number."""
-    engine = shipped_world_engine(tmp_path_factory.mktemp("yuzu"), embedder, "yuzu.yaml")
+    engine = shipped_world_engine(tmp_path_factory.mktemp("yuzu"), embedder, "yuzu.yaml",
+                                  models=shared_models)
     r = engine.say("courier", "SEND WORD TO NAGAI KOHEI THAT THE RICE HAS ARRIVED", remember=False)
     assert r.actions == [{"name": "send_letter", "args": {"recipient": "Nagai Kohei",
                                                           "message": "the rice has arrived"}}], r.flags

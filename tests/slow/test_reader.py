@@ -11,8 +11,8 @@ from tests.conftest import REPO, shipped_world_engine
 pytestmark = pytest.mark.slow
 
 
-def test_reader_order_says_the_answer_first_in_fewer_words(tmp_path, embedder):
-    engine = shipped_world_engine(tmp_path, embedder, "kestrel.yaml")
+def test_reader_order_says_the_answer_first_in_fewer_words(tmp_path, embedder, shared_models):
+    engine = shipped_world_engine(tmp_path, embedder, "kestrel.yaml", models=shared_models)
     items = load_fact_items(REPO / "corpora" / "kestrel" / "eval" / "facts.jsonl")[:24]
     reports = {}
     for order in ("rank", "reader"):

@@ -10,8 +10,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory, embedder):
-    return shipped_world_engine(tmp_path_factory.mktemp("kestrel"), embedder)
+def engine(tmp_path_factory, embedder, shared_models):
+    return shipped_world_engine(tmp_path_factory.mktemp("kestrel"), embedder, models=shared_models)
 
 
 def test_kestrel_fact_questions(engine):

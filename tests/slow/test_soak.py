@@ -15,8 +15,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory, embedder):
-    return shipped_world_engine(tmp_path_factory.mktemp("soak"), embedder, sessions=True, max_new_tokens=24)
+def engine(tmp_path_factory, embedder, shared_models):
+    return shipped_world_engine(tmp_path_factory.mktemp("soak"), embedder, models=shared_models, sessions=True,
+                                max_new_tokens=24)
 
 
 def test_short_soak_answers_everything_and_keeps_sessions_apart(engine, monkeypatch):
