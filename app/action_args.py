@@ -664,9 +664,13 @@ def truecase(text: str) -> str:
 def is_long(name: str, schema: dict) -> bool:
     """A parameter that holds a message rather than a name: long, or named so, or described so by the description's
     first noun ("the text of the telegram", "a message for the guide"; not "the person the message is for")."""
+    return (schema.get("maxLength") or 0) > 80 or _message(name, schema)
+
+
+def _message(name: str, schema: dict) -> bool:
+    """A parameter named or described as a message (not only long: "the wound, in the player's words" is long)."""
     head = [w for w in norm(schema.get("description") or "").split() if w not in _STOP and w not in ("name", "s")]
-    return (schema.get("maxLength") or 0) > 80 or bool(set(norm(name.replace("_", " ")).split()) & _LONG) or \
-        bool(head and head[0] in _LONG)
+    return bool(set(norm(name.replace("_", " ")).split()) & _LONG) or bool(head and head[0] in _LONG)
 
 
 # lengths of time in minutes, and the spans that say them: "ten minutes", "a quarter of an hour", "a fortnight"
@@ -864,15 +868,98 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                                             unknown=(person or animal or to_whom or _human(name, schema))
                                             and not is_long(name, schema),
                                             thing=_THING.search(_about(name, schema)) is not None)]:
+                if is_long(name, schema) and not _message(name, schema):  # a description, without its article,
+                    if re.search(r"[.!?;]\s", cand):  # in one sentence ("an arrow wound in my shoulder")
+                        continue
+                    cand = re.sub(r"^(?:a|an|the|my|this|that|some)\s+(?=\S)", "", cand, flags=re.I)
                 if valid(schema, cand):
                     args[name] = cand if is_long(name, schema) else _titled(text, cand, name, schema)
                     break
+            else:  # no name: a parameter that is no name takes what the player describes ("my twisted ankle")
+                head = [w for w in norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}").split()
+                        if w not in _STOP][:2]  # ("the wound ..., in the player's words": no person's)
+                if not (person or animal or to_whom or pet or _HUMAN.search(" ".join(head)) or _message(name, schema)
+                        or _THING.search(_about(name, schema)) or re.search(r"\bnames?\b", _about(name, schema))):
+                    for cand in described(text, never):
+                        if valid(schema, cand):
+                            args[name] = cand
+                            break
         elif "boolean" in types:  # "and gift wrap it" / "no gift wrap needed"; unsaid, it is left out
             v = _yes_no(name, text)
             if v is not None and valid(schema, v):
                 args[name] = v
     args = _message_subject(props, args, exclude)
     return told_message(params, args, text) if told else args
+
+
+# what a player describes, in its own words (`described`)
+_DET = frozenset("a an the my this that his her our their some".split())
+_PLACE_AFTER = frozenset("on in across along under over behind above below".split())
+_NOT_DESCRIBED = frozenset("look favour favor bit moment minute while go lot way thing chance u ur pls".split())
+_WORDISH = re.compile(r"[A-Za-z][A-Za-z'’-]*|[^\sA-Za-z]")
+
+
+def described(text: str, exclude: set[str] = frozenset()) -> list[str]:
+    """Noun phrases a line describes something by, best first, without their article or possessive: one with a
+    place after it ("the bite on my leg", "a deep cut across my palm"), one a sentence opens with ("broken finger,
+    needs setting", "split lip from the horse-fight"), then the others ("my twisted ankle"). A phrase runs up to four
+    words, to a function word, a punctuation mark or a verb in the past or third person ("the gutting knife
+    slipped"); a request's own noun ("have a look at") and a name in `exclude` are none. For a string parameter
+    that names nothing (a wound, a fault, in the player's words), when the line gives no name."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    stop = ENGLISH_STOP_WORDS | _NOT_DESCRIBED
+
+    def phrase(toks: list[str], i: int) -> tuple[list[str], int]:
+        words = []
+        while i < len(toks) and len(words) < 4 and toks[i][0].isalpha() \
+                and re.split(r"['’]", toks[i].casefold())[0] not in stop \
+                and not (words and _finite_verb(toks[i].casefold())):  # ("it's", "I've": a pronoun's)
+            words.append(toks[i])
+            i += 1
+        return words, i
+
+    bad = {norm(x) for x in exclude}
+    placed, opening, plain = [], [], []
+    for sentence in re.split(r"(?<=[.!?;:])\s+", text):
+        toks = _WORDISH.findall(sentence)
+        words, _ = phrase(toks, 0)
+        if len(words) > 1 and not _english_verb_first(words[0]):
+            opening.append(" ".join(words))
+        for i, tok in enumerate(toks):
+            if tok.casefold() not in _DET:
+                continue
+            words, j = phrase(toks, i + 1)
+            if not words:
+                continue
+            cand = " ".join(words)
+            if j + 2 < len(toks) and toks[j].casefold() in _PLACE_AFTER and toks[j + 1].casefold() in _DET \
+                    and toks[j + 2][0].isalpha() and toks[j + 2].casefold() not in stop:
+                placed.append(f"{cand} {toks[j]} {toks[j + 1]} {toks[j + 2]}")
+            else:
+                plain.append(cand)
+    out = []
+    for cand in (*placed, *opening, *plain):
+        if norm(cand) not in bad and cand not in out:
+            out.append(cand)
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _finite_verb(word: str) -> bool:
+    """A verb in the past tense or the third person ("slipped", "opened"), and no noun ("sparks" is both)."""
+    from lemminflect import getAllLemmas
+
+    lemmas = getAllLemmas(word)
+    return "VERB" in lemmas and "NOUN" not in lemmas and word not in lemmas["VERB"]
+
+
+def _english_verb_first(word: str) -> bool:
+    """Does a sentence opening with `word` open with a verb ("fix it", "can you"), not a described thing?"""
+    from lemminflect import getAllLemmas
+
+    lemmas = getAllLemmas(word.casefold())
+    return "VERB" in lemmas and word.casefold() in lemmas["VERB"] and "ADJ" not in lemmas
 
 
 _NO = re.compile(r"\b(?:no|not|without|never|nor|skip|none)\b|n['’]t\b"  # ("want" is no "won't")

@@ -1507,3 +1507,27 @@ def test_an_action_without_arguments_goes_after_one_that_fits_the_line_better():
         is carve
     idle = Evidence(0.30, 0.05, False, 0, False)  # the other does not ask: the first stays
     assert _carries_the_message(quoted, [(close, 0, fortune), (idle, 0, carve)])[0][2] is fortune
+
+
+def test_a_parameter_that_names_nothing_takes_what_the_player_describes():
+    from app.action_args import described
+
+    wound = {"type": "object", "properties": {
+        "wound": {"type": "string", "minLength": 2, "maxLength": 120,
+                  "description": "the wound or hurt to treat, in the player's words"},
+        "needs_stitching": {"type": "boolean"}}, "required": ["wound"]}
+    for line, want in (("can u look at my twisted ankle", "twisted ankle"),
+                       ("The gutting knife slipped and now I've a deep cut across my palm.", "deep cut across my palm"),
+                       ("split lip from the horse-fight. fix it before my mother sees.", "split lip"),
+                       ("broken finger, needs setting", "broken finger"),
+                       ("Please have a look at the boil on my neck, it's grown big.", "boil on my neck"),
+                       ("They got me at the ford: an arrow wound in my shoulder. Clean it, please.",
+                        "arrow wound in my shoulder")):  # (a colon's run-on is a message's, not a wound's)
+        assert extract_args(wound, line)["wound"] == want, line
+    assert "wound" not in extract_args(wound, "Can you help me?")
+    assert described("The smithy sparks gave me a burn on my forearm")[0] == "burn on my forearm"
+    # a message, a person's or a boat's name is never taken from a description: it is asked for
+    letter = {"type": "object", "properties": {"recipient": {"type": "string"}, "message": {"type": "string"}}}
+    assert extract_args(letter, "send a letter to my aunt") == {}
+    boat = {"type": "object", "properties": {"boat": {"type": "string", "description": "the boat's name"}}}
+    assert extract_args(boat, "haul out the old blue boat") == {}
