@@ -149,3 +149,22 @@ def test_the_tenth_worlds_shouted_lower_case_and_stage_directed_orders_reach_the
     r = engine.say("innkeeper", "shared room for 2, three nights, name Mori Ken. is supper still on?", remember=False)
     assert r.actions == [{"name": "book_room", "args": {"room": "shared room", "guests": 2, "nights": 3,
                                                         "guest": "Mori Ken"}}], r.flags
+
+
+def test_the_twelfth_worlds_lesson_described_wound_and_argumentless_fortune_reach_the_game(tmp_path_factory, embedder,
+                                                                                         shared_models):
+    """Brimhavn (an invented Norse trading town, configs/fjord.yaml), whose first sets taught these rules: "teach me"
+    and a skill the character teaches is an order, a wound in the player's own words is the argument, and an action
+    without arguments goes after one that carries the quoted words."""
+    engine = shipped_world_engine(tmp_path_factory.mktemp("fjord"), embedder, "fjord.yaml", models=shared_models)
+    r = engine.say("smith", "teach me spear throwing", state={"rep": {"smithy": 3}}, remember=False)
+    assert r.actions == [{"name": "teach_skill", "args": {"skill": "spear throwing"}}], r.flags
+    r = engine.say("smith", "Teach me the shield wall.", remember=False)
+    assert r.actions == [] and "action_refused:teach_skill" in r.flags  # (no standing with the smith yet)
+    r = engine.say("healer", "can u look at my swollen knee", remember=False)
+    assert r.actions == [{"name": "heal_wound", "args": {"wound": "swollen knee"}}], r.flags
+    r = engine.say("runecarver", "A rune-stick for my sister, please, saying 'the ice is breaking'.", remember=False)
+    assert [a["name"] for a in r.actions] == ["carve_runes"], r.flags
+    assert r.actions[0]["args"]["text"] == "the ice is breaking"
+    r = engine.say("skipper", "Have you space for the four of us to Skarnsey?", remember=False)
+    assert r.actions == [{"name": "book_passage", "args": {"destination": "Skarnsey", "passengers": 4}}], r.flags
