@@ -351,7 +351,21 @@ def _possessive(text: str, value: object) -> bool:
         return False
     said = [m for m in re.finditer(rf"(?<!\w){re.escape(value)}", text, re.I)]
     return bool(said) and all(re.match(r"['’]s\b", text[m.end():]) and not _CONTRACTED.match(text[m.end():])
-                              for m in said)
+                              and not _says_a_state(text[m.end():]) for m in said)
+
+
+def _says_a_state(after: str) -> bool:
+    """"'s" before a verb's irregular participle ("my spearhead's bent", "the sail's torn"): "is", not an owner's
+    "'s" ("the boat's owner"). (Not before an adjective: "That front room's draughty as a barn" names no room to
+    rent; a complaint.)"""
+    from lemminflect import getAllLemmas
+
+    m = re.match(r"['’]s\s+([a-z]{3,})\b", after, re.I)
+    if m is None:
+        return False
+    word = m.group(1).casefold()
+    lemmas = getAllLemmas(word)
+    return not word.endswith("ing") and any(v != word for v in lemmas.get("VERB", ()))  # ("the Heron's crossing")
 
 
 # "'s" for "is" or "has", not an owner: "the van's broken down", "my truck's sitting dead", "the bike's done"
@@ -537,8 +551,6 @@ def _unknown_names(text: str, to_whom: bool = False, exclude: set[str] = frozens
         if m.group("to") and not to_whom:
             continue
         words = re.match(r"[a-z][\w’'-]*(?:\s+[a-z][\w’'-]*){0,2}", text[m.end():])
-        if words and any(w in taken or any(_one_slip(w, x) for x in taken) for w in norm(words.group(0)).split()):
-            continue
         run = []
         for w in words.group(0).split() if words else []:
             known = _english(w) or w in _CHAT
@@ -548,6 +560,8 @@ def _unknown_names(text: str, to_whom: bool = False, exclude: set[str] = frozens
             if not run and known:
                 break
             run.append(w)
+        if run and any(w in taken or any(_one_slip(w, x) for x in taken) for w in norm(" ".join(run)).split()):
+            continue  # (the name's own words, not the message's after it: "for my brother orm saying come home")
         if run:
             out.append(" ".join(run))
     return list(dict.fromkeys(out))
@@ -876,6 +890,19 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                     args[name] = cand if is_long(name, schema) else _titled(text, cand, name, schema)
                     break
             else:  # no name: a parameter that is no name takes what the player describes ("my twisted ankle")
+                if to_whom and not is_long(name, schema):
+                    said = [v for k, v in args.items() if isinstance(v, str) and is_long(k, props.get(k) or {})]
+                    outside = text
+                    for v in said:  # a name the message says too, named outside it ("In memory of my father
+                        outside = outside.replace(v, " ")  # Eyvind, carve these words: 'Eyvind the seafarer'")
+                    if outside != text:
+                        keep = exclude | enum_words | {str(v) for v in args.values() if v not in said} | vocatives(text)
+                        for cand in _strings(outside, keep, False, True, name.replace("_", " "), person, unknown=True):
+                            if valid(schema, cand):
+                                args[name] = _titled(text, cand, name, schema)
+                                break
+                        if name in args:
+                            continue
                 head = [w for w in norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}").split()
                         if w not in _STOP][:2]  # ("the wound ..., in the player's words": no person's)
                 if not (person or animal or to_whom or pet or _HUMAN.search(" ".join(head)) or _message(name, schema)

@@ -175,19 +175,21 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
     return sorted(out, key=lambda x: (-x[0].asks(), -x[0].rank()))
 
 
-def _carries_the_message(text: str, weighed: list) -> list:
-    """An action that takes no arguments is asked for by its own words or its likeness alone, and nothing checks
-    the line against it; so it goes after another of the character's actions that also asks and fits the line
-    better: one that carries a message, when the line quotes what is to be said ("a rune-stick for Imre, saying
-    'I will come back'"), or one whose own words the line uses when it uses none of the first's ("runes carved for
-    my brother" is no fortune read)."""
+def _fits_better(text: str, weighed: list) -> list:
+    """The first action of `weighed` (each (evidence, row, action), best first) goes after another of the
+    character's that also asks and fits the line better, when the first takes no arguments (it is asked for by its
+    likeness alone, and nothing checks the line against it): the other carries a message the line quotes ("a
+    rune-stick for Imre, saying 'I will come back'"), or the line uses the other's own words and none of the first's
+    ("runes carved for my brother" is no fortune read). (Between two actions with arguments, a value named does not
+    decide: "my puppy Waffle his shots" names a food's value, and asks for an appointment.)"""
     if not weighed or (weighed[0][2].params.get("properties") or {}):
         return weighed
+    first_ev = weighed[0][0]
     quotes = bool(QUOTED.search(text) or SAYING.search(text))
 
     def fits(ev, action) -> bool:
         carries = any(isinstance(v, dict) and is_long(k, v) for k, v in (action.params.get("properties") or {}).items())
-        return ev.asks() and ((quotes and carries) or (ev.words > 0 and weighed[0][0].words == 0))
+        return ev.asks() and ((quotes and carries) or (ev.words > 0 and first_ev.words == 0))
 
     for i, (ev, _, action) in enumerate(weighed[1:], 1):
         if fits(ev, action):
@@ -208,10 +210,10 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     if not weighed:
         return None, "", None
     first = weighed[0][2]
-    weighed = _carries_the_message(text, weighed)
+    weighed = _fits_better(text, weighed)
     ev, at, action = weighed[0]
     lead = ev.rank() - weighed[1][0].rank() if len(weighed) > 1 and weighed[1][0].asks() else 1.0
-    lead = lead if action is first else 1.0  # (the message decided it)
+    lead = lead if action is first else 1.0  # (the better fit decided it)
     turn.context["action_scores"] = {a.name: round(e.cosine, 3) for e, _, a in weighed}
     turn.context["action_router"] = round(ev.p_action, 3)
     turn.context["action_evidence"] = {"request": ev.is_request, "words": ev.words, "named": ev.named}

@@ -1488,11 +1488,11 @@ def test_a_yes_no_parameter_is_said_in_its_verbs_forms_and_want_is_no_negation()
     assert _yes_no("cabin", "we dont want a cabin") is False
 
 
-def test_an_action_without_arguments_goes_after_one_that_fits_the_line_better():
+def test_an_action_goes_after_another_that_fits_the_line_better():
     from types import SimpleNamespace
 
     from app.action_detect import Evidence
-    from app.action_turn import _carries_the_message
+    from app.action_turn import _fits_better
 
     fortune = SimpleNamespace(name="read_fortune", params={"type": "object", "properties": {}})
     carve = SimpleNamespace(name="carve_runes", params={"type": "object", "properties": {
@@ -1500,13 +1500,18 @@ def test_an_action_without_arguments_goes_after_one_that_fits_the_line_better():
     close, far = Evidence(0.56, 0.9, True, 0, False), Evidence(0.40, 0.9, True, 0, False)
     weighed = [(close, 0, fortune), (far, 0, carve)]
     quoted = "A rune-stick for Ingrid, please, saying 'I will come back before midwinter'."
-    assert [a.name for _, _, a in _carries_the_message(quoted, weighed)] == ["carve_runes", "read_fortune"]
-    assert _carries_the_message("Read the runes for me.", weighed) == weighed  # nothing else fits better
+    assert [a.name for _, _, a in _fits_better(quoted, weighed)] == ["carve_runes", "read_fortune"]
+    assert _fits_better("Read the runes for me.", weighed) == weighed  # nothing else fits better
     own = Evidence(0.40, 0.9, True, 1, False)  # "runes carved for my brother": the other's own word
-    assert _carries_the_message("I want runes carved for my brother.", [(close, 0, fortune), (own, 0, carve)])[0][2] \
-        is carve
+    assert _fits_better("I want runes carved for my brother.", [(close, 0, fortune), (own, 0, carve)])[0][2] is carve
     idle = Evidence(0.30, 0.05, False, 0, False)  # the other does not ask: the first stays
-    assert _carries_the_message(quoted, [(close, 0, fortune), (idle, 0, carve)])[0][2] is fortune
+    assert _fits_better(quoted, [(close, 0, fortune), (idle, 0, carve)])[0][2] is fortune
+    lesson = SimpleNamespace(name="teach_skill", params={"type": "object", "properties": {
+        "skill": {"enum": ["swordplay", "spear throwing"]}}})
+    blade = SimpleNamespace(name="forge_blade", params={"type": "object", "properties": {
+        "item": {"enum": ["sword", "spearhead"]}, "job": {"enum": ["forge", "mend"]}}})
+    line = "Can you do something with my spearhead?"  # between two actions with arguments, a value does not decide
+    assert _fits_better(line, [(close, 0, lesson), (far, 0, blade)])[0][2] is lesson
 
 
 def test_a_parameter_that_names_nothing_takes_what_the_player_describes():
@@ -1531,3 +1536,27 @@ def test_a_parameter_that_names_nothing_takes_what_the_player_describes():
     assert extract_args(letter, "send a letter to my aunt") == {}
     boat = {"type": "object", "properties": {"boat": {"type": "string", "description": "the boat's name"}}}
     assert extract_args(boat, "haul out the old blue boat") == {}
+
+
+def test_a_recipient_named_outside_the_message_and_in_it_too_or_before_a_message_in_lower_case():
+    runes = {"type": "object", "properties": {
+        "text": {"type": "string", "maxLength": 300, "description": "the words to carve"},
+        "recipient": {"type": "string", "minLength": 2, "maxLength": 60,
+                      "description": "the person the runes are for or in memory of"}}}
+    got = extract_args(runes, "In memory of my father Eyvind, carve these words: 'Eyvind the seafarer, who feared "
+                              "nothing'.")
+    assert got == {"text": "Eyvind the seafarer, who feared nothing", "recipient": "Eyvind"}
+    got = extract_args(runes, "rune stick for my brother orm saying come home before the ice")
+    assert got == {"text": "come home before the ice", "recipient": "orm"}
+    assert extract_args(runes, "tell Ada that Bo is late") == {"text": "Bo is late", "recipient": "Ada"}
+    assert "recipient" not in extract_args(runes, "Carve 'Toki owns this comb' into my comb.")  # named only in it
+
+
+def test_a_value_before_s_and_a_state_is_said_and_before_an_owned_thing_is_an_owner():
+    blade = {"type": "object", "properties": {"item": {"enum": ["sword", "axe", "spearhead"]},
+                                              "job": {"enum": ["forge", "mend", "sharpen"]}}}
+    assert extract_args(blade, "my spearhead's bent from a boar hunt, mend it?") == {"item": "spearhead", "job": "mend"}
+    assert extract_args(blade, "my sword's bent, mend it") == {"item": "sword", "job": "mend"}
+    assert "item" not in extract_args(blade, "the axe's owner wants it back")  # an owner's "'s"
+    room = {"type": "object", "properties": {"room": {"enum": ["front room", "back room"]}}}
+    assert extract_args(room, "That front room's draughty as a barn.") == {}  # an adjective: a complaint's "'s"
