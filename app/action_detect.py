@@ -149,7 +149,6 @@ def informs(cues: Cues, clause: str) -> bool:
         or (len(sentences) == 1 and told(sentences[0], cues))  # (a story beside a request: the request's clause)
 
 
-
 def own_order(cues: Cues, clause: str, own: frozenset[str], values: bool) -> bool:
     """A phrase that usually asks for information ("teach me", "show me how") is an order when its verb is one only
     this action's declaration uses and the clause names one of the action's values: "teach me axe fighting" to a
@@ -163,6 +162,7 @@ def own_order(cues: Cues, clause: str, own: frozenset[str], values: bool) -> boo
     if not any(hits) or any(h is not None and not stems(h) & own for h in hits):
         return False
     return not (len(sentences) == 1 and told(sentences[0], cues))
+
 
 _SUBJECTS = frozenset("i he she they we it someone somebody everyone everybody nobody".split())
 _DETERMINERS = frozenset("my his her their our your the a an that this some one".split())
