@@ -903,8 +903,8 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                                 break
                         if name in args:
                             continue
-                head = [w for w in norm(f"{name.replace('_', ' ')} {schema.get('description') or ''}").split()
-                        if w not in _STOP][:2]  # ("the wound ..., in the player's words": no person's)
+                head = [w for w in _about(name, schema).split() if w not in _STOP][:2]  # ("the wound ..., in the
+                # player's words": no person's)
                 if not (person or animal or to_whom or pet or _HUMAN.search(" ".join(head)) or _message(name, schema)
                         or _THING.search(_about(name, schema)) or re.search(r"\bnames?\b", _about(name, schema))):
                     for cand in described(text, never):

@@ -162,8 +162,10 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
         for i in range(len(parts)):  # an order said as a noun phrase ("adult pass for a week") asks too
             ordered = asked[i] or (not questions[i] and terse(parts[i], action, declared[action.name]))
             question = questions[i]
-            if question and own_order(engine.cues, parts[i], words[action.name], _names_value(action, parts[i])):
-                ordered, question = True, False  # "teach me axe fighting", to a character who teaches it
+            # "teach me axe fighting", to a character who teaches it (the values, an extraction, read last)
+            if question and own_order(engine.cues, parts[i], words[action.name], True) and \
+                    _names_value(action, parts[i]):
+                ordered, question = True, False
             if i == 0 and statement and not ordered and terse(statement, action, declared[action.name]):
                 ordered, question = True, False
             ev = Evidence(float(rows[i]), p_action(i), ordered, len(said[i] & words[action.name]),
