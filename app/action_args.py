@@ -356,7 +356,7 @@ def _possessive(text: str, value: object) -> bool:
 
 def _says_a_state(after: str) -> bool:
     """"'s" before a verb's irregular participle ("my spearhead's bent", "the sail's torn"): "is", not an owner's
-    "'s" ("the boat's owner"). (Not before an adjective: "That front room's draughty as a barn" names no room to
+    "'s" ("the boat's owner"). (Not before an adjective: "That back room's draughty as a cellar" names no room to
     rent; a complaint.)"""
     from lemminflect import getAllLemmas
 
@@ -561,7 +561,7 @@ def _unknown_names(text: str, to_whom: bool = False, exclude: set[str] = frozens
                 break
             run.append(w)
         if run and any(w in taken or any(_one_slip(w, x) for x in taken) for w in norm(" ".join(run)).split()):
-            continue  # (the name's own words, not the message's after it: "for my brother orm saying come home")
+            continue  # (the name's own words, not the message's after it: "for my brother tomek saying come home")
         if run:
             out.append(" ".join(run))
     return list(dict.fromkeys(out))
@@ -894,7 +894,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                     said = [v for k, v in args.items() if isinstance(v, str) and is_long(k, props.get(k) or {})]
                     outside = text
                     for v in said:  # a name the message says too, named outside it ("In memory of my father
-                        outside = outside.replace(v, " ")  # Eyvind, carve these words: 'Eyvind the seafarer'")
+                        outside = outside.replace(v, " ")  # Imre, carve these words: 'Imre the seafarer'")
                     if outside != text:
                         keep = exclude | enum_words | {str(v) for v in args.values() if v not in said} | vocatives(text)
                         for cand in _strings(outside, keep, False, True, name.replace("_", " "), person, unknown=True):

@@ -183,7 +183,7 @@ def _fits_better(text: str, weighed: list) -> list:
     likeness alone, and nothing checks the line against it): the other carries a message the line quotes ("a
     rune-stick for Imre, saying 'I will come back'"), or the line uses the other's own words and none of the first's
     ("runes carved for my brother" is no fortune read). (Between two actions with arguments, a value named does not
-    decide: "my puppy Waffle his shots" names a food's value, and asks for an appointment.)"""
+    decide: "my puppy Biscotti his shots" names a food's value, and asks for an appointment.)"""
     if not weighed or (weighed[0][2].params.get("properties") or {}):
         return weighed
     first_ev = weighed[0][0]
