@@ -354,9 +354,11 @@ class GroundingPolicy:
 
     def read(self, question: str, evidence: list[Evidence]) -> tuple[list[Evidence], bool]:
         """The evidence in the answer reader's order (its logit plus `reader_weight` times the selection score),
-        and whether the first may be said alone: the selection ranked it first too, and it holds `reader_alone` of
-        the softmax over them (on development worlds the reader alone, without the selection's agreement, cut more
-        answers: docs/benchmarks.md)."""
+        and whether the first may be said alone: the selection ranked it first too, it holds `reader_alone` of the
+        softmax over them (on development worlds the reader alone, without the selection's agreement, cut more
+        answers: docs/benchmarks.md), and a question of a type (who, when, how many) finds a name or number of that
+        type in it ("When was the statue put up?" / "A bronze statue ... stands beside the station." is not said
+        alone: the next sentence, "It was unveiled in 1999", holds the answer)."""
         import numpy as np
 
         from app.reader import load_reader
@@ -368,7 +370,8 @@ class GroundingPolicy:
         score = np.array(logits) + g.reader_weight * np.array([e.score for e in evidence])
         order = sorted(range(len(evidence)), key=lambda i: (-score[i], i))
         p = np.exp(score - score.max())
-        sure = g.reader_alone is not None and order[0] == 0 and float(p[0] / p.sum()) >= g.reader_alone
+        sure = g.reader_alone is not None and order[0] == 0 and float(p[0] / p.sum()) >= g.reader_alone and (
+            self.cues.answer_type(question) is None or bool(self.selector.answer_tokens(question, evidence[0])))
         return [evidence[i] for i in order], sure
 
     def frame_fault(self, spec: NpcSpec, question: str, lead: str, evidence: list[Evidence]) -> str | None:

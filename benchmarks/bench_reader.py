@@ -3,9 +3,11 @@
 run through `eval facts` (app/evaluation/facts.py) with the shipped order (`rank`) and with `answer_order: reader`.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_reader.py \
-        --folds eterna,station,clinic kestrel,alpine,ember ridge,outback,yuzu [--alone P] [--out DIR]
+        --folds eterna,station,clinic kestrel,alpine,ember ridge,outback,yuzu [--alone P] [--out DIR] \
+        [--facts facts.jsonl facts_phrased.jsonl gated.jsonl gated_phrased.jsonl]
 
-A fold is a comma-separated list of config names under configs/ (eterna = the Library). Printed, one JSON line per
+A fold is a comma-separated list of config names under configs/ (eterna = the Library); `--facts` names the files
+the readers train on (`eterna train reader --facts`; default facts.jsonl). Printed, one JSON line per
 world and a last `all` line: gold in reply, answer first, words p50 / p90, for `rank` and `reader`, over the
 world's `paths.eval/facts.jsonl`, as `eval facts` counts them (the `all` line pools the in-scope replies). The
 readers are written under --out (default a temporary folder), with every reply (`replies-<world>-<order>.jsonl`).
@@ -26,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from app.config import EternaConfig, GroundingConfig  # noqa: E402
 from app.dialogue import DialogueEngine  # noqa: E402
 from app.evaluation.facts import facts_report, load_fact_items, quality_figures  # noqa: E402
-from app.recipes.reader import question_rows  # noqa: E402
+from app.recipes.reader import world_rows  # noqa: E402
 from retrieval.embeddings import resolve_embedder  # noqa: E402
 from tuning.reader import ReaderRecipe, train_reader  # noqa: E402
 
@@ -49,6 +51,7 @@ def main() -> None:
                     help=f"grounding.reader_alone (default {shipped.reader_alone}; none: never one sentence alone)")
     ap.add_argument("--weight", type=float, default=shipped.reader_weight, help="grounding.reader_weight")
     ap.add_argument("--out", help="folder for the fold readers (default: a temporary one)")
+    ap.add_argument("--facts", nargs="+", default=["facts.jsonl"], help="the files the readers train on")
     ap.add_argument("--reuse", action="store_true", help="keep a fold reader already in --out (another --alone or "
                                                          "--weight on the same readers)")
     args = ap.parse_args()
@@ -56,7 +59,7 @@ def main() -> None:
     folds = [f.split(",") for f in args.folds]
     configs = {n: REPO / "configs" / f"{n}.yaml" for f in folds for n in f}
     need = [i for i in range(len(folds)) if not (args.reuse and (out / f"fold{i}" / "adapter_config.json").is_file())]
-    rows = {n: question_rows(p, "facts.jsonl") for n, p in configs.items()} if need else {}
+    rows = {n: world_rows(p, args.facts) for n, p in configs.items()} if need else {}
     pool: dict[str, list] = {"rank": [], "reader": []}
     for i, fold in enumerate(folds):
         train = [r for n in rows if n not in fold for r in rows[n]]

@@ -21,8 +21,9 @@ CANDIDATES = 5  # evidence sentences a question is read against (the selection's
 def options(sp) -> None:
     sp.add_argument("--worlds", nargs="+", metavar="CONFIG",
                     help="world configs whose fact questions train (default: --config's world)")
-    sp.add_argument("--facts", default="facts.jsonl",
-                    help="the fact questions' file in each world's paths.eval (default facts.jsonl)")
+    sp.add_argument("--facts", nargs="+", default=["facts.jsonl"], metavar="NAME",
+                    help="the fact questions' files in each world's paths.eval (default facts.jsonl); a world "
+                         "that lacks one of several is read from the others, a question asked twice counts once")
     sp.add_argument("--out", help="reader folder (default: paths.adapters/reader)")
 
 
@@ -58,13 +59,35 @@ def question_rows(config_path: Path, facts: str) -> list[dict]:
     return rows
 
 
+def world_rows(config_path: Path, files: list[str]) -> list[dict]:
+    """question_rows over several facts files of one world: the files it has (at least one), each question once
+    (gated files ask one question under several states; only those whose gate is open are read)."""
+    from app.config import EternaConfig
+
+    if len(files) == 1:
+        return question_rows(config_path, files[0])
+    cfg = EternaConfig.load(Path(config_path))
+    have = [f for f in files if cfg.paths.eval is not None and (cfg.paths.eval / f).is_file()]
+    if not have:
+        raise EternaError(f"{config_path}: none of {', '.join(files)} in paths.eval; give a world with an eval "
+                          "folder, or other --facts names")
+    rows, seen = [], set()
+    for f in have:
+        for r in question_rows(config_path, f):
+            key = " ".join(r["question"].lower().split())
+            if key not in seen:
+                seen.add(key)
+                rows.append(r)
+    return rows
+
+
 def train(cfg, args, recipe: ReaderRecipe) -> tuple[dict, str]:
     from app.cli.common import main_rank
     from retrieval.embeddings import resolve_embedder
     from tuning.reader import train_reader
 
     worlds = [Path(w) for w in args.worlds] if args.worlds else [Path(args.config)]
-    rows = [r for w in worlds for r in question_rows(w, args.facts)]
+    rows = [r for w in worlds for r in world_rows(w, args.facts)]
     out = Path(args.out) if args.out else cfg.paths.adapters / "reader"
     spec = cfg.models.embedder
     sources = {"worlds": [w.name for w in worlds], "facts": args.facts}

@@ -10,7 +10,7 @@ from app.cues import Cues
 from app.grounding import Evidence, EvidenceSelector, GroundingPolicy
 from app.reader import CrossEncoderReader, load_reader, resolve_reader
 from retrieval.embeddings import resolve_embedder
-from retrieval.errors import ModelNotFoundError
+from retrieval.errors import EternaError, ModelNotFoundError
 from tuning.adapters import ADAPTER_MANIFEST
 from tuning.reader import ReaderRecipe, train_reader, useful
 
@@ -89,7 +89,8 @@ def test_a_fact_reply_says_the_readers_sentence_first_and_alone_when_both_judges
                 for i, j in enumerate(order)]
 
     def policy(**g):
-        grounding = GroundingConfig(answer_order="reader", reader=str(reader_dir), reader_weight=0.0, **g)
+        grounding = GroundingConfig(**{"answer_order": "reader", "reader": str(reader_dir), "reader_weight": 0.0,
+                                       **g})
         return GroundingPolicy(EternaConfig(grounding=grounding), EvidenceSelector(embedder, Cues.load()),
                                Cues.load(), None)
 
@@ -103,6 +104,17 @@ def test_a_fact_reply_says_the_readers_sentence_first_and_alone_when_both_judges
     gold_first = evidence([1, 0, 2])
     assert policy(reader_alone=0.01).extract(npc, gold_first, row["question"]) == gold  # both agree: alone
     assert policy(reader_alone=None).extract(npc, gold_first, row["question"]).startswith(f"{gold} ")
+    # a question of a type (when, how many) is not answered alone by a sentence without a name or number of it,
+    # however sure the reader and the selection are (the selection's order kept by a large weight)
+    sure_order = policy(reader_alone=0.01, reader_weight=1000.0)
+    when = "When was the clock built?"
+    built = Evidence("It was built in 1712 by the clockmaker Oriol Santpere.", "c9", "d", "The Clock", 0.9)
+    topic = Evidence(TOPIC[1], "c0", "d", TOPIC[0], 1.0)
+    assert sure_order.read(when, [topic, built]) == ([topic, built], False)
+    assert sure_order.extract(npc, [topic, built], when) == f"{TOPIC[1]} {built.text}"
+    hours = Evidence("Its face shows thirteen hours.", "c2", "d", "The Clock", 1.1)
+    assert sure_order.read("How many hours are on the clock's face?", [hours, topic]) == ([hours, topic], True)
+    assert sure_order.read("Is the clock admired?", [topic, built]) == ([topic, built], True)  # no type asked
     # the rank order, unchanged, when the reader is not asked for
     rank = GroundingPolicy(EternaConfig(), EvidenceSelector(embedder, Cues.load()), Cues.load(), None)
     assert rank.extract(npc, topic_first, row["question"]) == f"{TOPIC[1]} {gold}"
@@ -115,6 +127,12 @@ def test_readers_bad_inputs_name_the_fix(tmp_path):
         train_reader([ROWS[-1]], resolve_embedder(SPEC), tmp_path / "r", ReaderRecipe(), base_spec=SPEC,
                      sources={}, log=lambda msg: None)
     assert not (tmp_path / "r").exists()
+    # several facts files: a world with none of them is named, with the fix (the config only is read)
+    from app.recipes.reader import world_rows
+    from tests.conftest import REPO
+
+    with pytest.raises(EternaError, match=r"kestrel\.yaml: none of nope\.jsonl, nada\.jsonl in paths\.eval"):
+        world_rows(REPO / "configs" / "kestrel.yaml", ["nope.jsonl", "nada.jsonl"])
 
 
 def test_the_shipped_reader_loads_and_was_not_trained_on_the_sealed_world():
