@@ -197,6 +197,8 @@ class EvidenceSelector:
 _NEGATION = re.compile(r"\b(?:not|no|never|nothing|none|nobody|nowhere|neither|nor|cannot)\b|n['’]t\b", re.I)
 _SEPARATOR = re.compile(r"(,\s+|;\s+|\s+[—–]\s+|\s+--\s+)")
 _PAREN = re.compile(r"\s*\([^()]*\)")
+# a sentence that opens by referring back ("Its reflector is 64 metres across."): it goes on from another sentence
+_REFERS_BACK = re.compile(r"^[\"'“‘(]*(?:it|its|it's|it’s|he|his|she|her|they|their|this|these|those)\b", re.I)
 
 
 def _n_words(text: str) -> int:
@@ -356,9 +358,10 @@ class GroundingPolicy:
         """The evidence in the answer reader's order (its logit plus `reader_weight` times the selection score),
         and whether the first may be said alone: the selection ranked it first too, it holds `reader_alone` of the
         softmax over them (on development worlds the reader alone, without the selection's agreement, cut more
-        answers: docs/benchmarks.md), and a question of a type (who, when, how many) finds a name or number of that
+        answers: docs/benchmarks.md), a question of a type (who, when, how many) finds a name or number of that
         type in it ("When was the statue put up?" / "A bronze statue ... stands beside the station." is not said
-        alone: the next sentence, "It was unveiled in 1999", holds the answer)."""
+        alone: the next sentence, "It was unveiled in 1999", holds the answer), and the next sentence does not open
+        by referring back to something ("Its reflector is 64 metres across.")."""
         import numpy as np
 
         from app.reader import load_reader
@@ -371,7 +374,8 @@ class GroundingPolicy:
         order = sorted(range(len(evidence)), key=lambda i: (-score[i], i))
         p = np.exp(score - score.max())
         sure = g.reader_alone is not None and order[0] == 0 and float(p[0] / p.sum()) >= g.reader_alone and (
-            self.cues.answer_type(question) is None or bool(self.selector.answer_tokens(question, evidence[0])))
+            self.cues.answer_type(question) is None or bool(self.selector.answer_tokens(question, evidence[0]))) \
+            and not _REFERS_BACK.match(evidence[order[1]].text)
         return [evidence[i] for i in order], sure
 
     def frame_fault(self, spec: NpcSpec, question: str, lead: str, evidence: list[Evidence]) -> str | None:

@@ -113,8 +113,16 @@ def test_a_fact_reply_says_the_readers_sentence_first_and_alone_when_both_judges
     assert sure_order.read(when, [topic, built]) == ([topic, built], False)
     assert sure_order.extract(npc, [topic, built], when) == f"{TOPIC[1]} {built.text}"
     hours = Evidence("Its face shows thirteen hours.", "c2", "d", "The Clock", 1.1)
-    assert sure_order.read("How many hours are on the clock's face?", [hours, topic]) == ([hours, topic], True)
-    assert sure_order.read("Is the clock admired?", [topic, built]) == ([topic, built], True)  # no type asked
+    benches = Evidence("Readers sit on green benches.", "c5", "d", "Benches", 0.9)
+    assert sure_order.read("How many hours are on the clock's face?", [hours, benches]) == ([hours, benches], True)
+    assert sure_order.read("Is the clock admired?", [topic, benches]) == ([topic, benches], True)  # no type asked
+    # nor when the next sentence goes on from another one ("Its ...", "It ...", "They ...")
+    small = Evidence("A second dish of 9 metres sits on the mast.", "c3", "d", "Dishes", 1.0)
+    for goes_on in ("Its reflector is 64 metres across.", "It was finished in 2374.", "‘They call it the Ear.’"):
+        nxt = Evidence(goes_on, "c4", "d", "Dishes", 0.9)
+        assert sure_order.read("How big across is the dish?", [small, nxt]) == ([small, nxt], False), goes_on
+    items = Evidence("Items of 64 metres are rare.", "c4", "d", "Dishes", 0.9)  # a word that only starts so
+    assert sure_order.read("How big across is the dish?", [small, items]) == ([small, items], True)
     # the rank order, unchanged, when the reader is not asked for
     rank = GroundingPolicy(EternaConfig(), EvidenceSelector(embedder, Cues.load()), Cues.load(), None)
     assert rank.extract(npc, topic_first, row["question"]) == f"{TOPIC[1]} {gold}"
