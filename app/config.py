@@ -194,7 +194,7 @@ class GroundingConfig(_Strict):
                           "answer type or the question's words, so more fit (shorter, but loses answers and reads "
                           "less well on the development worlds; see docs/benchmarks.md)")
     answer_order: Literal["rank", "sentence", "reader"] = Field(
-        "rank", description="the order an extracted reply says its sentences in: `rank`, the selection's; "
+        "reader", description="the order an extracted reply says its sentences in: `rank`, the selection's; "
         "`sentence`, the one whose own words are closest to the question first (the same sentences; answer first "
         "in more replies on one development world, fewer on the other: docs/benchmarks.md); `reader`, the answer "
         "reader's (grounding.reader) first, said alone when the reader is sure (grounding.reader_alone)")

@@ -123,8 +123,10 @@ def test_a_fact_reply_says_the_readers_sentence_first_and_alone_when_both_judges
         assert sure_order.read("How big across is the dish?", [small, nxt]) == ([small, nxt], False), goes_on
     items = Evidence("Items of 64 metres are rare.", "c4", "d", "Dishes", 0.9)  # a word that only starts so
     assert sure_order.read("How big across is the dish?", [small, items]) == ([small, items], True)
-    # the rank order, unchanged, when the reader is not asked for
-    rank = GroundingPolicy(EternaConfig(), EvidenceSelector(embedder, Cues.load()), Cues.load(), None)
+    # the rank order, unchanged, when asked for (the reader is the default)
+    assert GroundingConfig().answer_order == "reader"
+    rank = GroundingPolicy(EternaConfig(grounding=GroundingConfig(answer_order="rank")),
+                           EvidenceSelector(embedder, Cues.load()), Cues.load(), None)
     assert rank.extract(npc, topic_first, row["question"]) == f"{TOPIC[1]} {gold}"
 
 
