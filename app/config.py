@@ -202,9 +202,12 @@ class GroundingConfig(_Strict):
                         "`builtin:answer-reader` (shipped, adapters/reader) or a folder `eterna train reader` wrote")
     reader_weight: float = Field(3.0, ge=0, description="with answer_order `reader`: weight of the selection's own "
                                  "score added to the reader's logit")
+    reader_candidates: int = Field(5, ge=1, le=20, description="with answer_order `reader`: the selection's best "
+                                   "sentences the reader reads (at least evidence_sentences are selected); the reply "
+                                   "says at most extract_sentences of them")
     reader_alone: float | None = Field(0.98, gt=0, le=1, description="with answer_order `reader`: the best sentence "
                                        "is said alone when the selection ranked it first too and the reader gives "
-                                       "it this share of the probability over the evidence (null: always "
+                                       "it this share of the probability between it and the next best (null: always "
                                        "grounding.extract_sentences)")
     frame: Literal["markers", "adapter"] = Field(
         "markers", description="the voice around an extracted fact reply: `markers`, the character's voice markers; "

@@ -309,7 +309,8 @@ class GroundingPolicy:
         r = self.config.retrieval
         found = self.retriever.search(index, text, qvec, r.k, spec.scope(chapter, state))
         hits = [h for h in found if h.score >= r.min_score]
-        evidence = self.selector.select(text, qvec, hits, g.evidence_sentences, whole_chunks=g.whole_chunks)
+        n = max(g.evidence_sentences, g.reader_candidates) if g.answer_order == "reader" else g.evidence_sentences
+        evidence = self.selector.select(text, qvec, hits, n, whole_chunks=g.whole_chunks)
         if evidence and not g.whole_chunks and (
                 evidence[0].score < g.min_evidence
                 or self.hidden_answers_better(text, qvec, evidence[0], unfiltered)):
@@ -339,26 +340,37 @@ class GroundingPolicy:
         shared = topic_words(question) & content_words(best.text)
         return len(shared) >= need and bool(self.selector.answer_tokens(question, best))
 
-    def extract(self, spec: NpcSpec, evidence: list[Evidence], question: str, lead: str = "") -> str:
+    def said(self, question: str, evidence: list[Evidence]) -> list[Evidence]:
+        """The evidence sentences an extract says, in the order it says them, at most `extract_sentences`: the
+        selection's first (`rank`), the same reordered (`sentence`), or the reader's best of all it is given (up to
+        `reader_candidates`), alone when it is sure (`reader`)."""
+        g = self.config.grounding
+        n = g.extract_sentences
+        if g.answer_order == "reader":
+            evidence, alone = self.read(question, evidence[: max(n, g.reader_candidates)])
+            return evidence[: 1 if alone else n]
+        if g.answer_order == "sentence":
+            return self.selector.answer_order(question, evidence[:n])
+        return evidence[:n]
+
+    def extract(self, spec: NpcSpec, evidence: list[Evidence], question: str, lead: str = "",
+                chosen: bool = False) -> str:
         """The answer-first extract (compose_answer) in the character's markers, all within max_words (`lead`, a
-        checked lead-in of the character's own, goes before it and is not counted)."""
+        checked lead-in of the character's own, goes before it and is not counted). `chosen`: `evidence` is already
+        what `said` returned."""
         g, m = self.config.grounding, spec.markers
         frame = sum(len(x[0].split()) for x in (m.opens, m.closes) if x) if m else 0
         budget = None if g.max_words is None else max(8, g.max_words - frame)
-        n = g.extract_sentences
-        if g.answer_order == "sentence":
-            evidence = self.selector.answer_order(question, evidence[: g.extract_sentences])
-        elif g.answer_order == "reader":
-            evidence, alone = self.read(question, evidence)
-            n = 1 if alone else n
-        answer = compose_answer(question, evidence, self.selector, budget, n, clauses=g.clauses)
+        said = evidence if chosen else self.said(question, evidence)
+        answer = compose_answer(question, said, self.selector, budget, len(said), clauses=g.clauses)
         return in_voice(spec, f"{lead} {answer}".strip())
 
     def read(self, question: str, evidence: list[Evidence]) -> tuple[list[Evidence], bool]:
         """The evidence in the answer reader's order (its logit plus `reader_weight` times the selection score),
         and whether the first may be said alone: the selection ranked it first too, it holds `reader_alone` of the
-        softmax over them (on development worlds the reader alone, without the selection's agreement, cut more
-        answers: docs/benchmarks.md), a question of a type (who, when, how many) finds a name or number of that
+        probability between it and the next best (reading more candidates does not make it less sure; on
+        development worlds the reader alone, without the selection's agreement, cut more answers:
+        docs/benchmarks.md), a question of a type (who, when, how many) finds a name or number of that
         type in it ("When was the statue put up?" / "A bronze statue ... stands beside the station." is not said
         alone: the next sentence, "It was unveiled in 1999", holds the answer), and the next sentence does not open
         by referring back to something ("Its reflector is 64 metres across.")."""
@@ -373,9 +385,10 @@ class GroundingPolicy:
         score = np.array(logits) + g.reader_weight * np.array([e.score for e in evidence])
         order = sorted(range(len(evidence)), key=lambda i: (-score[i], i))
         p = np.exp(score - score.max())
-        sure = g.reader_alone is not None and order[0] == 0 and float(p[0] / p.sum()) >= g.reader_alone and (
-            self.cues.answer_type(question) is None or bool(self.selector.answer_tokens(question, evidence[0]))) \
-            and not _REFERS_BACK.match(evidence[order[1]].text)
+        nxt = order[1]
+        typed = self.cues.answer_type(question) is None or bool(self.selector.answer_tokens(question, evidence[0]))
+        sure = (g.reader_alone is not None and order[0] == 0 and float(p[0] / (p[0] + p[nxt])) >= g.reader_alone
+                and typed and not _REFERS_BACK.match(evidence[nxt].text))
         return [evidence[i] for i in order], sure
 
     def frame_fault(self, spec: NpcSpec, question: str, lead: str, evidence: list[Evidence]) -> str | None:
@@ -414,6 +427,6 @@ class GroundingPolicy:
             return reply, info
         if g.on_unsupported == "idk":
             return idk_line(spec, self.config.world), {**info, "answer": "idk"}
-        top = evidence[: g.extract_sentences]
-        return self.extract(spec, top, question), {**info, "answer": "extracted", "evidence": used[: len(top)],
-                                                   "generated": reply}
+        said = self.said(question, evidence)
+        return self.extract(spec, said, question, chosen=True), {
+            **info, "answer": "extracted", "evidence": [e.source() for e in said], "generated": reply}

@@ -175,10 +175,10 @@ def compose(engine: DialogueEngine, turn: Turn) -> None:
         turn.output, turn.grounding = engine.deflection(spec), {"answer": "deflected"}
     elif turn.grounded and (not turn.evidence or policy.mode(label) == "extract" or turn.flags):
         if turn.evidence:  # the best evidence sentences, in the character's voice markers: no generation
-            turn.evidence = turn.evidence[: g.extract_sentences]
+            turn.evidence = policy.said(turn.question or turn.text, turn.evidence)
             turn.grounding = {"answer": "extracted", "evidence": [e.source() for e in turn.evidence]}
             lead = _frame(engine, turn) if g.frame == "adapter" and not turn.flags else ""
-            turn.output = policy.extract(spec, turn.evidence, turn.question or turn.text, lead=lead)
+            turn.output = policy.extract(spec, turn.evidence, turn.question or turn.text, lead=lead, chosen=True)
         else:  # nothing this character may know answers the question
             turn.output, turn.grounding = engine.idk_line(spec), {"answer": "idk", "evidence": []}
     if turn.output is not None:
@@ -193,8 +193,8 @@ def compose(engine: DialogueEngine, turn: Turn) -> None:
     turn.backend = engine.npc_backend(spec, turn.use_adapter)
     turn.head, turn.instructions = prompt_heads(spec, label, config.world, config.prompts, bool(turn.flags))
     report: dict = {}
-    turn.messages, turn.evidence = build_messages(
-        spec, label, turn.evidence, history, turn.text, turn.backend.count_tokens,
+    turn.messages, turn.evidence = build_messages(  # a prompt shows evidence_sentences (the reader reads more)
+        spec, label, turn.evidence[: g.evidence_sentences], history, turn.text, turn.backend.count_tokens,
         gen_cfg.context_tokens - gen_cfg.max_new_tokens, world=config.world, prompts=config.prompts,
         guarded=bool(turn.flags), summary="\n\n".join(x for x in (summary, turn.aloud) if x), report=report,
         head=turn.head)

@@ -123,6 +123,16 @@ def test_a_fact_reply_says_the_readers_sentence_first_and_alone_when_both_judges
         assert sure_order.read("How big across is the dish?", [small, nxt]) == ([small, nxt], False), goes_on
     items = Evidence("Items of 64 metres are rare.", "c4", "d", "Dishes", 0.9)  # a word that only starts so
     assert sure_order.read("How big across is the dish?", [small, items]) == ([small, items], True)
+    # the reader reads up to reader_candidates sentences, more than the reply says: an answer third in the
+    # selection's order comes first; read only as far as extract_sentences, it cannot
+    row3 = ROWS[1]
+    three = [Evidence(t, f"c{j}", "d", title, 1.0 - 0.01 * j) for j, (title, t) in enumerate(row3["candidates"])]
+    said = policy(reader_candidates=5).said(row3["question"], three)
+    assert said[0].text == "Its face shows thirteen hours." and len(said) == 2
+    assert "Its face shows thirteen hours." not in [e.text for e in policy(reader_candidates=1).said(
+        row3["question"], three)]
+    assert policy(reader_candidates=5).extract(npc, said, row3["question"], chosen=True) == " ".join(
+        e.text for e in said)  # chosen: said as given, not read again
     # the rank order, unchanged, when asked for (the reader is the default)
     assert GroundingConfig().answer_order == "reader"
     rank = GroundingPolicy(EternaConfig(grounding=GroundingConfig(answer_order="rank")),
