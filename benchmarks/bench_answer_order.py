@@ -4,7 +4,8 @@
         --file corpora/kestrel/eval/facts.jsonl [--index DIR] [--evidence OUT.jsonl]
 
 Every in-scope fact question goes through `DialogueEngine.say` with extraction on both routes (no generation) and
-the 5 best evidence sentences kept, so the turn's evidence is the shipped selector's. Printed, one JSON line each:
+the 5 best evidence sentences kept in the selection's order (`answer_order: rank`), so the turn's evidence is the
+shipped selector's. Printed, one JSON line each:
   - `ceiling`: the share of extracted questions whose gold answer is in the best sentence, in one of the best 2,
     in one of the best 5;
   - one line per ordering of the best N sentences (N = 2, 3): the gold rate of a reply that says the ordering's first
@@ -58,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = EternaConfig.load(Path(args.config))
     g = cfg.grounding.model_copy(update={"evidence_sentences": 8, "extract_sentences": 5, "answer": "extract",
-                                         "answer_both": "extract"})
+                                         "answer_both": "extract", "answer_order": "rank"})
     paths = cfg.paths.model_copy(update={"index": Path(args.index).resolve()}) if args.index else cfg.paths
     engine = DialogueEngine.from_settings(cfg.model_copy(update={"grounding": g, "paths": paths}))
     docs = {c.doc: c for c in engine.index.chunks}
