@@ -45,12 +45,16 @@ _SPELT_TITLES = ("captain colonel major general lieutenant sergeant corporal adm
                  "sir dame lady lord").split()
 _TITLE = re.compile(r"\b(?:(?i:" + "|".join(sorted((a for a in ABBREVIATIONS if "." not in a), key=len, reverse=True))
                     + r")\.?|(?:" + "|".join(t.capitalize() for t in _SPELT_TITLES) + r"))\s+(?=[A-ZÁÉÍÓÚÑ])")
-_AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name(?: of)?|(?:by )?the name of|name of)\s+"
+_AFTER = re.compile(r"\b(?:named|called|titled|entitled|under the name(?: of)?|(?:by )?the name of|name of"
+                    r"|(?<=\bthe )name(?:['’]s| is| will be| should be)"  # "The name is Ana Ruiz"
+                    r"|(?:put|write|book|enter|sign|mark)\s+(?:it|me|us|him|her|them)\s+(?:down\s+)?as)\s+"
                     r"(?:the\s+|a\s+|an\s+|my\s+)?"
                     r"([\w’'-]+(?:\s+[\w’'-]+){0,3})", re.I)
 SAYING = re.compile(r"(?:(?<!\bto)(?<!\bto )(?<!\bdear)(?<!\bdear ):"  # ("to: Ada Ruiz" names, it says nothing)
                      r"|(?<!\bis )(?<!\bwas )(?<!['’]s )\bthat"  # ("is that a word?": a demonstrative)
-                     r"|(?:^|(?<=[.!?]\s))\W*(?:and\s+)?say(?: that)?|\bsay(?:ing|in['’]?)"  # ("Say he's better.")
+                     r"|(?:^|(?<=[.!?]\s))\W*(?:(?:and|just|then|so|please)\s+)?say(?: that)?"  # ("Just say ...")
+                     r"|\bsay(?:ing|in['’]?)"  # ("Say he's better.")
+                     r"|(?<=\w)\s+[–—-]{1,2}(?=\s)"  # "telegram to Ada Ruiz - the bells are ready": after a dash
                      r"|\btell (?:him|her|them|em|'em|(?:the|my|your|our) [a-z]+)(?: that)?)\s+"
                      r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*[.!?]?$", re.I)
 _LONG = {"message", "note", "text", "words", "letter", "content", "say", "said", "body"}
@@ -461,8 +465,12 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
         out = [*short, *names, *(q for q in quoted if q not in short)]
     out = [x if long else _bare(x) for x in out]  # a message keeps its article ("the parcel is late")
     bad_words = {w for x in bad for w in x.split()}  # "Captain Moreau" for a speaker named "Captain Ines Moreau"
+    # the name a line opens with, before a comma, that shares a word with the speaker's: it calls the listener
+    # ("Mastro Nicodemo, the wind snapped the mast ...", to Nicodemo Curcuruto)
+    called = {norm(m.group(1)) for m in _CALLED.finditer(text) if set(norm(m.group(1)).split()) & bad_words}
     return list(dict.fromkeys(y for y in out
-                              if norm(y) and norm(y) not in bad and not set(norm(y).split()) <= bad_words))
+                              if norm(y) and norm(y) not in bad and not set(norm(y).split()) <= bad_words
+                              and norm(y) not in called))
 
 
 def _relative(text: str, m: re.Match) -> bool:
@@ -553,6 +561,8 @@ def _unknown_names(text: str, to_whom: bool = False, exclude: set[str] = frozens
         words = re.match(r"[a-z][\w’'-]*(?:\s+[a-z][\w’'-]*){0,2}", text[m.end():])
         run = []
         for w in words.group(0).split() if words else []:
+            if w.casefold() in _WORDS:
+                break  # "for thirty days": a number, never a name
             known = _english(w) or w in _CHAT
             if run and (w in ENGLISH_STOP_WORDS or w in _LEADS_ON or w in _CHAT or
                         (known and ("NOUN" not in getAllLemmas(w) or _participle(w)))):
@@ -860,7 +870,8 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                 one = _as_type(schema, 1)
                 if one is not None and valid(schema, one) and _counts(name, schema) and per is None and \
                         ((_singular(text, args, props) and not _people(name, schema)) or
-                         (_said_once(text, things) and not (_people(name, schema) and _WE.search(text)))):
+                         (_said_once(text, things) and not (_people(name, schema) and _WE.search(text))) or
+                         _one_measure(text, name, schema)):
                     args[name] = one
         elif "string" in types:
             never = exclude | enum_words | {str(v) for v in args.values()} | vocatives(text)
@@ -1157,7 +1168,7 @@ def _singular(text: str, args: dict, props: dict) -> bool:
 
 _PAIR = re.compile(r"\b(?:(?:me|myself) (?:and|n|&) (?:my|our) [^\W\d_]+"
                    r"|(?:my|our) [^\W\d_]+ (?:and|n|&) (?:me|i|myself))\b", re.I)
-_SOLO = re.compile(r"\b(?:(?:just|only) (?:me|myself)|by myself|for myself(?! and)|on my own|solo|"
+_SOLO = re.compile(r"\b(?:(?:just|only) (?:for )?(?:me|myself)(?! and)|by myself|for myself(?! and)|on my own|solo|"
                    r"(?:travel(?:s|l?ing|led)?|go(?:es|ing)?|rid(?:es|ing)|com(?:es|ing)) alone)\b",
                    re.I)
 _PEOPLE = {"people", "person", "persons", "passenger", "passengers", "guest", "guests", "traveller", "travellers",
@@ -1257,6 +1268,17 @@ _PARTY = {"us", "people", "persons", "ppl", "pax", "heads"}  # words that count 
 def _people(name: str, schema: dict) -> bool:
     """A parameter that counts people ("how many passengers travel")."""
     return bool(set(_about(name, schema).split()) & _PEOPLE)
+
+
+def _one_measure(text: str, name: str, schema: dict) -> bool:
+    """One of the measures the parameter counts in, said with "a" ("a box of hooks", for a quantity of "boxes of
+    hooks or metres of canvas")."""
+    units = {w for w in _unit_words(name, schema) if w.endswith("s")}
+    for m in re.finditer(r"\b(?:a|an|one|single)\s+([^\W\d_]+)\s+of\b", text, re.I):
+        w = m.group(1).casefold()
+        if w not in _WORDS and ({w + "s", w + "es"} & units):
+            return True
+    return False
 
 
 def _said_once(text: str, things) -> bool:

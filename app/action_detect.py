@@ -142,11 +142,27 @@ def informs(cues: Cues, clause: str) -> bool:
     word), or a story of the past ("used to", "last night", "two days ago", "My father held the gate for years"): no
     action, however close to one it is. A time of the past after "since" is how long a state has lasted, not a story
     ("Get the vet, he hasn't eaten since yesterday")."""
+    from app.action_args import QUOTED
+
+    clause = QUOTED.sub('"…"', clause)  # a quoted message is not the player's own question or story
     sentences = typed_sentences(clause)
     told_when = cues.find("narration", clause)
     narrated = told_when is not None and re.search(rf"\bsince\s+{re.escape(told_when)}", clause, re.I) is None
-    return narrated or any(cues.find("inform", s) is not None for s in sentences) \
+    return narrated or any(_asks_to_know(cues, s) for s in sentences) \
         or (len(sentences) == 1 and told(sentences[0], cues))  # (a story beside a request: the request's clause)
+
+
+_HEAD = re.compile(r"\s*[,;:–—]\s*|\s+-+\s+")
+
+
+def _asks_to_know(cues: Cues, sentence: str) -> bool:
+    """The sentence asks for information, unless it opens with an order and only then says why: "throw the runes
+    for me, I need to know if I'll live through the winter"."""
+    if cues.find("inform", sentence) is None:
+        return False
+    head = _HEAD.split(sentence, maxsplit=1)[0]
+    return head == sentence or cues.find("inform", head) is not None or cues.find("request", head) is None \
+        or not imperative(cues, head)
 
 
 def own_order(cues: Cues, clause: str, own: frozenset[str], values: bool) -> bool:
@@ -182,7 +198,9 @@ def _past_only(word: str) -> bool:
     return any(w in getAllInflections(x, upos="VERB").get("VBD", ()) and x not in _STILL_ASKS for x in _lemmas(w))
 
 
-_AFTER_STORY = re.compile(r"[,;:]\s*|\s+(?:so|and|but|then)\s+", re.I)
+# ("so well", "so much": a degree, not "so" that goes on to ask)
+_AFTER_STORY = re.compile(r"[,;:]\s*|\s+(?:so(?!\s+(?:well|much|many|badly|good|bad|hard|fast|long|far|often|\w+ly)\b)"
+                          r"|and|but|then)\s+", re.I)
 
 
 def _asks_after(cues: Cues, sentence: str) -> bool:

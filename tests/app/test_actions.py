@@ -1560,3 +1560,50 @@ def test_a_value_before_s_and_a_state_is_said_and_before_an_owned_thing_is_an_ow
     assert "item" not in extract_args(blade, "the axe's owner wants it back")  # an owner's "'s"
     room = {"type": "object", "properties": {"room": {"enum": ["front room", "back room"]}}}
     assert extract_args(room, "That front room's draughty as a barn.") == {}  # an adjective: a complaint's "'s"
+
+
+def test_a_message_after_a_dash_or_just_say_a_name_given_as_the_name_and_a_measure_said_once():
+    got = extract_args(WIRE, "wire to Ada Ruiz - the bells are ready for the feast")
+    assert got == {"recipient": "Ada Ruiz", "message": "the bells are ready for the feast"}
+    assert extract_args(WIRE, "Just say the samples arrived intact.")["message"] == "the samples arrived intact"
+    assert "message" not in extract_args(WIRE, "Send a wire to Jean-Luc Marais.")  # a hyphen is no dash
+    booked = {"type": "object", "properties": {
+        "name": {"type": "string", "minLength": 2, "maxLength": 60, "description": "the name the permit is under"},
+        "days": {"type": "integer", "minimum": 1, "maximum": 30}}}
+    assert extract_args(booked, "Enter me for thirty days.") == {"days": 30}  # a number is never a name
+    assert extract_args(booked, "Thirty days. The name is Ada Ruiz.") == {"name": "Ada Ruiz", "days": 30}
+    assert extract_args(booked, "Write it down as Bo.")["name"] == "Bo"
+    supplies = {"type": "object", "properties": {
+        "item": {"enum": ["rope", "hooks"]},
+        "quantity": {"type": "integer", "minimum": 1, "maximum": 99,
+                     "description": "how many: coils of rope or boxes of hooks"}}}
+    assert extract_args(supplies, "a box of hooks and that's all") == {"item": "hooks", "quantity": 1}
+    assert extract_args(supplies, "some hooks") == {"item": "hooks"}  # no count said: asked for
+    boat = {"type": "object", "properties": {"boat": {"type": "string", "description": "the name of the boat"}}}
+    got = extract_args(boat, "Mastro Ilario, the wind broke the mast of the Stella Maris; mend her?",
+                       exclude={"Ilario Conte", "Ilario", "Conte"})
+    assert got == {"boat": "Stella Maris"}  # the name the line opens with calls the listener
+
+
+@pytest.mark.parametrize("line, asks", [
+    ("I'd be honoured if you'd show me how to hold the axe.", True),
+    ("Show me how to stand in the shield wall.", True),
+    ("throw the runes for me, old man, I need to know if I'll live", True),
+    ("Is there a spot left in the shared room tonight?", True),
+    ("letter for Ada Ruiz - 'I crossed the pass. Do not worry about me.'", True),
+    ("Show me how the lock works.", False),
+    ("Tell me, how do the seals work?", False),
+    ("If you'd like, what's the fare to Stiltend?", False),
+])
+def test_an_order_then_its_reason_show_me_how_to_and_a_quoted_question_still_ask(line, asks):
+    from app.cues import Cues
+
+    assert request(Cues.load(), line) is asks
+
+
+def test_so_and_an_adverb_is_a_degree_not_a_request_after_a_story():
+    from app.action_detect import told
+    from app.cues import Cues
+
+    assert told("I once watched you mend a sword so well nobody could find the break.", Cues.load())
+    assert not told("My blade broke, so mend it.", Cues.load())
