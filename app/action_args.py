@@ -466,7 +466,7 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     out = [x if long else _bare(x) for x in out]  # a message keeps its article ("the parcel is late")
     bad_words = {w for x in bad for w in x.split()}  # "Captain Moreau" for a speaker named "Captain Ines Moreau"
     # the name a line opens with, before a comma, that shares a word with the speaker's: it calls the listener
-    # ("Mastro Nicodemo, the wind snapped the mast ...", to Nicodemo Curcuruto)
+    # ("Mastro Ilario, the wind broke the mast ...", said to Ilario Conte)
     called = {norm(m.group(1)) for m in _CALLED.finditer(text) if set(norm(m.group(1)).split()) & bad_words}
     return list(dict.fromkeys(y for y in out
                               if norm(y) and norm(y) not in bad and not set(norm(y).split()) <= bad_words
