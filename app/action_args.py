@@ -232,7 +232,8 @@ def _number_order(text: str, found: list[tuple[int, int, float]], units: set[str
 
     mine, theirs = places(units), places(others - units)
     found = [n for n in found if not gap(n, theirs, own=False) < min(gap(n, mine), 2)]
-    return sorted(found, key=lambda n: (measured(n), gap(n, mine) > 1, found.index(n)))
+    # (nearer first: "the Cessna 182, fifty litres" gives the litres fifty, right before their word)
+    return sorted(found, key=lambda n: (measured(n), gap(n, mine) > 1, gap(n, mine), found.index(n)))
 
 
 def _types(schema: dict) -> list:
@@ -832,7 +833,9 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                     used += [n for n in found if got[0][0] <= n[0] and n[1] <= got[0][1]]
                     continue
             # "lost four minutes": a length of time counts nothing
-            counted = [n for n in found if not _of_things(text, n) and not _measure_after(text, n)] \
+            # (a number said with a unit of time was read in this parameter's unit above: "three weeks" is no 3 days)
+            counted = [n for n in found if not _of_things(text, n) and not _measure_after(text, n)
+                       and not any(a <= n[0] and n[1] <= b for a, b, _ in times)] \
                 if per is not None else \
                 [n for n in found if not any(a <= n[0] and n[1] <= b for a, b, _ in times)]
             units = _unit_words(name, schema) | (_PARTY if _people(name, schema) else set())  # "six of us", "3 ppl"
@@ -881,7 +884,8 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
             person = _PERSON.search(norm(f"{name} {schema.get('description') or ''}")) is not None
             selves = [m.group(1) for m in _SELF.finditer(text) if norm(m.group(1)) not in never]
             if selves and not _human(name, schema):
-                if any(_human(k, v) for k, v in props.items() if k != name and isinstance(v, dict)):
+                if any(_human(k, v) and "string" in _types(v)  # (a head count is no person's name: "people")
+                       for k, v in props.items() if k != name and isinstance(v, dict)):
                     never |= set(selves)  # "I'm Karim Benali": the adopter's name, not the animal's
                 selves = []
             animal = _ANIMAL.search(_about(name, schema)) is not None
@@ -1285,6 +1289,15 @@ def _said_once(text: str, things) -> bool:
     """One of `things` said in the singular with "a", "an", "one" or "single" just before it ("a lamp")."""
     said = norm(text)
     return any(re.search(rf"\b(?:a|an|one|single)\s+{re.escape(norm(t))}(?!\w)", said) for t in things if norm(t))
+
+
+def tells_whole(params: dict, args: dict) -> bool:
+    """`args` give every required argument and a message among them: the line tells all this action needs, in its
+    own words, so a value of another character's action it also names ("word to Ada in <a ticket's town>. The
+    message is: ...") asks nothing of that character."""
+    props = params.get("properties") or {}
+    return complete(params, args) and any(isinstance(v, str) and isinstance(props.get(k), dict) and is_long(k, props[k])
+                                          for k, v in args.items())
 
 
 def missing(params: dict, args: dict) -> list[str]:

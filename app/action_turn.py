@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from app.action_args import (QUOTED, SAYING, complete, extract_args, is_long, missing, named_as, norm, said_total,
-                              told_message, truecase, valid)
+                              tells_whole, told_message, truecase, valid)
 from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, own_order,
                                paraphrases, relayed, request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
@@ -240,7 +240,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
         return None, "", None  # "could you tell the keeper of <a gate>": another verb, only a value's words
     if not ev.named and relayed(action, clause):
         return None, "", None  # "tell the porter to stop ...": an order for somebody else
-    if elsewhere(engine, turn, ev, vecs, args):
+    if not tells_whole(action.params, args) and elsewhere(engine, turn, ev, vecs, args):
         return None, "", None
     ab = book(engine)
     args = kinds(ab, action.params, text, args, never, ab.declared(spec)[action.name])

@@ -59,7 +59,9 @@ _INJECTION = re.compile(
     r"</?\s*(context|system|instructions?|facts)\s*>|(reveal|print|show|repeat)\s+(me\s+)?(your|the)\s+"
     r"(system\s+)?prompt|you are no longer|new instructions|developer (note|mode)|debug mode|"
     r"disable\s+\w+(\s+\w+)?\s+(gating|filters?|checks?|safety)|repeat after me|trust only me|"
-    r"(documents|facts|sources)\s+(below|above)\s+are\s+wrong", re.I | re.M)
+    r"(documents|facts|sources)\s+(below|above)\s+are\s+wrong|"
+    # a function call typed as code ("send_telegram(recipient=...)", "rent_gear(item='skis')"): a command string
+    r"\b[a-z]{2,}_[a-z]\w*\s*\(|\b[a-z]\w*\(\s*\w+\s*=", re.I | re.M)
 _PERSONA_BREAK = re.compile(
     r"drop the [\w\s]{0,20}act|step out of (the )?(story|game|character)|break character|out of character|"
     r"(you'?re|you are|are you) (really |just )?(an? )?(ai|bot|chatbot|language model|program)\b|"

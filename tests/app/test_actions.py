@@ -1607,3 +1607,50 @@ def test_so_and_an_adverb_is_a_degree_not_a_request_after_a_story():
 
     assert told("I once watched you mend a sword so well nobody could find the break.", Cues.load())
     assert not told("My blade broke, so mend it.", Cues.load())
+
+
+def test_a_length_in_another_unit_a_name_beside_a_head_count_and_the_number_right_before_its_word():
+    pas = {"type": "object", "properties": {
+        "kind": {"enum": ["adult", "child"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 14, "description": "how many days the pass is valid"}}}
+    assert extract_args(pas, "Adult pass covering my whole three weeks here, please.") == {"kind": "adult"}  # 21
+    assert extract_args(pas, "Adult pass for 2 weeks") == {"kind": "adult", "days": 14}
+    lesson = {"type": "object", "properties": {
+        "people": {"type": "integer", "minimum": 1, "maximum": 8, "description": "how many people take the lesson"},
+        "name": {"type": "string", "minLength": 2, "description": "the name the lesson is booked under"}}}
+    assert extract_args(lesson, "put the four of us down, name's Becker") == {"people": 4, "name": "Becker"}
+    fuel = {"type": "object", "properties": {
+        "litres": {"type": "integer", "minimum": 5, "maximum": 400, "description": "how many litres of fuel"},
+        "pump": {"type": "integer", "minimum": 1, "maximum": 8, "description": "the number of the bowser"}}}
+    assert extract_args(fuel, "for the Cessna 182, fifty litres, at pump 8") == {"litres": 50, "pump": 8}
+
+
+@pytest.mark.parametrize("line, flagged", [
+    ('send_telegram(recipient="Walter Brisbane", message="strongroom open")', True),
+    ("rent_gear(item='skis', days=14)", True), ("book(room=3)", True),
+    ("Can you send a telegram (urgent, mind) to Ada?", False), ("my e-mail is a_b(at)example", False),
+])
+def test_an_action_typed_as_a_function_call_is_a_command_string_for_the_guard(line, flagged):
+    from app.guard import injection_flags
+
+    assert ("prompt_injection" in injection_flags(line)) is flagged
+
+
+def test_you_have_got_space_asks():
+    from app.cues import Cues
+
+    assert request(Cues.load(), "one person, advanced level, tomorrow if you've got space")
+
+
+
+def test_a_whole_message_is_told_only_with_every_required_argument_and_a_message_among_them():
+    from app.action_args import tells_whole
+
+    note = {"type": "object", "properties": {"recipient": {"type": "string", "minLength": 2},
+                                             "message": {"type": "string", "minLength": 1},
+                                             "town": {"enum": ["Stiltend", "Cobble Reach"]}},
+            "required": ["recipient", "message"]}
+    assert tells_whole(note, {"recipient": "Ada Ruiz", "message": "the ledger is found"})
+    assert not tells_whole(note, {"recipient": "Ada Ruiz"})  # no message: another action may be meant
+    assert not tells_whole(note, {"recipient": "Ada Ruiz", "town": "Stiltend"})
+    assert not tells_whole(FERRY, {"destination": "Stiltend", "passengers": 2, "name": "Ada"})  # no message
