@@ -1636,10 +1636,11 @@ def test_an_action_typed_as_a_function_call_is_a_command_string_for_the_guard(li
     assert ("prompt_injection" in injection_flags(line)) is flagged
 
 
-def test_you_have_got_space_asks():
+def test_you_have_got_space_asks_and_you_have_got_the_thing_tells():
     from app.cues import Cues
 
     assert request(Cues.load(), "one person, advanced level, tomorrow if you've got space")
+    assert not request(Cues.load(), "You've got the override for every hatch, chief. What's the reactor called?")
 
 
 
