@@ -832,12 +832,11 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                     args[name] = _as_type(schema, got[0][2])
                     used += [n for n in found if got[0][0] <= n[0] and n[1] <= got[0][1]]
                     continue
-            # "lost four minutes": a length of time counts nothing
-            # (a number said with a unit of time was read in this parameter's unit above: "three weeks" is no 3 days)
-            counted = [n for n in found if not _of_things(text, n) and not _measure_after(text, n)
-                       and not any(a <= n[0] and n[1] <= b for a, b, _ in times)] \
-                if per is not None else \
-                [n for n in found if not any(a <= n[0] and n[1] <= b for a, b, _ in times)]
+            # "lost four minutes": a length of time counts nothing (for a parameter in a unit of time, it was read in
+            # that unit above: "three weeks" is no 3 days)
+            counted = [n for n in found if not any(a <= n[0] and n[1] <= b for a, b, _ in times)]
+            if per is not None:
+                counted = [n for n in counted if not _of_things(text, n) and not _measure_after(text, n)]
             units = _unit_words(name, schema) | (_PARTY if _people(name, schema) else set())  # "six of us", "3 ppl"
             units -= {k.casefold() for k in props if k != name}  # "pump" in the litres' description is the pump's
             if "k" in units:  # "40k north" for a parameter in kilometres: forty, not forty thousand

@@ -152,15 +152,12 @@ def informs(cues: Cues, clause: str) -> bool:
         or (len(sentences) == 1 and told(sentences[0], cues))  # (a story beside a request: the request's clause)
 
 
-_HEAD = re.compile(r"\s*[,;:–—]\s*|\s+-+\s+")
-
-
 def _asks_to_know(cues: Cues, sentence: str) -> bool:
     """The sentence asks for information, unless it opens with an order and only then says why: "throw the runes
     for me, I need to know if I'll live through the winter"."""
     if cues.find("inform", sentence) is None:
         return False
-    head = _HEAD.split(sentence, maxsplit=1)[0]
+    head = _SEGMENT.split(sentence, maxsplit=1)[0]
     return head == sentence or cues.find("inform", head) is not None or cues.find("request", head) is None \
         or not imperative(cues, head)
 
