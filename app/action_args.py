@@ -446,10 +446,7 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     # a proper name after "named", "under" ("put it under Ada Ruiz"): said as the name, it goes first
     led = named_as(text)
     if label:
-        after = re.finditer(rf"\b(?i:{re.escape(label)})(?:\s*[:=]|['’]s|\s+is|\s+named|\s+called)?\s+"
-                            r"(?:(?i:my|our|his|her|their|the)\s+[a-z]+\s+)?"
-                            r"([A-Z][\w’'-]+(?:\s+[A-Z][\w’'-]+){0,2})", plain)
-        led = [m.group(1).strip() for m in after] + led
+        led = labelled(plain, label) + led
     names = sorted(names, key=lambda n: n.isupper())  # an acronym ("radio the RSPCA"): a name when no other is
     names = [*addressed, *led, *(n for n in names if n not in led)]
     names += [m.group(1).strip(" .,!?;:") for m in _AFTER.finditer(text) if not _capitalised(m.group(1))]
@@ -472,6 +469,23 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     return list(dict.fromkeys(y for y in out
                               if norm(y) and norm(y) not in bad and not set(norm(y).split()) <= bad_words
                               and norm(y) not in called))
+
+
+def initialisms(text: str) -> set[str]:
+    """The initials of each run of two or more capitalised words ("the Outback Air Medical Service": "OAMS"): an
+    action's description names its service so, and a player who says "call OAMS" names no patient."""
+    runs = re.finditer(r"[A-Z][\w’'-]*(?:\s+(?:of\s+|and\s+|the\s+)?[A-Z][\w’'-]*)+", text)
+    heads = ["".join(w[0] for w in m.group(0).split() if w[0].isupper()) for m in runs]
+    return {h[i:] for h in heads for i in range(len(h) - 1)}  # (from any word: "Call the Outback ...")
+
+
+def labelled(text: str, label: str) -> list[str]:
+    """The proper names right after a parameter's own name ("patient is Ada Ruiz", "Adopter: Mei-Lin Cho",
+    "patient's my daughter Ana")."""
+    after = re.finditer(rf"\b(?i:{re.escape(label)})(?:\s*[:=]|['’]s|\s+is|\s+named|\s+called)?\s+"
+                        r"(?:(?i:my|our|his|her|their|the)\s+[a-z]+\s+)?"
+                        r"([A-Z][\w’'-]+(?:\s+[A-Z][\w’'-]+){0,2})", _TITLE.sub("", text))
+    return [m.group(1).strip() for m in after]
 
 
 def _relative(text: str, m: re.Match) -> bool:
@@ -631,7 +645,8 @@ _THING = re.compile(r"\b(?:boat|ship|vessel|craft|barge|yacht|train|car|truck|ut
                     r"item|room|place|shop|business|company)\b")
 _GOING_TO = re.compile(r"\b(?:off|go(?:es|ing)?|went|gone|head(?:s|ed|ing)?|bound|travel\w*|fl(?:y|ying|ew)|"
                        r"driv\w*|mov\w*|back|over|across)\s+to\s+$", re.I)  # "we're off to Ostend": a place
-_PLACE_BEFORE = re.compile(r"\b(?:from|near|towards?|past|outside|via|out of)\s+(?:the\s+)?$", re.I)
+_PLACE_BEFORE = re.compile(r"\b(?:from|near|towards?|past|outside|via|out of|(?:i['’]m|i am|we['’]re|we are|"
+                           r"(?:i|we)['’]ll be|(?:i|we) live|living|staying|based) (?:in|at))\s+(?:the\s+)?$", re.I)
 _TO_WHOM = re.compile(r"\b(?:to|for)\s+(?:(?:my|our|his|her|their|the)\s+)?(?:[a-z]+\s+)?$")
 _RECIPIENT = re.compile(r"\b(?:recipient|addressee|addressed|to whom|is for|receiv\w*)\b")
 _UNDER = re.compile(r"\b(?:it|them|that|us|me|booked|book|put|register(?:ed)?)\s+under\s+"
@@ -876,7 +891,10 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                          _one_measure(text, name, schema)):
                     args[name] = one
         elif "string" in types:
-            never = exclude | enum_words | {str(v) for v in args.values()} | vocatives(text)
+            never = exclude | enum_words | {str(v) for v in args.values()} | vocatives(text) | {
+                n for k, v in props.items() if k != name and isinstance(v, dict) and "string" in _types(v)
+                for n in (k.replace("_", " "), *labelled(text, k.replace("_", " ")))}  # "Adopter: Mei-Lin Cho"
+            # is not the animal's name, nor is "Adopter"
             if not is_long(name, schema) and any(is_long(k, v) for k, v in props.items() if isinstance(v, dict)):
                 never |= set(_strings(text, set(), long=True)[:1])  # the message is not the recipient's name
             to_whom = _RECIPIENT.search(norm(f"{name} {schema.get('description') or ''}")) is not None
@@ -934,7 +952,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
 
 
 # what a player describes, in its own words (`described`)
-_DET = frozenset("a an the my this that his her our their some".split())
+_DET = frozenset("a an the my this that his her our their some both".split())
 _PLACE_AFTER = frozenset("on in across along under over behind above below".split())
 _NOT_DESCRIBED = frozenset("look favour favor bit moment minute while go lot way thing chance u ur pls".split())
 _WORDISH = re.compile(r"[A-Za-z][A-Za-z'’-]*|[^\sA-Za-z]")
@@ -964,8 +982,17 @@ def described(text: str, exclude: set[str] = frozenset()) -> list[str]:
     placed, opening, plain = [], [], []
     for sentence in re.split(r"(?<=[.!?;:])\s+", text):
         toks = _WORDISH.findall(sentence)
-        words, _ = phrase(toks, 0)
-        if len(words) > 1 and not _english_verb_first(words[0]):
+
+        def place(j: int) -> str:  # "on my scalp", "across both palms" after a phrase that ends at j
+            if j + 2 < len(toks) and toks[j].casefold() in _PLACE_AFTER and toks[j + 1].casefold() in _DET \
+                    and toks[j + 2][0].isalpha() and toks[j + 2].casefold() not in stop:
+                return f" {toks[j]} {toks[j + 1]} {toks[j + 2]}"
+            return ""
+
+        words, j = phrase(toks, 0)
+        if words and (not _english_verb_first(words[0]) or _noun(words[0])) and place(j):
+            placed.append(" ".join(words) + place(j))  # "Gash on my scalp from a falling oar, ..."
+        elif len(words) > 1 and not _english_verb_first(words[0]):
             opening.append(" ".join(words))
         for i, tok in enumerate(toks):
             if tok.casefold() not in _DET:
@@ -974,9 +1001,8 @@ def described(text: str, exclude: set[str] = frozenset()) -> list[str]:
             if not words:
                 continue
             cand = " ".join(words)
-            if j + 2 < len(toks) and toks[j].casefold() in _PLACE_AFTER and toks[j + 1].casefold() in _DET \
-                    and toks[j + 2][0].isalpha() and toks[j + 2].casefold() not in stop:
-                placed.append(f"{cand} {toks[j]} {toks[j + 1]} {toks[j + 2]}")
+            if place(j):
+                placed.append(cand + place(j))
             else:
                 plain.append(cand)
     out = []
@@ -984,6 +1010,13 @@ def described(text: str, exclude: set[str] = frozenset()) -> list[str]:
         if norm(cand) not in bad and cand not in out:
             out.append(cand)
     return out
+
+
+def _noun(word: str) -> bool:
+    """Can `word` be a noun ("gash", "bite", "cut"; not "sit")?"""
+    from lemminflect import getAllLemmas
+
+    return "NOUN" in getAllLemmas(word.casefold())
 
 
 @lru_cache(maxsize=4096)
@@ -1081,7 +1114,8 @@ def told_message(params: dict, args: dict, text: str) -> dict:
     return out
 
 
-_NOT_TOLD = {"for", "at", "in", "on", "to", "with", "and", "or", "please", "about", "from", "into", "if", "so"}
+_NOT_TOLD = {"for", "at", "in", "on", "to", "with", "and", "or", "please", "about", "from", "into", "if", "so",
+             "who", "whom", "whose", "which", "where", "when"}  # ("my brother Eyvind, who drowned ...": who he was)
 
 
 def _told(text: str, names: list[str]) -> str | None:
@@ -1105,9 +1139,11 @@ def _told(text: str, names: list[str]) -> str | None:
         sentences = split_sentences(rest[1:].lstrip() if ended else rest)
         # the rest of the name's sentence; or the next sentence, when it speaks of them ("for old Mr Cranford in
         # room 4. He's gone all grey"; not "It's Poppy! Get the vet!", an order)
+        last = len(sentences) == 1  # the sentence tried ends the line
         tries = [] if ended else sentences[:1]
         after = next(iter(sentences[0 if ended else 1:]), "")
-        if re.match(r"(?:he|she|they|it|his|her|their|reckon)\b", after, re.I):
+        refers = re.match(r"(?:he|she|they|it|his|her|their|reckon)\b", after, re.I) is not None
+        if refers or (ended and last and after):
             tries.append(after)
         for said in tries:
             said = said.strip().rstrip(".!").strip()
@@ -1116,11 +1152,30 @@ def _told(text: str, names: list[str]) -> str | None:
                 continue
             first = norm(words[0]).replace(" ", "'")
             lemmas = getAllLemmas(first.split("'")[0])
-            if first in _NOT_TOLD or not (lemmas.get("VERB") or lemmas.get("AUX") or lemmas.get("PRON")
-                                          or first.split("'")[0] in ("he", "she", "it", "they", "just", "we", "i")):
+            if first in _NOT_TOLD:
                 continue
+            if ended and not refers:  # a sentence of its own that does not refer back: only a description of
+                if (first in lemmas.get("VERB", ()) and "NOUN" not in lemmas) or not _happened(words):  # what
+                    continue  # happened ("It's Poppy! Get the vet!" is an order, not what is wrong)
+            elif not (lemmas.get("VERB") or lemmas.get("AUX") or lemmas.get("PRON")
+                    or first.split("'")[0] in ("he", "she", "it", "they", "just", "we", "i")) and not (
+                    last and _happened(words)):
+                continue  # (a description that ends the line and tells what happened, with an inflected verb:
+                # "Mia Tran, six years old, swallowed ...", "Dean Ruskin? fever of 40 and shaking all over")
             return said
     return None
+
+
+def _happened(words: list[str]) -> bool:
+    """Do these words tell something that happened or is happening (a verb in the past or in -ing)?"""
+    from lemminflect import getAllLemmas
+
+    for w in words:
+        w = re.sub(r"[^\w'’-]", "", w).lower()
+        verbs = getAllLemmas(w).get("VERB", ())
+        if verbs and w not in verbs and (w.endswith(("ed", "ing")) or not w.endswith("s")):
+            return True
+    return False
 
 
 _KINDS_OF_PEOPLE = re.compile(r"\s+(?:adults?|kids?|children|child|teens?|teenagers?|grown-?ups?|seniors?|"
@@ -1171,7 +1226,9 @@ def _singular(text: str, args: dict, props: dict) -> bool:
 
 _PAIR = re.compile(r"\b(?:(?:me|myself) (?:and|n|&) (?:my|our) [^\W\d_]+"
                    r"|(?:my|our) [^\W\d_]+ (?:and|n|&) (?:me|i|myself))\b", re.I)
-_SOLO = re.compile(r"\b(?:(?:just|only) (?:for )?(?:me|myself)(?! and)|by myself|for myself(?! and)|on my own|solo|"
+_SOLO = re.compile(r"\b(?:(?:just|only) (?:for )?(?:me|myself)(?! and)|by myself|for myself(?! and)|"
+                   r"on (?:my|his|her|their) own|solo|"
+                   r"(?:^|a |one )(?:bunk|berth|seat|bed|place|spot|ticket|passage|pass|cabin) for me(?! and)\b|"
                    r"(?:travel(?:s|l?ing|led)?|go(?:es|ing)?|rid(?:es|ing)|com(?:es|ing)) alone)\b",
                    re.I)
 _PEOPLE = {"people", "person", "persons", "passenger", "passengers", "guest", "guests", "traveller", "travellers",

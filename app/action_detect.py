@@ -265,6 +265,8 @@ def _service_verb(rest: str) -> bool:
 
 # "I have business upstairs, so take me up": a reason, then the request
 _THEREFORE = re.compile(r",\s*(?:so|then)\s+", re.I)
+_TAIL_ORDER = re.compile(r",\s*([^\W\d_]+\s+(?:it|them|this|that|these|those|him|her)(?:\s+(?:up|back|out|down|for me|"
+                         r"please|pls))?)\W*$", re.I)  # a verb and its pronoun closing the sentence after a comma
 
 
 @lru_cache(maxsize=4096)
@@ -282,7 +284,9 @@ def imperative(cues: Cues, clause: str) -> bool:
     """A sentence of the clause, or its part after ", so" or ", then", opens with a verb's base form after an
     optional vocative or "please" ("Pencil me in for Tuesday.", "Captain, lead on.", "It's late, so take me up"),
     and the verb is not one of talk ("thank you", "look, ...")."""
-    for sentence in (part for s in split_sentences(clause) for part in _THEREFORE.split(s)):
+    sentences = split_sentences(clause)
+    tails = [m.group(1) for s in sentences if (m := _TAIL_ORDER.search(s))]  # "my tanto's gone dull, sharpen it"
+    for sentence in (*(part for s in sentences for part in _THEREFORE.split(s)), *tails):
         rest = sentence[_OPENER.match(sentence).end():]
         if cues.find("social", sentence) is not None:
             continue

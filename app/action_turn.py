@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import (QUOTED, SAYING, complete, extract_args, is_long, missing, named_as, norm, said_total,
-                              tells_whole, told_message, truecase, valid)
+from app.action_args import (QUOTED, SAYING, complete, extract_args, initialisms, is_long, missing, named_as, norm,
+                              said_total, tells_whole, told_message, truecase, valid)
 from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, own_order,
                                paraphrases, relayed, request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
@@ -229,7 +229,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     rest = " ".join(parts[i] for i in others)
     rest_vec = vecs[others[0]] if len(others) == 1 else (engine.embedder.encode([rest])[0] if rest else None)
     outcome = Outcome(action, "accepted", score=round(ev.cosine, 3))
-    never = {spec.name, *spec.name.split()}
+    never = {spec.name, *spec.name.split(), *initialisms(action.description)}  # ("call OAMS": the service)
     things = set(action.name.split("_"))  # "a lamp" is one, for an action named sell_lamp
     args = line_args(action.params, clause, [parts[i] for i in others], never, things, text,
                      cast={n.name for n in engine.cast.npcs})

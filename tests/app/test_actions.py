@@ -1531,6 +1531,10 @@ def test_a_parameter_that_names_nothing_takes_what_the_player_describes():
         assert extract_args(wound, line)["wound"] == want, line
     assert "wound" not in extract_args(wound, "Can you help me?")
     assert described("The smithy sparks gave me a burn on my forearm")[0] == "burn on my forearm"
+    # a line may open with the wound and its place; an order that opens a line is no wound ("Sit on the bench")
+    assert described("Gash on my scalp from a falling oar, bleeding everywhere.")[0] == "Gash on my scalp"
+    assert described("I've a rope burn across both palms from the sail.")[0] == "rope burn across both palms"
+    assert described("Sit on the bench, lad.")[0] == "bench"
     # a message, a person's or a boat's name is never taken from a description: it is asked for
     letter = {"type": "object", "properties": {"recipient": {"type": "string"}, "message": {"type": "string"}}}
     assert extract_args(letter, "send a letter to my aunt") == {}
@@ -1655,3 +1659,54 @@ def test_a_whole_message_is_told_only_with_every_required_argument_and_a_message
     assert not tells_whole(note, {"recipient": "Ada Ruiz"})  # no message: another action may be meant
     assert not tells_whole(note, {"recipient": "Ada Ruiz", "town": "Stiltend"})
     assert not tells_whole(FERRY, {"destination": "Stiltend", "passengers": 2, "name": "Ada"})  # no message
+
+
+def test_a_parameters_label_names_its_own_value_and_a_services_initials_name_nobody():
+    from app.action_args import initialisms
+
+    got = extract_args(ADOPT, "Adopter: Mei-Lin Cho.")
+    assert got == {"adopter": "Mei-Lin Cho"}  # neither "Adopter" nor her name is the animal's
+    pet = {"type": "object", "properties": {"pet": {"type": "string", "description": "the name of the pet"}}}
+    assert extract_args(pet, "Moka's a border collie. I'm in Lisbon for a conference.")["pet"] == "Moka"
+    assert initialisms("Call the Outback Air Medical Service on the HF radio.") >= {"OAMS", "AMS"}
+    assert "patient" not in extract_args(MEDIC, "get OAMS on the HF!", exclude=initialisms(
+        "Call the Outback Air Medical Service on the HF radio."))
+    assert extract_args(MEDIC, "Radio OAMS for Kylie Ng")["patient"] == "Kylie Ng"
+
+
+def test_a_message_may_be_a_description_that_ends_the_line_but_never_an_order():
+    from app.action_args import told_message
+
+    line = "can u call OAMS for my partner Dean Ruskin? fever of 40 and shaking all over"
+    assert told_message(SICK, {"patient": "Dean Ruskin"}, line)["message"] == "fever of 40 and shaking all over"
+    line = "Please, I need the flying doctor. Patient is Mia Tran, six years old, swallowed dishwasher tablets."
+    assert told_message(SICK, {"patient": "Mia Tran"}, line)["message"] == "six years old, swallowed dishwasher tablets"
+    # nothing happened in it, or it is an order, or more follows it: no message
+    assert "message" not in told_message(SICK, {"patient": "Ana Ruiz"}, "Get the doctor for Ana Ruiz. Quick quick now.")
+    line = "Get the doctor for Ana Ruiz. Tell them I called."
+    assert "message" not in told_message(SICK, {"patient": "Ana Ruiz"}, line)
+    assert "message" not in told_message(SICK, {"patient": "Ana Ruiz"},
+                                         "Doctor for Ana Ruiz, six years old. Where is the phone? I'm shaking.")
+    line = "I want a stone raised for my brother Eyvind, who drowned in the black water at the Kolda mouth."
+    assert "message" not in told_message(SICK, {"patient": "Eyvind"}, line)  # who he was: a relative clause
+
+
+def test_a_terse_order_closed_with_thanks_and_a_question_for_room_ask():
+    from app.cues import Cues
+
+    cues = Cues.load()
+    for line in ["Twenty-five tonnes of He-3 into bay 14 when your crew's free, ta.",
+                 "Ezra, got bunks for three of us out to Anvil Deep?", "any room on tomorrow's trek? there's 2 of us",
+                 "Any room in the cattery for my cat Pixel?", "ok I'm sold on Gaspard, let's do the application!",
+                 "my tanto's gone dull, sharpen it"]:
+        assert request(cues, line), line
+    for line in ["Ezra, got bunks on your ship.", "That was a fine trek, thanks for asking. How was yours?",
+                 "Any news from the cattery?", "let's see what the weather does"]:
+        assert not request(cues, line), line
+    stay = {"type": "object", "properties": {"passengers": STAY["properties"]["passengers"]}}
+    assert extract_args(stay, "bunk for me out to Marrow Station")["passengers"] == 1
+    assert extract_args(stay, "bunk for me and my brother out to Marrow Station")["passengers"] == 2
+    assert extract_args(stay, "Put Mia Hofer down for a seat, she's on her own.")["passengers"] == 1
+    for line in ("If I left my wakizashi here for two months, what would you do with it?",
+                 "Back in the eighties my dad rented his first skis from your father."):
+        assert informs(cues, line) and not request(cues, line), line  # a hypothetical, a story: no action
