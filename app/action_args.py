@@ -472,11 +472,56 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
 
 
 def initialisms(text: str) -> set[str]:
-    """The initials of each run of two or more capitalised words ("the Outback Air Medical Service": "OAMS"): an
-    action's description names its service so, and a player who says "call OAMS" names no patient."""
+    """The initials of each run of two or more capitalised words ("the Northern Air Rescue Service": "NARS"): an
+    action's description names its service so, and a player who says "call NARS" names no patient."""
     runs = re.finditer(r"[A-Z][\w’'-]*(?:\s+(?:of\s+|and\s+|the\s+)?[A-Z][\w’'-]*)+", text)
     heads = ["".join(w[0] for w in m.group(0).split() if w[0].isupper()) for m in runs]
     return {h[i:] for h in heads for i in range(len(h) - 1)}  # (from any word: "Call the Outback ...")
+
+
+_ALIAS_STOP = frozenset("of on in at for to with from by and or but is are was were which that who where when "
+                        "a an the its it his her their our your my per each".split())
+
+
+_NOT_A_NAME = frozenset("only same other next last best whole entire very first second third".split())  # ("the only
+# room with a view" names no room)
+
+
+def lore_aliases(params: dict, sentences: list[str]) -> dict[str, dict[str, str]]:
+    """{parameter: {alias: value}}: the names the lore gives an enum's values in apposition, said as a name ("Clear
+    sake, called Morning Mist: 240 mon") or as "the" and the value's own noun ("The shared room, the great room of
+    twenty mats"), for values written as plain lower-case words (kinds, not names). An alias the lore gives two
+    values of one parameter, or that is itself a value or a word of one, is none."""
+    out: dict[str, dict[str, str]] = {}
+    for name, schema in (params.get("properties") or {}).items():
+        values = [v for v in (schema.get("enum") or []) if isinstance(v, str) and v == v.lower() and v.strip()] \
+            if isinstance(schema, dict) else []
+        if len(values) < 2:
+            continue
+        found: dict[str, set[str]] = {}
+        for value in values:
+            pattern = re.compile(rf"(?<!\w){re.escape(value)}(?!\w)\s*(?:,|\(|[–—]|\s-)\s*"
+                                 r"(?:((?i:called|known as|named|nicknamed|sold as)\s+)|(?i:the)\s+)"
+                                 r"([^\W\d_][\w'’-]*(?:\s+[^\W\d_][\w'’-]*){0,2})", re.I)
+            head = norm(value).split()[-1]
+            for sentence in sentences:
+                for m in pattern.finditer(sentence):
+                    words = []
+                    for w in m.group(2).split():
+                        if w.casefold() in _ALIAS_STOP:
+                            break
+                        words.append(w)
+                    alias = norm(" ".join(words))
+                    # said as its name ("called Morning Mist"), or "the" and the value's own noun ("the great room")
+                    named = m.group(1) is not None or (len(alias.split()) > 1 and alias.split()[-1] == head
+                                                       and alias.split()[0] not in _NOT_A_NAME)
+                    if named and alias and len(alias) > 2 and not any(alias in norm(v).split() or alias == norm(v)
+                                                                      for v in values):
+                        found.setdefault(alias, set()).add(value)
+        kept = {a: next(iter(vs)) for a, vs in found.items() if len(vs) == 1 and not set(a.split()) <= _STOP}
+        if kept:
+            out[name] = kept
+    return out
 
 
 def labelled(text: str, label: str) -> list[str]:
@@ -1115,7 +1160,7 @@ def told_message(params: dict, args: dict, text: str) -> dict:
 
 
 _NOT_TOLD = {"for", "at", "in", "on", "to", "with", "and", "or", "please", "about", "from", "into", "if", "so",
-             "who", "whom", "whose", "which", "where", "when"}  # ("my brother Eyvind, who drowned ...": who he was)
+             "who", "whom", "whose", "which", "where", "when"}  # ("my brother Tom, who drowned ...": who he was)
 
 
 def _told(text: str, names: list[str]) -> str | None:

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import (QUOTED, SAYING, complete, extract_args, initialisms, is_long, missing, named_as, norm,
-                              said_total, tells_whole, told_message, truecase, valid)
+from app.action_args import (QUOTED, SAYING, complete, extract_args, initialisms, is_long, lore_aliases, missing,
+                              named_as, norm, said_total, tells_whole, told_message, truecase, valid)
 from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, own_order,
                                paraphrases, relayed, request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
 from app.router import Route, lore_match, offworld_allowed
-from retrieval.text import ABBREVIATIONS
+from retrieval.text import ABBREVIATIONS, split_sentences
 
 if TYPE_CHECKING:
     from app.cast import NpcSpec
@@ -73,6 +73,7 @@ class ActionBook:
         self._words: dict[tuple, dict[str, frozenset[str]]] = {}
         self._declared: dict[tuple, dict[str, set[str]]] = {}
         self._said: dict[str, np.ndarray] = {}  # a word or two of a line, embedded (`kinds`), bounded
+        self._aliases: dict[tuple, dict[str, dict[str, str]]] = {}  # lore names of enum values (`kinds`)
 
     def embedded(self, texts: list[str]) -> np.ndarray:
         """(len(texts), dim) vectors of short texts, each embedded once (a cache of at most 20,000)."""
@@ -82,6 +83,18 @@ class ActionBook:
                 self._said.clear()
             self._said.update(zip(new, self.embedder.encode(new)))
         return np.stack([self._said[t] for t in texts]) if texts else np.zeros((0, 1))
+
+    def aliases(self, index, spec: NpcSpec, action, chapter: int) -> dict[str, dict[str, str]]:
+        """`lore_aliases` of the action's enums, from the lore this character sees at this chapter whatever the
+        game's state (no gated document: a gate that may be shut never names a value), once per index generation."""
+        key = (str(getattr(index, "path", id(index))), spec.id, action.name, repr(action.params), chapter)
+        if key not in self._aliases:
+            if len(self._aliases) > 512:
+                self._aliases.clear()
+            sentences = [x for c in index.chunks if c.requires is None and c.chapter <= chapter
+                         and (c.npc_scope is None or spec.id in c.npc_scope) for x in split_sentences(c.text)]
+            self._aliases[key] = lore_aliases(action.params, sentences)
+        return self._aliases[key]
 
     @staticmethod
     def _key(spec: NpcSpec) -> tuple:
@@ -229,7 +242,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     rest = " ".join(parts[i] for i in others)
     rest_vec = vecs[others[0]] if len(others) == 1 else (engine.embedder.encode([rest])[0] if rest else None)
     outcome = Outcome(action, "accepted", score=round(ev.cosine, 3))
-    never = {spec.name, *spec.name.split(), *initialisms(action.description)}  # ("call OAMS": the service)
+    never = {spec.name, *spec.name.split(), *initialisms(action.description)}  # ("call NARS": the service)
     things = set(action.name.split("_"))  # "a lamp" is one, for an action named sell_lamp
     args = line_args(action.params, clause, [parts[i] for i in others], never, things, text,
                      cast={n.name for n in engine.cast.npcs})
@@ -243,7 +256,8 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     if not tells_whole(action.params, args) and elsewhere(engine, turn, ev, vecs, args):
         return None, "", None
     ab = book(engine)
-    args = kinds(ab, action.params, text, args, never, ab.declared(spec)[action.name])
+    args = kinds(ab, action.params, text, args, never, ab.declared(spec)[action.name],
+                 ab.aliases(turn.index, spec, action, turn.chapter))
     if not action.allowed(turn.state):
         outcome.status = "refused"
     else:
@@ -288,13 +302,14 @@ KIND_COSINE, KIND_MARGIN = 0.5, 0.1  # a word means an enum value: this close, a
 
 
 def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
-          declared: set[str] = frozenset()) -> dict:
+          declared: set[str] = frozenset(), aliases: dict | None = None) -> dict:
     """`args` with the required enum parameters the words did not give, by meaning: a word or two of the line that
     means one of the values ("puppy" or "Labrador" for "dog", "shots" for "vaccination", "bunny" for "rabbit").
     Only values written as plain lower-case words (kinds, not names), and only a word whose cosine to that value is
     at least KIND_COSINE and KIND_MARGIN above its cosine to any other value of the parameter ("vet" is as close to
     "cat" as to "dog": neither; "hamster" is no ferret), and never a word of the action's own declaration
-    (`declared`, stems: "gear" in "rent some gear" names the action's whole range, not one value of it). Each value
+    (`declared`, stems: "gear" in "rent some gear" names the action's whole range, not one value of it). First, a
+    name the lore gives one value (`aliases`, from `lore_aliases`: "a dozen jugs of the Morning Mist"). Each value
     still passes its schema."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
@@ -304,6 +319,14 @@ def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
              if k not in args and isinstance(sch, dict) and isinstance(sch.get("enum"), list)}
     required = set(params.get("required") or [])
     open_ = {k: vs for k, vs in open_.items() if len(vs) > 1 and k in required}  # (an optional one is not asked for)
+    if not open_:
+        return args
+    said_norm = f" {norm(text)} "
+    for name in list(open_):  # a name the lore gives one value ("Morning Mist" for clear sake): that value
+        meant = {v for alias, v in (aliases or {}).get(name, {}).items() if f" {alias} " in said_norm}
+        if len(meant) == 1 and valid(props[name], value := next(iter(meant))):
+            args = {**args, name: value}
+            del open_[name]
     if not open_:
         return args
     taken = " ".join(norm(v) for v in args.values() if isinstance(v, str)).split()

@@ -190,6 +190,9 @@ class GroundingConfig(_Strict):
                                   "voice markers included: the best sentence always, each next one only while it "
                                   "fits (null: grounding.extract_sentences whole sentences). The whole evidence "
                                   "stays in Reply.grounding")
+    closer_within: int | None = Field(30, ge=1, le=400, description="an extracted fact reply keeps the character's "
+                                      "closing marker only while the whole reply stays within this many words (its "
+                                      "opener always frames it); null: always")
     clauses: bool = Field(False, description="with max_words: also cut a sentence to the clauses that carry the "
                           "answer type or the question's words, so more fit (shorter, but loses answers and reads "
                           "less well on the development worlds; see docs/benchmarks.md)")

@@ -1098,6 +1098,10 @@ def test_a_word_that_means_an_enum_value_gives_it_and_a_near_miss_does_not(embed
             "required": ["item"]}
     assert kinds(ab, {**gear, "required": []}, "could I rent some footwear?", {}, set()) == {}  # not asked for
     assert kinds(ab, gear, "could I rent some footwear for the day?", {}, set())["item"] == "boots"
+    sake = {"type": "object", "properties": {"kind": {"enum": ["clear sake", "cloudy sake"]}}, "required": ["kind"]}
+    aliases = {"kind": {"karasu dew": "clear sake", "first snow": "cloudy sake"}}
+    assert kinds(ab, sake, "A dozen sho of the Karasu Dew", {}, set(), aliases=aliases) == {"kind": "clear sake"}
+    assert kinds(ab, sake, "Karasu Dew or First Snow?", {}, set(), aliases=aliases) == {}  # two: neither
     assert kinds(ab, gear, "could I rent some gear?", {}, set())["item"] == "helmet"  # ... without `declared`
     assert kinds(ab, gear, "could I rent some gear?", {}, set(), stems("rent gear")) == {}  # the action's own word
 
@@ -1710,3 +1714,17 @@ def test_a_terse_order_closed_with_thanks_and_a_question_for_room_ask():
     for line in ("If I left my wakizashi here for two months, what would you do with it?",
                  "Back in the eighties my dad rented his first skis from your father."):
         assert informs(cues, line) and not request(cues, line), line  # a hypothetical, a story: no action
+
+
+def test_the_lore_names_a_kind_in_apposition_and_a_line_may_use_that_name():
+    from app.action_args import lore_aliases
+
+    params = {"type": "object", "required": ["kind", "room"], "properties": {
+        "kind": {"enum": ["clear sake", "cloudy sake", "rice"]}, "room": {"enum": ["shared room", "garden room"]}}}
+    lore = ["Clear sake, called Karasu Dew: 240 mon a sho.", "Cloudy sake, called First Snow: 160 mon a sho.",
+            "The shared room, the great room of twenty mats, sleeps twelve.",
+            "The garden room, the only room with a view, costs more.", "rice, hemp and cats", "Rice, the staple."]
+    assert lore_aliases(params, lore) == {"kind": {"karasu dew": "clear sake", "first snow": "cloudy sake"},
+                                          "room": {"great room": "shared room"}}
+    # an alias the lore gives two values is none
+    assert lore_aliases(params, ["Clear sake, called Dew.", "Cloudy sake, called Dew."]) == {}

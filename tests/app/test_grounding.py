@@ -326,3 +326,23 @@ def test_a_lead_in_is_said_only_when_it_adds_nothing_the_evidence_lacks(selector
     assert policy.frame_fault(spec, q, "Clock tower?", ev) == "not one whole sentence"
     assert policy.frame_fault(spec, q, "", ev) == "not one whole sentence"
     assert policy.frame_fault(spec, q, "The clock was built", ev) == "not one whole sentence"
+
+
+def test_a_long_extracted_answer_keeps_its_opener_and_drops_the_sign_off(engine):
+    from app.cast import Markers
+    from app.grounding import GroundingPolicy
+
+    spec = engine.cast.get("director").model_copy(
+        update={"markers": Markers(opens=["Halt."], closes=["Move along, reader."])})
+    short = [Evidence("The great clock was built by Oriol Santpere.", "c#0", "clock-room", "Clock", 0.9)]
+    long_ = [Evidence("The great clock was built by Oriol Santpere in the winter of 1702, with brass from the "
+                      "foundry by the river and glass from the old chapel windows, and it has not stopped "
+                      "since the day it was wound.", "c#0", "clock-room", "Clock", 0.9)]
+    grounding = engine.config.grounding
+    for within, text, closed in ((30, short, True), (30, long_, False), (None, long_, True)):
+        config = engine.config.model_copy(update={"grounding": grounding.model_copy(
+            update={"answer_order": "rank", "extract_sentences": 1, "closer_within": within})})
+        policy = GroundingPolicy(config, engine.selector, engine.cues, engine.retriever)
+        said = policy.extract(spec, text, "Who built the great clock?")
+        assert said.startswith("Halt.") and "Oriol Santpere" in said
+        assert said.endswith("Move along, reader.") is closed, (within, said)
