@@ -30,4 +30,15 @@ def test_kestrel_fact_questions(engine):
 def test_kestrel_voices_wrap_extracted_answers(engine):
     reply = engine.say("engineer", "Who built the station's fusion reactor?")
     assert reply.route == "fact"
-    assert reply.text.startswith("Right, listen.") and reply.text.endswith("Torque it and trust it.")
+    assert reply.text.startswith("Right, listen.")
+    # the sign-off closes a reply within grounding.closer_within words, and only such a reply
+    within = engine.config.grounding.closer_within
+    assert reply.text.endswith("Torque it and trust it.") is (len(reply.text.split()) <= within), reply.text
+    engine.config = engine.config.model_copy(update={"grounding": engine.config.grounding.model_copy(
+        update={"closer_within": None})})
+    try:
+        again = engine.say("engineer", "Who built the station's fusion reactor?", session="closer")
+        assert again.text.endswith("Torque it and trust it.")
+    finally:
+        engine.config = engine.config.model_copy(update={"grounding": engine.config.grounding.model_copy(
+            update={"closer_within": within})})
