@@ -446,7 +446,7 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     # a proper name after "named", "under" ("put it under Ada Ruiz"): said as the name, it goes first
     led = named_as(text)
     if label:
-        led = labelled(plain, label) + led
+        led = labelled(text, label) + led
     names = sorted(names, key=lambda n: n.isupper())  # an acronym ("radio the RSPCA"): a name when no other is
     names = [*addressed, *led, *(n for n in names if n not in led)]
     names += [m.group(1).strip(" .,!?;:") for m in _AFTER.finditer(text) if not _capitalised(m.group(1))]
@@ -494,8 +494,7 @@ def lore_aliases(params: dict, sentences: list[str]) -> dict[str, dict[str, str]
     values of one parameter, or that is itself a value or a word of one, is none."""
     out: dict[str, dict[str, str]] = {}
     for name, schema in (params.get("properties") or {}).items():
-        values = [v for v in (schema.get("enum") or []) if isinstance(v, str) and v == v.lower() and v.strip()] \
-            if isinstance(schema, dict) else []
+        values = kind_values(schema)
         if len(values) < 2:
             continue
         found: dict[str, set[str]] = {}
@@ -522,6 +521,12 @@ def lore_aliases(params: dict, sentences: list[str]) -> dict[str, dict[str, str]
         if kept:
             out[name] = kept
     return out
+
+
+def kind_values(schema: object) -> list[str]:
+    """An enum's values written as plain lower-case words (kinds, not names: "dog", "clear sake")."""
+    enum = schema.get("enum") if isinstance(schema, dict) else None
+    return [v for v in enum if isinstance(v, str) and v == v.lower() and v.strip()] if isinstance(enum, list) else []
 
 
 def labelled(text: str, label: str) -> list[str]:
@@ -1035,8 +1040,9 @@ def described(text: str, exclude: set[str] = frozenset()) -> list[str]:
             return ""
 
         words, j = phrase(toks, 0)
-        if words and (not _english_verb_first(words[0]) or _noun(words[0])) and place(j):
-            placed.append(" ".join(words) + place(j))  # "Gash on my scalp from a falling oar, ..."
+        where = place(j)
+        if words and (not _english_verb_first(words[0]) or _noun(words[0])) and where:
+            placed.append(" ".join(words) + where)  # "Gash on my scalp from a falling oar, ..."
         elif len(words) > 1 and not _english_verb_first(words[0]):
             opening.append(" ".join(words))
         for i, tok in enumerate(toks):
@@ -1046,8 +1052,9 @@ def described(text: str, exclude: set[str] = frozenset()) -> list[str]:
             if not words:
                 continue
             cand = " ".join(words)
-            if place(j):
-                placed.append(cand + place(j))
+            where = place(j)
+            if where:
+                placed.append(cand + where)
             else:
                 plain.append(cand)
     out = []

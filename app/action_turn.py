@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import (QUOTED, SAYING, complete, extract_args, initialisms, is_long, lore_aliases, missing,
-                              named_as, norm, said_total, tells_whole, told_message, truecase, valid)
+from app.action_args import (QUOTED, SAYING, complete, extract_args, initialisms, is_long, kind_values, lore_aliases,
+                              missing, named_as, norm, said_total, tells_whole, told_message, truecase, valid)
 from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, own_order,
                                paraphrases, relayed, request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
@@ -74,6 +74,7 @@ class ActionBook:
         self._declared: dict[tuple, dict[str, set[str]]] = {}
         self._said: dict[str, np.ndarray] = {}  # a word or two of a line, embedded (`kinds`), bounded
         self._aliases: dict[tuple, dict[str, dict[str, str]]] = {}  # lore names of enum values (`kinds`)
+        self._lore: dict[tuple, list[str]] = {}  # the ungated lore sentences a character sees at a chapter
 
     def embedded(self, texts: list[str]) -> np.ndarray:
         """(len(texts), dim) vectors of short texts, each embedded once (a cache of at most 20,000)."""
@@ -87,13 +88,16 @@ class ActionBook:
     def aliases(self, index, spec: NpcSpec, action, chapter: int) -> dict[str, dict[str, str]]:
         """`lore_aliases` of the action's enums, from the lore this character sees at this chapter whatever the
         game's state (no gated document: a gate that may be shut never names a value), once per index generation."""
-        key = (str(getattr(index, "path", id(index))), spec.id, action.name, repr(action.params), chapter)
+        seen = (str(getattr(index, "path", id(index))), spec.id, chapter)
+        key = (*seen, action.name, repr(action.params))
         if key not in self._aliases:
             if len(self._aliases) > 512:
                 self._aliases.clear()
-            sentences = [x for c in index.chunks if c.requires is None and c.chapter <= chapter
-                         and (c.npc_scope is None or spec.id in c.npc_scope) for x in split_sentences(c.text)]
-            self._aliases[key] = lore_aliases(action.params, sentences)
+                self._lore.clear()
+            if seen not in self._lore:  # (split once for all of the character's actions)
+                self._lore[seen] = [x for c in index.chunks if c.requires is None and c.chapter <= chapter
+                                    and (c.npc_scope is None or spec.id in c.npc_scope) for x in split_sentences(c.text)]
+            self._aliases[key] = lore_aliases(action.params, self._lore[seen])
         return self._aliases[key]
 
     @staticmethod
@@ -314,8 +318,7 @@ def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     props = params.get("properties") or {}
-    open_ = {k: [v for v in sch["enum"] if isinstance(v, str) and v == v.lower() and v.strip()]
-             for k, sch in props.items()
+    open_ = {k: kind_values(sch) for k, sch in props.items()
              if k not in args and isinstance(sch, dict) and isinstance(sch.get("enum"), list)}
     required = set(params.get("required") or [])
     open_ = {k: vs for k, vs in open_.items() if len(vs) > 1 and k in required}  # (an optional one is not asked for)

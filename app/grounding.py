@@ -363,9 +363,10 @@ class GroundingPolicy:
         budget = None if g.max_words is None else max(8, g.max_words - frame)
         said = evidence if chosen else self.said(question, evidence)
         answer = compose_answer(question, said, self.selector, budget, len(said), clauses=g.clauses)
-        framed = in_voice(spec, f"{lead} {answer}".strip())
+        text = f"{lead} {answer}".strip()
+        framed = in_voice(spec, text)
         if g.closer_within is not None and m is not None and m.closes and len(framed.split()) > g.closer_within:
-            framed = wrap_in_voice(f"{lead} {answer}".strip(), m.opens, None)  # a long answer: no sign-off after it
+            framed = wrap_in_voice(text, m.opens, None)  # a long answer: no sign-off after it
         return framed
 
     def read(self, question: str, evidence: list[Evidence]) -> tuple[list[Evidence], bool]:
