@@ -70,11 +70,18 @@ def lore_match(hits) -> float:
 
 
 def _describe(obj) -> object:
-    """A retriever's settings as plain data (part of the router's cache key)."""
-    if obj is None:
-        return None
-    fields = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else _describe(v))
-              for k, v in sorted(vars(obj).items()) if not k.startswith("_") and k != "embedder"}
+    """A retriever's settings as plain data (part of the router's cache key): its own fields, a reranker's too; a
+    set as its sorted members; a model or other library object by its type (what chose it, a path or a name, is a
+    field of the retriever that holds it)."""
+    if obj is None or isinstance(obj, (int, float, str, bool)):
+        return obj
+    if isinstance(obj, (set, frozenset)):
+        return sorted(map(str, obj))
+    if isinstance(obj, (list, tuple)):
+        return [_describe(v) for v in obj]
+    if not type(obj).__module__.startswith("retrieval."):
+        return type(obj).__name__
+    fields = {k: _describe(v) for k, v in sorted(vars(obj).items()) if not k.startswith("_") and k != "embedder"}
     return [type(obj).__name__, fields]
 
 

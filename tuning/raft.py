@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from retrieval.errors import CorpusError
+from retrieval.text import split_sentences
 from retrieval.types import Chunk
 from tuning.sft import SFTRecipe
 
-_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b([A-Z][\w’'-]+(?:\s+(?:de|del|la|of|the|van|von)?\s*[A-Z][\w’'-]+){0,3})")
 TEMPLATES = ("Who or what is {x}?", "What do you know about {x}?", "Tell me about {x}.", "What can you tell me of {x}?",
              "Have you heard of {x}?", "what about {x}?", "{x}? What is that?", "Anything you know on {x}?")
@@ -52,7 +52,7 @@ class RaftItem:
 
 def build_raft_items(chunks: list[Chunk], *, n: int = 300, distractors: int = 2, idk_share: float = 0.2,
                      seed: int = 0, min_sentences: int = 20) -> list[RaftItem]:
-    sents = [(c, s.strip()) for c in chunks for s in _SENT.split(c.text) if len(s.split()) >= 6]
+    sents = [(c, s.strip()) for c in chunks for s in split_sentences(c.text, min_words=6)]
     names: Counter[str] = Counter()
     for _, s in sents:
         names.update({m.group(1) for m in _NAME.finditer(s)})

@@ -3,15 +3,13 @@ which mixes a reranker's scores with a first stage's ranks."""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
+from retrieval.text import split_sentences
 from retrieval.types import Hit
 
 if TYPE_CHECKING:
     import numpy as np
-
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 class SentenceReranker:
@@ -28,7 +26,7 @@ class SentenceReranker:
 
         todo = [h.chunk for h in hits if h.chunk.hash not in self._cache]
         if todo:
-            parts = [[s for s in _SENTENCE.split(c.text) if len(s.split()) >= 3] or [c.text] for c in todo]
+            parts = [split_sentences(c.text, min_words=3) or [c.text] for c in todo]
             vecs = self.embedder.encode([s for p in parts for s in p])  # (S, dim)
             i = 0
             for c, p in zip(todo, parts):
@@ -46,6 +44,7 @@ class CrossEncoderReranker:
     def __init__(self, model: str):
         from sentence_transformers import CrossEncoder
 
+        self.path = model  # what the router's cache key names (the model object is described by its type)
         self.model = CrossEncoder(model, device="cpu", local_files_only=True)
 
     def scores(self, text: str, vector: np.ndarray, hits: list[Hit]) -> np.ndarray:

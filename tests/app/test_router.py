@@ -100,6 +100,28 @@ def test_trained_router_is_cached_by_what_made_it(tiny_world, embedder, tmp_path
     assert _router(embedder, index, dataclasses.replace(cues, phrases=more), cache=tmp_path / "cache").key != first.key
 
 
+def test_a_reranked_search_builds_a_router_keyed_by_its_settings(tiny_world, embedder, tmp_path):
+    """`retrieval.rerank` used to stop the engine from starting: the router's cache key could not describe the
+    reranked retriever (a set among its fields). Each setting of the search now has its own key."""
+    from retrieval.retriever import RetrieverSpec, make_retriever
+
+    index, cues = tiny_world
+    docs = {}
+    for c in index.chunks:
+        docs.setdefault(c.doc, (c.title, []))[1].append(c.text)
+    examples = synthesise([(t, " ".join(x)) for t, x in docs.values()], ["Ilse", "Rodrigo"], cues)
+    keys = []
+    for spec in (RetrieverSpec(mode="hybrid"), RetrieverSpec(mode="hybrid", rerank="sentences"),
+                 RetrieverSpec(mode="hybrid", rerank="sentences", rerank_weight=0.8)):
+        router = Router(embedder, cues, examples, index, retriever=make_retriever(spec, embedder), k=4,
+                        cache_dir=tmp_path / "cache")
+        text = "Who built the clock with thirteen hours?"
+        v = embedder.encode([text])[0]
+        assert router.route(text, v, max(h.score for h in router.lore_hits(index, text, v))).label == "fact"
+        keys.append(router.key)
+    assert len(set(keys)) == 3
+
+
 def test_seed_file_errors(tmp_path):
     path = tmp_path / "s.jsonl"
     path.write_text('{"text": "hi", "label": "chitchat"}\n')
