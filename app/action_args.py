@@ -523,6 +523,20 @@ def lore_aliases(params: dict, sentences: list[str]) -> dict[str, dict[str, str]
     return out
 
 
+def aliased(params: dict, text: str, args: dict, aliases: dict | None) -> dict:
+    """`args` with each required enum parameter it lacks that `text` names by a lore alias of one value (`aliases`,
+    from `lore_aliases`: "a dozen jugs of the Morning Mist" is clear sake); each value still passes its schema."""
+    props, required = params.get("properties") or {}, set(params.get("required") or [])
+    said, out = f" {norm(text)} ", dict(args)
+    for name, names in (aliases or {}).items():
+        if name in out or name not in required or not isinstance(props.get(name), dict):
+            continue
+        meant = {v for alias, v in names.items() if f" {alias} " in said}
+        if len(meant) == 1 and valid(props[name], value := next(iter(meant))):
+            out[name] = value
+    return out
+
+
 def kind_values(schema: object) -> list[str]:
     """An enum's values written as plain lower-case words (kinds, not names: "dog", "clear sake")."""
     enum = schema.get("enum") if isinstance(schema, dict) else None
@@ -769,7 +783,8 @@ _MINUTES = {"minute": 1, "min": 1, "hour": 60, "hr": 60, "day": 1440, "night": 1
 _IDIOMS = ((re.compile(r"\b(?:a\s+)?quarter(?:\s+of)?\s+an?\s+hour\b", re.I), 15),
            (re.compile(r"\bhalf(?:\s+an|-an)?[\s-]hour\b", re.I), 30),
            (re.compile(r"\b(?:an|one)\s+hour\s+and\s+a\s+half\b", re.I), 90),
-           (re.compile(r"\b(?:to|for)\s+(?:tonight|the\s+night)\b", re.I), 1440))
+           (re.compile(r"\b(?:to|for)\s+(?:tonight|the\s+night)\b", re.I), 1440),
+           (re.compile(r"\b(?:(?:just|only)\s+)?for\s+today\b|\btoday\s+only\b", re.I), 1440))
 _UNIT = re.compile(r"(?:\b|(?<=\d))(minute|min|hour|hr|day|night|nite|week|fortnight)s?\b|(?<=\d)(h|d|wk)s?\b", re.I)
 _SHORT = {"h": "hour", "d": "day", "wk": "week"}  # "2h", "3d", "2wks": glued to the number
 _ONE_UNIT = re.compile(r"\b(?:(?:a|an|one)(?:\s+(?:whole|entire|full))?|(?:the|all)\s+(?:whole|entire|full)|all"
@@ -778,7 +793,8 @@ _ONE_UNIT = re.compile(r"\b(?:(?:a|an|one)(?:\s+(?:whole|entire|full))?|(?:the|a
 
 def durations(text: str) -> list[tuple[int, int, float]]:
     """(start, end, minutes) of each length of time in `text`: a number before a unit ("ten minutes", "3 nights",
-    "a week", "a fortnight") or an idiom ("a quarter of an hour", "half an hour", "for the night")."""
+    "a week", "a fortnight") or an idiom ("a quarter of an hour", "half an hour", "for the night", "just for
+    today")."""
     found: list[tuple[int, int, float]] = []
     for rx, minutes in _IDIOMS:
         found += [(m.start(), m.end(), float(minutes)) for m in rx.finditer(text)]
@@ -1293,7 +1309,7 @@ _KIN = ("wife husband missus hubby partner spouse fiance fiancee fiancé fiancé
         "son daughter mum mom mother dad father grandma grandmother grandpa grandfather gran granny nan nana uncle "
         "aunt auntie aunty cousin nephew niece friend mate pal buddy colleague neighbour neighbor kid child baby boy "
         "girl lad lass teenager teen apprentice companion workmate grandkid grandchild grandson granddaughter pupil "
-        "student").split()
+        "student youngster").split()
 _KIN_MANY = {"child": "children", "baby": "babies", "buddy": "buddies", "wife": "wives", "aunty": "aunties",
              "nana": "nanas", "grandchild": "grandchildren"}
 _KIN_PLURAL = [_KIN_MANY.get(w, w + "s") for w in _KIN]
@@ -1303,6 +1319,7 @@ _MEMBER = re.compile(r"\b(?:(?:the|my|our|his|her|your)\s+(?:(?:old|little|young
                      r"\s+(?P<two>" + "|".join(_KIN_TWO) + r")|(?P<me>me|myself|I(?!['’]))"
                      r"|(?P<kin1>grandma|grandpa|granny|gran|nan|nana|mum|mom|dad))\b", re.I)
 _MEMBERS_OF = re.compile(r"\s+(?:[^\W\d_]+\s+)?(?:" + "|".join(_KIN_PLURAL) + r")\b|"  # ("nine people": a total)
+                         r"\s+(?:young|little|wee)\s+ones\b|"  # ("our three young ones")
                          + _KINDS_OF_PEOPLE.pattern.replace("|people|persons?", ""), re.I)
 _JOINS = re.compile(r"\s*(?:,\s*)?(?:(?:and|n|&|\+|plus|with)\s+)?", re.I)
 _OWNED = re.compile(r"(?:the|my|our|his|her|your)\s+$", re.I)

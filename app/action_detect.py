@@ -352,12 +352,13 @@ _NAME_LABEL = re.compile(r"\b(?:(?:the|my|his|her|its|their|our)\s+[\w-]+['’]s
                          r"name(?:['’]s|\s+is)\s+(?=[A-ZÁÉÍÓÚÑ])", re.I)
 
 
-def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
+def terse(clause: str, action: ActionSpec, declared: set[str], aliases: dict | None = None) -> bool:
     """An order said as a noun phrase ("adult pass for a fortnight", "north route for 2 tmrw?"): a part of the
     clause between commas or dashes opens with a number or a word of the action's declaration, has no subject, no
     verb "to be" and no other verb in the past or third person ("my adult son phones every day" tells), and gives
-    the action every argument it requires (at least one). `declared`: the action's `declared_words`."""
-    from app.action_args import QUOTED, SAYING, complete, extract_args, is_long, numbers, spans
+    the action every argument it requires (at least one), a kind named by its lore alias too ("Eight sho of First
+    Snow"). `declared`: the action's `declared_words`; `aliases`: its `lore_aliases`."""
+    from app.action_args import QUOTED, SAYING, aliased, complete, extract_args, is_long, numbers, spans
 
     if not action.params.get("required"):
         return False
@@ -380,7 +381,7 @@ def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
         if not (numbers(lead) or lead.casefold() in ("a", "an") or stems(lead) & declared or
                 any(a == first.start(1) for a, _, _ in spans(seg))):  # ("half a dozen" opens with a number)
             continue
-        args = extract_args(action.params, seg)
+        args = aliased(action.params, seg, extract_args(action.params, seg), aliases)
         if args and complete(action.params, args):
             return True
     # an order over several such parts ("North Quay, five passengers, name of Ada Ruiz", "My grey, Tamsin,
@@ -388,7 +389,7 @@ def terse(clause: str, action: ActionSpec, declared: set[str]) -> bool:
     # the parts together give every required argument
     leads = [re.match(r"\W*([\w'’-]+)", g).group(1) for g in segs]
     if len(segs) > 1 and all(plain) and any(stems(w) & declared or numbers(w) for w in leads):
-        args = extract_args(action.params, clause)
+        args = aliased(action.params, clause, extract_args(action.params, clause), aliases)
         return bool(args) and complete(action.params, args)
     return False
 

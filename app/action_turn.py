@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import (QUOTED, SAYING, complete, extract_args, initialisms, is_long, kind_values, lore_aliases,
-                              missing, named_as, norm, said_total, tells_whole, told_message, truecase, valid)
+from app.action_args import (QUOTED, SAYING, aliased, complete, extract_args, initialisms, is_long, kind_values,
+                              lore_aliases, missing, named_as, norm, said_total, tells_whole, told_message, truecase,
+                              valid)
 from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, own_order,
                                paraphrases, relayed, request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
@@ -174,16 +175,19 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
     statement = "" if not statement or informs(engine.cues, statement) else statement
     out = []
     declared = ab.declared(spec)
+    aliases = {a.name: ab.aliases(turn.index, spec, a, turn.chapter) for a in spec.actions}  # lore names of values
     for _, rows, action in ab.scores(spec, vecs, turn.tools):
         best = None
         for i in range(len(parts)):  # an order said as a noun phrase ("adult pass for a week") asks too
-            ordered = asked[i] or (not questions[i] and terse(parts[i], action, declared[action.name]))
+            ordered = asked[i] or (not questions[i] and
+                                   terse(parts[i], action, declared[action.name], aliases[action.name]))
             question = questions[i]
             # "teach me axe fighting", to a character who teaches it (the values, an extraction, read last)
             if question and own_order(engine.cues, parts[i], words[action.name], True) and \
                     _names_value(action, parts[i]):
                 ordered, question = True, False
-            if i == 0 and statement and not ordered and terse(statement, action, declared[action.name]):
+            if i == 0 and statement and not ordered and terse(statement, action, declared[action.name],
+                                                              aliases[action.name]):
                 ordered, question = True, False
             ev = Evidence(float(rows[i]), p_action(i), ordered, len(said[i] & words[action.name]),
                           named(action, parts[i]), question, beside and not question)
@@ -307,34 +311,30 @@ KIND_COSINE, KIND_MARGIN = 0.5, 0.1  # a word means an enum value: this close, a
 
 def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
           declared: set[str] = frozenset(), aliases: dict | None = None) -> dict:
-    """`args` with the required enum parameters the words did not give, by meaning: a word or two of the line that
+    """`args` with the enum parameters the words did not give, by meaning: a word or two of the line that
     means one of the values ("puppy" or "Labrador" for "dog", "shots" for "vaccination", "bunny" for "rabbit").
     Only values written as plain lower-case words (kinds, not names), and only a word whose cosine to that value is
     at least KIND_COSINE and KIND_MARGIN above its cosine to any other value of the parameter ("vet" is as close to
     "cat" as to "dog": neither; "hamster" is no ferret), and never a word of the action's own declaration
     (`declared`, stems: "gear" in "rent some gear" names the action's whole range, not one value of it). First, a
-    name the lore gives one value (`aliases`, from `lore_aliases`: "a dozen jugs of the Morning Mist"). Each value
-    still passes its schema."""
+    name the lore gives one value (`aliases`, from `lore_aliases`: "a dozen jugs of the Morning Mist"; required
+    kinds only). An optional kind is given the same way ("here for treatment at the infirmary": medical). Each
+    value still passes its schema."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     props = params.get("properties") or {}
     open_ = {k: kind_values(sch) for k, sch in props.items()
              if k not in args and isinstance(sch, dict) and isinstance(sch.get("enum"), list)}
-    required = set(params.get("required") or [])
-    open_ = {k: vs for k, vs in open_.items() if len(vs) > 1 and k in required}  # (an optional one is not asked for)
+    open_ = {k: vs for k, vs in open_.items() if len(vs) > 1}  # an optional one too ("treatment at the infirmary")
     if not open_:
         return args
-    said_norm = f" {norm(text)} "
-    for name in list(open_):  # a name the lore gives one value ("Morning Mist" for clear sake): that value
-        meant = {v for alias, v in (aliases or {}).get(name, {}).items() if f" {alias} " in said_norm}
-        if len(meant) == 1 and valid(props[name], value := next(iter(meant))):
-            args = {**args, name: value}
-            del open_[name]
+    args = aliased(params, text, args, aliases)  # a name the lore gives one value ("Morning Mist" for clear sake)
+    open_ = {k: vs for k, vs in open_.items() if k not in args}
     if not open_:
         return args
     taken = " ".join(norm(v) for v in args.values() if isinstance(v, str)).split()
     skip = {w.lower() for w in never} | set(taken) | ENGLISH_STOP_WORDS
-    words = [w.lower() for w in re.findall(r"[^\W\d_][\w'’-]*", text)]
+    words = [re.sub(r"['’]s$", "", w.lower()) for w in re.findall(r"[^\W\d_][\w'’-]*", text)]  # "daughter's 9"
     content = [w if len(w) > 2 and w not in skip else None for w in words]
     said = [w for w in content if w] + [f"{a} {b}" for a, b in zip(content, content[1:]) if a and b]
     said = [w for w in said if not stems(w) <= declared]

@@ -690,6 +690,10 @@ def test_a_phrase_that_means_a_plain_word_counts_as_that_word(tmp_path, engine):
 
     cues = Cues.load()
     assert {"book", "appointment"} <= cues.meant("Can you fit her in?") and not cues.meant("Fit the lid in the box.")
+    for line in ("I want to cable my partner Eli Marsh", "telegraph mary quill at silverhorn for me"):
+        assert cues.meant(line) == {"telegram"}, line  # to cable or telegraph somebody sends a telegram
+    for line in ("Take the cable car up.", "The telegraph office is shut.", "Cable the rest of it down."):
+        assert "telegram" not in cues.meant(line), line
     world = tmp_path / "cues.yaml"
     world.write_text("senses:\n  open: ['crack (it|the \\w+) open']\n", encoding="utf-8")
     assert "open" in Cues.load(world).meant("Crack the hatch open for me.")
@@ -1096,7 +1100,12 @@ def test_a_word_that_means_an_enum_value_gives_it_and_a_near_miss_does_not(embed
     assert "gate" not in kinds(ab, CLINIC, "take me out by the northern door", {}, set())  # names: words only
     gear = {"type": "object", "properties": {"item": {"enum": ["skis", "boots", "helmet", "snowboard"]}},
             "required": ["item"]}
-    assert kinds(ab, {**gear, "required": []}, "could I rent some footwear?", {}, set()) == {}  # not asked for
+    # an optional kind is given by meaning too ("treatment at the infirmary" is a medical visit), never one not meant
+    assert kinds(ab, {**gear, "required": []}, "could I rent some footwear?", {}, set()) == {"item": "boots"}
+    visit = {"type": "object", "properties": {"purpose": {"enum": ["trade", "transit", "work", "medical"]}}}
+    assert kinds(ab, visit, "I've come up for treatment at the infirmary, two weeks", {}, set()) == {
+        "purpose": "medical"}
+    assert kinds(ab, visit, "A permit for two weeks, name of Ada Ruiz", {}, set()) == {}
     assert kinds(ab, gear, "could I rent some footwear for the day?", {}, set())["item"] == "boots"
     sake = {"type": "object", "properties": {"kind": {"enum": ["clear sake", "cloudy sake"]}}, "required": ["kind"]}
     aliases = {"kind": {"karasu dew": "clear sake", "first snow": "cloudy sake"}}
@@ -1104,6 +1113,9 @@ def test_a_word_that_means_an_enum_value_gives_it_and_a_near_miss_does_not(embed
     assert kinds(ab, sake, "Karasu Dew or First Snow?", {}, set(), aliases=aliases) == {}  # two: neither
     assert kinds(ab, gear, "could I rent some gear?", {}, set())["item"] == "helmet"  # ... without `declared`
     assert kinds(ab, gear, "could I rent some gear?", {}, set(), stems("rent gear")) == {}  # the action's own word
+    ages = {"type": "object", "properties": {"pass_type": {"enum": ["adult", "youth", "child", "senior"]}},
+            "required": ["pass_type"]}
+    assert kinds(ab, ages, "My daughter's 9, she needs a pass.", {}, set()) == {"pass_type": "child"}  # possessive
 
 
 def test_an_animals_name_keeps_its_title_and_a_persons_loses_it():
@@ -1330,7 +1342,9 @@ def test_a_party_said_as_its_members_or_as_its_total_and_just_the_one_counts():
     for line, n in (("Me, the wife and our three kids to Camp Nine.", 5), ("Anvil Deep, me and the missus", 2),
                     ("me and my parents to Camp Nine", 3), ("my wife and my son to Camp Nine", 2),
                     ("Camp Nine, me and the two kids and grandma", 4), ("Camp Nine: a party of six", 6),
-                    ("We're three, my husband, my son and I, for Anvil Deep", 3)):
+                    ("We're three, my husband, my son and I, for Anvil Deep", 3),
+                    ("Camp Nine for me, the wife and our three young ones.", 5),
+                    ("Camp Nine for our two youngsters and me", 3)):
         assert extract_args(BUNKS, line)["passengers"] == n, line
     # a list ends with a conjunction: "me, my friend" calls the listener, it is no party of two
     assert "passengers" not in extract_args(BUNKS, "Take me, my friend, to Camp Nine")
@@ -1728,3 +1742,31 @@ def test_the_lore_names_a_kind_in_apposition_and_a_line_may_use_that_name():
                                           "room": {"great room": "shared room"}}
     # an alias the lore gives two values is none
     assert lore_aliases(params, ["Clear sake, called Dew.", "Cloudy sake, called Dew."]) == {}
+
+
+def test_a_kind_named_by_its_lore_alias_completes_an_order_said_as_a_noun_phrase():
+    from app.action_args import aliased
+    from app.action_detect import declared_words, terse
+    from app.actions import ActionSpec
+
+    params = {"type": "object", "required": ["kind", "quantity"], "properties": {
+        "kind": {"enum": ["clear sake", "cloudy sake", "rice"]}, "quantity": {"type": "integer", "minimum": 1}}}
+    buy = ActionSpec(name="buy_provisions", description="Sell the player provisions by the sho.", params=params)
+    aliases = {"kind": {"karasu dew": "clear sake", "first snow": "cloudy sake"}}
+    line = "Eight sho of First Snow for the porters' New Year."
+    assert aliased(params, line, {"quantity": 8}, aliases) == {"quantity": 8, "kind": "cloudy sake"}
+    assert terse(line, buy, declared_words(buy), aliases)
+    assert not terse(line, buy, declared_words(buy))  # without the lore's name the kind is missing: no order
+    # an alias fills only a required kind the words did not give, and only a value of the schema
+    assert aliased(params, "Karasu Dew, not rice", {"kind": "rice"}, aliases) == {"kind": "rice"}
+    assert aliased(params, "first snow", {}, {"kind": {"first snow": "plum wine"}}) == {}
+    assert aliased(params, "Eight sho of something else", {"quantity": 8}, aliases) == {"quantity": 8}
+
+
+def test_one_day_said_as_today_and_a_kind_said_with_a_possessive():
+    days = {"type": "object", "properties": {"days": {"type": "integer", "minimum": 1, "maximum": 14,
+                                                      "description": "how many days"}}}
+    assert extract_args(days, "can i get a kids pass for my son, just for today") == {"days": 1}
+    assert extract_args(days, "A pass, today only.") == {"days": 1}
+    assert extract_args(days, "A pass for five days, starting today.") == {"days": 5}
+    assert extract_args(days, "A pass, please.") == {}
