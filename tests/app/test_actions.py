@@ -692,7 +692,8 @@ def test_a_phrase_that_means_a_plain_word_counts_as_that_word(tmp_path, engine):
     assert {"book", "appointment"} <= cues.meant("Can you fit her in?") and not cues.meant("Fit the lid in the box.")
     for line in ("I want to cable my partner Eli Marsh", "telegraph mary quill at silverhorn for me"):
         assert cues.meant(line) == {"telegram"}, line  # to cable or telegraph somebody sends a telegram
-    for line in ("Take the cable car up.", "The telegraph office is shut.", "Cable the rest of it down."):
+    for line in ("Take the cable car up.", "The telegraph office is shut.", "Cable the rest of it down.",
+                 "Meet me by the cable car station at noon.", "the telegraph office in Denholm"):
         assert "telegram" not in cues.meant(line), line
     world = tmp_path / "cues.yaml"
     world.write_text("senses:\n  open: ['crack (it|the \\w+) open']\n", encoding="utf-8")
