@@ -71,7 +71,7 @@ def lore_match(hits) -> float:
 
 def _describe(obj) -> object:
     """A retriever's settings as plain data (part of the router's cache key): its own fields, a reranker's too; a
-    set as its sorted members; a model or other library object by its type (what chose it, a path or a name, is a
+    set as its sorted members; a model or other third-party object by its type (what chose it, a path or a name, is a
     field of the retriever that holds it)."""
     if obj is None or isinstance(obj, (int, float, str, bool)):
         return obj
