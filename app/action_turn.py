@@ -97,7 +97,8 @@ class ActionBook:
                 self._lore.clear()
             if seen not in self._lore:  # (split once for all of the character's actions)
                 self._lore[seen] = [x for c in index.chunks if c.requires is None and c.chapter <= chapter
-                                    and (c.npc_scope is None or spec.id in c.npc_scope) for x in split_sentences(c.text)]
+                                    and (c.npc_scope is None or spec.id in c.npc_scope)
+                                    for x in split_sentences(c.text)]
             self._aliases[key] = lore_aliases(action.params, self._lore[seen])
         return self._aliases[key]
 
