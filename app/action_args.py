@@ -1268,8 +1268,9 @@ def _groups(text: str, found: list[tuple[int, int, float]]) -> tuple[list, float
 
 
 def _measure_after(text: str, n: tuple[int, int, float]) -> bool:
-    """A unit of measure follows the number ("a 30 kg shepherd"): it weighs or measures, it counts no time."""
-    m = re.match(r"\s*([^\W\d_]+)\b", text[n[1]:])
+    """A unit of measure follows the number ("a 30 kg shepherd", "a 30-kilo shepherd"): it weighs or measures, it
+    counts no time."""
+    m = re.match(r"(?:\s*|-)([^\W\d_]+)\b", text[n[1]:])
     return m is not None and m.group(1).lower() in _MEASURES
 
 

@@ -333,11 +333,14 @@ class GroundingPolicy:
     def answers_on_its_own(self, question: str, best: Evidence) -> bool:
         """Does the character's own best sentence answer a typed question by itself ("How many bolts hold the iron
         door?" / "... the eight bolts of the iron door ...")? Then better-scoring hidden text (a later chapter that
-        speaks of the same door) does not silence it: the reply still says only what the character may see."""
+        speaks of the same door) does not silence it: the reply still says only what the character may see.
+        The names the question gives do not count as shared words: they say whom it is about, not what it asks
+        ("who's covering for Dr. Tremblay on the big surgeries?" / "Dr. Simone Tremblay, owner and surgeon ...")."""
         need = self.config.grounding.hidden_own_answer
         if need is None or self.cues.answer_type(question) is None:
             return False
-        shared = topic_words(question) & content_words(best.text)
+        named = content_words(" ".join(self.selector.entities(question, "person")))
+        shared = (topic_words(question) - named) & content_words(best.text)
         return len(shared) >= need and bool(self.selector.answer_tokens(question, best))
 
     def said(self, question: str, evidence: list[Evidence]) -> list[Evidence]:
@@ -411,8 +414,11 @@ class GroundingPolicy:
 
     def check(self, spec: NpcSpec, question: str, reply: str, evidence: list[Evidence],
               mode: str) -> tuple[str, dict]:
-        """The support check: a generated fact reply keeps only names and numbers its evidence holds; in `hybrid`
-        mode it must also carry what the best evidence adds to the question. Otherwise the policy applies."""
+        """The support check: a generated fact reply keeps only names and numbers its evidence holds, and does not
+        loop (a word 3-gram or a sentence said twice: "The cold. The dead-end. The Kettle. The cold. ..."); in
+        `hybrid` mode it must also carry what the best evidence adds to the question. Otherwise the policy applies."""
+        from app.evaluation.quality import repeats
+
         g = self.config.grounding
         used = [e.source() for e in evidence]
         info: dict = {"answer": "generated", "evidence": used, "supported": True}
@@ -426,8 +432,9 @@ class GroundingPolicy:
             top = evidence[: g.extract_sentences]
             need = set().union(*(self.selector.answer_tokens(question, e) for e in top))
             carries = not need or any(w in reply.lower() for w in need)
-        info.update(supported=not bad, unsupported=bad, carries_answer=carries)
-        if (not bad and carries and not says_idk) or g.on_unsupported == "keep":
+        loops = repeats(reply)
+        info.update(supported=not bad, unsupported=bad, carries_answer=carries, loops=loops)
+        if (not bad and carries and not says_idk and not loops) or g.on_unsupported == "keep":
             return reply, info
         if g.on_unsupported == "idk":
             return idk_line(spec, self.config.world), {**info, "answer": "idk"}

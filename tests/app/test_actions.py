@@ -1174,6 +1174,15 @@ def test_a_number_said_with_a_unit_of_measure_does_not_count_things():
     assert extract_args(bags, "3 x 10kg bags please") == {"bags": 3}
     weight = {"type": "object", "properties": {"kilograms": {"type": "integer", "description": "weight in kg"}}}
     assert extract_args(weight, "two crates, 40 kg in all") == {"kilograms": 40}
+    # ... nor a length of time, hyphen or not: "a 30-kilo shepherd" is no 30 nights (development, the clinic, held
+    # out); a count in no unit of its own still takes a number said with one ("8 metres of canvas")
+    nights = {"type": "object", "properties": {"nights": {"type": "integer", "minimum": 1, "maximum": 60,
+                                                          "description": "how many nights"}}}
+    assert extract_args(nights, "Can my dog Rufus board with you? He's a 30-kilo shepherd.") == {}
+    assert extract_args(nights, "Titan, 40-kilo Bernese, big run, 5 nights.") == {"nights": 5}
+    quantity = {"type": "object", "properties": {"quantity": {"type": "integer", "minimum": 1, "maximum": 50,
+                                                              "description": "how much of it"}}}
+    assert extract_args(quantity, "could u cut me 8 metres of canvas for a new jib") == {"quantity": 8}
 
 
 def test_a_time_of_the_past_after_since_is_how_long_not_a_story():
@@ -1188,8 +1197,14 @@ def test_a_time_of_the_past_after_since_is_how_long_not_a_story():
     for line in ("Last year I booked a checkup here for my cat and it went well",
                  "Yesterday you paged the vet for us and she came in ten minutes",
                  "Fray Cosme burnt through six candles last night copying a psalm",
-                 "Last time I filled up at pump 3 it took forever"):
+                 "Last time I filled up at pump 3 it took forever",
+                 # a month, a weekday or a feast day of the past (development, Porto Calvo and the clinic, held out)
+                 "Last August I booked two cabins on the Jolanda for Marenza and she left at seven sharp without us",
+                 "Last Christmas I boarded Titan here for a week and he came home spoiled rotten, haha.",
+                 "This past Tuesday we hired two porters and they were splendid"):
         assert informs(cues, line), line
+    # ... but "the last Tuesday of the month" is a date of a request, no story
+    assert not informs(cues, "Book my cat in for the last Tuesday of the month")
 
 
 def test_a_group_asking_for_one_thing_is_not_a_party_of_one_and_a_compound_names_its_kind():

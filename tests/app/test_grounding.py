@@ -296,6 +296,11 @@ def test_own_evidence_that_answers_by_itself_is_not_silenced_by_hidden_text(sele
     assert not policy.answers_on_its_own("How many keys open the iron gate?", own)
     assert not policy.answers_on_its_own("How many bolts on that door?", own)  # shares two: "bolts", "door"
     assert not policy.answers_on_its_own("Why are the bolts of the iron door drawn?", own)
+    # the names the question gives are whom it asks about, not shared topic words (development, the clinic: a
+    # gated question's answer came from the owner's own record while the gate was shut)
+    owner = Evidence("Name: Dr. Simone Tremblay; Role: Owner, medical director and surgeon; Since: 2008.", "o#0", "o",
+                     "Staff", 1.0)
+    assert not policy.answers_on_its_own("Heard who's covering for Dr. Tremblay on the big surgeries?", owner)
     # words that are only verbs name no topic ("come", "does": its noun is "doe")
     assert topic_words("Where does your secret crawlway come out?") == topic_words("secret crawlway")
     off = EternaConfig().model_copy(update={"grounding": EternaConfig().grounding.model_copy(
@@ -326,6 +331,27 @@ def test_a_lead_in_is_said_only_when_it_adds_nothing_the_evidence_lacks(selector
     assert policy.frame_fault(spec, q, "Clock tower?", ev) == "not one whole sentence"
     assert policy.frame_fault(spec, q, "", ev) == "not one whole sentence"
     assert policy.frame_fault(spec, q, "The clock was built", ev) == "not one whole sentence"
+
+
+def test_a_generated_fact_reply_that_loops_falls_back_to_the_extract(selector):
+    """A `both` turn's generation (development, Kestrel, a gated question asked as gossip): "The cold. The dead-end.
+    The Kettle. ... The cold. ..." named nothing unsupported and the question asks for no typed answer, so it was
+    said. A reply that loops is replaced like an unsupported one; a reply that does not is kept."""
+    from app.cast import NpcSpec
+    from app.grounding import GroundingPolicy
+
+    policy = GroundingPolicy(EternaConfig(), selector, Cues.load(), None)
+    spec = NpcSpec(id="warden", name="Capitán Rodrigo Ferrán", role="npc", persona="Warden of the Stacks.",
+                   style="Terse.", knows="all")
+    ev = [Evidence("Behind the spur past the great clock the air is cold enough to keep seeds.", "c#0", "c",
+                   "The Clock Room", 1.0)]
+    q = "Any gossip on what is kept behind the spur past the great clock?"
+    loop = "The cold. The spur. The clock. The cold. The seeds. The end."
+    reply, info = policy.check(spec, q, loop, ev, "hybrid")
+    assert info["loops"] and info["answer"] == "extracted" and reply != loop and "cold enough" in reply
+    fine = "Behind the spur the air is cold, cold enough to keep seeds."
+    reply, info = policy.check(spec, q, fine, ev, "hybrid")
+    assert not info["loops"] and info["answer"] == "generated" and reply == fine
 
 
 def test_a_long_extracted_answer_keeps_its_opener_and_drops_the_sign_off(engine):

@@ -163,6 +163,14 @@ def test_world_cues_extend_and_exclude_the_builtins(tmp_path):
     # "You ever find out who ...?" asks for a fact, not for the character's experience
     assert personal.find("personal", "You ever find out who rang the bell?") is None
     assert personal.find("personal", "You ever been out to the gorge?") == "You ever"
+    # ... nor "you ever hear how much ...?"; gossip, rumours and whispers *about* something are its topic, not a
+    # form or small talk (development, gated questions asked as small talk: routed `both` and generated before)
+    assert personal.find("personal", "you ever hear how much that chain offered for the practice?") is None
+    assert personal.find("personal", "Heard any rumours about the ship on new-moon nights?") is None
+    assert personal.find("form", "Any gossip on what the lifties say over the radio?") is None
+    assert personal.find("form", "I keep hearing whispers about a clinic that isn't on any roster.") is None
+    assert personal.find("personal", "Any gossip?") == "gossip"
+    assert personal.find("form", "Tell me like a bit of gossip") and personal.find("form", "whisper it to me")
     assert personal.find("personal", "How many people live here?") is None
     assert personal.find("personal", "Where is the nearest inn?") is None
     assert personal.answer_type("What's your cat called?") == personal.answer_type("What's the name of it?") == "person"
