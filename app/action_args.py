@@ -537,6 +537,69 @@ def aliased(params: dict, text: str, args: dict, aliases: dict | None) -> dict:
     return out
 
 
+DESCRIBED_BY = 2  # a line describes an enum value: it says this many of the words the lore says of that value alone
+
+
+def lore_descriptions(params: dict, sentences: list[str]) -> dict[str, dict[str, frozenset[str]]]:
+    """{parameter: {value: stems}}: what the lore and the parameter's own description say of each value of a
+    string enum, in the clauses that open with the value ("Anvil Deep is a platinum mine cut two kilometres into a
+    metal moonlet"; "The garden room, the only room on the inner court, with its own veranda"; a table's row,
+    "Tour: 4WD tour; Length: Full day ..."; "which room: ..., or the garden room on the inner court"),
+    kept only where no other value's clauses say them, and never a word of a value itself. Names and kinds of two
+    words are described; a kind of one common word ("work") is not, though what its clauses say is no other's."""
+    from collections import Counter
+
+    from app.action_detect import stems
+
+    out: dict[str, dict[str, frozenset[str]]] = {}
+    for name, schema in (params.get("properties") or {}).items():
+        enum = schema.get("enum") if isinstance(schema, dict) else None
+        values = [v for v in enum if isinstance(v, str) and norm(v)] if isinstance(enum, list) else []
+        if len(values) < 2:
+            continue
+        said = {v: re.compile(rf"(?:the |a |an )?{re.escape(norm(v))}(?!\w)") for v in values}
+        own = set().union(*(stems(v) | stems(v.replace("-", " ")) for v in values))
+        words: dict[str, set[str]] = {v: set() for v in values}
+        cast = re.split(r"[,;:]|\s(?:or|and)\s", str(schema.get("description") or ""))  # the cast file's own ("an
+        for sentence in [*sentences, *cast]:  # upper room on the second floor, or the garden room on the inner court")
+            row = re.match(r"[^\W\d_][\w ]{0,30}:\s*(.*)", sentence)  # a table's row ("Tour: 4WD tour; Length:
+            # Full day, lunch at the Long Pool; Price: $210"): all of it is about the value in its first cell
+            head = [v for v in values if row and said[v].fullmatch(norm(row.group(1).split(";")[0]))]
+            for clause in [sentence] if len(head) == 1 else re.split(r";|\s[–—]\s", sentence):
+                said_first = head if len(head) == 1 else [v for v in values if said[v].match(norm(clause))]
+                if len(said_first) == 1:  # the clause is about it
+                    words[said_first[0]] |= stems(clause.replace("-", " ")) - own
+        counts = Counter(w for ws in words.values() for w in ws)
+        kept = {v: frozenset(w for w in ws if counts[w] == 1) for v, ws in words.items()
+                if " " in norm(v) or v != v.lower()}  # (names, or kinds of two words: a common word such as "work"
+        if any(kept.values()):  # opens too many clauses to be described, but what they say is no other's)
+            out[name] = {v: ws for v, ws in kept.items() if ws}
+    return out
+
+
+def by_description(params: dict, text: str, args: dict, descriptions: dict | None,
+                   never: set[str] = frozenset(), declared: set[str] = frozenset()) -> dict:
+    """`args` with each required enum parameter it lacks that `text` describes as the lore describes one value
+    alone (`descriptions`, from `lore_descriptions`): at least DESCRIBED_BY of that value's own words, and none of
+    any other value's ("the platinum mine cut into the moon" is Anvil Deep; "the room on the inner court with the
+    veranda" is the garden room). The words of the action itself (`declared`, `described_words`) describe none:
+    "take four of us out on the Mule next loop" names the hauler's ship and route, not the stop at the loop's end.
+    Each value still passes its schema."""
+    from app.action_detect import stems
+
+    props, required = params.get("properties") or {}, set(params.get("required") or [])
+    said = stems(text.replace("-", " ")) - stems(" ".join([*never, *(str(v) for v in args.values())])) - declared
+    out = dict(args)
+    for name, values in (descriptions or {}).items():
+        if name in out or name not in required or not isinstance(props.get(name), dict):
+            continue
+        shared = sorted(((len(ws & said), v) for v, ws in values.items()), key=lambda x: -x[0])
+        if shared and shared[0][0] >= DESCRIBED_BY and (len(shared) < 2 or shared[1][0] == 0) \
+                and valid(props[name], shared[0][1]):
+            out[name] = shared[0][1]
+    return out
+
+
 def kind_values(schema: object) -> list[str]:
     """An enum's values written as plain lower-case words (kinds, not names: "dog", "clear sake")."""
     enum = schema.get("enum") if isinstance(schema, dict) else None
@@ -783,7 +846,10 @@ _MINUTES = {"minute": 1, "min": 1, "hour": 60, "hr": 60, "day": 1440, "night": 1
 _IDIOMS = ((re.compile(r"\b(?:a\s+)?quarter(?:\s+of)?\s+an?\s+hour\b", re.I), 15),
            (re.compile(r"\bhalf(?:\s+an|-an)?[\s-]hour\b", re.I), 30),
            (re.compile(r"\b(?:an|one)\s+hour\s+and\s+a\s+half\b", re.I), 90),
-           (re.compile(r"\b(?:to|for)\s+(?:tonight|the\s+night)\b", re.I), 1440),
+           (re.compile(r"\b(?:to|for)\s+(?:tonight|the\s+night)\b(?!\s+(?:and|n|&|\+)\s+(?:tomorrow|tmrw))", re.I),
+            1440),
+           (re.compile(r"\b(?:tonight|tonite)\s+(?:and|n|&|\+)\s+(?:tomorrow|tmrw)(?:\s+(?:night|nite))?\b", re.I),
+            2880),  # ("tonight and tomorrow night": two nights)
            (re.compile(r"\b(?:(?:just|only)\s+)?for\s+today\b|\btoday\s+only\b", re.I), 1440))
 _UNIT = re.compile(r"(?:\b|(?<=\d))(minute|min|hour|hr|day|night|nite|week|fortnight)s?\b|(?<=\d)(h|d|wk)s?\b", re.I)
 _SHORT = {"h": "hour", "d": "day", "wk": "week"}  # "2h", "3d", "2wks": glued to the number
@@ -1318,7 +1384,8 @@ _KIN_TWO = {"parents": 2, "grandparents": 2, "twins": 2, "folks": 2, "in-laws": 
 _MEMBER = re.compile(r"\b(?:(?:the|my|our|his|her|your)\s+(?:(?:old|little|young|eldest|youngest|oldest|elder|older|"
                      r"younger|baby|big|wee|dear|best)\s+)?(?P<kin>" + "|".join(_KIN) + r")|(?:the|my|our|his|her|your)"
                      r"\s+(?P<two>" + "|".join(_KIN_TWO) + r")|(?P<me>me|myself|I(?!['’]))"
-                     r"|(?P<kin1>grandma|grandpa|granny|gran|nan|nana|mum|mom|dad))\b", re.I)
+                     r"|(?P<kin1>grandma|grandpa|granny|gran|nan|nana|mum|mom|dad)"
+                     r"|(?P<bare>" + "|".join(_KIN) + r"))\b", re.I)  # (a bare one, "me + wife", only after another)
 _MEMBERS_OF = re.compile(r"\s+(?:[^\W\d_]+\s+)?(?:" + "|".join(_KIN_PLURAL) + r")\b|"  # ("nine people": a total)
                          r"\s+(?:young|little|wee)\s+ones\b|"  # ("our three young ones")
                          + _KINDS_OF_PEOPLE.pattern.replace("|people|persons?", ""), re.I)
@@ -1327,17 +1394,21 @@ _OWNED = re.compile(r"(?:the|my|our|his|her|your)\s+$", re.I)
 
 
 def _roster(text: str, found: list[tuple[int, int, float]]) -> tuple[list, float] | None:
-    """A party said as its members, joined as a list is ("me, the wife and our three kids", "me and the missus"):
+    """A party said as its members, joined as a list is ("me, the wife and our three kids", "me and the missus",
+    "me + wife"):
     (the numbers it used, how many people), or None. The last join is a conjunction ("me, my friend" is a vocative);
     a person without a number counts one, "my parents" two, a number before people ("our three kids") its number."""
-    members = [(m.start(), m.end(), _KIN_TWO[m.group("two").lower()] if m.group("two") else 1, None)
-               for m in _MEMBER.finditer(text)]
+    matched = list(_MEMBER.finditer(text))
+    bare = {m.start() for m in matched if m.group("bare")}
+    members = [(m.start(), m.end(), _KIN_TWO[m.group("two").lower()] if m.group("two") else 1, None) for m in matched]
     for n in found:
         if _MEMBERS_OF.match(text[n[1]:]):
             owned = _OWNED.search(text[:n[0]])
             members.append((owned.start() if owned else n[0], n[1] + _MEMBERS_OF.match(text[n[1]:]).end(), n[2], n))
     members.sort()
     for i in range(len(members)):
+        if members[i][0] in bare:
+            continue
         run = [members[i]]
         for m in members[i + 1:]:
             between = text[run[-1][1]:m[0]]

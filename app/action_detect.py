@@ -105,6 +105,12 @@ def service(description: str) -> str:
     return _PLACE.sub("", " " + description.strip().rstrip("."), count=1).strip()
 
 
+def described_words(action: ActionSpec) -> set[str]:
+    """The stems of the action's name, whole description and examples (not its parameters'): what it is about
+    ("the Long Mule's bunk bay", "the Scree Loop"), which describes none of its values (`by_description`)."""
+    return stems(" ".join([action.name.replace("_", " "), action.description, *action.examples]))
+
+
 def declared_words(action: ActionSpec) -> set[str]:
     text = [action.name.replace("_", " "), service(action.description), *action.examples]
     for name, schema in (action.params.get("properties") or {}).items():
@@ -352,13 +358,19 @@ _NAME_LABEL = re.compile(r"\b(?:(?:the|my|his|her|its|their|our)\s+[\w-]+['’]s
                          r"name(?:['’]s|\s+is)\s+(?=[A-ZÁÉÍÓÚÑ])", re.I)
 
 
-def terse(clause: str, action: ActionSpec, declared: set[str], aliases: dict | None = None) -> bool:
+def terse(clause: str, action: ActionSpec, declared: set[str], aliases: dict | None = None,
+          descriptions: dict | None = None) -> bool:
     """An order said as a noun phrase ("adult pass for a fortnight", "north route for 2 tmrw?"): a part of the
     clause between commas or dashes opens with a number or a word of the action's declaration, has no subject, no
     verb "to be" and no other verb in the past or third person ("my adult son phones every day" tells), and gives
     the action every argument it requires (at least one), a kind named by its lore alias too ("Eight sho of First
-    Snow"). `declared`: the action's `declared_words`; `aliases`: its `lore_aliases`."""
-    from app.action_args import QUOTED, SAYING, aliased, complete, extract_args, is_long, numbers, spans
+    Snow") or said as the lore describes it ("six of the comfrey-and-linen ones"). `declared`: the action's
+    `declared_words`; `aliases`: its `lore_aliases`; `descriptions`: its `lore_descriptions`."""
+    from app.action_args import QUOTED, SAYING, aliased, by_description, complete, extract_args, is_long, numbers, spans
+
+    def args_of(text: str) -> dict:
+        return by_description(action.params, text, aliased(action.params, text, extract_args(action.params, text),
+                                                           aliases), descriptions, declared=described_words(action))
 
     if not action.params.get("required"):
         return False
@@ -372,7 +384,7 @@ def terse(clause: str, action: ActionSpec, declared: set[str], aliases: dict | N
     plain = []  # each segment: said without a subject, "to be" or a finite verb?
     for seg in segs:
         toks = [w.casefold().replace("’", "'") for w in _WORD.findall(seg)]
-        first = re.match(r"\W*([\w'’-]+)", seg)
+        first = re.match(r"\W*(?:(?:just|only|simply)\s+)?([\w'’-]+)", seg, re.I)  # ("Just an unpowered site")
         plain.append(first is not None and not set(toks) & _STATES and
                      not any(_finite(w) for w in toks if not stems(w) & declared))
         if not plain[-1]:
@@ -381,7 +393,7 @@ def terse(clause: str, action: ActionSpec, declared: set[str], aliases: dict | N
         if not (numbers(lead) or lead.casefold() in ("a", "an") or stems(lead) & declared or
                 any(a == first.start(1) for a, _, _ in spans(seg))):  # ("half a dozen" opens with a number)
             continue
-        args = aliased(action.params, seg, extract_args(action.params, seg), aliases)
+        args = args_of(seg)
         if args and complete(action.params, args):
             return True
     # an order over several such parts ("North Quay, five passengers, name of Ada Ruiz", "My grey, Tamsin,
@@ -389,7 +401,7 @@ def terse(clause: str, action: ActionSpec, declared: set[str], aliases: dict | N
     # the parts together give every required argument
     leads = [re.match(r"\W*([\w'’-]+)", g).group(1) for g in segs]
     if len(segs) > 1 and all(plain) and any(stems(w) & declared or numbers(w) for w in leads):
-        args = aliased(action.params, clause, extract_args(action.params, clause), aliases)
+        args = args_of(clause)
         return bool(args) and complete(action.params, args)
     return False
 

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import (QUOTED, SAYING, aliased, complete, extract_args, initialisms, is_long, kind_values,
-                              lore_aliases, missing, named_as, norm, said_total, tells_whole, told_message, truecase,
-                              valid)
-from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, informs, named, own_order,
-                               paraphrases, relayed, request, stems, terse, vocabulary)
+from app.action_args import (QUOTED, SAYING, aliased, by_description, complete, extract_args, initialisms, is_long,
+                              kind_values, lore_aliases, lore_descriptions, missing, named_as, norm, said_total,
+                              tells_whole, told_message, truecase, valid)
+from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, described_words, informs, named,
+                               own_order, paraphrases, relayed, request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
 from app.router import Route, lore_match, offworld_allowed
 from retrieval.text import ABBREVIATIONS, split_sentences
@@ -74,7 +74,7 @@ class ActionBook:
         self._words: dict[tuple, dict[str, frozenset[str]]] = {}
         self._declared: dict[tuple, dict[str, set[str]]] = {}
         self._said: dict[str, np.ndarray] = {}  # a word or two of a line, embedded (`kinds`), bounded
-        self._aliases: dict[tuple, dict[str, dict[str, str]]] = {}  # lore names of enum values (`kinds`)
+        self._aliases: dict[tuple, dict] = {}  # lore names and descriptions of enum values (`kinds`)
         self._lore: dict[tuple, list[str]] = {}  # the ungated lore sentences a character sees at a chapter
 
     def embedded(self, texts: list[str]) -> np.ndarray:
@@ -89,8 +89,15 @@ class ActionBook:
     def aliases(self, index, spec: NpcSpec, action, chapter: int) -> dict[str, dict[str, str]]:
         """`lore_aliases` of the action's enums, from the lore this character sees at this chapter whatever the
         game's state (no gated document: a gate that may be shut never names a value), once per index generation."""
+        return self._from_lore(index, spec, action, chapter, lore_aliases)
+
+    def descriptions(self, index, spec: NpcSpec, action, chapter: int) -> dict[str, dict[str, frozenset[str]]]:
+        """`lore_descriptions` of the action's enums, from the same lore as `aliases`."""
+        return self._from_lore(index, spec, action, chapter, lore_descriptions)
+
+    def _from_lore(self, index, spec: NpcSpec, action, chapter: int, read):
         seen = (str(getattr(index, "path", id(index))), spec.id, chapter)
-        key = (*seen, action.name, repr(action.params))
+        key = (*seen, action.name, repr(action.params), read.__name__)
         if key not in self._aliases:
             if len(self._aliases) > 512:
                 self._aliases.clear()
@@ -99,7 +106,7 @@ class ActionBook:
                 self._lore[seen] = [x for c in index.chunks if c.requires is None and c.chapter <= chapter
                                     and (c.npc_scope is None or spec.id in c.npc_scope)
                                     for x in split_sentences(c.text)]
-            self._aliases[key] = lore_aliases(action.params, self._lore[seen])
+            self._aliases[key] = read(action.params, self._lore[seen])
         return self._aliases[key]
 
     @staticmethod
@@ -177,18 +184,20 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
     out = []
     declared = ab.declared(spec)
     aliases = {a.name: ab.aliases(turn.index, spec, a, turn.chapter) for a in spec.actions}  # lore names of values
+    described = {a.name: ab.descriptions(turn.index, spec, a, turn.chapter) for a in spec.actions}  # and its words
     for _, rows, action in ab.scores(spec, vecs, turn.tools):
         best = None
         for i in range(len(parts)):  # an order said as a noun phrase ("adult pass for a week") asks too
             ordered = asked[i] or (not questions[i] and
-                                   terse(parts[i], action, declared[action.name], aliases[action.name]))
+                                   terse(parts[i], action, declared[action.name], aliases[action.name],
+                                         described[action.name]))
             question = questions[i]
             # "teach me axe fighting", to a character who teaches it (the values, an extraction, read last)
             if question and own_order(engine.cues, parts[i], words[action.name], True) and \
                     _names_value(action, parts[i]):
                 ordered, question = True, False
             if i == 0 and statement and not ordered and terse(statement, action, declared[action.name],
-                                                              aliases[action.name]):
+                                                              aliases[action.name], described[action.name]):
                 ordered, question = True, False
             ev = Evidence(float(rows[i]), p_action(i), ordered, len(said[i] & words[action.name]),
                           named(action, parts[i]), question, beside and not question)
@@ -267,6 +276,8 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     ab = book(engine)
     args = kinds(ab, action.params, text, args, never, ab.declared(spec)[action.name],
                  ab.aliases(turn.index, spec, action, turn.chapter))
+    args = by_description(action.params, text, args, ab.descriptions(turn.index, spec, action, turn.chapter), never,
+                          described_words(action))
     if not action.allowed(turn.state):
         outcome.status = "refused"
     else:

@@ -63,7 +63,7 @@ def embedder():
 def shared_models(tmp_path_factory):
     """One model cache for the shipped-world engines of a run: the default model is converted, the llama.cpp probe
     run and each world's router fitted once, not per engine (about 28 s each; the caches are keyed by what made
-    them). Tests of the conversion and the probe themselves keep their own."""
+    them). The llama.cpp tests of the probe (tests/slow/test_llamacpp.py) keep their own."""
     return tmp_path_factory.mktemp("models")
 
 

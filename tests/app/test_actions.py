@@ -1360,11 +1360,14 @@ def test_a_party_said_as_its_members_or_as_its_total_and_just_the_one_counts():
                     ("Camp Nine, me and the two kids and grandma", 4), ("Camp Nine: a party of six", 6),
                     ("We're three, my husband, my son and I, for Anvil Deep", 3),
                     ("Camp Nine for me, the wife and our three young ones.", 5),
-                    ("Camp Nine for our two youngsters and me", 3)):
+                    ("Camp Nine for our two youngsters and me", 3), ("me + wife, Camp Nine", 2),
+                    ("Camp Nine for me and wife and my two kids", 4)):
         assert extract_args(BUNKS, line)["passengers"] == n, line
     # a list ends with a conjunction: "me, my friend" calls the listener, it is no party of two
     assert "passengers" not in extract_args(BUNKS, "Take me, my friend, to Camp Nine")
     assert "passengers" not in extract_args(BUNKS, "Camp Nine with my kids")  # how many kids is not said
+    # a bare kin word counts only after another member: "wife" alone is nobody's party
+    assert "passengers" not in extract_args(BUNKS, "Camp Nine, wife and kids")
     # a total the line states outranks its members told in another clause, and never counts nights
     assert line_args(BUNKS, "I'm taking my wife and our four children up to Camp Nine.",
                      ["That's six of us all told, so six fares if you please."], set(), set())["passengers"] == 6
@@ -1777,6 +1780,71 @@ def test_a_kind_named_by_its_lore_alias_completes_an_order_said_as_a_noun_phrase
     assert aliased(params, "Karasu Dew, not rice", {"kind": "rice"}, aliases) == {"kind": "rice"}
     assert aliased(params, "first snow", {}, {"kind": {"first snow": "plum wine"}}) == {}
     assert aliased(params, "Eight sho of something else", {"quantity": 8}, aliases) == {"quantity": 8}
+
+
+def test_a_value_said_by_what_the_lore_says_of_it_alone_completes_the_order():
+    from app.action_args import by_description, lore_descriptions
+
+    params = {"type": "object", "required": ["destination", "room"], "properties": {
+        "destination": {"enum": ["Camp Nine", "Anvil Deep", "Marrow Station"]},
+        "room": {"enum": ["upper room", "garden room"]}, "purpose": {"enum": ["work", "trade room"]},
+        "note": {"enum": ["Anvil Deep", "Camp Nine"]}}}
+    lore = ["Camp Nine is the oldest camp in the Scree; Anvil Deep is a platinum mine cut two kilometres into a "
+            "metal moonlet; Marrow Station is the Combine's refinery at the far end of the loop.",
+            "- **An upper room** on the second floor, looking out over the river: 300 mon.",
+            "- **The garden room**, the only room on the inner court, with its own veranda: 450 mon.",
+            "Rooms are booked at the counter; the garden room and the upper room share a stair.",
+            "Anvil Deep has a refinery too.", "The old refinery at Camp Nine burned in 2390.",
+            "Work on the trade room stopped for a week."]
+    found = lore_descriptions(params, lore)
+    assert found["destination"]["Anvil Deep"] == {"cut", "kilometr", "metal", "moonlet", "platinum"}
+    assert "garden room" in found["room"] and "purpose" not in found  # "work" is said in too many clauses
+    # a word the lore says of two values is nobody's ("refinery" of Anvil Deep and of Marrow Station), and a
+    # clause that does not open with the value is not about it (the refinery that burned is not Camp Nine's)
+    assert "refineri" not in found["destination"]["Marrow Station"] | found["destination"]["Anvil Deep"]
+    assert "burn" not in found["destination"].get("Camp Nine", set())
+    line = "my partner and I want to see that platinum mine, the one cut into the moon"
+    assert by_description(params, line, {}, found) == {"destination": "Anvil Deep"}
+    assert by_description(params, "the room on the inner court w/ the veranda", {}, found) == {"room": "garden room"}
+    # one word of a value is not enough, a line that says another value's words too is neither, and a value the
+    # words gave, an optional parameter or a value outside the schema is never changed
+    rows = lore_descriptions({"properties": {"tour": {"enum": ["gorge walk", "4wd tour"]}}}, [
+        "Tour: Gorge walk; Length: 3 hours, guided, to the Long Pool; Price per adult: $65.",
+        "Tour: 4WD tour; Length: Full day, gorge walk, lunch at the Long Pool; Price per adult: $210."])
+    assert rows["tour"]["4wd tour"] == {"day", "lunch"}  # a table's row is about its first cell's value
+    assert rows["tour"]["gorge walk"] == {"hour", "guid"}
+    # the parameter's own description describes its values too
+    room = {"properties": {"room": {"enum": ["upper room", "garden room"], "description": "which room: an upper "
+                                    "room on the second floor, or the garden room on the inner court"}}}
+    assert lore_descriptions(room, []) == {"room": {"upper room": {"second", "floor"}, "garden room": {"inner",
+                                                                                                     "court"}}}
+    # the action's own words describe no value ("the Mule" is the hauler's ship, "the loop" its route)
+    lore = ["Marrow Station is the refinery at the far end of the loop, where the Mule turns for home."]
+    assert by_description(params, "four of us on the Mule next loop", {}, lore_descriptions(params, lore)) == {
+        "destination": "Marrow Station"}
+    assert by_description(params, "four of us on the Mule next loop", {}, lore_descriptions(params, lore),
+                          declared={"mule", "loop"}) == {}
+    assert by_description(params, "somewhere with a veranda", {}, found) == {}
+    assert by_description(params, "the platinum moonlet, or the far end of the loop", {}, found) == {}
+    assert by_description(params, "a platinum moonlet", {"destination": "Camp Nine"}, found) == {
+        "destination": "Camp Nine"}
+    assert "note" not in by_description(params, "a platinum moonlet", {}, {"note": {"Anvil Deep": {"platinum",
+                                                                                                  "moonlet"}}})
+    assert by_description(params, "a platinum moonlet", {}, {"destination": {"Mars": {"platinum", "moonlet"}}}) == {}
+
+
+def test_tonight_and_tomorrow_night_are_two_and_an_order_may_open_with_just():
+    from app.action_detect import declared_words, terse
+    from app.actions import ActionSpec
+
+    stay = ActionSpec(name="book_stay", description="Book the player a bed for the night.",
+                      params={**CAMP, "required": ["site", "nights"]})
+    assert extract_args(CAMP, "a donga for tonight and tomorrow night")["nights"] == 2
+    assert extract_args(CAMP, "need a room tonite n tmrw night pls")["nights"] == 2
+    assert extract_args(CAMP, "a donga for tonight")["nights"] == 1
+    assert extract_args(CAMP, "a donga for tonight, and tomorrow I drive on")["nights"] == 1
+    assert terse("Just a donga for tonight and tomorrow night, name of Okafor.", stay, declared_words(stay))
+    assert not terse("Just wondering what a donga for two nights costs", stay, declared_words(stay))
 
 
 def test_one_day_said_as_today_and_a_kind_said_with_a_possessive():

@@ -18,12 +18,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory, embedder):
+def config(tmp_path_factory, embedder, shared_models):
     root = tmp_path_factory.mktemp("real")
     shipped = EternaConfig.load(REPO / "configs" / "eterna.yaml")
     paths = shipped.paths.model_copy(update={"index": root / "index", "adapters": root / "adapters",
                                              "sessions": None})
-    models = shipped.models.model_copy(update={"cache_dir": root / "models"})
+    models = shipped.models.model_copy(update={"cache_dir": shared_models})  # (converted once per run)
     cfg = shipped.model_copy(update={"paths": paths, "models": models})
     rebuild_index(cfg.paths.corpus, cfg.paths.index, embedder)
     return cfg

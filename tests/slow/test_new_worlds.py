@@ -149,6 +149,11 @@ def test_the_tenth_worlds_shouted_lower_case_and_stage_directed_orders_reach_the
     r = engine.say("innkeeper", "shared room for 2, three nights, name Mori Ken. is supper still on?", remember=False)
     assert r.actions == [{"name": "book_room", "args": {"room": "shared room", "guests": 2, "nights": 3,
                                                         "guest": "Mori Ken"}}], r.flags
+    # a room said by what the lore says of it alone (the inner court, the veranda), a party as "me + wife"
+    r = engine.say("innkeeper", "the room on the inner court w/ the veranda, me + wife, 2 nights, name Ota Jun",
+                   remember=False)
+    assert r.actions == [{"name": "book_room", "args": {"room": "garden room", "guests": 2, "nights": 2,
+                                                        "guest": "Ota Jun"}}], r.flags
 
 
 def test_the_twelfth_worlds_lesson_described_wound_and_argumentless_fortune_reach_the_game(tmp_path_factory, embedder,

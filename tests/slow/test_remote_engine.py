@@ -74,8 +74,8 @@ class LlamaServer:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("models")
+def cache(shared_models):
+    return shared_models  # (the default model converted once per run)
 
 
 @pytest.fixture(scope="module")
