@@ -564,9 +564,11 @@ def lore_descriptions(params: dict, sentences: list[str]) -> dict[str, dict[str,
         for sentence in [*sentences, *cast]:  # upper room on the second floor, or the garden room on the inner court")
             row = re.match(r"[^\W\d_][\w ]{0,30}:\s*(.*)", sentence)  # a table's row ("Tour: 4WD tour; Length:
             # Full day, lunch at the Long Pool; Price: $210"): all of it is about the value in its first cell
-            head = [v for v in values if row and said[v].fullmatch(norm(row.group(1).split(";")[0]))]
+            cell = norm(row.group(1).split(";")[0]) if row else None
+            head = [v for v in values if cell is not None and said[v].fullmatch(cell)]
             for clause in [sentence] if len(head) == 1 else re.split(r";|\s[–—]\s", sentence):
-                said_first = head if len(head) == 1 else [v for v in values if said[v].match(norm(clause))]
+                plain = norm(clause)
+                said_first = head if len(head) == 1 else [v for v in values if said[v].match(plain)]
                 if len(said_first) == 1:  # the clause is about it
                     words[said_first[0]] |= stems(clause.replace("-", " ")) - own
         counts = Counter(w for ws in words.values() for w in ws)

@@ -105,10 +105,16 @@ def service(description: str) -> str:
     return _PLACE.sub("", " " + description.strip().rstrip("."), count=1).strip()
 
 
-def described_words(action: ActionSpec) -> set[str]:
+def described_words(action: ActionSpec) -> frozenset[str]:
     """The stems of the action's name, whole description and examples (not its parameters'): what it is about
-    ("the Long Mule's bunk bay", "the Scree Loop"), which describes none of its values (`by_description`)."""
-    return stems(" ".join([action.name.replace("_", " "), action.description, *action.examples]))
+    ("the Long Mule's bunk bay", "the Scree Loop"), which describes none of its values (`by_description`). Once per
+    declaration: a turn asks for it for every part of the line."""
+    return _described(action.name, action.description, tuple(action.examples))
+
+
+@lru_cache(maxsize=1024)
+def _described(name: str, description: str, examples: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(stems(" ".join([name.replace("_", " "), description, *examples])))
 
 
 def declared_words(action: ActionSpec) -> set[str]:
