@@ -196,10 +196,13 @@ def test_an_imperative_is_a_request_and_talk_is_not():
                  "Hand over a dozen ration bars and I'll settle up.", "Mind cycling the spine hatch?",
                  "How about you sneak me one lantern?", "Could Hana get a routine visit with you?",
                  "pls add me to the list", "My crewmate Pia needs to be seen by you.",
-                 "I'd like to ask you for two candles."]:
+                 "I'd like to ask you for two candles.", "The Delfina needs a new mast, she lost hers in the squall.",
+                 "I've a deep cut across my palm. I think it needs stitching."]:  # a thing that needs a job done
         assert request(cues, line), line
     for line in ["Thank you for the candle.", "Candles are scarce these days.", "Nice weather on the lake.",
-                 "Look, the ferry is late.", "How about the weather?", "Could you tell me the fare?"]:
+                 "Look, the ferry is late.", "How about the weather?", "Could you tell me the fare?",
+                 "The boat needs nothing.", "How do you know when a wound needs stitching?",
+                 "My grandfather's boat got a new mast here in 1920."]:
         assert not request(cues, line), line
 
 
@@ -1117,6 +1120,33 @@ def test_a_word_that_means_an_enum_value_gives_it_and_a_near_miss_does_not(embed
     ages = {"type": "object", "properties": {"pass_type": {"enum": ["adult", "youth", "child", "senior"]}},
             "required": ["pass_type"]}
     assert kinds(ab, ages, "My daughter's 9, she needs a pass.", {}, set()) == {"pass_type": "child"}  # possessive
+
+
+def test_the_last_missing_kind_is_given_by_what_the_lore_says_of_that_value_alone(embedder):
+    """When a required enum of kinds is all an order lacks, a phrase of the line close to one value said with what
+    the lore says of it alone (its gloss) gives that value; a line that chooses nothing, a line that still lacks
+    another argument and the action's own words give none."""
+    from app.action_args import lore_descriptions
+    from app.action_turn import ActionBook, by_gloss
+
+    ab = ActionBook(embedder)
+    rooms = {"type": "object", "properties": {"room": {"enum": ["front room", "attic room", "back room"]},
+                                              "nights": {"type": "integer"}}, "required": ["room", "nights"]}
+    lore = ["The front room looks straight across at the depot clock and costs 2 dollars a night.",
+            "The attic room is the cheapest, under the roof.", "The back room is quiet and faces the yard."]
+    desc = lore_descriptions(rooms, lore)
+    line = "the room that looks across at the depot clock, for a fortnight"
+    assert by_gloss(ab, rooms, line, {"nights": 14}, desc) == {"nights": 14, "room": "front room"}
+    assert by_gloss(ab, rooms, line, {}, desc) == {}  # the nights still missing: the character asks
+    assert by_gloss(ab, rooms, "a room for 2 nights, whichever you like", {"nights": 2}, desc) == {"nights": 2}
+    assert by_gloss(ab, rooms, line, {"nights": 14, "room": "back room"}, desc)["room"] == "back room"  # given
+    blades = {"type": "object", "properties": {"blade": {"enum": ["sword", "hunting knife", "spear"]}},
+              "required": ["blade"]}
+    own = stems("Commission a blade from the forge")
+    assert by_gloss(ab, blades, "I'll leave the kind of weapon to you", {}, {}, declared=own) == {}
+    assert by_gloss(ab, blades, "forge me a sword-blade", {}, {})["blade"] == "sword"
+    own = stems("Forge a sword-blade")  # the action's own words say no value
+    assert by_gloss(ab, blades, "forge me a sword-blade", {}, {}, declared=own) == {}
 
 
 def test_an_animals_name_keeps_its_title_and_a_persons_loses_it():

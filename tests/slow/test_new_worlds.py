@@ -58,6 +58,10 @@ def test_a_length_of_time_and_a_quoted_message_reach_the_game(world):
     assert r.actions == [{"name": "hold_train", "args": {"train": "Night Mail", "minutes": 15}}]
     r = engine.say("telegrapher", "Send a wire saying 'all is forgiven, come home.'", remember=False)
     assert r.actions == [] and "action_incomplete:send_telegram" in r.flags  # the quote is no recipient
+    # the room said by what the lore says of it (the depot clock), among words of other things (by_gloss)
+    r = engine.say("hotelkeeper", "Evening, ma'am. I rode up on the Ridge Flyer selling hardware, and I'd like the "
+                   "room looking across at the depot clock, for a week.", remember=False)
+    assert r.actions == [{"name": "rent_room", "args": {"nights": 7, "room": "front room"}}], r.flags
 
 
 @pytest.mark.parametrize("world", ["alpine"], indirect=True)
