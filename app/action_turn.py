@@ -276,9 +276,9 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     ab = book(engine)
     args = kinds(ab, action.params, text, args, never, ab.declared(spec)[action.name],
                  ab.aliases(turn.index, spec, action, turn.chapter))
-    described = ab.descriptions(turn.index, spec, action, turn.chapter)
-    args = by_description(action.params, text, args, described, never, described_words(action))
-    args = by_gloss(ab, action.params, text, args, described, never, described_words(action))
+    described, own = ab.descriptions(turn.index, spec, action, turn.chapter), described_words(action)
+    args = by_description(action.params, text, args, described, never, own)
+    args = by_gloss(ab, action.params, text, args, described, never, own)
     if not action.allowed(turn.state):
         outcome.status = "refused"
     else:
