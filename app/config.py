@@ -196,6 +196,14 @@ class GroundingConfig(_Strict):
     clauses: bool = Field(False, description="with max_words: also cut a sentence to the clauses that carry the "
                           "answer type or the question's words, so more fit (shorter, but loses answers and reads "
                           "less well on the development worlds; see docs/benchmarks.md)")
+    asides: Literal["cut", "keep"] = Field(
+        "cut", description="an extracted fact reply says each sentence up to where only an aside follows (`cut`: "
+        "\"It opened in 1961.\" of \"..., after three summers of building, and its cabins held 40 people.\"): "
+        "the cut keeps the answer type's names and numbers, a clause with its verb, no list cut short, no negation "
+        "dropped, and the answer reader (grounding.reader) scores it within asides_margin of the whole sentence; "
+        "`keep`: whole sentences. Reply.grounding keeps the whole sentence")
+    asides_margin: float = Field(0.5, ge=0, description="with asides `cut`: how far below the whole sentence's "
+                                 "answer-reader score a cut may score")
     answer_order: Literal["rank", "sentence", "reader"] = Field(
         "reader", description="the order an extracted reply says its sentences in: `rank`, the selection's; "
         "`sentence`, the one whose own words are closest to the question first (the same sentences; answer first "

@@ -197,6 +197,10 @@ class EvidenceSelector:
 _NEGATION = re.compile(r"\b(?:not|no|never|nothing|none|nobody|nowhere|neither|nor|cannot)\b|n['’]t\b", re.I)
 _SEPARATOR = re.compile(r"(,\s+|;\s+|\s+[—–]\s+|\s+--\s+)")
 _PAREN = re.compile(r"\s*\([^()]*\)")
+_SUBORDINATE = re.compile(r"^(?:when|whenever|if|unless|because|although|though|while|until|till|since|before|after|"
+                          r"once|as|whereas|where|wherever)\b", re.I)
+_APPOSITION = re.compile(r"^(?:a|an|the)\b", re.I)  # ", a red star": a noun phrase that renames the one before
+_CLAUSE_BREAK = re.compile(r";\s+|\s+[—–]\s+|\s+--\s+")
 # a sentence that opens by referring back ("Its reflector is 64 metres across."): it goes on from another sentence
 _REFERS_BACK = re.compile(r"^[\"'“‘(]*(?:it|its|it's|it’s|he|his|she|her|they|their|this|these|those)\b", re.I)
 
@@ -231,6 +235,88 @@ def shorten(sentence: str, keep: set[str], budget: int, prefer: set[str] = froze
     for i in sorted(chosen):
         out += (seps[i] if i and seps[i].strip() in ("—", "–", "--", ";") else ", " if i else "") + segs[i]
     return out.rstrip(" ,;:") + end
+
+
+_AUX = frozenset("am is are was were has have had do does did will would can could may might must shall should".split())
+# a list goes on after the cut: "... named Ada, Ben and Cy", "... oats, beans, dwarf wheat and peppers"
+_LIST_END = re.compile(r"^(?:(?:and|or) )?\S+(?: \S+){0,3} (?:and|or) \S+(?: \S+){0,2}$|^(?:and|or) \S+(?: \S+){0,2}$")
+
+
+def _verb_forms(word: str, tags: tuple[str, ...], unless: tuple[str, ...] = ()) -> bool:
+    """Is the lower-case `word` one of the `tags` forms (VBZ, VBD, VBP) of a verb the English lexicon (lemminflect)
+    knows, and none of the `unless` forms ("kept" is VBD and VBN)?"""
+    from lemminflect import getAllInflections, getAllLemmas
+
+    for lemma in getAllLemmas(word).get("VERB", ()):
+        forms = getAllInflections(lemma, "VERB")
+        if any(word in forms.get(t, ()) for t in tags) and not any(word in forms.get(t, ()) for t in unless):
+            return True
+    return False
+
+
+def _finite_start(segment: str) -> bool:
+    """Does the segment open with a finite verb ("fills the east bank", "is called ...")? Then the cut before it
+    would part a subject from its verb ("The old quarter, the district of the forges, fills ...")."""
+    words = segment.split()
+    word = words[0].lower().strip("\"'“‘(") if words else ""
+    return word in _AUX or _verb_forms(word, ("VBZ",)) or _verb_forms(word, ("VBD",), unless=("VBN",))
+
+
+def _has_verb(text: str) -> bool:
+    """Does the text hold a finite verb after its first word (a clause, not "The night porter, Ada Vell")? A
+    base form counts only when the word is no noun ("kennel" is one)."""
+    for raw in text.split()[1:]:
+        word = raw.strip(",.;:!?\"'“”‘’()").lower()
+        if word.isalpha() and (word in _AUX or _verb_forms(word, ("VBZ", "VBD"))
+                               or (_verb_only(word) and _verb_forms(word, ("VBP",)))):
+            return True
+    return False
+
+
+def aside_cuts(sentence: str, keep: set[str], question: str, entities) -> list[str]:
+    """Shorter versions of `sentence`, shortest first, each the sentence up to a comma, semicolon or dash with the
+    rest dropped as an aside ("It opened in 1961, after three summers of building, and its cabins held 40 people."
+    -> "It opened in 1961."). A cut is offered only where English grammar lets it stand alone and nothing
+    asked is lost: what stays is five words or more with a finite verb and balanced quotes and brackets; it holds
+    every `keep` token (the answer type's names and numbers); what goes does not open with a finite verb, does not
+    go on with a list ("named Ada, Ben and Cy"), says no negation ("bread, never drink"), does not follow a clause
+    that waits for it ("...; when it is not, he hangs a rag"), is no apposition that says what the question
+    asks ("the mark of the smelter, a red star", "Ada Vell, the elected steward") and, when `keep` is empty
+    (a question of no answer type), names nothing (`entities(text)`: names and numbers, lower case) that is not in
+    the question or in what stays."""
+    question_words = {w.lower() for w in _TOKEN.findall(question)}
+    topic = content_words(question)
+    body = sentence.rstrip()
+    end = body[-1] if body[-1:] in ".!?…" else "."
+    parts = _SEPARATOR.split(body.rstrip(".!?…").rstrip())
+    cuts = []
+    for k in range(0, len(parts) - 2, 2):
+        kept = "".join(parts[:k + 1]).rstrip(" ,;:—–-")
+        rest = [seg.strip() for seg in parts[k + 2::2]]
+        tokens = {w.lower() for w in _TOKEN.findall(kept)}
+        if (len(kept.split()) < 5 or kept.count("(") != kept.count(")") or kept.count('"') % 2
+                or kept.count("“") != kept.count("”") or keep - tokens or not rest[0]):
+            continue
+        if _finite_start(rest[0]) or _NEGATION.search(" ".join(rest)) or _continues_list(rest):
+            continue
+        if _SUBORDINATE.match(parts[k]) or (_APPOSITION.match(rest[0])
+                                            and topic & (content_words(parts[k]) | content_words(rest[0]))):
+            continue
+        if not keep and entities(" ".join(rest)) - question_words - tokens:
+            continue
+        if _has_verb(kept) and _has_verb(_CLAUSE_BREAK.split(kept)[-1]):  # "...; the gas company" is no clause
+            cuts.append(kept + end)
+    return cuts
+
+
+def _continues_list(rest: list[str]) -> bool:
+    """Do the dropped segments finish a list (short items, then "X and Y")?"""
+    for seg in rest:
+        if _LIST_END.match(seg):
+            return True
+        if len(seg.split()) > 4:
+            return False
+    return False
 
 
 def compose_answer(question: str, evidence: list[Evidence], selector: EvidenceSelector, max_words: int | None,
@@ -365,12 +451,35 @@ class GroundingPolicy:
         frame = sum(len(x[0].split()) for x in (m.opens, m.closes) if x) if m else 0
         budget = None if g.max_words is None else max(8, g.max_words - frame)
         said = evidence if chosen else self.said(question, evidence)
+        if g.asides == "cut":
+            said = [self.without_asides(question, e) for e in said]
         answer = compose_answer(question, said, self.selector, budget, len(said), clauses=g.clauses)
         text = f"{lead} {answer}".strip()
         framed = in_voice(spec, text)
         if g.closer_within is not None and m is not None and m.closes and len(framed.split()) > g.closer_within:
             framed = wrap_in_voice(text, m.opens, None)  # a long answer: no sign-off after it
         return framed
+
+    def without_asides(self, question: str, evidence: Evidence) -> Evidence:
+        """The evidence sentence as said: its shortest cut (`aside_cuts`) that the answer reader scores within
+        `grounding.asides_margin` of the whole sentence, or the whole sentence. A sentence the reader scores below 0
+        (less likely than not to hold the answer) is said whole. Reply.grounding keeps the whole."""
+        import dataclasses
+
+        from app.reader import load_reader
+
+        keep = self.selector.answer_tokens(question, evidence) if self.cues.answer_type(question) else set()
+        cuts = aside_cuts(evidence.text, keep, question, lambda text: self.selector.entities(text, None))
+        if not cuts:
+            return evidence
+        g = self.config.grounding
+        scores = load_reader(g.reader).scores(question, [(evidence.title, t) for t in (evidence.text, *cuts)])
+        if scores[0] < 0:  # the reader does not find the answer in the whole sentence: it cannot vouch for a cut
+            return evidence
+        for cut, score in zip(cuts, scores[1:]):
+            if score >= scores[0] - g.asides_margin:
+                return dataclasses.replace(evidence, text=cut)
+        return evidence
 
     def read(self, question: str, evidence: list[Evidence]) -> tuple[list[Evidence], bool]:
         """The evidence in the answer reader's order (its logit plus `reader_weight` times the selection score),

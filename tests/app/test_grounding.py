@@ -2,6 +2,7 @@
 real MiniLM embedder and a tiny real model."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -210,6 +211,60 @@ def test_shorten_never_drops_the_answer_or_the_sentence_start():
     assert out.startswith("In 1879 he published a slim Latin pamphlet") and "De libris nondum scriptis" in out
     assert "Salamanca" not in out and out.endswith(".")
     assert shorten("Short and whole.", set(), 3) == "Short and whole."  # no asides to drop: as it was
+
+
+def _names(text):  # names and numbers, as EvidenceSelector.entities(text, None) finds them
+    return {w.lower() for w in re.findall(r"\w+", text) if w[0].isupper() or w[0].isdigit()}
+
+
+@pytest.mark.parametrize("sentence, keep, cut", [
+    # an aside after the answer goes; the answer type's names stay
+    ("The mayor is Burgi Gstrein, elected in 2020, the first woman to lead the village council.", {"burgi"},
+     "The mayor is Burgi Gstrein, elected in 2020."),
+    ("It opened on 21 December 1961, after three summers of building, and its first cabins held 40 passengers.",
+     {"21", "1961"}, "It opened on 21 December 1961."),
+    ("A full tank runs it for about 30 hours; the propane company, Gaz-Nord, refills it within a day.", {"30"},
+     "A full tank runs it for about 30 hours."),
+    ("The winner receives a carved wooden chamois, and the slowest finisher gets a wooden snail.", set(),
+     "The winner receives a carved wooden chamois."),
+    # what is asked may be further on: kept, and the cut comes after it
+    ("The protocol was used twice, in 2259 and in 2262, by the old crew.", {"2259", "2262"},
+     "The protocol was used twice, in 2259 and in 2262."),
+])
+def test_an_aside_after_the_answer_is_cut(sentence, keep, cut):
+    from app.grounding import aside_cuts
+
+    assert aside_cuts(sentence, keep, "What is it?", _names)[0] == cut
+
+
+@pytest.mark.parametrize("sentence, keep", [
+    ("It runs on three redundant cores named Ana, Bea and Cai.", set()),  # a list goes on
+    ("Gannet grows soy, potatoes, dwarf wheat and peppers.", set()),
+    ("Forge Row, the district of thirty-one forges, fills the east bank.", set()),  # the verb comes after the cut
+    ("Alois Pfeifer, who lived from 1899 to 1981, is called the father of skiing.", {"1899"}),
+    ("Humans are welcome that night, but by custom they bring the smiths bread, never drink.", set()),  # negation
+    ("She brought it back to Kestrel in her skiff, the Small Mercy.", set()),  # a name, and no type was asked
+    ("The kennel attendant on night duty, Etienne Roy, then 24 years old.", {"etienne"}),  # no verb: no clause
+    ("The station is open from dawn; the keeper, Ada Vell, by appointment.", set()),  # "...; the keeper" no clause
+    ("The sign reads \"Home, sweet home, and nowhere else\" above the door.", set()),  # inside quotes
+    ("Short, and whole.", set()),  # under five words
+    ("When it is thick enough he hangs straw on the post; when it is not, he hangs a black rag.", set()),
+])
+def test_no_cut_parts_a_list_a_clause_a_negation_or_a_name(sentence, keep):
+    from app.grounding import aside_cuts
+
+    assert aside_cuts(sentence, keep, "What is it?", _names) == []
+
+
+@pytest.mark.parametrize("question, sentence", [
+    ("What mark is stamped on the bars?", "Each bar is stamped with the mark of the smelter, a horned star."),
+    ("Who is the union steward?", "Kagame has a wary respect for Ayo Delacourt, the elected steward of the union."),
+])
+def test_an_apposition_that_says_what_is_asked_stays(question, sentence):
+    from app.grounding import aside_cuts
+
+    assert aside_cuts(sentence, {"ayo", "delacourt"} & _names(sentence), question, _names) == []
+    assert aside_cuts(sentence, {"ayo", "delacourt"} & _names(sentence), "Is it far?", _names)  # else cut
 
 
 def test_extracted_fact_replies_are_clean_text(engine):

@@ -140,6 +140,42 @@ def test_a_fact_reply_says_the_readers_sentence_first_and_alone_when_both_judges
     assert rank.extract(npc, topic_first, row["question"]) == f"{TOPIC[1]} {gold}"
 
 
+def test_an_aside_is_cut_only_where_the_reader_still_finds_the_answer(reader_dir, embedder):
+    from app.config import NpcSpec
+
+    npc = NpcSpec(id="x", name="X", role="npc", persona="x", style="plain", knows="all")
+    question = "Who built the clock?"
+    whole = "It was built by the clockmaker Oriol Santpere, working from 1612 to 1615, and it strikes thirteen at dusk."
+    shortest = "It was built by the clockmaker Oriol Santpere."
+    ev = [Evidence(whole, "c1", "d", "The Clock", 1.0)]
+
+    def policy(**g):
+        grounding = GroundingConfig(**{"answer_order": "rank", "reader": str(reader_dir), **g})
+        return GroundingPolicy(EternaConfig(grounding=grounding), EvidenceSelector(embedder, Cues.load()),
+                               Cues.load(), None)
+
+    assert policy(asides="keep").extract(npc, ev, question) == whole
+    assert policy(asides_margin=1000.0).extract(npc, ev, question) == shortest  # any cut passes: the shortest
+    # at margin 0 a cut is said only if the reader scores it at least as high as the whole sentence
+    reader = load_reader(str(reader_dir))
+    said = policy(asides_margin=0.0).extract(npc, ev, question)
+    assert said in (whole, shortest, "It was built by the clockmaker Oriol Santpere, working from 1612 to 1615.")
+    full, got = reader.scores(question, [("The Clock", whole), ("The Clock", said)])
+    assert got >= full - 1e-3  # batch padding moves a logit in its last digits
+    # the evidence a turn reports keeps the whole sentence: only what is said is cut
+    assert policy(asides_margin=1000.0).without_asides(question, ev[0]).text == shortest and ev[0].text == whole
+    # nothing asked is cut away: the name a "who" question asks for stays, however far the margin
+    late = Evidence("The clock, a gift of the city, was built in 1612 by Oriol Santpere, working alone.", "c2",
+                    "d", "The Clock", 1.0)
+    assert policy(asides_margin=1000.0).extract(npc, [late], question) == \
+        "The clock, a gift of the city, was built in 1612 by Oriol Santpere."
+    # a sentence the reader does not find the answer in is said whole, whatever the margin (the shipped reader)
+    off = "How long may a book be kept?"
+    assert load_reader("builtin:answer-reader").scores(off, [("The Clock", whole)])[0] < 0
+    assert policy(asides_margin=1000.0, reader="builtin:answer-reader").extract(npc, ev, off) == whole
+    assert policy(asides_margin=1000.0, reader="builtin:answer-reader").extract(npc, ev, question) == shortest
+
+
 def test_readers_bad_inputs_name_the_fix(tmp_path):
     with pytest.raises(ModelNotFoundError, match="eterna train reader"):
         resolve_reader(tmp_path / "nothing")
