@@ -50,7 +50,8 @@ class DialogueEngine:
         self.cues = cues or router.cues
         self.selector = EvidenceSelector(embedder, self.cues, texts=[c.text for c in index.chunks])
         self.retriever = config.retrieval.retriever(embedder)  # dense, bm25 or hybrid (+ rerank), by config
-        if config.grounding.answer_order == "reader":  # a missing reader fails here, not at the first fact turn
+        if config.grounding.answer_order == "reader" or config.grounding.asides == "cut":
+            # a missing reader fails here, not at the first fact turn
             from app.reader import load_reader
 
             load_reader(config.grounding.reader)

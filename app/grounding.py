@@ -254,12 +254,15 @@ def _verb_forms(word: str, tags: tuple[str, ...], unless: tuple[str, ...] = ()) 
     return False
 
 
-def _finite_start(segment: str) -> bool:
+def _finite_start(segment: str, clause_before: bool = False) -> bool:
     """Does the segment open with a finite verb ("fills the east bank", "is called ...")? Then the cut before it
-    would part a subject from its verb ("The old quarter, the district of the forges, fills ...")."""
+    would part a subject from its verb ("The old quarter, the district of the forges, fills ..."). A past form that
+    may be a participle ("elected in 2020") is one only when no clause came before (`clause_before`: the sentence
+    opened with a subject and its verb, "The mayor is Ada Vell, elected in 2020")."""
     words = segment.split()
     word = words[0].lower().strip("\"'“‘(") if words else ""
-    return word in _AUX or _verb_forms(word, ("VBZ",)) or _verb_forms(word, ("VBD",), unless=("VBN",))
+    return word in _AUX or _verb_forms(word, ("VBZ",)) or (
+        _verb_forms(word, ("VBD",), unless=("VBN",)) and not (clause_before and word.endswith("ed")))
 
 
 def _has_verb(text: str) -> bool:
@@ -289,6 +292,7 @@ def aside_cuts(sentence: str, keep: set[str], question: str, entities) -> list[s
     body = sentence.rstrip()
     end = body[-1] if body[-1:] in ".!?…" else "."
     parts = _SEPARATOR.split(body.rstrip(".!?…").rstrip())
+    opens = _has_verb(parts[0])  # the sentence opens with a whole clause, before any comma
     cuts = []
     for k in range(0, len(parts) - 2, 2):
         kept = "".join(parts[:k + 1]).rstrip(" ,;:—–-")
@@ -297,7 +301,7 @@ def aside_cuts(sentence: str, keep: set[str], question: str, entities) -> list[s
         if (len(kept.split()) < 5 or kept.count("(") != kept.count(")") or kept.count('"') % 2
                 or kept.count("“") != kept.count("”") or keep - tokens or not rest[0]):
             continue
-        if _finite_start(rest[0]) or _NEGATION.search(" ".join(rest)) or _continues_list(rest):
+        if _finite_start(rest[0], opens) or _NEGATION.search(" ".join(rest)) or _continues_list(rest):
             continue
         if _SUBORDINATE.match(parts[k]) or (_APPOSITION.match(rest[0])
                                             and topic & (content_words(parts[k]) | content_words(rest[0]))):
