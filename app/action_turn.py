@@ -319,10 +319,13 @@ def line_args(params: dict, clause: str, others: list[str], never: set[str], thi
     return told_message(params, args, whole or clause)  # a message no marker gave, anywhere in the line: last
 
 
-def _phrases(text: str, skip: set[str], declared: set[str], longest: int) -> list[str]:
-    """The line's content words (longer than two letters, none of `skip`, a possessive's "'s" dropped: "daughter's
-    9"), then each run of two, up to `longest`, of them in a row; never one made only of the action's own words
-    (`declared`, stems)."""
+def _phrases(text: str, never: set[str], taken: set[str], declared: set[str], longest: int) -> list[str]:
+    """The line's content words (longer than two letters, no stop word, none of `never` or of the values `taken`, a
+    possessive's "'s" dropped: "daughter's 9"), then each run of two, up to `longest`, of them in a row; never one
+    made only of the action's own words (`declared`, stems)."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    skip = {w.lower() for w in never} | set(taken) | ENGLISH_STOP_WORDS
     words = [re.sub(r"['’]s$", "", w.lower()) for w in re.findall(r"[^\W\d_][\w'’-]*", text)]
     content = [w if len(w) > 2 and w not in skip else None for w in words]
     out = [w for w in content if w]
@@ -345,8 +348,6 @@ def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
     name the lore gives one value (`aliases`, from `lore_aliases`: "a dozen jugs of the Morning Mist"; required
     kinds only). An optional kind is given the same way ("here for treatment at the infirmary": medical). Each
     value still passes its schema."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
     props = params.get("properties") or {}
     open_ = {k: kind_values(sch) for k, sch in props.items()
              if k not in args and isinstance(sch, dict) and isinstance(sch.get("enum"), list)}
@@ -358,7 +359,7 @@ def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
     if not open_:
         return args
     taken = " ".join(norm(v) for v in args.values() if isinstance(v, str)).split()
-    said = _phrases(text, {w.lower() for w in never} | set(taken) | ENGLISH_STOP_WORDS, declared, 2)
+    said = _phrases(text, never, set(taken), declared, 2)
     if not said:
         return args
     out, vecs = dict(args), ab.embedded(said)  # (said, dim)
@@ -390,8 +391,6 @@ def by_gloss(ab: ActionBook, params: dict, text: str, args: dict, descriptions: 
     action's own (`declared`, `described_words`), of a value already taken or a stop word; the value still passes
     its schema. (On the development lines that should ask, none passes: "I'll leave the kind of weapon to you" is
     0.73 to "sword", but only 0.08 above the next value.)"""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
     props = params.get("properties") or {}
     lacking = [k for k in params.get("required") or [] if k not in args]
     if len(lacking) != 1 or not isinstance(props.get(lacking[0]), dict):
@@ -401,7 +400,7 @@ def by_gloss(ab: ActionBook, params: dict, text: str, args: dict, descriptions: 
     if len(values) < 2:
         return args
     taken = set(" ".join(norm(str(v)) for v in args.values()).split())
-    grams = _phrases(text, {w.lower() for w in never} | taken | ENGLISH_STOP_WORDS, declared, 3)
+    grams = _phrases(text, never, taken, declared, 3)
     if not grams:
         return args
     said = (descriptions or {}).get(name, {})

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -308,7 +308,8 @@ def aside_cuts(sentence: str, keep: set[str], question: str, entities) -> list[s
             continue
         if not keep and entities(" ".join(rest)) - question_words - tokens:
             continue
-        if _has_verb(kept) and _has_verb(_CLAUSE_BREAK.split(kept)[-1]):  # "...; the gas company" is no clause
+        # its last clause has a verb ("...; the gas company" has none), and so the whole of what stays has one
+        if _has_verb(_CLAUSE_BREAK.split(kept)[-1]):
             cuts.append(kept + end)
     return cuts
 
@@ -468,8 +469,6 @@ class GroundingPolicy:
         """The evidence sentence as said: its shortest cut (`aside_cuts`) that the answer reader scores within
         `grounding.asides_margin` of the whole sentence, or the whole sentence. A sentence the reader scores below 0
         (less likely than not to hold the answer) is said whole. Reply.grounding keeps the whole."""
-        import dataclasses
-
         from app.reader import load_reader
 
         keep = self.selector.answer_tokens(question, evidence) if self.cues.answer_type(question) else set()
@@ -482,7 +481,7 @@ class GroundingPolicy:
             return evidence
         for cut, score in zip(cuts, scores[1:]):
             if score >= scores[0] - g.asides_margin:
-                return dataclasses.replace(evidence, text=cut)
+                return replace(evidence, text=cut)
         return evidence
 
     def read(self, question: str, evidence: list[Evidence]) -> tuple[list[Evidence], bool]:
