@@ -58,9 +58,10 @@ SAYING = re.compile(r"(?:(?<!\bto)(?<!\bto )(?<!\bdear)(?<!\bdear ):"  # ("to: A
                      r"|\btell (?:him|her|them|em|'em|(?:the|my|your|our) [a-z]+)(?: that)?)\s+"
                      r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*[.!?]?$", re.I)
 _LONG = {"message", "note", "text", "words", "letter", "content", "say", "said", "body"}
-# a message labelled as one ("msg: bring the horse", "note - feed him twice"): what follows the label
-_LABELLED = re.compile(r"\b(?:msg|message|note|text|words|body|content)(?:\s*[:=]|\s+[–—-])\s*"
-                       r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*$", re.I)
+# a message labelled as one ("msg: bring the horse", "note - feed him twice", "please note he bites"): what follows
+LABELLED = re.compile(r"(?:\b(?:msg|message|note|text|words|body|content)(?:\s*[:=]|\s+[–—-])"
+                      r"|\b(?:please|pls|plz|and|also|kindly)\s+(?:make\s+a\s+)?note(?:\s+(?:down\s+)?that)?(?=\s))\s*"
+                      r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*$", re.I)
 _STOP = {"the", "a", "an", "of", "to", "and", "or", "in", "on", "at", "for", "my", "your", "me", "please", "i", "you"}
 # capitalised words that are never a name: the pronoun I and its contractions ("I'd", "I've")
 _PRONOUN = re.compile(r"^I(?:['’](?:d|ve|ll|m))?$")
@@ -393,6 +394,21 @@ def _bare(name: str) -> str:
     return got if norm(got) else name
 
 
+_WITH_YOU = re.compile(r"\byou\s+(?:and|&|n)\s+([A-Z][\w’'-]+(?:\s+[A-Z][\w’'-]+)?)")
+
+
+def _thing_rank(text: str, name: str) -> tuple[bool, bool, bool]:
+    """How unlike a thing's name `name` is said, for sorting: opening the line before a comma ("Mastro Ugo, ..."
+    calls the listener), never after "the", only as the owner of a noun after it ("the Feast's day")."""
+    said = list(re.finditer(rf"(?<!\w){re.escape(name)}(?!\w)", text))
+    return (any(m.start() == 0 and text[m.end():m.end() + 1] == "," for m in said),
+            not any(re.search(r"\bthe\s+$", text[:m.start()], re.I) for m in said),
+            bool(said) and all(re.match(r"['’]s\s+[a-z]", text[m.end():]) for m in said))
+
+
+_COUPLE = re.compile(r"(\s+(?:and|&)\s+[A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+[A-ZÁÉÍÓÚÑ][\w’'-]+)+)")
+
+
 def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = False, label: str = "",
              person: bool = False, lower: bool = False, opening: bool = False, unknown: bool = False,
              thing: bool = False) -> list[str]:
@@ -425,6 +441,9 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
             name, initial = (" ".join(words[1:]) if _english(words[0]) else name), False
         if _PRONOUN.match(words[0]) or norm(words[0]).replace(" ", "'") in _GREETING:  # ("G’day": "g'day")
             name = " ".join(words[1:])  # "I'd" alone is no name; "I Tomas" → "Tomas"; "Hey Tomas" → "Tomas"
+        couple = _COUPLE.match(plain[m.end(1):])
+        if couple and len(name.split()) == 1:
+            name = f"{name} {couple.group(1).strip()}"  # "It's Pat and Lorraine Hoskins": one name for the two of them
         if opening and initial and name and len(name.split()) == 1 and not _english(name) and "'" not in name and \
                 norm(name) not in _STOP and not set(norm(name).split()) <= EVERYDAY:
             late.append(name)  # "Barnabas here is my mule": a pet's name may open the line, after all others
@@ -454,7 +473,7 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
         names += _lower_names(text) + late
     if unknown:
         names += _unknown_names(text, to_whom, exclude)
-    said = [m.group(1).strip() for m in (*_LABELLED.finditer(text), *SAYING.finditer(text))
+    said = [m.group(1).strip() for m in (*LABELLED.finditer(text), *SAYING.finditer(text))
             if not _relative(text, m)] if long else []
     if long:  # a message keeps its article; a name alone is no message ("to Ana Ruiz in the harbour town")
         out = [*quoted, *said]
@@ -685,23 +704,32 @@ _LEADS_ON = {"for", "in", "at", "to", "with", "on", "from", "until", "till", "ti
 
 # where a line gives a name: "name: ", "name is", "named", "called", "under", "I'm", "to", "for", "dear", after a
 # possessive and a kind of person ("to my uncle jorge ruiz")
+_RELATIVE = ("wife husband spouse fiance fiancee fiancé fiancée brother sister son daughter mum mom mother dad father "
+             "grandma grandmother grandpa grandfather granny uncle aunt auntie aunty cousin nephew niece colleague "
+             "neighbour neighbor").split()  # (no "baby", "boy", "friend": a pet may be called so)
 _GIVES_NAME = re.compile(r"\b(?:name\s*(?:[:=]|is\b|['’]s\b)|named|called|under|i['’]m|i am|call me|for|"
-                         r"(?P<to>to\s*:|to|dear))\s+(?:(?:my|our|his|her|their|the)\s+(?:[a-z]+\s+)?)?(?=[a-z])", re.I)
+                         r"(?P<kin>(?:my|our|his|her|their)\s+(?:" + "|".join(_RELATIVE) + r"))|"
+                         r"(?P<to>to\s*:|to|dear|^\W*(?:(?:pls|plz|please)\s+)?(?P<verb>[a-z]+)))"
+                         r"\s+(?:(?:my|our|his|her|their|the)\s+(?:[a-z]+\s+)?)?(?=[a-z])", re.I)
 
 
-def _unknown_names(text: str, to_whom: bool = False, exclude: set[str] = frozenset()) -> list[str]:
+def _unknown_names(text: str, to_whom: bool = False, exclude: set[str] = frozenset(),
+                   kin: bool = False) -> list[str]:
     """Lower-case names where a line gives a name, when no lexicon knows the first word ("for lena voss at the
-    inn", "name's tomek"; for a recipient, "to my uncle jorge ruiz"): that word and up to two more that are
-    names too or nouns ("jorge stone"), never a chat word ("pls"), a word a lexicon knows first ("for biscuit"),
-    nor a slip of a word of `exclude` ("to bayswter lane", for a value "Bayswater Lane")."""
+    inn", "name's tomek", "my fiancee ida moss"; for a recipient, "to my uncle jorge ruiz", "wire ida moss"): that
+    word and up to two more that are names too or nouns ("jorge stone"), never a chat word ("pls"), a word a lexicon
+    knows first ("for biscuit"), nor a slip of a word of `exclude` ("to bayswter lane", for a value "Bayswater
+    Lane"). `kin`: only those said after a relative."""
     from lemminflect import getAllLemmas
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     out = []
     taken = {w for x in exclude for w in norm(x).split()}
     for m in _GIVES_NAME.finditer(text):
-        if m.group("to") and not to_whom:
+        if (m.group("to") and not to_whom) or (kin and not m.group("kin")):
             continue
+        if m.group("verb") and "VERB" not in getAllLemmas(m.group("verb")):
+            continue  # an order's verb, then whom it is for ("telegraph mary quill at ..."), for a recipient only
         words = re.match(r"[a-z][\w’'-]*(?:\s+[a-z][\w’'-]*){0,2}", text[m.end():])
         run = []
         for w in words.group(0).split() if words else []:
@@ -709,7 +737,8 @@ def _unknown_names(text: str, to_whom: bool = False, exclude: set[str] = frozens
                 break  # "for thirty days": a number, never a name
             known = _english(w) or w in _CHAT
             if run and (w in ENGLISH_STOP_WORDS or w in _LEADS_ON or w in _CHAT or
-                        (known and ("NOUN" not in getAllLemmas(w) or _participle(w)))):
+                        (known and ("NOUN" not in getAllLemmas(w) or _participle(w)
+                                    or (w.endswith("s") and "VERB" in getAllLemmas(w))))):  # ("tomek needs")
                 break
             if not run and known:
                 break
@@ -773,13 +802,16 @@ def _lower_names(text: str) -> list[str]:
 _THING = re.compile(r"\b(?:boat|ship|vessel|craft|barge|yacht|train|car|truck|ute|van|wagon|cart|book|title|work|"
                     r"item|room|place|shop|business|company)\b")
 _GOING_TO = re.compile(r"\b(?:off|go(?:es|ing)?|went|gone|head(?:s|ed|ing)?|bound|travel\w*|fl(?:y|ying|ew)|"
-                       r"driv\w*|mov\w*|back|over|across)\s+to\s+$", re.I)  # "we're off to Ostend": a place
+                       r"driv\w*|mov\w*|back|over|across|way)\s+to\s+$|\b(?:bound|head(?:ed|ing)?|leaving)\s+for\s+$",
+                       re.I)  # "off to Ostend", "on my way to Ostend", "bound for Ostend": a place
 _PLACE_BEFORE = re.compile(r"\b(?:from|near|towards?|past|outside|via|out of|(?:i['’]m|i am|we['’]re|we are|"
                            r"(?:i|we)['’]ll be|(?:i|we) live|living|staying|based) (?:in|at))\s+(?:the\s+)?$", re.I)
 _TO_WHOM = re.compile(r"\b(?:to|for)\s+(?:(?:my|our|his|her|their|the)\s+)?(?:[a-z]+\s+)?$")
 _RECIPIENT = re.compile(r"\b(?:recipient|addressee|addressed|to whom|is for|receiv\w*)\b")
-_UNDER = re.compile(r"\b(?:it|them|that|us|me|booked|book|put|register(?:ed)?)\s+under\s+"
-                    r"([A-Z][\w’'-]+(?:\s+[A-Z][\w’'-]+){0,2})")
+_UNDER = re.compile(r"(?:\b(?:it|them|that|us|me|booked|book|put|register(?:ed)?)\s+under|(?:^|(?<=[.!?])\s+)Under"
+                    r"|\b(?:us|me|it|them|him|her|down)\s+(?:in\s+(?:the|your)\s+\w+\s+)?as)\s+"
+                    r"((?:[A-Z]\.\s?)*[A-Z][\w’'-]+(?:\s+[A-Z][\w’'-]+){0,2})")  # ("Under D. Okafor, please.", "write
+# us in the ledger as Ada Ruiz")
 
 
 def named_as(text: str) -> list[str]:
@@ -791,8 +823,8 @@ def named_as(text: str) -> list[str]:
 
 
 def _capitalised(words: str) -> str:
-    """The leading run of capitalised words ("Kit Amsel for a week" → "Kit Amsel"; "grace" → "")."""
-    m = re.match(r"[A-ZÁÉÍÓÚÑ][\w’'-]*(?:\s+[A-ZÁÉÍÓÚÑ][\w’'-]*)*", words.strip())
+    """The leading run of capitalised words ("Kit Amsel for a week" → "Kit Amsel"; "D. Okafor" whole; "grace" → "")."""
+    m = re.match(r"(?:[A-Z]\.\s?)*[A-ZÁÉÍÓÚÑ][\w’'-]*(?:\s+[A-ZÁÉÍÓÚÑ][\w’'-]*)*", words.strip())
     return "" if m is None or _PRONOUN.match(m.group(0).split()[0]) else m.group(0).strip(" .,!?;:")
 
 
@@ -808,7 +840,7 @@ def _english(word: str) -> bool:
 
 # chat words no lexicon knows that are still no names ("PLS", "U", "GONNA")
 _CHAT = frozenset("""pls plz thx ty u ur r ya yo lol omg tmrw tmr nite gonna wanna gotta gimme lemme ok okay hey hi
-asap btw msg b4 cuz coz bc ppl pax""".split())
+asap btw msg b4 cuz coz bc ppl pax n nd""".split())
 
 
 def truecase(text: str) -> str:
@@ -827,7 +859,12 @@ def truecase(text: str) -> str:
         if w == "i" or opens or (w not in _CHAT and base and not _english(base)):
             return w[:1].upper() + w[1:]
         return w
-    return re.sub(r"[^\W\d_][\w’'-]*", word, low)
+    cased = re.sub(r"[^\W\d_][\w’'-]*", word, low)
+    # a word after a joiner within a name is the name's ("STELLA DI MARE" → "Stella Di Mare", though "mare" is English)
+    return _JOINED.sub(lambda m: m.group(1) + m.group(2).upper(), cased)
+
+
+_JOINED = re.compile(r"(\b[A-Z][\w’'-]*\s+(?i:" + "|".join(sorted(NAME_JOINERS - {"of", "the"})) + r")\s+)([a-z])")
 
 
 def is_long(name: str, schema: dict) -> bool:
@@ -986,6 +1023,8 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
             counted = [n for n in found if not any(a <= n[0] and n[1] <= b for a, b, _ in times)]
             if per is not None:
                 counted = [n for n in counted if not _of_things(text, n) and not _measure_after(text, n)]
+            if _people(name, schema):  # "the three-hour one", "a 40-kilo dog": a measure of a thing, no head count
+                counted = [n for n in counted if not re.match(r"-[^\W\d_]", text[n[1]:])]
             units = _unit_words(name, schema) | (_PARTY if _people(name, schema) else set())  # "six of us", "3 ppl"
             units -= {k.casefold() for k in props if k != name}  # "pump" in the litres' description is the pump's
             if "k" in units:  # "40k north" for a parameter in kilometres: forty, not forty thousand
@@ -1041,13 +1080,17 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                 selves = []
             animal = _ANIMAL.search(_about(name, schema)) is not None
             if animal:
-                never |= cast
+                never |= cast | set(kin_names(text))
             pet = (person or animal) and not (to_whom or _human(name, schema) or is_long(name, schema))
-            for cand in [*selves, *_strings(text, never, is_long(name, schema), to_whom, name.replace("_", " "),
-                                            person, lower=pet, opening=pet and animal,
-                                            unknown=(person or animal or to_whom or _human(name, schema))
-                                            and not is_long(name, schema),
-                                            thing=_THING.search(_about(name, schema)) is not None)]:
+            thing = _THING.search(_about(name, schema)) is not None
+            if thing:  # "Will you and Tam see to her?": a helper, no boat
+                never |= {m.group(1) for m in _WITH_YOU.finditer(text)}
+            cands = _strings(text, never, is_long(name, schema), to_whom, name.replace("_", " "), person, lower=pet,
+                             opening=pet and animal, unknown=(person or animal or to_whom or _human(name, schema))
+                             and not is_long(name, schema), thing=thing)
+            if thing:  # a thing's name is said with "the", before one that calls the listener ("Mastro Ugo, the
+                cands = sorted(cands, key=lambda c: _thing_rank(text, c))  # Gull's engine ...") or owns a noun
+            for cand in [*selves, *cands]:
                 if is_long(name, schema) and not _message(name, schema):  # a description, without its article,
                     if re.search(r"[.!?;]\s", cand):  # in one sentence ("an arrow wound in my shoulder")
                         continue
@@ -1056,6 +1099,12 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                     args[name] = cand if is_long(name, schema) else _titled(text, cand, name, schema)
                     break
             else:  # no name: a parameter that is no name takes what the player describes ("my twisted ankle")
+                if is_long(name, schema) and person and (schema.get("maxLength") or 81) <= 40:  # a few words, or a
+                    cand = next((c for c in _strings(text, never, False, False, name.replace("_", " "), person)
+                                 if valid(schema, c)), None)  # name unquoted ("carve GENKICHI into the handle")
+                    if cand is not None:
+                        args[name] = cand
+                        continue
                 if to_whom and not is_long(name, schema):
                     said = [v for k, v in args.items() if isinstance(v, str) and is_long(k, props.get(k) or {})]
                     outside = text
@@ -1235,19 +1284,108 @@ def _message_subject(props: dict, args: dict, exclude: set[str]) -> dict:
     return out
 
 
-def told_message(params: dict, args: dict, text: str) -> dict:
-    """`args` with each required message that no marker gave filled, when the line says something about a name it
-    gave (`_told`): "Get the vet for Minou, she's been throwing up" tells "she's been throwing up"."""
+# a part of a message that asks the character for the action itself ("please get a vet NOW", "can u radio the
+# doctor"): a request, a verb, and what the action is about as its object
+_ASKS_FOR = re.compile(r"^\W*(?:(?:and|so|now|just)\s+)?(?:pls|plz|please|(?:can|could|would|will)\s+(?:you|u|ya)"
+                       r"(?:\s+please)?)\s+(?:just\s+)?[a-z]+\s+(?:(?:the|a|an|our|my|your|that)\s+)?([\w'’-]+)",
+                       re.I)
+_PART = re.compile(r"(?<=[,.;!?])\s+")
+
+
+def quoted(value: str) -> bool:
+    """Is `value` (or all but its end) one quotation, said word for word?"""
+    return QUOTED.fullmatch(value.strip().rstrip(".!?")) is not None
+
+
+def message_alone(params: dict, args: dict, own: frozenset[str] | set[str]) -> dict:
+    """`args` with each message cleared of what the line says around it to the character, not to its reader: a
+    part (between commas or sentence ends) that asks for the action itself, its object one of the action's own
+    words (`own`: stems of its name, description and examples), and what stands before it when that is only a few
+    words ("78, pls radio the doctor, he's gone grey" → "he's gone grey"; "she's throwing up, please get a vet NOW"
+    → "she's throwing up"); and an opening part that only holds another argument's value ("over the colony link.
+    happy name day" → "happy name day" when the band is "colony link", an enum value). "missed the train, please send
+    money" keeps its request: money is not what the action is about. A quoted message is left as it is."""
+    from app.action_detect import stems
+
     props = params.get("properties") or {}
     out = dict(args)
-    for name in params.get("required") or []:
-        schema = props.get(name)
+    for key, value in args.items():
+        schema = props.get(key)
+        if not (isinstance(value, str) and isinstance(schema, dict) and is_long(key, schema)) or quoted(value):
+            continue
+        parts = [p for p in _PART.split(value.strip()) if p]
+        asks = [i for i, p in enumerate(parts) if (m := _ASKS_FOR.match(p)) and stems(m.group(1)) & set(own)]
+        if asks:
+            i = asks[0]
+            before, after = parts[:i], parts[i + 1:]
+            if after and sum(len(p.split()) for p in before) <= 2:
+                parts = after
+            elif not after and before:
+                parts = before
+        others = [norm(str(v)) for k, v in args.items() if k != key and isinstance(v, str)
+                  and isinstance(props.get(k), dict) and "enum" in props[k]]  # (a name may open a message)
+        if len(parts) > 1 and any(o and o in norm(parts[0]) and len(norm(parts[0]).split()) <= len(o.split()) + 2
+                                  for o in others):
+            parts = parts[1:]
+        said = " ".join(parts).rstrip(" ,;:")
+        if said != value and valid(schema, said):
+            out[key] = said
+    return out
+
+
+def told_message(params: dict, args: dict, text: str) -> dict:
+    """`args` with each required message that no marker gave filled, when the line says something about a name it
+    gave (`_told`): "Get the vet for Minou, she's been throwing up" tells "she's been throwing up". An optional
+    note (`_note`) is filled by a closing remark about its subject (`_remark`), where the action has no recipient."""
+    props = params.get("properties") or {}
+    required = params.get("required") or []
+    out = dict(args)
+    for name, schema in props.items():
         if name in out or not isinstance(schema, dict) or "string" not in _types(schema) or not is_long(name, schema):
             continue
-        said = _told(text, [v for k, v in out.items() if isinstance(v, str) and k != name and not v.isupper()])
+        if name in required:
+            said = _told(text, [v for k, v in out.items() if isinstance(v, str) and k != name and not v.isupper()])
+        else:  # (a message to somebody is no remark about them: "Name's Ada Ruiz, she keeps the inn" tells no message)
+            to_whom = any(_RECIPIENT.search(norm(f"{k} {v.get('description') or ''}"))
+                          for k, v in props.items() if isinstance(v, dict))
+            said = _remark(text, out) if _note(name, schema) and not to_whom else None
         if said and valid(schema, said):
             out[name] = said
     return out
+
+
+_WHAT_IT_IS = re.compile(r"^(?:(?:and|but|oh|also|btw)\s+)?(?:he|she|they|it)(?:['’]s|\s+is|\s+was)\s+(?:a|an)\s", re.I)
+_REMARK = re.compile(r"^(?:(?:and|but|oh|also|btw)\s+)?(?:he|she|they|it)(?:['’](?:s|re|ll|d|ve))?\s+\w", re.I)
+
+
+def _note(name: str, schema: dict) -> bool:
+    """A parameter named or described as a note ("an optional note for the staff"), not a message to be sent
+    (an optional message is given only when marked: "tell the doctor she's got chest pains")."""
+    head = [w for w in norm(schema.get("description") or "").split() if w not in _STOP and w != "optional"]
+    return bool(set(norm(name.replace("_", " ")).split()) & _NOTES) or bool(head and head[0] in _NOTES)
+
+
+_NOTES = {"note", "notes", "remark", "remarks", "instructions", "comment", "comments"}
+
+
+def _remark(text: str, args: dict) -> str | None:
+    """What the line says last, about whom it is for, after everything else it gives: the parts (between commas or
+    sentence ends) from the first that opens on a pronoun as its subject, when no value of `args` and no number
+    among them is said in them or after them ("small run for Peanut, ten nights. she's scared of thunder" → "she's
+    scared of thunder"; "Chorizo weighs three kilos. Could he board for ten nights?" has none: the weight says which
+    run, and nothing follows the nights)."""
+    parts = [p for p in _PART.split(text.strip()) if p]
+    given = [norm(v) for v in args.values() if isinstance(v, str) and norm(v)]
+    counts = {float(v) for v in args.values() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for i, part in enumerate(parts):
+        if not _REMARK.match(part) or _WHAT_IT_IS.match(part):
+            continue  # ("She's a beagle cross, about 18 kilos": what it is, for the staff to see, no note)
+        said = re.sub(r"^(?:and|but|oh|also|btw)\s+", "", " ".join(parts[i:]), flags=re.I).rstrip(" .,;:!")
+        if len(said.split()) < 3 or said.endswith("?") or any(g in norm(said) for g in given) \
+                or {v for _, _, v in spans(said)} & counts:
+            return None
+        return said
+    return None
 
 
 _NOT_TOLD = {"for", "at", "in", "on", "to", "with", "and", "or", "please", "about", "from", "into", "if", "so",
@@ -1320,14 +1458,14 @@ _KINDS_OF_PEOPLE = re.compile(r"\s+(?:adults?|kids?|children|child|teens?|teenag
 
 
 def _groups(text: str, found: list[tuple[int, int, float]]) -> tuple[list, float] | None:
-    """A party said as its kinds of people, each with its number ("two adults and two kids", "3 adults, 1 child"):
+    """A party said as its kinds of people, each with its number ("two adults and two kids", "3 adults + our 3 kids"):
     (the numbers, their sum), or None."""
     said = [n for n in found if _KINDS_OF_PEOPLE.match(text[n[1]:])]
     for i, first in enumerate(said):
         run = [first]
         for n in said[i + 1:]:
             between = text[_KINDS_OF_PEOPLE.match(text[run[-1][1]:]).end() + run[-1][1]:n[0]]
-            if not re.fullmatch(r"\s*(?:,|and|&|\+|plus|n)?\s*(?:and\s+)?", between, re.I):
+            if not re.fullmatch(r"\s*(?:,|and|&|\+|plus|n)?\s*(?:and\s+)?(?:(?:our|my|the|their)\s+)?", between, re.I):
                 break
             run.append(n)
         if len(run) > 1:
@@ -1362,7 +1500,9 @@ def _singular(text: str, args: dict, props: dict) -> bool:
 
 
 _PAIR = re.compile(r"\b(?:(?:me|myself) (?:and|n|&) (?:my|our) [^\W\d_]+"
-                   r"|(?:my|our) [^\W\d_]+ (?:and|n|&) (?:me|i|myself))\b", re.I)
+                   r"|(?:my|our) [^\W\d_]+ (?:and|n|&) (?:me|i|myself)"
+                   r"|(?:for|with) (?:him|her) (?:and|&) (?:his|her) (?!own\b)(?![^\W\d_]*[^s]s\b)[^\W\d_]+(?! and))\b",
+                   re.I)  # ("me and my wife", "for her and her maid")
 _SOLO = re.compile(r"\b(?:(?:just|only) (?:for )?(?:me|myself)(?! and)|by myself|for myself(?! and)|"
                    r"on (?:my|his|her|their) own|solo|"
                    r"(?:^|a |one )(?:bunk|berth|seat|bed|place|spot|ticket|passage|pass|cabin) for me(?! and)\b|"
@@ -1379,6 +1519,16 @@ _KIN = ("wife husband missus hubby partner spouse fiance fiancee fiancé fiancé
         "aunt auntie aunty cousin nephew niece friend mate pal buddy colleague neighbour neighbor kid child baby boy "
         "girl lad lass teenager teen apprentice companion workmate grandkid grandchild grandson granddaughter pupil "
         "student youngster").split()
+_KIN_NAME = re.compile(r"\b(?i:my|our|his|her|their)\s+(?i:" + "|".join(_RELATIVE) + r")\s*,?\s+"
+                       r"((?:[A-Z]\.\s?)?[A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+[A-ZÁÉÍÓÚÑ][\w’'-]+){0,2})")
+
+
+def kin_names(text: str) -> list[str]:
+    """Names the line gives to a relative ("my wife Sophie Laurent", "My mom, Lucie Bergeron,", "my son tomek"): a
+    person's, never an animal's."""
+    return [m.group(1) for m in _KIN_NAME.finditer(text)] + _unknown_names(text, kin=True)
+
+
 _KIN_MANY = {"child": "children", "baby": "babies", "buddy": "buddies", "wife": "wives", "aunty": "aunties",
              "nana": "nanas", "grandchild": "grandchildren"}
 _KIN_PLURAL = [_KIN_MANY.get(w, w + "s") for w in _KIN]

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import (QUOTED, SAYING, aliased, by_description, complete, extract_args, initialisms, is_long,
-                              kind_values, lore_aliases, lore_descriptions, missing, named_as, norm, said_total,
-                              tells_whole, told_message, truecase, valid)
+from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_description, complete, extract_args,
+                             initialisms, is_long, kind_values, lore_aliases, lore_descriptions, message_alone,
+                             missing, named_as, norm, said_total, tells_whole, told_message, truecase, valid)
 from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, described_words, informs, named,
                                own_order, paraphrases, relayed, request, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 _WH = r"what|who|whom|where|when|why|how|which|whose|is|are|was|were|do|does|did"
 # sentences; questions joined by "and ..."; a question after a colon or dash ("About the north room: how many ...";
 # not "Message for the cook: tell her ...", whose text after the colon is the message)
-# (not after a title: "Mr. Hale, could you ...")
-_NOT_TITLE = "".join(rf"(?<!\b{a}\.)" for a in sorted(ABBREVIATIONS) if "." not in a)
+# (not after a title or an initial: "Mr. Hale, could you ...", "Under Mrs D. Okafor")
+_NOT_TITLE = "".join(rf"(?<!\b{a}\.)" for a in sorted(ABBREVIATIONS) if "." not in a) + r"(?<!\b(?-i:[A-Z])\.)"
 _CLAUSES = re.compile(rf"(?<=[.!?;]){_NOT_TITLE}\s+"
                       rf"|,?\s+(?:and|but|also|then|while)\s+(?=(?:{_WH}|can|could|tell|say|explain)\b)"
                       rf"|\s*[:—–]\s*(?=(?:{_WH})\b)", re.I)
@@ -279,6 +279,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     described, own = ab.descriptions(turn.index, spec, action, turn.chapter), described_words(action)
     args = by_description(action.params, text, args, described, never, own)
     args = by_gloss(ab, action.params, text, args, described, never, own)
+    args = message_alone(action.params, args, own)
     if not action.allowed(turn.state):
         outcome.status = "refused"
     else:
@@ -314,6 +315,12 @@ def line_args(params: dict, clause: str, others: list[str], never: set[str], thi
         given = {k: v for k, v in more.items() if k in args and isinstance(v, str) and v in named_as(other)
                  and not named_as(clause)}
         args.update({k: v for k, v in more.items() if k not in args} | given)
+    for k, v in list(args.items()):  # a message a label opened runs to the line's end ("TEXT: SOLD. COME HOME.")
+        if isinstance(v, str) and isinstance(props.get(k), dict) and is_long(k, props[k]):
+            labelled = [m.group(1).strip() for m in LABELLED.finditer(whole or clause)
+                        if (whole or clause)[m.start(1) - 1] not in "\"“'‘"]  # (a quoted message ends with its quote)
+            args[k] = next((x for x in labelled if len(x) > len(v) and norm(x).startswith(norm(v))
+                            and valid(props[k], x)), v)
     args.update(said_total(params, whole or " ".join([clause, *others])))  # "... my wife and our four children.
     # That's six of us all told": the total
     return told_message(params, args, whole or clause)  # a message no marker gave, anywhere in the line: last

@@ -1884,3 +1884,106 @@ def test_one_day_said_as_today_and_a_kind_said_with_a_possessive():
     assert extract_args(days, "A pass, today only.") == {"days": 1}
     assert extract_args(days, "A pass for five days, starting today.") == {"days": 5}
     assert extract_args(days, "A pass, please.") == {}
+
+
+def test_a_message_loses_the_request_for_the_action_and_a_label_runs_to_the_end():
+    """What the line says to the character about the action ("please get a vet NOW", "pls radio the doctor") is no
+    part of the message; a request for something else ("please send money") is. A message opened by a label
+    ("TEXT:") runs on over its sentences; an opening part that only holds another argument's value goes."""
+    from app.action_args import message_alone
+    from app.action_turn import line_args
+
+    own = stems("page the vet about a sick animal radio the doctor")
+    got = message_alone(PAGE, {"patient": "Nib", "message": "ate a sock, she's retching, please get a vet NOW"}, own)
+    assert got["message"] == "ate a sock, she's retching"
+    got = message_alone(MEDIC, {"message": "61, pls radio the doctor, he's gone grey and his chest is tight"}, own)
+    assert got["message"] == "he's gone grey and his chest is tight"
+    got = message_alone(TELL, {"message": "missed the coach, please send money"}, stems("send a telegram"))
+    assert got["message"] == "missed the coach, please send money"  # money is not what the action is about
+    band = {**TELL, "properties": {**TELL["properties"], "band": {"enum": ["long wave", "short wave"]}}}
+    got = message_alone(band, {"recipient": "Ilse Ward", "band": "long wave",
+                               "message": "over the long wave. happy birthday, see you soon"}, own)
+    assert got["message"] == "happy birthday, see you soon"
+    assert line_args(TELL, "TO: Ilse Ward.", ["Text: Coach late.", "Do not wait."], set(), set(),
+                     whole="TO: Ilse Ward. Text: Coach late. Do not wait.")["message"] == "Coach late. Do not wait."
+    carve = {"type": "object", "properties": {"text": {"type": "string", "maxLength": 200,
+                                                       "description": "the words to carve"},
+                                              "recipient": {"type": "string", "description": "whom it is for"}}}
+    line = "Cut these words: 'Come home before the ice'. They are for my husband Orm, who trades at Vik."
+    assert line_args(carve, line, [], set(), set(), whole=line)["text"] == "Come home before the ice"
+    assert message_alone(carve, {"text": "Orm the bold, who feared nothing", "recipient": "Orm"}, own) == {
+        "text": "Orm the bold, who feared nothing", "recipient": "Orm"}  # a name may open a message
+
+
+def test_an_optional_note_is_the_closing_remark_about_whom_it_is_for():
+    """An optional note takes what the line says last about its subject, after every other value, or what follows
+    "please note"; a remark before the count ("she weighs three kilos. Could she stay ten nights?") is not one."""
+    from app.action_args import told_message
+
+    board = {"type": "object", "properties": {
+        "pet": {"type": "string", "maxLength": 40, "description": "the pet's name"},
+        "nights": {"type": "integer", "minimum": 1, "maximum": 30},
+        "note": {"type": "string", "maxLength": 300, "description": "an optional note for the staff"}},
+        "required": ["pet", "nights"]}
+    line = "a run for Tibble, four nights. she's scared of brooms so keep her by the stove"
+    assert told_message(board, {"pet": "Tibble", "nights": 4}, line)["note"] == \
+        "she's scared of brooms so keep her by the stove"
+    assert "note" not in told_message(board, {"pet": "Tibble", "nights": 4},
+                                      "Tibble is tiny. She weighs three kilos. Could she stay four nights?")
+    assert "note" not in told_message(board, {"pet": "Tibble", "nights": 4}, "she's tiny, Tibble, four nights")
+    assert "note" not in told_message(board, {"pet": "Tibble", "nights": 4},  # what she is, not a note
+                                      "Can Tibble stay four nights? She's a beagle cross, about 18 kilos")
+    assert "message" not in told_message(WIRE, {"recipient": "Ada Ruiz"}, "Wire Ada Ruiz, she keeps the inn at Ness")
+    assert extract_args(board, "Can Tibble stay 4 nights? Please note he takes a pill at noon.")["note"] == \
+        "he takes a pill at noon."
+
+
+def test_names_of_relatives_couples_initials_and_shouted_joiners():
+    """A relative's name is never the animal's, and may be said in lower case ("my fiancee ilka brunn"); "Pat and Lo
+    Hume" is one name for a booking; "Under Mrs D. Okafor"
+    keeps its initial; a shouted name keeps the word after its joiner ("STELLA DI MARE"); a short text of a few
+    words may be an unquoted name ("carve ORMSBY into the handle")."""
+    from app.action_args import kin_names, truecase
+    from app.action_turn import clauses
+
+    assert extract_args(ADOPT, "My brother Olek Varga wants to adopt Pudding. Open it in Olek Varga's name?") == {
+        "animal": "Pudding", "adopter": "Olek Varga"}
+    assert extract_args(CAMP, "Two nights in a donga. It's Pat and Lo Hume.")["name"] == "Pat and Lo Hume"
+    assert extract_args(WIRE, "wire my fiancee ilka brunn pls: missed the coach") == {
+        "recipient": "ilka brunn", "message": "missed the coach"}
+    assert extract_args(WIRE, "telegraph ilka brunn at the mill for me") == {"recipient": "ilka brunn"}
+    assert kin_names("My wife Ilka Brunn and my son tomek needs him") == ["Ilka Brunn", "tomek"]
+    assert extract_args(ADOPT, "my son tomek wants to adopt him")["adopter"] == "tomek"
+    assert clauses("A donga for a week? Under Mrs D. Okafor please.") == [
+        "A donga for a week?", "Under Mrs D. Okafor please."]
+    assert extract_args(CAMP, "Under Mrs D. Okafor please.") == {"name": "D. Okafor"}
+    assert extract_args(CAMP, "On my way to Korvath. A donga, Ines Haller.")["name"] == "Ines Haller"
+    assert extract_args(CAMP, "Bound for Korvath, a donga tonight. Write us in the ledger as Vell.")["name"] == "Vell"
+    assert truecase("REPAINT THE STELLA DI MARE") == "Repaint the Stella Di Mare"
+    carve = {"type": "object", "properties": {"item": {"enum": ["axe", "adze"]}, "inscription": {
+        "type": "string", "maxLength": 30, "description": "the name or words to cut into the handle"}}}
+    assert extract_args(carve, "Sharpen my axe and carve ORMSBY into the handle.") == {
+        "item": "axe", "inscription": "ORMSBY"}
+    assert extract_args(carve, "Sharpen my adze, please.") == {"item": "adze"}
+
+
+def test_a_hyphened_measure_is_no_head_count_and_kinds_of_people_add_up():
+    tour = {"type": "object", "properties": {"people": {"type": "integer", "minimum": 1, "maximum": 12,
+                                                        "description": "how many people"}}}
+    assert extract_args(tour, "Just me, on the three-hour walk.") == {"people": 1}
+    assert extract_args(tour, "a trek for 2 adults + our 3 kids pls") == {"people": 5}
+    assert extract_args(tour, "a trek for her and her maid") == {"people": 2}
+    assert extract_args(tour, "a trek for him and his sons") == {}
+
+
+def test_a_things_name_is_the_one_said_with_the():
+    """For the name of a thing (a boat), a name said with "the" goes before one that opens the line before a comma
+    (it calls the listener), one only owning a noun ("the Regatta's day"), and a helper ("you and Tam")."""
+    mend = {"type": "object", "properties": {
+        "boat_name": {"type": "string", "minLength": 2, "maxLength": 60, "description": "the name of the boat"},
+        "job": {"enum": ["engine", "repaint"]}}}
+    assert extract_args(mend, "Master Ugo, the Gull's engine is coughing like old Pino. Will you and Tam see to "
+                              "her?")["boat_name"] == "Gull"
+    assert extract_args(mend, "Before the Regatta's day I want the Blue Heron painted fresh.")["boat_name"] == \
+        "Blue Heron"
+    assert extract_args(mend, "Repaint Blue Heron, please.")["boat_name"] == "Blue Heron"
