@@ -46,6 +46,11 @@ _CLAUSES = re.compile(rf"(?<=[.!?;]){_NOT_TITLE}\s+"
                       rf"|\s*[:—–]\s*(?=(?:{_WH})\b)", re.I)
 
 
+# a lone capitalised word set off by commas inside a sentence calls the listener ("The boat needs work, Mastro, when
+# can you take her?"): no value is said by it
+_CALLED_MID = re.compile(r"(?<=\w,)\s+([A-Z][\w’'-]+),\s+(?=[a-z])")
+
+
 STAGE = re.compile(r"(?<![\w*])\*[^*\n]{1,200}\*(?![\w*])")
 
 
@@ -274,11 +279,12 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     if not tells_whole(action.params, args) and elsewhere(engine, turn, ev, vecs, args):
         return None, "", None
     ab = book(engine)
-    args = kinds(ab, action.params, text, args, never, ab.declared(spec)[action.name],
+    called = never | set(_CALLED_MID.findall(text))  # ("needs work, Mastro, when ...": the listener, no kind of job)
+    args = kinds(ab, action.params, text, args, called, ab.declared(spec)[action.name],
                  ab.aliases(turn.index, spec, action, turn.chapter))
     described, own = ab.descriptions(turn.index, spec, action, turn.chapter), described_words(action)
-    args = by_description(action.params, text, args, described, never, own)
-    args = by_gloss(ab, action.params, text, args, described, never, own)
+    args = by_description(action.params, text, args, described, called, own)
+    args = by_gloss(ab, action.params, text, args, described, called, own)
     args = message_alone(action.params, args, own)
     if not action.allowed(turn.state):
         outcome.status = "refused"

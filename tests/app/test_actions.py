@@ -1987,3 +1987,14 @@ def test_a_things_name_is_the_one_said_with_the():
     assert extract_args(mend, "Before the Regatta's day I want the Blue Heron painted fresh.")["boat_name"] == \
         "Blue Heron"
     assert extract_args(mend, "Repaint Blue Heron, please.")["boat_name"] == "Blue Heron"
+
+
+def test_a_lone_name_between_commas_calls_the_listener():
+    """"needs work, Mastro, when can you ...": the word calls the listener, so no enum value is read from it by
+    meaning ("Mastro" is near "new mast" to the embedder). Only kinds, descriptions and glosses skip it: a name
+    between commas is still a name for a free string ("my cat, Tigrou, needs a run")."""
+    from app.action_turn import _CALLED_MID
+
+    assert _CALLED_MID.findall("The Gull needs work, Mastro, when can you take her?") == ["Mastro"]
+    assert _CALLED_MID.findall("Mastro, the Gull needs work.") == []
+    assert _CALLED_MID.findall("my cat, Tigrou. He needs a run") == []
