@@ -60,7 +60,8 @@ SAYING = re.compile(r"(?:(?<!\bto)(?<!\bto )(?<!\bdear)(?<!\bdear ):"  # ("to: A
 _LONG = {"message", "note", "text", "words", "letter", "content", "say", "said", "body"}
 # a message labelled as one ("msg: bring the horse", "note - feed him twice", "please note he bites"): what follows
 LABELLED = re.compile(r"(?:\b(?:msg|message|note|text|words|body|content)(?:\s*[:=]|\s+[–—-])"
-                      r"|\b(?:please|pls|plz|and|also|kindly)\s+(?:make\s+a\s+)?note(?:\s+(?:down\s+)?that)?(?=\s))\s*"
+                      r"|\b(?:please|pls|plz|also|kindly)\s+(?:make\s+a\s+)?note(?:\s+(?:down\s+)?that)?(?=\s)"
+                      r"|\band\s+note\s+that(?=\s))\s*"  # (not "buy bread and note the date")
                       r"[\"“']?([^\"”]{2,400}?)[\"”']?\s*$", re.I)
 _STOP = {"the", "a", "an", "of", "to", "and", "or", "in", "on", "at", "for", "my", "your", "me", "please", "i", "you"}
 # capitalised words that are never a name: the pronoun I and its contractions ("I'd", "I've")

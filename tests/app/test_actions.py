@@ -1934,6 +1934,7 @@ def test_an_optional_note_is_the_closing_remark_about_whom_it_is_for():
     assert "note" not in told_message(board, {"pet": "Tibble", "nights": 4},  # what she is, not a note
                                       "Can Tibble stay four nights? She's a beagle cross, about 18 kilos")
     assert "message" not in told_message(WIRE, {"recipient": "Ada Ruiz"}, "Wire Ada Ruiz, she keeps the inn at Ness")
+    assert extract_args(TELL, "tell Ada to buy bread and note the date").get("message") != "the date"
     assert extract_args(board, "Can Tibble stay 4 nights? Please note he takes a pill at noon.")["note"] == \
         "he takes a pill at noon."
 
