@@ -399,7 +399,7 @@ _WITH_YOU = re.compile(r"\byou\s+(?:and|&|n)\s+([A-Z][\w’'-]+(?:\s+[A-Z][\w’
 
 
 def _thing_rank(text: str, name: str) -> tuple[bool, bool, bool]:
-    """How unlike a thing's name `name` is said, for sorting: opening the line before a comma ("Mastro Ugo, ..."
+    """How unlike a thing's name `name` is said, for sorting: opening the line before a comma ("Master Brun, ..."
     calls the listener), never after "the", only as the owner of a noun after it ("the Feast's day")."""
     said = list(re.finditer(rf"(?<!\w){re.escape(name)}(?!\w)", text))
     return (any(m.start() == 0 and text[m.end():m.end() + 1] == "," for m in said),
@@ -484,7 +484,7 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     out = [x if long else _bare(x) for x in out]  # a message keeps its article ("the parcel is late")
     bad_words = {w for x in bad for w in x.split()}  # "Captain Moreau" for a speaker named "Captain Ines Moreau"
     # the name a line opens with, before a comma, that shares a word with the speaker's: it calls the listener
-    # ("Mastro Ilario, the wind broke the mast ...", said to Ilario Conte)
+    # ("Master Oswin, the wind broke the mast ...", said to Oswin Tarrant)
     called = {norm(m.group(1)) for m in _CALLED.finditer(text) if set(norm(m.group(1)).split()) & bad_words}
     return list(dict.fromkeys(y for y in out
                               if norm(y) and norm(y) not in bad and not set(norm(y).split()) <= bad_words
@@ -861,7 +861,7 @@ def truecase(text: str) -> str:
             return w[:1].upper() + w[1:]
         return w
     cased = re.sub(r"[^\W\d_][\w’'-]*", word, low)
-    # a word after a joiner within a name is the name's ("STELLA DI MARE" → "Stella Di Mare", though "mare" is English)
+    # a word after a joiner within a name is the name's ("LUNA DEL NORTE" → "Luna Del Norte", though "mare" is English)
     return _JOINED.sub(lambda m: m.group(1) + m.group(2).upper(), cased)
 
 
@@ -1089,7 +1089,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
             cands = _strings(text, never, is_long(name, schema), to_whom, name.replace("_", " "), person, lower=pet,
                              opening=pet and animal, unknown=(person or animal or to_whom or _human(name, schema))
                              and not is_long(name, schema), thing=thing)
-            if thing:  # a thing's name is said with "the", before one that calls the listener ("Mastro Ugo, the
+            if thing:  # a thing's name is said with "the", before one that calls the listener ("Master Brun, the
                 cands = sorted(cands, key=lambda c: _thing_rank(text, c))  # Gull's engine ...") or owns a noun
             for cand in [*selves, *cands]:
                 if is_long(name, schema) and not _message(name, schema):  # a description, without its article,
@@ -1102,7 +1102,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
             else:  # no name: a parameter that is no name takes what the player describes ("my twisted ankle")
                 if is_long(name, schema) and person and (schema.get("maxLength") or 81) <= 40:  # a few words, or a
                     cand = next((c for c in _strings(text, never, False, False, name.replace("_", " "), person)
-                                 if valid(schema, c)), None)  # name unquoted ("carve GENKICHI into the handle")
+                                 if valid(schema, c)), None)  # name unquoted ("carve HARUTO into the handle")
                     if cand is not None:
                         args[name] = cand
                         continue
@@ -1303,8 +1303,8 @@ def message_alone(params: dict, args: dict, own: frozenset[str] | set[str]) -> d
     part (between commas or sentence ends) that asks for the action itself, its object one of the action's own
     words (`own`: stems of its name, description and examples), and what stands before it when that is only a few
     words ("78, pls radio the doctor, he's gone grey" → "he's gone grey"; "she's throwing up, please get a vet NOW"
-    → "she's throwing up"); and an opening part that only holds another argument's value ("over the colony link.
-    happy name day" → "happy name day" when the band is "colony link", an enum value). "missed the train, please send
+    → "she's throwing up"); and an opening part that only holds another argument's value ("over the relay band.
+    happy name day" → "happy name day" when the band is "relay band", an enum value). "missed the train, please send
     money" keeps its request: money is not what the action is about. A quoted message is left as it is."""
     from app.action_detect import stems
 
@@ -1372,7 +1372,7 @@ _NOTES = {"note", "notes", "remark", "remarks", "instructions", "comment", "comm
 def _remark(text: str, args: dict) -> str | None:
     """What the line says last, about whom it is for, after everything else it gives: the parts (between commas or
     sentence ends) from the first that opens on a pronoun as its subject, when no value of `args` and no number
-    among them is said in them or after them ("small run for Peanut, ten nights. she's scared of thunder" → "she's
+    among them is said in them or after them ("small run for Pickle, ten nights. she's scared of thunder" → "she's
     scared of thunder"; "Chorizo weighs three kilos. Could he board for ten nights?" has none: the weight says which
     run, and nothing follows the nights)."""
     parts = [p for p in _PART.split(text.strip()) if p]

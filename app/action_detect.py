@@ -431,7 +431,10 @@ def _finite(word: str) -> bool:
 
 def request(cues: Cues, clause: str) -> bool:
     """A request directed at the listener ("can you", "for me", "X me ...", an imperative), and not a question for
-    information."""
+    information. A formula of courtesy ("Excuse me", "Forgive me, it's been a long day": the `courtesy` cues) is
+    shaped like one and asks for nothing."""
+    polite = cues.find("courtesy", clause)
+    clause = clause if polite is None else clause.replace(polite, " ", 1)
     return (cues.find("request", clause) is not None or imperative(cues, clause)) and not informs(cues, clause)
 
 

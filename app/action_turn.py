@@ -46,7 +46,7 @@ _CLAUSES = re.compile(rf"(?<=[.!?;]){_NOT_TITLE}\s+"
                       rf"|\s*[:—–]\s*(?=(?:{_WH})\b)", re.I)
 
 
-# a lone capitalised word set off by commas inside a sentence calls the listener ("The boat needs work, Mastro, when
+# a lone capitalised word set off by commas inside a sentence calls the listener ("The boat needs work, Brun, when
 # can you take her?"): no value is said by it
 _CALLED_MID = re.compile(r"(?<=\w,)\s+([A-Z][\w’'-]+),\s+(?=[a-z])")
 
@@ -186,6 +186,12 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
     statement = ", ".join(re.sub(r"[\s.!]+$", "", p) for p, q in zip(parts[1:], questions[1:]) if not q) \
         if beside and len(parts) > 2 else ""
     statement = "" if not statement or informs(engine.cues, statement) else statement
+    # a request that says its object only by a pronoun or a vague verb ("Would you be able to recover it for us?",
+    # "could you fit in my crewmate Ama?") asks for what the line's statements say ("Our caravan's wheel bearing
+    # has gone", "It's urgent."): their words count as the request's own
+    told = [j for j in range(1, len(parts)) if not questions[j] and not asked[j]]
+    borrowed = {i: said[i].union(*(said[j] for j in told)) for i in range(1, len(parts))
+                if asked[i] and not questions[i] and told}
     out = []
     declared = ab.declared(spec)
     aliases = {a.name: ab.aliases(turn.index, spec, a, turn.chapter) for a in spec.actions}  # lore names of values
@@ -204,7 +210,7 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
             if i == 0 and statement and not ordered and terse(statement, action, declared[action.name],
                                                               aliases[action.name], described[action.name]):
                 ordered, question = True, False
-            ev = Evidence(float(rows[i]), p_action(i), ordered, len(said[i] & words[action.name]),
+            ev = Evidence(float(rows[i]), p_action(i), ordered, len(borrowed.get(i, said[i]) & words[action.name]),
                           named(action, parts[i]), question, beside and not question)
             key = (ev.asks(), ev.rank())
             if best is None or key > best[0]:
@@ -279,7 +285,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     if not tells_whole(action.params, args) and elsewhere(engine, turn, ev, vecs, args):
         return None, "", None
     ab = book(engine)
-    called = never | set(_CALLED_MID.findall(text))  # ("needs work, Mastro, when ...": the listener, no kind of job)
+    called = never | set(_CALLED_MID.findall(text))  # ("needs work, Brun, when ...": the listener, no kind of job)
     args = kinds(ab, action.params, text, args, called, ab.declared(spec)[action.name],
                  ab.aliases(turn.index, spec, action, turn.chapter))
     described, own = ab.descriptions(turn.index, spec, action, turn.chapter), described_words(action)

@@ -1999,3 +1999,27 @@ def test_a_lone_name_between_commas_calls_the_listener():
     assert _CALLED_MID.findall("The Gull needs work, Mastro, when can you take her?") == ["Mastro"]
     assert _CALLED_MID.findall("Mastro, the Gull needs work.") == []
     assert _CALLED_MID.findall("my cat, Tigrou. He needs a run") == []
+
+
+@pytest.mark.parametrize("line", [
+    "Evening, friend, sorry to trouble you. Our cart has lost a wheel and the two of us are stuck on this side, "
+    "with family waiting in Stiltend. Would you manage it for us? Also, how deep is the lake?",
+    "Friend, my brother and I must be in Stiltend by dark. Could you see to it? And who built the clock?",
+])
+def test_a_request_said_by_a_pronoun_asks_for_what_the_lines_statements_say(engine, line):
+    """Development misses: "Our caravan's wheel bearing has gone ... Would you be able to recover it for us?" and
+    "could you fit in my crewmate ...? ... It's urgent." asked for nothing, as the request clause names no word of
+    the action and the statements around it ask nothing by themselves."""
+    r = engine.say("warden", line, remember=False)
+    assert r.actions == [{"name": "ferry_passage", "args": {"destination": "Stiltend", "passengers": 2}}], \
+        (line, r.flags, r.context)
+
+
+@pytest.mark.parametrize("line", [
+    "Forgive me, friend. The two of us came over from Stiltend this morning.",
+    "Excuse me. Our cart lost a wheel on the Stiltend road.",
+    "Our cart lost a wheel on the Stiltend road. Could you tell me who mends carts here?",
+])
+def test_a_formula_of_courtesy_or_a_question_borrows_no_request(engine, line):
+    r = engine.say("warden", line, remember=False)
+    assert r.actions == [] and not any(f.startswith("action_") for f in r.flags), (line, r.flags, r.context)
