@@ -2023,3 +2023,25 @@ def test_a_request_said_by_a_pronoun_asks_for_what_the_lines_statements_say(engi
 def test_a_formula_of_courtesy_or_a_question_borrows_no_request(engine, line):
     r = engine.say("warden", line, remember=False)
     assert r.actions == [] and not any(f.startswith("action_") for f in r.flags), (line, r.flags, r.context)
+
+
+def test_asking_what_is_free_at_a_time_is_a_request_and_asking_what_you_have_is_not():
+    """Development misses: "My rabbit ... needs her nails done. Do you have something at nine in the morning?" was a
+    question for information, so nothing was booked."""
+    from app.action_detect import informs, request
+    from app.cues import Cues
+
+    cues = Cues.load(None)
+    for line in ["Do you have something at nine in the morning?", "do u have anything at 17h?",
+                 "Do you have a slot this afternoon?", "Do you have any time tomorrow for a check-up?"]:
+        assert request(cues, line) and not informs(cues, line), line
+    for line in ["Do you have any pets of your own?", "Do you have a favourite herb?",
+                 "Do you have anything on the old wars?", "Do you have something to say about it?"]:
+        assert not request(cues, line) and informs(cues, line), line
+
+
+def test_a_request_for_a_free_time_takes_what_the_line_says_before_it(engine):
+    r = engine.say("warden", "Good evening. The two of us are bound for Stiltend. Do you have anything tonight?",
+                   remember=False)
+    assert r.actions == [{"name": "ferry_passage", "args": {"destination": "Stiltend", "passengers": 2}}], \
+        (r.flags, r.context)
