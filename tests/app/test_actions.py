@@ -2045,3 +2045,16 @@ def test_a_request_for_a_free_time_takes_what_the_line_says_before_it(engine):
                    remember=False)
     assert r.actions == [{"name": "ferry_passage", "args": {"destination": "Stiltend", "passengers": 2}}], \
         (r.flags, r.context)
+
+
+def test_seeing_to_something_says_a_service_the_declaration_may_use():
+    """Development miss: "Could you see to this dog bite on my calf?" named no word of "Treat a wound ..."."""
+    from app.action_detect import declared_words
+    from app.actions import ActionSpec
+    from app.cues import Cues
+
+    cues = Cues.load(None)
+    heal = ActionSpec(name="heal_wound", description="Clean, bind and treat a wound of the player's.")
+    said = stems(" ".join(cues.meant("Could you see to this dog bite on my calf?")))
+    assert said & declared_words(heal)
+    assert not cues.meant("I saw to it last week") and not cues.meant("Go and see the healer")
