@@ -861,7 +861,7 @@ def truecase(text: str) -> str:
             return w[:1].upper() + w[1:]
         return w
     cased = re.sub(r"[^\W\d_][\w’'-]*", word, low)
-    # a word after a joiner within a name is the name's ("LUNA DEL NORTE" → "Luna Del Norte", though "mare" is English)
+    # a word after a joiner within a name is the name's ("CAPO DI MARE" → "Capo Di Mare", though "mare" is English)
     return _JOINED.sub(lambda m: m.group(1) + m.group(2).upper(), cased)
 
 
