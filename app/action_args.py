@@ -622,6 +622,32 @@ def by_description(params: dict, text: str, args: dict, descriptions: dict | Non
     return out
 
 
+def by_unit(params: dict, text: str, args: dict) -> dict:
+    """`args` with each required enum parameter it lacks taken from the measure the line counts in, where another
+    parameter's description pairs that measure with one value alone ("how many: sacks of salt, ... ells of wool
+    cloth": "twelve ells of the grey wadmal" is wool cloth). Each value still passes its schema."""
+    props, required = params.get("properties") or {}, set(params.get("required") or [])
+    said = norm(text)
+    out = dict(args)
+    for name, schema in props.items():
+        enum = schema.get("enum") if isinstance(schema, dict) else None
+        values = [v for v in enum if isinstance(v, str) and norm(v)] if isinstance(enum, list) else []
+        if name in out or name not in required or len(values) < 2:
+            continue
+        paired: dict[str, set[str]] = {}
+        for other, o in props.items():
+            about = norm(str(o.get("description") or "")) if other != name and isinstance(o, dict) else ""
+            for v in values:
+                for m in re.finditer(rf"\b([a-z]+) of {re.escape(norm(v))}(?!\w)", about):
+                    if m.group(1) not in _STOP and m.group(1) not in _WORDS:
+                        paired.setdefault(m.group(1), set()).add(v)
+        hits = {next(iter(vs)) for unit, vs in paired.items() if len(vs) == 1
+                and re.search(rf"\b(?:{re.escape(unit)}|{re.escape(unit.rstrip('s'))}) of\b", said)}
+        if len(hits) == 1 and valid(schema, next(iter(hits))):
+            out[name] = next(iter(hits))
+    return out
+
+
 def kind_values(schema: object) -> list[str]:
     """An enum's values written as plain lower-case words (kinds, not names: "dog", "clear sake")."""
     enum = schema.get("enum") if isinstance(schema, dict) else None
@@ -989,7 +1015,8 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
              for m in re.finditer(re.escape(v), text, re.I)]
     if any(isinstance(v, dict) and is_long(k, v) for k, v in props.items()):
         taken += [m.span() for m in QUOTED.finditer(text)]  # "two of us are slow": the message's, not a count
-    found = [n for n in spans(text) if not any(a <= n[0] and n[1] <= b for a, b in taken)]
+    found = [n for n in spans(text) if not any(a <= n[0] and n[1] <= b for a, b in taken)
+             and not _TIMES_OVER.match(text, n[1])]  # ("skied with your guides three times": how often, no count)
     times = durations(text)
     for name, schema in props.items():
         if name in args or not isinstance(schema, dict) or "enum" in schema or "const" in schema:
@@ -1504,7 +1531,9 @@ _PAIR = re.compile(r"\b(?:(?:me|myself) (?:and|n|&) (?:my|our) [^\W\d_]+"
                    r"|(?:my|our) [^\W\d_]+ (?:and|n|&) (?:me|i|myself)"
                    r"|(?:for|with) (?:him|her) (?:and|&) (?:his|her) (?!own\b)(?![^\W\d_]*[^s]s\b)[^\W\d_]+(?! and))\b",
                    re.I)  # ("me and my wife", "for her and her maid")
+_TIMES_OVER = re.compile(r"\s+times\b", re.I)
 _SOLO = re.compile(r"\b(?:(?:just|only) (?:for )?(?:me|myself)(?! and)|by myself|for myself(?! and)|"
+                   r"(?:me|myself) alone|"
                    r"on (?:my|his|her|their) own|solo|"
                    r"(?:^|a |one )(?:bunk|berth|seat|bed|place|spot|ticket|passage|pass|cabin) for me(?! and)\b|"
                    r"(?:travel(?:s|l?ing|led)?|go(?:es|ing)?|rid(?:es|ing)|com(?:es|ing)) alone)\b",
@@ -1626,11 +1655,13 @@ def _people(name: str, schema: dict) -> bool:
 
 def _one_measure(text: str, name: str, schema: dict) -> bool:
     """One of the measures the parameter counts in, said with "a" ("a box of hooks", for a quantity of "boxes of
-    hooks or metres of canvas")."""
+    hooks or metres of canvas"; "a sho of sake", for "how many sho of it")."""
     units = {w for w in _unit_words(name, schema) if w.endswith("s")}
+    about = _about(name, schema)
     for m in re.finditer(r"\b(?:a|an|one|single)\s+([^\W\d_]+)\s+of\b", text, re.I):
         w = m.group(1).casefold()
-        if w not in _WORDS and ({w + "s", w + "es"} & units):
+        if w not in _WORDS and ({w + "s", w + "es"} & units or  # a measure whose plural is its singular ("a sho of
+                                re.search(rf"\b(?:how many|number of)\s+{re.escape(w)}\b", about)):  # sake")
             return True
     return False
 

@@ -257,8 +257,8 @@ def told(sentence: str, cues: Cues) -> bool:
     return False
 
 
-# what opens a sentence before its verb: a vocative ("Captain, "), a politeness or filler word
-_OPENER = re.compile(r"^\W*(?:[\w.'’-]+(?:\s[\w.'’-]+)?,\s*)?(?:(?:please|just|now|so|ok|okay|go on and|quick|then)"
+# what opens a sentence before its verb: a vocative or two ("Captain, ", "Ray, my friend, "), politeness, filler
+_OPENER = re.compile(r"^\W*(?:[\w.'’-]+(?:\s[\w.'’-]+)?,\s*){0,2}(?:(?:please|just|now|so|ok|okay|go on and|quick|then)"
                      r",?\s+)*", re.I)
 # verbs whose imperative is talk, not a request for a service ("thank you", "look, ...", "wait", "never mind")
 _NOT_SERVICE = frozenset("""thank look listen wait see hear know think guess mind imagine remember forget say tell
@@ -370,13 +370,14 @@ def terse(clause: str, action: ActionSpec, declared: set[str], aliases: dict | N
     clause between commas or dashes opens with a number or a word of the action's declaration, has no subject, no
     verb "to be" and no other verb in the past or third person ("my adult son phones every day" tells), and gives
     the action every argument it requires (at least one), a kind named by its lore alias too ("Eight sho of First
-    Snow") or said as the lore describes it ("six of the comfrey-and-linen ones"). `declared`: the action's
-    `declared_words`; `aliases`: its `lore_aliases`; `descriptions`: its `lore_descriptions`."""
-    from app.action_args import QUOTED, SAYING, aliased, by_description, complete, extract_args, is_long, numbers, spans
+    Snow"), said as the lore describes it ("six of the comfrey-and-linen ones") or by its measure ("twelve ells").
+    A past form that is also a noun is the noun after a determiner or a preposition ("for my caravan crew").
+    `declared`: the action's `declared_words`; `aliases`: its `lore_aliases`; `descriptions`: its
+    `lore_descriptions`."""
+    from app.action_args import QUOTED, SAYING, complete, is_long, numbers, spans
 
     def args_of(text: str) -> dict:
-        return by_description(action.params, text, aliased(action.params, text, extract_args(action.params, text),
-                                                           aliases), descriptions, declared=described_words(action))
+        return order_args(action, text, aliases, descriptions)
 
     if not action.params.get("required"):
         return False
@@ -392,7 +393,8 @@ def terse(clause: str, action: ActionSpec, declared: set[str], aliases: dict | N
         toks = [w.casefold().replace("’", "'") for w in _WORD.findall(seg)]
         first = re.match(r"\W*(?:(?:just|only|simply)\s+)?([\w'’-]+)", seg, re.I)  # ("Just an unpowered site")
         plain.append(first is not None and not set(toks) & _STATES and
-                     not any(_finite(w) for w in toks if not stems(w) & declared))
+                     not any(_finite(w) and not _noun_here(toks, i) for i, w in enumerate(toks)
+                             if not stems(w) & declared))
         if not plain[-1]:
             continue
         lead = first.group(1)
@@ -410,6 +412,55 @@ def terse(clause: str, action: ActionSpec, declared: set[str], aliases: dict | N
         args = args_of(clause)
         return bool(args) and complete(action.params, args)
     return False
+
+
+_DETERMINERS = frozenset("a an the my your his her its our their this that these those some any every each no".split())
+_PREPOSITIONS = frozenset("for with of on in at from to by about under over off into onto".split())
+
+
+def _noun_here(toks: list[str], i: int) -> bool:
+    """Is the word at `i`, a past form that is also a noun in its own spelling ("crew", "wound", "saw"), said as
+    the noun: right after a determiner, or inside a phrase a preposition opens ("for my caravan crew")? Not "the
+    mast fell", where nothing but its subject comes before it."""
+    from lemminflect import getAllLemmas
+
+    if toks[i] not in getAllLemmas(toks[i]).get("NOUN", ()):
+        return False
+    return (i > 0 and toks[i - 1] in _DETERMINERS) or any(t in _PREPOSITIONS for t in toks[:i])
+
+
+def order_args(action: ActionSpec, text: str, aliases: dict | None = None, descriptions: dict | None = None,
+               never: frozenset[str] = frozenset()) -> dict:
+    """The arguments `text` gives the action by its words alone: extracted, a kind by its lore alias or
+    description, a kind by the measure it is counted in. `never`: names that describe no value (the listener's)."""
+    from app.action_args import aliased, by_description, by_unit, extract_args
+
+    return by_unit(action.params, text, by_description(
+        action.params, text, aliased(action.params, text, extract_args(action.params, text, exclude=set(never)),
+                                     aliases), descriptions, set(never), declared=described_words(action)))
+
+
+TYPED = ("integer", "number", "boolean")
+
+
+def gives_all(action: ActionSpec, text: str, aliases: dict | None = None, descriptions: dict | None = None,
+              never: frozenset[str] = frozenset()) -> bool:
+    """`text` gives every argument the action requires, two or more of them values of a type (an enum, a number, a
+    yes or no): a request that says all of that asks for the action however far its words are from the action's
+    own ("my bike's done ... 30 clicks, any chance of a pickup?" gives the tow its vehicle and its distance); or it
+    quotes the message the action requires. `never`: the listener's names."""
+    from app.action_args import QUOTED, complete, is_long
+
+    required = action.params.get("required") or []
+    props = {k: v for k, v in (action.params.get("properties") or {}).items() if isinstance(v, dict)}
+    quoted = bool(required) and QUOTED.search(text) is not None and all(
+        k in props and is_long(k, props[k]) for k in required)  # ("put 'Sigrid made this' on my spindle", to the
+    # rune carver: the words to carve are quoted); free strings otherwise say little (any name, any words)
+    typed = [k for k in required if k in props and ("enum" in props[k] or props[k].get("type") in TYPED)]
+    if len(typed) < 2 and not quoted:
+        return False
+    args = order_args(action, text, aliases, descriptions, never)
+    return bool(args) and complete(action.params, args)
 
 
 @lru_cache(maxsize=4096)

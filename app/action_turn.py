@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_description, complete, extract_args,
+from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_description, by_unit, complete, extract_args,
                              initialisms, is_long, kind_values, lore_aliases, lore_descriptions, message_alone,
                              missing, named_as, norm, said_total, tells_whole, told_message, truecase, valid)
-from app.action_detect import (MARGIN, Evidence, by_values_only, declared_words, described_words, informs, named,
-                               own_order, paraphrases, relayed, request, stems, terse, vocabulary)
+from app.action_detect import (MARGIN, REQUEST_COS, REQUEST_WORDS, Evidence, by_values_only, declared_words,
+                               described_words, gives_all, informs, named, own_order, paraphrases, relayed, request,
+                               stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
 from app.router import Route, lore_match, offworld_allowed
 from retrieval.text import ABBREVIATIONS, split_sentences
@@ -194,6 +195,7 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
                 if asked[i] and not questions[i] and told}
     out = []
     declared = ab.declared(spec)
+    listener = frozenset({spec.name, *spec.name.split()})  # ("Ray, put us on ...": no word of a tour's)
     aliases = {a.name: ab.aliases(turn.index, spec, a, turn.chapter) for a in spec.actions}  # lore names of values
     described = {a.name: ab.descriptions(turn.index, spec, a, turn.chapter) for a in spec.actions}  # and its words
     for _, rows, action in ab.scores(spec, vecs, turn.tools):
@@ -210,8 +212,14 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
             if i == 0 and statement and not ordered and terse(statement, action, declared[action.name],
                                                               aliases[action.name], described[action.name]):
                 ordered, question = True, False
-            ev = Evidence(float(rows[i]), p_action(i), ordered, len(borrowed.get(i, said[i]) & words[action.name]),
-                          named(action, parts[i]), question, beside and not question)
+            own = len(borrowed.get(i, said[i]) & words[action.name])
+            if ordered and not question and own < REQUEST_WORDS and rows[i] < REQUEST_COS and \
+                    gives_all(action, parts[i], aliases[action.name], described[action.name], listener):
+                # a request that gives every argument the action requires names it as well as a word of its own
+                # ("six of the comfrey-and-linen ones, ta", in the words the lore says of one remedy)
+                own = REQUEST_WORDS
+            ev = Evidence(float(rows[i]), p_action(i), ordered, own, named(action, parts[i]), question,
+                          beside and not question)
             key = (ev.asks(), ev.rank())
             if best is None or key > best[0]:
                 best = (key, ev, i)
@@ -291,6 +299,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     described, own = ab.descriptions(turn.index, spec, action, turn.chapter), described_words(action)
     args = by_description(action.params, text, args, described, called, own)
     args = by_gloss(ab, action.params, text, args, described, called, own)
+    args = by_unit(action.params, text, args)
     args = message_alone(action.params, args, own)
     if not action.allowed(turn.state):
         outcome.status = "refused"
