@@ -543,6 +543,50 @@ def lore_aliases(params: dict, sentences: list[str]) -> dict[str, dict[str, str]
     return out
 
 
+_THE_NAME = re.compile(r"\b[Tt]he\s+([A-Z][\w'’-]*(?:(?:\s+(?:of(?:\s+the)?|de|del|de\s+la|de\s+los|la|los|las|di|"
+                       r"da|du|von|van))?\s+[A-Z][\w'’-]*)*)")
+NAMED_IN = 0.25  # a name the lore says in more than this share of its documents ("the Library") names no one value
+
+
+def lore_names(params: dict, docs: list[tuple[str, str]]) -> dict[str, dict[str, str]]:
+    """{parameter: {alias: value}}: the name a value's own document gives it in the lore's language, for enum values
+    that are names: the first "the" and a capitalised name in the first two sentences of the document titled with the
+    value ("La Torre del Reloj": "... a trapdoor into the Clock Tower"), unless the lore says that name in more than
+    NAMED_IN of its documents ("the Library"), or it is a value or another document's title ("the Escalera del
+    Silencio"). `docs`: (title, text) per document."""
+    out: dict[str, dict[str, str]] = {}
+    if not docs:
+        return out
+    titled = {" ".join(norm(t).split()[k:]) for t, _ in docs for k in (0, 1)}  # another document's own name
+    said_in: dict[str, int] = {}
+    for _, text in docs:
+        for alias in {norm(m.group(1)) for m in _THE_NAME.finditer(text)}:
+            said_in[alias] = said_in.get(alias, 0) + 1
+    for name, schema in (params.get("properties") or {}).items():
+        enum = schema.get("enum") if isinstance(schema, dict) else None
+        values = [v for v in enum if isinstance(v, str) and norm(v) and v != v.lower()] if isinstance(enum, list) \
+            else []
+        if len(values) < 2:
+            continue
+        found: dict[str, set[str]] = {}
+        for value in values:
+            for title, text in docs:
+                words = norm(title).split()
+                if norm(value) not in (" ".join(words), " ".join(words[1:])):  # ("La Torre del Reloj")
+                    continue
+                opening = " ".join(split_sentences(text)[:2])
+                for m in _THE_NAME.finditer(opening):
+                    alias = norm(m.group(1))
+                    if alias and alias not in {norm(v) for v in values} and alias not in titled \
+                            and said_in.get(alias, 0) <= NAMED_IN * len(docs):
+                        found.setdefault(alias, set()).add(value)
+                        break
+        kept = {a: next(iter(vs)) for a, vs in found.items() if len(vs) == 1}
+        if kept:
+            out[name] = kept
+    return out
+
+
 def aliased(params: dict, text: str, args: dict, aliases: dict | None) -> dict:
     """`args` with each required enum parameter it lacks that `text` names by a lore alias of one value (`aliases`,
     from `lore_aliases`: "a dozen jugs of the Morning Mist" is clear sake); each value still passes its schema."""

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_description, by_unit, complete, extract_args,
-                             initialisms, is_long, kind_values, lore_aliases, lore_descriptions, message_alone,
-                             missing, named_as, norm, said_total, tells_whole, told_message, truecase, valid)
+                             initialisms, is_long, kind_values, lore_aliases, lore_descriptions, lore_names,
+                             message_alone, missing, named_as, norm, said_total, tells_whole, told_message, truecase,
+                             valid)
 from app.action_detect import (MARGIN, REQUEST_COS, REQUEST_WORDS, Evidence, by_values_only, declared_words,
                                described_words, gives_all, informs, named, own_order, paraphrases, relayed, request,
                                stems, terse, vocabulary)
@@ -81,7 +82,7 @@ class ActionBook:
         self._declared: dict[tuple, dict[str, set[str]]] = {}
         self._said: dict[str, np.ndarray] = {}  # a word or two of a line, embedded (`kinds`), bounded
         self._aliases: dict[tuple, dict] = {}  # lore names and descriptions of enum values (`kinds`)
-        self._lore: dict[tuple, list[str]] = {}  # the ungated lore sentences a character sees at a chapter
+        self._lore: dict[tuple, tuple] = {}  # the ungated lore a character sees at a chapter: (sentences, docs)
 
     def embedded(self, texts: list[str]) -> np.ndarray:
         """(len(texts), dim) vectors of short texts, each embedded once (a cache of at most 20,000)."""
@@ -93,9 +94,12 @@ class ActionBook:
         return np.stack([self._said[t] for t in texts]) if texts else np.zeros((0, 1))
 
     def aliases(self, index, spec: NpcSpec, action, chapter: int) -> dict[str, dict[str, str]]:
-        """`lore_aliases` of the action's enums, from the lore this character sees at this chapter whatever the
-        game's state (no gated document: a gate that may be shut never names a value), once per index generation."""
-        return self._from_lore(index, spec, action, chapter, lore_aliases)
+        """`lore_aliases` and `lore_names` of the action's enums, from the lore this character sees at this chapter
+        whatever the game's state (no gated document: a gate that may be shut never names a value), once per index
+        generation."""
+        kinds = self._from_lore(index, spec, action, chapter, lore_aliases)
+        names = self._from_lore(index, spec, action, chapter, lore_names)
+        return {k: {**names.get(k, {}), **kinds.get(k, {})} for k in {*kinds, *names}}
 
     def descriptions(self, index, spec: NpcSpec, action, chapter: int) -> dict[str, dict[str, frozenset[str]]]:
         """`lore_descriptions` of the action's enums, from the same lore as `aliases`."""
@@ -109,10 +113,15 @@ class ActionBook:
                 self._aliases.clear()
                 self._lore.clear()
             if seen not in self._lore:  # (split once for all of the character's actions)
-                self._lore[seen] = [x for c in index.chunks if c.requires is None and c.chapter <= chapter
-                                    and (c.npc_scope is None or spec.id in c.npc_scope)
-                                    for x in split_sentences(c.text)]
-            self._aliases[key] = read(action.params, self._lore[seen])
+                chunks = [c for c in index.chunks if c.requires is None and c.chapter <= chapter
+                          and (c.npc_scope is None or spec.id in c.npc_scope)]
+                docs: dict[str, list] = {}
+                for c in chunks:
+                    docs.setdefault(c.doc, [c.title, []])[1].append(c.text)
+                self._lore[seen] = ([x for c in chunks for x in split_sentences(c.text)],
+                                    [(title, " ".join(texts)) for title, texts in docs.values()])
+            sentences, docs = self._lore[seen]
+            self._aliases[key] = read(action.params, docs if read is lore_names else sentences)
         return self._aliases[key]
 
     @staticmethod
@@ -213,6 +222,8 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
                                                               aliases[action.name], described[action.name]):
                 ordered, question = True, False
             own = len(borrowed.get(i, said[i]) & words[action.name])
+            if any(f" {alias} " in f" {norm(parts[i])} " for names in aliases[action.name].values() for alias in names):
+                own += 1  # a value named as the lore names it ("take me up to the clock tower": Torre del Reloj)
             if ordered and not question and own < REQUEST_WORDS and rows[i] < REQUEST_COS and \
                     gives_all(action, parts[i], aliases[action.name], described[action.name], listener):
                 # a request that gives every argument the action requires names it as well as a word of its own
@@ -377,12 +388,13 @@ def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
     kinds only). An optional kind is given the same way ("here for treatment at the infirmary": medical). Each
     value still passes its schema."""
     props = params.get("properties") or {}
+    args = aliased(params, text, args, aliases)  # a name the lore gives one value ("Morning Mist" for clear sake,
+    # "the Clock Tower" for Torre del Reloj)
     open_ = {k: kind_values(sch) for k, sch in props.items()
              if k not in args and isinstance(sch, dict) and isinstance(sch.get("enum"), list)}
     open_ = {k: vs for k, vs in open_.items() if len(vs) > 1}  # an optional one too ("treatment at the infirmary")
     if not open_:
         return args
-    args = aliased(params, text, args, aliases)  # a name the lore gives one value ("Morning Mist" for clear sake)
     open_ = {k: vs for k, vs in open_.items() if k not in args}
     if not open_:
         return args

@@ -2205,3 +2205,57 @@ def test_a_wish_for_someday_and_a_what_if_ask_nothing_and_how_often_counts_no_on
     line = "Kaltstock Couloir. Me alone. I've skied with your guides three times already."
     assert extract_args(tour, line) == {"route": "Kaltstock Couloir", "people": 1}
     assert extract_args(tour, "Kaltstock Couloir, three of us")["people"] == 3
+
+
+def test_a_value_named_in_its_own_documents_language_is_found_by_that_name():
+    """Held-out misses: "could you walk me to the room of maps?" asked for "Sala de los Mapas", whose own document
+    opens "... opens on the Room of Maps"."""
+    from app.action_args import aliased, lore_names
+
+    docs = [("La Sala de los Mapas", "On the third floor a pair of doors opens on the Room of Maps. It is bright."),
+            ("La Torre del Reloj", "Where the Escalera del Silencio ends, a ladder climbs into the Clock Tower."),
+            ("La Escalera del Silencio", "The Library's back stair climbs seven floors."),
+            ("El Patio", "The Library keeps the Courtyard here."), ("Rules", "The Library lends books."),
+            ("Hours", "The Library opens at eight.")]
+    params = {"type": "object", "required": ["room"], "properties": {
+        "room": {"enum": ["Sala de los Mapas", "Torre del Reloj", "Patio"]}}}
+    names = lore_names(params, docs)["room"]
+    assert names == {"room of maps": "Sala de los Mapas", "clock tower": "Torre del Reloj", "courtyard": "Patio"}
+    # "the Escalera del Silencio" is another document's title, and "the Library" is in most documents: no value's
+    assert aliased(params, "could you walk me to the room of maps?", {}, {"room": names}) == {
+        "room": "Sala de los Mapas"}
+    kinds = {"type": "object", "properties": {"kind": {"enum": ["clear sake", "rice"]}}}
+    assert lore_names(kinds, [("Clear sake", "The Morning Mist is sold here."), ("Rice", "")]) == {}  # kinds: no
+
+
+def test_an_order_for_a_place_by_its_lores_name_acts(tmp_path, tiny_llm_dir, embedder):
+    from app.config import EternaConfig
+    from app.dialogue import DialogueEngine
+    from retrieval.rebuild import rebuild_index
+    from tests.conftest import write_project
+
+    cast = CAST.replace("ferry_passage", "escort").replace(
+        "Row the player across the lake in the ferry.", "Walk the player to one of the rooms.").replace(
+        "destination: {enum: [Cobble Reach, Stiltend]},\n                 passengers: {type: integer, minimum: 1, "
+        "maximum: 6}}, required: [destination, passengers]}",
+        "room: {enum: [Sala de los Mapas, Torre del Reloj]}}, required: [room]}").replace(
+        '"Can you row me to Cobble Reach?", "I need passage across the lake for two.",\n'
+        '                   "Take three of us over to Stiltend."', '"Walk me to the Sala de los Mapas."')
+    assert "room: {enum" in cast
+    path = write_project(tmp_path / "rooms", str(tiny_llm_dir))
+    (path.parent / "npcs.yaml").write_text(cast, encoding="utf-8")
+    for title, text in [("La Sala de los Mapas", "On the third floor a pair of doors opens on the Room of Maps."),
+                        ("La Torre del Reloj", "An oak ladder climbs through a trapdoor into the Clock Tower.")]:
+        (path.parent / "lore" / f"{norm_name(title)}.md").write_text(
+            f"---\ntitle: {title}\nkind: room\nnpc_scope: all\nchapter: 1\n---\n# {title}\n\n{text}\n", encoding="utf-8")
+    cfg = EternaConfig.load(path)
+    rebuild_index(cfg.paths.corpus, cfg.paths.index, embedder)
+    engine = DialogueEngine.from_config(path)
+    r = engine.say("warden", "hey captain, could you walk me to the room of maps?", remember=False)
+    assert r.actions == [{"name": "escort", "args": {"room": "Sala de los Mapas"}}], (r.flags, r.context)
+    r = engine.say("warden", "When was the clock tower built?", remember=False)
+    assert r.actions == [] and not any(f.startswith("action_") for f in r.flags), (r.flags, r.context)
+
+
+def norm_name(title: str) -> str:
+    return "-".join(title.lower().split())
