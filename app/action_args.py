@@ -578,7 +578,7 @@ def lore_names(params: dict, docs: list[tuple[str, str]]) -> dict[str, dict[str,
                 for m in _THE_NAME.finditer(opening):
                     alias = norm(m.group(1))
                     if alias and alias not in {norm(v) for v in values} and alias not in titled \
-                            and said_in.get(alias, 0) <= NAMED_IN * len(docs):
+                            and said_in.get(alias, 0) <= max(1.0, NAMED_IN * len(docs)):  # (its own: always)
                         found.setdefault(alias, set()).add(value)
                         break
         kept = {a: next(iter(vs)) for a, vs in found.items() if len(vs) == 1}

@@ -2226,6 +2226,9 @@ def test_a_value_named_in_its_own_documents_language_is_found_by_that_name():
         "room": "Sala de los Mapas"}
     kinds = {"type": "object", "properties": {"kind": {"enum": ["clear sake", "rice"]}}}
     assert lore_names(kinds, [("Clear sake", "The Morning Mist is sold here."), ("Rice", "")]) == {}  # kinds: no
+    two = [docs[0], ("El Patio", "The Courtyard is open to the sky.")]
+    assert lore_names(params, two) == {"room": {"room of maps": "Sala de los Mapas", "courtyard": "Patio"}}  # (a
+    # lore of two documents names them too)
 
 
 def test_an_order_for_a_place_by_its_lores_name_acts(tmp_path, tiny_llm_dir, embedder):
