@@ -545,15 +545,15 @@ def lore_aliases(params: dict, sentences: list[str]) -> dict[str, dict[str, str]
 
 _THE_NAME = re.compile(r"\b[Tt]he\s+([A-Z][\w'’-]*(?:(?:\s+(?:of(?:\s+the)?|de|del|de\s+la|de\s+los|la|los|las|di|"
                        r"da|du|von|van))?\s+[A-Z][\w'’-]*)*)")
-NAMED_IN = 0.25  # a name the lore says in more than this share of its documents ("the Library") names no one value
+NAMED_IN = 0.25  # a name the lore says in more than this share of its documents ("the Guild") names no one value
 
 
 def lore_names(params: dict, docs: list[tuple[str, str]]) -> dict[str, dict[str, str]]:
     """{parameter: {alias: value}}: the name a value's own document gives it in the lore's language, for enum values
     that are names: the first "the" and a capitalised name in the first two sentences of the document titled with the
-    value ("La Torre del Reloj": "... a trapdoor into the Clock Tower"), unless the lore says that name in more than
-    NAMED_IN of its documents ("the Library"), or it is a value or another document's title ("the Escalera del
-    Silencio"). `docs`: (title, text) per document."""
+    value ("La Casa de las Velas": "... a low door opens on the Candle House"), unless the lore says that name in
+    more than NAMED_IN of its documents ("the Guild"), or it is a value or another document's title ("the Puerta
+    Vieja"). `docs`: (title, text) per document."""
     out: dict[str, dict[str, str]] = {}
     if not docs:
         return out
@@ -572,7 +572,7 @@ def lore_names(params: dict, docs: list[tuple[str, str]]) -> dict[str, dict[str,
         for value in values:
             for title, text in docs:
                 words = norm(title).split()
-                if norm(value) not in (" ".join(words), " ".join(words[1:])):  # ("La Torre del Reloj")
+                if norm(value) not in (" ".join(words), " ".join(words[1:])):  # ("La Casa de las Velas")
                     continue
                 opening = " ".join(split_sentences(text)[:2])
                 for m in _THE_NAME.finditer(opening):

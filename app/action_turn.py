@@ -223,7 +223,7 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
                 ordered, question = True, False
             own = len(borrowed.get(i, said[i]) & words[action.name])
             if any(f" {alias} " in f" {norm(parts[i])} " for names in aliases[action.name].values() for alias in names):
-                own += 1  # a value named as the lore names it ("take me up to the clock tower": Torre del Reloj)
+                own += 1  # a value named as the lore names it ("take me to the candle house": Casa de las Velas)
             if ordered and not question and own < REQUEST_WORDS and rows[i] < REQUEST_COS and \
                     gives_all(action, parts[i], aliases[action.name], described[action.name], listener):
                 # a request that gives every argument the action requires names it as well as a word of its own
@@ -389,7 +389,7 @@ def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
     value still passes its schema."""
     props = params.get("properties") or {}
     args = aliased(params, text, args, aliases)  # a name the lore gives one value ("Morning Mist" for clear sake,
-    # "the Clock Tower" for Torre del Reloj)
+    # "the Candle House" for Casa de las Velas)
     open_ = {k: kind_values(sch) for k, sch in props.items()
              if k not in args and isinstance(sch, dict) and isinstance(sch.get("enum"), list)}
     open_ = {k: vs for k, vs in open_.items() if len(vs) > 1}  # an optional one too ("treatment at the infirmary")
