@@ -205,6 +205,7 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
     out = []
     declared = ab.declared(spec)
     listener = frozenset({spec.name, *spec.name.split()})  # ("Ray, put us on ...": no word of a tour's)
+    spaced = [f" {norm(p)} " for p in parts]  # each part as lore names are matched in it
     aliases = {a.name: ab.aliases(turn.index, spec, a, turn.chapter) for a in spec.actions}  # lore names of values
     described = {a.name: ab.descriptions(turn.index, spec, a, turn.chapter) for a in spec.actions}  # and its words
     for _, rows, action in ab.scores(spec, vecs, turn.tools):
@@ -222,7 +223,7 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
                                                               aliases[action.name], described[action.name]):
                 ordered, question = True, False
             own = len(borrowed.get(i, said[i]) & words[action.name])
-            if any(f" {alias} " in f" {norm(parts[i])} " for names in aliases[action.name].values() for alias in names):
+            if any(f" {alias} " in spaced[i] for names in aliases[action.name].values() for alias in names):
                 own += 1  # a value named as the lore names it ("take me to the candle house": Casa de las Velas)
             if ordered and not question and own < REQUEST_WORDS and rows[i] < REQUEST_COS and \
                     gives_all(action, parts[i], aliases[action.name], described[action.name], listener):
