@@ -118,9 +118,12 @@ def spans(text: str) -> list[tuple[int, int, float]]:
     found += [(m.start(), m.end(), float(typos[m.group(0).casefold()])) for m in re.finditer(r"[^\W\d_]{4,}", text)
               if m.group(0).casefold() in typos]
     for m in _NUMWORD.finditer(text):
-        if m.group(0).lower() == "one" and _PRONOUN_ONE.search(text[:m.start()]) and not \
-                _ONE_COUNTS.search(text[:m.start()]) and not _ONE_OF.match(text[m.end():]):
-            continue  # "the blue one", "that one": a pronoun, not a number ("just the one tin of tar" counts)
+        if m.group(0).lower() == "one" and ((_PRONOUN_ONE.search(text[:m.start()]) and not
+                                              _ONE_COUNTS.search(text[:m.start()]) and not
+                                              _ONE_OF.match(text[m.end():])) or
+                                             (_THERE.search(text[:m.start()]) and _FREE.match(text[m.end():]))):
+            continue  # "the blue one", "that one", "if there is one free": a pronoun, not a number ("just the one
+            # tin of tar", "is there one berth", "there is one of us" count)
         parts = re.split(r"[\s-]+", m.group(0).lower())
         halved = re.search(r"\bhalf\s+$", text[:m.start()], re.I) if parts[0] in ("a", "an") else None
         if parts[0] in ("a", "an"):
@@ -165,6 +168,8 @@ def spans(text: str) -> list[tuple[int, int, float]]:
 
 _GLUED = re.compile(r"(?<![\w.])(\d{1,4})([^\W\d_]{1,4})(?!\w)")
 _PRONOUN_ONE = re.compile(r"\b(?:the|that|this|which|another|each|every|other)\s+(?:[\w’'-]+\s+){0,2}$", re.I)
+_THERE = re.compile(r"\b(?:there\s+is|there['’]s|is\s+there)\s+$", re.I)
+_FREE = re.compile(r"\s*(?:[,.!?;]|$)|\s+(?:free|left|available|spare|going|open|empty|vacant)\b", re.I)
 _ONE_COUNTS = re.compile(r"\b(?:just|only)\s+the\s+$", re.I)  # "just the one": exactly one
 _ONE_OF = re.compile(r"\s+(?!of\b)[^\W\d_]+\s+of\b", re.I)  # "the one tin of tar": one, a measure of a thing
 
@@ -519,20 +524,23 @@ def lore_aliases(params: dict, sentences: list[str]) -> dict[str, dict[str, str]
             continue
         found: dict[str, set[str]] = {}
         for value in values:
-            pattern = re.compile(rf"(?<!\w){re.escape(value)}(?!\w)\s*(?:,|\(|[–—]|\s-)\s*"
+            pattern = re.compile(rf"(?<!\w){re.escape(value)}(?!\w)(?:\s*(?:,|\(|[–—]|\s-)\s*"
                                  r"(?:((?i:called|known as|named|nicknamed|sold as)\s+)|(?i:the)\s+)"
+                                 # or "<value> 1, under the red gum, is called the Premier's site"
+                                 r"|(?:\s+(?:no\.?\s*)?\d+)?(?:\s*,[^,.;]{1,60},)?\s+(?:is|was)\s+(?:still\s+|also\s+|"
+                                 r"often\s+|locally\s+)?((?i:called|known as|nicknamed))\s+(?:the\s+)?)"
                                  r"([^\W\d_][\w'’-]*(?:\s+[^\W\d_][\w'’-]*){0,2})", re.I)
             head = norm(value).split()[-1]
             for sentence in sentences:
                 for m in pattern.finditer(sentence):
                     words = []
-                    for w in m.group(2).split():
+                    for w in m.group(3).split():
                         if w.casefold() in _ALIAS_STOP:
                             break
                         words.append(w)
                     alias = norm(" ".join(words))
                     # said as its name ("called Morning Mist"), or "the" and the value's own noun ("the great room")
-                    named = m.group(1) is not None or (len(alias.split()) > 1 and alias.split()[-1] == head
+                    named = m.group(1) or m.group(2) or (len(alias.split()) > 1 and alias.split()[-1] == head
                                                        and alias.split()[0] not in _NOT_A_NAME)
                     if named and alias and len(alias) > 2 and not any(alias in norm(v).split() or alias == norm(v)
                                                                       for v in values):
@@ -540,7 +548,36 @@ def lore_aliases(params: dict, sentences: list[str]) -> dict[str, dict[str, str]
         kept = {a: next(iter(vs)) for a, vs in found.items() if len(vs) == 1 and not set(a.split()) <= _STOP}
         if kept:
             out[name] = kept
+    for name, schema in (params.get("properties") or {}).items():  # names: "Denholm, the division town"
+        enum = schema.get("enum") if isinstance(schema, dict) else None
+        names = [v for v in enum if isinstance(v, str) and norm(v) and v != v.lower()] if isinstance(enum, list) \
+            else []
+        if len(names) < 2:
+            continue
+        found = {}
+        for value in names:
+            pattern = re.compile(rf"(?<![\w'’]){re.escape(value)}(?!\w),\s+the\s+([a-z][\w'’-]*(?:\s+[a-z][\w'’-]*)"
+                                 r"{0,2})")
+            for sentence in sentences:
+                for m in pattern.finditer(sentence):
+                    words = []
+                    for w in m.group(1).split():
+                        if w in _ALIAS_STOP or w in _PREPOSITIONS:
+                            break
+                        words.append(w)
+                    alias = norm(" ".join(words))
+                    if len(words) > 1 and words[0] not in _NOT_A_NAME and not any(
+                            w in norm(v).split() for v in names for w in alias.split()):
+                        found.setdefault(alias, set()).add(value)
+        kept = {a: next(iter(vs)) for a, vs in found.items() if len(vs) == 1}
+        if kept:
+            out[name] = {**out.get(name, {}), **kept}
     return out
+
+
+_PREPOSITIONS = frozenset("between among across over under above below beyond near past along through into onto "
+                          "towards toward behind beside after before since until during against like as up down out off "
+                          "around about".split())
 
 
 _THE_NAME = re.compile(r"\b[Tt]he\s+([A-Z][\w'’-]*(?:(?:\s+(?:of(?:\s+the)?|de|del|de\s+la|de\s+los|la|los|las|di|"
@@ -692,6 +729,126 @@ def by_unit(params: dict, text: str, args: dict) -> dict:
     return out
 
 
+def _unit(word: str) -> str:
+    """A unit's one name, however it is said ("kg", "kilos", "kilograms" are "kilogram")."""
+    w = word.casefold().strip(".")
+    for unit, short in _SAID_UNITS.items():
+        if w in short or w.rstrip("s").replace("er", "re") == unit:
+            return unit
+    return w.rstrip("s") if len(w) > 3 else w
+
+
+_N = r"(\d+(?:[.,]\d+)?)\s*-?\s*([^\W\d_]+)"  # a number and its unit ("10 kg", "25kg")
+# a range's bounds, from its numbers: (low, high, low included, high included); None is open
+_RANGES = ((re.compile(rf"\b(?:under|below|less than)\s+{_N}", re.I), lambda a, b: (None, a, False, False)),
+           (re.compile(rf"\b(?:up to|at most)\s+{_N}", re.I), lambda a, b: (None, a, False, True)),
+           (re.compile(rf"(\d+(?:[.,]\d+)?)\s*(?:to|-|–)\s*{_N}", re.I), lambda a, b: (a, b, True, True)),
+           (re.compile(rf"\b(?:over|above|more than)\s+{_N}", re.I), lambda a, b: (a, None, False, False)),
+           (re.compile(rf"\b(?:at least)\s+{_N}", re.I), lambda a, b: (a, None, True, False)),
+           (re.compile(rf"{_N}\s+(?:and|or)\s+(?:over|above|more|up)\b", re.I), lambda a, b: (a, None, True, False)))
+Range = tuple[str, float | None, float | None, bool, bool]  # unit, low, high, low included, high included
+
+
+def value_ranges(schema: dict) -> dict[str, Range]:
+    """{value: range}: the range of a measure the parameter's description gives each enum value, said after the
+    value and before the next ("a small run (dogs under 10 kg), a medium run (10 to 25 kg), a large run (over 25
+    kg)"). A range with no unit of measure (an age, "youth (15 to 19)") is none: a number alone could count
+    anything."""
+    enum = schema.get("enum") if isinstance(schema, dict) else None
+    about = str(schema.get("description") or "") if isinstance(schema, dict) else ""
+    values = [v for v in enum if isinstance(v, str) and norm(v)] if isinstance(enum, list) else []
+    at = sorted((m.start(), m.end(), v) for v in values
+                if (m := re.search(rf"(?<!\w){re.escape(v)}(?!\w)", about, re.I)))
+    out: dict[str, Range] = {}
+    for k, (_, end, value) in enumerate(at):
+        said = about[end:at[k + 1][0] if k + 1 < len(at) else len(about)]
+        for pattern, bounds in _RANGES:
+            m = pattern.search(said)
+            if m:
+                nums = [float(g.replace(",", ".")) for g in m.groups() if re.fullmatch(r"[\d.,]+", g)]
+                unit = _unit(m.groups()[-1])
+                if unit in _MEASURES:
+                    out[value] = (unit, *bounds(nums[0], nums[-1]))
+                break
+    return out
+
+
+def _within(number: float, r: Range) -> bool:
+    _, low, high, low_in, high_in = r
+    return (low is None or number > low or (low_in and number == low)) and \
+        (high is None or number < high or (high_in and number == high))
+
+
+def by_range(params: dict, text: str, args: dict) -> dict:
+    """`args` with each required enum parameter it lacks taken from a measure the line says ("Thor is about 27
+    kg", "a 40-kilo Bernese") that falls in the range the description gives one value alone (`value_ranges`: "a
+    large run (over 25 kg)"). Each value still passes its schema."""
+    props, required = params.get("properties") or {}, set(params.get("required") or [])
+    out = dict(args)
+    for name, schema in props.items():
+        if name in out or name not in required or not isinstance(schema, dict):
+            continue
+        ranges = value_ranges(schema)
+        if len(ranges) < 2:
+            continue
+        hits: set[str] = set()
+        for _, end, number in spans(text):
+            m = re.match(r"\s*-?\s*([^\W\d_]+)", text[end:])
+            if m:
+                hits |= {v for v, r in ranges.items() if r[0] == _unit(m.group(1)) and _within(number, r)}
+        if len(hits) == 1 and valid(schema, value := next(iter(hits))):
+            out[name] = value
+    return out
+
+
+_PLACE_PREP = r"(?:at|on|in|over|down|up|across|by|beyond|below|above|under|near|past|along)"
+
+
+def epithets(schema: dict) -> dict[str, frozenset[str]]:
+    """{value: words}: the words of the epithet the parameter's description gives each enum value, "the <words> of
+    <value>" or "<value> <preposition> the <words>" ("the mainland port of Marenza", "the summit of the Karasu
+    Pass", "the Skarn Saddle at the top of the pass"), kept where no other value's epithet has them and no value
+    has them as its own words."""
+    enum = schema.get("enum") if isinstance(schema, dict) else None
+    about = str(schema.get("description") or "") if isinstance(schema, dict) else ""
+    values = [v for v in enum if isinstance(v, str) and norm(v)] if isinstance(enum, list) else []
+    words: dict[str, set[str]] = {}
+    for v in values:
+        value = re.escape(v)
+        for m in re.finditer(rf"\bthe\s+([^\W\d_][\w'’ -]*?)\s+of\s+(?:the\s+)?{value}(?!\w)"
+                             rf"|(?<!\w){value}\s+{_PLACE_PREP}\s+the\s+([^\W\d_][\w'’ -]*?)\s*(?=[,;:)]|\bor\b|"
+                             rf"\band\b|$)", about, re.I):
+            said = re.split(r"[,;:(]|\s(?:or|and)\s", m.group(1) or m.group(2))[-1 if m.group(1) else 0]
+            kept = {w for w in norm(said.replace("-", " ")).split() if len(w) > 2 and w not in _ALIAS_STOP | _NOT_A_NAME}
+            also = [o for o in values if m.group(1) and re.match(rf"\s+(?:or|and)\s+(?:the\s+)?"
+                                                               rf"{re.escape(o)}(?!\w)", about[m.end():], re.I)]
+            for one in (v, *also):  # ("the islands of Liscia or Favarossa": both)
+                words.setdefault(one, set()).update(kept)
+    own = {w for v in values for w in norm(v.replace("-", " ")).split()}
+    counts: dict[str, int] = {}
+    for ws in words.values():
+        for w in ws:
+            counts[w] = counts.get(w, 0) + 1
+    return {v: frozenset(w for w in ws if counts[w] == 1 and w not in own) for v, ws in words.items()
+            if any(counts[w] == 1 and w not in own for w in ws)}
+
+
+def by_epithet(params: dict, text: str, args: dict) -> dict:
+    """`args` with each required enum parameter it lacks that the line names by "the" and a word of one value's
+    epithet (`epithets`): "cross to the mainland" for "the mainland port of Marenza", "kago up to the summit" for
+    "the summit of the Karasu Pass". Each value still passes its schema."""
+    props, required = params.get("properties") or {}, set(params.get("required") or [])
+    said = f" {norm(text)} "
+    out = dict(args)
+    for name, schema in props.items():
+        if name in out or name not in required or not isinstance(schema, dict):
+            continue
+        hits = {v for v, ws in epithets(schema).items() if any(f" the {w} " in said for w in ws)}
+        if len(hits) == 1 and valid(schema, value := next(iter(hits))):
+            out[name] = value
+    return out
+
+
 def kind_values(schema: object) -> list[str]:
     """An enum's values written as plain lower-case words (kinds, not names: "dog", "clear sake")."""
     enum = schema.get("enum") if isinstance(schema, dict) else None
@@ -738,7 +895,10 @@ def _past_relatives(text: str) -> list[tuple[int, int]]:
 
 
 # the speaker's own name ("I'm Karim Benali", "my name's Ada Ruiz"), for a parameter that names a person
-_SELF = re.compile(r"\b(?:I['’]m|I am|[Mm]y name(?:['’]s| is)|[Nn]ame['’]s|[Cc]all me|(?<!['’]s )[Nn]ame\s*[:=])\s*"
+_SELF = re.compile(r"\b(?:I['’]m|I am|[Mm]y name(?:['’]s| is)|[Nn]ame['’]s|[Cc]all me|(?<!['’]s )[Nn]ame\s*[:=]"
+                   r"|(?i:in|under)\s+my\s+name,?|(?i:in|under)\s+the\s+name(?:\s+of)?"  # ("the form can go in my name,
+                   r"|(?i:put|book|write|enter|sign)\s+(?:it|this|that|them|me|us|the\s+[a-z]+)(?:\s+down)?\s+under)"
+                   r"\s*"  # Aiko Tanaka", "put the application under Sofia Delgado": the speaker's, not the animal's
                    r"([A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+[A-ZÁÉÍÓÚÑ][\w’'-]+){0,2})")
 _HUMAN = re.compile(r"\b(?:person|people|guest|passenger|traveller|visitor|customer|client|owner|buyer|adopters?|"
                     r"signs?|who|applicant|sender|caller|player|holder)\b")
@@ -1200,6 +1360,7 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                             break
         elif "boolean" in types:  # "and gift wrap it" / "no gift wrap needed"; unsaid, it is left out
             v = _yes_no(name, text)
+            v = _instead(schema, text) if v is None else v
             if v is not None and valid(schema, v):
                 args[name] = v
     args = _message_subject(props, args, exclude)
@@ -1319,6 +1480,25 @@ def _yes_no(name: str, text: str) -> bool | None:
     before = " ".join(re.split(r"[,.;:!?]", text[:m.start()])[-1].split()[-4:])
     after = " ".join(re.split(r"[,.;:!?]", text[m.end():])[0].split()[:2])
     return not (_NO.search(before) or _NO.search(after))
+
+
+_INSTEAD = re.compile(r"\b(?:instead of|rather than|in place of)\s+(?:the\s+|a\s+|an\s+)?([^\W\d_][\w'’ -]*)",
+                      re.I)
+
+
+def _instead(schema: dict, text: str) -> bool | None:
+    """A yes/no parameter whose description names the alternative ("whether the party wants a cabin instead of deck
+    passage"): false when the line says that alternative's first word ("two on deck to Favarossa", "deck is fine")
+    and no negation of it; otherwise None (unsaid)."""
+    m = _INSTEAD.search(str(schema.get("description") or ""))
+    word = m.group(1).split()[0] if m else ""
+    if len(word) < 3 or word.lower() in _STOP:
+        return None
+    said = re.search(rf"\b{re.escape(word)}(?:e?s)?\b", text, re.I)
+    if said is None:
+        return None
+    before = " ".join(re.split(r"[,.;:!?]", text[:said.start()])[-1].split()[-4:])
+    return None if _NO.search(before) else False
 
 
 # a message that opens with whom it is about ("my cat Noodle has eaten a lily", "Sir Fluff, my old tomcat,

@@ -433,11 +433,11 @@ def order_args(action: ActionSpec, text: str, aliases: dict | None = None, descr
                never: frozenset[str] = frozenset()) -> dict:
     """The arguments `text` gives the action by its words alone: extracted, a kind by its lore alias or
     description, a kind by the measure it is counted in. `never`: names that describe no value (the listener's)."""
-    from app.action_args import aliased, by_description, by_unit, extract_args
+    from app.action_args import aliased, by_description, by_epithet, by_range, by_unit, extract_args
 
-    return by_unit(action.params, text, by_description(
-        action.params, text, aliased(action.params, text, extract_args(action.params, text, exclude=set(never)),
-                                     aliases), descriptions, set(never), declared=described_words(action)))
+    args = by_description(action.params, text, aliased(action.params, text, extract_args(
+        action.params, text, exclude=set(never)), aliases), descriptions, set(never), declared=described_words(action))
+    return by_epithet(action.params, text, by_range(action.params, text, by_unit(action.params, text, args)))
 
 
 TYPED = ("integer", "number", "boolean")

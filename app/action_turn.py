@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_description, by_unit, complete, extract_args,
-                             initialisms, is_long, kind_values, lore_aliases, lore_descriptions, lore_names,
-                             message_alone, missing, named_as, norm, said_total, tells_whole, told_message, truecase,
+from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_description, by_epithet, by_range, by_unit,
+                             complete, extract_args, initialisms, is_long, kind_values, lore_aliases, lore_descriptions,
+                             lore_names, message_alone, missing, named_as, norm, said_total, tells_whole, told_message, truecase,
                              valid)
 from app.action_detect import (MARGIN, REQUEST_COS, REQUEST_WORDS, Evidence, by_values_only, declared_words,
                                described_words, gives_all, informs, named, own_order, paraphrases, relayed, request,
@@ -311,7 +311,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     described, own = ab.descriptions(turn.index, spec, action, turn.chapter), described_words(action)
     args = by_description(action.params, text, args, described, called, own)
     args = by_gloss(ab, action.params, text, args, described, called, own)
-    args = by_unit(action.params, text, args)
+    args = by_epithet(action.params, text, by_range(action.params, text, by_unit(action.params, text, args)))
     args = message_alone(action.params, args, own)
     if not action.allowed(turn.state):
         outcome.status = "refused"
@@ -374,6 +374,11 @@ def _phrases(text: str, never: set[str], taken: set[str], declared: set[str], lo
     return [p for p in out if not stems(p) <= declared]
 
 
+# the player says they never did it ("the kids have never been on skis", "first time on a horse"): the word
+# "beginner" is one more phrase of the line, so a kind that means it is found ("beginner", "novice")
+_NOVICE = re.compile(r"\bnever\s+(?:\w+\s+)?(?:been\s+on|stood\s+on|tried|skied|sailed|ridden|rode|set\s+foot\s+on|"
+                     r"held\s+an?|clicked\s+into)\b|\bfirst[- ]timers?\b|\bfirst\s+(?:time|week|day)\s+(?:ever\s+)?"
+                     r"(?:on|in|with)\b|\bno\s+experience\b", re.I)
 KIND_COSINE, KIND_MARGIN = 0.5, 0.1  # a word means an enum value: this close, and this much closer than to another
 
 
@@ -400,7 +405,7 @@ def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
     if not open_:
         return args
     taken = " ".join(norm(v) for v in args.values() if isinstance(v, str)).split()
-    said = _phrases(text, never, set(taken), declared, 2)
+    said = _phrases(text, never, set(taken), declared, 2) + (["beginner"] if _NOVICE.search(text) else [])
     if not said:
         return args
     out, vecs = dict(args), ab.embedded(said)  # (said, dim)

@@ -2262,3 +2262,101 @@ def test_an_order_for_a_place_by_its_lores_name_acts(tmp_path, tiny_llm_dir, emb
 
 def norm_name(title: str) -> str:
     return "-".join(title.lower().split())
+
+
+def test_a_measure_in_the_range_the_description_gives_one_value_names_it():
+    from app.action_args import by_range, value_ranges
+
+    kennel = {"enum": ["small", "medium", "large", "cattery"], "description": "where the pet stays: a small run (dogs "
+              "under 10 kg), a medium run (10 to 25 kg), a large run (over 25 kg), or a condo in the cattery for cats"}
+    assert value_ranges(kennel) == {"small": ("kilogram", None, 10.0, False, False),
+                                    "medium": ("kilogram", 10.0, 25.0, True, True),
+                                    "large": ("kilogram", 25.0, None, False, False)}
+    params = {"type": "object", "properties": {"pet": {"type": "string"}, "kennel": kennel,
+                                               "nights": {"type": "integer"}}, "required": ["pet", "kennel", "nights"]}
+    assert by_range(params, "my husky Thor is about 27 kg, 4 nights", {"nights": 4}) == {"nights": 4,
+                                                                                          "kennel": "large"}
+    assert by_range(params, "Titan, 40-kilo Bernese, 5 nights", {})["kennel"] == "large"
+    assert by_range(params, "Chorizo weighs three kilos soaking wet", {})["kennel"] == "small"
+    assert by_range(params, "a 25kg lab", {})["kennel"] == "medium"  # ("10 to 25": both ends in)
+    assert by_range(params, "a 10 kg terrier", {})["kennel"] == "medium"  # ("under 10": not 10)
+    assert by_range(params, "a 27 kg husky", {"kennel": "cattery"}) == {"kennel": "cattery"}  # a value said stays
+    assert by_range(params, "27 nights for my husky", {}) == {}  # no unit of the ranges
+    assert by_range(params, "my husky, 27 lbs", {}) == {}  # another unit
+    ages = {"enum": ["adult", "youth", "child"], "description": "who: adult, youth (15 to 19) or child (6 to 14)"}
+    assert value_ranges(ages) == {}  # a range with no unit could count anything
+
+
+def test_a_place_said_by_its_descriptions_epithet_and_one_free_is_a_pronoun():
+    from app.action_args import by_epithet, epithets, numbers
+
+    dest = {"enum": ["Marenza", "Liscia", "Favarossa", "Capo Nero"], "description": "where the ferry goes: the "
+            "mainland port of Marenza, the islands of Liscia or Favarossa, or the village of Capo Nero"}
+    assert epithets(dest) == {"Marenza": {"mainland", "port"}, "Capo Nero": {"village"}}  # ("islands": both)
+    guide = {"enum": ["Highmere", "Skarn Saddle", "Momiji"], "description": "where: Highmere over the pass, the "
+             "next post town of Momiji, or the Skarn Saddle at the top of the pass"}
+    assert epithets(guide) == {"Skarn Saddle": {"top"}, "Momiji": {"post", "town"}}  # ("pass": both; "next": none)
+    params = {"type": "object", "properties": {"destination": dest, "passengers": {"type": "integer"}},
+              "required": ["destination", "passengers"]}
+    assert by_epithet(params, "five of us need to cross to the mainland", {"passengers": 5}) == {
+        "passengers": 5, "destination": "Marenza"}
+    assert by_epithet(params, "two to the village", {})["destination"] == "Capo Nero"
+    assert by_epithet(params, "two of us, mainland folk", {}) == {}  # said with "the" only
+    assert by_epithet(params, "two to the islands", {}) == {}  # two values'
+    assert by_epithet(params, "the mainland, or the village?", {}) == {}  # two values
+    assert numbers("A cabin, if there is one free.") == [] and numbers("There is one of us.") == [1.0]
+    assert numbers("Is there one left?") == [] and numbers("Is there one berth left?") == [1.0]
+
+
+def test_a_yes_or_no_is_false_when_the_line_says_the_alternative_its_description_names():
+    params = {"type": "object", "properties": {
+        "destination": {"enum": ["Marenza", "Liscia"]}, "passengers": {"type": "integer", "minimum": 1},
+        "cabin": {"type": "boolean", "description": "whether the party wants a cabin instead of deck passage"}},
+        "required": ["destination", "passengers"]}
+    assert extract_args(params, "two on deck to liscia pls")["cabin"] is False
+    assert extract_args(params, "2 to marenza, deck is fine")["cabin"] is False
+    assert "cabin" not in extract_args(params, "2 to marenza, no deck for us")  # a negation: unsaid
+    assert extract_args(params, "a cabin to Liscia, not on deck")["cabin"] is True  # its own word first
+    assert "cabin" not in extract_args(params, "two to Liscia")
+
+
+def test_never_having_done_it_means_a_beginner_and_a_name_put_under_is_the_speakers(embedder):
+    from app.action_turn import ActionBook, kinds
+
+    ab = ActionBook(embedder)
+    lesson = {"type": "object", "properties": {"level": {"enum": ["beginner", "intermediate", "advanced"]},
+                                               "people": {"type": "integer"}}, "required": ["level", "people"]}
+    for line in ("The kids have never been on skis. Could you take the two of them?",
+                 "my wife and I have never stood on skis in our lives, a lesson for two", "first time on snow, just me"):
+        assert kinds(ab, lesson, line, {"people": 2}, set())["level"] == "beginner", line
+    assert "level" not in kinds(ab, lesson, "a lesson for the two of us, we ski every winter", {"people": 2}, set())
+    adopt = {"type": "object", "properties": {
+        "animal": {"type": "string", "description": "the name of the shelter animal to adopt"},
+        "adopter": {"type": "string", "description": "the name of the person adopting, who signs the application"}},
+        "required": ["animal", "adopter"]}
+    assert extract_args(adopt, "put the application under Sofia Delgado") == {"adopter": "Sofia Delgado"}
+    assert extract_args(adopt, "The form can go in my name, Aiko Tanaka.") == {"adopter": "Aiko Tanaka"}
+    assert extract_args(adopt, "Start an adoption for Mademoiselle Plume, under the name Tom Becker.") == {
+        "animal": "Mademoiselle Plume", "adopter": "Tom Becker"}
+    assert extract_args(adopt, "I want to adopt Gaspard. My name is Claire Dubois.") == {
+        "animal": "Gaspard", "adopter": "Claire Dubois"}
+
+
+def test_the_lore_names_a_place_in_apposition_and_a_line_may_use_that_name():
+    from app.action_args import aliased, lore_aliases
+
+    params = {"type": "object", "properties": {
+        "destination": {"enum": ["Denholm", "Fort Ashby", "Silverhorn"]}, "passengers": {"type": "integer"}},
+        "required": ["destination", "passengers"]}
+    lore = ["From the depot it is 86 miles east to Denholm, the division town, and 133 miles to Fort Ashby.",
+            "Silverhorn, the silver camp up the branch, has no hotel.", "Fort Ashby, the next morning, was quiet.",
+            "The mail goes to Silverhorn, the Denholm road being closed."]
+    names = lore_aliases(params, lore)["destination"]
+    assert names == {"division town": "Denholm", "silver camp": "Silverhorn"}  # ("next": no name; "Denholm": a value)
+    assert aliased(params, "two fares to the division town by Friday", {"passengers": 2}, {"destination": names}) \
+        == {"passengers": 2, "destination": "Denholm"}
+    sites = {"type": "object", "properties": {"site": {"enum": ["powered site", "unpowered site", "motel room"]}},
+             "required": ["site"]}
+    said = ["Powered site 1, under the big river red gum, is called the Premier's site, after a premier camped there.",
+            "The motel room was painted pink."]
+    assert lore_aliases(sites, said) == {"site": {"premier s site": "powered site"}}
