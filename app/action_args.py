@@ -468,6 +468,9 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
         (addressed if to_whom and _TO_WHOM.search(plain[:start]) else names).append(name)
     kinds = {m.group(1) for m in _KIND_THEN_NAME.finditer(plain) if m.group(2) in names}
     names = [n for n in names if n not in kinds]  # "my Collie, Rufus": a kind, then the name
+    then_kind = _NAME_THEN_KIND.match(plain) if opening else None  # "Bolt, 40-kilo mastiff, big run": the name,
+    if then_kind and norm(then_kind.group(1)) not in bad:  # then its kind
+        names = [then_kind.group(1), *(n for n in names if n not in then_kind.group(1, 2))]
     # a proper name after "named", "under" ("put it under Ada Ruiz"): said as the name, it goes first
     led = named_as(text)
     if label:
@@ -494,6 +497,12 @@ def _strings(text: str, exclude: set[str], long: bool = False, to_whom: bool = F
     return list(dict.fromkeys(y for y in out
                               if norm(y) and norm(y) not in bad and not set(norm(y).split()) <= bad_words
                               and norm(y) not in called))
+
+
+# an animal's name opening the line, then its kind between commas ("Rex, my Labrador, ...", "Bolt, 40-kilo
+# mastiff, ...")
+_NAME_THEN_KIND = re.compile(r"^\W*([A-Z][\w’'-]+),\s+(?:(?:my|our|his|her|their|a|an|the)\s+|\d+[\s-]?[^\W\d_]+\s+)"
+                             r"(?:[\w-]+\s+){0,2}?([A-Z][\w’'-]+)\s*(?:[,.;!]|$)")
 
 
 def initialisms(text: str) -> set[str]:
@@ -526,7 +535,7 @@ def lore_aliases(params: dict, sentences: list[str]) -> dict[str, dict[str, str]
         for value in values:
             pattern = re.compile(rf"(?<!\w){re.escape(value)}(?!\w)(?:\s*(?:,|\(|[–—]|\s-)\s*"
                                  r"(?:((?i:called|known as|named|nicknamed|sold as)\s+)|(?i:the)\s+)"
-                                 # or "<value> 1, under the red gum, is called the Premier's site"
+                                 # or "<value> 1, under the red gum, is called the Mayor's site"
                                  r"|(?:\s+(?:no\.?\s*)?\d+)?(?:\s*,[^,.;]{1,60},)?\s+(?:is|was)\s+(?:still\s+|also\s+|"
                                  r"often\s+|locally\s+)?((?i:called|known as|nicknamed))\s+(?:the\s+)?)"
                                  r"([^\W\d_][\w'’-]*(?:\s+[^\W\d_][\w'’-]*){0,2})", re.I)
@@ -548,7 +557,7 @@ def lore_aliases(params: dict, sentences: list[str]) -> dict[str, dict[str, str]
         kept = {a: next(iter(vs)) for a, vs in found.items() if len(vs) == 1 and not set(a.split()) <= _STOP}
         if kept:
             out[name] = kept
-    for name, schema in (params.get("properties") or {}).items():  # names: "Denholm, the division town"
+    for name, schema in (params.get("properties") or {}).items():  # names: "Ashgrove, the division town"
         enum = schema.get("enum") if isinstance(schema, dict) else None
         names = [v for v in enum if isinstance(v, str) and norm(v) and v != v.lower()] if isinstance(enum, list) \
             else []
@@ -576,8 +585,8 @@ def lore_aliases(params: dict, sentences: list[str]) -> dict[str, dict[str, str]
 
 
 _PREPOSITIONS = frozenset("between among across over under above below beyond near past along through into onto "
-                          "towards toward behind beside after before since until during against like as up down out off "
-                          "around about".split())
+                          "towards toward behind beside after before since until during against like as up down "
+                          "out off around about".split())
 
 
 _THE_NAME = re.compile(r"\b[Tt]he\s+([A-Z][\w'’-]*(?:(?:\s+(?:of(?:\s+the)?|de|del|de\s+la|de\s+los|la|los|las|di|"
@@ -780,8 +789,8 @@ def _within(number: float, r: Range) -> bool:
 
 
 def by_range(params: dict, text: str, args: dict) -> dict:
-    """`args` with each required enum parameter it lacks taken from a measure the line says ("Thor is about 27
-    kg", "a 40-kilo Bernese") that falls in the range the description gives one value alone (`value_ranges`: "a
+    """`args` with each required enum parameter it lacks taken from a measure the line says ("Bolt is about 27
+    kg", "a 40-kilo mastiff") that falls in the range the description gives one value alone (`value_ranges`: "a
     large run (over 25 kg)"). Each value still passes its schema."""
     props, required = params.get("properties") or {}, set(params.get("required") or [])
     out = dict(args)
@@ -806,8 +815,8 @@ _PLACE_PREP = r"(?:at|on|in|over|down|up|across|by|beyond|below|above|under|near
 
 def epithets(schema: dict) -> dict[str, frozenset[str]]:
     """{value: words}: the words of the epithet the parameter's description gives each enum value, "the <words> of
-    <value>" or "<value> <preposition> the <words>" ("the mainland port of Marenza", "the summit of the Karasu
-    Pass", "the Skarn Saddle at the top of the pass"), kept where no other value's epithet has them and no value
+    <value>" or "<value> <preposition> the <words>" ("the mainland port of Velmar", "the summit of the Orrin
+    Pass", "the Hollin Saddle at the top of the pass"), kept where no other value's epithet has them and no value
     has them as its own words."""
     enum = schema.get("enum") if isinstance(schema, dict) else None
     about = str(schema.get("description") or "") if isinstance(schema, dict) else ""
@@ -819,10 +828,11 @@ def epithets(schema: dict) -> dict[str, frozenset[str]]:
                              rf"|(?<!\w){value}\s+{_PLACE_PREP}\s+the\s+([^\W\d_][\w'’ -]*?)\s*(?=[,;:)]|\bor\b|"
                              rf"\band\b|$)", about, re.I):
             said = re.split(r"[,;:(]|\s(?:or|and)\s", m.group(1) or m.group(2))[-1 if m.group(1) else 0]
-            kept = {w for w in norm(said.replace("-", " ")).split() if len(w) > 2 and w not in _ALIAS_STOP | _NOT_A_NAME}
+            kept = {w for w in norm(said.replace("-", " ")).split()
+                    if len(w) > 2 and w not in _ALIAS_STOP | _NOT_A_NAME}
             also = [o for o in values if m.group(1) and re.match(rf"\s+(?:or|and)\s+(?:the\s+)?"
                                                                rf"{re.escape(o)}(?!\w)", about[m.end():], re.I)]
-            for one in (v, *also):  # ("the islands of Liscia or Favarossa": both)
+            for one in (v, *also):  # ("the islands of Tessa or Mirel": both)
                 words.setdefault(one, set()).update(kept)
     own = {w for v in values for w in norm(v.replace("-", " ")).split()}
     counts: dict[str, int] = {}
@@ -835,13 +845,25 @@ def epithets(schema: dict) -> dict[str, frozenset[str]]:
 
 def by_epithet(params: dict, text: str, args: dict) -> dict:
     """`args` with each required enum parameter it lacks that the line names by "the" and a word of one value's
-    epithet (`epithets`): "cross to the mainland" for "the mainland port of Marenza", "kago up to the summit" for
-    "the summit of the Karasu Pass". Each value still passes its schema."""
+    epithet (`epithets`): "cross to the mainland" for "the mainland port of Velmar", "a litter up to the summit"
+    for "the summit of the Orrin Pass". A value taken by its own word that only places another ("the lake below the
+    saddle", for "the lake of Brae Tarn" and "the Hollin Saddle") gives way to the one the epithet names. Each
+    value still passes its schema."""
     props, required = params.get("properties") or {}, set(params.get("required") or [])
     said = f" {norm(text)} "
     out = dict(args)
     for name, schema in props.items():
-        if name in out or name not in required or not isinstance(schema, dict):
+        if not isinstance(schema, dict):
+            continue
+        if name in out and isinstance(out[name], str):  # "the lake below the saddle": the lake, not the saddle
+            words = "|".join(re.escape(w) for w in norm(out[name]).split() if w not in _STOP)
+            told = {v for v, ws in epithets(schema).items() if v != out[name] and words and any(
+                re.search(rf" the {re.escape(w)} (?:just |right )?{_PLACE_PREP} (?:the )?(?:{words}) ", said)
+                for w in ws)}
+            if len(told) == 1 and valid(schema, value := next(iter(told))):
+                out[name] = value
+            continue
+        if name in out or name not in required:
             continue
         hits = {v for v, ws in epithets(schema).items() if any(f" the {w} " in said for w in ws)}
         if len(hits) == 1 and valid(schema, value := next(iter(hits))):
@@ -898,7 +920,7 @@ def _past_relatives(text: str) -> list[tuple[int, int]]:
 _SELF = re.compile(r"\b(?:I['’]m|I am|[Mm]y name(?:['’]s| is)|[Nn]ame['’]s|[Cc]all me|(?<!['’]s )[Nn]ame\s*[:=]"
                    r"|(?i:in|under)\s+my\s+name,?|(?i:in|under)\s+the\s+name(?:\s+of)?"  # ("the form can go in my name,
                    r"|(?i:put|book|write|enter|sign)\s+(?:it|this|that|them|me|us|the\s+[a-z]+)(?:\s+down)?\s+under)"
-                   r"\s*"  # Aiko Tanaka", "put the application under Sofia Delgado": the speaker's, not the animal's
+                   r"\s*"  # Mei Lin", "put the application under Ana Ruiz": the speaker's, not the animal's
                    r"([A-ZÁÉÍÓÚÑ][\w’'-]+(?:\s+[A-ZÁÉÍÓÚÑ][\w’'-]+){0,2})")
 _HUMAN = re.compile(r"\b(?:person|people|guest|passenger|traveller|visitor|customer|client|owner|buyer|adopters?|"
                     r"signs?|who|applicant|sender|caller|player|holder)\b")
@@ -1488,7 +1510,7 @@ _INSTEAD = re.compile(r"\b(?:instead of|rather than|in place of)\s+(?:the\s+|a\s
 
 def _instead(schema: dict, text: str) -> bool | None:
     """A yes/no parameter whose description names the alternative ("whether the party wants a cabin instead of deck
-    passage"): false when the line says that alternative's first word ("two on deck to Favarossa", "deck is fine")
+    passage"): false when the line says that alternative's first word ("two on deck to Velmar", "deck is fine")
     and no negation of it; otherwise None (unsaid)."""
     m = _INSTEAD.search(str(schema.get("description") or ""))
     word = m.group(1).split()[0] if m else ""
@@ -1830,12 +1852,16 @@ def _roster(text: str, found: list[tuple[int, int, float]]) -> tuple[list, float
 _TOTAL_AFTER = re.compile(r"\s+(?:of us\b|(?:(?:people|persons|souls|heads|passengers|guests|travell?ers|riders)\s+)?"
                           r"(?:all told|in all|altogether|all up|in total|total)\b)", re.I)
 _TOTAL_BEFORE = re.compile(r"\b(?:party|group|total) of\s+$", re.I)
+_CORRECTED = re.compile(r"\b(?:make|change) (?:it|that)(?: to)?\s+$", re.I)
 
 
 def said_total(params: dict, text: str) -> dict:
     """Each parameter that counts people, given the party's size the line states as its total ("that's six of us all
-    told", "a party of five", "seven in all"): a total outranks the numbers of its members told elsewhere."""
-    n = _total(text, spans(text))
+    told", "a party of five", "seven in all") or corrects ("tickets for me and my brother ... no wait, his wife's
+    coming too, make it three"): a total outranks the numbers of its members told elsewhere."""
+    found = spans(text)
+    fixed = [x for x in found if _CORRECTED.search(text[:x[0]])]  # "... no wait, make it three": the last word
+    n = fixed[-1] if fixed else _total(text, found)
     out = {}
     for name, schema in (params.get("properties") or {}).items():
         if n is not None and isinstance(schema, dict) and _people(name, schema) and _time_unit(name, schema) is None:

@@ -24,8 +24,8 @@ import numpy as np
 
 from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_description, by_epithet, by_range, by_unit,
                              complete, extract_args, initialisms, is_long, kind_values, lore_aliases, lore_descriptions,
-                             lore_names, message_alone, missing, named_as, norm, said_total, tells_whole, told_message, truecase,
-                             valid)
+                             lore_names, message_alone, missing, named_as, norm, said_total, tells_whole, told_message,
+                             truecase, valid)
 from app.action_detect import (MARGIN, REQUEST_COS, REQUEST_WORDS, Evidence, by_values_only, declared_words,
                                described_words, gives_all, informs, named, own_order, paraphrases, relayed, request,
                                stems, terse, vocabulary)

@@ -2360,3 +2360,31 @@ def test_the_lore_names_a_place_in_apposition_and_a_line_may_use_that_name():
     said = ["Powered site 1, under the big river red gum, is called the Premier's site, after a premier camped there.",
             "The motel room was painted pink."]
     assert lore_aliases(sites, said) == {"site": {"premier s site": "powered site"}}
+
+
+def test_a_place_below_another_is_the_one_its_epithet_names_and_a_name_then_its_kind_is_the_animals():
+    from app.action_args import by_epithet
+
+    dest = {"enum": ["Highmere", "Kettle Tarn", "Skarn Saddle"], "description": "where: Highmere over the pass, "
+            "the lake of Kettle Tarn, or the Skarn Saddle at the top of the pass"}
+    params = {"type": "object", "properties": {"destination": dest, "party": {"type": "integer"}},
+              "required": ["destination", "party"]}
+    line = "we're 3, want a guide up to the lake below the saddle"
+    assert extract_args(params, line)["destination"] == "Skarn Saddle"  # the saddle's own word
+    assert by_epithet(params, line, extract_args(params, line)) == {"destination": "Kettle Tarn", "party": 3}
+    line = "to the saddle above the lake, 2 of us"
+    assert by_epithet(params, line, extract_args(params, line))["destination"] == "Skarn Saddle"
+    board = {"type": "object", "properties": {
+        "pet": {"type": "string", "description": "the name of the pet"}, "nights": {"type": "integer"}},
+        "required": ["pet", "nights"]}
+    assert extract_args(board, "Titan, 40-kilo Bernese, big run, 5 nights.") == {"pet": "Titan", "nights": 5}
+    assert extract_args(board, "Rex, my Labrador, 5 nights")["pet"] == "Rex"
+    assert extract_args(board, "my Labrador Rex, 5 nights")["pet"] == "Labrador Rex"  # (as before)
+    from app.action_args import said_total
+
+    fare = {"type": "object", "properties": {"passengers": {"type": "integer", "minimum": 1, "maximum": 9,
+                                                            "description": "how many passengers travel"}}}
+    assert said_total(fare, "tickets for me and my brother up to Silverhorn... no wait, his wife's coming too, "
+                            "make it three") == {"passengers": 3}
+    assert said_total(fare, "two to Denholm, make that four") == {"passengers": 4}
+    assert said_total(fare, "make it quick, two to Denholm") == {}
