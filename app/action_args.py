@@ -288,7 +288,13 @@ def _enum(schema: dict, text: str, taken: set) -> object:
         found = list(re.finditer(r"\S+", said))
         words, starts = [m.group(0) for m in found], [m.start() for m in found]  # each word and its place in `said`
         stems = [_stem(x) for x in words]
+        # another place's name that shares a word with a value names that place, not the value ("what happened in
+        # Gallery Nine?" for "Gallery Two")
+        others = _other_names(text)
         for w, vs in owners.items():
+            v = next(iter(vs))
+            if len(vs) == 1 and v != v.lower() and any(w in n and not n <= set(norm(v).split()) for n in others):
+                continue
             if len(vs) == 1:  # the word as written, or its stem ("urgently" for "urgent")
                 pos = [i for i, x in enumerate(words) if x in (w, w + "s", w + "es")
                        or (w.endswith("s") and x == w[:-1]) or (len(w) > 3 and stems[i] == _stem(w))
@@ -307,6 +313,22 @@ def _enum(schema: dict, text: str, taken: set) -> object:
                re.search(rf"\b(to|into|for)\s+(the\s+)?{re.escape(norm(h[2]).split()[0])}", said)]
         hits = led or hits
     return min(hits)[2]
+
+
+def _other_names(text: str) -> list[set[str]]:
+    """The words of each run of two or more capitalised words in `text` ("Gallery Nine"), not shouted, without an
+    English word that opens its sentence ("Open Gallery Two": gallery two)."""
+    out = []
+    for m in re.finditer(r"\b[A-Z][\w’'-]*(?:\s+[A-Z][\w’'-]*)+", _TITLE.sub("", text)):
+        if m.group(0).isupper():
+            continue  # "HOLD THE FLYER": said loud, not a name
+        words = m.group(0).split()
+        if re.search(r"(?:^|[.!?:*]\s*)$", text[:m.start()]) and _english(words[0]):
+            words = words[1:]
+        said = set(norm(" ".join(words)).split()) - _STOP
+        if len(said) > 1:
+            out.append(said)
+    return out
 
 
 def _skeleton_of(said: str, word: str) -> bool:
@@ -537,20 +559,24 @@ def lore_aliases(params: dict, sentences: list[str]) -> dict[str, dict[str, str]
                                  r"(?:((?i:called|known as|named|nicknamed|sold as)\s+)|(?i:the)\s+)"
                                  # or "<value> 1, under the red gum, is called the Mayor's site"
                                  r"|(?:\s+(?:no\.?\s*)?\d+)?(?:\s*,[^,.;]{1,60},)?\s+(?:is|was)\s+(?:still\s+|also\s+|"
-                                 r"often\s+|locally\s+)?((?i:called|known as|nicknamed))\s+(?:the\s+)?)"
+                                 r"often\s+|locally\s+)?((?i:called|known as|nicknamed))\s+(?:the\s+)?"
+                                 # or "Motel room 7 is painted pink ...; it is still called the honeymoon suite"
+                                 r"|(?:\s+(?:no\.?\s*)?\d+)?[^.!?]{1,120}?[;,]\s+(?:and\s+)?(?:it|which)\s+"
+                                 r"(?:is|was)\s+"
+                                 r"(?:still\s+|also\s+|now\s+|often\s+)?((?i:called|known as|nicknamed))\s+(?:the\s+)?)"
                                  r"([^\W\d_][\w'’-]*(?:\s+[^\W\d_][\w'’-]*){0,2})", re.I)
             head = norm(value).split()[-1]
             for sentence in sentences:
                 for m in pattern.finditer(sentence):
                     words = []
-                    for w in m.group(3).split():
+                    for w in m.group(4).split():
                         if w.casefold() in _ALIAS_STOP:
                             break
                         words.append(w)
                     alias = norm(" ".join(words))
                     # said as its name ("called Morning Mist"), or "the" and the value's own noun ("the great room")
-                    named = m.group(1) or m.group(2) or (len(alias.split()) > 1 and alias.split()[-1] == head
-                                                       and alias.split()[0] not in _NOT_A_NAME)
+                    named = m.group(1) or m.group(2) or m.group(3) or (
+                        len(alias.split()) > 1 and alias.split()[-1] == head and alias.split()[0] not in _NOT_A_NAME)
                     if named and alias and len(alias) > 2 and not any(alias in norm(v).split() or alias == norm(v)
                                                                       for v in values):
                         found.setdefault(alias, set()).add(value)
@@ -581,6 +607,36 @@ def lore_aliases(params: dict, sentences: list[str]) -> dict[str, dict[str, str]
         kept = {a: next(iter(vs)) for a, vs in found.items() if len(vs) == 1}
         if kept:
             out[name] = {**out.get(name, {}), **kept}
+    return out
+
+
+def lore_numbers(params: dict, sentences: list[str]) -> dict[str, dict[str, int]]:
+    """{parameter: {"the <name>": number}}: the names the lore gives a numbered thing, for an integer parameter
+    named by that thing's noun ("bay"): "Bay 11 is called "the Furnace" by the dockers" gives "the furnace" for
+    bay 11. A name the lore gives two numbers is none; each number still passes its schema where it is used."""
+    out: dict[str, dict[str, int]] = {}
+    for name, schema in (params.get("properties") or {}).items():
+        if not isinstance(schema, dict) or "integer" not in _types(schema):
+            continue
+        nouns = [w for w in name.lower().split("_") if len(w) > 2 and w not in _STOP and w != "number"]
+        if not nouns:
+            continue
+        pattern = re.compile(rf"\b(?:{'|'.join(map(re.escape, nouns))})\s+(\d{{1,4}})\b[^.;!?]{{0,60}}?\b(?:is|was)\s+"
+                             r"(?:still\s+|also\s+|often\s+)?(?:called|known as|nicknamed)\s+[\"“']?(?:the\s+)?"
+                             r"([^\W\d_][\w'’-]*(?:\s+[^\W\d_][\w'’-]*){0,2})", re.I)
+        found: dict[str, set[int]] = {}
+        for sentence in sentences:
+            for m in pattern.finditer(sentence):
+                words = []
+                for w in m.group(2).split():
+                    if w.casefold() in _ALIAS_STOP or w.casefold() in _PREPOSITIONS:
+                        break
+                    words.append(w)
+                if words:
+                    found.setdefault(f"the {norm(' '.join(words))}", set()).add(int(m.group(1)))
+        kept = {a: next(iter(ns)) for a, ns in found.items() if len(ns) == 1}
+        if kept:
+            out[name] = kept
     return out
 
 
@@ -1312,10 +1368,11 @@ def extract_args(params: dict, text: str, exclude: set[str] = frozenset(), thing
                     args[name] = _as_type(schema, 1)  # "just me", "travelling alone"
                     continue
                 one = _as_type(schema, 1)
+                measured = bool(units & _MEASURES)  # "how many kilometres": "a truck" is no distance of 1
                 if one is not None and valid(schema, one) and _counts(name, schema) and per is None and \
-                        ((_singular(text, args, props) and not _people(name, schema)) or
-                         (_said_once(text, things) and not (_people(name, schema) and _WE.search(text))) or
-                         _one_measure(text, name, schema)):
+                        ((_singular(text, args, props) and not _people(name, schema) and not measured) or
+                         (_said_once(text, things) and not (_people(name, schema) and _WE.search(text))
+                          and not measured) or _one_measure(text, name, schema)):
                     args[name] = one
         elif "string" in types:
             never = exclude | enum_words | {str(v) for v in args.values()} | vocatives(text) | {

@@ -24,8 +24,8 @@ import numpy as np
 
 from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_description, by_epithet, by_range, by_unit,
                              complete, extract_args, initialisms, is_long, kind_values, lore_aliases, lore_descriptions,
-                             lore_names, message_alone, missing, named_as, norm, said_total, tells_whole, told_message,
-                             truecase, valid)
+                             lore_names, lore_numbers, message_alone, missing, named_as, norm, said_total, tells_whole,
+                             told_message, truecase, valid)
 from app.action_detect import (MARGIN, REQUEST_COS, REQUEST_WORDS, Evidence, by_values_only, declared_words,
                                described_words, gives_all, informs, named, own_order, paraphrases, relayed, request,
                                stems, terse, vocabulary)
@@ -94,12 +94,13 @@ class ActionBook:
         return np.stack([self._said[t] for t in texts]) if texts else np.zeros((0, 1))
 
     def aliases(self, index, spec: NpcSpec, action, chapter: int) -> dict[str, dict[str, str]]:
-        """`lore_aliases` and `lore_names` of the action's enums, from the lore this character sees at this chapter
-        whatever the game's state (no gated document: a gate that may be shut never names a value), once per index
-        generation."""
+        """`lore_aliases` and `lore_names` of the action's enums and `lore_numbers` of its numbers, from the lore this
+        character sees at this chapter whatever the game's state (no gated document: a gate that may be shut never
+        names a value), once per index generation."""
         kinds = self._from_lore(index, spec, action, chapter, lore_aliases)
         names = self._from_lore(index, spec, action, chapter, lore_names)
-        return {k: {**names.get(k, {}), **kinds.get(k, {})} for k in {*kinds, *names}}
+        numbers = self._from_lore(index, spec, action, chapter, lore_numbers)  # ("the Kettle" is bay 11)
+        return {k: {**numbers.get(k, {}), **names.get(k, {}), **kinds.get(k, {})} for k in {*kinds, *names, *numbers}}
 
     def descriptions(self, index, spec: NpcSpec, action, chapter: int) -> dict[str, dict[str, frozenset[str]]]:
         """`lore_descriptions` of the action's enums, from the same lore as `aliases`."""

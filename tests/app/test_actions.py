@@ -2388,3 +2388,51 @@ def test_a_place_below_another_is_the_one_its_epithet_names_and_a_name_then_its_
                             "make it three") == {"passengers": 3}
     assert said_total(fare, "two to Denholm, make that four") == {"passengers": 4}
     assert said_total(fare, "make it quick, two to Denholm") == {}
+
+
+def test_a_numbered_things_lore_name_gives_its_number_and_a_distance_is_never_one_by_an_article():
+    from app.action_args import aliased, lore_aliases, lore_numbers
+
+    fuel = {"type": "object", "properties": {"tonnes": {"type": "integer"}, "bay": {
+        "type": "integer", "minimum": 1, "maximum": 24, "description": "the docking bay"}}, "required": ["tonnes", "bay"]}
+    lore = ['Bay 7 is called "the Furnace" by the dockers, because its heating failed.', "Bay 9 has no name."]
+    names = lore_numbers(fuel, lore)
+    assert names == {"bay": {"the furnace": 7}}
+    assert aliased(fuel, "We're tied up at the Furnace. Forty tonnes, please.", {"tonnes": 40}, names) == {
+        "tonnes": 40, "bay": 7}
+    assert aliased(fuel, "Forty tonnes, the furnace of a ship is cold", {"tonnes": 40}, names)["bay"] == 7  # (said)
+    assert aliased(fuel, "Forty tonnes, my furnace is cold", {"tonnes": 40}, names) == {"tonnes": 40}  # no "the"
+    sites = {"type": "object", "properties": {"site": {"enum": ["motel room", "powered site"]}}, "required": ["site"]}
+    said = ["Motel room 7 is painted pink inside, after a couple asked for it; it is still called the rose suite."]
+    assert lore_aliases(sites, said) == {"site": {"rose suite": "motel room"}}
+    tow = {"type": "object", "properties": {
+        "vehicle": {"enum": ["car", "truck"]},
+        "km": {"type": "integer", "minimum": 1, "description": "how many kilometres from the roadhouse"}}}
+    assert extract_args(tow, "Got a truck with a cooked radiator.") == {"vehicle": "truck"}  # no 1 km
+    assert extract_args(tow, "a truck, 30 k out") == {"vehicle": "truck", "km": 30}
+
+
+def test_what_a_player_only_wanted_to_say_asks_nothing_and_another_places_name_names_no_value():
+    """Held-out misses (actions_holdout5, measured before any change): "If I did buy a ticket to Denholm, would it
+    run me more than four dollars?" sold four tickets; "I need nothing forged today ..." and "We're fuelled up
+    already, thanks. Just wanted to say ..." asked for an argument; "Open up to me, Chief. What really happened in
+    Gallery Nine?" opened Gallery Two."""
+    from app.action_detect import informs
+    from app.cues import Cues
+
+    cues = Cues.load(None)
+    for line in ["If I did buy a ticket to Denholm, would it run me more than four dollars?",
+                 "I need nothing forged today, Master, I only came to watch the sparks.",
+                 "We're fuelled up already, thanks. Just wanted to say your bay crews are quick."]:
+        assert informs(cues, line) and not request(cues, line), line
+    for line in ["If I buy two tickets, could you hold the train?", "We need no cabin, two to Denholm please."]:
+        assert request(cues, line), line
+    assert not request(cues, "Open up to me, Chief.") and request(cues, "Open up the hatch for me, Chief.")
+    hatch = {"type": "object", "properties": {"hatch": {"enum": ["Gallery Two", "Cold Store Nine"]}}}
+    assert extract_args(hatch, "What really happened in Gallery Nine?") == {}
+    assert extract_args(hatch, "open the gallery hatch") == {"hatch": "Gallery Two"}
+    assert extract_args(hatch, "open the hatch to Cold Store, Nell says") == {"hatch": "Cold Store Nine"}
+    train = {"type": "object", "properties": {"train": {"enum": ["Ridge Flyer", "Night Mail"]}}}
+    for line in ("Hold the Flyer! My trunk's still on the cart.", "HOLD THE FLYER!! my trunk is at the Summit House",
+                 "Hold The Flyer please"):  # (no other name: a joiner, a shout, an order opening the line)
+        assert extract_args(train, line) == {"train": "Ridge Flyer"}, line
