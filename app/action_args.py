@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
+from itertools import takewhile
 
 from jsonschema import Draft202012Validator
 
@@ -537,6 +538,15 @@ def initialisms(text: str) -> set[str]:
 
 _ALIAS_STOP = frozenset("of on in at for to with from by and or but is are was were which that who where when "
                         "a an the its it his her their our your my per each".split())
+# ... and the prepositions that end a name the lore gives a place or a number ("the silver camp up the branch")
+_ALIAS_ENDS = _ALIAS_STOP | frozenset("between among across over under above below beyond near past along through into "
+                                      "onto towards toward behind beside after before since until during against like "
+                                      "as up down out off around about".split())
+
+
+def _alias_words(said: str, ends: frozenset[str]) -> list[str]:
+    """The words of `said` before the first of `ends` (case-insensitively): an alias's own words."""
+    return list(takewhile(lambda w: w.casefold() not in ends, said.split()))
 
 
 _NOT_A_NAME = frozenset("only same other next last best whole entire very first second third".split())  # ("the only
@@ -568,11 +578,7 @@ def lore_aliases(params: dict, sentences: list[str]) -> dict[str, dict[str, str]
             head = norm(value).split()[-1]
             for sentence in sentences:
                 for m in pattern.finditer(sentence):
-                    words = []
-                    for w in m.group(4).split():
-                        if w.casefold() in _ALIAS_STOP:
-                            break
-                        words.append(w)
+                    words = _alias_words(m.group(4), _ALIAS_STOP)
                     alias = norm(" ".join(words))
                     # said as its name ("called Morning Mist"), or "the" and the value's own noun ("the great room")
                     named = m.group(1) or m.group(2) or m.group(3) or (
@@ -595,11 +601,7 @@ def lore_aliases(params: dict, sentences: list[str]) -> dict[str, dict[str, str]
                                  r"{0,2})")
             for sentence in sentences:
                 for m in pattern.finditer(sentence):
-                    words = []
-                    for w in m.group(1).split():
-                        if w in _ALIAS_STOP or w in _PREPOSITIONS:
-                            break
-                        words.append(w)
+                    words = _alias_words(m.group(1), _ALIAS_ENDS)
                     alias = norm(" ".join(words))
                     if len(words) > 1 and words[0] not in _NOT_A_NAME and not any(
                             w in norm(v).split() for v in names for w in alias.split()):
@@ -627,22 +629,13 @@ def lore_numbers(params: dict, sentences: list[str]) -> dict[str, dict[str, int]
         found: dict[str, set[int]] = {}
         for sentence in sentences:
             for m in pattern.finditer(sentence):
-                words = []
-                for w in m.group(2).split():
-                    if w.casefold() in _ALIAS_STOP or w.casefold() in _PREPOSITIONS:
-                        break
-                    words.append(w)
+                words = _alias_words(m.group(2), _ALIAS_ENDS)
                 if words:
                     found.setdefault(f"the {norm(' '.join(words))}", set()).add(int(m.group(1)))
         kept = {a: next(iter(ns)) for a, ns in found.items() if len(ns) == 1}
         if kept:
             out[name] = kept
     return out
-
-
-_PREPOSITIONS = frozenset("between among across over under above below beyond near past along through into onto "
-                          "towards toward behind beside after before since until during against like as up down "
-                          "out off around about".split())
 
 
 _THE_NAME = re.compile(r"\b[Tt]he\s+([A-Z][\w'’-]*(?:(?:\s+(?:of(?:\s+the)?|de|del|de\s+la|de\s+los|la|los|las|di|"
@@ -815,12 +808,19 @@ Range = tuple[str, float | None, float | None, bool, bool]  # unit, low, high, l
 
 
 def value_ranges(schema: dict) -> dict[str, Range]:
+    """`_value_ranges` of the schema, read once per schema (it is read on every clause of a turn)."""
+    return _value_ranges(json.dumps(schema, sort_keys=True)) if isinstance(schema, dict) else {}
+
+
+@lru_cache(maxsize=1024)
+def _value_ranges(key: str) -> dict[str, Range]:
     """{value: range}: the range of a measure the parameter's description gives each enum value, said after the
     value and before the next ("a small run (dogs under 10 kg), a medium run (10 to 25 kg), a large run (over 25
     kg)"). A range with no unit of measure (an age, "youth (15 to 19)") is none: a number alone could count
     anything."""
-    enum = schema.get("enum") if isinstance(schema, dict) else None
-    about = str(schema.get("description") or "") if isinstance(schema, dict) else ""
+    schema = json.loads(key)
+    enum = schema.get("enum")
+    about = str(schema.get("description") or "")
     values = [v for v in enum if isinstance(v, str) and norm(v)] if isinstance(enum, list) else []
     at = sorted((m.start(), m.end(), v) for v in values
                 if (m := re.search(rf"(?<!\w){re.escape(v)}(?!\w)", about, re.I)))
@@ -870,12 +870,19 @@ _PLACE_PREP = r"(?:at|on|in|over|down|up|across|by|beyond|below|above|under|near
 
 
 def epithets(schema: dict) -> dict[str, frozenset[str]]:
+    """`_epithets` of the schema, read once per schema (it is read on every clause of a turn)."""
+    return _epithets(json.dumps(schema, sort_keys=True)) if isinstance(schema, dict) else {}
+
+
+@lru_cache(maxsize=1024)
+def _epithets(key: str) -> dict[str, frozenset[str]]:
     """{value: words}: the words of the epithet the parameter's description gives each enum value, "the <words> of
     <value>" or "<value> <preposition> the <words>" ("the mainland port of Velmar", "the summit of the Orrin
     Pass", "the Hollin Saddle at the top of the pass"), kept where no other value's epithet has them and no value
     has them as its own words."""
-    enum = schema.get("enum") if isinstance(schema, dict) else None
-    about = str(schema.get("description") or "") if isinstance(schema, dict) else ""
+    schema = json.loads(key)
+    enum = schema.get("enum")
+    about = str(schema.get("description") or "")
     values = [v for v in enum if isinstance(v, str) and norm(v)] if isinstance(enum, list) else []
     words: dict[str, set[str]] = {}
     for v in values:
@@ -925,6 +932,12 @@ def by_epithet(params: dict, text: str, args: dict) -> dict:
         if len(hits) == 1 and valid(schema, value := next(iter(hits))):
             out[name] = value
     return out
+
+
+def by_wording(params: dict, text: str, args: dict) -> dict:
+    """`args` with what the line's wording gives of the description's: a measure paired with one value (`by_unit`),
+    a measure in one value's range (`by_range`), one value's epithet (`by_epithet`)."""
+    return by_epithet(params, text, by_range(params, text, by_unit(params, text, args)))
 
 
 def kind_values(schema: object) -> list[str]:

@@ -432,12 +432,13 @@ def _noun_here(toks: list[str], i: int) -> bool:
 def order_args(action: ActionSpec, text: str, aliases: dict | None = None, descriptions: dict | None = None,
                never: frozenset[str] = frozenset()) -> dict:
     """The arguments `text` gives the action by its words alone: extracted, a kind by its lore alias or
-    description, a kind by the measure it is counted in. `never`: names that describe no value (the listener's)."""
-    from app.action_args import aliased, by_description, by_epithet, by_range, by_unit, extract_args
+    description, a kind by the description's wording (`by_wording`). `never`: names that describe no value (the
+    listener's)."""
+    from app.action_args import aliased, by_description, by_wording, extract_args
 
     args = by_description(action.params, text, aliased(action.params, text, extract_args(
         action.params, text, exclude=set(never)), aliases), descriptions, set(never), declared=described_words(action))
-    return by_epithet(action.params, text, by_range(action.params, text, by_unit(action.params, text, args)))
+    return by_wording(action.params, text, args)
 
 
 TYPED = ("integer", "number", "boolean")

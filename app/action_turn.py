@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_description, by_epithet, by_range, by_unit,
-                             complete, extract_args, initialisms, is_long, kind_values, lore_aliases, lore_descriptions,
+from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_description, by_wording, complete,
+                             extract_args, initialisms, is_long, kind_values, lore_aliases, lore_descriptions,
                              lore_names, lore_numbers, message_alone, missing, named_as, norm, said_total, tells_whole,
                              told_message, truecase, valid)
 from app.action_detect import (MARGIN, REQUEST_COS, REQUEST_WORDS, Evidence, by_values_only, declared_words,
@@ -312,7 +312,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
     described, own = ab.descriptions(turn.index, spec, action, turn.chapter), described_words(action)
     args = by_description(action.params, text, args, described, called, own)
     args = by_gloss(ab, action.params, text, args, described, called, own)
-    args = by_epithet(action.params, text, by_range(action.params, text, by_unit(action.params, text, args)))
+    args = by_wording(action.params, text, args)
     args = message_alone(action.params, args, own)
     if not action.allowed(turn.state):
         outcome.status = "refused"
