@@ -643,6 +643,24 @@ _THE_NAME = re.compile(r"\b[Tt]he\s+([A-Z][\w'’-]*(?:(?:\s+(?:of(?:\s+the)?|de
 NAMED_IN = 0.25  # a name the lore says in more than this share of its documents ("the Guild") names no one value
 
 
+def _name_enums(params: dict) -> list[tuple[str, list[str]]]:
+    """(parameter, values) for each string enum of at least two names (values not all lower case)."""
+    out = []
+    for name, schema in (params.get("properties") or {}).items():
+        enum = schema.get("enum") if isinstance(schema, dict) else None
+        values = [v for v in enum if isinstance(v, str) and norm(v) and v != v.lower()] if isinstance(enum, list) \
+            else []
+        if len(values) >= 2:
+            out.append((name, values))
+    return out
+
+
+def _own_page(value: str, title: str) -> bool:
+    """Is the document titled `title` the value's own ("La Casa de las Velas" for "Casa de las Velas")?"""
+    words = norm(title).split()
+    return norm(value) in (" ".join(words), " ".join(words[1:]))
+
+
 def lore_names(params: dict, docs: list[tuple[str, str]]) -> dict[str, dict[str, str]]:
     """{parameter: {alias: value}}: the name a value's own document gives it in the lore's language, for enum values
     that are names: the first "the" and a capitalised name in the first two sentences of the document titled with the
@@ -657,17 +675,11 @@ def lore_names(params: dict, docs: list[tuple[str, str]]) -> dict[str, dict[str,
     for _, text in docs:
         for alias in {norm(m.group(1)) for m in _THE_NAME.finditer(text)}:
             said_in[alias] = said_in.get(alias, 0) + 1
-    for name, schema in (params.get("properties") or {}).items():
-        enum = schema.get("enum") if isinstance(schema, dict) else None
-        values = [v for v in enum if isinstance(v, str) and norm(v) and v != v.lower()] if isinstance(enum, list) \
-            else []
-        if len(values) < 2:
-            continue
+    for name, values in _name_enums(params):
         found: dict[str, set[str]] = {}
         for value in values:
             for title, text in docs:
-                words = norm(title).split()
-                if norm(value) not in (" ".join(words), " ".join(words[1:])):  # ("La Casa de las Velas")
+                if not _own_page(value, title):
                     continue
                 opening = " ".join(split_sentences(text)[:2])
                 for m in _THE_NAME.finditer(opening):
@@ -734,6 +746,39 @@ def lore_descriptions(params: dict, sentences: list[str]) -> dict[str, dict[str,
         kept = {v: frozenset(w for w in ws if counts[w] == 1) for v, ws in words.items()
                 if " " in norm(v) or v != v.lower()}  # (names, or kinds of two words: a common word such as "work"
         if any(kept.values()):  # opens too many clauses to be described, but what they say is no other's)
+            out[name] = {v: ws for v, ws in kept.items() if ws}
+    return out
+
+
+RARE_IN = 2  # a word the lore says in at most this many documents describes the value whose own document says it
+
+
+def lore_documents(params: dict, docs: list[tuple[str, str]]) -> dict[str, dict[str, frozenset[str]]]:
+    """{parameter: {value: stems}}: what a value's own document (titled with the value, as `lore_names` finds it)
+    says that the lore says rarely (in at most RARE_IN documents) and that no other value's own document says, for
+    string enums of names ("take me to the courtyard with the tortoise fountain": the courtyard's own page has the
+    fountain and its bronze tortoise; the other rooms' pages have neither). Never a word of a value itself. Merged
+    with `lore_descriptions`, it describes a value to `by_description`. `docs`: (title, text) per document."""
+    from collections import Counter
+
+    from app.action_detect import stems
+
+    out: dict[str, dict[str, frozenset[str]]] = {}
+    if not docs:
+        return out
+    said = [stems(text.replace("-", " ")) for _, text in docs]
+    rare = {w for w, n in Counter(w for ws in said for w in ws).items() if n <= RARE_IN}
+    for name, values in _name_enums(params):
+        own = set().union(*(stems(v) | stems(v.replace("-", " ")) for v in values))
+        pages: dict[str, set[str]] = {}
+        for value in values:
+            for (title, _), words in zip(docs, said):
+                if _own_page(value, title):
+                    pages.setdefault(value, set()).update(words)
+        kept = {v: frozenset(w for w in ws if w in rare and w not in own
+                             and not any(w in other for u, other in pages.items() if u != v))
+                for v, ws in pages.items()}
+        if any(kept.values()):
             out[name] = {v: ws for v, ws in kept.items() if ws}
     return out
 
@@ -807,6 +852,17 @@ _RANGES = ((re.compile(rf"\b(?:under|below|less than)\s+{_N}", re.I), lambda a, 
 Range = tuple[str, float | None, float | None, bool, bool]  # unit, low, high, low included, high included
 
 
+def _said_of_each(schema: dict) -> list[tuple[str, str]]:
+    """(value, what the parameter's description says after it and before the next value) for each enum value the
+    description names, in its order ("youth (15 to 19), child (6 to 14)": ("youth", " (15 to 19), "), ...)."""
+    enum = schema.get("enum")
+    about = str(schema.get("description") or "")
+    values = [v for v in enum if isinstance(v, str) and norm(v)] if isinstance(enum, list) else []
+    at = sorted((m.start(), m.end(), v) for v in values
+                if (m := re.search(rf"(?<!\w){re.escape(v)}(?!\w)", about, re.I)))
+    return [(value, about[end:at[k + 1][0] if k + 1 < len(at) else len(about)]) for k, (_, end, value) in enumerate(at)]
+
+
 def value_ranges(schema: dict) -> dict[str, Range]:
     """`_value_ranges` of the schema, read once per schema (it is read on every clause of a turn)."""
     return _value_ranges(json.dumps(schema, sort_keys=True)) if isinstance(schema, dict) else {}
@@ -818,15 +874,8 @@ def _value_ranges(key: str) -> dict[str, Range]:
     value and before the next ("a small run (dogs under 10 kg), a medium run (10 to 25 kg), a large run (over 25
     kg)"). A range with no unit of measure (an age, "youth (15 to 19)") is none: a number alone could count
     anything."""
-    schema = json.loads(key)
-    enum = schema.get("enum")
-    about = str(schema.get("description") or "")
-    values = [v for v in enum if isinstance(v, str) and norm(v)] if isinstance(enum, list) else []
-    at = sorted((m.start(), m.end(), v) for v in values
-                if (m := re.search(rf"(?<!\w){re.escape(v)}(?!\w)", about, re.I)))
     out: dict[str, Range] = {}
-    for k, (_, end, value) in enumerate(at):
-        said = about[end:at[k + 1][0] if k + 1 < len(at) else len(about)]
+    for value, said in _said_of_each(json.loads(key)):
         for pattern, bounds in _RANGES:
             m = pattern.search(said)
             if m:
@@ -863,6 +912,81 @@ def by_range(params: dict, text: str, args: dict) -> dict:
                 hits |= {v for v, r in ranges.items() if r[0] == _unit(m.group(1)) and _within(number, r)}
         if len(hits) == 1 and valid(schema, value := next(iter(hits))):
             out[name] = value
+    return out
+
+
+# a range of ages a description gives a value, its numbers with no unit ("youth (15 to 19)", "senior (65 and over)")
+_AGE_RANGES = ((re.compile(r"(\d+)\s*(?:to|-|–)\s*(\d+)(?!\s*-?\s*[^\W\d_]*\w)(?!\d)", re.I),
+                lambda a, b: (a, b, True, True)),
+               (re.compile(r"(\d+)\s*(?:\+|and\s+(?:over|above|up|older)\b|or\s+(?:over|older|more)\b)", re.I),
+                lambda a, b: (a, None, True, False)),
+               (re.compile(r"\b(?:under|below|younger\s+than)\s+(\d+)(?!\s*-?\s*[^\W\d_]*\w)", re.I),
+                lambda a, b: (None, a, False, False)),
+               (re.compile(r"\b(?:over|above|older\s+than)\s+(\d+)(?!\s*-?\s*[^\W\d_]*\w)", re.I),
+                lambda a, b: (a, None, False, False)))
+_AGE_AFTER = re.compile(r"^(?:\s*|-)(?:years?|yrs?)(?:\s*|-)old\b|^\s*(?:years?|yrs?)\s+of\s+age\b", re.I)
+
+
+def age_ranges(schema: dict) -> dict[str, Range]:
+    """`_age_ranges` of the schema, read once per schema."""
+    return _age_ranges(json.dumps(schema, sort_keys=True)) if isinstance(schema, dict) else {}
+
+
+@lru_cache(maxsize=1024)
+def _age_ranges(key: str) -> dict[str, Range]:
+    """{value: ("age", low, high, ...)}: the range of ages the parameter's description gives each enum value, a
+    range whose numbers have no unit, said after the value and before the next ("youth (15 to 19), child (6 to
+    14) or senior (65 and over)"). Only an age said as one (`ages`) falls in it."""
+    out: dict[str, Range] = {}
+    for value, said in _said_of_each(json.loads(key)):
+        for pattern, bounds in _AGE_RANGES:
+            m = pattern.search(said)
+            if m:
+                nums = [float(g) for g in m.groups() if g]
+                out[value] = ("age", *bounds(nums[0], nums[-1]))
+                break
+    return out
+
+
+def ages(text: str) -> list[tuple[int, int, float]]:
+    """The numbers `text` says as somebody's age: "he's 16", "I turned 68", "my daughter is nine", "a
+    10-year-old", "aged 70"."""
+    before = _age_before()
+    return [n for n in spans(text) if before.search(text[:n[0]]) or _AGE_AFTER.match(text[n[1]:])]
+
+
+@lru_cache(maxsize=1)
+def _age_before() -> re.Pattern:  # ("he's", "I turned", "my daughter is": _RELATIVE is defined further down)
+    return re.compile(r"(?:\b(?:aged?|turned|turning|turns|(?:he|she)\s*(?:['’]s|is)|i\s*(?:['’]m|am)|(?:"
+                      + "|".join(_RELATIVE) + r"|kid|child|boy|girl)\s+is)\s+)$", re.I)
+
+
+def by_age(params: dict, text: str, args: dict) -> dict:
+    """`args` with a required enum parameter taken from the age the line says, where it falls in the range of ages
+    the description gives one value alone (`age_ranges`: "my son, he's 16" is a youth pass, "I turned 68" a
+    senior's). An age outranks a value the line did not say by its own word ("my son" had made it a child's pass).
+    A number that was only the age counts nothing else ("my daughter is nine, she needs a pass" is no nine-day
+    pass). Each value still passes its schema."""
+    props, required = params.get("properties") or {}, set(params.get("required") or [])
+    said_ages = ages(text)
+    if not said_ages:
+        return args
+    out = dict(args)
+    for name, schema in props.items():
+        if name not in required or not isinstance(schema, dict):
+            continue
+        ranges = age_ranges(schema)
+        if len(ranges) < 2 or (name in out and re.search(rf"(?<!\w){re.escape(norm(str(out[name])))}(?!\w)",
+                                                          norm(text))):
+            continue
+        hits = {v for v, r in ranges.items() for _, _, n in said_ages if _within(n, r)}
+        if len(hits) == 1 and valid(schema, value := next(iter(hits))):
+            out[name] = value
+            numbers_said = [n for _, _, n in spans(text)]
+            for other, v in list(out.items()):  # the age was no count of days
+                if other != name and isinstance(v, (int, float)) and not isinstance(v, bool) and \
+                        any(v == n for _, _, n in said_ages) and numbers_said.count(v) == 1:
+                    del out[other]
     return out
 
 
@@ -936,8 +1060,9 @@ def by_epithet(params: dict, text: str, args: dict) -> dict:
 
 def by_wording(params: dict, text: str, args: dict) -> dict:
     """`args` with what the line's wording gives of the description's: a measure paired with one value (`by_unit`),
-    a measure in one value's range (`by_range`), one value's epithet (`by_epithet`)."""
-    return by_epithet(params, text, by_range(params, text, by_unit(params, text, args)))
+    a measure in one value's range (`by_range`), an age in one value's range (`by_age`), one value's epithet
+    (`by_epithet`)."""
+    return by_epithet(params, text, by_age(params, text, by_range(params, text, by_unit(params, text, args))))
 
 
 def kind_values(schema: object) -> list[str]:

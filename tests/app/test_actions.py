@@ -2287,6 +2287,50 @@ def test_a_measure_in_the_range_the_description_gives_one_value_names_it():
     assert value_ranges(ages) == {}  # a range with no unit could count anything
 
 
+def test_an_age_said_as_one_falls_in_the_range_of_ages_the_description_gives_one_value():
+    from app.action_args import age_ranges, ages, by_age, by_wording
+
+    who = {"enum": ["adult", "youth", "child", "senior"], "description": "who the ticket is for: adult, youth (15 to "
+           "19), child (6 to 14) or senior (65 and over)"}
+    assert age_ranges(who) == {"youth": ("age", 15.0, 19.0, True, True), "child": ("age", 6.0, 14.0, True, True),
+                               "senior": ("age", 65.0, None, True, False)}
+    assert age_ranges({"enum": ["small", "large"], "description": "small (under 10 kg) or large (10 to 40 kg)"}) == {}
+    params = {"type": "object", "properties": {"ticket": who, "days": {"type": "integer", "minimum": 1}},
+              "required": ["ticket", "days"]}
+    assert [n for _, _, n in ages("my nephew, he's 16, and I turned 68; a 10-year-old; we are 3")] == [16, 68, 10]
+    assert by_age(params, "I turned 68 in May, so the old-timer rate. Seven days", {"days": 7}) == \
+        {"days": 7, "ticket": "senior"}
+    assert by_age(params, "for my son, he's 16. four days", {"days": 4, "ticket": "child"}) == \
+        {"days": 4, "ticket": "youth"}  # (an age outranks "son")
+    assert by_age(params, "a child ticket for my 16-year-old, 3 days", {"days": 3, "ticket": "child"})["ticket"] == \
+        "child"  # a value said by its own word stays
+    assert by_age(params, "my daughter is nine, she needs a ticket for the weekend", {"days": 9, "ticket": "child"}) \
+        == {"ticket": "child"}  # the age counted no days: the turn asks how many
+    assert by_age(params, "I'm 40, two days", {"days": 2}) == {"days": 2}  # (adult: no range given)
+    assert by_age(params, "two of us, three days", {"days": 3}) == {"days": 3}  # no age said
+    assert by_wording(params, "my niece is 12, one day", {"days": 1}) == {"days": 1, "ticket": "child"}
+
+
+def test_a_value_described_by_what_its_own_lore_page_alone_says():
+    from app.action_args import by_description, lore_documents
+
+    rooms = {"enum": ["Hall of Charts", "Bell Loft", "Orchard Court"], "description": "which room"}
+    docs = [("The Hall of Charts", "A great armillary sphere turns in the middle of the hall. Charts cover the walls."),
+            ("Bell Loft", "Four dials face the town, and the bells hang above them. Charts of the tides hang here."),
+            ("Orchard Court", "A bronze heron pours water into the fountain among the lemon trees."),
+            ("The porter", "The porter keeps the keys and a lemon cake in his lodge."),
+            ("The town", "The town has a fountain in its square and a sphere on the church.")]
+    pages = lore_documents({"properties": {"room": rooms}}, docs)["room"]
+    assert "heron" in pages["Orchard Court"] and "fountain" in pages["Orchard Court"]  # (said in two pages: rare)
+    assert "chart" not in pages["Hall of Charts"] | pages["Bell Loft"]  # two values' pages say it: neither
+    assert "hall" not in pages["Hall of Charts"]  # a value's own word
+    params = {"type": "object", "properties": {"room": rooms}, "required": ["room"]}
+    assert by_description(params, "see me down to the fountain with the bronze heron", {}, {"room": pages}) == \
+        {"room": "Orchard Court"}
+    assert by_description(params, "the place with the heron", {}, {"room": pages}) == {}  # one word: not enough
+    assert lore_documents({"properties": {"room": rooms}}, []) == {}
+
+
 def test_a_place_said_by_its_descriptions_epithet_and_one_free_is_a_pronoun():
     from app.action_args import by_epithet, epithets, numbers
 
@@ -2423,7 +2467,9 @@ def test_what_a_player_only_wanted_to_say_asks_nothing_and_another_places_name_n
     cues = Cues.load(None)
     for line in ["If I did buy a ticket to Denholm, would it run me more than four dollars?",
                  "I need nothing forged today, Master, I only came to watch the sparks.",
-                 "We're fuelled up already, thanks. Just wanted to say your bay crews are quick."]:
+                 "We're fuelled up already, thanks. Just wanted to say your bay crews are quick.",
+                 "I'd never pay three marks for a seax, that's robbery",  # (held-out v5 of session 44)
+                 "We would never leave our mule with you, could you believe it"]:
         assert informs(cues, line) and not request(cues, line), line
     for line in ["If I buy two tickets, could you hold the train?", "We need no cabin, two to Denholm please."]:
         assert request(cues, line), line
