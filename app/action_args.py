@@ -643,24 +643,6 @@ _THE_NAME = re.compile(r"\b[Tt]he\s+([A-Z][\w'’-]*(?:(?:\s+(?:of(?:\s+the)?|de
 NAMED_IN = 0.25  # a name the lore says in more than this share of its documents ("the Guild") names no one value
 
 
-def _name_enums(params: dict) -> list[tuple[str, list[str]]]:
-    """(parameter, values) for each string enum of at least two names (values not all lower case)."""
-    out = []
-    for name, schema in (params.get("properties") or {}).items():
-        enum = schema.get("enum") if isinstance(schema, dict) else None
-        values = [v for v in enum if isinstance(v, str) and norm(v) and v != v.lower()] if isinstance(enum, list) \
-            else []
-        if len(values) >= 2:
-            out.append((name, values))
-    return out
-
-
-def _own_page(value: str, title: str) -> bool:
-    """Is the document titled `title` the value's own ("La Casa de las Velas" for "Casa de las Velas")?"""
-    words = norm(title).split()
-    return norm(value) in (" ".join(words), " ".join(words[1:]))
-
-
 def lore_names(params: dict, docs: list[tuple[str, str]]) -> dict[str, dict[str, str]]:
     """{parameter: {alias: value}}: the name a value's own document gives it in the lore's language, for enum values
     that are names: the first "the" and a capitalised name in the first two sentences of the document titled with the
@@ -675,11 +657,17 @@ def lore_names(params: dict, docs: list[tuple[str, str]]) -> dict[str, dict[str,
     for _, text in docs:
         for alias in {norm(m.group(1)) for m in _THE_NAME.finditer(text)}:
             said_in[alias] = said_in.get(alias, 0) + 1
-    for name, values in _name_enums(params):
+    for name, schema in (params.get("properties") or {}).items():
+        enum = schema.get("enum") if isinstance(schema, dict) else None
+        values = [v for v in enum if isinstance(v, str) and norm(v) and v != v.lower()] if isinstance(enum, list) \
+            else []
+        if len(values) < 2:
+            continue
         found: dict[str, set[str]] = {}
         for value in values:
             for title, text in docs:
-                if not _own_page(value, title):
+                words = norm(title).split()
+                if norm(value) not in (" ".join(words), " ".join(words[1:])):  # ("La Casa de las Velas")
                     continue
                 opening = " ".join(split_sentences(text)[:2])
                 for m in _THE_NAME.finditer(opening):
@@ -746,39 +734,6 @@ def lore_descriptions(params: dict, sentences: list[str]) -> dict[str, dict[str,
         kept = {v: frozenset(w for w in ws if counts[w] == 1) for v, ws in words.items()
                 if " " in norm(v) or v != v.lower()}  # (names, or kinds of two words: a common word such as "work"
         if any(kept.values()):  # opens too many clauses to be described, but what they say is no other's)
-            out[name] = {v: ws for v, ws in kept.items() if ws}
-    return out
-
-
-RARE_IN = 2  # a word the lore says in at most this many documents describes the value whose own document says it
-
-
-def lore_documents(params: dict, docs: list[tuple[str, str]]) -> dict[str, dict[str, frozenset[str]]]:
-    """{parameter: {value: stems}}: what a value's own document (titled with the value, as `lore_names` finds it)
-    says that the lore says rarely (in at most RARE_IN documents) and that no other value's own document says, for
-    string enums of names ("take me to the courtyard with the tortoise fountain": the courtyard's own page has the
-    fountain and its bronze tortoise; the other rooms' pages have neither). Never a word of a value itself. Merged
-    with `lore_descriptions`, it describes a value to `by_description`. `docs`: (title, text) per document."""
-    from collections import Counter
-
-    from app.action_detect import stems
-
-    out: dict[str, dict[str, frozenset[str]]] = {}
-    if not docs:
-        return out
-    said = [stems(text.replace("-", " ")) for _, text in docs]
-    rare = {w for w, n in Counter(w for ws in said for w in ws).items() if n <= RARE_IN}
-    for name, values in _name_enums(params):
-        own = set().union(*(stems(v) | stems(v.replace("-", " ")) for v in values))
-        pages: dict[str, set[str]] = {}
-        for value in values:
-            for (title, _), words in zip(docs, said):
-                if _own_page(value, title):
-                    pages.setdefault(value, set()).update(words)
-        kept = {v: frozenset(w for w in ws if w in rare and w not in own
-                             and not any(w in other for u, other in pages.items() if u != v))
-                for v, ws in pages.items()}
-        if any(kept.values()):
             out[name] = {v: ws for v, ws in kept.items() if ws}
     return out
 

@@ -24,8 +24,8 @@ import numpy as np
 
 from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_description, by_wording, complete,
                              extract_args, initialisms, is_long, kind_values, lore_aliases, lore_descriptions,
-                             lore_documents, lore_names, lore_numbers, message_alone, missing, named_as, norm,
-                             said_total, tells_whole, told_message, truecase, valid)
+                             lore_names, lore_numbers, message_alone, missing, named_as, norm, said_total, tells_whole,
+                             told_message, truecase, valid)
 from app.action_detect import (MARGIN, REQUEST_COS, REQUEST_WORDS, Evidence, by_values_only, declared_words,
                                described_words, gives_all, informs, named, own_order, paraphrases, relayed, request,
                                stems, terse, vocabulary)
@@ -103,12 +103,8 @@ class ActionBook:
         return {k: {**numbers.get(k, {}), **names.get(k, {}), **kinds.get(k, {})} for k in {*kinds, *names, *numbers}}
 
     def descriptions(self, index, spec: NpcSpec, action, chapter: int) -> dict[str, dict[str, frozenset[str]]]:
-        """`lore_descriptions` of the action's enums, with what each value's own document says (`lore_documents`),
-        from the same lore as `aliases`."""
-        said = self._from_lore(index, spec, action, chapter, lore_descriptions)
-        pages = self._from_lore(index, spec, action, chapter, lore_documents)
-        return {k: {v: said.get(k, {}).get(v, frozenset()) | pages.get(k, {}).get(v, frozenset())
-                    for v in {*said.get(k, {}), *pages.get(k, {})}} for k in {*said, *pages}}
+        """`lore_descriptions` of the action's enums, from the same lore as `aliases`."""
+        return self._from_lore(index, spec, action, chapter, lore_descriptions)
 
     def _from_lore(self, index, spec: NpcSpec, action, chapter: int, read):
         seen = (str(getattr(index, "path", id(index))), spec.id, chapter)
@@ -126,7 +122,7 @@ class ActionBook:
                 self._lore[seen] = ([x for c in chunks for x in split_sentences(c.text)],
                                     [(title, " ".join(texts)) for title, texts in docs.values()])
             sentences, docs = self._lore[seen]
-            self._aliases[key] = read(action.params, docs if read in (lore_names, lore_documents) else sentences)
+            self._aliases[key] = read(action.params, docs if read is lore_names else sentences)
         return self._aliases[key]
 
     @staticmethod

@@ -2311,26 +2311,6 @@ def test_an_age_said_as_one_falls_in_the_range_of_ages_the_description_gives_one
     assert by_wording(params, "my niece is 12, one day", {"days": 1}) == {"days": 1, "ticket": "child"}
 
 
-def test_a_value_described_by_what_its_own_lore_page_alone_says():
-    from app.action_args import by_description, lore_documents
-
-    rooms = {"enum": ["Hall of Charts", "Bell Loft", "Orchard Court"], "description": "which room"}
-    docs = [("The Hall of Charts", "A great armillary sphere turns in the middle of the hall. Charts cover the walls."),
-            ("Bell Loft", "Four dials face the town, and the bells hang above them. Charts of the tides hang here."),
-            ("Orchard Court", "A bronze heron pours water into the fountain among the lemon trees."),
-            ("The porter", "The porter keeps the keys and a lemon cake in his lodge."),
-            ("The town", "The town has a fountain in its square and a sphere on the church.")]
-    pages = lore_documents({"properties": {"room": rooms}}, docs)["room"]
-    assert "heron" in pages["Orchard Court"] and "fountain" in pages["Orchard Court"]  # (said in two pages: rare)
-    assert "chart" not in pages["Hall of Charts"] | pages["Bell Loft"]  # two values' pages say it: neither
-    assert "hall" not in pages["Hall of Charts"]  # a value's own word
-    params = {"type": "object", "properties": {"room": rooms}, "required": ["room"]}
-    assert by_description(params, "see me down to the fountain with the bronze heron", {}, {"room": pages}) == \
-        {"room": "Orchard Court"}
-    assert by_description(params, "the place with the heron", {}, {"room": pages}) == {}  # one word: not enough
-    assert lore_documents({"properties": {"room": rooms}}, []) == {}
-
-
 def test_a_place_said_by_its_descriptions_epithet_and_one_free_is_a_pronoun():
     from app.action_args import by_epithet, epithets, numbers
 
