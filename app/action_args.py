@@ -643,6 +643,24 @@ _THE_NAME = re.compile(r"\b[Tt]he\s+([A-Z][\w'’-]*(?:(?:\s+(?:of(?:\s+the)?|de
 NAMED_IN = 0.25  # a name the lore says in more than this share of its documents ("the Guild") names no one value
 
 
+def _name_enums(params: dict) -> list[tuple[str, list[str]]]:
+    """(parameter, values) for each string enum of at least two names (values not all lower case)."""
+    out = []
+    for name, schema in (params.get("properties") or {}).items():
+        enum = schema.get("enum") if isinstance(schema, dict) else None
+        values = [v for v in enum if isinstance(v, str) and norm(v) and v != v.lower()] if isinstance(enum, list) \
+            else []
+        if len(values) >= 2:
+            out.append((name, values))
+    return out
+
+
+def _own_page(value: str, title: str) -> bool:
+    """Is the document titled `title` the value's own ("La Casa de las Velas" for "Casa de las Velas")?"""
+    words = norm(title).split()
+    return norm(value) in (" ".join(words), " ".join(words[1:]))
+
+
 def lore_names(params: dict, docs: list[tuple[str, str]]) -> dict[str, dict[str, str]]:
     """{parameter: {alias: value}}: the name a value's own document gives it in the lore's language, for enum values
     that are names: the first "the" and a capitalised name in the first two sentences of the document titled with the
@@ -657,17 +675,11 @@ def lore_names(params: dict, docs: list[tuple[str, str]]) -> dict[str, dict[str,
     for _, text in docs:
         for alias in {norm(m.group(1)) for m in _THE_NAME.finditer(text)}:
             said_in[alias] = said_in.get(alias, 0) + 1
-    for name, schema in (params.get("properties") or {}).items():
-        enum = schema.get("enum") if isinstance(schema, dict) else None
-        values = [v for v in enum if isinstance(v, str) and norm(v) and v != v.lower()] if isinstance(enum, list) \
-            else []
-        if len(values) < 2:
-            continue
+    for name, values in _name_enums(params):
         found: dict[str, set[str]] = {}
         for value in values:
             for title, text in docs:
-                words = norm(title).split()
-                if norm(value) not in (" ".join(words), " ".join(words[1:])):  # ("La Casa de las Velas")
+                if not _own_page(value, title):
                     continue
                 opening = " ".join(split_sentences(text)[:2])
                 for m in _THE_NAME.finditer(opening):
@@ -738,18 +750,60 @@ def lore_descriptions(params: dict, sentences: list[str]) -> dict[str, dict[str,
     return out
 
 
+RARE_IN = 2  # a word the lore says in at most this many documents describes the value whose own document says it
+
+
+def lore_documents(params: dict, docs: list[tuple[str, str]],
+                   shut: list[tuple[str, str]] = ()) -> dict[str, dict[str, frozenset[str]]]:
+    """{parameter: {value: stems}}: what a value's own document (titled with the value, "La Torre del Reloj" for
+    "Torre del Reloj") says that the lore says rarely (in at most RARE_IN documents) and that no other value's own
+    document says, for string enums of names ("take me to the courtyard with the tortoise fountain": the
+    courtyard's own page has the fountain and its bronze tortoise; the other rooms' pages have neither). Never a
+    word of a value itself; each word one stem (no verb's base form beside it: "forbidden" is one word, not two).
+    `docs`: (title, text) of the lore the character sees whatever the state; `shut`: of its gated documents, which
+    name no value but count in the rarity and keep their value's words from the others (the seed vault's page, while
+    gated, still keeps "vault" from the farm's). Merged with `lore_descriptions`, it describes a value to
+    `by_description`."""
+    from collections import Counter
+
+    from app.action_detect import stems
+
+    out: dict[str, dict[str, frozenset[str]]] = {}
+    if not docs:
+        return out
+    said = [stems(text.replace("-", " "), lemmas=False) for _, text in [*docs, *shut]]
+    rare = {w for w, n in Counter(w for ws in said for w in ws).items() if n <= RARE_IN}
+    for name, values in _name_enums(params):
+        own = set().union(*(stems(v) | stems(v.replace("-", " ")) for v in values))
+        pages: dict[str, set[str]] = {}
+        claimed: dict[str, set[str]] = {}  # (gated pages too)
+        for k, ((title, _), words) in enumerate(zip([*docs, *shut], said)):
+            for value in values:
+                if _own_page(value, title):
+                    claimed.setdefault(value, set()).update(words)
+                    if k < len(docs):
+                        pages.setdefault(value, set()).update(words)
+        kept = {v: frozenset(w for w in ws if w in rare and w not in own
+                             and not any(w in other for u, other in claimed.items() if u != v))
+                for v, ws in pages.items()}
+        if any(kept.values()):
+            out[name] = {v: ws for v, ws in kept.items() if ws}
+    return out
+
+
 def by_description(params: dict, text: str, args: dict, descriptions: dict | None,
-                   never: set[str] = frozenset(), declared: set[str] = frozenset()) -> dict:
+                   never: set[str] = frozenset(), declared: set[str] = frozenset(), lemmas: bool = True) -> dict:
     """`args` with each required enum parameter it lacks that `text` describes as the lore describes one value
     alone (`descriptions`, from `lore_descriptions`): at least DESCRIBED_BY of that value's own words, and none of
     any other value's ("the platinum mine cut into the moon" is Anvil Deep; "the room on the inner court with the
     veranda" is the garden room). The words of the action itself (`declared`, `described_words`) describe none:
     "take four of us out on the Mule next loop" names the hauler's ship and route, not the stop at the loop's end.
-    Each value still passes its schema."""
+    Each value still passes its schema. `lemmas` False: each word of the line counts once (`stems`)."""
     from app.action_detect import stems
 
     props, required = params.get("properties") or {}, set(params.get("required") or [])
-    said = stems(text.replace("-", " ")) - stems(" ".join([*never, *(str(v) for v in args.values())])) - declared
+    said = stems(text.replace("-", " "), lemmas) - stems(" ".join([*never, *(str(v) for v in args.values())])) \
+        - declared
     out = dict(args)
     for name, values in (descriptions or {}).items():
         if name in out or name not in required or not isinstance(props.get(name), dict):
@@ -759,6 +813,49 @@ def by_description(params: dict, text: str, args: dict, descriptions: dict | Non
                 and valid(props[name], shared[0][1]):
             out[name] = shared[0][1]
     return out
+
+
+# the lore's apposition of a name and what it is ("Gaspard, a 10-year-old beagle who has lived at the shelter since
+# August 2024; Mademoiselle Plume, a deaf white cat of 6"): the name, and the description to the clause's end
+_NAME_IS_A = re.compile(r"(?:^|(?<=[\s(]))([A-Z][\w'’-]+(?:\s+(?:(?:de|la|le|du|of|the|van|von)\s+)?[A-Z][\w'’-]+)*),"
+                        r"\s+an?\s+([^;:]+?)(?=;|,\s+(?:and\s+)?[A-Z]|\.$|$)")
+
+
+def _names_a_name(schema: object) -> bool:
+    """A free string whose description asks for a name ("the name of the shelter animal to adopt")."""
+    return isinstance(schema, dict) and schema.get("type") == "string" and "enum" not in schema and \
+        re.search(r"\bname\b", str(schema.get("description") or ""), re.I) is not None
+
+
+def lore_appositions(params: dict, sentences: list[str]) -> dict[str, dict[str, frozenset[str]]]:
+    """{parameter: {name: stems}}: for each free-string parameter that asks for a name, what the lore says each name
+    is in apposition ("Mademoiselle Plume, a deaf white cat of 6"), kept where no other name's apposition says it,
+    never a word of the name itself; each word one stem. `by_apposition` reads a line's description of one of them
+    as its name ("the deaf white cat ... start the papers")."""
+    from app.action_detect import stems
+
+    wanted = [k for k, schema in (params.get("properties") or {}).items() if _names_a_name(schema)]
+    if not wanted:
+        return {}
+    said: dict[str, set[str]] = {}
+    for sentence in sentences:
+        for m in _NAME_IS_A.finditer(sentence):
+            said.setdefault(m.group(1), set()).update(stems(m.group(2).replace("-", " "), lemmas=False))
+    from collections import Counter
+
+    counts = Counter(w for ws in said.values() for w in ws)
+    kept = {name: frozenset(w for w in ws if counts[w] == 1) - stems(name) for name, ws in said.items()}
+    kept = {name: ws for name, ws in kept.items() if ws}
+    return {k: kept for k in wanted} if kept else {}
+
+
+def by_apposition(params: dict, text: str, args: dict, appositions: dict | None,
+                  never: set[str] = frozenset(), declared: set[str] = frozenset()) -> dict:
+    """`args` with each required free-string name the line lacks that it describes as the lore's apposition
+    describes one name alone (`appositions`, from `lore_appositions`): at least DESCRIBED_BY of that name's own
+    words and none of another's ("the old beagle who's been here since last August" is Gaspard). The words of the
+    action itself (`declared`) and of the values taken describe nobody; the name still passes its schema."""
+    return by_description(params, text, args, appositions, never, declared, lemmas=False)
 
 
 def by_unit(params: dict, text: str, args: dict) -> dict:

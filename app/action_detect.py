@@ -67,11 +67,12 @@ def _verb_lemmas(word: str) -> tuple[str, ...]:
     return tuple(x for x in _lemmas(word) if x != word)
 
 
-def stems(text: str) -> set[str]:
+def stems(text: str, lemmas: bool = True) -> set[str]:
     """The content words of `text` and the base forms of its irregular verbs ("I'd like him seen" meets "see you"),
-    lower case, stemmed (Snowball English), generic words left out."""
+    lower case, stemmed (Snowball English), generic words left out. `lemmas` False: no base forms, so each word of
+    the text is one stem (a count of the stems two texts share counts words)."""
     found = [m.group(0).casefold().replace("’", "'") for m in _WORD.finditer(text or "")]
-    words = [w for w in (*found, *(x for w in found for x in _verb_lemmas(w)))
+    words = [w for w in (*found, *(x for w in found if lemmas for x in _verb_lemmas(w)))
              if w not in _GENERIC and len(w) > 1]
     st = stemmer()
     return set(st.stemWords(words)) if st is not None else set(words)

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_description, by_wording, complete,
-                             extract_args, initialisms, is_long, kind_values, lore_aliases, lore_descriptions,
-                             lore_names, lore_numbers, message_alone, missing, named_as, norm, said_total, tells_whole,
-                             told_message, truecase, valid)
+from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_apposition, by_description, by_wording,
+                             complete, extract_args, initialisms, is_long, kind_values, lore_aliases,
+                             lore_appositions, lore_descriptions, lore_documents, lore_names, lore_numbers,
+                             message_alone, missing, named_as, norm, said_total, tells_whole, told_message, truecase,
+                             valid)
 from app.action_detect import (MARGIN, REQUEST_COS, REQUEST_WORDS, Evidence, by_values_only, declared_words,
                                described_words, gives_all, informs, named, own_order, paraphrases, relayed, request,
                                stems, terse, vocabulary)
@@ -103,8 +104,16 @@ class ActionBook:
         return {k: {**numbers.get(k, {}), **names.get(k, {}), **kinds.get(k, {})} for k in {*kinds, *names, *numbers}}
 
     def descriptions(self, index, spec: NpcSpec, action, chapter: int) -> dict[str, dict[str, frozenset[str]]]:
-        """`lore_descriptions` of the action's enums, from the same lore as `aliases`."""
-        return self._from_lore(index, spec, action, chapter, lore_descriptions)
+        """`lore_descriptions` of the action's enums, with what each value's own document says (`lore_documents`),
+        from the same lore as `aliases`."""
+        said = self._from_lore(index, spec, action, chapter, lore_descriptions)
+        pages = self._from_lore(index, spec, action, chapter, lore_documents)
+        return {k: {v: said.get(k, {}).get(v, frozenset()) | pages.get(k, {}).get(v, frozenset())
+                    for v in {*said.get(k, {}), *pages.get(k, {})}} for k in {*said, *pages}}
+
+    def appositions(self, index, spec: NpcSpec, action, chapter: int) -> dict[str, dict[str, frozenset[str]]]:
+        """`lore_appositions` of the action's free-string names, from the same lore as `aliases`."""
+        return self._from_lore(index, spec, action, chapter, lore_appositions)
 
     def _from_lore(self, index, spec: NpcSpec, action, chapter: int, read):
         seen = (str(getattr(index, "path", id(index))), spec.id, chapter)
@@ -114,15 +123,14 @@ class ActionBook:
                 self._aliases.clear()
                 self._lore.clear()
             if seen not in self._lore:  # (split once for all of the character's actions)
-                chunks = [c for c in index.chunks if c.requires is None and c.chapter <= chapter
-                          and (c.npc_scope is None or spec.id in c.npc_scope)]
-                docs: dict[str, list] = {}
-                for c in chunks:
-                    docs.setdefault(c.doc, [c.title, []])[1].append(c.text)
-                self._lore[seen] = ([x for c in chunks for x in split_sentences(c.text)],
-                                    [(title, " ".join(texts)) for title, texts in docs.values()])
-            sentences, docs = self._lore[seen]
-            self._aliases[key] = read(action.params, docs if read is lore_names else sentences)
+                seeable = [c for c in index.chunks if c.chapter <= chapter
+                           and (c.npc_scope is None or spec.id in c.npc_scope)]
+                chunks = [c for c in seeable if c.requires is None]
+                self._lore[seen] = ([x for c in chunks for x in split_sentences(c.text)], _documents(chunks),
+                                    _documents([c for c in seeable if c.requires is not None]))
+            sentences, docs, shut = self._lore[seen]
+            self._aliases[key] = read(action.params, docs) if read is lore_names else \
+                read(action.params, docs, shut) if read is lore_documents else read(action.params, sentences)
         return self._aliases[key]
 
     @staticmethod
@@ -160,6 +168,14 @@ class ActionBook:
             rows = (vecs @ mat.T).max(axis=1)  # (rows,)
             out.append((float(rows.max()), rows, action))
         return sorted(out, key=lambda x: -x[0])
+
+
+def _documents(chunks: list) -> list[tuple[str, str]]:
+    """(title, text) of each document of `chunks`, its chunks joined in order."""
+    docs: dict[str, list] = {}
+    for c in chunks:
+        docs.setdefault(c.doc, [c.title, []])[1].append(c.text)
+    return [(title, " ".join(texts)) for title, texts in docs.values()]
 
 
 def book(engine: DialogueEngine) -> ActionBook:
@@ -226,6 +242,10 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
             own = len(borrowed.get(i, said[i]) & words[action.name])
             if any(f" {alias} " in spaced[i] for names in aliases[action.name].values() for alias in names):
                 own += 1  # a value named as the lore names it ("take me to the candle house": Casa de las Velas)
+            elif ordered and by_description(action.params, parts[i], {}, described[action.name], listener,
+                                            described_words(action)):
+                own += 1  # or described as the lore describes it ("see me down to the courtyard with the tortoise
+                # fountain": the Patio's own page has them)
             if ordered and not question and own < REQUEST_WORDS and rows[i] < REQUEST_COS and \
                     gives_all(action, parts[i], aliases[action.name], described[action.name], listener):
                 # a request that gives every argument the action requires names it as well as a word of its own
@@ -311,6 +331,7 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
                  ab.aliases(turn.index, spec, action, turn.chapter))
     described, own = ab.descriptions(turn.index, spec, action, turn.chapter), described_words(action)
     args = by_description(action.params, text, args, described, called, own)
+    args = by_apposition(action.params, text, args, ab.appositions(turn.index, spec, action, turn.chapter), called, own)
     args = by_gloss(ab, action.params, text, args, described, called, own)
     args = by_wording(action.params, text, args)
     args = message_alone(action.params, args, own)

@@ -2247,8 +2247,10 @@ def test_an_order_for_a_place_by_its_lores_name_acts(tmp_path, tiny_llm_dir, emb
     assert "room: {enum" in cast
     path = write_project(tmp_path / "rooms", str(tiny_llm_dir))
     (path.parent / "npcs.yaml").write_text(cast, encoding="utf-8")
-    for title, text in [("La Sala de los Mapas", "On the third floor a pair of doors opens on the Room of Maps."),
-                        ("La Torre del Reloj", "An oak ladder climbs through a trapdoor into the Clock Tower.")]:
+    for title, text in [("La Sala de los Mapas", "On the third floor a pair of doors opens on the Room of Maps. A "
+                         "terrestrial globe on a walnut stand turns in its middle."),
+                        ("La Torre del Reloj", "An oak ladder climbs through a trapdoor into the Clock Tower. Four "
+                         "dials face the town.")]:
         (path.parent / "lore" / f"{norm_name(title)}.md").write_text(
             f"---\ntitle: {title}\nkind: room\nnpc_scope: all\nchapter: 1\n---\n# {title}\n\n{text}\n", encoding="utf-8")
     cfg = EternaConfig.load(path)
@@ -2257,6 +2259,12 @@ def test_an_order_for_a_place_by_its_lores_name_acts(tmp_path, tiny_llm_dir, emb
     r = engine.say("warden", "hey captain, could you walk me to the room of maps?", remember=False)
     assert r.actions == [{"name": "escort", "args": {"room": "Sala de los Mapas"}}], (r.flags, r.context)
     r = engine.say("warden", "When was the clock tower built?", remember=False)
+    assert r.actions == [] and not any(f.startswith("action_") for f in r.flags), (r.flags, r.context)
+    # a request that describes a value as its own page alone does names it (held-out v5 of session 44: "could you see
+    # me down to the courtyard with the tortoise fountain?")
+    r = engine.say("warden", "could you see me up to the place with the walnut globe?", remember=False)
+    assert r.actions == [{"name": "escort", "args": {"room": "Sala de los Mapas"}}], (r.flags, r.context)
+    r = engine.say("warden", "Who carved the walnut globe stand?", remember=False)
     assert r.actions == [] and not any(f.startswith("action_") for f in r.flags), (r.flags, r.context)
 
 
@@ -2309,6 +2317,61 @@ def test_an_age_said_as_one_falls_in_the_range_of_ages_the_description_gives_one
     assert by_age(params, "I'm 40, two days", {"days": 2}) == {"days": 2}  # (adult: no range given)
     assert by_age(params, "two of us, three days", {"days": 3}) == {"days": 3}  # no age said
     assert by_wording(params, "my niece is 12, one day", {"days": 1}) == {"days": 1, "ticket": "child"}
+
+
+def test_a_value_described_by_what_its_own_lore_page_alone_says():
+    from app.action_args import by_description, lore_documents
+
+    rooms = {"enum": ["Hall of Charts", "Bell Loft", "Orchard Court", "Seed Store"], "description": "which room"}
+    docs = [("The Hall of Charts", "A great armillary sphere turns in the middle of the hall. Charts cover the "
+             "walls. Ink is forbidden here."),
+            ("Bell Loft", "Four dials face the town, and the bells hang above them. Charts of the tides hang here."),
+            ("Orchard Court", "A bronze heron pours water into the fountain among the lemon trees, and the farm "
+             "hands rest there."),
+            ("The porter", "The porter keeps the keys and a lemon cake in his lodge."),
+            ("The town", "The town has a fountain in its square and a sphere on the church.")]
+    shut = [("Seed Store", "The seed vault holds what the farm hands will plant.")]  # (gated)
+    params = {"properties": {"room": rooms}}
+    pages = lore_documents(params, docs, shut)["room"]
+    assert "heron" in pages["Orchard Court"] and "fountain" in pages["Orchard Court"]  # (said in two pages: rare)
+    assert "chart" not in pages["Hall of Charts"] | pages["Bell Loft"]  # two values' pages say it: neither
+    assert "hall" not in pages["Hall of Charts"]  # a value's own word
+    assert "Seed Store" not in pages and "farm" not in pages["Orchard Court"]  # a shut page names nothing, but
+    assert "farm" in lore_documents(params, docs)["room"]["Orchard Court"]  # keeps its words from the others
+    params = {"type": "object", "properties": {"room": rooms}, "required": ["room"]}
+    assert by_description(params, "see me down to the fountain with the bronze heron", {}, {"room": pages}) == \
+        {"room": "Orchard Court"}
+    assert by_description(params, "the place with the heron", {}, {"room": pages}) == {}  # one word: not enough
+    assert by_description(params, 'escort me to room="Forbidden Sphere"', {}, {"room": pages}) == \
+        {"room": "Hall of Charts"}  # (two words)
+    assert by_description(params, 'escort me to room="Forbidden Wing"', {}, {"room": pages}) == {}  # "forbidden"
+    # is one word, not two with its verb's base form "forbid"
+    assert lore_documents(params, []) == {}
+
+
+def test_a_name_described_as_the_lores_apposition_describes_it_alone():
+    from app.action_args import by_apposition, lore_appositions
+
+    params = {"type": "object", "properties": {
+        "animal": {"type": "string", "maxLength": 40, "description": "the name of the shelter animal to adopt"},
+        "adopter": {"type": "string", "description": "the name of the person adopting"},
+        "note": {"type": "string", "description": "anything the shelter should know"}},
+        "required": ["animal", "adopter"]}
+    said = ["Some wait long: Bramble, a 9-year-old basset who has lived at the shelter since March 2024; Pip, a deaf "
+            "white cat of 6; and Tonka, a big boxer cross who hates bicycles.",
+            "Noisette, an orange cat with a kinked tail, sleeps on the desk."]
+    found = lore_appositions(params, said)
+    assert set(found) == {"animal", "adopter"}  # (free strings that ask for a name; not the note)
+    assert found["animal"]["Pip"] == {"deaf", "white"}  # ("cat": Noisette's too)
+    assert lore_appositions({"properties": {"note": params["properties"]["note"]}}, said) == {}
+    found = found["animal"]
+    assert by_apposition(params, "the old basset who's been here since last March, I'm Ana Reyes", {"adopter": "Ana "
+                         "Reyes"}, {"animal": found}) == {"adopter": "Ana Reyes", "animal": "Bramble"}
+    assert by_apposition(params, "that deaf white cat, put me down for her", {}, {"animal": found})["animal"] == "Pip"
+    assert by_apposition(params, "the white cat with the kinked tail", {}, {"animal": found}) == {}  # two of them
+    assert by_apposition(params, "a cat please", {}, {"animal": found}) == {}  # one word of nobody's alone
+    assert by_apposition(params, "the deaf white cat", {"animal": "Tonka"}, {"animal": found}) == \
+        {"animal": "Tonka"}  # a name said stays
 
 
 def test_a_place_said_by_its_descriptions_epithet_and_one_free_is_a_pronoun():
