@@ -791,6 +791,43 @@ def lore_documents(params: dict, docs: list[tuple[str, str]],
     return out
 
 
+def with_titles(params: dict, kinds: dict[str, str]) -> dict:
+    """`params` with each free-string parameter that names a kind of the lore's documents ("the book's title", and
+    documents of kind `book`) read as an enum of those documents' titles, when there are two or more, so that
+    `lore_names`, `lore_documents` and `by_title_word` find a title as they find an enum's names ("the porters'
+    songbook" is the Cancionero de la Portería, whose page opens "..., the Porters' Songbook"). The schema a value
+    must pass stays the parameter's own. `kinds`: {document title: kind}."""
+    props = dict(params.get("properties") or {})
+    for name, schema in list(props.items()):
+        if not (isinstance(schema, dict) and schema.get("type") == "string" and "enum" not in schema):
+            continue
+        about = _about(name, schema)
+        titles = sorted({t for t, k in kinds.items() if k and norm(t) and
+                         re.search(rf"\b{re.escape(norm(k))}(?:s|es)?\b", about)})
+        if len(titles) >= 2:
+            props[name] = {**schema, "enum": titles}
+    return {**params, "properties": props}
+
+
+def by_title_word(params: dict, text: str, args: dict, titles: dict[str, list[str]]) -> dict:
+    """`args` with each required free string it lacks that the line names by a word of one title alone (`titles`:
+    {parameter: titles}, from `with_titles`): a word of no other title, of four letters or more, that is no English
+    word ("may I borrow the herbario?" for "El Herbario de Sor Catalina"; "the letters" names none: English)."""
+    props, required = params.get("properties") or {}, set(params.get("required") or [])
+    said = set(norm(text).split())
+    out = dict(args)
+    for name, names in titles.items():
+        if name in out or name not in required or not isinstance(props.get(name), dict):
+            continue
+        words = {t: set(norm(t).split()) for t in names}
+        hits = {t for t, ws in words.items()
+                for w in ws - set().union(*(o for u, o in words.items() if u != t))
+                if len(w) > 3 and w in said and not _english(w)}
+        if len(hits) == 1 and valid(props[name], title := next(iter(hits))):
+            out[name] = title
+    return out
+
+
 def by_description(params: dict, text: str, args: dict, descriptions: dict | None,
                    never: set[str] = frozenset(), declared: set[str] = frozenset(), lemmas: bool = True) -> dict:
     """`args` with each required enum parameter it lacks that `text` describes as the lore describes one value
@@ -1110,11 +1147,67 @@ def by_epithet(params: dict, text: str, args: dict) -> dict:
     return out
 
 
+def explained(schema: dict) -> dict[str, frozenset[str]]:
+    """`_explained` of the schema, read once per schema."""
+    return _explained(json.dumps(schema, sort_keys=True)) if isinstance(schema, dict) else {}
+
+
+@lru_cache(maxsize=1024)
+def _explained(key: str) -> dict[str, frozenset[str]]:
+    """{value: stems}: the words the parameter's description explains each kind with, in the clause (between
+    commas, colons or semicolons, or "or" and "and" where two are named) that names it and no other value ("what
+    work: forge a new one, mend a broken or bent one, or sharpen it": forge "new", mend "broken", "bent"; "the camel
+    trek, the full-day 4wd tour or the sunset tour": the 4wd tour "day"), kept where no other value's clause or
+    name has them; no number."""
+    from collections import Counter
+
+    from app.action_detect import stems
+
+    schema = json.loads(key)
+    kinds = kind_values(schema)
+    words: dict[str, set[str]] = {}
+    def named_in(clause: str) -> list[str]:
+        return [v for v in kinds if re.search(rf"(?<!\w){re.escape(v)}(?!\w)", clause, re.I)]
+
+    clauses = [part for clause in re.split(r"[,;:]", str(schema.get("description") or ""))
+               for part in ([clause] if len(named_in(clause)) < 2 else re.split(r"\s(?:or|and)\s", clause))]
+    for clause in clauses:  # ("dinner or the late supper after the boats come in": two, split at "or")
+        named = named_in(clause)
+        if len(named) == 1:
+            said = re.sub(rf"(?<!\w){re.escape(named[0])}(?!\w)", " ", clause, flags=re.I)
+            counted = {norm(said[a:b]) for a, b, _ in spans(said)}
+            words.setdefault(named[0], set()).update(
+                w for w in stems(said.replace("-", " ")) if not any(c.isdigit() for c in w) and w not in counted)
+    own = set().union(*(stems(v) for v in kinds)) if kinds else set()
+    counts = Counter(w for ws in words.values() for w in ws)
+    kept = {v: frozenset(w for w in ws if counts[w] == 1 and w not in own) for v, ws in words.items()}
+    return {v: ws for v, ws in kept.items() if ws}
+
+
+def by_explained(params: dict, text: str, args: dict) -> dict:
+    """`args` with each required kind the line lacks that it says by a word the description explains one value
+    alone with (`explained`: "i want a new axe made" is forge, "my sword got bent" mend, "pay her seams with
+    oakum" caulking). Each value still passes its schema."""
+    from app.action_detect import stems
+
+    props, required = params.get("properties") or {}, set(params.get("required") or [])
+    said = stems(text.replace("-", " "))
+    out = dict(args)
+    for name, schema in props.items():
+        if name in out or name not in required or not isinstance(schema, dict):
+            continue
+        hits = {v for v, ws in explained(schema).items() if ws & said}
+        if len(hits) == 1 and valid(schema, value := next(iter(hits))):
+            out[name] = value
+    return out
+
+
 def by_wording(params: dict, text: str, args: dict) -> dict:
     """`args` with what the line's wording gives of the description's: a measure paired with one value (`by_unit`),
     a measure in one value's range (`by_range`), an age in one value's range (`by_age`), one value's epithet
-    (`by_epithet`)."""
-    return by_epithet(params, text, by_age(params, text, by_range(params, text, by_unit(params, text, args))))
+    (`by_epithet`), a word it explains one kind alone with (`by_explained`)."""
+    return by_explained(params, text, by_epithet(params, text, by_age(params, text, by_range(
+        params, text, by_unit(params, text, args)))))
 
 
 def kind_values(schema: object) -> list[str]:
@@ -1388,7 +1481,9 @@ _IDIOMS = ((re.compile(r"\b(?:a\s+)?quarter(?:\s+of)?\s+an?\s+hour\b", re.I), 15
             1440),
            (re.compile(r"\b(?:tonight|tonite)\s+(?:and|n|&|\+)\s+(?:tomorrow|tmrw)(?:\s+(?:night|nite))?\b", re.I),
             2880),  # ("tonight and tomorrow night": two nights)
-           (re.compile(r"\b(?:(?:just|only)\s+)?for\s+today\b|\btoday\s+only\b", re.I), 1440))
+           (re.compile(r"\b(?:(?:just|only)\s+)?for\s+today\b|\btoday\s+only\b", re.I), 1440),
+           (re.compile(r"\b(?:(?:just|only)\s+)?overnight\b(?!\s+(?:train|coach|boat|ferry|express|mail|bus|"
+                       r"run|haul|flight|shift|watch))", re.I), 1440))  # ("just overnight, back first thing")
 _UNIT = re.compile(r"(?:\b|(?<=\d))(minute|min|hour|hr|day|night|nite|week|fortnight)s?\b|(?<=\d)(h|d|wk)s?\b", re.I)
 _SHORT = {"h": "hour", "d": "day", "wk": "week"}  # "2h", "3d", "2wks": glued to the number
 _ONE_UNIT = re.compile(r"\b(?:(?:a|an|one)(?:\s+(?:whole|entire|full))?|(?:the|all)\s+(?:whole|entire|full)|all"

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_apposition, by_description, by_wording,
-                             complete, extract_args, initialisms, is_long, kind_values, lore_aliases,
-                             lore_appositions, lore_descriptions, lore_documents, lore_names, lore_numbers,
-                             message_alone, missing, named_as, norm, said_total, tells_whole, told_message, truecase,
-                             valid)
+from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_apposition, by_description, by_explained,
+                             by_title_word, by_wording, complete, extract_args, initialisms, is_long, kind_values,
+                             lore_aliases, lore_appositions, lore_descriptions, lore_documents, lore_names,
+                             lore_numbers, message_alone, missing, named_as, norm, said_total, tells_whole,
+                             told_message, truecase, valid, with_titles)
 from app.action_detect import (MARGIN, REQUEST_COS, REQUEST_WORDS, Evidence, by_values_only, declared_words,
                                described_words, gives_all, informs, named, own_order, paraphrases, relayed, request,
                                stems, terse, vocabulary)
@@ -115,6 +115,11 @@ class ActionBook:
         """`lore_appositions` of the action's free-string names, from the same lore as `aliases`."""
         return self._from_lore(index, spec, action, chapter, lore_appositions)
 
+    def titles(self, index, spec: NpcSpec, action, chapter: int) -> dict[str, list[str]]:
+        """{parameter: titles}: the action's free strings that name a kind of the lore's documents (`with_titles`),
+        from the same lore as `aliases`."""
+        return self._from_lore(index, spec, action, chapter, _titles)
+
     def _from_lore(self, index, spec: NpcSpec, action, chapter: int, read):
         seen = (str(getattr(index, "path", id(index))), spec.id, chapter)
         key = (*seen, action.name, repr(action.params), read.__name__)
@@ -127,10 +132,13 @@ class ActionBook:
                            and (c.npc_scope is None or spec.id in c.npc_scope)]
                 chunks = [c for c in seeable if c.requires is None]
                 self._lore[seen] = ([x for c in chunks for x in split_sentences(c.text)], _documents(chunks),
-                                    _documents([c for c in seeable if c.requires is not None]))
-            sentences, docs, shut = self._lore[seen]
-            self._aliases[key] = read(action.params, docs) if read is lore_names else \
-                read(action.params, docs, shut) if read is lore_documents else read(action.params, sentences)
+                                    _documents([c for c in seeable if c.requires is not None]),
+                                    {c.title: c.kind for c in chunks})
+            sentences, docs, shut, kinds = self._lore[seen]
+            params = with_titles(action.params, kinds)  # (a title named like an enum's value)
+            self._aliases[key] = read(params, docs) if read is lore_names else \
+                read(params, docs, shut) if read is lore_documents else \
+                read(action.params, params) if read is _titles else read(action.params, sentences)
         return self._aliases[key]
 
     @staticmethod
@@ -168,6 +176,13 @@ class ActionBook:
             rows = (vecs @ mat.T).max(axis=1)  # (rows,)
             out.append((float(rows.max()), rows, action))
         return sorted(out, key=lambda x: -x[0])
+
+
+def _titles(params: dict, titled: dict) -> dict[str, list[str]]:
+    """{parameter: titles} of the free strings `with_titles` made enums in `titled`."""
+    own = params.get("properties") or {}
+    return {k: v["enum"] for k, v in (titled.get("properties") or {}).items()
+            if isinstance(v, dict) and "enum" in v and isinstance(own.get(k), dict) and "enum" not in own[k]}
 
 
 def _documents(chunks: list) -> list[tuple[str, str]]:
@@ -327,12 +342,14 @@ def detect(engine: DialogueEngine, turn: Turn) -> tuple[Outcome | None, str, np.
         return None, "", None
     ab = book(engine)
     called = never | set(_CALLED_MID.findall(text))  # ("needs work, Brun, when ...": the listener, no kind of job)
+    guess = engine.cues.find("choice", text) is None  # ("Whatever you think suits me": no value by likeness)
     args = kinds(ab, action.params, text, args, called, ab.declared(spec)[action.name],
-                 ab.aliases(turn.index, spec, action, turn.chapter))
+                 ab.aliases(turn.index, spec, action, turn.chapter), guess)
     described, own = ab.descriptions(turn.index, spec, action, turn.chapter), described_words(action)
     args = by_description(action.params, text, args, described, called, own)
     args = by_apposition(action.params, text, args, ab.appositions(turn.index, spec, action, turn.chapter), called, own)
-    args = by_gloss(ab, action.params, text, args, described, called, own)
+    args = by_title_word(action.params, text, args, ab.titles(turn.index, spec, action, turn.chapter))
+    args = by_gloss(ab, action.params, text, args, described, called, own) if guess else args
     args = by_wording(action.params, text, args)
     args = message_alone(action.params, args, own)
     if not action.allowed(turn.state):
@@ -405,7 +422,7 @@ KIND_COSINE, KIND_MARGIN = 0.5, 0.1  # a word means an enum value: this close, a
 
 
 def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
-          declared: set[str] = frozenset(), aliases: dict | None = None) -> dict:
+          declared: set[str] = frozenset(), aliases: dict | None = None, guess: bool = True) -> dict:
     """`args` with the enum parameters the words did not give, by meaning: a word or two of the line that
     means one of the values ("puppy" or "Labrador" for "dog", "shots" for "vaccination", "bunny" for "rabbit").
     Only values written as plain lower-case words (kinds, not names), and only a word whose cosine to that value is
@@ -414,10 +431,14 @@ def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
     (`declared`, stems: "gear" in "rent some gear" names the action's whole range, not one value of it). First, a
     name the lore gives one value (`aliases`, from `lore_aliases`: "a dozen jugs of the Morning Mist"; required
     kinds only). An optional kind is given the same way ("here for treatment at the infirmary": medical). Each
-    value still passes its schema."""
+    value still passes its schema. `guess` False (the player leaves the choice to the character, the `choice`
+    cues): only the lore's names and the description's own words (`by_explained`) give a value, no likeness."""
     props = params.get("properties") or {}
     args = aliased(params, text, args, aliases)  # a name the lore gives one value ("Morning Mist" for clear sake,
     # "the Candle House" for Casa de las Velas)
+    args = by_explained(params, text, args)  # a word the description explains one kind with ("her seams": caulking)
+    if not guess:  # the player leaves the choice to the character ("whatever you think suits me")
+        return args
     open_ = {k: kind_values(sch) for k, sch in props.items()
              if k not in args and isinstance(sch, dict) and isinstance(sch.get("enum"), list)}
     open_ = {k: vs for k, vs in open_.items() if len(vs) > 1}  # an optional one too ("treatment at the infirmary")

@@ -2374,6 +2374,84 @@ def test_a_name_described_as_the_lores_apposition_describes_it_alone():
         {"animal": "Tonka"}  # a name said stays
 
 
+def test_a_free_string_that_names_a_kind_of_document_takes_a_title_by_its_lore_name_or_its_own_word():
+    from app.action_args import aliased, by_title_word, durations, lore_names, with_titles
+
+    params = {"type": "object", "required": ["title", "days"], "properties": {
+        "title": {"type": "string", "maxLength": 80, "description": "the book's title"},
+        "days": {"type": "integer", "minimum": 1, "maximum": 14},
+        "note": {"type": "string", "description": "anything else"}}}
+    kinds = {"Cancionero de la Portería": "book", "El Herbario de Sor Catalina": "book", "The Letters of Brother "
+             "Anselmo": "book", "La Sala del Norte": "room", "Sor Catalina": "person"}
+    titled = with_titles(params, kinds)
+    assert titled["properties"]["title"]["enum"] == ["Cancionero de la Portería", "El Herbario de Sor Catalina",
+                                                     "The Letters of Brother Anselmo"]  # (books only)
+    assert titled["properties"]["note"] == params["properties"]["note"] and titled["required"] == ["title", "days"]
+    assert with_titles(params, {"Cancionero de la Portería": "book", "La Sala del Norte": "room"}) == params  # one
+    docs = [("Cancionero de la Portería", "The Cancionero de la Portería, the Porters' Songbook, was assembled by "
+             "accident."), ("El Herbario de Sor Catalina", "A tall folio of pressed plants."),
+            ("The Letters of Brother Anselmo", "Forty letters."), ("La Sala del Norte", "The north room.")]
+    names = lore_names(titled, docs)
+    assert names == {"title": {"porters songbook": "Cancionero de la Portería"}}
+    assert aliased(params, "the porters' songbook, just overnight", {}, names) == {
+        "title": "Cancionero de la Portería"}
+    titles = {"title": titled["properties"]["title"]["enum"]}
+    assert by_title_word(params, "may i borrow the herbario, for 4 days", {"days": 4}, titles) == \
+        {"days": 4, "title": "El Herbario de Sor Catalina"}
+    assert by_title_word(params, "could I borrow the letters for a week?", {}, titles) == {}  # an English word
+    assert by_title_word(params, "a book for my brother, ten days", {}, titles) == {}
+    assert by_title_word(params, "the herbario", {"title": "Cancionero de la Portería"}, titles)["title"] == \
+        "Cancionero de la Portería"  # a title said stays
+    assert [m for _, _, m in durations("the songbook, just overnight. back first thing")] == [1440]
+    assert durations("I'll take the overnight train") == []
+
+
+def test_a_kind_said_by_a_word_the_description_explains_it_alone_with():
+    from app.action_args import by_explained, by_wording, explained
+
+    job = {"enum": ["forge", "mend", "sharpen"], "description": "what work: forge a new one, mend a broken or bent "
+           "one, or sharpen it"}
+    assert explained(job) == {"forge": {"new"}, "mend": {"broken", "break", "bent", "bend"}}
+    boat = {"enum": ["caulking", "new mast", "engine", "repaint"], "description": "which job: caulking the seams, a "
+            "new mast, the engine or a repaint"}
+    assert explained(boat) == {"caulking": {"seam"}}  # ("new": a value's own word)
+    assert explained({"enum": ["adult", "youth"], "description": "adult, youth (15 to 19)"}) == {}  # no numbers
+    tour = {"enum": ["camel trek", "4wd tour", "sunset tour"], "description": "which tour: the camel trek, the "
+            "full-day 4wd tour or the sunset tour"}
+    assert explained(tour) == {"4wd tour": {"day"}}  # its own clause: "full-day" is no camel trek's
+    room = {"enum": ["shared room", "private room"], "description": "a mat in the shared room, a private room of six "
+            "mats"}
+    assert explained(room) == {}  # ("mat": both; "six": a number)
+    params = {"type": "object", "properties": {"item": {"enum": ["axe", "sword"]}, "job": job},
+              "required": ["item", "job"]}
+    assert by_explained(params, "i want a new axe made. bearded, heavy", {"item": "axe"}) == \
+        {"item": "axe", "job": "forge"}
+    assert by_wording(params, "my sword got bent in the duel, can you straighten it?", {"item": "sword"})["job"] == \
+        "mend"
+    assert by_explained(params, "a new sword, or mend my broken one?", {"item": "sword"}) == {"item": "sword"}  # two
+    assert by_explained(params, "the new axe needs sharpening", {"item": "axe", "job": "sharpen"})["job"] == "sharpen"
+
+
+def test_a_choice_left_to_the_character_gives_no_value_by_likeness(engine):
+    """Development loss of session 44's rules: "Make me a new blade, my first real weapon. Whatever you think suits
+    me." took "new" for forge and "weapon" for a sword by likeness, and acted; the choice is the smith's to ask."""
+    from app.action_turn import book, kinds
+    from app.cues import Cues
+
+    cues = Cues.load(None)
+    for line in ["Whatever you think suits me.", "your call, captain", "Surprise me!", "I'll leave it to you"]:
+        assert cues.find("choice", line), line
+    assert cues.find("choice", "I think you should row me over") is None
+    params = {"type": "object", "properties": {
+        "item": {"enum": ["sword", "axe", "spearhead"]},
+        "job": {"enum": ["forge", "mend"], "description": "what work: forge a new one, or mend a broken one"}},
+        "required": ["item", "job"]}
+    line = "Make me a new blade, my first real weapon."
+    assert kinds(book(engine), params, line, {}, set()) == {"job": "forge", "item": "sword"}  # by likeness
+    assert kinds(book(engine), params, line + " Whatever you think suits me.", {}, set(), guess=False) == \
+        {"job": "forge"}  # the description's own word still says the job
+
+
 def test_a_place_said_by_its_descriptions_epithet_and_one_free_is_a_pronoun():
     from app.action_args import by_epithet, epithets, numbers
 
