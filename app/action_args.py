@@ -869,6 +869,8 @@ def lore_appositions(params: dict, sentences: list[str]) -> dict[str, dict[str, 
     is in apposition ("Mademoiselle Plume, a deaf white cat of 6"), kept where no other name's apposition says it,
     never a word of the name itself; each word one stem. `by_apposition` reads a line's description of one of them
     as its name ("the deaf white cat ... start the papers")."""
+    from collections import Counter
+
     from app.action_detect import stems
 
     wanted = [k for k, schema in (params.get("properties") or {}).items() if _names_a_name(schema)]
@@ -878,8 +880,6 @@ def lore_appositions(params: dict, sentences: list[str]) -> dict[str, dict[str, 
     for sentence in sentences:
         for m in _NAME_IS_A.finditer(sentence):
             said.setdefault(m.group(1), set()).update(stems(m.group(2).replace("-", " "), lemmas=False))
-    from collections import Counter
-
     counts = Counter(w for ws in said.values() for w in ws)
     kept = {name: frozenset(w for w in ws if counts[w] == 1) - stems(name) for name, ws in said.items()}
     kept = {name: ws for name, ws in kept.items() if ws}
@@ -1165,10 +1165,11 @@ def _explained(key: str) -> dict[str, frozenset[str]]:
 
     schema = json.loads(key)
     kinds = kind_values(schema)
-    words: dict[str, set[str]] = {}
+
     def named_in(clause: str) -> list[str]:
         return [v for v in kinds if re.search(rf"(?<!\w){re.escape(v)}(?!\w)", clause, re.I)]
 
+    words: dict[str, set[str]] = {}
     clauses = [part for clause in re.split(r"[,;:]", str(schema.get("description") or ""))
                for part in ([clause] if len(named_in(clause)) < 2 else re.split(r"\s(?:or|and)\s", clause))]
     for clause in clauses:  # ("dinner or the late supper after the boats come in": two, split at "or")
