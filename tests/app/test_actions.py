@@ -698,6 +698,8 @@ def test_a_phrase_that_means_a_plain_word_counts_as_that_word(tmp_path, engine):
     for line in ("Take the cable car up.", "The telegraph office is shut.", "Cable the rest of it down.",
                  "Meet me by the cable car station at noon.", "the telegraph office in Denholm"):
         assert "telegram" not in cues.meant(line), line
+    # to fix it is to mend or repair it (held-out v5 of session 44: "take her in and fix it?" to the boatwright)
+    assert {"mend", "repair"} <= cues.meant("take her in and fix it?") and not cues.meant("a fixed price")
     world = tmp_path / "cues.yaml"
     world.write_text("senses:\n  open: ['crack (it|the \\w+) open']\n", encoding="utf-8")
     assert "open" in Cues.load(world).meant("Crack the hatch open for me.")
