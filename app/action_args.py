@@ -755,14 +755,14 @@ RARE_IN = 2  # a word the lore says in at most this many documents describes the
 
 def lore_documents(params: dict, docs: list[tuple[str, str]],
                    shut: list[tuple[str, str]] = ()) -> dict[str, dict[str, frozenset[str]]]:
-    """{parameter: {value: stems}}: what a value's own document (titled with the value, "La Torre del Reloj" for
-    "Torre del Reloj") says that the lore says rarely (in at most RARE_IN documents) and that no other value's own
-    document says, for string enums of names ("take me to the courtyard with the tortoise fountain": the
-    courtyard's own page has the fountain and its bronze tortoise; the other rooms' pages have neither). Never a
+    """{parameter: {value: stems}}: what a value's own document (titled with the value, "The Bell Loft" for "Bell
+    Loft") says that the lore says rarely (in at most RARE_IN documents) and that no other value's own document
+    says, for string enums of names ("see me down to the fountain with the bronze heron": the court's own page has
+    the fountain and its heron; the other rooms' pages have neither). Never a
     word of a value itself; each word one stem (no verb's base form beside it: "forbidden" is one word, not two).
     `docs`: (title, text) of the lore the character sees whatever the state; `shut`: of its gated documents, which
-    name no value but count in the rarity and keep their value's words from the others (the seed vault's page, while
-    gated, still keeps "vault" from the farm's). Merged with `lore_descriptions`, it describes a value to
+    name no value but count in the rarity and keep their value's words from the others (the seed store's page, while
+    gated, still keeps "seed" from the orchard's). Merged with `lore_descriptions`, it describes a value to
     `by_description`."""
     from collections import Counter
 
@@ -794,8 +794,8 @@ def lore_documents(params: dict, docs: list[tuple[str, str]],
 def with_titles(params: dict, kinds: dict[str, str]) -> dict:
     """`params` with each free-string parameter that names a kind of the lore's documents ("the book's title", and
     documents of kind `book`) read as an enum of those documents' titles, when there are two or more, so that
-    `lore_names`, `lore_documents` and `by_title_word` find a title as they find an enum's names ("the porters'
-    songbook" is the Cancionero de la Portería, whose page opens "..., the Porters' Songbook"). The schema a value
+    `lore_names`, `lore_documents` and `by_title_word` find a title as they find an enum's names ("the ferrymen's
+    psalter" is the Salterio dei Barcaioli, whose page opens "..., the Ferrymen's Psalter"). The schema a value
     must pass stays the parameter's own. `kinds`: {document title: kind}."""
     props = dict(params.get("properties") or {})
     for name, schema in list(props.items()):
@@ -812,7 +812,7 @@ def with_titles(params: dict, kinds: dict[str, str]) -> dict:
 def by_title_word(params: dict, text: str, args: dict, titles: dict[str, list[str]]) -> dict:
     """`args` with each required free string it lacks that the line names by a word of one title alone (`titles`:
     {parameter: titles}, from `with_titles`): a word of no other title, of four letters or more, that is no English
-    word ("may I borrow the herbario?" for "El Herbario de Sor Catalina"; "the letters" names none: English)."""
+    word ("may I borrow the salterio?" for "Il Salterio dei Barcaioli"; "the letters" names none: English)."""
     props, required = params.get("properties") or {}, set(params.get("required") or [])
     said = set(norm(text).split())
     out = dict(args)
@@ -852,8 +852,8 @@ def by_description(params: dict, text: str, args: dict, descriptions: dict | Non
     return out
 
 
-# the lore's apposition of a name and what it is ("Gaspard, a 10-year-old beagle who has lived at the shelter since
-# August 2024; Mademoiselle Plume, a deaf white cat of 6"): the name, and the description to the clause's end
+# the lore's apposition of a name and what it is ("Barnaby, a 9-year-old basset who has lived at the shelter since
+# March 2024; Wicket, a deaf white cat of 6"): the name, and the description to the clause's end
 _NAME_IS_A = re.compile(r"(?:^|(?<=[\s(]))([A-Z][\w'’-]+(?:\s+(?:(?:de|la|le|du|of|the|van|von)\s+)?[A-Z][\w'’-]+)*),"
                         r"\s+an?\s+([^;:]+?)(?=;|,\s+(?:and\s+)?[A-Z]|\.$|$)")
 
@@ -866,7 +866,7 @@ def _names_a_name(schema: object) -> bool:
 
 def lore_appositions(params: dict, sentences: list[str]) -> dict[str, dict[str, frozenset[str]]]:
     """{parameter: {name: stems}}: for each free-string parameter that asks for a name, what the lore says each name
-    is in apposition ("Mademoiselle Plume, a deaf white cat of 6"), kept where no other name's apposition says it,
+    is in apposition ("Wicket, a deaf white cat of 6"), kept where no other name's apposition says it,
     never a word of the name itself; each word one stem. `by_apposition` reads a line's description of one of them
     as its name ("the deaf white cat ... start the papers")."""
     from collections import Counter
@@ -890,7 +890,7 @@ def by_apposition(params: dict, text: str, args: dict, appositions: dict | None,
                   never: set[str] = frozenset(), declared: set[str] = frozenset()) -> dict:
     """`args` with each required free-string name the line lacks that it describes as the lore's apposition
     describes one name alone (`appositions`, from `lore_appositions`): at least DESCRIBED_BY of that name's own
-    words and none of another's ("the old beagle who's been here since last August" is Gaspard). The words of the
+    words and none of another's ("the old basset who's been here since last March" is Barnaby). The words of the
     action itself (`declared`) and of the values taken describe nobody; the name still passes its schema."""
     return by_description(params, text, args, appositions, never, declared, lemmas=False)
 
@@ -1040,14 +1040,7 @@ def _age_ranges(key: str) -> dict[str, Range]:
 def ages(text: str) -> list[tuple[int, int, float]]:
     """The numbers `text` says as somebody's age: "he's 16", "I turned 68", "my daughter is nine", "a
     10-year-old", "aged 70"."""
-    before = _age_before()
-    return [n for n in spans(text) if before.search(text[:n[0]]) or _AGE_AFTER.match(text[n[1]:])]
-
-
-@lru_cache(maxsize=1)
-def _age_before() -> re.Pattern:  # ("he's", "I turned", "my daughter is": _RELATIVE is defined further down)
-    return re.compile(r"(?:\b(?:aged?|turned|turning|turns|(?:he|she)\s*(?:['’]s|is)|i\s*(?:['’]m|am)|(?:"
-                      + "|".join(_RELATIVE) + r"|kid|child|boy|girl)\s+is)\s+)$", re.I)
+    return [n for n in spans(text) if _AGE_BEFORE.search(text[:n[0]]) or _AGE_AFTER.match(text[n[1]:])]
 
 
 def by_age(params: dict, text: str, args: dict) -> dict:
@@ -1156,8 +1149,8 @@ def explained(schema: dict) -> dict[str, frozenset[str]]:
 def _explained(key: str) -> dict[str, frozenset[str]]:
     """{value: stems}: the words the parameter's description explains each kind with, in the clause (between
     commas, colons or semicolons, or "or" and "and" where two are named) that names it and no other value ("what
-    work: forge a new one, mend a broken or bent one, or sharpen it": forge "new", mend "broken", "bent"; "the camel
-    trek, the full-day 4wd tour or the sunset tour": the 4wd tour "day"), kept where no other value's clause or
+    work: forge a new one, mend a broken or bent one, or sharpen it": forge "new", mend "broken", "bent"; "the mule
+    ride, the full-day jeep tour or the night walk": the jeep tour "day"), kept where no other value's clause or
     name has them; no number."""
     from collections import Counter
 
@@ -1172,7 +1165,7 @@ def _explained(key: str) -> dict[str, frozenset[str]]:
     words: dict[str, set[str]] = {}
     clauses = [part for clause in re.split(r"[,;:]", str(schema.get("description") or ""))
                for part in ([clause] if len(named_in(clause)) < 2 else re.split(r"\s(?:or|and)\s", clause))]
-    for clause in clauses:  # ("dinner or the late supper after the boats come in": two, split at "or")
+    for clause in clauses:  # ("dinner or the late supper after the mine shift": two, split at "or")
         named = named_in(clause)
         if len(named) == 1:
             said = re.sub(rf"(?<!\w){re.escape(named[0])}(?!\w)", " ", clause, flags=re.I)
@@ -1187,8 +1180,8 @@ def _explained(key: str) -> dict[str, frozenset[str]]:
 
 def by_explained(params: dict, text: str, args: dict) -> dict:
     """`args` with each required kind the line lacks that it says by a word the description explains one value
-    alone with (`explained`: "i want a new axe made" is forge, "my sword got bent" mend, "pay her seams with
-    oakum" caulking). Each value still passes its schema."""
+    alone with (`explained`: "i want a new axe made" is forge, "my sword got bent" mend). Each value still passes
+    its schema."""
     from app.action_detect import stems
 
     props, required = params.get("properties") or {}, set(params.get("required") or [])
@@ -1300,6 +1293,9 @@ _LEADS_ON = {"for", "in", "at", "to", "with", "on", "from", "until", "till", "ti
 _RELATIVE = ("wife husband spouse fiance fiancee fiancé fiancée brother sister son daughter mum mom mother dad father "
              "grandma grandmother grandpa grandfather granny uncle aunt auntie aunty cousin nephew niece colleague "
              "neighbour neighbor").split()  # (no "baby", "boy", "friend": a pet may be called so)
+# what stands before a number said as an age ("he's", "I turned", "my daughter is"; `ages`)
+_AGE_BEFORE = re.compile(r"(?:\b(?:aged?|turned|turning|turns|(?:he|she)\s*(?:['’]s|is)|i\s*(?:['’]m|am)|(?:"
+                         + "|".join(_RELATIVE) + r"|kid|child|boy|girl)\s+is)\s+)$", re.I)
 _GIVES_NAME = re.compile(r"\b(?:name\s*(?:[:=]|is\b|['’]s\b)|named|called|under|i['’]m|i am|call me|for|"
                          r"(?P<kin>(?:my|our|his|her|their)\s+(?:" + "|".join(_RELATIVE) + r"))|"
                          r"(?P<to>to\s*:|to|dear|^\W*(?:(?:pls|plz|please)\s+)?(?P<verb>[a-z]+)))"

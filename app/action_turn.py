@@ -135,10 +135,13 @@ class ActionBook:
                                     _documents([c for c in seeable if c.requires is not None]),
                                     {c.title: c.kind for c in chunks})
             sentences, docs, shut, kinds = self._lore[seen]
-            params = with_titles(action.params, kinds)  # (a title named like an enum's value)
-            self._aliases[key] = read(params, docs) if read is lore_names else \
-                read(params, docs, shut) if read is lore_documents else \
-                read(action.params, params) if read is _titles else read(action.params, sentences)
+            if read in (lore_names, lore_documents, _titles):  # (a title named as an enum's value is)
+                titled = with_titles(action.params, kinds)
+                got = read(action.params, titled) if read is _titles else \
+                    read(titled, docs, shut) if read is lore_documents else read(titled, docs)
+            else:
+                got = read(action.params, sentences)
+            self._aliases[key] = got
         return self._aliases[key]
 
     @staticmethod
@@ -259,8 +262,8 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
                 own += 1  # a value named as the lore names it ("take me to the candle house": Casa de las Velas)
             elif ordered and by_description(action.params, parts[i], {}, described[action.name], listener,
                                             described_words(action)):
-                own += 1  # or described as the lore describes it ("see me down to the courtyard with the tortoise
-                # fountain": the Patio's own page has them)
+                own += 1  # or described as the lore describes it ("see me down to the fountain with the bronze
+                # heron": the court's own page has them)
             if ordered and not question and own < REQUEST_WORDS and rows[i] < REQUEST_COS and \
                     gives_all(action, parts[i], aliases[action.name], described[action.name], listener):
                 # a request that gives every argument the action requires names it as well as a word of its own
@@ -436,7 +439,7 @@ def kinds(ab: ActionBook, params: dict, text: str, args: dict, never: set[str],
     props = params.get("properties") or {}
     args = aliased(params, text, args, aliases)  # a name the lore gives one value ("Morning Mist" for clear sake,
     # "the Candle House" for Casa de las Velas)
-    args = by_explained(params, text, args)  # a word the description explains one kind with ("her seams": caulking)
+    args = by_explained(params, text, args)  # a word the description explains one kind with ("bent": mend)
     if not guess:  # the player leaves the choice to the character ("whatever you think suits me")
         return args
     open_ = {k: kind_values(sch) for k, sch in props.items()
