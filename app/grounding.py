@@ -238,6 +238,10 @@ def shorten(sentence: str, keep: set[str], budget: int, prefer: set[str] = froze
 
 
 _AUX = frozenset("am is are was were has have had do does did will would can could may might must shall should".split())
+# words a clause cannot end on: an aside that interrupts a clause is no aside after it ("..., and it is, as all
+# agree, the real lock" / "... salamanders, the creature that, in old books, lives in fire")
+_OPEN_END = _AUX | frozenset("that which who whom whose the a an of to and or but nor with for in on at by from as "
+                             "than into onto upon its their his her my our your this these those".split())
 # a list goes on after the cut: "... named Ada, Ben and Cy", "... oats, beans, dwarf wheat and peppers"
 _LIST_END = re.compile(r"^(?:(?:and|or) )?\S+(?: \S+){0,3} (?:and|or) \S+(?: \S+){0,2}$|^(?:and|or) \S+(?: \S+){0,2}$")
 
@@ -280,7 +284,8 @@ def aside_cuts(sentence: str, keep: set[str], question: str, entities) -> list[s
     """Shorter versions of `sentence`, shortest first, each the sentence up to a comma, semicolon or dash with the
     rest dropped as an aside ("It opened in 1961, after three summers of building, and its cabins held 40 people."
     -> "It opened in 1961."). A cut is offered only where English grammar lets it stand alone and nothing
-    asked is lost: what stays is five words or more with a finite verb and balanced quotes and brackets; it holds
+    asked is lost: what stays is five words or more with a finite verb and balanced quotes and brackets, and does
+    not end on a word that waits for more ("and it is", "the creature that"); it holds
     every `keep` token (the answer type's names and numbers); what goes does not open with a finite verb, does not
     go on with a list ("named Ada, Ben and Cy"), says no negation ("bread, never drink"), does not follow a clause
     that waits for it ("...; when it is not, he hangs a rag"), is no apposition that says what the question
@@ -299,7 +304,8 @@ def aside_cuts(sentence: str, keep: set[str], question: str, entities) -> list[s
         rest = [seg.strip() for seg in parts[k + 2::2]]
         tokens = {w.lower() for w in _TOKEN.findall(kept)}
         if (len(kept.split()) < 5 or kept.count("(") != kept.count(")") or kept.count('"') % 2
-                or kept.count("“") != kept.count("”") or keep - tokens or not rest[0]):
+                or kept.count("“") != kept.count("”") or keep - tokens or not rest[0]
+                or kept.split()[-1].strip("\"'“”‘’()").lower() in _OPEN_END):
             continue
         if _finite_start(rest[0], opens) or _NEGATION.search(" ".join(rest)) or _continues_list(rest):
             continue
@@ -492,7 +498,8 @@ class GroundingPolicy:
         docs/benchmarks.md), a question of a type (who, when, how many) finds a name or number of that
         type in it ("When was the statue put up?" / "A bronze statue ... stands beside the station." is not said
         alone: the next sentence, "It was unveiled in 1999", holds the answer), and the next sentence does not open
-        by referring back to something ("Its reflector is 64 metres across.")."""
+        by referring back to something ("Its reflector is 64 metres across."). It is said alone too when the next
+        sentence adds nothing of the asked type (`adds_nothing`)."""
         import numpy as np
 
         from app.reader import load_reader
@@ -508,7 +515,17 @@ class GroundingPolicy:
         typed = self.cues.answer_type(question) is None or bool(self.selector.answer_tokens(question, evidence[0]))
         sure = (g.reader_alone is not None and order[0] == 0 and float(p[0] / (p[0] + p[nxt])) >= g.reader_alone
                 and typed and not _REFERS_BACK.match(evidence[nxt].text))
-        return [evidence[i] for i in order], sure
+        return [evidence[i] for i in order], sure or self.adds_nothing(question, evidence[order[0]], evidence[nxt])
+
+    def adds_nothing(self, question: str, first: Evidence, second: Evidence) -> bool:
+        """Could the next sentence not hold the answer to a typed question (who, when, how many, where) that the
+        first one may hold? The first holds a name or number of the asked type, and the next none that the first
+        lacks ("How high is the saddle?" / "... climbs to 9,300 feet at the Skarn Saddle." then "Every traveller
+        is warned the saddle stands at 9,300 feet."): saying it would only lengthen the reply."""
+        if self.cues.answer_type(question) is None:
+            return False
+        own = self.selector.answer_tokens(question, first)
+        return bool(own) and not self.selector.answer_tokens(question, second) - own
 
     def frame_fault(self, spec: NpcSpec, question: str, lead: str, evidence: list[Evidence]) -> str | None:
         """Why a lead-in the character's adapter wrote for a fact reply may not be said (None: it may): it must be

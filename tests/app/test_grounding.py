@@ -249,12 +249,22 @@ def test_an_aside_after_the_answer_is_cut(sentence, keep, cut):
     ("The station is open from dawn; the keeper, Ada Vell, by appointment.", set()),  # "...; the keeper" no clause
     ("The sign reads \"Home, sweet home, and nowhere else\" above the door.", set()),  # inside quotes
     ("Short, and whole.", set()),  # under five words
+    # an aside that interrupts a clause: what stays would end on a word that waits for the rest
+    ("It is a cold and narrow stone room open to the sky, and it is, as the wardens found, the real lock.", set()),
     ("When it is thick enough he hangs straw on the post; when it is not, he hangs a black rag.", set()),
 ])
 def test_no_cut_parts_a_list_a_clause_a_negation_or_a_name(sentence, keep):
     from app.grounding import aside_cuts
 
     assert aside_cuts(sentence, keep, "What is it?", _names) == []
+
+
+def test_a_cut_never_ends_on_a_word_that_waits_for_more():
+    from app.grounding import aside_cuts
+
+    # not "..., the creature that." (the aside interrupts the relative clause): only the cut before it all
+    sentence = "The clasps are shaped like newts, the creature that, in the old herbals, lives unharmed in fire."
+    assert aside_cuts(sentence, set(), "What is it?", _names) == ["The clasps are shaped like newts."]
 
 
 @pytest.mark.parametrize("question, sentence", [

@@ -83,9 +83,11 @@ def test_a_fact_reply_says_the_readers_sentence_first_and_alone_when_both_judges
     from app.config import NpcSpec
 
     row, gold = ROWS[0], "It was built by the clockmaker Oriol Santpere."
+    # the other two sentences name someone too, so either could still hold the answer to "who" (adds_nothing)
+    texts = [f"{TOPIC[1][:-1]}, Abbot Ferran most of all.", gold, "Abbot Ferran gave the hall its green benches."]
 
     def evidence(order):  # in the selection's rank order, as a turn passes it
-        return [Evidence(row["candidates"][j][1], f"c{j}", "d", row["candidates"][j][0], 1.0 - 0.01 * i)
+        return [Evidence(texts[j], f"c{j}", "d", row["candidates"][j][0], 1.0 - 0.01 * i)
                 for i, j in enumerate(order)]
 
     def policy(**g):
@@ -98,7 +100,7 @@ def test_a_fact_reply_says_the_readers_sentence_first_and_alone_when_both_judges
     topic_first = evidence([0, 1, 2])
     ordered, sure = policy().read(row["question"], topic_first)
     assert ordered[0].text == gold and {e.text for e in ordered} == {e.text for e in topic_first}
-    assert not sure  # the selection ranked another sentence first: both are said, the reader's first
+    assert not sure  # the selection ranked another sentence first, and the next one names someone: both are said
     said = policy(reader_alone=0.01).extract(npc, topic_first, row["question"])
     assert said == f"{gold} {ordered[1].text}"
     gold_first = evidence([1, 0, 2])
@@ -118,11 +120,26 @@ def test_a_fact_reply_says_the_readers_sentence_first_and_alone_when_both_judges
     assert sure_order.read("Is the clock admired?", [topic, benches]) == ([topic, benches], True)  # no type asked
     # nor when the next sentence goes on from another one ("Its ...", "It ...", "They ...")
     small = Evidence("A second dish of 9 metres sits on the mast.", "c3", "d", "Dishes", 1.0)
-    for goes_on in ("Its reflector is 64 metres across.", "It was finished in 2374.", "‘They call it the Ear.’"):
+    for goes_on in ("Its reflector is 64 metres across.", "It was finished in 2374.", "‘They measure it at 70 m.’"):
         nxt = Evidence(goes_on, "c4", "d", "Dishes", 0.9)
         assert sure_order.read("How big across is the dish?", [small, nxt]) == ([small, nxt], False), goes_on
+    ear = Evidence("‘They call it the Ear.’", "c4", "d", "Dishes", 0.9)  # ... unless it adds no number (below)
+    assert sure_order.read("How big across is the dish?", [small, ear]) == ([small, ear], True)
     items = Evidence("Items of 64 metres are rare.", "c4", "d", "Dishes", 0.9)  # a word that only starts so
     assert sure_order.read("How big across is the dish?", [small, items]) == ([small, items], True)
+    # however unsure the reader, the best sentence is said alone when it holds a name or number of the asked type
+    # and the next one adds none it lacks: the next could not hold the answer
+    unsure = policy(reader_alone=None, reader_weight=1000.0)
+    climbs = Evidence("The road climbs to 9,300 feet at the Skarn Saddle.", "c6", "d", "The Pass", 1.0)
+    again = Evidence("Every traveller is warned that the saddle stands at 9,300 feet.", "c7", "d", "The Pass", 0.9)
+    lower = Evidence("The old mule road crossed lower, at 8,100 feet.", "c8", "d", "The Pass", 0.9)
+    high = "How high is the saddle?"
+    assert unsure.read(high, [climbs, again]) == ([climbs, again], True)
+    assert unsure.extract(npc, [climbs, again], high) == climbs.text
+    assert unsure.read(high, [climbs, lower]) == ([climbs, lower], False)  # another height: it may be the answer
+    second = Evidence(climbs.text, "c6", "d", "The Pass", 0.8)
+    assert unsure.read(high, [topic, second]) == ([topic, second], False)  # the first holds no number
+    assert unsure.read("Is the saddle cold?", [climbs, again]) == ([climbs, again], False)  # no type asked
     # the reader reads up to reader_candidates sentences, more than the reply says: an answer third in the
     # selection's order comes first; read only as far as extract_sentences, it cannot
     row3 = ROWS[1]
@@ -137,7 +154,7 @@ def test_a_fact_reply_says_the_readers_sentence_first_and_alone_when_both_judges
     assert GroundingConfig().answer_order == "reader"
     rank = GroundingPolicy(EternaConfig(grounding=GroundingConfig(answer_order="rank")),
                            EvidenceSelector(embedder, Cues.load()), Cues.load(), None)
-    assert rank.extract(npc, topic_first, row["question"]) == f"{TOPIC[1]} {gold}"
+    assert rank.extract(npc, topic_first, row["question"]) == f"{texts[0]} {gold}"
 
 
 def test_an_aside_is_cut_only_where_the_reader_still_finds_the_answer(reader_dir, embedder):
