@@ -410,9 +410,37 @@ class GroundingPolicy:
         evidence = self.selector.select(text, qvec, hits, n, whole_chunks=g.whole_chunks)
         if evidence and not g.whole_chunks and (
                 evidence[0].score < g.min_evidence
-                or self.hidden_answers_better(text, qvec, evidence[0], unfiltered)):
+                or self.hidden_answers_better(text, qvec, evidence[0], unfiltered)
+                or self.hidden_reads_better(text, evidence, lambda: self.hidden_sentences(
+                    text, qvec, index, spec.scope(chapter, state)))):
             return []
         return evidence
+
+    def hidden_reads_better(self, text: str, evidence: list[Evidence], hidden) -> bool:
+        """Does the answer reader find the answer in text the character may not see, and not in its own evidence?
+        The character's best sentences all read below `hidden_reader_own`, and a hidden one (`hidden()`: the best
+        sentences of a later chapter, a closed gate, another character's knowledge) reads `hidden_reader` higher:
+        "how many people have you patched up?" / "... a silence of eleven minutes" is no answer, and the count is
+        in a gated page. The selection's scores miss this when the hidden sentence scores below the character's
+        own (`hidden_answers_better`). Only the decision reads the hidden text."""
+        from app.reader import load_reader
+
+        g = self.config.grounding
+        if g.hidden_reader is None or g.answer_order != "reader" or not evidence:
+            return False
+        reader = load_reader(g.reader)
+        own = max(reader.scores(text, [(e.title, e.text) for e in evidence[: g.reader_candidates]]))
+        if own >= g.hidden_reader_own:
+            return False
+        top = hidden()
+        return bool(top) and max(reader.scores(text, [(e.title, e.text) for e in top])) - own >= g.hidden_reader
+
+    def hidden_sentences(self, text: str, qvec, index: LoreIndex, scope) -> list[Evidence]:
+        """The best sentences the character may not see, from an unscoped search twice as wide as the turn's."""
+        r = self.config.retrieval
+        hits = [h for h in self.retriever.search(index, text, qvec, 2 * r.k)
+                if h.score >= r.min_score and not scope.allows(h.chunk)]
+        return self.selector.select(text, qvec, hits, self.config.grounding.reader_candidates) if hits else []
 
     def hidden_answers_better(self, text: str, qvec, best: Evidence, unfiltered: list) -> bool:
         """Would evidence outside this character's scope or chapter answer clearly better? Then the answer is hidden

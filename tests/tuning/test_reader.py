@@ -217,3 +217,40 @@ def test_the_shipped_reader_loads_and_was_not_trained_on_the_sealed_world():
     reader = load_reader("builtin:answer-reader")
     s = reader.scores("Who built the clock?", [tuple(c) for c in ROWS[0]["candidates"]])
     assert max(range(3), key=s.__getitem__) == 1
+
+
+def test_the_character_does_not_know_when_the_reader_finds_the_answer_only_in_hidden_text(reader_dir, embedder):
+    """grounding.hidden_reader: own evidence the reader finds unlikely, and a sentence the character may not see
+    that it reads far higher, make "I do not know"; own evidence that reads well, or hidden text that reads no
+    better, does not."""
+    row = ROWS[0]
+    gold = Evidence("It was built by the clockmaker Oriol Santpere.", "c1", "d", "The Clock", 0.5)
+    topic = Evidence(TOPIC[1], "c0", "d", TOPIC[0], 1.0)
+    benches = Evidence("Readers sit on green benches.", "c5", "d", "Benches", 0.9)
+    s_gold, s_topic, s_benches = CrossEncoderReader(reader_dir).scores(
+        row["question"], [(e.title, e.text) for e in (gold, topic, benches)])
+    assert s_gold > max(s_topic, s_benches)  # the reader learnt its rows
+
+    def policy(**g):  # thresholds between this reader's scores: the rule, not the shipped reader's scale
+        grounding = GroundingConfig(**{"answer_order": "reader", "reader": str(reader_dir),
+                                       "hidden_reader_own": (s_gold + max(s_topic, s_benches)) / 2,
+                                       "hidden_reader": (s_gold - max(s_topic, s_benches)) / 2, **g})
+        return GroundingPolicy(EternaConfig(grounding=grounding), EvidenceSelector(embedder, Cues.load()),
+                               Cues.load(), None)
+
+    asked = []
+
+    def hidden(*found):
+        def search():
+            asked.append(1)
+            return list(found)
+        return search
+
+    assert policy().hidden_reads_better(row["question"], [topic, benches], hidden(gold))
+    asked.clear()
+    assert not policy().hidden_reads_better(row["question"], [gold, topic], hidden(gold))  # its own reads well
+    assert not asked  # ... and then nothing hidden is searched
+    assert not policy().hidden_reads_better(row["question"], [topic], hidden(benches))  # reads no better
+    assert not policy().hidden_reads_better(row["question"], [topic], hidden())  # nothing hidden
+    assert not policy(hidden_reader=None).hidden_reads_better(row["question"], [topic], hidden(gold))
+    assert not policy(answer_order="rank").hidden_reads_better(row["question"], [topic], hidden(gold))
