@@ -29,7 +29,7 @@ from app.action_args import (LABELLED, QUOTED, SAYING, aliased, by_apposition, b
                              told_message, truecase, valid, with_titles)
 from app.action_detect import (MARGIN, REQUEST_COS, REQUEST_WORDS, Evidence, by_values_only, declared_words,
                                described_words, gives_all, informs, named, own_order, paraphrases, relayed, request,
-                               stems, terse, vocabulary)
+                               request_verb, stems, terse, vocabulary)
 from app.actions import Outcome, with_answer
 from app.router import Route, lore_match, offworld_allowed
 from retrieval.text import ABBREVIATIONS, split_sentences
@@ -224,6 +224,10 @@ def _weigh(engine: DialogueEngine, turn: Turn, parts: list[str], vecs: np.ndarra
 
     asked = [request(engine.cues, p) for p in parts]
     questions = [informs(engine.cues, p) for p in parts]
+    for j in range(2, len(parts)):  # "how cold is it? like actual degrees pls": more of the question, no order
+        said_more = engine.cues.find("clarify", parts[j])
+        if questions[j - 1] and said_more and request_verb(parts[j][len(said_more):].lstrip(" ,")) is None:
+            asked[j], questions[j] = False, True
     said = [stems(p) | stems(" ".join(engine.cues.meant(p))) for p in parts]  # "fit her in" says "book"
     beside = len(parts) > 1 and any(questions[1:])  # (parts[0] is the whole line, the rest its clauses)
     # the line's statements without its questions: an order in parts beside a question ("North gate. Five of us.

