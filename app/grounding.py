@@ -79,9 +79,14 @@ class Evidence:
     doc: str
     title: str
     score: float
+    context: str = ""  # the sentence before it in its chunk ("" for the first): what "It", "She" refer to
 
     def source(self) -> dict:
         return {"chunk": self.chunk, "doc": self.doc, "text": self.text, "score": round(float(self.score), 4)}
+
+    def read(self) -> tuple[str, str, str]:
+        """What the answer reader reads: (section title, sentence, the sentence before it)."""
+        return self.title, self.text, self.context
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,14 @@ class EvidenceSelector:
         if whole_chunks:
             return [Evidence(" ".join(s for s in split_sentences(h.chunk.text) if not instructs(s)), h.chunk.id,
                              h.chunk.doc, h.chunk.title, float(h.score)) for h in hits[:n]]
-        cands = [(h, s) for h in hits for s in split_sentences(h.chunk.text) if not instructs(s)]
+        before: dict[str, str] = {}
+        cands = []
+        for h in hits:
+            sentences = split_sentences(h.chunk.text)
+            for i, s in enumerate(sentences):
+                if not instructs(s):
+                    cands.append((h, s))
+                    before.setdefault(s, sentences[i - 1] if i else "")
         cands = list({s: (h, s) for h, s in reversed(cands)}.values())[::-1]  # overlap repeats sentences
         if not cands:
             return []
@@ -167,7 +179,7 @@ class EvidenceSelector:
             has_answer = bool(self.entities(s, kind) - qents)
             score = (self.w.cosine * float(c) + self.w.overlap * overlap + self.w.chunk * float(h.score)
                      + self.w.answer_type * (1.0 if has_answer else -1.0 if kind else 0.0))
-            scored.append(Evidence(s, h.chunk.id, h.chunk.doc, h.chunk.title, score))
+            scored.append(Evidence(s, h.chunk.id, h.chunk.doc, h.chunk.title, score, before.get(s, "")))
         scored.sort(key=lambda e: -e.score)
         return scored[:n]
 
@@ -429,11 +441,11 @@ class GroundingPolicy:
         if g.hidden_reader is None or g.answer_order != "reader" or not evidence:
             return False
         reader = load_reader(g.reader)
-        own = max(reader.scores(text, [(e.title, e.text) for e in evidence[: g.reader_candidates]]))
+        own = max(reader.scores(text, [e.read() for e in evidence[: g.reader_candidates]]))
         if own >= g.hidden_reader_own:
             return False
         top = hidden()
-        return bool(top) and max(reader.scores(text, [(e.title, e.text) for e in top])) - own >= g.hidden_reader
+        return bool(top) and max(reader.scores(text, [e.read() for e in top])) - own >= g.hidden_reader
 
     def hidden_sentences(self, text: str, qvec, index: LoreIndex, scope) -> list[Evidence]:
         """The best sentences the character may not see, from an unscoped search twice as wide as the turn's."""
@@ -510,7 +522,8 @@ class GroundingPolicy:
         if not cuts:
             return evidence
         g = self.config.grounding
-        scores = load_reader(g.reader).scores(question, [(evidence.title, t) for t in (evidence.text, *cuts)])
+        reads = [(evidence.title, t, evidence.context) for t in (evidence.text, *cuts)]
+        scores = load_reader(g.reader).scores(question, reads)
         if scores[0] < 0:  # the reader does not find the answer in the whole sentence: it cannot vouch for a cut
             return evidence
         for cut, score in zip(cuts, scores[1:]):
@@ -535,7 +548,7 @@ class GroundingPolicy:
         g = self.config.grounding
         if len(evidence) < 2:
             return list(evidence), True
-        logits = load_reader(g.reader).scores(question, [(e.title, e.text) for e in evidence])
+        logits = load_reader(g.reader).scores(question, [e.read() for e in evidence])
         score = np.array(logits) + g.reader_weight * np.array([e.score for e in evidence])
         order = sorted(range(len(evidence)), key=lambda i: (-score[i], i))
         p = np.exp(score - score.max())

@@ -65,17 +65,19 @@ class CrossEncoderReader:
         recipe = manifest.get("recipe", {})
         self.max_length = recipe.get("max_length", max_length)
         self.titles = recipe.get("titles", False)
+        self.context = recipe.get("context", False)
         self.id = f"reader:{folder.name}"
         self._lock = threading.Lock()  # one forward at a time: the model is shared by the engine's threads
 
-    def scores(self, question: str, candidates: list[tuple[str, str]]) -> list[float]:
+    def scores(self, question: str, candidates: list[tuple]) -> list[float]:
         import torch
 
         from tuning.reader import candidate_text, score_pairs
 
         if not candidates:
             return []
-        texts = [candidate_text(title, text, self.titles) for title, text in candidates]
+        texts = [candidate_text(c[0], c[1], self.titles, c[2] if self.context and len(c) > 2 else "")
+                 for c in candidates]
         with self._lock, torch.inference_mode():
             return [float(x) for x in score_pairs(self.model, self.tok, question, texts, self.max_length)]
 

@@ -36,10 +36,14 @@ class ReaderRecipe(BaseModel):
     seed: int = Field(0, description="seed of the shuffles, the head and the LoRA initialisation")
     threads: int = Field(0, ge=0, description="torch threads (0: the machine's cores)")
     titles: bool = Field(False, description="a candidate is read as 'section title: sentence' (else the sentence)")
+    context: bool = Field(False, description="a candidate is read with the sentence before it in its chunk "
+                                             "('sentence << before', so truncation cuts the context first), so 'It', "
+                                             "'She' have something to refer to")
 
 
-def candidate_text(title: str, sentence: str, titles: bool) -> str:
-    return f"{title}: {sentence}" if titles and title else sentence
+def candidate_text(title: str, sentence: str, titles: bool, context: str = "") -> str:
+    text = f"{sentence} << {context}" if context else sentence
+    return f"{title}: {text}" if titles and title else text
 
 
 def useful(rows: list[dict]) -> list[dict]:
@@ -107,7 +111,8 @@ def train_reader(rows: list[dict], base_dir: Path, out_dir: Path, recipe: Reader
             rng.shuffle(train)
             loss_sum = 0.0
             for i, row in enumerate(train):
-                texts = [candidate_text(title, text, recipe.titles) for title, text in row["candidates"]]
+                texts = [candidate_text(c[0], c[1], recipe.titles, c[2] if recipe.context and len(c) > 2 else "")
+                         for c in row["candidates"]]
                 logits = score_pairs(model, tok, row["question"], texts, recipe.max_length)
                 gold = torch.tensor(row["gold"])
                 loss = -(torch.logsumexp(logits[gold], 0) - torch.logsumexp(logits, 0))

@@ -254,3 +254,33 @@ def test_the_character_does_not_know_when_the_reader_finds_the_answer_only_in_hi
     assert not policy().hidden_reads_better(row["question"], [topic], hidden())  # nothing hidden
     assert not policy(hidden_reader=None).hidden_reads_better(row["question"], [topic], hidden(gold))
     assert not policy(answer_order="rank").hidden_reads_better(row["question"], [topic], hidden(gold))
+
+
+def test_a_reader_trained_with_context_reads_each_sentence_after_the_one_before_it(tmp_path, embedder):
+    """ReaderRecipe.context: a candidate is read as 'sentence << the sentence before it', in training and in a turn
+    (Evidence.context, filled by the selection from the chunk), so "She has placed 3,100 animals" has its "She"."""
+    from tuning.reader import candidate_text
+
+    assert candidate_text("T", "She has placed 3,100.", False, "Ada runs the shelter.") == \
+        "She has placed 3,100. << Ada runs the shelter."
+    assert candidate_text("T", "She has placed 3,100.", True, "") == "T: She has placed 3,100."
+    rows = [{**r, "candidates": [[t, s, "The hall keeps a clock."] for t, s in r["candidates"]]} for r in ROWS]
+    out = tmp_path / "reader"
+    train_reader(rows, resolve_embedder(SPEC), out, ReaderRecipe(r=4, alpha=8, epochs=2, accumulate=1,
+                                                                 learning_rate=2e-3, threads=1, context=True),
+                 base_spec=SPEC, sources={"worlds": ["test"]}, log=lambda msg: None)
+    reader = CrossEncoderReader(out)
+    assert reader.context and json.loads((out / ADAPTER_MANIFEST).read_text())["recipe"]["context"]
+    q, pair = "Who built the clock?", ("The Clock", "It was built by Oriol Santpere.")
+    with_context = reader.scores(q, [(*pair, "The hall keeps a clock.")])
+    assert with_context != reader.scores(q, [(*pair, "")])  # the context is read
+    # the selection gives each sentence the one before it in its chunk
+    from app.grounding import EvidenceSelector
+    from retrieval.types import Chunk, Hit
+
+    text = "The hall keeps a clock. It was built by Oriol Santpere."
+    chunk = Chunk(id="c#0", doc="c", title="The Clock", kind="place", npc_scope=None, chapter=1, heading="",
+                  text=text, hash="h")
+    ev = EvidenceSelector(embedder, Cues.load()).select(q, embedder.encode([q])[0], [Hit(chunk, 0.9, 0)], 2)
+    assert {e.text: e.context for e in ev} == {"The hall keeps a clock.": "",
+                                              "It was built by Oriol Santpere.": "The hall keeps a clock."}
