@@ -40,6 +40,13 @@ def split_sentences(text: str) -> list[str]:
     return _split(text, min_words=3)
 
 
+def sentences_with_context(text: str) -> list[tuple[str, str]]:
+    """Each evidence sentence of a chunk with the sentence before it ("" for the first): what "It" or "She" in it
+    refers to. The selection and the answer reader's training rows both read a sentence's context from here."""
+    sentences = split_sentences(text)
+    return [(s, sentences[i - 1] if i else "") for i, s in enumerate(sentences)]
+
+
 def _stem(word: str) -> str:
     return word.lower()[:5]
 
@@ -159,11 +166,10 @@ class EvidenceSelector:
         before: dict[str, str] = {}
         cands = []
         for h in hits:
-            sentences = split_sentences(h.chunk.text)
-            for i, s in enumerate(sentences):
+            for s, prev in sentences_with_context(h.chunk.text):
                 if not instructs(s):
                     cands.append((h, s))
-                    before.setdefault(s, sentences[i - 1] if i else "")
+                    before.setdefault(s, prev)
         cands = list({s: (h, s) for h, s in reversed(cands)}.values())[::-1]  # overlap repeats sentences
         if not cands:
             return []

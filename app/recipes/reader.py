@@ -42,15 +42,14 @@ def question_rows(config_path: Path, facts: str) -> list[dict]:
                                          "answer": "extract", "answer_both": "extract", "answer_order": "rank",
                                          "max_words": None})
     engine = DialogueEngine.from_settings(cfg.model_copy(update={"grounding": g}))
-    from app.grounding import split_sentences
+    from app.grounding import sentences_with_context
 
     docs = {c.doc: c for c in engine.index.chunks}
     titles = {c.id: c.title for c in engine.index.chunks}
     before = {}  # (chunk, sentence) -> the sentence before it in the chunk, as EvidenceSelector.select reads it
     for c in engine.index.chunks:
-        sentences = split_sentences(c.text)
-        for i, sentence in enumerate(sentences):
-            before.setdefault((c.id, sentence), sentences[i - 1] if i else "")
+        for sentence, prev in sentences_with_context(c.text):
+            before.setdefault((c.id, sentence), prev)
     rows = []
     for i, it in enumerate(load_fact_items(cfg.paths.eval / facts)):
         npc, state = engine.cast.get(it["npc"]), State.of(it.get("state"))
