@@ -18,10 +18,10 @@ LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX
 LLAMA_KEY   := $(shell printf '%s|%s' '$(LLAMA_VERSION)' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 WHEELHOUSE  ?= $(HOME)/.cache/eterna/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
 
-.PHONY: setup models index demo adapters ship-adapters reader demo-tuned test test-fast bench eval browser redis clean help
+.PHONY: setup models index demo adapters ship-adapters reader reader-context demo-tuned test test-fast bench eval browser redis clean help
 
 help:
-	@echo "make demo | make test | make test-fast | make setup | make models | make index | make adapters | make ship-adapters | make reader | make demo-tuned | make eval | make bench | make clean"
+	@echo "make demo | make test | make test-fast | make setup | make models | make index | make adapters | make ship-adapters | make reader | make reader-context | make demo-tuned | make eval | make bench | make clean"
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -82,6 +82,12 @@ reader: models
 	@for w in $(DEV_WORLDS); do $(BIN)/eterna --config configs/$$w.yaml index rebuild >/dev/null || exit 1; done
 	$(BIN)/eterna train reader --worlds $(foreach w,$(DEV_WORLDS),configs/$(w).yaml) --facts $(READER_FACTS) \
 	  --out adapters/reader
+
+# Its companion that reads each sentence with the one before it (adapters/reader-context); about 25 minutes.
+reader-context: models
+	@for w in $(DEV_WORLDS); do $(BIN)/eterna --config configs/$$w.yaml index rebuild >/dev/null || exit 1; done
+	$(BIN)/eterna train reader --context --worlds $(foreach w,$(DEV_WORLDS),configs/$(w).yaml) \
+	  --facts $(READER_FACTS) --out adapters/reader-context
 
 # The scene with the adapters trained here (configs/npcs.tuned.yaml), before shipping them.
 demo-tuned: adapters index

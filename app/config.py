@@ -216,8 +216,10 @@ class GroundingConfig(_Strict):
         "`sentence`, the one whose own words are closest to the question first (the same sentences; answer first "
         "in more replies on one development world, fewer on the other: docs/benchmarks.md); `reader`, the answer "
         "reader's (grounding.reader) first, said alone when the reader is sure (grounding.reader_alone)")
-    reader: str = Field("builtin:answer-reader", description="with answer_order `reader`: the answer reader, "
-                        "`builtin:answer-reader` (shipped, adapters/reader) or a folder `eterna train reader` wrote")
+    reader: str | tuple[str, ...] = Field(
+        "builtin:answer-reader", description="with answer_order `reader`: the answer reader, "
+        "`builtin:answer-reader` (shipped, adapters/reader), `builtin:answer-reader-context` (adapters/reader-context, "
+        "trained with --context) or a folder `eterna train reader` wrote; or a list of them, whose mean logit scores")
     reader_weight: float = Field(3.0, ge=0, description="with answer_order `reader`: weight of the selection's own "
                                  "score added to the reader's logit")
     reader_candidates: int = Field(5, ge=1, le=20, description="with answer_order `reader`: the selection's best "
@@ -246,6 +248,14 @@ class GroundingConfig(_Strict):
     on_unsupported: Literal["extract", "idk", "keep"] = Field("extract", description="policy when the check fails")
     adapter: Path | None = Field(None, description="a grounding adapter (`eterna train raft`) that speaks on "
                                  "generated fact/both turns instead of the character's voice adapter")
+
+    @field_validator("reader")
+    @classmethod
+    def _readers(cls, v):
+        if isinstance(v, tuple) and not v:
+            raise ValueError("an empty list of readers; name one (builtin:answer-reader) or more, or set "
+                             "answer_order: rank")
+        return v
 
 
 class IndexKindConfig(_Strict):
@@ -428,7 +438,10 @@ class EternaConfig(_Strict):
                                       "llamacpp": m.llamacpp.model_copy(update={"gguf": fix(m.llamacpp.gguf)})})
         world = self.world.model_copy(update={"cues": fix(self.world.cues)})
         g = self.grounding
-        reader = g.reader if g.reader.startswith("builtin:") else str(fix(Path(g.reader)))
+        def one(spec: str) -> str:
+            return spec if spec.startswith("builtin:") else str(fix(Path(spec)))
+
+        reader = one(g.reader) if isinstance(g.reader, str) else tuple(one(s) for s in g.reader)
         grounding = g.model_copy(update={"adapter": fix(g.adapter), "reader": reader})
         retrieval = self.retrieval.model_copy(update={"rerank_model": fix(self.retrieval.rerank_model)})
         memory = self.memory.model_copy(update={"path": fix(self.memory.path)})

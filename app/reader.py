@@ -1,8 +1,10 @@
 """Answer readers: which evidence sentence holds the answer to a question. The seam is `AnswerReader`; the one
-implementation is the cross-encoder `eterna train reader` builds (tuning/reader.py), shipped as
-`adapters/reader` and named `builtin:answer-reader` in `grounding.reader`.
+model is the cross-encoder `eterna train reader` builds (tuning/reader.py), shipped as `adapters/reader`
+(`builtin:answer-reader`) and, trained with `--context`, as `adapters/reader-context`
+(`builtin:answer-reader-context`). `grounding.reader` names one reader, or a list whose mean logit is the score
+(`MeanReader`: two readers that err on different questions).
 
-    reader = load_reader(cfg.grounding.reader)     # cached per folder
+    reader = load_reader(cfg.grounding.reader)     # cached per folder (or list of folders)
     reader.scores("Who built the tower?", [("Towers", "The tower was built in 1620."), ...])   # one logit each
 """
 
@@ -17,7 +19,9 @@ from typing import Protocol
 
 from retrieval.errors import ModelNotFoundError
 
-BUILTIN_READERS = {"builtin:answer-reader": Path(__file__).resolve().parents[1] / "adapters" / "reader"}
+_ADAPTERS = Path(__file__).resolve().parents[1] / "adapters"
+BUILTIN_READERS = {"builtin:answer-reader": _ADAPTERS / "reader",
+                   "builtin:answer-reader-context": _ADAPTERS / "reader-context"}
 
 
 class AnswerReader(Protocol):
@@ -82,6 +86,34 @@ class CrossEncoderReader:
             return [float(x) for x in score_pairs(self.model, self.tok, question, texts, self.max_length)]
 
 
-@functools.lru_cache(maxsize=4)
-def load_reader(spec: str) -> AnswerReader:
+class MeanReader:
+    """Several readers as one: each candidate's score is the mean of their logits. Readers trained on other rows or
+    with other inputs (one reads the sentence before each candidate) miss different answers."""
+
+    def __init__(self, readers: list[AnswerReader]):
+        if not readers:
+            raise ValueError("MeanReader needs at least one reader")
+        self.readers = readers
+        self.id = "mean(" + ",".join(r.id for r in readers) + ")"
+
+    def scores(self, question: str, candidates: list[tuple]) -> list[float]:
+        each = [r.scores(question, candidates) for r in self.readers]
+        return [sum(s) / len(s) for s in zip(*each)]
+
+
+@functools.lru_cache(maxsize=8)
+def _one_reader(spec: str) -> CrossEncoderReader:
     return CrossEncoderReader(resolve_reader(spec))
+
+
+def load_reader(spec: str | tuple[str, ...] | list[str]) -> AnswerReader:
+    """The reader `grounding.reader` names: one spec, or several whose mean logit scores (each loaded once)."""
+    if isinstance(spec, (str, Path)):
+        return _one_reader(str(spec))
+    specs = [str(s) for s in spec]
+    return _one_reader(specs[0]) if len(specs) == 1 else _mean_reader(tuple(specs))
+
+
+@functools.lru_cache(maxsize=4)
+def _mean_reader(specs: tuple[str, ...]) -> MeanReader:
+    return MeanReader([_one_reader(s) for s in specs])

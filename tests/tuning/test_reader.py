@@ -284,3 +284,34 @@ def test_a_reader_trained_with_context_reads_each_sentence_after_the_one_before_
     ev = EvidenceSelector(embedder, Cues.load()).select(q, embedder.encode([q])[0], [Hit(chunk, 0.9, 0)], 2)
     assert {e.text: e.context for e in ev} == {"The hall keeps a clock.": "",
                                               "It was built by Oriol Santpere.": "The hall keeps a clock."}
+
+
+def test_the_shipped_context_reader_reads_the_sentence_before_and_was_not_trained_on_the_sealed_world():
+    folder = resolve_reader("builtin:answer-reader-context")
+    m = json.loads((folder / ADAPTER_MANIFEST).read_text())
+    assert m["kind"] == "reader" and m["recipe"]["context"] is True
+    assert m["data"]["worlds"] and "sealed.yaml" not in m["data"]["worlds"]
+    reader = load_reader("builtin:answer-reader-context")
+    assert reader.context
+    question, said = "Who built the clock?", "It was built by the clockmaker Oriol Santpere."
+    alone, after = reader.scores(question, [("The Clock", said, ""), ("The Clock", said, TOPIC[1])])
+    assert alone != after  # the sentence before is read, not dropped
+
+
+def test_a_list_of_readers_scores_each_candidate_by_their_mean_logit(tmp_path):
+    question = "Who built the clock?"
+    cands = [(t, s, TOPIC[1]) for t, s in ROWS[0]["candidates"]]
+    one, ctx = load_reader("builtin:answer-reader"), load_reader("builtin:answer-reader-context")
+    both = load_reader(["builtin:answer-reader", "builtin:answer-reader-context"])
+    assert both is load_reader(("builtin:answer-reader", "builtin:answer-reader-context"))  # loaded once
+    assert load_reader(["builtin:answer-reader"]) is one
+    a, b, mean = one.scores(question, cands), ctx.scores(question, cands), both.scores(question, cands)
+    assert mean == pytest.approx([(x + y) / 2 for x, y in zip(a, b)], abs=1e-4)
+    assert max(range(3), key=mean.__getitem__) == 1
+    # in a config: a list, its folders relative to the config file; an empty list is an error naming the field
+    (tmp_path / "world.yaml").write_text("grounding:\n  reader: [builtin:answer-reader, my-reader]\n")
+    cfg = EternaConfig.load(tmp_path / "world.yaml")
+    assert cfg.grounding.reader == ("builtin:answer-reader", str(tmp_path / "my-reader"))
+    (tmp_path / "empty.yaml").write_text("grounding:\n  reader: []\n")
+    with pytest.raises(EternaError, match=r"empty\.yaml.*grounding\.reader.*empty list of readers"):
+        EternaConfig.load(tmp_path / "empty.yaml")
