@@ -428,7 +428,7 @@ class GroundingPolicy:
         evidence = self.selector.select(text, qvec, hits, n, whole_chunks=g.whole_chunks)
         if evidence and not g.whole_chunks and (
                 evidence[0].score < g.min_evidence
-                or self.hidden_answers_better(text, qvec, evidence[0], unfiltered)
+                or self.hidden_answers_better(text, qvec, evidence[0], unfiltered, evidence)
                 or self.hidden_reads_better(text, evidence, lambda: self.hidden_sentences(
                     text, qvec, index, spec.scope(chapter, state)))):
             return []
@@ -460,10 +460,12 @@ class GroundingPolicy:
                 if h.score >= r.min_score and not scope.allows(h.chunk)]
         return self.selector.select(text, qvec, hits, self.config.grounding.reader_candidates) if hits else []
 
-    def hidden_answers_better(self, text: str, qvec, best: Evidence, unfiltered: list) -> bool:
+    def hidden_answers_better(self, text: str, qvec, best: Evidence, unfiltered: list,
+                              own: list[Evidence] | None = None) -> bool:
         """Would evidence outside this character's scope or chapter answer clearly better? Then the answer is hidden
         from it (a spoiler, or another character's knowledge) and it must not improvise one from lesser facts.
-        Only the decision to say "I do not know" uses the hidden text; none of it reaches the prompt."""
+        Only the decision to say "I do not know" uses the hidden text; none of it reaches the prompt. `own`: the
+        character's evidence, best first (default: `best` alone), which `hidden_margin_sure` reads."""
         g = self.config.grounding
         if g.hidden_margin is None:
             return False
@@ -471,7 +473,14 @@ class GroundingPolicy:
         top = self.selector.select(text, qvec, hits, 1)
         if not (top and top[0].chunk != best.chunk and top[0].score - best.score >= g.hidden_margin):
             return False
-        return not self.answers_on_its_own(text, best)
+        if self.answers_on_its_own(text, best):
+            return False
+        if g.hidden_margin_sure is not None and g.answer_order == "reader":
+            from app.reader import load_reader
+
+            mine = (own or [best])[: g.reader_candidates]
+            return max(load_reader(g.reader).scores(text, [e.read() for e in mine])) < g.hidden_margin_sure
+        return True
 
     def answers_on_its_own(self, question: str, best: Evidence) -> bool:
         """Does the character's own best sentence answer a typed question by itself ("How many bolts hold the iron

@@ -256,6 +256,35 @@ def test_the_character_does_not_know_when_the_reader_finds_the_answer_only_in_hi
     assert not policy(answer_order="rank").hidden_reads_better(row["question"], [topic], hidden(gold))
 
 
+def test_the_hidden_margin_does_not_silence_an_answer_the_reader_is_sure_of(reader_dir, embedder):
+    """grounding.hidden_margin_sure: a hidden page that scores better in the selection says "I do not know" (the
+    hidden margin), unless the answer reader reads one of the character's own sentences at hidden_margin_sure or
+    above (development: "How long may a visit to the Forbidden Wing last?" had been "I do not know" though its own
+    lore says it, at a reader logit near 8)."""
+    from retrieval.types import Chunk, Hit
+
+    question = ROWS[0]["question"]
+    gold = Evidence("It was built by the clockmaker Oriol Santpere.", "c1", "d", "The Clock", -5.0)
+    topic = Evidence(TOPIC[1], "c0", "d", TOPIC[0], -5.0)
+    s_gold, s_topic = CrossEncoderReader(reader_dir).scores(question, [gold.read(), topic.read()])
+    assert s_gold > s_topic
+    later = Chunk(id="h#0", doc="h", title="The Clock", kind="history", npc_scope=None, chapter=9, heading="",
+                  text="Who built the clock was asked in the hall for a century.", hash="")
+    hits, qvec = [Hit(later, 0.9, 0)], embedder.encode([question])[0]
+
+    def policy(sure):
+        grounding = GroundingConfig(answer_order="reader", reader=str(reader_dir), hidden_margin_sure=sure)
+        return GroundingPolicy(EternaConfig(grounding=grounding), EvidenceSelector(embedder, Cues.load()),
+                               Cues.load(), None)
+
+    between = (s_gold + s_topic) / 2
+    assert policy(None).hidden_answers_better(question, qvec, gold, hits, [gold, topic])  # the margin alone
+    assert not policy(between).hidden_answers_better(question, qvec, gold, hits, [gold, topic])  # sure of its own
+    assert not policy(between).hidden_answers_better(question, qvec, topic, hits, [topic, gold])  # any of its five
+    assert policy(between).hidden_answers_better(question, qvec, topic, hits, [topic])  # its own reads low
+    assert policy(s_gold + 1.0).hidden_answers_better(question, qvec, gold, hits, [gold])  # not sure enough
+
+
 def test_a_reader_trained_with_context_reads_each_sentence_after_the_one_before_it(tmp_path, embedder):
     """ReaderRecipe.context: a candidate is read as 'sentence << the sentence before it', in training and in a turn
     (Evidence.context, filled by the selection from the chunk), so "She has placed 3,100 animals" has its "She"."""
