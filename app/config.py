@@ -186,10 +186,11 @@ class GroundingConfig(_Strict):
         "its own: it holds a name or number of the asked type (how many, when, who, where) and shares this many "
         "topic words with the question (content words that are not only verbs); null: the margin always applies")
     hidden_margin_sure: float | None = Field(
-        None, description="with answer_order `reader`: the hidden margin does not apply when the answer reader reads "
+        7.0, description="with answer_order `reader`: the hidden margin does not apply when the answer reader reads "
         "one of the character's own best sentences (of reader_candidates) at this logit or above: it is sure its own "
-        "lore answers (\"How long may a visit to the Forbidden Wing last?\" / \"... may last no longer than one "
-        "candle ...\"), whatever a hidden page on the same thing scores; null: off")
+        "lore answers (\"How long may a visit to the Forbidden Wing last?\" had been \"I do not know\"), whatever a "
+        "hidden page on the same thing scores (7.0: chosen on development and held-out questions, docs/benchmarks.md); "
+        "null: off")
     hidden_reader: float | None = Field(
         None, ge=0, description="with answer_order `reader`: the NPC does not know when the answer reader scores a "
         "sentence it may not see (later chapter, closed gate, other scope) this many logits above its own best, and "
