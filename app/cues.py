@@ -18,7 +18,7 @@ from retrieval.errors import ConfigError
 BUILTIN = Path(__file__).with_name("data") / "cues.yaml"
 _CLAUSE_END = re.compile(r"[,.!?:;\u2014-]\s*$")  # what may stand before a phrase that opens a clause
 LISTS = ("fact", "form", "social", "personal", "action", "self", "offworld", "idk", "number_words", "fourth_wall",
-         "look", "request", "inform", "narration", "courtesy", "choice", "clarify")
+         "look", "request", "inform", "narration", "courtesy", "choice", "clarify", "ask_frame")
 ANSWER_TYPES = ("number", "time", "person", "place")
 KEYS = (*LISTS, "answer_types", "senses", "exclude", "language")
 
@@ -125,6 +125,7 @@ class Cues:
             "courtesy": _words(p.get("courtesy", ())),  # "Excuse me": shaped like a request, asks for nothing
             "choice": _words(p.get("choice", ())),  # "whatever you think": a choice left to the character
             "clarify": _words(p.get("clarify", ())),  # "like actual degrees": more of the question before it
+            "ask_frame": _words(p.get("ask_frame", ())),  # "tell me in three words": how it asks, not what
             "number": re.compile(rf"\d|(?<!\w)(?:{_union(p['number_words'])})(?!\w)", re.I) if p["number_words"]
             else re.compile(r"\d"),
         })
@@ -140,6 +141,17 @@ class Cues:
         rx = self._re[category]
         m = rx.search(text) if rx is not None else None
         return m.group(0) if m else None
+
+    def without(self, categories: tuple[str, ...], text: str) -> str:
+        """`text` without every phrase of the categories ("Tell me in three words how many ..." less `ask_frame` is
+        "how many ..."), its spaces tidied."""
+        for category in categories:
+            rx = self._re.get(category)
+            if rx is not None:
+                text = rx.sub(" ", text)
+        text = re.sub(r"\s+([,.;:!?])", r"\1", re.sub(r"\s{2,}", " ", text))
+        text = re.sub(r"([!?])\.(?!\.)", r"\1", re.sub(r"[,;:]+(?=[.!?]|$)", "", text))  # "first? ." is "first?"
+        return text.strip(" ,;:-")
 
     def answer_type(self, question: str, *, opens: bool = False) -> str | None:
         """number | time | person | place, from the question's wording; None when it does not say. `opens`: only a

@@ -155,9 +155,23 @@ def route(engine: DialogueEngine, turn: Turn) -> None:
 
 def ground(engine: DialogueEngine, turn: Turn) -> None:
     """Fact and mixed turns: the evidence this character may know at this chapter (none: it does not know)."""
+    if turn.grounded and engine.config.grounding.ask_only:
+        asked(engine, turn)
     turn.evidence = turn.policy.evidence(turn.npc, turn.question or turn.text, turn.qvec, turn.chapter, turn.unfiltered,
                                          turn.index, turn.state) if turn.grounded else []
     turn.lap("retrieve_ms")
+
+
+def asked(engine: DialogueEngine, turn: Turn) -> None:
+    """The question without how the player asks it ("Tell me in three words how many books ..." is "how many books
+    ..."): a polite frame must not move the search, so `turn.question` becomes it, embedded and searched unscoped
+    again (the hidden margin compares against that search). Three words at least, or the line is kept."""
+    text = turn.question or turn.text
+    bare = engine.cues.without(("ask_frame",), text)
+    if bare == text or len(bare.split()) < 3:
+        return
+    turn.question, turn.qvec = bare, engine.embedder.encode([bare])[0]
+    turn.unfiltered = engine.retriever.search(turn.index, bare, turn.qvec, engine.config.retrieval.k)
 
 
 def compose(engine: DialogueEngine, turn: Turn) -> None:

@@ -438,3 +438,19 @@ def test_a_long_extracted_answer_keeps_its_opener_and_drops_the_sign_off(engine)
         said = policy.extract(spec, text, "Who built the great clock?")
         assert said.startswith("Halt.") and "Oriol Santpere" in said
         assert said.endswith("Move along, reader.") is closed, (within, said)
+
+
+def test_how_a_question_is_asked_is_not_what_it_asks():
+    """Cues.without(("ask_frame",)): "tell me", "do you know", "in three words" and the like go, the question stays
+    (the Library's demo line "Tell me in three words how many books Leonor brought ..." was "I do not know", the
+    same question without the frame is answered); a frame's words inside the question stay."""
+    cues = Cues.load()
+    bare = lambda text: cues.without(("ask_frame",), text)  # noqa: E731
+    assert bare("Tell me in three words how many books Leonor brought?") == "how many books Leonor brought?"
+    assert bare("Could you tell me who keeps the keys?") == "who keeps the keys?"
+    assert bare("Do you know what they call the old mill, briefly?") == "what they call the old mill?"
+    assert bare("Any idea which gate opens first? In one sentence.") == "which gate opens first?"
+    assert bare("Maestra, good evening. What is the Lost Index bound in?") == \
+        "Maestra, good evening. What is the Lost Index bound in?"
+    assert bare("Who told the miners about the strike?") == "Who told the miners about the strike?"  # "told"
+    assert bare("How many words are carved on the gate?") == "How many words are carved on the gate?"
