@@ -187,8 +187,8 @@ class GroundingConfig(_Strict):
         "topic words with the question (content words that are not only verbs); null: the margin always applies")
     ask_only: bool = Field(True, description="a fact or mixed turn's search, evidence selection and answer reader "
                            "read the question without how it is asked (the cue list `ask_frame`: \"tell me\", \"do you "
-                           "know\", \"in three words\"); the prompt of a generated reply keeps the whole line (false: the whole line "
-                           "everywhere, the behaviour before session 46)")
+                           "know\", \"in three words\"); the prompt of a generated reply keeps the whole line "
+                           "(false: the whole line everywhere, the behaviour before session 46)")
     hidden_margin_sure: float | None = Field(
         7.0, description="with answer_order `reader`: the hidden margin does not apply when the answer reader reads "
         "one of the character's own best sentences (of reader_candidates) at this logit or above: it is sure its own "
@@ -448,6 +448,7 @@ class EternaConfig(_Strict):
                                       "llamacpp": m.llamacpp.model_copy(update={"gguf": fix(m.llamacpp.gguf)})})
         world = self.world.model_copy(update={"cues": fix(self.world.cues)})
         g = self.grounding
+
         def one(spec: str) -> str:
             return spec if spec.startswith("builtin:") else str(fix(Path(spec)))
 
