@@ -185,9 +185,9 @@ class GroundingConfig(_Strict):
         3, ge=1, description="the hidden margin does not apply when the character's own best evidence answers on "
         "its own: it holds a name or number of the asked type (how many, when, who, where) and shares this many "
         "topic words with the question (content words that are not only verbs); null: the margin always applies")
-    ask_only: bool = Field(True, description="a fact or mixed turn's search, evidence selection and answer reader "
-                           "read the question without how it is asked (the cue list `ask_frame`: \"tell me\", \"do you "
-                           "know\", \"in three words\"); the prompt of a generated reply keeps the whole line "
+    ask_only: bool = Field(True, description="a fact or mixed turn's evidence is searched and selected for the "
+                           "question without how it is asked (the cue list `ask_frame`: \"tell me\", \"do you know\", "
+                           "\"in three words\"); the answer reader and a generated reply's prompt keep the whole line "
                            "(false: the whole line everywhere, the behaviour before session 46)")
     hidden_margin_sure: float | None = Field(
         7.0, description="with answer_order `reader`: the hidden margin does not apply when the answer reader reads "

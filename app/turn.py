@@ -155,23 +155,25 @@ def route(engine: DialogueEngine, turn: Turn) -> None:
 
 def ground(engine: DialogueEngine, turn: Turn) -> None:
     """Fact and mixed turns: the evidence this character may know at this chapter (none: it does not know)."""
+    text, qvec, unfiltered = turn.question or turn.text, turn.qvec, turn.unfiltered
     if turn.grounded and engine.config.grounding.ask_only:
-        asked(engine, turn)
-    turn.evidence = turn.policy.evidence(turn.npc, turn.question or turn.text, turn.qvec, turn.chapter, turn.unfiltered,
-                                         turn.index, turn.state) if turn.grounded else []
+        text, qvec, unfiltered = asked(engine, turn)
+    turn.evidence = turn.policy.evidence(turn.npc, text, qvec, turn.chapter, unfiltered, turn.index,
+                                         turn.state) if turn.grounded else []
     turn.lap("retrieve_ms")
 
 
-def asked(engine: DialogueEngine, turn: Turn) -> None:
-    """The question without how the player asks it ("Tell me in three words how many books ..." is "how many books
-    ..."): a polite frame must not move the search, so `turn.question` becomes it, embedded and searched unscoped
-    again (the hidden margin compares against that search). Three words at least, or the line is kept."""
+def asked(engine: DialogueEngine, turn: Turn) -> tuple[str, object, list]:
+    """What the evidence is searched and selected for: the question without how the player asks it ("Tell me in
+    three words how many books ..." is "how many books ..."), embedded and searched unscoped again (the hidden
+    margin compares against that search), so a polite frame does not move the search. Three words at least, or the
+    line as it is. The answer reader still reads the player's own question when it orders what is said."""
     text = turn.question or turn.text
     bare = engine.cues.without(("ask_frame",), text)
     if bare == text or len(bare.split()) < 3:
-        return
-    turn.question, turn.qvec = bare, engine.embedder.encode([bare])[0]
-    turn.unfiltered = engine.retriever.search(turn.index, bare, turn.qvec, engine.config.retrieval.k)
+        return text, turn.qvec, turn.unfiltered
+    qvec = engine.embedder.encode([bare])[0]
+    return bare, qvec, engine.retriever.search(turn.index, bare, qvec, engine.config.retrieval.k)
 
 
 def compose(engine: DialogueEngine, turn: Turn) -> None:
