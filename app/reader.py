@@ -76,12 +76,11 @@ class CrossEncoderReader:
     def scores(self, question: str, candidates: list[tuple]) -> list[float]:
         import torch
 
-        from tuning.reader import candidate_text, score_pairs
+        from tuning.reader import candidate_texts, score_pairs
 
         if not candidates:
             return []
-        texts = [candidate_text(c[0], c[1], self.titles, c[2] if self.context and len(c) > 2 else "")
-                 for c in candidates]
+        texts = candidate_texts(candidates, self.titles, self.context)
         with self._lock, torch.inference_mode():
             return [float(x) for x in score_pairs(self.model, self.tok, question, texts, self.max_length)]
 

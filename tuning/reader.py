@@ -46,6 +46,12 @@ def candidate_text(title: str, sentence: str, titles: bool, context: str = "") -
     return f"{title}: {text}" if titles and title else text
 
 
+def candidate_texts(candidates: list, titles: bool, context: bool) -> list[str]:
+    """What a reader reads of each candidate, (title, sentence) or (title, sentence, the sentence before it), in
+    training and in a turn alike."""
+    return [candidate_text(c[0], c[1], titles, c[2] if context and len(c) > 2 else "") for c in candidates]
+
+
 def useful(rows: list[dict]) -> list[dict]:
     """Rows with at least one candidate that holds the answer and one that does not."""
     return [r for r in rows if any(r["gold"]) and not all(r["gold"])]
@@ -111,8 +117,7 @@ def train_reader(rows: list[dict], base_dir: Path, out_dir: Path, recipe: Reader
             rng.shuffle(train)
             loss_sum = 0.0
             for i, row in enumerate(train):
-                texts = [candidate_text(c[0], c[1], recipe.titles, c[2] if recipe.context and len(c) > 2 else "")
-                         for c in row["candidates"]]
+                texts = candidate_texts(row["candidates"], recipe.titles, recipe.context)
                 logits = score_pairs(model, tok, row["question"], texts, recipe.max_length)
                 gold = torch.tensor(row["gold"])
                 loss = -(torch.logsumexp(logits[gold], 0) - torch.logsumexp(logits, 0))
