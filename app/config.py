@@ -192,7 +192,7 @@ class GroundingConfig(_Strict):
     hidden_margin_sure: float | None = Field(
         7.0, description="with answer_order `reader`: the hidden margin does not apply when the answer reader reads "
         "one of the character's own best sentences (of reader_candidates) at this logit or above: it is sure its own "
-        "lore answers (\"How long may a visit to the Forbidden Wing last?\" had been \"I do not know\"), whatever a "
+        "lore answers (\"How long may a visit to the sealed vault last?\" had been \"I do not know\"), whatever a "
         "hidden page on the same thing scores (7.0: chosen on development and held-out questions, docs/benchmarks.md); "
         "null: off")
     hidden_reader: float | None = Field(
