@@ -275,12 +275,15 @@ class IndexKindConfig(_Strict):
     nprobe: int | None = Field(None, ge=1, description="IVF lists probed per query (null: nlist / 32, at least 16; "
                                                         "recall@10 0.89 at 1M synthetic chunks, docs/benchmarks.md)")
     ef_search: int = Field(64, ge=1, description="HNSW candidate list per query")
+    sentences: bool = Field(True, description="also store one vector per sentence of each chunk (float16, about "
+                            "six per chunk), which retrieval.sentence_weight mixes into dense search; false: chunk "
+                            "vectors only (a very large corpus)")
 
     def spec(self):
         from retrieval.index import IndexSpec
 
         return IndexSpec(exact_max=self.exact_max, factory=self.factory, nprobe=self.nprobe,
-                         ef_search=self.ef_search)
+                         ef_search=self.ef_search, sentences=self.sentences)
 
 
 class RetrievalConfig(_Strict):
@@ -301,6 +304,12 @@ class RetrievalConfig(_Strict):
                             "embedder over each candidate's sentences) or cross-encoder (a local rerank_model)")
     rerank_model: Path | None = Field(None, description="local sentence-transformers CrossEncoder folder")
     rerank_weight: float = Field(0.5, ge=0, le=1, description="weight of the reranker against the first stage")
+    sentence_weight: float = Field(
+        0.3, ge=0, le=1, description="dense search (and hybrid's dense side): a chunk ranks by the larger of its "
+        "cosine and this weight times its best sentence's cosine plus the rest times its own (small-to-big: a long "
+        "chunk about something else still ranks for the one sentence that answers); needs an index built with "
+        "index.sentences. 0.3: chosen on the development worlds' fact sets (0.5 tied, 1 lost answers; "
+        "docs/benchmarks.md); 0: chunks alone")
     index: IndexKindConfig = IndexKindConfig()
 
     @field_validator("mode")
@@ -332,7 +341,8 @@ class RetrievalConfig(_Strict):
 
         return make_retriever(RetrieverSpec(
             mode=self.mode, hybrid_weight=self.hybrid_weight, candidates=self.candidates, rerank=self.rerank,
-            rerank_model=str(self.rerank_model) if self.rerank_model else None, rerank_weight=self.rerank_weight),
+            rerank_model=str(self.rerank_model) if self.rerank_model else None, rerank_weight=self.rerank_weight,
+            sentence_weight=self.sentence_weight),
             embedder)
 
 

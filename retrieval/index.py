@@ -8,6 +8,8 @@ Layout of an index directory:
         manifest.json            format, embedder id/dim/fingerprint, corpus hashes, chunking config, counts
         index.faiss              exact inner-product index over L2-normalised vectors (cosine)
         vectors.npy              (N, dim) float32 - kept for incremental rebuilds
+        sentences.npy            (S, dim) float16 - one vector per sentence of the chunks (IndexSpec.sentences)
+        sentence_rows.npy        (S,) int32 - the chunk row of each sentence
         chunks.jsonl             chunk records in FAISS id order
 
 Readers open CURRENT once, so a rebuild running next to a live game never exposes a half-written index.
@@ -35,6 +37,7 @@ from retrieval.integrity import (
     guarded,
     verify_checksums,
 )
+from retrieval.text import split_sentences
 from retrieval.types import Chunk, Hit, Scope
 
 FORMAT = "eterna-index/1"
@@ -75,13 +78,15 @@ class LoreIndex:
     retrieval/retriever.py's."""
 
     def __init__(self, path: Path, manifest: dict, chunks: list[Chunk], index: faiss.Index | None, lexical=None,
-                 vectors: np.ndarray | None = None):
+                 vectors: np.ndarray | None = None, sentences: tuple[np.ndarray, np.ndarray] | None = None):
         self.path = Path(path)
         self.manifest = manifest
         self.chunks = chunks
         self.index = index
         self.lexical = lexical  # LexicalIndex of the same chunks, or None (a generation built before BM25)
         self.vectors = vectors  # (N, dim) float32, memory-mapped: exact search over small filtered subsets
+        # (S, dim) float16 sentence vectors and their (S,) chunk rows, or None (a generation built without them)
+        self.sentences = sentences
         self.exact = isinstance(index, faiss.IndexFlat)
         self.row = {c.id: i for i, c in enumerate(chunks)}
         # filter columns, so a Scope becomes a boolean mask with a few numpy operations instead of a Python loop
@@ -198,9 +203,25 @@ class LoreIndex:
             raise IndexMissingError(f"{gen}/bm25/eterna_lexical.json: missing; {fix_hint(root)}")
         vectors = guarded(gen / "vectors.npy", root, lambda: np.load(gen / "vectors.npy", mmap_mode="r")) \
             if (gen / "vectors.npy").is_file() else None
+        sentences = cls._open_sentences(gen, root, len(chunks), index.d)
         if not (gen / "manifest.json").is_file():  # pruned while we read it: the probes above may have missed files
             raise IndexMissingError(f"{gen}: removed while it was being opened; {fix_hint(root)}")
-        return cls(gen, manifest, chunks, index, lexical, vectors)
+        return cls(gen, manifest, chunks, index, lexical, vectors, sentences)
+
+    @staticmethod
+    def _open_sentences(gen: Path, root: Path, n: int, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The sentence vectors and rows, memory-mapped, checked against the chunks; None when not built."""
+        vec_path, row_path = gen / "sentences.npy", gen / "sentence_rows.npy"
+        if not vec_path.is_file() and not row_path.is_file():
+            return None
+        vecs = guarded(vec_path, root, lambda: np.load(vec_path, mmap_mode="r", allow_pickle=False))
+        rows = guarded(row_path, root, lambda: np.load(row_path, allow_pickle=False))
+        if vecs.ndim != 2 or rows.ndim != 1 or vecs.shape[0] != rows.shape[0] or (len(rows) and (
+                vecs.shape[1] != dim or int(rows.min()) < 0 or int(rows.max()) >= n
+                or bool(np.any(np.diff(rows) < 0)))):
+            raise IndexMismatchError(f"{vec_path}: shape {vecs.shape} with {rows.shape[0]} rows does not match "
+                                     f"{n} chunks of dim {dim}; {fix_hint(root)}")
+        return vecs, rows
 
     @property
     def dim(self) -> int:
@@ -229,6 +250,38 @@ class LoreIndex:
         if len(hits) < k and not self.exact and self.vectors is not None:  # an ANN probe found too few allowed
             return self._exact_subset(q[0], f[1] if f is not None else np.arange(len(self.chunks)), k)
         return hits
+
+    def search_dense(self, query: np.ndarray, k: int, scope: Scope | None = None,
+                     sentence_weight: float = 0.0) -> list[Hit]:
+        """Dense search where a chunk may also rank by its best sentence (small-to-big): a chunk's score is the
+        larger of its cosine and `sentence_weight` * its best sentence's cosine + (1 - weight) * its cosine, over
+        the top k by chunk and the top k by sentence under the same filters. A long chunk about something else
+        that holds the one answering sentence ("... cast for her when she founded the guild") then ranks
+        higher. Hits carry that score (rank order); their cosine is `cosine(row, query)`. Without sentence vectors
+        or at weight 0 this is `search_vector`."""
+        if not sentence_weight or self.sentences is None or k <= 0 or not self.chunks:
+            return self.search_vector(query, k, scope)
+        hits = self.search_vector(query, k, scope)
+        vecs, rows = self.sentences
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        best = np.full(len(self.chunks), -np.inf, dtype=np.float32)  # (N,) each chunk's best sentence cosine
+        if len(rows):
+            scores = np.empty(len(rows), dtype=np.float32)  # (S,), in slices: no full float32 copy
+            for start in range(0, len(rows), 65536):
+                scores[start:start + 65536] = np.asarray(vecs[start:start + 65536], dtype=np.float32) @ q
+            present, starts = np.unique(rows, return_index=True)  # rows are sorted: one run per chunk
+            best[present] = np.maximum.reduceat(scores, starts)
+        mask = self.allowed_mask(scope)
+        if mask is not None:
+            best[~mask] = -np.inf
+        top = np.argsort(-best, kind="stable")[:k]
+        cos = {self.row[h.chunk.id]: h.score for h in hits}
+        for r in (int(r) for r in top if np.isfinite(best[r])):
+            cos.setdefault(r, self.cosine(r, q))
+        mixed = {r: max(c, sentence_weight * float(best[r]) + (1 - sentence_weight) * c) if np.isfinite(best[r])
+                 else c for r, c in cos.items()}
+        order = sorted(mixed, key=lambda r: (-mixed[r], r))[:k]
+        return [Hit(self.chunks[r], mixed[r], rank) for rank, r in enumerate(order)]
 
     def _params(self, sel):
         search = self.manifest.get("faiss", {}).get("search", {})
@@ -274,12 +327,30 @@ def check_embedder(manifest: dict, embedder: Embedder, root: Path) -> None:
 class IndexSpec:
     """Which FAISS index a generation gets: exact (IndexFlatIP) up to `exact_max` chunks, above it `factory`
     (a FAISS factory string; `{nlist}` becomes 4 * sqrt(N)), searched with `nprobe` (IVF; None: nlist / 32, at least
-    16, so recall holds as the index grows) or `ef_search` (HNSW)."""
+    16, so recall holds as the index grows) or `ef_search` (HNSW). `sentences`: the generation also stores a vector
+    for each sentence of each chunk (`sentence_texts`), which dense search can mix into a chunk's score
+    (`LoreIndex.search_dense`)."""
 
     exact_max: int = 100_000
     factory: str = "IVF{nlist},Flat"
     nprobe: int | None = None
     ef_search: int = 64
+    sentences: bool = True
+
+
+SENTENCE_MIN_WORDS = 3  # shorter pieces ("Halt.") are no evidence (app.grounding keeps the same sentences)
+
+
+def sentence_texts(chunks: list[Chunk]) -> tuple[list[str], list[int]]:
+    """What a generation embeds per sentence: "title: sentence" for each sentence of three words or more of each
+    chunk (the code base's one splitter), and the row of the chunk each comes from. The evidence selection embeds
+    the same strings, so a sentence's retrieval and selection cosines agree."""
+    texts, rows = [], []
+    for row, c in enumerate(chunks):
+        for s in split_sentences(c.text, min_words=SENTENCE_MIN_WORDS):
+            texts.append(f"{c.title}: {s}")
+            rows.append(row)
+    return texts, rows
 
 
 def build_faiss(vectors: np.ndarray, spec: IndexSpec) -> tuple[faiss.Index, dict]:
@@ -307,12 +378,18 @@ def build_faiss(vectors: np.ndarray, spec: IndexSpec) -> tuple[faiss.Index, dict
 
 
 def write_generation(path: Path, chunks: list[Chunk], vectors: np.ndarray, manifest: dict,
-                     spec: IndexSpec | None = None) -> None:
-    """Write one generation's files into `path` (a staging directory the caller renames into place)."""
+                     spec: IndexSpec | None = None,
+                     sentences: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Write one generation's files into `path` (a staging directory the caller renames into place). `sentences`:
+    (S, dim) vectors of `sentence_texts(chunks)` and their (S,) chunk rows, stored as float16 (half the disk and
+    memory; a cosine moves by about 1e-3)."""
     path.mkdir(parents=True)
     index, info = build_faiss(vectors, spec or IndexSpec())
     faiss.write_index(index, str(path / "index.faiss"))
     np.save(path / "vectors.npy", vectors)
+    if sentences is not None:
+        np.save(path / "sentences.npy", np.asarray(sentences[0], dtype=np.float16))
+        np.save(path / "sentence_rows.npy", np.asarray(sentences[1], dtype=np.int32))
     if len(chunks):  # the lexical index of the same chunks, same ids (row i = chunk i), same generation
         from retrieval.lexical import LexicalIndex
 

@@ -1,4 +1,5 @@
-"""Index rebuilds: load -> chunk -> embed (reusing unchanged chunks' vectors) -> new generation -> swap CURRENT.
+"""Index rebuilds: load -> chunk -> embed (reusing unchanged chunks' and sentences' vectors) -> new generation ->
+swap CURRENT.
 
 Cheap by design: a changed lore file re-embeds only its own changed chunks. Old generations are kept (the
 newest `keep` of them, and always the one the live generation replaced when `keep` >= 2), so a bad rebuild can be
@@ -31,7 +32,7 @@ from retrieval.corpus import MAX_DOC_BYTES, load_corpus
 from retrieval.embeddings import Embedder
 from retrieval.errors import EternaError, IndexBusyError, IndexMissingError
 from retrieval.fileio import atomic_write_text, fsync_dir, fsync_tree, read_jsonl, sha256_file
-from retrieval.index import IndexSpec, LoreIndex, write_generation
+from retrieval.index import IndexSpec, LoreIndex, _chunk_from_json, sentence_texts, write_generation
 from retrieval.integrity import write_checksums
 from retrieval.types import RebuildStats
 
@@ -91,6 +92,32 @@ def _previous_vectors(gen: Path, dim: int) -> dict[str, np.ndarray]:
     return dict(zip(hashes, vectors))
 
 
+def _previous_sentences(gen: Path, dim: int) -> dict[str, np.ndarray]:
+    """sentence text ("title: sentence") -> vector from a generation that stored them (same embedder checked)."""
+    try:
+        vectors = np.load(gen / "sentences.npy", allow_pickle=False)
+        texts, _ = sentence_texts([_chunk_from_json(c) for _, c in read_jsonl(gen / "chunks.jsonl")])
+    except Exception:  # none stored, or unreadable: embed them
+        return {}
+    if vectors.ndim != 2 or vectors.shape != (len(texts), dim):
+        return {}
+    return dict(zip(texts, vectors))
+
+
+def _sentence_vectors(chunks, embedder: Embedder,
+                      previous: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+    """(S, dim) vectors of the chunks' sentences, their (S,) chunk rows, and how many were embedded anew."""
+    texts, rows = sentence_texts(chunks)
+    vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    todo = [i for i, t in enumerate(texts) if t not in previous]
+    for i, t in enumerate(texts):
+        if t in previous:
+            vectors[i] = previous[t]
+    if todo:
+        vectors[todo] = embedder.encode([texts[i] for i in todo])
+    return vectors, np.asarray(rows, dtype=np.int32), len(todo)
+
+
 def _generation_name(corpus_hash: str) -> str:
     """Sortable by creation time to the microsecond (rollback and pruning order by name), unique by the suffix."""
     now = time.time()
@@ -146,6 +173,11 @@ def _rebuild_locked(docs, corpus: Path, root: Path, embedder: Embedder, chunk_wo
             vectors[i] = previous[c.hash]
     if todo:
         vectors[todo] = embedder.encode([chunks[i].embed_text() for i in todo])
+    sentences, embedded_sentences = None, 0
+    if index_spec.sentences:
+        previous_s = _previous_sentences(live[0], embedder.dim) if same_embedder else {}
+        svecs, srows, embedded_sentences = _sentence_vectors(chunks, embedder, previous_s)
+        sentences = (svecs, srows)
 
     name = _generation_name(corpus_hash)
     gens = root / "generations"
@@ -156,10 +188,11 @@ def _rebuild_locked(docs, corpus: Path, root: Path, embedder: Embedder, chunk_wo
         "corpus": {"path": str(corpus.resolve()), "hash": corpus_hash, "documents": doc_hashes},
         "chunking": chunking,
         "index_spec": asdict(index_spec),
-        "counts": {"documents": len(docs), "chunks": len(chunks)},
+        "counts": {"documents": len(docs), "chunks": len(chunks),
+                   **({"sentences": len(sentences[1])} if sentences else {})},
     }
     try:
-        write_generation(staging, chunks, vectors, manifest, index_spec)
+        write_generation(staging, chunks, vectors, manifest, index_spec, sentences)
         write_checksums(staging)
         fsync_tree(staging)
         staging.rename(gens / name)
@@ -171,7 +204,7 @@ def _rebuild_locked(docs, corpus: Path, root: Path, embedder: Embedder, chunk_wo
     _prune(gens, keep, live=name, previous=live[0].name if live is not None else None)
     return RebuildStats(generation=name, documents=len(docs), chunks=len(chunks), embedded=len(todo),
                         reused=len(chunks) - len(todo), seconds=round(time.perf_counter() - t0, 3),
-                        path=str(gens / name), extra={"unchanged": False})
+                        path=str(gens / name), extra={"unchanged": False, "sentences_embedded": embedded_sentences})
 
 
 def _prune(gens: Path, keep: int, live: str, previous: str | None = None) -> None:

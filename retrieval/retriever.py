@@ -36,6 +36,7 @@ class RetrieverSpec:
     rerank: str = "none"  # none | sentences | cross-encoder
     rerank_model: str | None = None  # a local sentence-transformers CrossEncoder folder (rerank: cross-encoder)
     rerank_weight: float = 0.5  # weight of the reranker's score against the first stage's (min-max normalised)
+    sentence_weight: float = 0.0  # dense: weight of a chunk's best sentence in its score (LoreIndex.search_dense)
 
 
 class Retriever(Protocol):

@@ -32,20 +32,22 @@ class HybridRetriever:
 
     uses = frozenset({"dense", "bm25"})
 
-    def __init__(self, weight: float = 0.5, candidates: int = 20):
-        self.weight, self.candidates = weight, candidates
+    def __init__(self, weight: float = 0.5, candidates: int = 20, sentence_weight: float = 0.0):
+        self.weight, self.candidates, self.sentence_weight = weight, candidates, sentence_weight
 
     def candidates_of(self, index, text, vector, k, scope=None) -> tuple[list[Hit], list[tuple[int, float]]]:
-        """(dense hits, BM25 (row, score) pairs): each retriever's top max(k, candidates), before fusion."""
+        """(dense hits, BM25 (row, score) pairs): each retriever's top max(k, candidates), before fusion; the dense
+        side ranks a chunk by its best sentence too at `sentence_weight` (`LoreIndex.search_dense`)."""
         n = max(k, self.candidates)
-        return index.search_vector(vector, n, scope), index.search_lexical(text, n, scope)
+        return index.search_dense(vector, n, scope, self.sentence_weight), index.search_lexical(text, n, scope)
 
     def fused(self, index, vector, dense: list[Hit], lex: list[tuple[int, float]], k: int,
               weight: float | None = None) -> list[Hit]:
-        """The top k of the candidates fused at `weight` (default: this retriever's)."""
+        """The top k of the candidates fused at `weight` (default: this retriever's); hits carry the chunk's
+        cosine."""
         order = fuse([(h.chunk.id, h.score) for h in dense], [(index.chunks[i].id, s) for i, s in lex],
                      self.weight if weight is None else weight)[:k]
-        cos = {h.chunk.id: h.score for h in dense}
+        cos = {} if self.sentence_weight else {h.chunk.id: h.score for h in dense}
         return [Hit(index.chunks[index.row[cid]], cos[cid] if cid in cos else index.cosine(index.row[cid], vector),
                     rank) for rank, (cid, _) in enumerate(order)]
 
@@ -56,4 +58,4 @@ class HybridRetriever:
 
 
 def make(spec) -> HybridRetriever:
-    return HybridRetriever(spec.hybrid_weight, spec.candidates)
+    return HybridRetriever(spec.hybrid_weight, spec.candidates, spec.sentence_weight)

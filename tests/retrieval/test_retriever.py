@@ -4,7 +4,7 @@ search, checked against brute-force numpy search (the FAISS contrib habit: exact
 import numpy as np
 import pytest
 
-from retrieval.errors import ConfigError
+from retrieval.errors import ConfigError, IndexMismatchError, IndexMissingError
 from retrieval.index import IndexSpec, LoreIndex, build_faiss, read_current
 from retrieval.rebuild import rebuild_index
 from retrieval.retriever import RetrieverSpec, make_retriever
@@ -77,15 +77,86 @@ def test_a_generation_above_the_threshold_gets_the_ann_index(tiny_corpus, embedd
     assert index.search_vector(q, 3)[0].chunk.doc == "clock-room"
 
 
+def mixed_oracle(chunks, vecs, svecs, srows, q, k, scope, weight):
+    """Brute force of `search_dense`: over the top k chunks by cosine and the top k by best sentence (allowed ones),
+    a chunk scores max(cos, weight * best + (1 - weight) * cos)."""
+    allowed = [i for i, c in enumerate(chunks) if scope is None or scope.allows(c)]
+    cos = {i: float(vecs[i] @ q) for i in allowed}
+    s = svecs.astype(np.float32) @ q
+    best = {i: float(s[srows == i].max()) for i in allowed if np.any(srows == i)}
+    pool = set(sorted(cos, key=lambda i: -cos[i])[:k]) | set(sorted(best, key=lambda i: -best[i])[:k])
+    mixed = {i: max(cos[i], weight * best[i] + (1 - weight) * cos[i]) if i in best else cos[i] for i in pool}
+    return sorted(pool, key=lambda i: (-mixed[i], i))[:k], mixed
+
+
+@pytest.mark.parametrize("weight", [0.3, 1.0])
+def test_sentence_mixed_dense_search_equals_brute_force_under_filters(weight):
+    """A chunk that holds one sentence close to the query ranks by it; filters apply to sentences too."""
+    chunks, vecs = synthetic(300, seed=3)
+    rng = np.random.default_rng(4)
+    srows = np.sort(rng.integers(0, 300, size=1200)).astype(np.int32)  # some chunks have no sentence
+    svecs = rng.standard_normal((1200, 32)).astype(np.float32)
+    svecs = (svecs / np.linalg.norm(svecs, axis=1, keepdims=True)).astype(np.float16)
+    index = LoreIndex("/nonexistent", {}, chunks, build_faiss(vecs, IndexSpec())[0], None, vecs, (svecs, srows))
+    for seed in range(5):
+        q = np.random.default_rng(seed).standard_normal(32).astype(np.float32)
+        q /= np.linalg.norm(q)
+        for scope in SCOPES:
+            hits = index.search_dense(q, 8, scope, weight)
+            want, mixed = mixed_oracle(chunks, vecs, svecs, srows, q, 8, scope, weight)
+            assert [index.row[h.chunk.id] for h in hits] == want, scope
+            assert [h.score for h in hits] == pytest.approx([mixed[i] for i in want], abs=1e-5)
+        assert [h.chunk.id for h in index.search_dense(q, 8, None, 0.0)] == oracle(chunks, vecs, q, 8, None)
+
+
+def test_a_generation_stores_and_reuses_its_sentence_vectors(tiny_corpus, embedder, tmp_path):
+    from retrieval.index import sentence_texts
+
+    root = tmp_path / "index"
+    first = rebuild_index(tiny_corpus, root, embedder)
+    index = LoreIndex.open(root, embedder)
+    svecs, srows = index.sentences
+    texts, rows = sentence_texts(index.chunks)
+    assert srows.tolist() == rows and len(texts) == index.manifest["counts"]["sentences"] == first.extra[
+        "sentences_embedded"] > len(index.chunks)
+    assert texts[0].startswith(f"{index.chunks[0].title}: ")
+    np.testing.assert_allclose(svecs[:3].astype(np.float32), embedder.encode(texts[:3]), atol=2e-3)
+    doc = next(tiny_corpus.glob("*.md"))  # one changed file: only its sentences are embedded again
+    doc.write_text(doc.read_text(encoding="utf-8") + "\nA new closing sentence was added here today.\n",
+                   encoding="utf-8")
+    second = rebuild_index(tiny_corpus, root, embedder)
+    assert 1 <= second.extra["sentences_embedded"] < first.extra["sentences_embedded"]
+    rebuild_index(tiny_corpus, root, embedder, index_spec=IndexSpec(sentences=False))
+    plain = LoreIndex.open(root, embedder)  # built without them: dense search is chunk search at any weight
+    assert plain.sentences is None and not (read_current(root) / "sentences.npy").exists()
+    q = embedder.encode(["Who built the clock?"])[0]
+    assert [h.chunk.id for h in plain.search_dense(q, 3, None, 0.5)] == [h.chunk.id for h in
+                                                                        plain.search_vector(q, 3)]
+
+
+def test_a_damaged_sentence_file_is_a_clear_error(tiny_corpus, embedder, tmp_path):
+    root = tmp_path / "index"
+    rebuild_index(tiny_corpus, root, embedder, index_spec=IndexSpec(sentences=False))
+    gen = read_current(root)
+    np.save(gen / "sentences.npy", np.zeros((3, 7), dtype=np.float16))  # wrong dimension, rows missing
+    (gen / "checksums.json").unlink()
+    with pytest.raises(IndexMissingError, match="sentence_rows.npy: missing; rebuild"):
+        LoreIndex.open(root, embedder)
+    np.save(gen / "sentence_rows.npy", np.zeros(3, dtype=np.int32))
+    with pytest.raises(IndexMismatchError, match=r"sentences.npy: shape \(3, 7\).*rebuild"):
+        LoreIndex.open(root, embedder)
+
+
 @pytest.fixture
 def lore_index(tiny_corpus, embedder, tmp_path):
     rebuild_index(tiny_corpus, tmp_path / "index", embedder)
     return LoreIndex.open(tmp_path / "index", embedder)
 
 
-@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
-def test_every_mode_finds_the_document_and_keeps_dense_cosines(lore_index, embedder, mode):
-    r = make_retriever(RetrieverSpec(mode=mode), embedder)
+@pytest.mark.parametrize("mode,sentence_weight", [("dense", 0.0), ("bm25", 0.0), ("hybrid", 0.0), ("dense", 0.3),
+                                                  ("hybrid", 0.3)])
+def test_every_mode_finds_the_document_and_keeps_dense_cosines(lore_index, embedder, mode, sentence_weight):
+    r = make_retriever(RetrieverSpec(mode=mode, sentence_weight=sentence_weight), embedder)
     text = "Who built the clock?"
     q = embedder.encode([text])[0]
     hits = r.search(lore_index, text, q, 3)
