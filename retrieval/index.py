@@ -87,6 +87,7 @@ class LoreIndex:
         self.vectors = vectors  # (N, dim) float32, memory-mapped: exact search over small filtered subsets
         # (S, dim) float16 sentence vectors and their (S,) chunk rows, or None (a generation built without them)
         self.sentences = sentences
+        self._sentence_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.exact = isinstance(index, faiss.IndexFlat)
         self.row = {c.id: i for i, c in enumerate(chunks)}
         # filter columns, so a Scope becomes a boolean mask with a few numpy operations instead of a Python loop
@@ -262,14 +263,16 @@ class LoreIndex:
         if not sentence_weight or self.sentences is None or k <= 0 or not self.chunks:
             return self.search_vector(query, k, scope)
         hits = self.search_vector(query, k, scope)
-        vecs, rows = self.sentences
+        vecs, present, starts = self._sentence_arrays()
         q = np.asarray(query, dtype=np.float32).reshape(-1)
         best = np.full(len(self.chunks), -np.inf, dtype=np.float32)  # (N,) each chunk's best sentence cosine
-        if len(rows):
-            scores = np.empty(len(rows), dtype=np.float32)  # (S,), in slices: no full float32 copy
-            for start in range(0, len(rows), 65536):
-                scores[start:start + 65536] = np.asarray(vecs[start:start + 65536], dtype=np.float32) @ q
-            present, starts = np.unique(rows, return_index=True)  # rows are sorted: one run per chunk
+        if len(present):
+            if vecs.dtype == np.float32:
+                scores = vecs @ q  # (S,)
+            else:  # too many to hold as float32: converted slice by slice (about 1 ms per 1,000 sentences)
+                scores = np.empty(len(vecs), dtype=np.float32)
+                for start in range(0, len(vecs), 65536):
+                    scores[start:start + 65536] = np.asarray(vecs[start:start + 65536], dtype=np.float32) @ q
             best[present] = np.maximum.reduceat(scores, starts)
         mask = self.allowed_mask(scope)
         if mask is not None:
@@ -282,6 +285,18 @@ class LoreIndex:
                  else c for r, c in cos.items()}
         order = sorted(mixed, key=lambda r: (-mixed[r], r))[:k]
         return [Hit(self.chunks[r], mixed[r], rank) for rank, r in enumerate(order)]
+
+    def _sentence_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sentence vectors as searched, the chunk rows that have sentences, where each one's run starts), made
+        once: the vectors as float32 in memory up to SENTENCES_IN_MEMORY values (numpy converts float16 slowly),
+        else the float16 memory map."""
+        if self._sentence_cache is None:
+            vecs, rows = self.sentences
+            present, starts = np.unique(rows, return_index=True)  # rows are sorted: one run per chunk
+            if vecs.size <= SENTENCES_IN_MEMORY:
+                vecs = np.asarray(vecs, dtype=np.float32)
+            self._sentence_cache = (vecs, present, starts)
+        return self._sentence_cache
 
     def _params(self, sel):
         search = self.manifest.get("faiss", {}).get("search", {})
@@ -338,6 +353,7 @@ class IndexSpec:
     sentences: bool = True
 
 
+SENTENCES_IN_MEMORY = 64_000_000  # sentence vector values held as float32 (256 MB; about 170,000 sentences)
 SENTENCE_MIN_WORDS = 3  # shorter pieces ("Halt.") are no evidence (app.grounding keeps the same sentences)
 
 

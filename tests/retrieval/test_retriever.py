@@ -89,9 +89,11 @@ def mixed_oracle(chunks, vecs, svecs, srows, q, k, scope, weight):
     return sorted(pool, key=lambda i: (-mixed[i], i))[:k], mixed
 
 
-@pytest.mark.parametrize("weight", [0.3, 1.0])
-def test_sentence_mixed_dense_search_equals_brute_force_under_filters(weight):
-    """A chunk that holds one sentence close to the query ranks by it; filters apply to sentences too."""
+@pytest.mark.parametrize("weight,in_memory", [(0.3, 64_000_000), (1.0, 64_000_000), (0.3, 0)])
+def test_sentence_mixed_dense_search_equals_brute_force_under_filters(weight, in_memory, monkeypatch):
+    """A chunk that holds one sentence close to the query ranks by it; filters apply to sentences too; the same with
+    the vectors held as float32 and read from float16 slice by slice (`in_memory` 0)."""
+    monkeypatch.setattr("retrieval.index.SENTENCES_IN_MEMORY", in_memory)
     chunks, vecs = synthetic(300, seed=3)
     rng = np.random.default_rng(4)
     srows = np.sort(rng.integers(0, 300, size=1200)).astype(np.int32)  # some chunks have no sentence
