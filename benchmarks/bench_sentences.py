@@ -28,25 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.evaluation.measures import ndcg_at_10  # noqa: E402
-from app.evaluation.retrieval_eval import beir_index, metrics, read_beir  # noqa: E402
-
-
-def sentence_vectors(index, embedder, cache: Path) -> tuple[np.ndarray, np.ndarray, float]:
-    """(S, dim) float16 vectors of the index's sentences, their (S,) rows, seconds spent embedding (0: cached)."""
-    from retrieval.index import sentence_texts
-
-    texts, rows = sentence_texts(index.chunks)
-    path = cache / "sentences.npy"
-    if path.is_file():
-        vecs = np.load(path)
-        if vecs.shape[0] == len(texts):
-            return vecs, np.asarray(rows, dtype=np.int32), 0.0
-    t0 = time.perf_counter()
-    vecs = np.asarray(embedder.encode(texts), dtype=np.float16)
-    tmp = cache / ".sentences.npy"
-    np.save(tmp, vecs)
-    tmp.replace(path)
-    return vecs, np.asarray(rows, dtype=np.int32), round(time.perf_counter() - t0, 1)
+from app.evaluation.retrieval_eval import beir_index, beir_sentences, metrics, read_beir  # noqa: E402
 
 
 def bootstrap(diff: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -70,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         root = args.cache or Path(tmp)
         corpus, queries, qrels = read_beir(args.beir, "test", args.limit)
         index, built, cache = beir_index(args.beir, corpus, embedder, "minilm", root, {"dense", "bm25"})
-        svecs, srows, seconds = sentence_vectors(index, embedder, cache)
-        index.sentences = (svecs, srows)
+        seconds = beir_sentences(index, embedder, cache)
+        srows = index.sentences[1]
         qids = list(qrels)
         qvecs = np.asarray(embedder.encode([queries[q] for q in qids]), dtype=np.float32)
         for mode in ("dense", "hybrid"):

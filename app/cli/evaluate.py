@@ -57,6 +57,8 @@ def register(sub) -> None:
     sp.add_argument("--weight", type=float,
                     help="hybrid: weight of dense scores (0-1; default retrieval.hybrid_weight)")
     sp.add_argument("--limit", type=int, help="first N judged queries only")
+    sp.add_argument("--sentence-weight", type=float, help="dense: weight of a document's best sentence "
+                    "(0-1; default retrieval.sentence_weight; 0: documents alone, as before session 47)")
     sp.add_argument("--tune-on", metavar="SPLIT", help="choose the hybrid weight on this split (e.g. train or dev; "
                                                        "a grid over 0-1), then report --split with it")
     add_flags(sp)
@@ -229,6 +231,7 @@ def cmd_eval_retrieval(args) -> None:
         if needs_embedder(modes) or args.tune_on else None
     name = embedder.id if embedder is not None else cfg.models.embedder  # the dtype is part of the id: own cache
     weight = cfg.retrieval.hybrid_weight if args.weight is None else args.weight
+    sentence_weight = cfg.retrieval.sentence_weight if args.sentence_weight is None else args.sentence_weight
     tuned = None
     if args.tune_on:
         if args.tune_on == args.split:
@@ -236,10 +239,10 @@ def cmd_eval_retrieval(args) -> None:
         from app.evaluation.retrieval_eval import tune_weight
 
         tuned = tune_weight(Path(args.beir), embedder, name, cfg.models.cache_dir / "beir",
-                            split=args.tune_on, k=args.k)
+                            split=args.tune_on, k=args.k, sentence_weight=sentence_weight)
         weight = tuned["weight"]
-    res = {m: evaluate_beir(Path(args.beir), embedder, name, cfg.models.cache_dir / "beir",
-                            split=args.split, mode=m, k=args.k, weight=weight, limit=args.limit) for m in modes}
+    res = {m: evaluate_beir(Path(args.beir), embedder, name, cfg.models.cache_dir / "beir", split=args.split, mode=m,
+                            k=args.k, weight=weight, limit=args.limit, sentence_weight=sentence_weight) for m in modes}
     keys = ("ndcg@10", "recall@5", "recall@100", "mrr@10", "queries", "docs", "ms_per_query")
     text = "\n".join(f"{m:<7}" + "  ".join(f"{k} {r[k]}" for k in keys) for m, r in res.items())
     out = res[modes[0]] if len(modes) == 1 else res

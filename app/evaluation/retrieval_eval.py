@@ -119,10 +119,31 @@ def beir_index(folder: Path, corpus: list[dict], embedder, embedder_name: str, c
     return LoreIndex.in_memory(str(cache), chunks, vectors, lexical), built, cache
 
 
-def beir_retriever(mode: str, k: int, weight: float) -> Retriever:
-    """A registered retrieval mode as the evaluation runs it: `weight` on dense in a fusion, `k` candidates."""
+def beir_sentences(index: LoreIndex, embedder, cache: Path) -> float:
+    """Give the in-memory index one float16 vector per sentence of each document (`sentence_texts`, as a generation
+    stores them), cached in `cache` on first use; the seconds spent embedding (0: cached)."""
+    from retrieval.index import sentence_texts
+
+    texts, rows = sentence_texts(index.chunks)
+    path, seconds = cache / "sentences.npy", 0.0
+    vecs = np.load(path) if path.is_file() else None
+    if vecs is None or vecs.shape[0] != len(texts):
+        t0 = time.perf_counter()
+        vecs = np.asarray(embedder.encode(texts), dtype=np.float16)
+        tmp = cache / ".sentences.npy"
+        np.save(tmp, vecs)
+        tmp.replace(path)
+        seconds = round(time.perf_counter() - t0, 1)
+    index.sentences = (vecs, np.asarray(rows, dtype=np.int32))
+    return seconds
+
+
+def beir_retriever(mode: str, k: int, weight: float, sentence_weight: float = 0.0) -> Retriever:
+    """A registered retrieval mode as the evaluation runs it: `weight` on dense in a fusion, `k` candidates,
+    `sentence_weight` on a document's best sentence in dense search."""
     MODES.lookup(mode, "--mode: ")
-    return make_retriever(RetrieverSpec(mode=mode, hybrid_weight=weight, candidates=k))
+    return make_retriever(RetrieverSpec(mode=mode, hybrid_weight=weight, candidates=k,
+                                        sentence_weight=sentence_weight))
 
 
 def needs_embedder(modes: list[str]) -> bool:
@@ -131,11 +152,15 @@ def needs_embedder(modes: list[str]) -> bool:
 
 
 def evaluate_beir(folder: Path, embedder, embedder_name: str, cache_root: Path, *, split: str = "test",
-                  mode: str = "hybrid", k: int = 100, weight: float = 0.5, limit: int | None = None) -> dict:
-    """One registered retriever (retrieval.retriever.MODES) over a BEIR folder: the same search the engine runs."""
-    retriever = beir_retriever(mode, k, weight)
+                  mode: str = "hybrid", k: int = 100, weight: float = 0.5, limit: int | None = None,
+                  sentence_weight: float = 0.0) -> dict:
+    """One registered retriever (retrieval.retriever.MODES) over a BEIR folder: the same search the engine runs
+    (with `sentence_weight`, the engine's `retrieval.sentence_weight`, a document also ranks by its best sentence)."""
+    retriever = beir_retriever(mode, k, weight, sentence_weight)
     corpus, queries, qrels = read_beir(folder, split, limit or 0)
     index, built, cache = beir_index(folder, corpus, embedder, embedder_name, cache_root, set(retriever.uses))
+    if sentence_weight and "dense" in retriever.uses:
+        built["sentences_s"] = beir_sentences(index, embedder, cache)
     qids = list(qrels)
     t0 = time.perf_counter()
     qvecs = np.asarray(embedder.encode([queries[q] for q in qids]), dtype=np.float32) \
@@ -143,18 +168,22 @@ def evaluate_beir(folder: Path, embedder, embedder_name: str, cache_root: Path, 
     ranked = {q: [h.chunk.doc for h in retriever.search(index, queries[q], qvecs[n], k)] for n, q in enumerate(qids)}
     ms = (time.perf_counter() - t0) * 1000 / max(1, len(qids))
     return {**metrics(ranked, qrels), "queries": len(qids), "docs": len(corpus), "ms_per_query": round(ms, 2),
-            "mode": mode, "split": split, "weight": getattr(retriever, "weight", None), "built": built,
+            "mode": mode, "split": split, "weight": getattr(retriever, "weight", None),
+            "sentence_weight": sentence_weight if "dense" in retriever.uses else None, "built": built,
             "cache": str(cache)}
 
 
 def tune_weight(folder: Path, embedder, embedder_name: str, cache_root: Path, *, split: str = "train",
-                k: int = 100, grid: tuple[float, ...] = tuple(round(w / 10, 1) for w in range(11))) -> dict:
+                k: int = 100, grid: tuple[float, ...] = tuple(round(w / 10, 1) for w in range(11)),
+                sentence_weight: float = 0.0) -> dict:
     """The hybrid weight with the best nDCG@10 on `split` (a train or dev split, never the one reported): the hybrid
     retriever's dense and BM25 candidates are searched once per query, then fused at each weight of the grid.
     Builds the cached indexes on first use, like evaluate_beir."""
-    hybrid = HybridRetriever(candidates=k)
+    hybrid = HybridRetriever(candidates=k, sentence_weight=sentence_weight)
     corpus, queries, qrels = read_beir(folder, split)
-    index, _, _ = beir_index(folder, corpus, embedder, embedder_name, cache_root, set(hybrid.uses))
+    index, _, cache = beir_index(folder, corpus, embedder, embedder_name, cache_root, set(hybrid.uses))
+    if sentence_weight:
+        beir_sentences(index, embedder, cache)
     qids = list(qrels)
     qvecs = np.asarray(embedder.encode([queries[q] for q in qids]), dtype=np.float32)  # (Q, dim)
     runs = [(q, qvecs[n], *hybrid.candidates_of(index, queries[q], qvecs[n], k)) for n, q in enumerate(qids)]

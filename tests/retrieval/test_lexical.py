@@ -3,6 +3,7 @@ hand-checked metrics."""
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,6 +65,11 @@ def test_eval_retrieval_on_a_beir_folder_is_cached(beir, embedder, tmp_path):
     assert bm25["ndcg@10"] == 1.0 and set(bm25["built"]) == {"bm25_s"}
     with pytest.raises(EternaError, match="--mode: unknown retrieval mode 'sparse'"):
         evaluate_beir(beir, embedder, "minilm", tmp_path / "cache", mode="sparse")
+    mixed = evaluate_beir(beir, embedder, "minilm", tmp_path / "cache", mode="dense", k=10, sentence_weight=0.3)
+    assert mixed["ndcg@10"] == 1.0 and mixed["sentence_weight"] == 0.3 and "sentences_s" in mixed["built"]
+    assert (Path(mixed["cache"]) / "sentences.npy").is_file()  # the engine's search: documents ranked by sentences too
+    again = evaluate_beir(beir, embedder, "minilm", tmp_path / "cache", mode="dense", k=10, sentence_weight=0.3)
+    assert again["built"] == {"sentences_s": 0.0}
 
 
 class _Worst:
