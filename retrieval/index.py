@@ -354,7 +354,7 @@ class IndexSpec:
 
 
 SENTENCES_IN_MEMORY = 64_000_000  # sentence vector values held as float32 (256 MB; about 170,000 sentences)
-SENTENCE_MIN_WORDS = 3  # shorter pieces ("Halt.") are no evidence (app.grounding keeps the same sentences)
+SENTENCE_MIN_WORDS = 3  # shorter pieces ("Yes, sir.") are no evidence (app.grounding keeps the same sentences)
 
 
 def sentence_texts(chunks: list[Chunk]) -> tuple[list[str], list[int]]:
