@@ -83,6 +83,7 @@ def pseudo_weight(texts, vectors, embedder, c: int, norm: str = "minmax", n: int
     """One dense weight for a corpus, from its own pseudo-queries (no labels): the weight of the grid with the best
     MRR@10 of each query's source document, in a corpus where that document lost the sentence; `base` unless the
     best beats it in a paired bootstrap (lower 95% bound of the MRR difference above 0). (weight, evidence)."""
+    from app.evaluation.measures import paired_bootstrap
     from retrieval.lexical import LexicalIndex
 
     picks = pseudo_queries(texts, n)
@@ -101,7 +102,7 @@ def pseudo_weight(texts, vectors, embedder, c: int, norm: str = "minmax", n: int
         runs.append((i, [(int(t), float(s[t])) for t in top], [(int(t), float(x)) for t, x in lexical.search(q, c)]))
     rr = {w: np.array([_rr(_mix(d, lx, w, norm), i) for i, d, lx in runs]) for w in grid}
     best = max(grid, key=lambda w: (rr[w].mean(), -abs(w - base)))
-    low = _bootstrap(rr[best] - rr[base])[0]
+    low = paired_bootstrap(rr[best] - rr[base])[0]
     chosen = best if low > 0 else base
     return chosen, {"pseudo_queries": len(picks), "best": best, "low_vs_base": round(low, 4),
                     "mrr": {w: round(float(rr[w].mean()), 4) for w in grid}}
@@ -109,13 +110,6 @@ def pseudo_weight(texts, vectors, embedder, c: int, norm: str = "minmax", n: int
 
 def _rr(ranked: list, target) -> float:
     return 1.0 / (ranked.index(target) + 1) if target in ranked[:10] else 0.0
-
-
-def _bootstrap(diff: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Paired bootstrap over queries: the 95% interval of the mean of `diff`."""
-    idx = np.random.default_rng(seed).integers(0, len(diff), (n, len(diff)))
-    means = diff[idx].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def _mix(dense, lex, w: float, norm: str = "minmax") -> list:
@@ -209,7 +203,7 @@ EMBEDDER = "builtin:all-minilm-l6-v2"
 
 
 def main() -> None:
-    from app.evaluation.measures import ndcg_at_10
+    from app.evaluation.measures import ndcg_at_10, paired_bootstrap
     from retrieval.embeddings import SentenceTransformerEmbedder
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -241,7 +235,7 @@ def main() -> None:
                              for split in splits} for m in METHODS}
             res = {m: {split: round(float(v.mean()), 4) for split, v in per_query[m].items()} for m in METHODS}
             single = max(("dense", "bm25"), key=lambda m: per_query[m]["test"].mean())
-            ci = {m: [round(x, 4) for x in _bootstrap(per_query[m]["test"] - per_query[single]["test"])]
+            ci = {m: [round(x, 4) for x in paired_bootstrap(per_query[m]["test"] - per_query[single]["test"])]
                   for m in METHODS[2:]}
             print(json.dumps({"set": name, "candidates": args.candidates, "ndcg@10": res,
                               "pseudo_weight": chosen, "pseudo_evidence": evidence, "better_single": single,

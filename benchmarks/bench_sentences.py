@@ -27,14 +27,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.evaluation.measures import ndcg_at_10  # noqa: E402
-from app.evaluation.retrieval_eval import beir_index, beir_sentences, metrics, read_beir  # noqa: E402
-
-
-def bootstrap(diff: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    idx = np.random.default_rng(seed).integers(0, len(diff), (n, len(diff)))
-    means = diff[idx].mean(axis=1)
-    return round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)
+from app.evaluation.measures import ndcg_at_10, paired_bootstrap  # noqa: E402
+from app.evaluation.retrieval_eval import beir_index, metrics, read_beir  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.cache or Path(tmp)
         corpus, queries, qrels = read_beir(args.beir, "test", args.limit)
-        index, built, cache = beir_index(args.beir, corpus, embedder, "minilm", root, {"dense", "bm25"})
-        seconds = beir_sentences(index, embedder, cache)
+        index, built, _ = beir_index(args.beir, corpus, embedder, "minilm", root, {"dense", "bm25"}, sentences=True)
         srows = index.sentences[1]
         qids = list(qrels)
         qvecs = np.asarray(embedder.encode([queries[q] for q in qids]), dtype=np.float32)
@@ -70,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps({"set": args.beir.name, "mode": mode, "sentence_weight": w, "queries": len(qids),
                                   "docs": len(corpus), "sentences": len(srows), "ndcg@10": m["ndcg@10"],
                                   "recall@100": m["recall@100"], "diff_vs_0": round(float((per - base).mean()), 4),
-                                  "diff_95": bootstrap(per - base), "ms_per_query": round(ms, 2),
-                                  "embed_s": {**built, "sentences_s": seconds}}), flush=True)
+                                  "diff_95": [round(x, 4) for x in paired_bootstrap(per - base)],
+                                  "ms_per_query": round(ms, 2), "embed_s": built}), flush=True)
     return 0
 
 

@@ -144,14 +144,15 @@ class LoreIndex:
 
     @classmethod
     def in_memory(cls, name: str, chunks: list[Chunk], vectors: np.ndarray | None = None,
-                  lexical=None) -> LoreIndex:
+                  lexical=None, sentences: tuple[np.ndarray, np.ndarray] | None = None) -> LoreIndex:
         """An index that is no generation on disk (the evaluation's BEIR corpora): exact dense search over
-        `vectors` (N, dim) float32 normalised, BM25 over `lexical`; either may be None (that search is missing)."""
+        `vectors` (N, dim) float32 normalised, BM25 over `lexical`, sentence vectors and their rows in
+        `sentences`; any may be None (that search is missing)."""
         index = None
         if vectors is not None:
             index = faiss.IndexFlatIP(vectors.shape[1])
             index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        return cls(Path(name), {"format": FORMAT}, chunks, index, lexical, vectors)
+        return cls(Path(name), {"format": FORMAT}, chunks, index, lexical, vectors, sentences)
 
     @classmethod
     def open(cls, root: Path, embedder: Embedder | None = None) -> LoreIndex:

@@ -45,3 +45,11 @@ def ndcg_at_10(ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -
         idcg = sum(r / math.log2(i + 2) for i, r in enumerate(ideal))
         scores.append(dcg / idcg if idcg else 0.0)
     return float(np.mean(scores))
+
+
+def paired_bootstrap(diff: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """The 95% interval of the mean of per-query differences between two systems, by a paired bootstrap over
+    queries (`n` resamples)."""
+    idx = np.random.default_rng(seed).integers(0, len(diff), (n, len(diff)))
+    means = diff[idx].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))

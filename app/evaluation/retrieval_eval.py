@@ -82,29 +82,47 @@ def metrics(ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> d
             "recall@100": round(float(np.mean(rec100)), 4), "mrr@10": round(float(np.mean(mrr)), 4)}
 
 
+def _cached_vectors(path: Path, texts: list[str], embedder, dtype) -> tuple[np.ndarray, float | None]:
+    """The embedder's vectors of `texts` as `dtype`, from `path` when it holds one per text, else embedded and
+    saved there (write, then rename); (vectors, seconds spent embedding, None when cached)."""
+    if path.is_file():
+        vectors = np.load(path)
+        if vectors.shape[0] == len(texts):
+            return vectors, None
+    t0 = time.perf_counter()
+    vectors = np.asarray(embedder.encode(texts), dtype=dtype)
+    tmp = path.with_name(f".{path.name}")
+    np.save(tmp, vectors)
+    tmp.replace(path)
+    return vectors, round(time.perf_counter() - t0, 1)
+
+
 def beir_index(folder: Path, corpus: list[dict], embedder, embedder_name: str, cache_root: Path,
-               uses: set[str]) -> tuple[LoreIndex, dict, Path]:
+               uses: set[str], sentences: bool = False) -> tuple[LoreIndex, dict, Path]:
     """The corpus as an in-memory index, one chunk per document (title + text), with the primitives in `uses`
-    ("dense": the embedder's vectors, "bm25"), each cached under `cache_root` on first use; (index, seconds spent
-    building each, the cache folder)."""
+    ("dense": the embedder's vectors, "bm25") and, with `sentences` and dense, one float16 vector per sentence of
+    each document (`sentence_texts`, as a generation stores them), each cached under `cache_root` on first use;
+    (index, seconds spent building each, the cache folder)."""
+    from retrieval.index import sentence_texts
     from retrieval.lexical import LexicalIndex
 
     texts = [f"{d['title']} {d['text']}".strip() for d in corpus]
     cache = _cache_dir(cache_root, folder, corpus, embedder_name)
     cache.mkdir(parents=True, exist_ok=True)
+    chunks = [Chunk(id=d["_id"], doc=d["_id"], title=d["title"], kind="document", npc_scope=None, chapter=1,
+                    heading="", text=d["text"], hash="") for d in corpus]
     built = {}
-    vectors = lexical = None
+    vectors = lexical = sentence_index = None
     if "dense" in uses:
-        vpath = cache / "vectors.npy"
-        if vpath.is_file():
-            vectors = np.load(vpath)
-        else:
-            t0 = time.perf_counter()
-            vectors = np.asarray(embedder.encode(texts), dtype=np.float32)
-            tmp = cache / ".vectors.npy"
-            np.save(tmp, vectors)
-            tmp.replace(vpath)
-            built["dense_s"] = round(time.perf_counter() - t0, 1)
+        vectors, seconds = _cached_vectors(cache / "vectors.npy", texts, embedder, np.float32)
+        if seconds is not None:
+            built["dense_s"] = seconds
+        if sentences:
+            stexts, rows = sentence_texts(chunks)
+            svecs, seconds = _cached_vectors(cache / "sentences.npy", stexts, embedder, np.float16)
+            if seconds is not None:
+                built["sentences_s"] = seconds
+            sentence_index = (svecs, np.asarray(rows, dtype=np.int32))
     if "bm25" in uses:
         lpath = cache / "bm25"
         if (lpath / "eterna_lexical.json").is_file():
@@ -114,28 +132,7 @@ def beir_index(folder: Path, corpus: list[dict], embedder, embedder_name: str, c
             lexical = LexicalIndex.build(texts)
             lexical.save(lpath)
             built["bm25_s"] = round(time.perf_counter() - t0, 1)
-    chunks = [Chunk(id=d["_id"], doc=d["_id"], title=d["title"], kind="document", npc_scope=None, chapter=1,
-                    heading="", text=d["text"], hash="") for d in corpus]
-    return LoreIndex.in_memory(str(cache), chunks, vectors, lexical), built, cache
-
-
-def beir_sentences(index: LoreIndex, embedder, cache: Path) -> float:
-    """Give the in-memory index one float16 vector per sentence of each document (`sentence_texts`, as a generation
-    stores them), cached in `cache` on first use; the seconds spent embedding (0: cached)."""
-    from retrieval.index import sentence_texts
-
-    texts, rows = sentence_texts(index.chunks)
-    path, seconds = cache / "sentences.npy", 0.0
-    vecs = np.load(path) if path.is_file() else None
-    if vecs is None or vecs.shape[0] != len(texts):
-        t0 = time.perf_counter()
-        vecs = np.asarray(embedder.encode(texts), dtype=np.float16)
-        tmp = cache / ".sentences.npy"
-        np.save(tmp, vecs)
-        tmp.replace(path)
-        seconds = round(time.perf_counter() - t0, 1)
-    index.sentences = (vecs, np.asarray(rows, dtype=np.int32))
-    return seconds
+    return LoreIndex.in_memory(str(cache), chunks, vectors, lexical, sentence_index), built, cache
 
 
 def beir_retriever(mode: str, k: int, weight: float, sentence_weight: float = 0.0) -> Retriever:
@@ -158,9 +155,8 @@ def evaluate_beir(folder: Path, embedder, embedder_name: str, cache_root: Path, 
     (with `sentence_weight`, the engine's `retrieval.sentence_weight`, a document also ranks by its best sentence)."""
     retriever = beir_retriever(mode, k, weight, sentence_weight)
     corpus, queries, qrels = read_beir(folder, split, limit or 0)
-    index, built, cache = beir_index(folder, corpus, embedder, embedder_name, cache_root, set(retriever.uses))
-    if sentence_weight and "dense" in retriever.uses:
-        built["sentences_s"] = beir_sentences(index, embedder, cache)
+    index, built, cache = beir_index(folder, corpus, embedder, embedder_name, cache_root, set(retriever.uses),
+                                     sentences=bool(sentence_weight))
     qids = list(qrels)
     t0 = time.perf_counter()
     qvecs = np.asarray(embedder.encode([queries[q] for q in qids]), dtype=np.float32) \
@@ -181,9 +177,8 @@ def tune_weight(folder: Path, embedder, embedder_name: str, cache_root: Path, *,
     Builds the cached indexes on first use, like evaluate_beir."""
     hybrid = HybridRetriever(candidates=k, sentence_weight=sentence_weight)
     corpus, queries, qrels = read_beir(folder, split)
-    index, _, cache = beir_index(folder, corpus, embedder, embedder_name, cache_root, set(hybrid.uses))
-    if sentence_weight:
-        beir_sentences(index, embedder, cache)
+    index, _, _ = beir_index(folder, corpus, embedder, embedder_name, cache_root, set(hybrid.uses),
+                             sentences=bool(sentence_weight))
     qids = list(qrels)
     qvecs = np.asarray(embedder.encode([queries[q] for q in qids]), dtype=np.float32)  # (Q, dim)
     runs = [(q, qvecs[n], *hybrid.candidates_of(index, queries[q], qvecs[n], k)) for n, q in enumerate(qids)]
