@@ -597,6 +597,16 @@ class GroundingPolicy:
         bad = self.selector.unsupported(lead, evidence, allowed)
         return f"unsupported: {', '.join(bad)}" if bad else None
 
+    @staticmethod
+    def says_what_it_adds(question: str, reply: str, top: list[Evidence]) -> bool:
+        """A question of no answer type ("what share of every sale goes to the commune?"): does the reply say at least
+        half (at most three) of the content words that one of `top` (the sentence an extracted reply would say first)
+        adds to the question ("a tenth of every sale" adds "tenth")? A reply about the fish market that never says the
+        share does not, though it names someone the evidence names."""
+        asked, said = content_words(question), content_words(reply)
+        adds = [content_words(e.text) - asked for e in top]
+        return not any(adds) or any(a and len(a & said) >= min(3, (len(a) + 1) // 2) for a in adds)
+
     def check(self, spec: NpcSpec, question: str, reply: str, evidence: list[Evidence],
               mode: str) -> tuple[str, dict]:
         """The support check: a generated fact reply keeps only names and numbers its evidence holds, and does not
@@ -615,8 +625,11 @@ class GroundingPolicy:
         carries = True
         if mode == "hybrid":
             top = evidence[: g.extract_sentences]
-            need = set().union(*(self.selector.answer_tokens(question, e) for e in top))
-            carries = not need or any(w in reply.lower() for w in need)
+            if self.cues.answer_type(question) is None:  # no who / when / how many: any name or number would do
+                carries = self.says_what_it_adds(question, reply, self.said(question, evidence)[:1])
+            else:
+                need = set().union(*(self.selector.answer_tokens(question, e) for e in top))
+                carries = not need or any(w in reply.lower() for w in need)
         loops = repeats(reply)
         info.update(supported=not bad, unsupported=bad, carries_answer=carries, loops=loops)
         if (not bad and carries and not says_idk and not loops) or g.on_unsupported == "keep":

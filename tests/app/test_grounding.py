@@ -454,3 +454,20 @@ def test_how_a_question_is_asked_is_not_what_it_asks():
         "Maestra, good evening. What is the Lost Index bound in?"
     assert bare("Who told the miners about the strike?") == "Who told the miners about the strike?"  # "told"
     assert bare("How many words are carved on the gate?") == "How many words are carved on the gate?"
+
+
+def test_a_generated_reply_to_an_untyped_question_must_say_what_the_evidence_adds():
+    """`hybrid` mode's carry check for a question of no answer type (what share, what happens): the reply must say
+    what the best sentence adds to the question. A fluent reply about something else fails; a paraphrase that keeps
+    the added words passes; evidence that adds nothing asks for nothing."""
+    from app.grounding import GroundingPolicy
+
+    q = "In one sentence: what share of every sale at the auction goes to the commune?"
+    top = [Evidence("A tenth of every sale at the auction goes to the commune, and the rest to the boat.", "c#0",
+                    "c", "Auction", 1.0)]
+    says = GroundingPolicy.says_what_it_adds
+    assert says(q, "A tenth goes to the commune; the boat keeps the rest.", top)
+    assert not says(q, "The fish market, the auction, and the fish, the fish is bought at dawn.", top)
+    assert not says(q, "Ask the harbour master, he keeps the ledgers.", top)
+    assert says(q, "Anything at all.", [Evidence("Every sale at the auction goes to the commune.", "c#1", "c",
+                                                  "Auction", 1.0)])
