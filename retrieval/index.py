@@ -42,7 +42,9 @@ from retrieval.types import Chunk, Hit, Scope
 
 FORMAT = "eterna-index/1"
 SMALL_SUBSET = 4096  # a filter allowing at most this many rows searches them exactly (ANN indexes)
-_OPEN_ATTEMPTS = 3  # CURRENT re-read when the generation it named vanished while being opened
+_OPEN_ATTEMPTS = 100  # CURRENT re-read while it keeps naming another generation that vanished while being opened (a
+# reader starved on a loaded machine may see several rebuilds swap and prune; a name read twice and still missing is an
+# error at once)
 
 
 def _chunk_from_json(obj: dict) -> Chunk:
