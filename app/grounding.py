@@ -223,6 +223,14 @@ _CLAUSE_BREAK = re.compile(r";\s+|\s+[—–]\s+|\s+--\s+")
 _REFERS_BACK = re.compile(r"^[\"'“‘(]*(?:it|its|it's|it’s|he|his|she|her|they|their|this|these|those)\b", re.I)
 
 
+_HOW_MANY = re.compile(r"\bhow many\s+((?:[\w'-]+\s+){0,2}[\w'-]+)", re.I)  # "how many loose wax seals"
+
+
+def _singular(word: str) -> str:
+    """A word's stem as counted things are compared ("books" and "book", "companions" and "companion")."""
+    return _stem(word.lower().removesuffix("s"))
+
+
 def _n_words(text: str) -> int:
     return len(text.split())
 
@@ -597,6 +605,19 @@ class GroundingPolicy:
         bad = self.selector.unsupported(lead, evidence, allowed)
         return f"unsupported: {', '.join(bad)}" if bad else None
 
+    def counted(self, question: str, evidence: Evidence) -> set[str]:
+        """"How many <things> ...": the number words the sentence puts right before the things counted ("one hundred
+        and eighty-six books" gives "eighty-six" for "how many books ..."), so a reply that says another number of the
+        same sentence (its year, "1387") does not carry the count. Empty when the sentence counts nothing asked."""
+        m = _HOW_MANY.search(question)
+        if not m:
+            return set()
+        things = {_singular(w) for w in _TOKEN.findall(m.group(1))  # the things, not a name or verb after them
+                  if w.lower() not in _STOP and not _CAP.match(w) and not _verb_only(w)}
+        words = _TOKEN.findall(evidence.text)
+        return {w.lower() for i, w in enumerate(words) if self.cues.find("number", w)
+                and any(_singular(x) in things for x in words[i + 1:i + 3])}
+
     @staticmethod
     def says_what_it_adds(question: str, reply: str, top: list[Evidence]) -> bool:
         """A question of no answer type ("what share of every sale goes to the commune?"): does the reply say at least
@@ -629,7 +650,10 @@ class GroundingPolicy:
                 carries = self.says_what_it_adds(question, reply, self.said(question, evidence)[:1])
             else:
                 need = set().union(*(self.selector.answer_tokens(question, e) for e in top))
-                carries = not need or any(w in reply.lower() for w in need)
+                count = set()
+                if evidence and _HOW_MANY.search(question):  # the count the first said sentence gives, not any number
+                    count = self.counted(question, self.said(question, evidence)[0])
+                carries = any(w in reply.lower() for w in count or need) if count or need else True
         loops = repeats(reply)
         info.update(supported=not bad, unsupported=bad, carries_answer=carries, loops=loops)
         if (not bad and carries and not says_idk and not loops) or g.on_unsupported == "keep":

@@ -471,3 +471,19 @@ def test_a_generated_reply_to_an_untyped_question_must_say_what_the_evidence_add
     assert not says(q, "Ask the harbour master, he keeps the ledgers.", top)
     assert says(q, "Anything at all.", [Evidence("Every sale at the auction goes to the commune.", "c#1", "c",
                                                   "Auction", 1.0)])
+
+
+def test_how_many_is_carried_by_the_count_not_by_another_number_of_the_sentence():
+    """"How many books ...": the count is the number right before the things counted, so a generated "1387." (the
+    sentence's year) no longer carries it; a sentence that counts nothing asked falls back to any number."""
+    from app.grounding import GroundingPolicy
+
+    policy = GroundingPolicy(config=None, selector=None, cues=Cues.load(), retriever=None)
+    e = Evidence("In the spring of 1387 Leonor left the convent with eleven companions, fourteen mules and one hundred "
+                 "and eighty-six books.", "f#0", "f", "The Founding", 1.0)
+    assert policy.counted("How many books did Leonor bring when she founded the Library?", e) == {"eighty-six"}
+    assert policy.counted("how many mules went north?", e) == {"fourteen"}
+    assert policy.counted("How many companion nuns came?", e) == {"eleven"}
+    assert policy.counted("how many books Leonor brought", e) == {"eighty-six"}  # not "1387 Leonor"
+    assert policy.counted("How many towers were there?", e) == set()
+    assert policy.counted("When did she leave?", e) == set()
