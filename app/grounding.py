@@ -646,7 +646,7 @@ class GroundingPolicy:
         carries = True
         if mode == "hybrid":
             top = evidence[: g.extract_sentences]
-            if self.cues.answer_type(question) is None:  # no who / when / how many: any name or number would do
+            if self.cues.answer_type(question) is None:  # no who / when / how many: not just any name or number
                 carries = self.says_what_it_adds(question, reply, self.said(question, evidence)[:1])
             else:
                 need = set().union(*(self.selector.answer_tokens(question, e) for e in top))
