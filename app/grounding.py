@@ -14,6 +14,7 @@ by `app.backends.decoding.Decoding` and applied by the generation backend.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -644,15 +645,15 @@ class GroundingPolicy:
         bad = self.selector.unsupported(reply, evidence, allowed) if g.support_check else []
         says_idk = bool(self.cues.find("idk", reply))
         carries = True
+        said = functools.cache(lambda: self.said(question, evidence))  # one reader pass for the check and fallback
         if mode == "hybrid":
-            top = evidence[: g.extract_sentences]
             if self.cues.answer_type(question) is None:  # no who / when / how many: not just any name or number
-                carries = self.says_what_it_adds(question, reply, self.said(question, evidence)[:1])
+                carries = self.says_what_it_adds(question, reply, said()[:1])
             else:
-                need = set().union(*(self.selector.answer_tokens(question, e) for e in top))
+                need = set().union(*(self.selector.answer_tokens(question, e) for e in evidence[: g.extract_sentences]))
                 count = set()
                 if evidence and _HOW_MANY.search(question):  # the count the first said sentence gives, not any number
-                    count = self.counted(question, self.said(question, evidence)[0])
+                    count = self.counted(question, said()[0])
                 carries = any(w in reply.lower() for w in count or need) if count or need else True
         loops = repeats(reply)
         info.update(supported=not bad, unsupported=bad, carries_answer=carries, loops=loops)
@@ -660,6 +661,5 @@ class GroundingPolicy:
             return reply, info
         if g.on_unsupported == "idk":
             return idk_line(spec, self.config.world), {**info, "answer": "idk"}
-        said = self.said(question, evidence)
-        return self.extract(spec, said, question, chosen=True), {
-            **info, "answer": "extracted", "evidence": [e.source() for e in said], "generated": reply}
+        return self.extract(spec, said(), question, chosen=True), {
+            **info, "answer": "extracted", "evidence": [e.source() for e in said()], "generated": reply}
