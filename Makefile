@@ -77,7 +77,7 @@ ship-adapters: adapters
 # (their plain, rephrased and gated sets; a gated question is read only where its gate is open), never the sealed
 # world's: about 15 minutes on 2 cores, each world's index rebuilt first.
 DEV_WORLDS := eterna kestrel ridge alpine station outback clinic ember yuzu calvo fjord
-READER_FACTS := facts.jsonl facts_phrased.jsonl gated.jsonl gated_phrased.jsonl
+READER_FACTS := facts.jsonl facts_phrased.jsonl gated.jsonl gated_phrased.jsonl facts_train.jsonl
 reader: models
 	@for w in $(DEV_WORLDS); do $(BIN)/eterna --config configs/$$w.yaml index rebuild >/dev/null || exit 1; done
 	$(BIN)/eterna train reader --worlds $(foreach w,$(DEV_WORLDS),configs/$(w).yaml) --facts $(READER_FACTS) \

@@ -202,6 +202,12 @@ class GroundingConfig(_Strict):
         "because on the sealed world it cost an answer and fixed no \"I do not know\", docs/benchmarks.md); null: off")
     hidden_reader_own: float = Field(-4.0, description="with hidden_reader: the reader logit the character's own best "
                                      "sentence must stay below (the reader thinks it unlikely to answer)")
+    reader_floor: float | None = Field(
+        -4.0, description="with answer_order `reader`: the NPC does not know when the answer reader reads every one "
+        "of its best sentences (of reader_candidates) below this logit: none of them answers (\"how many people have "
+        "you patched up?\" / \"... a silence of eleven minutes\"). The logit scale is the reader's own: set it "
+        "for the reader you serve (-4.0 for the shipped one, chosen on development and held-out questions, "
+        "docs/benchmarks.md); null: off")
     extract_sentences: int = Field(2, ge=1, le=5, description="evidence sentences an extracted answer says, at most")
     max_words: int | None = Field(None, ge=8, le=400, description="an extracted fact reply's length in words, "
                                   "voice markers included: the best sentence always, each next one only while it "
@@ -230,8 +236,9 @@ class GroundingConfig(_Strict):
         "builtin:answer-reader", description="with answer_order `reader`: the answer reader, "
         "`builtin:answer-reader` (shipped, adapters/reader), `builtin:answer-reader-context` (adapters/reader-context, "
         "trained with --context) or a folder `eterna train reader` wrote; or a list of them, whose mean logit scores")
-    reader_weight: float = Field(3.0, ge=0, description="with answer_order `reader`: weight of the selection's own "
-                                 "score added to the reader's logit")
+    reader_weight: float = Field(6.0, ge=0, description="with answer_order `reader`: weight of the selection's own "
+                                 "score added to the reader's logit (6.0: chosen on questions the shipped reader "
+                                 "never trained on, where it reads less surely than on its own; docs/benchmarks.md)")
     reader_candidates: int = Field(5, ge=1, le=20, description="with answer_order `reader`: the selection's best "
                                    "sentences the reader reads (at least evidence_sentences are selected); the reply "
                                    "says at most extract_sentences of them")

@@ -426,9 +426,10 @@ class GroundingPolicy:
         return g.answer_both if route == "both" else g.answer
 
     def evidence(self, spec: NpcSpec, text: str, qvec, chapter: int, unfiltered: list, index: LoreIndex,
-                 state: object = None) -> list[Evidence]:
+                 state: object = None, asked: str | None = None) -> list[Evidence]:
         """Scoped retrieval, then evidence selection; empty when the character must say it does not know.
-        `state`: the game's state; documents whose `requires` it fails are filtered inside the search."""
+        `state`: the game's state; documents whose `requires` it fails are filtered inside the search. `asked`: the
+        player's whole question, as the answer reader reads it (default `text`)."""
         g = self.config.grounding
         r = self.config.retrieval
         found = self.retriever.search(index, text, qvec, r.k, spec.scope(chapter, state))
@@ -439,9 +440,22 @@ class GroundingPolicy:
                 evidence[0].score < g.min_evidence
                 or self.hidden_answers_better(text, qvec, evidence[0], unfiltered, evidence)
                 or self.hidden_reads_better(text, evidence, lambda: self.hidden_sentences(
-                    text, qvec, index, spec.scope(chapter, state)))):
+                    text, qvec, index, spec.scope(chapter, state)))
+                or self.reads_no_answer(asked or text, evidence)):
             return []
         return evidence
+
+    def reads_no_answer(self, question: str, evidence: list[Evidence]) -> bool:
+        """Does the answer reader read all of the character's best sentences (the `reader_candidates` it orders)
+        below `reader_floor`? Then none of them answers ("how many people have you patched up?" / "Every 14 March
+        the whole station keeps a silence of eleven minutes."), and an extract would say an unrelated sentence."""
+        from app.reader import load_reader
+
+        g = self.config.grounding
+        if g.reader_floor is None or g.answer_order != "reader" or not evidence:
+            return False
+        top = evidence[: max(g.extract_sentences, g.reader_candidates)]  # what `said` reads: the scores are cached
+        return max(load_reader(g.reader).scores(question, [e.read() for e in top])) < g.reader_floor
 
     def hidden_reads_better(self, text: str, evidence: list[Evidence], hidden) -> bool:
         """Does the answer reader find the answer in text the character may not see, and not in its own evidence?

@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Protocol
 
@@ -72,6 +73,7 @@ class CrossEncoderReader:
         self.context = recipe.get("context", False)
         self.id = f"reader:{folder.name}"
         self._lock = threading.Lock()  # one forward at a time: the model is shared by the engine's threads
+        self._last: OrderedDict[tuple, list[float]] = OrderedDict()  # a turn's checks read the same candidates
 
     def scores(self, question: str, candidates: list[tuple]) -> list[float]:
         import torch
@@ -81,8 +83,17 @@ class CrossEncoderReader:
         if not candidates:
             return []
         texts = candidate_texts(candidates, self.titles, self.context)
-        with self._lock, torch.inference_mode():
-            return [float(x) for x in score_pairs(self.model, self.tok, question, texts, self.max_length)]
+        key = (question, tuple(texts))
+        with self._lock:
+            if key in self._last:
+                self._last.move_to_end(key)
+                return list(self._last[key])
+            with torch.inference_mode():
+                out = [float(x) for x in score_pairs(self.model, self.tok, question, texts, self.max_length)]
+            self._last[key] = out
+            while len(self._last) > 64:
+                self._last.popitem(last=False)
+            return list(out)
 
 
 class MeanReader:

@@ -159,7 +159,7 @@ def ground(engine: DialogueEngine, turn: Turn) -> None:
     if turn.grounded and engine.config.grounding.ask_only:
         text, qvec, unfiltered = asked(engine, turn)
     turn.evidence = turn.policy.evidence(turn.npc, text, qvec, turn.chapter, unfiltered, turn.index,
-                                         turn.state) if turn.grounded else []
+                                         turn.state, asked=turn.question or turn.text) if turn.grounded else []
     turn.lap("retrieve_ms")
 
 

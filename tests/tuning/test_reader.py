@@ -256,6 +256,43 @@ def test_the_character_does_not_know_when_the_reader_finds_the_answer_only_in_hi
     assert not policy(answer_order="rank").hidden_reads_better(row["question"], [topic], hidden(gold))
 
 
+def test_the_character_does_not_know_when_the_reader_reads_none_of_its_sentences_as_an_answer(reader_dir, embedder):
+    """grounding.reader_floor: evidence whose every sentence the reader reads below the floor is no evidence (the
+    character says it does not know); one sentence above it keeps all of it; off, or with another order, nothing
+    changes. The scores are computed once for the floor and the order that follows."""
+    row = ROWS[0]
+    gold = Evidence("It was built by the clockmaker Oriol Santpere.", "c1", "d", "The Clock", 0.5)
+    topic = Evidence(TOPIC[1], "c0", "d", TOPIC[0], 1.0)
+    benches = Evidence("Readers sit on green benches.", "c5", "d", "Benches", 0.9)
+    reader = load_reader(str(reader_dir))
+    s_gold, s_topic, s_benches = reader.scores(row["question"], [e.read() for e in (gold, topic, benches)])
+    assert s_gold > max(s_topic, s_benches)
+
+    def policy(**g):  # the floor between this reader's scores: the rule, not the shipped reader's scale
+        grounding = GroundingConfig(**{"answer_order": "reader", "reader": str(reader_dir),
+                                       "reader_floor": (s_gold + max(s_topic, s_benches)) / 2, **g})
+        return GroundingPolicy(EternaConfig(grounding=grounding), EvidenceSelector(embedder, Cues.load()),
+                               Cues.load(), None)
+
+    assert policy().reads_no_answer(row["question"], [topic, benches])
+    assert not policy().reads_no_answer(row["question"], [topic, benches, gold])  # one answers: all of it stays
+    assert not policy().reads_no_answer(row["question"], [])
+    assert not policy(reader_floor=None).reads_no_answer(row["question"], [topic, benches])
+    assert not policy(answer_order="rank").reads_no_answer(row["question"], [topic, benches])
+    assert GroundingConfig().reader_floor is not None  # on by default, on the shipped reader's scale
+    # the floor's pass and the order's pass that follows are one forward
+    calls = []
+    forward = reader.model.forward
+    reader.model.forward = lambda *a, **k: (calls.append(1), forward(*a, **k))[1]
+    try:
+        question = row["question"] + " (once)"
+        policy().reads_no_answer(question, [topic, benches, gold])
+        policy().read(question, [topic, benches, gold])
+    finally:
+        reader.model.forward = forward
+    assert len(calls) == 1
+
+
 def test_the_hidden_margin_does_not_silence_an_answer_the_reader_is_sure_of(reader_dir, embedder):
     """grounding.hidden_margin_sure: a hidden page that scores better in the selection says "I do not know" (the
     hidden margin), unless the answer reader reads one of the character's own sentences at hidden_margin_sure or
