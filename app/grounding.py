@@ -318,7 +318,8 @@ def aside_cuts(sentence: str, keep: set[str], question: str, entities) -> list[s
     that waits for it ("...; when it is not, he hangs a rag"), is no apposition that says what the question
     asks ("the mark of the smelter, a red star", "Ada Vell, the elected steward") and, when `keep` is empty
     (a question of no answer type), names nothing (`entities(text)`: names and numbers, lower case) that is not in
-    the question or in what stays."""
+    the question or in what stays; nor does it say a name or number of the question that what stays lacks.
+    """
     question_words = {w.lower() for w in _TOKEN.findall(question)}
     topic = content_words(question)
     body = sentence.rstrip()
@@ -341,6 +342,8 @@ def aside_cuts(sentence: str, keep: set[str], question: str, entities) -> list[s
             continue
         if not keep and entities(" ".join(rest)) - question_words - tokens:
             continue
+        if (entities(question) & entities(" ".join(rest))) - tokens:  # what goes names no name or number asked
+            continue  # that what stays lacks ("and four long blasts call in the flagman": "four long blasts")
         # its last clause has a verb ("...; the gas company" has none), and so the whole of what stays has one
         if _has_verb(_CLAUSE_BREAK.split(kept)[-1]):
             cuts.append(kept + end)

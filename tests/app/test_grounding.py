@@ -259,6 +259,23 @@ def test_no_cut_parts_a_list_a_clause_a_negation_or_a_name(sentence, keep):
     assert aside_cuts(sentence, keep, "What is it?", _names) == []
 
 
+def test_no_cut_drops_what_the_question_asks_about(selector):
+    """What goes may not say a name or number of the question that what stays lacks: "four long blasts" was cut
+    from the answer to "What do four long whistle blasts mean?"; an aside the question does not name still goes."""
+    from app.grounding import aside_cuts
+
+    def _names(text):  # names and numbers as the engine finds them ("four" is a number)
+        return selector.entities(text, None)
+
+    signals = ("Rule 52 gives the whistle signals: one short blast means apply the brakes, two long blasts mean "
+               "release the brakes, and four long blasts call in the flagman.")
+    assert aside_cuts(signals, set(), "What do four long whistle blasts mean?", _names) == []
+    station = "The hut was built in 1956 by the lift company, after three summers of building at Moosalm."
+    assert aside_cuts(station, {"1956"}, "When was the hut built?", _names) == [
+        "The hut was built in 1956 by the lift company."]
+    assert aside_cuts(station, {"1956"}, "When was the hut at Moosalm built?", _names) == []
+
+
 def test_a_cut_never_ends_on_a_word_that_waits_for_more():
     from app.grounding import aside_cuts
 
