@@ -74,8 +74,8 @@ ship-adapters: adapters
 	$(BIN)/eterna adapters ship
 
 # The answer reader (adapters/reader: `grounding.answer_order: reader`) from the development worlds' fact questions
-# (their plain, rephrased and gated sets; a gated question is read only where its gate is open), never the sealed
-# world's: about 15 minutes on 2 cores, each world's index rebuilt first.
+# (their plain, rephrased and gated sets and facts_train.jsonl; a gated question is read only where its gate is open),
+# never the sealed world's: about 25 minutes on 2 cores, each world's index rebuilt first.
 DEV_WORLDS := eterna kestrel ridge alpine station outback clinic ember yuzu calvo fjord
 READER_FACTS := facts.jsonl facts_phrased.jsonl gated.jsonl gated_phrased.jsonl facts_train.jsonl
 reader: models
