@@ -219,6 +219,8 @@ _PAREN = re.compile(r"\s*\([^()]*\)")
 _SUBORDINATE = re.compile(r"^(?:when|whenever|if|unless|because|although|though|while|until|till|since|before|after|"
                           r"once|as|whereas|where|wherever)\b", re.I)
 _APPOSITION = re.compile(r"^(?:a|an|the)\b", re.I)  # ", a red star": a noun phrase that renames the one before
+_WHY = re.compile(r"\b(?:why|how come|what for|for what reason)\b", re.I)  # a question that asks for a reason
+_REASON = re.compile(r"\b(?:because|since|so that|in order to|which is why|that is why|for fear)\b", re.I)
 _CLAUSE_BREAK = re.compile(r";\s+|\s+[—–]\s+|\s+--\s+")
 # a sentence that opens by referring back ("Its reflector is 64 metres across."): it goes on from another sentence
 _REFERS_BACK = re.compile(r"^[\"'“‘(]*(?:it|its|it's|it’s|he|his|she|her|they|their|this|these|those)\b", re.I)
@@ -318,7 +320,8 @@ def aside_cuts(sentence: str, keep: set[str], question: str, entities) -> list[s
     that waits for it ("...; when it is not, he hangs a rag"), is no apposition that says what the question
     asks ("the mark of the smelter, a red star", "Ada Vell, the elected steward") and, when `keep` is empty
     (a question of no answer type), names nothing (`entities(text)`: names and numbers, lower case) that is not in
-    the question or in what stays; nor does it say a name or number of the question that what stays lacks.
+    the question or in what stays; nor does it say a name or number of the question that what stays lacks, nor,
+    when the question asks why, a reason ("because ...", "so that ...").
     """
     question_words = {w.lower() for w in _TOKEN.findall(question)}
     topic = content_words(question)
@@ -344,6 +347,8 @@ def aside_cuts(sentence: str, keep: set[str], question: str, entities) -> list[s
             continue
         if (entities(question) & entities(" ".join(rest))) - tokens:  # what goes names no name or number asked
             continue  # that what stays lacks ("and four long blasts call in the flagman": "four long blasts")
+        if _WHY.search(question) and _REASON.search(" ".join(rest)):  # a why-question keeps the reason it is
+            continue  # given (", because she strikes so softly that she seldom wakes anyone")
         # its last clause has a verb ("...; the gas company" has none), and so the whole of what stays has one
         if _has_verb(_CLAUSE_BREAK.split(kept)[-1]):
             cuts.append(kept + end)
@@ -452,13 +457,19 @@ class GroundingPolicy:
         """Does the answer reader read all of the character's best sentences (the `reader_candidates` it orders)
         below `reader_floor`? Then none of them answers ("how many people have you patched up?" / "Every 14 March
         the whole station keeps a silence of eleven minutes."), and an extract would say an unrelated sentence."""
-        from app.reader import load_reader
-
         g = self.config.grounding
         if g.reader_floor is None or g.answer_order != "reader" or not evidence:
             return False
-        top = evidence[: max(g.extract_sentences, g.reader_candidates)]  # what `said` reads: the scores are cached
-        return max(load_reader(g.reader).scores(question, [e.read() for e in top])) < g.reader_floor
+        return self.own_best(question, evidence) < g.reader_floor
+
+    def own_best(self, question: str, evidence: list[Evidence]) -> float:
+        """The answer reader's best logit over the character's own best sentences: the ones `said` reads (so the
+        scores come from the reader's cache when the reply is then ordered)."""
+        from app.reader import load_reader
+
+        g = self.config.grounding
+        top = evidence[: max(g.extract_sentences, g.reader_candidates)]
+        return max(load_reader(g.reader).scores(question, [e.read() for e in top]))
 
     def hidden_reads_better(self, text: str, evidence: list[Evidence], hidden) -> bool:
         """Does the answer reader find the answer in text the character may not see, and not in its own evidence?
@@ -472,12 +483,11 @@ class GroundingPolicy:
         g = self.config.grounding
         if g.hidden_reader is None or g.answer_order != "reader" or not evidence:
             return False
-        reader = load_reader(g.reader)
-        own = max(reader.scores(text, [e.read() for e in evidence[: g.reader_candidates]]))
+        own = self.own_best(text, evidence)
         if own >= g.hidden_reader_own:
             return False
         top = hidden()
-        return bool(top) and max(reader.scores(text, [e.read() for e in top])) - own >= g.hidden_reader
+        return bool(top) and max(load_reader(g.reader).scores(text, [e.read() for e in top])) - own >= g.hidden_reader
 
     def hidden_sentences(self, text: str, qvec, index: LoreIndex, scope) -> list[Evidence]:
         """The best sentences the character may not see, from an unscoped search twice as wide as the turn's."""
@@ -502,10 +512,7 @@ class GroundingPolicy:
         if self.answers_on_its_own(text, best):
             return False
         if g.hidden_margin_sure is not None and g.answer_order == "reader":
-            from app.reader import load_reader
-
-            mine = (own or [best])[: g.reader_candidates]
-            return max(load_reader(g.reader).scores(text, [e.read() for e in mine])) < g.hidden_margin_sure
+            return self.own_best(text, own or [best]) < g.hidden_margin_sure
         return True
 
     def answers_on_its_own(self, question: str, best: Evidence) -> bool:

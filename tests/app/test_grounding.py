@@ -276,6 +276,20 @@ def test_no_cut_drops_what_the_question_asks_about(selector):
     assert aside_cuts(station, {"1956"}, "When was the hut at Moosalm built?", _names) == []
 
 
+def test_a_why_question_keeps_the_reason(selector):
+    """A question that asks why keeps the reason clause the sentence gives; any other question may lose it."""
+    from app.grounding import aside_cuts
+
+    def _names(text):
+        return selector.entities(text, None)
+
+    bell = "Above the works hangs the bell, a heavy bronze called the Sleeper, because she strikes so softly."
+    assert aside_cuts(bell, set(), "Why do they call the bell the Sleeper?", _names) == []
+    assert aside_cuts(bell, set(), "How come the bell is called the Sleeper?", _names) == []
+    assert aside_cuts(bell, set(), "What hangs above the works?", _names) == [
+        "Above the works hangs the bell, a heavy bronze called the Sleeper."]
+
+
 def test_a_cut_never_ends_on_a_word_that_waits_for_more():
     from app.grounding import aside_cuts
 
