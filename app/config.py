@@ -196,12 +196,13 @@ class GroundingConfig(_Strict):
         "hidden page on the same thing scores (7.0: chosen on development and held-out questions, docs/benchmarks.md); "
         "null: off")
     hidden_reader: float | None = Field(
-        None, ge=0, description="with answer_order `reader`: the NPC does not know when the answer reader scores a "
-        "sentence it may not see (later chapter, closed gate, other scope) this many logits above its own best, and "
-        "its own best below hidden_reader_own (3.0 was chosen on development and held-out questions; off by default "
-        "because on the sealed world it cost an answer and fixed no \"I do not know\", docs/benchmarks.md); null: off")
-    hidden_reader_own: float = Field(-4.0, description="with hidden_reader: the reader logit the character's own best "
-                                     "sentence must stay below (the reader thinks it unlikely to answer)")
+        3.0, ge=0, description="with answer_order `reader`: the NPC does not know when the answer reader scores a "
+        "sentence it may not see (later chapter, closed gate, other scope) this many logits above its own best, its "
+        "own best reads below hidden_reader_own, and, for a question of an answer type, none of its own best "
+        "sentences holds a name or number of that type (3.0 with own 2.0: chosen on development and held-out "
+        "questions for the session-49 reader, docs/benchmarks.md); null: off")
+    hidden_reader_own: float = Field(2.0, description="with hidden_reader: the reader logit the character's own best "
+                                     "sentence must stay below (the reader is not sure its own lore answers)")
     reader_floor: float | None = Field(
         -4.0, description="with answer_order `reader`: the NPC does not know when the answer reader reads every one "
         "of its best sentences (of reader_candidates) below this logit: none of them answers (\"how many people have "

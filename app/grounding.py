@@ -477,12 +477,17 @@ class GroundingPolicy:
         sentences of a later chapter, a closed gate, another character's knowledge) reads `hidden_reader` higher:
         "how many people have you patched up?" / "... a silence of eleven minutes" is no answer, and the count is
         in a gated page. The selection's scores miss this when the hidden sentence scores below the character's
-        own (`hidden_answers_better`). Only the decision reads the hidden text."""
+        own (`hidden_answers_better`). A question of an answer type (who, when, how many) is never silenced while
+        one of the character's own best sentences holds a name or number of that type. Only the decision reads the
+        hidden text."""
         from app.reader import load_reader
 
         g = self.config.grounding
         if g.hidden_reader is None or g.answer_order != "reader" or not evidence:
             return False
+        if self.cues.answer_type(text) is not None and any(
+                self.selector.answer_tokens(text, e) for e in evidence[: g.reader_candidates]):
+            return False  # its own sentences hold a name or number of the asked type: it may answer from them
         own = self.own_best(text, evidence)
         if own >= g.hidden_reader_own:
             return False

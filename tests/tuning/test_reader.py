@@ -252,6 +252,9 @@ def test_the_character_does_not_know_when_the_reader_finds_the_answer_only_in_hi
     assert not asked  # ... and then nothing hidden is searched
     assert not policy().hidden_reads_better(row["question"], [topic], hidden(benches))  # reads no better
     assert not policy().hidden_reads_better(row["question"], [topic], hidden())  # nothing hidden
+    named = Evidence("The clock is wound by Pere Vidal.", "c6", "d", "The Clock", 0.8)  # a person, as "who" asks
+    assert not policy().hidden_reads_better(row["question"], [topic, named], hidden(gold))
+    assert GroundingConfig().hidden_reader is not None  # on by default, on the shipped reader's scale
     assert not policy(hidden_reader=None).hidden_reads_better(row["question"], [topic], hidden(gold))
     assert not policy(answer_order="rank").hidden_reads_better(row["question"], [topic], hidden(gold))
 
